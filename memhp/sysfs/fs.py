@@ -1,0 +1,137 @@
+"""The file-system interface shared by every sysfs root.
+
+A *sysfs root* is a directory that holds ``sys/`` (and, where known, ``proc/``):
+``/`` on a real machine, a captured tree on disk, a FUSE-mounted simulated machine,
+or an in-process simulated machine.  The tool (:mod:`memhp.host`) talks to all of
+them through this protocol only, so it never needs to know which one it has.
+
+Paths are absolute within the root and use ``/`` (``/sys/devices/system/memory``).
+Errors are :class:`OSError` with the errno the kernel would give (``ENOENT`` for a
+missing file, ``EINVAL``/``EBUSY`` from a store handler, ``EACCES`` for a write-only
+attribute read, ``EPERM``...).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat as stat_mod
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol, runtime_checkable
+
+
+class Kind(Enum):
+    """What a path names."""
+
+    DIR = "D"
+    FILE = "F"
+    LINK = "L"
+
+
+@dataclass(frozen=True)
+class Stat:
+    """The little of ``stat(2)`` a sysfs client needs."""
+
+    kind: Kind
+    mode: int  # permission bits, e.g. 0o644, 0o200 for write-only attributes
+    size: int = 4096
+
+
+@runtime_checkable
+class SysfsFS(Protocol):
+    """Read, write and walk a sysfs root (paths are absolute within the root)."""
+
+    def lstat(self, path: str) -> Stat:
+        """Describe ``path`` without following a final link; ENOENT if absent."""
+        ...
+
+    def listdir(self, path: str) -> list[str]:
+        """Names in directory ``path`` (unsorted is fine); ENOTDIR/ENOENT."""
+        ...
+
+    def read(self, path: str) -> bytes:
+        """The whole content of file ``path`` (links followed)."""
+        ...
+
+    def write(self, path: str, data: bytes) -> int:
+        """Write ``data`` to attribute ``path`` in one call; returns bytes taken."""
+        ...
+
+    def readlink(self, path: str) -> str:
+        """Target of link ``path``, relative as sysfs gives it."""
+        ...
+
+
+def oserror(code: int, path: str, what: str = "") -> OSError:
+    """An :class:`OSError` carrying ``code`` and ``path`` as the OS would raise it."""
+    msg = os.strerror(code)
+    if what:
+        msg = f"{msg} ({what})"
+    return OSError(code, msg, path)
+
+
+def normpath(path: str) -> str:
+    """Normalise an absolute root-relative path: no trailing or double slashes."""
+    if not path.startswith("/"):
+        path = "/" + path
+    parts = [p for p in path.split("/") if p and p != "."]
+    out: list[str] = []
+    for p in parts:
+        if p == "..":
+            if out:
+                out.pop()
+        else:
+            out.append(p)
+    return "/" + "/".join(out)
+
+
+def resolve_link(link_path: str, target: str) -> str:
+    """The absolute path a relative link target names."""
+    if target.startswith("/"):
+        return normpath(target)
+    parent = link_path.rsplit("/", 1)[0] or "/"
+    return normpath(parent + "/" + target)
+
+
+class DirectoryFS:
+    """A sysfs root that is a real directory (``/``, a captured tree, a FUSE mount)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+
+    def _real(self, path: str) -> str:
+        rel = normpath(path).lstrip("/")
+        return os.path.join(self.root, rel) if rel else self.root
+
+    def lstat(self, path: str) -> Stat:
+        st = os.lstat(self._real(path))
+        if stat_mod.S_ISLNK(st.st_mode):
+            kind = Kind.LINK
+        elif stat_mod.S_ISDIR(st.st_mode):
+            kind = Kind.DIR
+        else:
+            kind = Kind.FILE
+        return Stat(kind, stat_mod.S_IMODE(st.st_mode), st.st_size)
+
+    def listdir(self, path: str) -> list[str]:
+        return os.listdir(self._real(path))
+
+    def read(self, path: str) -> bytes:
+        with open(self._real(path), "rb") as f:
+            return f.read()
+
+    def write(self, path: str, data: bytes) -> int:
+        fd = os.open(self._real(path), os.O_WRONLY)
+        try:
+            return os.write(fd, data)
+        finally:
+            os.close(fd)
+
+    def readlink(self, path: str) -> str:
+        return os.readlink(self._real(path))
+
+
+def is_missing(exc: OSError) -> bool:
+    """True when ``exc`` means the path does not exist."""
+    return exc.errno in (errno.ENOENT, errno.ENOTDIR)
