@@ -218,7 +218,11 @@ def parse_trace(text: str) -> list[TraceStep]:
     for step in steps:
         for path in list(step.snapshot):
             parent = path.rsplit("/", 1)[0]
-            while parent and parent not in step.snapshot and parent != "/sys":
+            while (
+                parent
+                and parent not in step.snapshot
+                and any(parent.startswith(r + "/") for r in MEMORY_ROOTS)
+            ):
                 step.snapshot[parent] = Entry(Kind.DIR, mode=0o755)
                 parent = parent.rsplit("/", 1)[0]
     return steps

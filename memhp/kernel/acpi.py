@@ -1,0 +1,286 @@
+"""The kernel's ACPI side of memory hotplug.
+
+Models drivers/acpi/scan.c (acpi_bus_scan, acpi_device_hotplug,
+acpi_generic_hotplug_event, acpi_scan_try_to_offline, acpi_scan_hot_remove,
+acpi_bus_trim), drivers/acpi/acpi_memhotplug.c (acpi_memory_device_add,
+acpi_memory_enable_device, acpi_memory_device_remove), drivers/acpi/glue.c
+(acpi_bind_one: ``physical_node*`` and ``firmware_node`` links) and
+drivers/acpi/device_sysfs.c (eject_store).
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from memhp.kernel import memory_hotplug as mh
+from memhp.kernel.memory import MemoryBlock, MemState, device_offline, device_online
+from memhp.platform.acpi import (
+    ACPI_NOTIFY_DEVICE_CHECK,
+    ACPI_NOTIFY_EJECT_REQUEST,
+    ACPI_OST_EC_OSPM_EJECT,
+    ACPI_OST_SC_DEVICE_BUSY,
+    ACPI_OST_SC_EJECT_IN_PROGRESS,
+    ACPI_OST_SC_EJECT_NOT_SUPPORTED,
+    ACPI_OST_SC_NON_SPECIFIC_FAILURE,
+    ACPI_OST_SC_SUCCESS,
+    AcpiPlatform,
+)
+
+if TYPE_CHECKING:
+    from memhp.kernel.kernel import Kernel
+
+#: The sysfs parent of the memory devices (QEMU's memory hotplug container).
+ACPI_PARENT = "LNXSYSTM:00/LNXSYBUS:00/PNP0A06:04"
+
+
+@dataclass
+class MemoryInfo:
+    """struct acpi_memory_info: one _CRS range of the device."""
+
+    start_addr: int
+    length: int
+    enabled: bool = False
+
+
+@dataclass
+class AcpiDevice:
+    """struct acpi_device of a PNP0C80 object, with its memory driver data."""
+
+    slot: int
+    name: str  # "PNP0C80:00"
+    path: str
+    present: bool = False
+    bound: bool = False  # the acpi_memhotplug driver is attached
+    infos: list[MemoryInfo] = field(default_factory=list)
+    #: physical_node_list: the memory blocks bound to this device, in bind order.
+    physical_nodes: list[int] = field(default_factory=list)
+    #: put_online marks of acpi_bus_offline(), per block.
+    put_online: dict[int, bool] = field(default_factory=dict)
+    node: int = 0
+    ejectable: bool = True  # the object has _EJ0
+
+    @property
+    def sysfs_dir(self) -> str:
+        return f"/sys/devices/{ACPI_PARENT}/{self.name}"
+
+
+class AcpiBus:
+    """The ACPI devices the kernel enumerated, and the hotplug work on them."""
+
+    def __init__(self, k: Kernel) -> None:
+        self.k = k
+        spec = k.spec
+        windows = [w for n in spec.nodes for w in n.hotplug]
+        lo = min((s for s, _ in windows), default=0)
+        hi = max((e for _, e in windows), default=0)
+        self.platform = AcpiPlatform(spec.slots, lo, hi)
+        self.platform.notify = self.acpi_hotplug_notify
+        self.devices: list[AcpiDevice] = []
+
+    # ---------------------------------------------------------------- scan
+    def scan(self) -> None:
+        """acpi_bus_scan() at boot: one acpi_device per PNP0C80 object."""
+        for slot in self.platform.slots:
+            dev = AcpiDevice(slot.index, f"PNP0C80:{slot.index:02x}", slot.path)
+            self.devices.append(dev)
+            if slot._STA():
+                dev.present = True
+                self.acpi_memory_device_add(dev)
+
+    def device(self, name: str) -> AcpiDevice | None:
+        for d in self.devices:
+            if d.name == name:
+                return d
+        return None
+
+    # ------------------------------------------------------ acpi_memhotplug
+    def acpi_memory_device_add(self, dev: AcpiDevice) -> int:
+        """acpi_memory_device_add() -> acpi_memory_get_device_resources() + enable_device()."""
+        slot = self.platform.slots[dev.slot]
+        dev.infos = [MemoryInfo(s, n) for s, n in slot._CRS()]
+        dev.node = slot._PXM()
+        dev.bound = True
+        ret = self.acpi_memory_enable_device(dev)
+        if ret:
+            dev.bound = False
+            dev.infos = []
+        return ret
+
+    def acpi_memory_enable_device(self, dev: AcpiDevice) -> int:
+        """acpi_memory_enable_device(): add_memory() every range, bind its blocks."""
+        k = self.k
+        total = sum(i.length for i in dev.infos)
+        if not total:
+            k.log("acpi_memhotplug", f"{dev.name}: device is empty")
+            return -errno.EINVAL
+        enabled = 0
+        for info in dev.infos:
+            mom = mh.mhp_supports_memmap_on_memory(k, info.length)
+            ret = mh.add_memory(k, dev.node, info.start_addr, info.length, memmap_on_memory=mom)
+            if ret and ret != -errno.EEXIST:
+                k.log("acpi_memhotplug", f"{dev.name}: add_memory {info.start_addr:#x}+"
+                      f"{info.length:#x} failed ({ret})")
+                continue
+            self.acpi_bind_memory_blocks(dev, info)
+            info.enabled = True
+            enabled += 1
+        if not enabled:
+            k.log("acpi_memhotplug", f"{dev.name}: add_memory failed")
+            return -errno.EINVAL
+        return 0
+
+    def acpi_bind_memory_blocks(self, dev: AcpiDevice, info: MemoryInfo) -> None:
+        """acpi_bind_one() per block: physical_node links and firmware_node."""
+        for mem in self.k.blocks_in_range(info.start_addr, info.length):
+            mem.acpi_device = dev.name
+            dev.physical_nodes.append(mem.id)
+        self.k.log("acpi_bind_memory_blocks", f"{dev.name}: physical_node links to "
+                   f"{len(dev.physical_nodes)} memory blocks")
+
+    def acpi_unbind_memory_blocks(self, dev: AcpiDevice, info: MemoryInfo) -> None:
+        for mem in self.k.blocks_in_range(info.start_addr, info.length):
+            mem.acpi_device = None
+            if mem.id in dev.physical_nodes:
+                dev.physical_nodes.remove(mem.id)
+
+    def acpi_memory_device_remove(self, dev: AcpiDevice) -> None:
+        """acpi_memory_device_remove() -> acpi_memory_remove_memory(): __remove_memory()."""
+        for info in list(dev.infos):
+            if not info.enabled:
+                continue
+            self.acpi_unbind_memory_blocks(dev, info)
+            ret = mh.try_remove_memory(self.k, info.start_addr, info.length)
+            if ret:  # __remove_memory() BUG()s; the caller made sure all is offline.
+                raise RuntimeError(f"__remove_memory {info.start_addr:#x}: {ret}")
+        dev.infos = []
+        dev.bound = False
+        dev.physical_nodes = []
+
+    # ----------------------------------------------------------- scan.c eject
+    def _blocks(self, dev: AcpiDevice) -> list[MemoryBlock]:
+        return [self.k.blocks[b] for b in dev.physical_nodes if b in self.k.blocks]
+
+    def acpi_bus_offline(self, dev: AcpiDevice, second_pass: bool) -> MemoryBlock | None:
+        """acpi_bus_offline(): device_offline() each physical node; remember what we did."""
+        errdev = None
+        for mem in self._blocks(dev):
+            if second_pass:
+                if dev.put_online.get(mem.id):
+                    continue
+            else:
+                dev.put_online[mem.id] = False
+            ret = device_offline(self.k, mem)
+            if ret >= 0:
+                dev.put_online[mem.id] = ret == 0
+            else:
+                errdev = mem
+                if second_pass:
+                    break
+        return errdev
+
+    def acpi_bus_online(self, dev: AcpiDevice) -> None:
+        """acpi_bus_online(): re-online what acpi_bus_offline() offlined."""
+        for mem in self._blocks(dev):
+            if dev.put_online.get(mem.id):
+                device_online(self.k, mem)
+                dev.put_online[mem.id] = False
+
+    def acpi_scan_try_to_offline(self, dev: AcpiDevice) -> int:
+        """acpi_scan_try_to_offline(): two passes, errors of the first ignored."""
+        errdev = self.acpi_bus_offline(dev, second_pass=False)
+        if errdev is not None:
+            errdev = self.acpi_bus_offline(dev, second_pass=True)
+            if errdev is not None:
+                self.k.log("acpi_scan_try_to_offline", f"{errdev.name}: Offline failed.")
+                self.acpi_bus_online(dev)
+                return -errno.EBUSY
+        return 0
+
+    def acpi_scan_hot_remove(self, dev: AcpiDevice) -> int:
+        """acpi_scan_hot_remove(): offline (6.1) or let remove_memory() do it (3.8), trim, _EJ0."""
+        k = self.k
+        if k.profile.remove_memory_offlines:
+            # 3.8: acpi_memory_device_remove() -> remove_memory() offlines twice.
+            for info in dev.infos:
+                if info.enabled:
+                    still = mh.offline_blocks_two_passes(
+                        k, k.blocks_in_range(info.start_addr, info.length)
+                    )
+                    if still:
+                        k.log("remove_memory", ", ".join(m.name for m in still)
+                              + " could not be offlined")
+                        return -errno.EBUSY
+        else:
+            ret = self.acpi_scan_try_to_offline(dev)
+            if ret:
+                return ret
+        self.acpi_memory_device_remove(dev)  # acpi_bus_trim()
+        if not self.platform.evaluate_ej0(dev.slot):
+            k.log("acpi_scan_hot_remove", f"{dev.name}: _EJ0 failed")
+            return -errno.EIO
+        dev.present = bool(self.platform.slots[dev.slot]._STA())
+        k.log("acpi_scan_hot_remove", f"{dev.name}: ejected")
+        return 0
+
+    def acpi_generic_hotplug_event(self, dev: AcpiDevice, src: int) -> int:
+        """acpi_generic_hotplug_event()."""
+        if src == ACPI_NOTIFY_DEVICE_CHECK:
+            return self.acpi_scan_device_check(dev)
+        if src in (ACPI_NOTIFY_EJECT_REQUEST, ACPI_OST_EC_OSPM_EJECT):
+            if not dev.bound:
+                return -errno.ENODEV
+            self.platform.evaluate_ost(dev.slot, ACPI_NOTIFY_EJECT_REQUEST,
+                                       ACPI_OST_SC_EJECT_IN_PROGRESS)
+            return self.acpi_scan_hot_remove(dev)
+        return -errno.EINVAL
+
+    def acpi_scan_device_check(self, dev: AcpiDevice) -> int:
+        """acpi_scan_device_check(): a device that became present gets its driver."""
+        present = bool(self.platform.slots[dev.slot]._STA())
+        if dev.bound:
+            if present:
+                return 0
+            self.acpi_memory_device_remove(dev)  # acpi_scan_device_not_present()
+            dev.present = False
+            return 0
+        if not present:
+            return 0
+        dev.present = True
+        self.k.log("acpi_bus_scan", f"{dev.name} present: binding acpi_memhotplug")
+        return self.acpi_memory_device_add(dev)
+
+    def acpi_device_hotplug(self, dev: AcpiDevice, src: int) -> int:
+        """acpi_device_hotplug(): run the event, then report _OST to the platform."""
+        error = self.acpi_generic_hotplug_event(dev, src)
+        if error == 0:
+            ost = ACPI_OST_SC_SUCCESS
+        elif error == -errno.EPERM:
+            ost = ACPI_OST_SC_EJECT_NOT_SUPPORTED
+        elif error == -errno.EBUSY:
+            ost = ACPI_OST_SC_DEVICE_BUSY
+        else:
+            ost = ACPI_OST_SC_NON_SPECIFIC_FAILURE
+        self.platform.evaluate_ost(dev.slot, src, ost)
+        return error
+
+    def acpi_hotplug_notify(self, slot: int, value: int) -> None:
+        """acpi_hotplug_notify_cb() -> acpi_hotplug_schedule() -> acpi_device_hotplug()."""
+        self.acpi_device_hotplug(self.devices[slot], value)
+
+    def eject_store(self, dev: AcpiDevice, buf: bytes) -> int:
+        """eject_store(): "1" schedules an OSPM eject; returns 0 or -errno."""
+        if not buf or buf[:1] != b"1":
+            return -errno.EINVAL
+        if not dev.bound:
+            return -errno.ENODEV
+        if not dev.ejectable:
+            return -errno.ENODEV
+        self.acpi_device_hotplug(dev, ACPI_OST_EC_OSPM_EJECT)
+        return 0
+
+
+def blocks_state(blocks: list[MemoryBlock]) -> str:
+    return ", ".join(f"{m.name}={'online' if m.state is MemState.MEM_ONLINE else 'offline'}"
+                     for m in blocks)

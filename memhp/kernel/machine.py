@@ -1,0 +1,356 @@
+"""The machine description: what firmware tells the kernel at boot.
+
+A machine is described by a TOML document (see ``machines/*.toml``)::
+
+    name = "seed"
+    profile = "linux-3.8-hotremove"      # or "linux-6.1" (default)
+    block_size = "128M"
+    memcg = true                          # CONFIG_MEMCG
+    auto_online_blocks = "offline"        # memhp_default_state=
+    memmap_on_memory = false              # memory_hotplug.memmap_on_memory=
+    movable_node = false                  # movable_node on the command line
+    gbpages = true                        # direct mapping may use 1 GiB pages
+
+    [[e820]]                              # optional; default: one entry per RAM range
+    start = "0x0"
+    end = "0x9fbff"                       # inclusive, as /sys/firmware/memmap shows it
+    type = "System RAM"
+
+    [[node]]
+    id = 0
+    cpus = [0, 1]
+    distance = [10, 20]
+    memory = [["0", "1G"]]                # SRAT memory affinity, [start, end)
+    hotplug = []                          # SRAT ranges flagged hotpluggable
+
+    [hotplug]
+    slots = 4                             # ACPI memory devices (PNP0C80:00..)
+    maxmem = "8G"
+
+This module only parses and validates (no I/O): :func:`parse_machine` takes the
+already-decoded TOML mapping.  Every error names the key and the problem.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from memhp.kernel.constants import GiB, KiB, MiB, SECTION_SIZE, TiB
+from memhp.kernel.profile import PROFILES, KernelProfile
+
+E820_TYPES = (
+    "System RAM",
+    "Reserved",
+    "ACPI Tables",
+    "ACPI Non-volatile Storage",
+    "Unusable memory",
+    "Persistent Memory (legacy)",
+    "Persistent Memory",
+    "Soft Reserved",
+)
+
+ONLINE_TYPES = ("offline", "online", "online_kernel", "online_movable")
+
+
+class MachineError(ValueError):
+    """A machine description is invalid; the message names the key."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class E820Entry:
+    start: int
+    end: int  # exclusive
+    type: str
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    id: int
+    cpus: tuple[int, ...]
+    distance: tuple[int, ...]
+    memory: tuple[tuple[int, int], ...]  # [start, end)
+    hotplug: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    """A validated machine description."""
+
+    name: str
+    profile: KernelProfile
+    block_size: int
+    memcg: bool
+    auto_online_blocks: str
+    memmap_on_memory: bool
+    movable_node: bool
+    gbpages: bool
+    e820: tuple[E820Entry, ...]
+    nodes: tuple[NodeSpec, ...]
+    slots: int
+    maxmem: int
+    #: Sizes of the kernel's own boot allocations (see memhp.kernel.boot).
+    kernel_image_size: int = 32 * MiB
+    kernel_image_start: int = 16 * MiB
+    swiotlb_size: int = 64 * MiB
+    boot_slab_per_node: int = 24 * MiB
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def boot_ram(self) -> list[tuple[int, int, int]]:
+        """(start, end, nid) of RAM present at boot: SRAT ranges ∩ e820 System RAM."""
+        out: list[tuple[int, int, int]] = []
+        for node in self.nodes:
+            for ms, me in node.memory:
+                for e in self.e820:
+                    if e.type != "System RAM":
+                        continue
+                    s, t = max(ms, e.start), min(me, e.end)
+                    if s < t:
+                        out.append((s, t, node.id))
+        out.sort()
+        return out
+
+    def node(self, nid: int) -> NodeSpec:
+        for n in self.nodes:
+            if n.id == nid:
+                return n
+        raise KeyError(nid)
+
+    def hotplug_node_for(self, start: int, end: int) -> int | None:
+        """The node whose SRAT hotplug window contains [start, end)."""
+        for n in self.nodes:
+            for hs, he in n.hotplug:
+                if hs <= start and end <= he:
+                    return n.id
+        return None
+
+
+_SIZE_RE = re.compile(r"^\s*(0x[0-9a-fA-F]+|\d+)\s*([KMGTkmgt]?)(i?[Bb])?\s*$")
+_UNITS = {"": 1, "k": KiB, "m": MiB, "g": GiB, "t": TiB}
+
+
+def parse_size(value: object, key: str) -> int:
+    """An integer or a string like ``"1G"``, ``"128M"``, ``"0x40000000"``."""
+    if isinstance(value, bool):
+        raise MachineError(key, f"expected a size, got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise MachineError(key, f"must not be negative, got {value}")
+        return value
+    if isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if m:
+            num = int(m.group(1), 0)
+            return num * _UNITS[m.group(2).lower()]
+    raise MachineError(key, f"expected a size such as 1G, 128M or 0x40000000, got {value!r}")
+
+
+def _bool(d: Mapping[str, object], key: str, default: bool) -> bool:
+    v = d.get(key, default)
+    if not isinstance(v, bool):
+        raise MachineError(key, f"expected true or false, got {v!r}")
+    return v
+
+
+def _range(v: object, key: str) -> tuple[int, int]:
+    if isinstance(v, Mapping):
+        start = parse_size(v.get("start"), key + ".start")
+        if "size" in v:
+            end = start + parse_size(v["size"], key + ".size")
+        else:
+            end = parse_size(v.get("end"), key + ".end")
+    elif isinstance(v, list | tuple) and len(v) == 2:
+        start, end = parse_size(v[0], key + "[0]"), parse_size(v[1], key + "[1]")
+    else:
+        raise MachineError(key, f"expected [start, end] or {{start, size}}, got {v!r}")
+    if end <= start:
+        raise MachineError(key, f"empty range [{start:#x}, {end:#x})")
+    return start, end
+
+
+def _int_list(v: object, key: str) -> tuple[int, ...]:
+    if not isinstance(v, list) or not all(
+        isinstance(x, int) and not isinstance(x, bool) for x in v
+    ):
+        raise MachineError(key, f"expected a list of integers, got {v!r}")
+    return tuple(v)
+
+
+_KNOWN_TOP = {
+    "name",
+    "profile",
+    "block_size",
+    "memcg",
+    "auto_online_blocks",
+    "memmap_on_memory",
+    "movable_node",
+    "gbpages",
+    "e820",
+    "node",
+    "hotplug",
+    "kernel",
+    "description",
+}
+
+
+def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
+    """Validate a decoded machine description and build a :class:`MachineSpec`."""
+    unknown = sorted(set(doc) - _KNOWN_TOP)
+    if unknown:
+        raise MachineError(unknown[0], f"unknown key (known: {', '.join(sorted(_KNOWN_TOP))})")
+    name = doc.get("name", "machine")
+    if not isinstance(name, str):
+        raise MachineError("name", f"expected a string, got {name!r}")
+    prof_name = doc.get("profile", "linux-6.1")
+    if prof_name not in PROFILES:
+        raise MachineError("profile", f"unknown profile {prof_name!r} (known: {', '.join(PROFILES)})")
+    profile = PROFILES[str(prof_name)]
+    block_size = parse_size(doc.get("block_size", SECTION_SIZE), "block_size")
+    if block_size < SECTION_SIZE or block_size & (block_size - 1):
+        raise MachineError(
+            "block_size", f"must be a power of two of at least 128M, got {block_size:#x}"
+        )
+    aob = doc.get("auto_online_blocks", "offline")
+    if aob not in ONLINE_TYPES:
+        raise MachineError("auto_online_blocks", f"expected one of {ONLINE_TYPES}, got {aob!r}")
+
+    raw_nodes = doc.get("node")
+    if not isinstance(raw_nodes, list) or not raw_nodes:
+        raise MachineError("node", "at least one [[node]] table is required")
+    nodes: list[NodeSpec] = []
+    seen_cpus: set[int] = set()
+    for i, rn in enumerate(raw_nodes):
+        k = f"node[{i}]"
+        if not isinstance(rn, Mapping):
+            raise MachineError(k, "expected a table")
+        bad = sorted(set(rn) - {"id", "cpus", "distance", "memory", "hotplug"})
+        if bad:
+            raise MachineError(f"{k}.{bad[0]}", "unknown key")
+        nid = rn.get("id", i)
+        if not isinstance(nid, int) or isinstance(nid, bool) or not 0 <= nid < 1024:
+            raise MachineError(f"{k}.id", f"expected a node id 0..1023, got {nid!r}")
+        cpus = _int_list(rn.get("cpus", []), f"{k}.cpus")
+        for c in cpus:
+            if c in seen_cpus:
+                raise MachineError(f"{k}.cpus", f"cpu {c} belongs to two nodes")
+            seen_cpus.add(c)
+        mem = rn.get("memory", [])
+        hp = rn.get("hotplug", [])
+        if not isinstance(mem, list):
+            raise MachineError(f"{k}.memory", "expected a list of ranges")
+        if not isinstance(hp, list):
+            raise MachineError(f"{k}.hotplug", "expected a list of ranges")
+        memory = tuple(_range(r, f"{k}.memory[{j}]") for j, r in enumerate(mem))
+        hotplug = tuple(_range(r, f"{k}.hotplug[{j}]") for j, r in enumerate(hp))
+        for j, (s, e) in enumerate(hotplug):
+            if s % block_size or e % block_size:
+                raise MachineError(
+                    f"{k}.hotplug[{j}]", f"window must be aligned to the block size {block_size:#x}"
+                )
+        dist = _int_list(rn.get("distance", []), f"{k}.distance")
+        nodes.append(NodeSpec(nid, cpus, dist, memory, hotplug))
+    ids = [n.id for n in nodes]
+    if len(set(ids)) != len(ids):
+        raise MachineError("node", f"duplicate node ids {ids}")
+    nodes.sort(key=lambda n: n.id)
+    # Default SLIT: 10 local, 20 remote.
+    fixed: list[NodeSpec] = []
+    for n in nodes:
+        dist = n.distance
+        if not dist:
+            dist = tuple(10 if m.id == n.id else 20 for m in nodes)
+        if len(dist) != len(nodes):
+            raise MachineError(
+                f"node[{ids.index(n.id)}].distance", f"expected {len(nodes)} distances, got {len(dist)}"
+            )
+        fixed.append(NodeSpec(n.id, n.cpus, dist, n.memory, n.hotplug))
+    nodes = fixed
+    if not any(n.cpus for n in nodes):
+        raise MachineError("node", "at least one node needs CPUs")
+    # Overlaps between nodes' memory and hotplug windows.
+    spans = sorted(
+        (s, e, f"node {n.id}") for n in nodes for (s, e) in (*n.memory, *n.hotplug)
+    )
+    for (s1, e1, w1), (s2, _e2, w2) in zip(spans, spans[1:], strict=False):
+        if s2 < e1:
+            raise MachineError("node", f"ranges of {w1} and {w2} overlap at {s2:#x}")
+
+    raw_e820 = doc.get("e820")
+    e820: list[E820Entry] = []
+    if raw_e820 is None:
+        for n in nodes:
+            for s, e in n.memory:
+                e820.append(E820Entry(s, e, "System RAM"))
+    else:
+        if not isinstance(raw_e820, list):
+            raise MachineError("e820", "expected a list of [[e820]] tables")
+        for i, re_ in enumerate(raw_e820):
+            k = f"e820[{i}]"
+            if not isinstance(re_, Mapping):
+                raise MachineError(k, "expected a table with start, end (inclusive), type")
+            s = parse_size(re_.get("start"), f"{k}.start")
+            if "size" in re_:
+                e = s + parse_size(re_["size"], f"{k}.size")
+            else:
+                e = parse_size(re_.get("end"), f"{k}.end") + 1
+            if e <= s:
+                raise MachineError(k, "end before start")
+            t = re_.get("type", "System RAM")
+            if t not in E820_TYPES:
+                raise MachineError(f"{k}.type", f"unknown type {t!r} (known: {', '.join(E820_TYPES)})")
+            e820.append(E820Entry(s, e, str(t)))
+    e820.sort(key=lambda x: x.start)
+    for a, b in zip(e820, e820[1:], strict=False):
+        if b.start < a.end:
+            raise MachineError("e820", f"entries overlap at {b.start:#x}")
+
+    hp = doc.get("hotplug", {})
+    if not isinstance(hp, Mapping):
+        raise MachineError("hotplug", "expected a table")
+    slots = hp.get("slots", 0)
+    if not isinstance(slots, int) or isinstance(slots, bool) or not 0 <= slots <= 256:
+        raise MachineError("hotplug.slots", f"expected 0..256, got {slots!r}")
+    boot_total = sum(e - s for n in nodes for s, e in n.memory)
+    maxmem = parse_size(hp.get("maxmem", boot_total), "hotplug.maxmem")
+    if maxmem < boot_total:
+        raise MachineError("hotplug.maxmem", "smaller than the boot memory")
+    if slots and not any(n.hotplug for n in nodes):
+        raise MachineError("hotplug", "slots given but no node has a hotplug window")
+
+    kern = doc.get("kernel", {})
+    if not isinstance(kern, Mapping):
+        raise MachineError("kernel", "expected a table")
+    bad = sorted(set(kern) - {"image_start", "image_size", "swiotlb", "boot_slab_per_node"})
+    if bad:
+        raise MachineError(f"kernel.{bad[0]}", "unknown key")
+
+    spec = MachineSpec(
+        name=name,
+        profile=profile,
+        block_size=block_size,
+        memcg=_bool(doc, "memcg", True),
+        auto_online_blocks=str(aob),
+        memmap_on_memory=_bool(doc, "memmap_on_memory", False),
+        movable_node=_bool(doc, "movable_node", False),
+        gbpages=_bool(doc, "gbpages", True),
+        e820=tuple(e820),
+        nodes=tuple(nodes),
+        slots=slots,
+        maxmem=maxmem,
+        kernel_image_start=parse_size(kern.get("image_start", 16 * MiB), "kernel.image_start"),
+        kernel_image_size=parse_size(kern.get("image_size", 32 * MiB), "kernel.image_size"),
+        swiotlb_size=parse_size(kern.get("swiotlb", 64 * MiB), "kernel.swiotlb"),
+        boot_slab_per_node=parse_size(
+            kern.get("boot_slab_per_node", 24 * MiB), "kernel.boot_slab_per_node"
+        ),
+    )
+    if not spec.boot_ram:
+        raise MachineError("node", "no boot RAM: no node memory range is System RAM in the e820")
+    return spec

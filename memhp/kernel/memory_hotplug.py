@@ -1,0 +1,508 @@
+"""The mm side of memory hotplug (mm/memory_hotplug.c).
+
+Functions are named after the kernel functions they model and take the
+:class:`~memhp.kernel.kernel.Kernel` as first argument (the kernel's globals).
+They return 0 or a negative errno, as the kernel does; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from memhp.kernel.constants import (
+    PAGE_SHIFT,
+    PAGEBLOCK_NR_PAGES,
+    PAGES_PER_SECTION,
+    PMD_SIZE,
+    STRUCT_PAGE_SIZE,
+    pfn_to_section_nr,
+    section_nr_to_pfn,
+)
+from memhp.kernel.memory import (
+    MMOP,
+    NUMA_NO_NODE,
+    MemoryBlock,
+    MemState,
+    device_offline,
+    device_online,
+)
+from memhp.kernel.mmzone import Zone, ZoneType
+from memhp.kernel.notifier import MemAction, MemoryNotify
+from memhp.kernel.page_alloc import AllocError, PageState
+
+if TYPE_CHECKING:
+    from memhp.kernel.kernel import Kernel
+
+
+# ----------------------------------------------------------------- zone choice
+def default_kernel_zone_for_pfn(k: Kernel, nid: int, start_pfn: int, nr_pages: int) -> Zone:
+    """default_kernel_zone_for_pfn(): the first kernel zone the range intersects, else Normal."""
+    pgdat = k.pgdats[nid]
+    for z in (ZoneType.DMA, ZoneType.DMA32):
+        zone = pgdat.zone(z)
+        if zone.intersects(start_pfn, nr_pages):
+            return zone
+    return pgdat.zone(ZoneType.NORMAL)
+
+
+def default_zone_for_pfn(k: Kernel, nid: int, start_pfn: int, nr_pages: int) -> Zone:
+    """default_zone_for_pfn(): inherit a non-overlapping neighbour zone, else the policy."""
+    kernel_zone = default_kernel_zone_for_pfn(k, nid, start_pfn, nr_pages)
+    movable_zone = k.pgdats[nid].zone(ZoneType.MOVABLE)
+    in_kernel = kernel_zone.intersects(start_pfn, nr_pages)
+    in_movable = movable_zone.intersects(start_pfn, nr_pages)
+    if in_kernel ^ in_movable:
+        return kernel_zone if in_kernel else movable_zone
+    return movable_zone if k.movable_node else kernel_zone
+
+
+def zone_for_pfn_range(
+    k: Kernel, online_type: MMOP, nid: int, start_pfn: int, nr_pages: int
+) -> Zone:
+    """zone_for_pfn_range() with the contig-zones online policy."""
+    if online_type is MMOP.MMOP_ONLINE_KERNEL:
+        return default_kernel_zone_for_pfn(k, nid, start_pfn, nr_pages)
+    if online_type is MMOP.MMOP_ONLINE_MOVABLE:
+        return k.pgdats[nid].zone(ZoneType.MOVABLE)
+    return default_zone_for_pfn(k, nid, start_pfn, nr_pages)
+
+
+def valid_zones(k: Kernel, mem: MemoryBlock) -> list[str] | None:
+    """valid_zones_show(): zone names, default first; None for "none"."""
+    start_pfn = section_nr_to_pfn(mem.start_section_nr)
+    nr = k.pages_per_block
+    if mem.state is MemState.MEM_ONLINE:
+        if mem.zone is None:
+            return None
+        return [k.pgdats[mem.nid].zone(mem.zone).name]
+    default = zone_for_pfn_range(k, MMOP.MMOP_ONLINE, mem.nid, start_pfn, nr)
+    names = [default.name]
+    for t in (MMOP.MMOP_ONLINE_KERNEL, MMOP.MMOP_ONLINE_MOVABLE):
+        z = zone_for_pfn_range(k, t, mem.nid, start_pfn, nr)
+        if z is not default:
+            names.append(z.name)
+    return names
+
+
+# ----------------------------------------------------------------- spans
+def move_pfn_range_to_zone(k: Kernel, zone: Zone, start_pfn: int, nr_pages: int) -> None:
+    """move_pfn_range_to_zone(): grow zone and node spans, tag the sections' zone."""
+    pgdat = k.pgdats[zone.nid]
+    zone.resize_range(start_pfn, nr_pages)
+    pgdat.update_span()
+
+
+def _section_in_zone(k: Kernel, sec: int, zone: Zone) -> bool:
+    return bool(
+        k.sparse.online[sec] and k.pa.zone[sec] == int(zone.idx) and k.pa.nid[sec] == zone.nid
+    )
+
+
+def shrink_zone_span(k: Kernel, zone: Zone, start_pfn: int, end_pfn: int) -> None:
+    """shrink_zone_span(): drop [start, end) from either edge of the zone span.
+
+    The new edge is the next online section of the zone (find_smallest_section_pfn /
+    find_biggest_section_pfn); a range in the middle leaves the span alone.
+    """
+    if zone.is_empty():
+        return
+    s_first = pfn_to_section_nr(zone.zone_start_pfn)
+    s_last = pfn_to_section_nr(zone.zone_end_pfn - 1)
+    if zone.zone_start_pfn == start_pfn:
+        for sec in range(pfn_to_section_nr(end_pfn), s_last + 1):
+            if _section_in_zone(k, sec, zone):
+                pfn = section_nr_to_pfn(sec)
+                zone.spanned_pages = zone.zone_end_pfn - pfn
+                zone.zone_start_pfn = pfn
+                return
+        zone.zone_start_pfn = zone.spanned_pages = 0
+    elif zone.zone_end_pfn == end_pfn:
+        for sec in range(pfn_to_section_nr(start_pfn) - 1, s_first - 1, -1):
+            if _section_in_zone(k, sec, zone):
+                zone.spanned_pages = section_nr_to_pfn(sec + 1) - zone.zone_start_pfn
+                return
+        zone.zone_start_pfn = zone.spanned_pages = 0
+
+
+def remove_pfn_range_from_zone(k: Kernel, zone: Zone, start_pfn: int, nr_pages: int) -> None:
+    """remove_pfn_range_from_zone(): shrink the zone span, then update_pgdat_span()."""
+    shrink_zone_span(k, zone, start_pfn, start_pfn + nr_pages)
+    k.pgdats[zone.nid].update_span()
+
+
+# ----------------------------------------------------------------- node states
+def _status_change_online(k: Kernel, zone: Zone) -> tuple[int, int]:
+    """node_states_check_changes_online()."""
+    nid = zone.nid
+    change = nid if nid not in k.node_states["N_MEMORY"] else NUMA_NO_NODE
+    change_normal = NUMA_NO_NODE
+    if zone.idx <= ZoneType.NORMAL and nid not in k.node_states["N_NORMAL_MEMORY"]:
+        change_normal = nid
+    return change, change_normal
+
+
+def _status_change_offline(k: Kernel, zone: Zone, nr_pages: int) -> tuple[int, int]:
+    """node_states_check_changes_offline()."""
+    pgdat = k.pgdats[zone.nid]
+    present = sum(pgdat.zone(z).present_pages for z in (ZoneType.DMA, ZoneType.DMA32, ZoneType.NORMAL))
+    change_normal = NUMA_NO_NODE
+    if zone.idx <= ZoneType.NORMAL and nr_pages >= present:
+        change_normal = zone.nid
+    present += pgdat.zone(ZoneType.MOVABLE).present_pages
+    change = zone.nid if nr_pages >= present else NUMA_NO_NODE
+    return change, change_normal
+
+
+# ----------------------------------------------------------------- online
+def online_pages(k: Kernel, pfn: int, nr_pages: int, zone: Zone) -> int:
+    """online_pages(): move the range to ``zone``, notify, hand its pages to the buddy."""
+    if nr_pages <= 0 or pfn % PAGEBLOCK_NR_PAGES or (pfn + nr_pages) % PAGES_PER_SECTION:
+        return -errno.EINVAL
+    nid = zone.nid
+    move_pfn_range_to_zone(k, zone, pfn, nr_pages)
+    change, change_normal = _status_change_online(k, zone)
+    arg = MemoryNotify(pfn, nr_pages, nid, change, change_normal)
+    ret = k.memory_notify(MemAction.MEM_GOING_ONLINE, arg)
+    if ret:
+        k.memory_notify(MemAction.MEM_CANCEL_ONLINE, arg)
+        if k.profile.shrink_spans_on_offline:
+            remove_pfn_range_from_zone(k, zone, pfn, nr_pages)
+        k.log("online_pages", f"[mem {pfn << PAGE_SHIFT:#012x}-"
+              f"{((pfn + nr_pages) << PAGE_SHIFT) - 1:#012x}] failed: notifier {ret}")
+        return ret
+    # online_pages_range(): sections online, pages to the buddy allocator.
+    first = pfn_to_section_nr(pfn)
+    last = pfn_to_section_nr(pfn + nr_pages - 1)
+    for sec in range(first, last + 1):
+        k.sparse.online[sec] = True
+        k.pa.section_online(sec, nid, zone.idx)
+    # adjust_present_page_count() and the managed pages the buddy now holds.
+    zone.present_pages += nr_pages
+    zone.managed_pages += nr_pages
+    if change >= 0:
+        k.node_states["N_MEMORY"].add(nid)
+    if change_normal >= 0:
+        k.node_states["N_NORMAL_MEMORY"].add(nid)
+    k.pa.init_per_zone_wmark_min()
+    k.memory_notify(MemAction.MEM_ONLINE, arg)
+    return 0
+
+
+def memory_block_online(k: Kernel, mem: MemoryBlock) -> int:
+    """memory_block_online() (drivers/base/memory.c)."""
+    start_pfn = section_nr_to_pfn(mem.start_section_nr)
+    nr_pages = k.pages_per_block
+    zone = zone_for_pfn_range(k, mem.online_type, mem.nid, start_pfn, nr_pages)
+    vm = mem.nr_vmemmap_pages
+    ret = online_pages(k, start_pfn + vm, nr_pages - vm, zone)
+    if ret:
+        return ret
+    if vm:
+        # The altmap pages belong to the block's zone once it is online.
+        zone.present_pages += vm
+        move_pfn_range_to_zone(k, zone, start_pfn, vm)
+    mem.zone = zone.idx
+    k.log("online", f"{mem.name} online in {zone.name} (node {zone.nid})")
+    return 0
+
+
+# ----------------------------------------------------------------- offline
+class OfflineFailure:
+    """Why the last offline_pages() failed (for diagnosis), kept on the kernel."""
+
+    def __init__(self, block: int, reason: str, errno_: int, owners: list[str]) -> None:
+        self.block = block
+        self.reason = reason
+        self.errno = errno_
+        self.owners = owners
+
+    def __repr__(self) -> str:
+        return f"OfflineFailure(memory{self.block}, {self.reason}, {self.errno}, {self.owners})"
+
+
+def _unmovable_owners(k: Kernel, secs: range, zone: Zone) -> list[str]:
+    """has_unmovable_pages(): owners of pages isolation refuses (none in ZONE_MOVABLE)."""
+    if zone.idx is ZoneType.MOVABLE:
+        return []
+    out: list[str] = []
+    for a, sec, n in k.pa.owners_in(secs):
+        if a.kind == "hwpoison":
+            continue  # HWPoison pages are skipped by offlining
+        if a.state in (PageState.UNMOVABLE, PageState.RESERVED):
+            out.append(f"{a.owner} ({n} pages in section {sec})")
+    return out
+
+
+def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: int) -> int:
+    """offline_pages(): isolate, notify, migrate, check, take out of the buddy."""
+    end_pfn = start_pfn + nr_pages
+    first, last = pfn_to_section_nr(start_pfn), pfn_to_section_nr(end_pfn - 1)
+    secs = range(first, last + 1)
+    prof = k.profile
+
+    def fail(reason: str, err: int, owners: list[str] | None = None) -> int:
+        k.last_offline_failure = OfflineFailure(block, reason, err, owners or [])
+        k.log("offline_pages", f"memory{block} offlining failed due to {reason}"
+              + (f": {owners[0]}" if owners else ""))
+        return -err
+
+    if nr_pages <= 0 or start_pfn % PAGEBLOCK_NR_PAGES or end_pfn % PAGES_PER_SECTION:
+        return fail("misaligned range", errno.EINVAL)
+    # walk_system_ram_range(): no holes.
+    ram = int(k.pa.ram[first : last + 1].sum()) - sum(
+        int(k.pa.counts[PageState.ALTMAP, s]) for s in secs
+    )
+    if ram != nr_pages:
+        return fail("memory holes", errno.EINVAL)
+    for sec in secs:
+        if int(k.pa.zone[sec]) != int(zone.idx) or int(k.pa.nid[sec]) != zone.nid:
+            return fail("multizone range", errno.EINVAL)
+    # start_isolate_page_range() -> has_unmovable_pages().
+    owners = _unmovable_owners(k, secs, zone)
+    if owners:
+        return fail("failure to isolate range", errno.EBUSY, owners)
+    for sec in secs:
+        k.pa.isolated[sec] = True
+    change, change_normal = _status_change_offline(k, zone, nr_pages)
+    arg = MemoryNotify(start_pfn, nr_pages, zone.nid, change, change_normal)
+
+    def undo(reason: str, err: int, owners_: list[str] | None = None) -> int:
+        for sec in secs:
+            k.pa.isolated[sec] = False
+        k.memory_notify(MemAction.MEM_CANCEL_OFFLINE, arg)
+        return fail(reason, err, owners_)
+
+    ret = k.memory_notify(MemAction.MEM_GOING_OFFLINE, arg)
+    if ret:
+        return undo("notifier failure", -ret)
+    # The migration loop: scan_movable_pages() + do_migrate_range(), repeated.
+    start_clock = k.clock
+    retries = 0
+    while True:
+        failed = 0
+        for sec in secs:
+            moved, f = k.pa.migrate_section(sec)
+            k.clock += moved * k.migrate_page_cost_s
+            failed += f
+        leftovers = [
+            f"{a.owner} ({n} pages in section {s})"
+            for a, s, n in k.pa.owners_in(secs)
+            if a.state is not PageState.FREE and a.kind != "hwpoison"
+        ]
+        if not leftovers:
+            break
+        # Something could not be migrated (pinned, no room) or is not movable at all.
+        retries += 1
+        k.clock += k.migrate_retry_cost_s
+        if prof.offline_migrate_retry_max is not None and failed:
+            if retries >= prof.offline_migrate_retry_max:
+                return undo("migration failure", errno.EBUSY, leftovers)
+            continue
+        if prof.offline_timeout_s is not None:
+            # 3.8: the loop gives up after the timeout with -EAGAIN.
+            k.clock = max(k.clock, start_clock + prof.offline_timeout_s)
+            return undo("timeout", errno.EAGAIN, leftovers)
+        # 6.1: retried until the writer gets a signal.
+        k.clock = max(k.clock, start_clock + k.signal_after_s)
+        return undo("signal backoff", errno.EINTR, leftovers)
+    # __offline_isolated_pages(): sections offline, free pages leave the buddy;
+    # poisoned pages are dropped with them.
+    for a, sec, n in list(k.pa.owners_in(secs)):
+        if a.kind == "hwpoison":
+            k.pa.free(a, sec, n)
+    for sec in secs:
+        k.pa.section_offline(sec)
+        k.pa.isolated[sec] = False
+        k.sparse.online[sec] = False
+    zone.managed_pages -= nr_pages
+    zone.present_pages -= nr_pages
+    k.pa.init_per_zone_wmark_min()
+    if change_normal >= 0:
+        k.node_states["N_NORMAL_MEMORY"].discard(zone.nid)
+    if change >= 0:
+        k.node_states["N_MEMORY"].discard(zone.nid)
+    k.memory_notify(MemAction.MEM_OFFLINE, arg)
+    if prof.shrink_spans_on_offline:
+        remove_pfn_range_from_zone(k, zone, start_pfn, nr_pages)
+    return 0
+
+
+def memory_block_offline(k: Kernel, mem: MemoryBlock) -> int:
+    """memory_block_offline() (drivers/base/memory.c)."""
+    if mem.zone is None:
+        k.last_offline_failure = OfflineFailure(mem.id, "block spans zones or nodes", errno.EINVAL, [])
+        return -errno.EINVAL
+    start_pfn = section_nr_to_pfn(mem.start_section_nr)
+    vm = mem.nr_vmemmap_pages
+    zone = k.pgdats[mem.nid].zone(mem.zone)
+    if vm:
+        zone.present_pages -= vm
+    ret = offline_pages(k, start_pfn + vm, k.pages_per_block - vm, zone, mem.id)
+    if ret:
+        if vm:
+            zone.present_pages += vm
+        return ret
+    if vm and k.profile.shrink_spans_on_offline:
+        remove_pfn_range_from_zone(k, zone, start_pfn, vm)
+    mem.zone = None
+    k.log("offline", f"{mem.name} offline")
+    return 0
+
+
+# ----------------------------------------------------------------- add
+def check_hotplug_memory_range(k: Kernel, start: int, size: int) -> int:
+    """check_hotplug_memory_range(): block-size aligned, non-empty."""
+    bs = k.block_size
+    if not size or start % bs or size % bs:
+        return -errno.EINVAL
+    return 0
+
+
+def altmap_pages_per_block(k: Kernel) -> int:
+    """Pages of per-block metadata kept in the block itself with memmap-on-memory.
+
+    The memmap (64 bytes per page) and, where the profile allocates it, the
+    page_cgroup table (16 bytes per page), rounded up to whole pageblocks.
+    """
+    per_page = STRUCT_PAGE_SIZE
+    if k.profile.page_cgroup_bytes_per_page and k.spec.memcg:
+        per_page += k.profile.page_cgroup_bytes_per_page
+    nbytes = k.pages_per_block * per_page
+    pb = PAGEBLOCK_NR_PAGES << PAGE_SHIFT
+    return -(-nbytes // pb) * pb >> PAGE_SHIFT
+
+
+def mhp_supports_memmap_on_memory(k: Kernel, size: int) -> bool:
+    """mhp_supports_memmap_on_memory(): the vmemmap fills whole PMDs and, in 6.1,
+    the range is exactly one memory block."""
+    vmemmap = (size >> PAGE_SHIFT) * STRUCT_PAGE_SIZE
+    remaining = size - vmemmap
+    if not k.memmap_on_memory:
+        return False
+    if k.profile.memmap_on_memory_any_size:
+        return size % k.block_size == 0
+    return (
+        size == k.block_size
+        and vmemmap % PMD_SIZE == 0
+        and remaining % (PAGEBLOCK_NR_PAGES << PAGE_SHIFT) == 0
+    )
+
+
+def add_memory(k: Kernel, nid: int, start: int, size: int, memmap_on_memory: bool = False) -> int:
+    """__add_memory() -> add_memory_resource(): sections, blocks, node, firmware entry."""
+    ret = check_hotplug_memory_range(k, start, size)
+    if ret:
+        return ret
+    if nid not in k.node_states["N_POSSIBLE"]:
+        return -errno.EINVAL
+    # register_memory_resource(): the range must not overlap System RAM.
+    first = start >> (PAGE_SHIFT + 15)
+    last = (start + size - 1) >> (PAGE_SHIFT + 15)
+    if last >= k.nr_sections:
+        return -errno.E2BIG
+    if k.sparse.present[first : last + 1].any():
+        return -errno.EEXIST
+    new_node = False
+    if nid not in k.node_states["N_ONLINE"]:
+        ret = k.hotadd_init_pgdat(nid)
+        if ret:
+            return ret
+        new_node = True
+    altmap_pages = 0
+    if memmap_on_memory:
+        if not mhp_supports_memmap_on_memory(k, size):
+            return -errno.EINVAL
+        altmap_pages = altmap_pages_per_block(k)
+    ret = k.sparse.arch_add_memory(k, nid, first, last + 1, altmap_pages)
+    if ret:
+        if new_node:
+            k.release_new_pgdat(nid)
+        return ret
+    blocks = k.create_memory_block_devices(start, size, altmap_pages, nid)
+    if new_node:
+        k.node_set_online(nid)
+        k.register_one_node(nid)
+    for mem in blocks:
+        mem.nodes.add(nid)
+    entry = k.fwmap.firmware_map_add_hotplug(start, start + size, "System RAM")
+    k.log("firmware_map_add_hotplug",
+          f"/sys/firmware/memmap/{entry.index}: {entry.start:#x}-{entry.end:#x} {entry.type}")
+    if k.mhp_default_online_type is not MMOP.MMOP_OFFLINE:
+        for mem in blocks:
+            mem.online_type = k.mhp_default_online_type
+            device_online(k, mem)
+    return 0
+
+
+# ----------------------------------------------------------------- remove
+def try_offline_node(k: Kernel, nid: int) -> None:
+    """try_offline_node(): offline and unregister a node left without memory and CPUs."""
+    pgdat = k.pgdats[nid]
+    if k.profile.shrink_spans_on_offline:
+        if pgdat.node_spanned_pages:
+            return
+    else:
+        # 3.8: any present section in the node's range keeps it.
+        if any(int(k.pa.nid[s]) == nid and k.sparse.present[s] for s in k.sparse.present_sections()):
+            return
+    if any(m.nid == nid for m in k.blocks.values()):
+        return
+    if k.cpus_of(nid):
+        return
+    k.node_set_offline(nid)
+    k.unregister_one_node(nid)
+
+
+def try_remove_memory(k: Kernel, start: int, size: int) -> int:
+    """try_remove_memory(): every block offline, then tear everything down."""
+    ret = check_hotplug_memory_range(k, start, size)
+    if ret:
+        return ret
+    blocks = k.blocks_in_range(start, size)
+    nid = NUMA_NO_NODE
+    for mem in blocks:
+        nid = mem.nid
+        if mem.state is not MemState.MEM_OFFLINE:
+            k.log("remove_memory", f"removing memory fails, because {mem.name} is onlined")
+            return -errno.EBUSY
+    vm = sum(m.nr_vmemmap_pages for m in blocks)
+    if vm and size != k.block_size and not k.profile.memmap_on_memory_any_size:
+        return -errno.EINVAL
+    try:
+        entry = k.fwmap.firmware_map_remove(start, start + size, "System RAM")
+        k.log("firmware_map_remove",
+              f"/sys/firmware/memmap/{entry.index}: {entry.start:#x}-{entry.end:#x} removed")
+    except LookupError:
+        pass
+    k.remove_memory_block_devices(start, size)
+    first = pfn_to_section_nr(start >> PAGE_SHIFT)
+    last = pfn_to_section_nr((start + size - 1) >> PAGE_SHIFT)
+    k.sparse.arch_remove_memory(k, first, last + 1)
+    if nid != NUMA_NO_NODE:
+        try_offline_node(k, nid)
+    return 0
+
+
+def offline_blocks_two_passes(k: Kernel, blocks: list[MemoryBlock]) -> list[MemoryBlock]:
+    """Offline ``blocks`` twice, ignoring first-pass errors (seed patch 1,
+    acpi_scan_try_to_offline()); returns the blocks still online, and which blocks
+    this call offlined is recorded in their ``put_online`` marks by the caller."""
+    for _pass in (1, 2):
+        for mem in blocks:
+            if mem.state is MemState.MEM_ONLINE:
+                device_offline(k, mem)
+    return [m for m in blocks if m.state is MemState.MEM_ONLINE]
+
+
+def remove_memory(k: Kernel, start: int, size: int) -> int:
+    """remove_memory(): in the 3.8 profile it offlines the range first (two passes)."""
+    if k.profile.remove_memory_offlines:
+        still = offline_blocks_two_passes(k, k.blocks_in_range(start, size))
+        if still:
+            return -errno.EBUSY
+    return try_remove_memory(k, start, size)
+
+
+def alloc_error_to_errno(e: AllocError) -> int:
+    return -e.errno

@@ -1,0 +1,457 @@
+"""Page state and the page allocator (mm/page_alloc.c, mm/memblock.c).
+
+There is no Python object per page.  Pages are counted per memory section in
+numpy arrays, one row per :class:`PageState`; a registry of
+:class:`Allocation` objects records who owns which pages (section-granular
+extents), so that a failure can name the owner ("page_cgroup of section 37").
+
+Placement follows the buddy allocator's observable rules, deterministically:
+
+* zonelists (build_zonelists): nodes in order of distance from the preferred node,
+  then zones from the highest allowed down; kernel allocations never use
+  ZONE_MOVABLE (gfp_zone() of GFP_KERNEL), long-term pinned pages do not either
+  where the profile says so (FOLL_LONGTERM migrates them out, 5.7+);
+* watermarks (__zone_watermark_ok): a zone gives pages only while its free
+  pages stay above the min watermark;
+* within a zone, the most recently freed memory (highest addresses after
+  memblock_free_all() and after onlining) is handed out first;
+* memblock allocations at boot are top-down (memblock_find_in_range_node).
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+import numpy.typing as npt
+
+from memhp.kernel.constants import PAGE_SIZE, PAGES_PER_SECTION, pfn_to_section_nr
+from memhp.kernel.mmzone import KERNEL_ZONES, PgData, Zone, ZoneType
+
+
+class PageState(IntEnum):
+    """What a present page is used for."""
+
+    FREE = 0  # in the buddy allocator
+    MOVABLE = 1  # user / LRU pages: migratable
+    PINNED = 2  # movable type, but long-term pinned: migration fails
+    UNMOVABLE = 3  # kernel allocations: slab, page tables, memmap, page_cgroup...
+    RESERVED = 4  # PG_reserved: memblock/bootmem (kernel image, boot memmap...)
+    ALTMAP = 5  # memmap-on-memory: the block's own vmemmap (vmem_altmap)
+
+
+NR_STATES = len(PageState)
+
+#: Simulated cost of migrating one 4 KiB page, in seconds.  Linux migrates base
+#: pages at well under 1 GB/s single-threaded (Yan et al., "Nimble Page Management
+#: for Tiered Memory Systems", ASPLOS 2019, Fig. 2: ~0.5-1 GB/s for 4 KiB pages
+#: with move_pages/migrate_pages), i.e. about 4 us per page.
+MIGRATE_PAGE_COST_S = 4e-6
+
+
+class AllocError(Exception):
+    """An allocation could not be satisfied (the kernel's -ENOMEM)."""
+
+    errno = errno.ENOMEM
+
+
+@dataclass
+class Allocation:
+    """Pages held by one owner: section-granular extents (section -> pages)."""
+
+    id: int
+    owner: str
+    kind: str  # "memmap", "page_cgroup", "pagetable", "slab", "workload", "memblock"...
+    state: PageState
+    nid: int  # the node the allocation was made for
+    extents: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def nr_pages(self) -> int:
+        return sum(self.extents.values())
+
+    @property
+    def sections(self) -> list[int]:
+        return sorted(self.extents)
+
+
+class PageAllocator:
+    """Per-section page counters, the allocation registry and placement rules."""
+
+    def __init__(self, nr_sections: int, pin_excludes_movable: bool) -> None:
+        self.nr_sections = nr_sections
+        self.pin_excludes_movable = pin_excludes_movable
+        #: counts[state, section]: pages of each state in each section.
+        self.counts: npt.NDArray[np.int32] = np.zeros((NR_STATES, nr_sections), np.int32)
+        #: RAM pages (non-holes) per section.
+        self.ram: npt.NDArray[np.int32] = np.zeros(nr_sections, np.int32)
+        #: Zone of each online section (-1 when offline or absent).
+        self.zone: npt.NDArray[np.int8] = np.full(nr_sections, -1, np.int8)
+        self.nid: npt.NDArray[np.int16] = np.full(nr_sections, -1, np.int16)
+        self.isolated: npt.NDArray[np.bool_] = np.zeros(nr_sections, np.bool_)
+        #: Zone-level totals zstate[state, nid, zone] kept in step with counts.
+        self.zstate: dict[tuple[int, int], npt.NDArray[np.int64]] = {}
+        self.allocs: dict[int, Allocation] = {}
+        self.by_section: dict[int, dict[int, int]] = {}
+        self._next_id = 1
+        self.pgdats: dict[int, PgData] = {}
+        self.node_order: dict[int, list[int]] = {}
+        #: Simulated seconds spent migrating pages.
+        self.migrated_pages = 0
+
+    # ------------------------------------------------------------------ counters
+    def _zkey(self, nid: int, z: int) -> npt.NDArray[np.int64]:
+        key = (nid, z)
+        arr = self.zstate.get(key)
+        if arr is None:
+            arr = np.zeros(NR_STATES, np.int64)
+            self.zstate[key] = arr
+        return arr
+
+    def zone_count(self, zone: Zone, state: PageState) -> int:
+        return int(self._zkey(zone.nid, int(zone.idx))[state])
+
+    def zone_free(self, zone: Zone) -> int:
+        return self.zone_count(zone, PageState.FREE)
+
+    def _move(self, sec: int, src: PageState, dst: PageState, n: int) -> None:
+        """Move ``n`` pages of section ``sec`` from state ``src`` to ``dst``."""
+        if n == 0:
+            return
+        self.counts[src, sec] -= n
+        self.counts[dst, sec] += n
+        z = int(self.zone[sec])
+        if z >= 0:
+            arr = self._zkey(int(self.nid[sec]), z)
+            arr[src] -= n
+            arr[dst] += n
+
+    def _index_add(self, a: Allocation, sec: int, n: int) -> None:
+        a.extents[sec] = a.extents.get(sec, 0) + n
+        d = self.by_section.setdefault(sec, {})
+        d[a.id] = d.get(a.id, 0) + n
+
+    def _index_sub(self, a: Allocation, sec: int, n: int) -> None:
+        left = a.extents[sec] - n
+        if left:
+            a.extents[sec] = left
+        else:
+            del a.extents[sec]
+        d = self.by_section[sec]
+        left = d[a.id] - n
+        if left:
+            d[a.id] = left
+        else:
+            del d[a.id]
+            if not d:
+                del self.by_section[sec]
+
+    def _new(self, owner: str, kind: str, state: PageState, nid: int) -> Allocation:
+        a = Allocation(self._next_id, owner, kind, state, nid)
+        self._next_id += 1
+        self.allocs[a.id] = a
+        return a
+
+    # ------------------------------------------------------------------ sections
+    def section_online(self, sec: int, nid: int, zone: ZoneType, skip_pages: int = 0) -> None:
+        """Hand the RAM pages of ``sec`` to the buddy allocator (online_pages_range).
+
+        ``skip_pages`` pages at the start (memmap-on-memory altmap) stay as they are.
+        """
+        self.zone[sec] = int(zone)
+        self.nid[sec] = nid
+        n = int(self.ram[sec]) - int(self.counts[:, sec].sum())
+        arr = self._zkey(nid, int(zone))
+        arr += self.counts[:, sec]
+        self.counts[PageState.FREE, sec] += n
+        arr[PageState.FREE] += n
+        del skip_pages
+
+    def section_offline(self, sec: int) -> None:
+        """Take the (all free) pages of ``sec`` out of the buddy (__offline_isolated_pages)."""
+        z = int(self.zone[sec])
+        arr = self._zkey(int(self.nid[sec]), z)
+        n = int(self.counts[PageState.FREE, sec])
+        arr -= self.counts[:, sec]
+        self.counts[PageState.FREE, sec] -= n
+        self.zone[sec] = -1
+
+    def section_used(self, sec: int) -> int:
+        """Pages of ``sec`` in use (neither free nor the block's own altmap)."""
+        c = self.counts[:, sec]
+        return int(c.sum() - c[PageState.FREE] - c[PageState.ALTMAP])
+
+    def owners_in(self, secs: Iterable[int]) -> Iterator[tuple[Allocation, int, int]]:
+        """(allocation, section, pages) of every owner with pages in ``secs``."""
+        for sec in secs:
+            for aid, n in sorted(self.by_section.get(sec, {}).items()):
+                yield self.allocs[aid], sec, n
+
+    # --------------------------------------------------------------- memblock
+    def memblock_reserve(
+        self, start_pfn: int, nr_pages: int, owner: str, kind: str, nid: int
+    ) -> Allocation:
+        """memblock_reserve() of an exact pfn range at boot: PG_reserved pages."""
+        a = self._new(owner, kind, PageState.RESERVED, nid)
+        pfn, end = start_pfn, start_pfn + nr_pages
+        while pfn < end:
+            sec = pfn_to_section_nr(pfn)
+            sec_end = (sec + 1) * PAGES_PER_SECTION
+            n = min(end, sec_end) - pfn
+            n = min(n, int(self.ram[sec]) - int(self.counts[:, sec].sum()))
+            if n > 0:
+                self.counts[PageState.RESERVED, sec] += n
+                self._index_add(a, sec, n)
+            pfn = sec_end
+        return a
+
+    def memblock_alloc_top_down(
+        self, nr_pages: int, nid: int, owner: str, kind: str, limit_pfn: int | None = None
+    ) -> Allocation:
+        """memblock_alloc_try_nid(): top-down in the node's boot memory, below ``limit_pfn``."""
+        a = self._new(owner, kind, PageState.RESERVED, nid)
+        need = nr_pages
+        secs = np.flatnonzero(self.nid == nid)
+        for sec in secs[::-1]:
+            sec = int(sec)
+            if limit_pfn is not None and sec * PAGES_PER_SECTION >= limit_pfn:
+                continue
+            room = int(self.ram[sec]) - int(self.counts[:, sec].sum())
+            take = min(room, need)
+            if take > 0:
+                self.counts[PageState.RESERVED, sec] += take
+                self._index_add(a, sec, take)
+                need -= take
+            if need == 0:
+                return a
+        self.free(a)
+        raise AllocError(f"memblock: cannot allocate {nr_pages} pages on node {nid} for {owner}")
+
+    # --------------------------------------------------------------- allocation
+    def zonelist(self, nid: int, state: PageState, this_node: bool = False) -> list[Zone]:
+        """build_zonelists() + gfp_zone(): the zones an allocation may use, in order."""
+        if state in (PageState.MOVABLE,) or (
+            state is PageState.PINNED and not self.pin_excludes_movable
+        ):
+            zones = (ZoneType.MOVABLE, ZoneType.NORMAL, ZoneType.DMA32)
+        else:
+            zones = (ZoneType.NORMAL, ZoneType.DMA32)
+        nodes = [nid] if this_node else self.node_order.get(nid, [nid])
+        out: list[Zone] = []
+        for n in nodes:
+            pgdat = self.pgdats.get(n)
+            if pgdat is None:
+                continue
+            for z in zones:
+                out.append(pgdat.zone(z))
+        return out
+
+    def _candidates(self, zone: Zone) -> npt.NDArray[np.intp]:
+        """Sections of ``zone`` with free pages, highest address first."""
+        if zone.is_empty():
+            return np.empty(0, np.intp)
+        s0 = zone.zone_start_pfn // PAGES_PER_SECTION
+        s1 = min(self.nr_sections, -(-zone.zone_end_pfn // PAGES_PER_SECTION))
+        sl = slice(s0, s1)
+        mask = (
+            (self.zone[sl] == int(zone.idx))
+            & (self.nid[sl] == zone.nid)
+            & (self.counts[PageState.FREE, sl] > 0)
+            & ~self.isolated[sl]
+        )
+        return (np.flatnonzero(mask) + s0)[::-1]
+
+    def available(self, zone: Zone, reserve: bool = True) -> int:
+        """Pages ``zone`` can give before hitting its min watermark."""
+        free = self.zone_free(zone)
+        return max(0, free - (zone.watermark_min if reserve else 0))
+
+    def alloc(
+        self,
+        nr_pages: int,
+        state: PageState,
+        owner: str,
+        kind: str,
+        nid: int,
+        *,
+        this_node: bool = False,
+        chunks: int = 1,
+        chunk_owner: Callable[[int], str] | None = None,
+    ) -> list[Allocation]:
+        """Allocate ``chunks`` allocations of ``nr_pages`` each (all or nothing).
+
+        Raises :class:`AllocError` when the zonelist cannot provide them above the
+        watermarks; nothing is allocated then.
+        """
+        total = nr_pages * chunks
+        plan: list[tuple[int, int]] = []  # (section, pages) in allocation order
+        need = total
+        for zone in self.zonelist(nid, state, this_node):
+            if need == 0:
+                break
+            avail = self.available(zone)
+            if avail <= 0:
+                continue
+            cands = self._candidates(zone)
+            if cands.size == 0:
+                continue
+            free = self.counts[PageState.FREE, cands].astype(np.int64)
+            want = min(need, avail)
+            csum = np.cumsum(free)
+            k = int(np.searchsorted(csum, want))  # sections fully or partly used
+            k = min(k, cands.size - 1)
+            used = 0
+            for i in range(k + 1):
+                take = min(int(free[i]), want - used)
+                if take <= 0:
+                    break
+                plan.append((int(cands[i]), take))
+                used += take
+            need -= used
+        if need:
+            raise AllocError(
+                f"cannot allocate {total * PAGE_SIZE >> 10} kB on node {nid} for {owner} "
+                f"({'this node only' if this_node else 'with fallback'})"
+            )
+        out: list[Allocation] = []
+        it = iter(plan)
+        cur_sec, cur_left = next(it)
+        for c in range(chunks):
+            a = self._new(chunk_owner(c) if chunk_owner else owner, kind, state, nid)
+            left = nr_pages
+            while left:
+                if cur_left == 0:
+                    cur_sec, cur_left = next(it)
+                take = min(left, cur_left)
+                self._move(cur_sec, PageState.FREE, state, take)
+                self._index_add(a, cur_sec, take)
+                left -= take
+                cur_left -= take
+            out.append(a)
+        return out
+
+    def alloc_in_sections(
+        self,
+        secs: Iterable[int],
+        nr_pages: int,
+        state: PageState,
+        owner: str,
+        kind: str,
+        nid: int,
+    ) -> Allocation:
+        """Take free pages from the given sections (in order), e.g. a workload on a range."""
+        a = self._new(owner, kind, state, nid)
+        need = nr_pages
+        for sec in secs:
+            take = min(need, int(self.counts[PageState.FREE, sec]))
+            if take > 0:
+                self._move(sec, PageState.FREE, state, take)
+                self._index_add(a, sec, take)
+                need -= take
+            if need == 0:
+                break
+        if need:
+            self.free(a)
+            raise AllocError(f"range has {nr_pages - need} free pages, {nr_pages} requested")
+        return a
+
+    def free(self, a: Allocation, sec: int | None = None, nr: int | None = None) -> None:
+        """Free an allocation (or ``nr`` of its pages in section ``sec``)."""
+        items = [(sec, nr if nr is not None else a.extents[sec])] if sec is not None else list(
+            a.extents.items()
+        )
+        for s, n in items:
+            if a.state is PageState.RESERVED or a.state is PageState.ALTMAP:
+                # free_reserved_page()/put_page_bootmem(): to the buddy if online.
+                self.counts[a.state, s] -= n
+                if self.zone[s] >= 0:
+                    self.counts[PageState.FREE, s] += n
+                    arr = self._zkey(int(self.nid[s]), int(self.zone[s]))
+                    arr[a.state] -= n
+                    arr[PageState.FREE] += n
+            else:
+                self._move(s, a.state, PageState.FREE, n)
+            self._index_sub(a, s, n)
+        if not a.extents:
+            del self.allocs[a.id]
+
+    # ---------------------------------------------------------------- migration
+    def migrate_section(self, sec: int) -> tuple[int, int]:
+        """do_migrate_range() over one isolated section.
+
+        Every MOVABLE page gets a new page allocated by the usual rules (isolated
+        sections excluded) and its owner's extents follow it.  Returns
+        (pages migrated, pages that could not be migrated: pinned or no room).
+        """
+        moved = failed = 0
+        for aid, n in sorted(self.by_section.get(sec, {}).items()):
+            a = self.allocs[aid]
+            if a.state is PageState.PINNED:
+                failed += n
+                continue
+            if a.state is not PageState.MOVABLE:
+                continue
+            try:
+                dst = self.alloc(n, PageState.MOVABLE, a.owner, a.kind, a.nid)[0]
+            except AllocError:
+                failed += n
+                continue
+            # Merge the destination pages into the original owner.
+            for dsec, dn in list(dst.extents.items()):
+                self._index_sub(dst, dsec, dn)
+                self._index_add(a, dsec, dn)
+            del self.allocs[dst.id]
+            self._move(sec, PageState.MOVABLE, PageState.FREE, n)
+            self._index_sub(a, sec, n)
+            moved += n
+        self.migrated_pages += moved
+        return moved, failed
+
+    # --------------------------------------------------------------- watermarks
+    def init_per_zone_wmark_min(self) -> None:
+        """init_per_zone_wmark_min() + __setup_per_zone_wmarks()."""
+        lowmem = 0
+        for pgdat in self.pgdats.values():
+            for z in KERNEL_ZONES:
+                lowmem += pgdat.zone(z).managed_pages
+        lowmem_kb = lowmem * (PAGE_SIZE >> 10)
+        min_free_kbytes = int(math.sqrt(lowmem_kb * 16))
+        min_free_kbytes = max(128, min(min_free_kbytes, 262144))
+        pages_min = min_free_kbytes >> 2  # kB -> pages
+        for pgdat in self.pgdats.values():
+            for zone in pgdat.node_zones:
+                managed = zone.managed_pages
+                if zone.idx is ZoneType.MOVABLE:
+                    wmin = max(32, min(managed // 1024, 128)) if managed else 0
+                else:
+                    wmin = pages_min * managed // lowmem if lowmem else 0
+                delta = max(wmin >> 2, managed * 10 // 10000)
+                zone.watermark_min = wmin
+                zone.watermark_low = wmin + delta
+                zone.watermark_high = wmin + 2 * delta
+
+
+#: The order in which a section's pages are laid out when a single pfn must be
+#: named (kpageflags, memory_failure): the model counts pages, it does not place them.
+LAYOUT_ORDER = (
+    PageState.ALTMAP,
+    PageState.RESERVED,
+    PageState.UNMOVABLE,
+    PageState.PINNED,
+    PageState.MOVABLE,
+    PageState.FREE,
+)
+
+
+def page_state_at(pa: PageAllocator, sec: int, index: int) -> PageState | None:
+    """The state of page ``index`` of section ``sec`` in the canonical layout (None: hole)."""
+    pos = 0
+    for st in LAYOUT_ORDER:
+        pos += int(pa.counts[st, sec])
+        if index < pos:
+            return st
+    return None

@@ -1,0 +1,149 @@
+"""The virtual platform's ACPI memory devices: what the firmware (AML) provides.
+
+Each hotplug slot is a PNP0C80 object under the memory hotplug container
+(QEMU's ``\\_SB.MHPC.MPxx``): ``_STA`` (present or not), ``_CRS`` (its address
+ranges), ``_PXM`` (its proximity domain = NUMA node), ``_EJ0`` (eject) and
+``_OST`` (the OS reports status).  The platform inserts and ejects DIMMs, then
+notifies the kernel (Device Check / Eject Request), exactly as QEMU's ACPI
+memory hotplug does.  Pure model: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+#: ACPI notify values and _OST source/status codes (include/acpi/actypes.h, acpi_bus.h).
+ACPI_NOTIFY_DEVICE_CHECK = 1
+ACPI_NOTIFY_EJECT_REQUEST = 3
+ACPI_OST_EC_OSPM_EJECT = 0x103
+ACPI_OST_SC_SUCCESS = 0
+ACPI_OST_SC_NON_SPECIFIC_FAILURE = 1
+ACPI_OST_SC_EJECT_NOT_SUPPORTED = 0x80
+ACPI_OST_SC_DEVICE_IN_USE = 0x81
+ACPI_OST_SC_DEVICE_BUSY = 0x82
+ACPI_OST_SC_EJECT_IN_PROGRESS = 0x84
+
+ACPI_STA_ALL = 0x0F  # present, enabled, shown in UI, functioning
+
+
+@dataclass
+class Dimm:
+    """A pc-dimm plugged in a slot (QEMU's device id and memdev)."""
+
+    id: str
+    memdev: str
+    addr: int
+    size: int
+    node: int
+    slot: int
+    hotplugged: bool = True
+
+
+@dataclass
+class MemorySlot:
+    """One PNP0C80 object of the namespace (an ACPI memory device slot)."""
+
+    index: int
+    dimm: Dimm | None = None
+    #: _EJ0 fails with this ACPI status when set (fault injection).
+    ej0_fail: bool = False
+
+    @property
+    def path(self) -> str:
+        return f"\\_SB_.MHPC.MP{self.index:02X}"
+
+    def _STA(self) -> int:  # noqa: N802 - ACPI method name
+        return ACPI_STA_ALL if self.dimm is not None else 0
+
+    def _CRS(self) -> list[tuple[int, int]]:  # noqa: N802
+        return [(self.dimm.addr, self.dimm.size)] if self.dimm else []
+
+    def _PXM(self) -> int:  # noqa: N802
+        return self.dimm.node if self.dimm else 0
+
+
+@dataclass(frozen=True)
+class PlatformEvent:
+    """What the platform reports to its management side (QMP events)."""
+
+    event: str  # "ACPI_DEVICE_OST" or "DEVICE_DELETED"
+    data: dict[str, object]
+
+
+#: The kernel's entry point for ACPI notifications: (slot index, notify value).
+NotifyHandler = Callable[[int, int], None]
+
+
+@dataclass
+class AcpiPlatform:
+    """The machine's memory hotplug hardware: slots, the address window, events."""
+
+    nr_slots: int
+    window_start: int
+    window_end: int
+    slots: list[MemorySlot] = field(default_factory=list)
+    events: list[PlatformEvent] = field(default_factory=list)
+    notify: NotifyHandler | None = None
+
+    def __post_init__(self) -> None:
+        if not self.slots:
+            self.slots = [MemorySlot(i) for i in range(self.nr_slots)]
+
+    # ---------------------------------------------------------- OS -> firmware
+    def evaluate_ost(self, slot: int, source: int, status: int) -> None:
+        """_OST: the OS reports the outcome of a notification (QEMU ACPI_DEVICE_OST)."""
+        s = self.slots[slot]
+        info: dict[str, object] = {}
+        if s.dimm is not None:
+            info["device"] = s.dimm.id
+        info.update({"source": source, "status": status, "slot": str(slot), "slot-type": "DIMM"})
+        self.events.append(PlatformEvent("ACPI_DEVICE_OST", {"info": info}))
+
+    def evaluate_ej0(self, slot: int) -> bool:
+        """_EJ0: the OS ejects the device; the DIMM leaves the slot (DEVICE_DELETED)."""
+        s = self.slots[slot]
+        if s.ej0_fail or s.dimm is None:
+            return False
+        d = s.dimm
+        s.dimm = None
+        self.events.append(
+            PlatformEvent("DEVICE_DELETED", {"device": d.id, "path": f"/machine/peripheral/{d.id}"})
+        )
+        return True
+
+    # ---------------------------------------------------------- management side
+    def free_slot(self) -> int | None:
+        for s in self.slots:
+            if s.dimm is None:
+                return s.index
+        return None
+
+    def find_addr(self, size: int, align: int) -> int | None:
+        """First address in the window where ``size`` fits (QEMU memory_device_get_free_addr)."""
+        used = sorted((s.dimm.addr, s.dimm.addr + s.dimm.size) for s in self.slots if s.dimm)
+        addr = -(-self.window_start // align) * align
+        for us, ue in used:
+            if addr + size <= us:
+                break
+            addr = max(addr, -(-ue // align) * align)
+        if addr + size > self.window_end:
+            return None
+        return addr
+
+    def plug(self, dimm: Dimm) -> None:
+        """Put a DIMM in its slot and send Device Check (QEMU acpi_memory_plug_cb)."""
+        self.slots[dimm.slot].dimm = dimm
+        if self.notify is not None:
+            self.notify(dimm.slot, ACPI_NOTIFY_DEVICE_CHECK)
+
+    def request_eject(self, slot: int) -> None:
+        """device_del: send Eject Request; the OS decides (QEMU acpi_memory_unplug_request_cb)."""
+        if self.notify is not None:
+            self.notify(slot, ACPI_NOTIFY_EJECT_REQUEST)
+
+    def slot_of(self, dimm_id: str) -> MemorySlot | None:
+        for s in self.slots:
+            if s.dimm is not None and s.dimm.id == dimm_id:
+                return s
+        return None

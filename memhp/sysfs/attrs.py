@@ -1,0 +1,91 @@
+"""Parsing helpers of the kernel's sysfs store handlers, and value formatting.
+
+One function per kernel helper: sysfs_streq(), kstrtobool(), kstrtoull(),
+bitmap_print_to_pagebuf() (``%*pbl`` and ``%*pb``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def sysfs_streq(buf: bytes, s: str) -> bool:
+    """sysfs_streq(): equal, ignoring one trailing newline on either side."""
+    b = buf[:-1] if buf.endswith(b"\n") else buf
+    return b == s.encode()
+
+
+def kstrtobool(buf: bytes) -> bool | None:
+    """kstrtobool(): y/Y/1/n/N/0/on/off (first chars); None when invalid."""
+    if not buf:
+        return None
+    c = buf[:1]
+    if c in (b"y", b"Y", b"1"):
+        return True
+    if c in (b"n", b"N", b"0"):
+        return False
+    if c in (b"o", b"O") and len(buf) >= 2:
+        c2 = buf[1:2]
+        if c2 in (b"n", b"N"):
+            return True
+        if c2 in (b"f", b"F"):
+            return False
+    return None
+
+
+def kstrtoull(buf: bytes, base: int = 0) -> int | None:
+    """kstrtoull(): the whole string (one trailing newline allowed) is a number."""
+    s = buf[:-1] if buf.endswith(b"\n") else buf
+    try:
+        text = s.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if not text or text[0] == "-" or text.strip() != text:
+        return None
+    if text.startswith("+"):
+        text = text[1:]
+    try:
+        if base == 0:
+            if text.lower().startswith("0x"):
+                v = int(text[2:], 16) if text[2:] else None
+            elif text.startswith("0") and len(text) > 1:
+                v = int(text[1:], 8)
+            else:
+                v = int(text, 10)
+        else:
+            v = int(text, base)
+    except ValueError:
+        return None
+    if v is None or v >= 1 << 64:
+        return None
+    return v
+
+
+def nodelist(ids: Iterable[int]) -> str:
+    """``%*pbl``: a list of ranges, "0-1,3"."""
+    s = sorted(set(ids))
+    out: list[str] = []
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and s[j + 1] == s[j] + 1:
+            j += 1
+        out.append(str(s[i]) if i == j else f"{s[i]}-{s[j]}")
+        i = j + 1
+    return ",".join(out)
+
+
+def cpumask_hex(cpus: Iterable[int], nr_cpu_ids: int) -> str:
+    """``%*pb`` of a cpumask: hex words of 32 bits, comma separated, no leading zeros padding
+    beyond the mask width."""
+    mask = 0
+    for c in cpus:
+        mask |= 1 << c
+    nbits = max(nr_cpu_ids, 1)
+    nchunks = -(-nbits // 32)
+    chunks = []
+    for i in reversed(range(nchunks)):
+        bits = min(32, nbits - 32 * i)
+        width = -(-bits // 4)
+        chunks.append(f"{(mask >> (32 * i)) & 0xFFFFFFFF:0{width}x}")
+    return ",".join(chunks)
