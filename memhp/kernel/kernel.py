@@ -465,7 +465,7 @@ class Kernel:
                     self.pa._index_add(owner, dsec, dn)
                 del self.pa.allocs[dst.id]
             self.pa.free(owner, sec, 1)
-        a = self.pa.alloc_in_sections([sec], 1, PageState.RESERVED, f"hwpoisoned page pfn {pfn:#x}",
+        a = self.pa.alloc_in_sections([sec], 1, PageState.UNMOVABLE, f"hwpoisoned page pfn {pfn:#x}",
                                       "hwpoison", int(self.pa.nid[sec]))
         del a
         self.log("memory_failure", f"pfn {pfn:#x} poisoned ({'soft' if soft else 'hard'})")

@@ -251,7 +251,14 @@ class PageAllocator:
         return out
 
     def _candidates(self, zone: Zone) -> npt.NDArray[np.intp]:
-        """Sections of ``zone`` with free pages, highest address first."""
+        """Sections of ``zone`` with free pages, in the order the buddy allocator uses them.
+
+        __rmqueue_smallest() takes the smallest free block that fits, so the
+        fragments left in partly used memory go first; whole free blocks are taken
+        from the head of the free list, i.e. the most recently freed (onlined),
+        highest addresses.  Hence: partly used sections, highest first, then
+        entirely free sections, highest first.
+        """
         if zone.is_empty():
             return np.empty(0, np.intp)
         s0 = zone.zone_start_pfn // PAGES_PER_SECTION
@@ -263,7 +270,13 @@ class PageAllocator:
             & (self.counts[PageState.FREE, sl] > 0)
             & ~self.isolated[sl]
         )
-        return (np.flatnonzero(mask) + s0)[::-1]
+        idx = np.flatnonzero(mask) + s0
+        in_use = self.counts[:, idx].sum(axis=0) - self.counts[PageState.FREE, idx] - self.counts[
+            PageState.ALTMAP, idx
+        ]
+        partly = idx[in_use > 0][::-1]
+        whole = idx[in_use == 0][::-1]
+        return np.concatenate([partly, whole])
 
     def available(self, zone: Zone, reserve: bool = True) -> int:
         """Pages ``zone`` can give before hitting its min watermark."""
@@ -366,13 +379,18 @@ class PageAllocator:
         )
         for s, n in items:
             if a.state is PageState.RESERVED or a.state is PageState.ALTMAP:
-                # free_reserved_page()/put_page_bootmem(): to the buddy if online.
+                # free_reserved_page()/put_page_bootmem(): to the buddy if online,
+                # where they become managed pages (adjust_managed_page_count).
                 self.counts[a.state, s] -= n
                 if self.zone[s] >= 0:
                     self.counts[PageState.FREE, s] += n
                     arr = self._zkey(int(self.nid[s]), int(self.zone[s]))
                     arr[a.state] -= n
                     arr[PageState.FREE] += n
+                    if a.state is PageState.RESERVED:
+                        pgdat = self.pgdats.get(int(self.nid[s]))
+                        if pgdat is not None:
+                            pgdat.zone(ZoneType(int(self.zone[s]))).managed_pages += n
             else:
                 self._move(s, a.state, PageState.FREE, n)
             self._index_sub(a, s, n)
