@@ -288,7 +288,7 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
         leftovers = [
             f"{a.owner} ({n} pages in section {s})"
             for a, s, n in k.pa.owners_in(secs)
-            if a.state is not PageState.FREE and a.kind != "hwpoison"
+            if a.state not in (PageState.FREE, PageState.ALTMAP) and a.kind != "hwpoison"
         ]
         if not leftovers:
             break

@@ -1,0 +1,27 @@
+"""Shared fixtures: machines from machines/, the reference trace."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from memhp.config import load_machine
+from memhp.kernel.machine import MachineSpec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REFERENCE = os.path.join(os.path.dirname(ROOT), "shared", "reference", "linux-6.1")
+
+
+def machine(name: str) -> MachineSpec:
+    return load_machine(os.path.join(ROOT, "machines", name + ".toml"))
+
+
+@pytest.fixture
+def qemu_spec() -> MachineSpec:
+    return machine("qemu-linux-6.1")
+
+
+@pytest.fixture
+def seed_spec() -> MachineSpec:
+    return machine("seed")
