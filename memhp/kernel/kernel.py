@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from memhp.kernel import memory_hotplug as mh
 from memhp.kernel.constants import (
@@ -115,15 +116,16 @@ class Kernel:
         # memblock: RAM per section, node of each section.
         for start, end, nid in spec.boot_ram:
             pfn, epfn = -(-start // PAGE_SIZE), end // PAGE_SIZE
-            while pfn < epfn:
-                sec = pfn_to_section_nr(pfn)
-                sec_end = section_nr_to_pfn(sec + 1)
-                n = min(epfn, sec_end) - pfn
-                self.pa.ram[sec] += n
-                self.pa.nid[sec] = nid
-                self.sparse.present[sec] = True
-                self.sparse.early[sec] = True
-                pfn = sec_end
+            s0, s1 = pfn_to_section_nr(pfn), pfn_to_section_nr(epfn - 1)
+            if s0 == s1:
+                self.pa.ram[s0] += epfn - pfn
+            else:
+                self.pa.ram[s0] += section_nr_to_pfn(s0 + 1) - pfn
+                self.pa.ram[s0 + 1 : s1] += PAGES_PER_SECTION
+                self.pa.ram[s1] += epfn - section_nr_to_pfn(s1)
+            self.pa.nid[s0 : s1 + 1] = nid
+            self.sparse.present[s0 : s1 + 1] = True
+            self.sparse.early[s0 : s1 + 1] = True
         self.node_states["N_POSSIBLE"] = {n.id for n in spec.nodes}
         for n in spec.nodes:
             self.pgdats[n.id] = PgData(n.id)
@@ -131,11 +133,10 @@ class Kernel:
         self._init_zones()
         self._memblock_reservations()
         # memblock_free_all(): boot RAM to the buddy allocator, zone by zone.
-        for sec in self.sparse.present_sections():
-            nid = int(self.pa.nid[sec])
-            z = self._boot_zone_of_section(nid, sec)
-            self.sparse.online[sec] = True
-            self.pa.section_online(sec, nid, z)
+        present = np.flatnonzero(self.sparse.present)
+        zones = self._boot_zones_of_sections(present)
+        self.sparse.online[present] = True
+        self.pa.sections_online(present, zones)
         for pgdat in self.pgdats.values():
             for zone in pgdat.node_zones:
                 zone.managed_pages = zone.present_pages - self._reserved_in_zone(zone)
@@ -229,14 +230,20 @@ class Kernel:
             if any(pgdat.zone(z).present_pages for z in (ZoneType.DMA, ZoneType.DMA32, ZoneType.NORMAL)):
                 self.node_states["N_NORMAL_MEMORY"].add(nid)
 
-    def _boot_zone_of_section(self, nid: int, sec: int) -> ZoneType:
-        """The zone a boot section's pages belong to (the highest zone it overlaps)."""
-        pfn0, pfn1 = section_nr_to_pfn(sec), section_nr_to_pfn(sec + 1)
-        best = ZoneType.DMA
-        for zone in self.pgdats[nid].node_zones:
-            if zone.intersects(pfn0, pfn1 - pfn0):
-                best = zone.idx
-        return best
+    def _boot_zones_of_sections(self, secs: npt.NDArray[np.intp]) -> npt.NDArray[np.int8]:
+        """The zone each boot section's pages belong to (the highest zone it overlaps)."""
+        out = np.zeros(secs.size, np.int8)
+        pfn0 = secs.astype(np.int64) * PAGES_PER_SECTION
+        pfn1 = pfn0 + PAGES_PER_SECTION
+        nids = self.pa.nid[secs]
+        for nid, pgdat in self.pgdats.items():
+            mine = nids == nid
+            for zone in pgdat.node_zones:
+                if zone.is_empty():
+                    continue
+                hit = mine & (pfn0 < zone.zone_end_pfn) & (zone.zone_start_pfn < pfn1)
+                out[hit] = np.maximum(out[hit], int(zone.idx))
+        return out
 
     def _zones_of_block(self, nid: int, first_sec: int) -> set[ZoneType]:
         pfn0 = section_nr_to_pfn(first_sec)
@@ -286,23 +293,32 @@ class Kernel:
                 pass
 
     def _memory_dev_init(self) -> None:
-        """memory_dev_init(): one block device per present block, online."""
+        """memory_dev_init(): one block device per present block, online.
+
+        A block's zone is set only when all of it lies in one zone of one node
+        (early_node_zone_for_memory_block()); otherwise it cannot be offlined.
+        """
         spb = self.sections_per_block
-        present = np.flatnonzero(self.sparse.present)
-        for bid in sorted({int(s) // spb for s in present}):
-            first = bid * spb
-            secs = [s for s in range(first, first + spb) if self.sparse.present[s]]
-            nids = {int(self.pa.nid[s]) for s in secs}
-            nid = nids.pop() if len(nids) == 1 else NUMA_NO_NODE
-            mem = MemoryBlock(bid, first, MemState.MEM_ONLINE, nid, early=True)
-            all_nids = {int(self.pa.nid[s]) for s in secs}
-            mem.nodes = all_nids
-            if nid != NUMA_NO_NODE:
-                zones = self._zones_of_block(nid, first)
-                holes = sum(PAGES_PER_SECTION - int(self.pa.ram[s]) for s in range(first, first + spb))
-                del holes
-                if len(zones) == 1:
-                    mem.zone = zones.pop()
+        present = self.sparse.present.reshape(-1, spb)
+        nids = np.where(self.sparse.present, self.pa.nid, -1).reshape(-1, spb)
+        bids = np.flatnonzero(present.any(axis=1))
+        ppb = self.pages_per_block
+        zone_bounds = {
+            nid: [(z.idx, z.zone_start_pfn, z.zone_end_pfn) for z in p.node_zones if not z.is_empty()]
+            for nid, p in self.pgdats.items()
+        }
+        for bid in bids.tolist():
+            row = nids[bid][present[bid]]
+            nid = int(row[0])
+            mixed = bool((row != nid).any())
+            mem = MemoryBlock(bid, bid * spb, MemState.MEM_ONLINE, NUMA_NO_NODE if mixed else nid,
+                              early=True)
+            mem.nodes = {int(x) for x in np.unique(row)} if mixed else {nid}
+            if not mixed:
+                pfn0 = bid * ppb
+                hit = [z for z, s, e in zone_bounds[nid] if pfn0 < e and s < pfn0 + ppb]
+                if len(hit) == 1:
+                    mem.zone = hit[0]
             self.blocks[bid] = mem
 
     # ================================================================ notifier

@@ -171,6 +171,18 @@ class PageAllocator:
         arr[PageState.FREE] += n
         del skip_pages
 
+    def sections_online(self, secs: npt.NDArray[np.intp], zones: npt.NDArray[np.int8]) -> None:
+        """section_online() for many sections at once (boot: memblock_free_all)."""
+        self.zone[secs] = zones
+        free = self.ram[secs] - self.counts[:, secs].sum(axis=0)
+        self.counts[PageState.FREE, secs] += free
+        nids = self.nid[secs]
+        for nid in np.unique(nids).tolist():
+            for z in np.unique(zones[nids == nid]).tolist():
+                sel = secs[(nids == nid) & (zones == z)]
+                arr = self._zkey(int(nid), int(z))
+                arr += self.counts[:, sel].sum(axis=1)
+
     def section_offline(self, sec: int) -> None:
         """Take the (all free) pages of ``sec`` out of the buddy (__offline_isolated_pages)."""
         z = int(self.zone[sec])

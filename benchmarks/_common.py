@@ -1,0 +1,62 @@
+"""Helpers for the benchmark scripts: timing, peak RSS, and recording results."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
+    """The best wall time of ``repeat`` runs, in seconds."""
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def environment() -> dict[str, Any]:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE, check=False
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "commit": commit,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus, {platform.node()}",
+    }
+
+
+def record(name: str, rows: list[dict[str, Any]]) -> None:
+    """Write results/<name>.json and print a table.
+
+    Each row: {"what", "value", "unit", "target" (optional), "ok" (optional)}.
+    """
+    os.makedirs(RESULTS, exist_ok=True)
+    data = {"benchmark": name, "environment": environment(), "results": rows}
+    with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    for r in rows:
+        ok = r.get("ok")
+        mark = "" if ok is None else (" ok" if ok else " MISSED")
+        tgt = f" (target {r['target']})" if "target" in r else ""
+        print(f"{name}: {r['what']}: {r['value']:.4g} {r['unit']}{tgt}{mark}")
