@@ -33,7 +33,11 @@ def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
 def environment() -> dict[str, Any]:
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE, check=False
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=HERE,
+            check=False,
         ).stdout.strip()
     except OSError:
         commit = ""

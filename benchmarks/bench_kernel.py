@@ -13,11 +13,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks._common import best_of, peak_rss_mib, record  # noqa: E402
-from memhp.config import load_machine  # noqa: E402
-from memhp.kernel.constants import PAGES_PER_SECTION  # noqa: E402
-from memhp.kernel.page_alloc import PageState  # noqa: E402
-from memhp.sim import SimMachine  # noqa: E402
+from benchmarks._common import best_of, peak_rss_mib, record
+from memhp.config import load_machine
+from memhp.kernel.constants import PAGES_PER_SECTION
+from memhp.kernel.page_alloc import PageState
+from memhp.sim import SimMachine
 
 MACHINES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "machines")
 
@@ -28,8 +28,15 @@ def main() -> None:
     t = time.perf_counter()
     m = SimMachine(spec)
     boot = time.perf_counter() - t
-    rows.append({"what": "boot 16 TiB, 131072 blocks", "value": boot, "unit": "s", "target": "< 5 s",
-                 "ok": boot < 5})
+    rows.append(
+        {
+            "what": "boot 16 TiB, 131072 blocks",
+            "value": boot,
+            "unit": "s",
+            "target": "< 5 s",
+            "ok": boot < 5,
+        }
+    )
 
     # Offline a fully populated ZONE_MOVABLE block: every page migrates.
     k = m.kernel
@@ -46,10 +53,22 @@ def main() -> None:
         times.append(time.perf_counter() - t)
     times.sort()
     med = times[len(times) // 2]
-    rows.append({"what": "offline a fully populated 128 MiB block (32768 pages migrated), median of 20",
-                 "value": med * 1e3, "unit": "ms", "target": "< 1 ms", "ok": med < 1e-3})
-    rows.append({"what": "simulated time to migrate one block", "value":
-                 PAGES_PER_SECTION * k.migrate_page_cost_s, "unit": "s (simulated)"})
+    rows.append(
+        {
+            "what": "offline a fully populated 128 MiB block (32768 pages migrated), median of 20",
+            "value": med * 1e3,
+            "unit": "ms",
+            "target": "< 1 ms",
+            "ok": med < 1e-3,
+        }
+    )
+    rows.append(
+        {
+            "what": "simulated time to migrate one block",
+            "value": PAGES_PER_SECTION * k.migrate_page_cost_s,
+            "unit": "s (simulated)",
+        }
+    )
 
     # Half of the 16 TiB populated (movable), then peak RSS.
     half = int(k.pa.counts[PageState.FREE].sum()) // 2
@@ -59,9 +78,18 @@ def main() -> None:
     fill = time.perf_counter() - t
     rows.append({"what": "populate half of 16 TiB (movable)", "value": fill, "unit": "s"})
     rss = peak_rss_mib()
-    rows.append({"what": "peak RSS, 16 TiB machine half populated", "value": rss, "unit": "MiB",
-                 "target": "< 2048 MiB", "ok": rss < 2048})
-    inv = best_of(lambda: __import__("memhp.kernel.invariants", fromlist=["x"]).check_invariants(k), 1)
+    rows.append(
+        {
+            "what": "peak RSS, 16 TiB machine half populated",
+            "value": rss,
+            "unit": "MiB",
+            "target": "< 2048 MiB",
+            "ok": rss < 2048,
+        }
+    )
+    inv = best_of(
+        lambda: __import__("memhp.kernel.invariants", fromlist=["x"]).check_invariants(k), 1
+    )
     rows.append({"what": "check_invariants on 16 TiB", "value": inv, "unit": "s"})
     record("kernel", rows)
 

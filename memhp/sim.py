@@ -15,7 +15,7 @@ import numpy as np
 from memhp.kernel.constants import PAGE_SHIFT, PAGES_PER_SECTION, pfn_to_section_nr
 from memhp.kernel.kernel import Kernel
 from memhp.kernel.machine import MachineSpec
-from memhp.kernel.page_alloc import AllocError, Allocation, PageState
+from memhp.kernel.page_alloc import Allocation, AllocError, PageState
 from memhp.platform.acpi import Dimm
 from memhp.sysfs.view import KernelSysfs
 
@@ -32,7 +32,10 @@ class WorkloadMix:
     pinned: float = 0.0
 
     def split(self, nr_pages: int) -> dict[PageState, int]:
-        if not (0 <= self.unmovable <= 1 and 0 <= self.pinned <= 1) or self.unmovable + self.pinned > 1:
+        if (
+            not (0 <= self.unmovable <= 1 and 0 <= self.pinned <= 1)
+            or self.unmovable + self.pinned > 1
+        ):
             raise ValueError("workload fractions must be in [0, 1] and sum to at most 1")
         u = int(nr_pages * self.unmovable)
         p = int(nr_pages * self.pinned)
@@ -69,7 +72,9 @@ class SimMachine:
                     f"{self.spec.block_size:#x}"
                 )
             if node not in {n.id for n in self.spec.nodes}:
-                raise PlatformError(f"DIMM property node has value '{node}' which exceeds the number of numa nodes")
+                raise PlatformError(
+                    f"DIMM property node has value '{node}' which exceeds the number of numa nodes"
+                )
             if slot is None:
                 slot = p.free_slot()
                 if slot is None:
@@ -81,24 +86,38 @@ class SimMachine:
             used = sum(s.dimm.size for s in p.slots if s.dimm)
             boot = sum(e - s for s, e, _ in self.spec.boot_ram)
             if used + size + boot > self.spec.maxmem:
-                raise PlatformError("not enough space, currently 0x%x in use of total space for memory devices 0x%x"
-                                    % (used + boot, self.spec.maxmem))
+                raise PlatformError(
+                    f"not enough space, currently {used + boot:#x} in use of total space "
+                    f"for memory devices {self.spec.maxmem:#x}"
+                )
             if addr is None:
                 addr = p.find_addr(size, 1 << 30 if size % (1 << 30) == 0 else self.spec.block_size)
                 if addr is None:
-                    raise PlatformError("could not find position in guest address space for memory device")
+                    raise PlatformError(
+                        "could not find position in guest address space for memory device"
+                    )
             else:
-                if addr % self.spec.block_size or addr < p.window_start or addr + size > p.window_end:
-                    raise PlatformError(f"address {addr:#x} is outside the hotplug window or misaligned")
+                if (
+                    addr % self.spec.block_size
+                    or addr < p.window_start
+                    or addr + size > p.window_end
+                ):
+                    raise PlatformError(
+                        f"address {addr:#x} is outside the hotplug window or misaligned"
+                    )
                 for s in p.slots:
                     if s.dimm and addr < s.dimm.addr + s.dimm.size and s.dimm.addr < addr + size:
-                        raise PlatformError(f"address range conflicts with memory device id='{s.dimm.id}'")
+                        raise PlatformError(
+                            f"address range conflicts with memory device id='{s.dimm.id}'"
+                        )
             if id is None:
                 self._dimm_seq += 1
                 id = f"dimm{self._dimm_seq}"
             elif p.slot_of(id) is not None:
                 raise PlatformError(f"Duplicate device ID '{id}' for device")
-            d = Dimm(id=id, memdev=memdev or f"mem-{id}", addr=addr, size=size, node=node, slot=slot)
+            d = Dimm(
+                id=id, memdev=memdev or f"mem-{id}", addr=addr, size=size, node=node, slot=slot
+            )
             p.plug(d)
             return d
 
@@ -144,20 +163,30 @@ class SimMachine:
                     for st, n in parts.items():
                         if n:
                             nid = int(k.pa.nid[ordered[0]]) if ordered else 0
-                            out.append(k.pa.alloc_in_sections(ordered, n, st, f"{owner} ({st.name.lower()})",
-                                                              "workload", nid))
+                            out.append(
+                                k.pa.alloc_in_sections(
+                                    ordered, n, st, f"{owner} ({st.name.lower()})", "workload", nid
+                                )
+                            )
                 else:
                     nid = node if node is not None else 0
                     if nid not in k.pgdats:
                         raise AllocError(f"no node {nid}")
                     for st, n in parts.items():
                         if n:
-                            out.extend(k.pa.alloc(n, st, f"{owner} ({st.name.lower()})", "workload", nid))
+                            out.extend(
+                                k.pa.alloc(n, st, f"{owner} ({st.name.lower()})", "workload", nid)
+                            )
             except AllocError:
                 for a in out:
                     k.pa.free(a)
                 raise
-            k.log("workload", f"{owner}: {nr_pages} pages ({', '.join(f'{s.name.lower()} {n}' for s, n in parts.items() if n)})")
+            k.log(
+                "workload",
+                f"{owner}: {nr_pages} pages ("
+                + ", ".join(f"{s.name.lower()} {n}" for s, n in parts.items() if n)
+                + ")",
+            )
             return out
 
     def free(self, allocs: list[Allocation]) -> None:

@@ -115,7 +115,8 @@ def _run(spec: MachineSpec, args: argparse.Namespace) -> int:
         return 1
     if not spec.memmap_on_memory:
         print(
-            "\n--- the seed's idea: metadata allocated from the block it describes (memmap_on_memory)"
+            "\n--- the seed's idea: metadata allocated from the block it describes"
+            " (memmap_on_memory)"
         )
         spec2 = dataclasses.replace(spec, memmap_on_memory=True)
         d2 = Demo(spec2, args)

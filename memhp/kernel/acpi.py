@@ -120,8 +120,10 @@ class AcpiBus:
             mom = mh.mhp_supports_memmap_on_memory(k, info.length)
             ret = mh.add_memory(k, dev.node, info.start_addr, info.length, memmap_on_memory=mom)
             if ret and ret != -errno.EEXIST:
-                k.log("acpi_memhotplug", f"{dev.name}: add_memory {info.start_addr:#x}+"
-                      f"{info.length:#x} failed ({ret})")
+                k.log(
+                    "acpi_memhotplug",
+                    f"{dev.name}: add_memory {info.start_addr:#x}+{info.length:#x} failed ({ret})",
+                )
                 continue
             self.acpi_bind_memory_blocks(dev, info)
             info.enabled = True
@@ -136,8 +138,10 @@ class AcpiBus:
         for mem in self.k.blocks_in_range(info.start_addr, info.length):
             mem.acpi_device = dev.name
             dev.physical_nodes.append(mem.id)
-        self.k.log("acpi_bind_memory_blocks", f"{dev.name}: physical_node links to "
-                   f"{len(dev.physical_nodes)} memory blocks")
+        self.k.log(
+            "acpi_bind_memory_blocks",
+            f"{dev.name}: physical_node links to {len(dev.physical_nodes)} memory blocks",
+        )
 
     def acpi_unbind_memory_blocks(self, dev: AcpiDevice, info: MemoryInfo) -> None:
         for mem in self.k.blocks_in_range(info.start_addr, info.length):
@@ -209,8 +213,10 @@ class AcpiBus:
                         k, k.blocks_in_range(info.start_addr, info.length)
                     )
                     if still:
-                        k.log("remove_memory", ", ".join(m.name for m in still)
-                              + " could not be offlined")
+                        k.log(
+                            "remove_memory",
+                            ", ".join(m.name for m in still) + " could not be offlined",
+                        )
                         return -errno.EBUSY
         else:
             ret = self.acpi_scan_try_to_offline(dev)
@@ -231,8 +237,9 @@ class AcpiBus:
         if src in (ACPI_NOTIFY_EJECT_REQUEST, ACPI_OST_EC_OSPM_EJECT):
             if not dev.bound:
                 return -errno.ENODEV
-            self.platform.evaluate_ost(dev.slot, ACPI_NOTIFY_EJECT_REQUEST,
-                                       ACPI_OST_SC_EJECT_IN_PROGRESS)
+            self.platform.evaluate_ost(
+                dev.slot, ACPI_NOTIFY_EJECT_REQUEST, ACPI_OST_SC_EJECT_IN_PROGRESS
+            )
             return self.acpi_scan_hot_remove(dev)
         return -errno.EINVAL
 
@@ -282,5 +289,6 @@ class AcpiBus:
 
 
 def blocks_state(blocks: list[MemoryBlock]) -> str:
-    return ", ".join(f"{m.name}={'online' if m.state is MemState.MEM_ONLINE else 'offline'}"
-                     for m in blocks)
+    return ", ".join(
+        f"{m.name}={'online' if m.state is MemState.MEM_ONLINE else 'offline'}" for m in blocks
+    )

@@ -26,7 +26,10 @@ class InvariantError(AssertionError):
     """The model is inconsistent; ``problems`` lists what is wrong."""
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems[:20]) + (f" (+{len(problems) - 20} more)" if len(problems) > 20 else ""))
+        super().__init__(
+            "; ".join(problems[:20])
+            + (f" (+{len(problems) - 20} more)" if len(problems) > 20 else "")
+        )
         self.problems = problems
 
 
@@ -55,18 +58,23 @@ def check_invariants(k: Kernel) -> None:
         s = int(bad[0])
         p.append(f"offline section {s} has pages in use: {counts[:, s].tolist()}")
     if (~present & ((pa.ram != 0) | (total != 0))).any():
-        p.append(f"absent section with pages: {np.flatnonzero(~present & (total != 0))[:3].tolist()}")
+        p.append(
+            f"absent section with pages: {np.flatnonzero(~present & (total != 0))[:3].tolist()}"
+        )
     if ((pa.zone >= 0) != online).any():
-        p.append(f"zone tag and online flag disagree in sections {np.flatnonzero((pa.zone >= 0) != online)[:3].tolist()}")
+        p.append(
+            "zone tag and online flag disagree in sections "
+            f"{np.flatnonzero((pa.zone >= 0) != online)[:3].tolist()}"
+        )
     if (present & (pa.nid < 0)).any():
         p.append("present section without a node")
     if (pa.isolated & ~online).any() or pa.isolated.any():
         p.append(f"sections left isolated: {np.flatnonzero(pa.isolated)[:3].tolist()}")
     if (counts[PageState.ALTMAP] > 0).any():
-        for s in np.flatnonzero(counts[PageState.ALTMAP] > 0):
-            bfirst = int(s) - int(s) % k.sections_per_block
+        for alt_sec in np.flatnonzero(counts[PageState.ALTMAP] > 0).tolist():
+            bfirst = alt_sec - alt_sec % k.sections_per_block
             if bfirst not in k.altmaps:
-                p.append(f"section {int(s)}: altmap pages without an altmap owner")
+                p.append(f"section {alt_sec}: altmap pages without an altmap owner")
 
     # ---------------------------------------------------------------- allocations
     acc = np.zeros((NR_STATES, k.nr_sections), np.int64)
@@ -82,22 +90,32 @@ def check_invariants(k: Kernel) -> None:
         len(a.extents) for a in pa.allocs.values()
     ):
         p.append("section index of allocations disagrees with their extents")
-    for st in (PageState.MOVABLE, PageState.PINNED, PageState.UNMOVABLE, PageState.RESERVED,
-               PageState.ALTMAP):
+    for st in (
+        PageState.MOVABLE,
+        PageState.PINNED,
+        PageState.UNMOVABLE,
+        PageState.RESERVED,
+        PageState.ALTMAP,
+    ):
         bad = np.flatnonzero(acc[st] != counts[st])
         if bad.size:
             s = int(bad[0])
-            p.append(f"section {s}: {st.name} pages {int(counts[st, s])} but owners hold {int(acc[st, s])}")
+            p.append(
+                f"section {s}: {st.name} pages {int(counts[st, s])} "
+                f"but owners hold {int(acc[st, s])}"
+            )
 
     # zone-level counters
     zacc: dict[tuple[int, int], np.ndarray] = defaultdict(lambda: np.zeros(NR_STATES, np.int64))
-    for s in np.flatnonzero(online):
-        zacc[(int(pa.nid[s]), int(pa.zone[s]))] += counts[:, s]
+    for on_sec in np.flatnonzero(online).tolist():
+        zacc[(int(pa.nid[on_sec]), int(pa.zone[on_sec]))] += counts[:, on_sec]
     for key in set(zacc) | set(pa.zstate):
         want = zacc.get(key, np.zeros(NR_STATES, np.int64))
         have = pa.zstate.get(key, np.zeros(NR_STATES, np.int64))
         if not np.array_equal(want, have):
-            p.append(f"zone counters of node {key[0]} zone {key[1]}: {have.tolist()} != {want.tolist()}")
+            p.append(
+                f"zone counters of node {key[0]} zone {key[1]}: {have.tolist()} != {want.tolist()}"
+            )
 
     # owners must still exist
     for a in pa.allocs.values():
@@ -106,17 +124,17 @@ def check_invariants(k: Kernel) -> None:
             if not secs:
                 p.append(f"{a.owner}: memmap allocation of no present section")
         if a.kind == "page_cgroup":
-            sec = next((s for s, aid in k.page_cgroup.items() if aid == a.id), None)
-            if sec is None or not online[sec]:
+            pcg_sec = next((x for x, aid in k.page_cgroup.items() if aid == a.id), None)
+            if pcg_sec is None or not online[pcg_sec]:
                 p.append(f"{a.owner} outlives its section being online")
     for sec, aid in k.page_cgroup.items():
         if aid not in pa.allocs:
             p.append(f"page_cgroup of section {sec} points to a freed allocation")
-    for s in np.flatnonzero(sp.memmap_alloc):
-        if not present[s]:
-            p.append(f"memmap of absent section {int(s)} not freed")
-        elif int(sp.memmap_alloc[s]) not in pa.allocs:
-            p.append(f"memmap of section {int(s)} freed while present")
+    for mm_sec in np.flatnonzero(sp.memmap_alloc).tolist():
+        if not present[mm_sec]:
+            p.append(f"memmap of absent section {mm_sec} not freed")
+        elif int(sp.memmap_alloc[mm_sec]) not in pa.allocs:
+            p.append(f"memmap of section {mm_sec} freed while present")
 
     # ---------------------------------------------------------------- blocks
     spb = k.sections_per_block
@@ -124,10 +142,13 @@ def check_invariants(k: Kernel) -> None:
     if block_of_present != set(k.blocks):
         missing = sorted(block_of_present - set(k.blocks))[:3]
         extra = sorted(set(k.blocks) - block_of_present)[:3]
-        p.append(f"blocks and present sections disagree (no block for {missing}, block without sections {extra})")
+        p.append(
+            f"blocks and present sections disagree (no block for {missing}, "
+            f"block without sections {extra})"
+        )
     for bid, mem in k.blocks.items():
-        secs = [s for s in range(mem.start_section_nr, mem.start_section_nr + spb) if present[s]]
-        on = [bool(online[s]) for s in secs]
+        bsecs = [x for x in range(mem.start_section_nr, mem.start_section_nr + spb) if present[x]]
+        on = [bool(online[x]) for x in bsecs]
         if mem.state is MemState.MEM_ONLINE and not all(on):
             p.append(f"{mem.name} online with offline sections")
         if mem.state is MemState.MEM_OFFLINE and any(on):
@@ -135,7 +156,7 @@ def check_invariants(k: Kernel) -> None:
         if mem.state is MemState.MEM_GOING_OFFLINE:
             p.append(f"{mem.name} stuck in going-offline")
         if mem.zone is not None:
-            zs = {int(pa.zone[s]) for s in secs}
+            zs = {int(pa.zone[x]) for x in bsecs}
             if zs != {int(mem.zone)}:
                 p.append(f"{mem.name} zone {mem.zone.name} but sections in {sorted(zs)}")
         if mem.state is MemState.MEM_OFFLINE and mem.zone is not None:
@@ -153,10 +174,16 @@ def check_invariants(k: Kernel) -> None:
         node_secs = np.flatnonzero(online & (pa.nid == nid))
         ram_online = int(pa.ram[node_secs].sum())
         if pgdat.node_present_pages != ram_online:
-            p.append(f"node {nid}: present pages {pgdat.node_present_pages} != RAM online {ram_online}")
-        reserved = int(counts[PageState.RESERVED, node_secs].sum() + counts[PageState.ALTMAP, node_secs].sum())
+            p.append(
+                f"node {nid}: present pages {pgdat.node_present_pages} != RAM online {ram_online}"
+            )
+        reserved = int(
+            counts[PageState.RESERVED, node_secs].sum() + counts[PageState.ALTMAP, node_secs].sum()
+        )
         if pgdat.node_managed_pages != ram_online - reserved:
-            p.append(f"node {nid}: managed pages {pgdat.node_managed_pages} != {ram_online - reserved}")
+            p.append(
+                f"node {nid}: managed pages {pgdat.node_managed_pages} != {ram_online - reserved}"
+            )
         for zone in pgdat.node_zones:
             if zone.present_pages < 0 or zone.managed_pages < 0 or zone.spanned_pages < 0:
                 p.append(f"node {nid} zone {zone.name}: negative counters")
@@ -168,23 +195,33 @@ def check_invariants(k: Kernel) -> None:
                 # a boot section may straddle DMA/DMA32: the section is tagged with the higher zone
                 if not zone.intersects(pfn, PAGES_PER_SECTION):
                     p.append(f"node {nid}: online section {int(s)} outside the {zone.name} span")
-            if not zone.is_empty() and pgdat.node_spanned_pages and not (
-                pgdat.node_start_pfn <= zone.zone_start_pfn and zone.zone_end_pfn <= pgdat.node_end_pfn
+            if (
+                not zone.is_empty()
+                and pgdat.node_spanned_pages
+                and not (
+                    pgdat.node_start_pfn <= zone.zone_start_pfn
+                    and zone.zone_end_pfn <= pgdat.node_end_pfn
+                )
             ):
                 p.append(f"node {nid}: zone {zone.name} outside the node span")
         has_mem = pgdat.node_present_pages > 0
         if has_mem != (nid in k.node_states["N_MEMORY"]):
-            p.append(f"node {nid}: N_MEMORY is {nid in k.node_states['N_MEMORY']} with {pgdat.node_present_pages} present pages")
+            p.append(
+                f"node {nid}: N_MEMORY is {nid in k.node_states['N_MEMORY']} "
+                f"with {pgdat.node_present_pages} present pages"
+            )
         has_normal = any(pgdat.zone(z).present_pages for z in KERNEL_ZONES)
         if has_normal != (nid in k.node_states["N_NORMAL_MEMORY"]):
             p.append(f"node {nid}: N_NORMAL_MEMORY disagrees with its kernel zones")
-    st = k.node_states
-    if k.registered_nodes != st["N_ONLINE"]:
-        p.append(f"registered nodes {sorted(k.registered_nodes)} != online {sorted(st['N_ONLINE'])}")
-    if not (st["N_MEMORY"] | st["N_CPU"]) <= st["N_ONLINE"]:
+    ns = k.node_states
+    if k.registered_nodes != ns["N_ONLINE"]:
+        p.append(
+            f"registered nodes {sorted(k.registered_nodes)} != online {sorted(ns['N_ONLINE'])}"
+        )
+    if not (ns["N_MEMORY"] | ns["N_CPU"]) <= ns["N_ONLINE"]:
         p.append("a node with memory or CPUs is offline")
     for mem in k.blocks.values():
-        if mem.nid >= 0 and mem.nid not in st["N_ONLINE"]:
+        if mem.nid >= 0 and mem.nid not in ns["N_ONLINE"]:
             p.append(f"{mem.name} on offline node {mem.nid}")
 
     # ---------------------------------------------------------------- firmware map & ACPI
@@ -194,19 +231,22 @@ def check_invariants(k: Kernel) -> None:
     boot_entries = len(k.spec.e820)
     sec_bytes = PAGES_PER_SECTION << 12
     for e in k.fwmap.entries:
-        if e.index >= boot_entries and not present[e.start // sec_bytes : e.end // sec_bytes + 1].all():
+        if (
+            e.index >= boot_entries
+            and not present[e.start // sec_bytes : e.end // sec_bytes + 1].all()
+        ):
             p.append(f"firmware entry {e.index} ({e.start:#x}-{e.end:#x}) outlives its memory")
-    have = {(e.start, e.end) for e in k.fwmap.entries}
+    fw_ranges = {(e.start, e.end) for e in k.fwmap.entries}
     for d in k.acpi.devices:
         for i in d.infos:
-            if i.enabled and (i.start_addr, i.start_addr + i.length - 1) not in have:
+            if i.enabled and (i.start_addr, i.start_addr + i.length - 1) not in fw_ranges:
                 p.append(f"{d.name}: range {i.start_addr:#x} has no firmware map entry")
     for d in k.acpi.devices:
         if d.bound and not k.acpi.platform.slots[d.slot]._STA():
             p.append(f"{d.name} bound but its slot is empty")
         for bid in d.physical_nodes:
-            mem = k.blocks.get(bid)
-            if mem is None or mem.acpi_device != d.name:
+            bound = k.blocks.get(bid)
+            if bound is None or bound.acpi_device != d.name:
                 p.append(f"{d.name}: physical node memory{bid} missing or not bound back")
         for i in d.infos:
             if i.enabled:

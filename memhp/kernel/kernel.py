@@ -19,11 +19,11 @@ from memhp.kernel import memory_hotplug as mh
 from memhp.kernel.constants import (
     DMA32_END,
     DMA_END,
-    MiB,
     PAGE_SHIFT,
     PAGE_SIZE,
     PAGES_PER_SECTION,
     SECTION_SIZE,
+    MiB,
     pfn_to_section_nr,
     section_nr_to_pfn,
 )
@@ -34,8 +34,8 @@ from memhp.kernel.mmzone import PgData, ZoneType
 from memhp.kernel.notifier import MemAction, MemoryChain, MemoryNotify
 from memhp.kernel.page_alloc import (
     MIGRATE_PAGE_COST_S,
-    AllocError,
     Allocation,
+    AllocError,
     PageAllocator,
     PageState,
 )
@@ -74,7 +74,9 @@ class Kernel:
         )
         self.nr_sections = -(-top // SECTION_SIZE)
         self.nr_sections += (-self.nr_sections) % self.sections_per_block
-        self.pa = PageAllocator(self.nr_sections, pin_excludes_movable=self.profile.name != "linux-3.8-hotremove")
+        self.pa = PageAllocator(
+            self.nr_sections, pin_excludes_movable=self.profile.name != "linux-3.8-hotremove"
+        )
         self.sparse = SparseMem(self.nr_sections)
         self.fwmap = FirmwareMap()
         self.chain = MemoryChain()
@@ -145,8 +147,14 @@ class Kernel:
         for nid in sorted(self.node_states["N_MEMORY"]):
             nr = self.spec.boot_slab_per_node // PAGE_SIZE
             try:
-                self.pa.alloc(nr, PageState.UNMOVABLE, f"slab and kernel data of node {nid}",
-                              "slab", nid, this_node=True)
+                self.pa.alloc(
+                    nr,
+                    PageState.UNMOVABLE,
+                    f"slab and kernel data of node {nid}",
+                    "slab",
+                    nid,
+                    this_node=True,
+                )
             except AllocError:
                 pass
         # node states.
@@ -166,13 +174,18 @@ class Kernel:
             PageCgroup(self).register()
         self.register_error_inject()
         self.acpi.scan()
-        self.log("boot", f"{spec.name}: {len(self.blocks)} memory blocks, "
-                 f"nodes online {sorted(self.node_states['N_ONLINE'])}")
+        self.log(
+            "boot",
+            f"{spec.name}: {len(self.blocks)} memory blocks, "
+            f"nodes online {sorted(self.node_states['N_ONLINE'])}",
+        )
 
     def _build_node_order(self) -> None:
         """build_zonelists() node order: by SLIT distance, then node id."""
         for n in self.spec.nodes:
-            order = sorted(self.spec.nodes, key=lambda m: (n.distance[self._node_index(m.id)], m.id))
+            order = sorted(
+                self.spec.nodes, key=lambda m: (n.distance[self._node_index(m.id)], m.id)
+            )
             self.pa.node_order[n.id] = [m.id for m in order]
 
     def _node_index(self, nid: int) -> int:
@@ -183,12 +196,18 @@ class Kernel:
         if not self.movable_node:
             return None
         node = self.spec.node(nid)
-        starts = [max(ms, hs) for ms, me in node.memory for hs, he in node.hotplug
-                  if max(ms, hs) < min(me, he)]
+        starts = [
+            max(ms, hs)
+            for ms, me in node.memory
+            for hs, he in node.hotplug
+            if max(ms, hs) < min(me, he)
+        ]
         if not starts:
             return None
         # Memory below the highest kernel zone's start stays in the kernel zones.
-        return max(min(starts), DMA32_END if self._node_has_above_4g(nid) else DMA_END) >> PAGE_SHIFT
+        return (
+            max(min(starts), DMA32_END if self._node_has_above_4g(nid) else DMA_END) >> PAGE_SHIFT
+        )
 
     def _node_has_above_4g(self, nid: int) -> bool:
         return any(e > DMA32_END for s, e, n in self.spec.boot_ram if n == nid)
@@ -227,7 +246,9 @@ class Kernel:
                     zone.zone_start_pfn, zone.spanned_pages = s, e - s
                     zone.present_pages = present
             pgdat.update_span()
-            if any(pgdat.zone(z).present_pages for z in (ZoneType.DMA, ZoneType.DMA32, ZoneType.NORMAL)):
+            if any(
+                pgdat.zone(z).present_pages for z in (ZoneType.DMA, ZoneType.DMA32, ZoneType.NORMAL)
+            ):
                 self.node_states["N_NORMAL_MEMORY"].add(nid)
 
     def _boot_zones_of_sections(self, secs: npt.NDArray[np.intp]) -> npt.NDArray[np.int8]:
@@ -247,8 +268,9 @@ class Kernel:
 
     def _zones_of_block(self, nid: int, first_sec: int) -> set[ZoneType]:
         pfn0 = section_nr_to_pfn(first_sec)
-        return {z.idx for z in self.pgdats[nid].node_zones
-                if z.intersects(pfn0, self.pages_per_block)}
+        return {
+            z.idx for z in self.pgdats[nid].node_zones if z.intersects(pfn0, self.pages_per_block)
+        }
 
     def _reserved_in_zone(self, zone: object) -> int:
         from memhp.kernel.mmzone import Zone
@@ -266,29 +288,43 @@ class Kernel:
         spec = self.spec
         first_nid = spec.boot_ram[0][2]
         # The first 1 MiB (x86 reserves all of low memory, 5.13+).
-        self.pa.memblock_reserve(0, (1 * MiB) >> PAGE_SHIFT, "low memory (BIOS, real mode)",
-                                 "memblock", first_nid)
+        self.pa.memblock_reserve(
+            0, (1 * MiB) >> PAGE_SHIFT, "low memory (BIOS, real mode)", "memblock", first_nid
+        )
         # The kernel image.
         img = spec.kernel_image_start >> PAGE_SHIFT
-        img_nid = next((n for s, e, n in spec.boot_ram if s <= spec.kernel_image_start < e), first_nid)
+        img_nid = next(
+            (n for s, e, n in spec.boot_ram if s <= spec.kernel_image_start < e), first_nid
+        )
         self.kernel_image = self.pa.memblock_reserve(
-            img, spec.kernel_image_size >> PAGE_SHIFT, "kernel image (text, data, bss)",
-            "kernel_image", img_nid)
+            img,
+            spec.kernel_image_size >> PAGE_SHIFT,
+            "kernel image (text, data, bss)",
+            "kernel_image",
+            img_nid,
+        )
         # sparse_init_nid(): one memmap buffer per node, top-down on that node.
         self.boot_memmap: dict[int, Allocation] = {}
         for nid in sorted({n for _, _, n in spec.boot_ram}):
             nsec = int(np.count_nonzero(self.sparse.present & (self.pa.nid == nid)))
             self.boot_memmap[nid] = self.pa.memblock_alloc_top_down(
-                nsec * MEMMAP_PAGES_PER_SECTION, nid, f"memmap of boot memory of node {nid}",
-                "memmap")
+                nsec * MEMMAP_PAGES_PER_SECTION,
+                nid,
+                f"memmap of boot memory of node {nid}",
+                "memmap",
+            )
             # NODE_DATA (alloc_node_data): pgdat on its own node.
             self.pa.memblock_alloc_top_down(PGDAT_PAGES, nid, f"pgdat of node {nid}", "pgdat")
         # swiotlb bounce buffer: memblock_alloc_low(), below 4 GiB.
         if spec.swiotlb_size:
             try:
-                self.pa.memblock_alloc_top_down(spec.swiotlb_size >> PAGE_SHIFT, first_nid,
-                                                "swiotlb bounce buffer", "memblock",
-                                                limit_pfn=DMA32_END >> PAGE_SHIFT)
+                self.pa.memblock_alloc_top_down(
+                    spec.swiotlb_size >> PAGE_SHIFT,
+                    first_nid,
+                    "swiotlb bounce buffer",
+                    "memblock",
+                    limit_pfn=DMA32_END >> PAGE_SHIFT,
+                )
             except AllocError:
                 pass
 
@@ -304,15 +340,18 @@ class Kernel:
         bids = np.flatnonzero(present.any(axis=1))
         ppb = self.pages_per_block
         zone_bounds = {
-            nid: [(z.idx, z.zone_start_pfn, z.zone_end_pfn) for z in p.node_zones if not z.is_empty()]
+            nid: [
+                (z.idx, z.zone_start_pfn, z.zone_end_pfn) for z in p.node_zones if not z.is_empty()
+            ]
             for nid, p in self.pgdats.items()
         }
         for bid in bids.tolist():
             row = nids[bid][present[bid]]
             nid = int(row[0])
             mixed = bool((row != nid).any())
-            mem = MemoryBlock(bid, bid * spb, MemState.MEM_ONLINE, NUMA_NO_NODE if mixed else nid,
-                              early=True)
+            mem = MemoryBlock(
+                bid, bid * spb, MemState.MEM_ONLINE, NUMA_NO_NODE if mixed else nid, early=True
+            )
             mem.nodes = {int(x) for x in np.unique(row)} if mixed else {nid}
             if not mixed:
                 pfn0 = bid * ppb
@@ -362,8 +401,9 @@ class Kernel:
         pgdat = self.pgdats[nid]
         if not self.profile.pgdat_preallocated and pgdat.allocation is None:
             try:
-                (a,) = self.pa.alloc(PGDAT_PAGES, PageState.UNMOVABLE, f"pgdat of node {nid}",
-                                     "pgdat", nid)
+                (a,) = self.pa.alloc(
+                    PGDAT_PAGES, PageState.UNMOVABLE, f"pgdat of node {nid}", "pgdat", nid
+                )
             except AllocError:
                 return -errno.ENOMEM
             pgdat.allocation = a.id
@@ -393,13 +433,21 @@ class Kernel:
         """create_memory_block_devices(): offline blocks for a hot-added range."""
         out = []
         for bid in range(start // self.block_size, (start + size) // self.block_size):
-            mem = MemoryBlock(bid, bid * self.sections_per_block, MemState.MEM_OFFLINE, nid,
-                              nr_vmemmap_pages=vmemmap_pages)
+            mem = MemoryBlock(
+                bid,
+                bid * self.sections_per_block,
+                MemState.MEM_OFFLINE,
+                nid,
+                nr_vmemmap_pages=vmemmap_pages,
+            )
             self.blocks[bid] = mem
             out.append(mem)
-        self.log("create_memory_block_devices",
-                 f"memory{out[0].id}..memory{out[-1].id} created (offline)" if len(out) > 1
-                 else f"memory{out[0].id} created (offline)")
+        self.log(
+            "create_memory_block_devices",
+            f"memory{out[0].id}..memory{out[-1].id} created (offline)"
+            if len(out) > 1
+            else f"memory{out[0].id} created (offline)",
+        )
         return out
 
     def remove_memory_block_devices(self, start: int, size: int) -> None:
@@ -469,8 +517,9 @@ class Kernel:
         if st is PageState.PINNED and soft:
             return -errno.EBUSY
         if st in (PageState.MOVABLE, PageState.PINNED):
-            owner = next(self.pa.allocs[a] for a in self.pa.by_section[sec]
-                         if self.pa.allocs[a].state is st)
+            owner = next(
+                self.pa.allocs[a] for a in self.pa.by_section[sec] if self.pa.allocs[a].state is st
+            )
             if soft:
                 try:
                     dst = self.pa.alloc(1, st, owner.owner, owner.kind, owner.nid)[0]
@@ -481,8 +530,14 @@ class Kernel:
                     self.pa._index_add(owner, dsec, dn)
                 del self.pa.allocs[dst.id]
             self.pa.free(owner, sec, 1)
-        a = self.pa.alloc_in_sections([sec], 1, PageState.UNMOVABLE, f"hwpoisoned page pfn {pfn:#x}",
-                                      "hwpoison", int(self.pa.nid[sec]))
+        a = self.pa.alloc_in_sections(
+            [sec],
+            1,
+            PageState.UNMOVABLE,
+            f"hwpoisoned page pfn {pfn:#x}",
+            "hwpoison",
+            int(self.pa.nid[sec]),
+        )
         del a
         self.log("memory_failure", f"pfn {pfn:#x} poisoned ({'soft' if soft else 'hard'})")
         return 0
@@ -497,5 +552,10 @@ class Kernel:
             movable += self.pa.zone_count(zone, PageState.MOVABLE)
             pinned += self.pa.zone_count(zone, PageState.PINNED)
             unmovable += self.pa.zone_count(zone, PageState.UNMOVABLE)
-        return {"total": total, "free": free, "movable": movable, "pinned": pinned,
-                "unmovable": unmovable}
+        return {
+            "total": total,
+            "free": free,
+            "movable": movable,
+            "pinned": pinned,
+            "unmovable": unmovable,
+        }

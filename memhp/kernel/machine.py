@@ -36,8 +36,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 
-from memhp.kernel.constants import GiB, KiB, MiB, SECTION_SIZE, TiB
+from memhp.kernel.constants import SECTION_SIZE, GiB, KiB, MiB, TiB
 from memhp.kernel.profile import PROFILES, KernelProfile
 
 E820_TYPES = (
@@ -210,7 +211,9 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
         raise MachineError("name", f"expected a string, got {name!r}")
     prof_name = doc.get("profile", "linux-6.1")
     if prof_name not in PROFILES:
-        raise MachineError("profile", f"unknown profile {prof_name!r} (known: {', '.join(PROFILES)})")
+        raise MachineError(
+            "profile", f"unknown profile {prof_name!r} (known: {', '.join(PROFILES)})"
+        )
     profile = PROFILES[str(prof_name)]
     block_size = parse_size(doc.get("block_size", SECTION_SIZE), "block_size")
     if block_size < SECTION_SIZE or block_size & (block_size - 1):
@@ -268,17 +271,16 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
             dist = tuple(10 if m.id == n.id else 20 for m in nodes)
         if len(dist) != len(nodes):
             raise MachineError(
-                f"node[{ids.index(n.id)}].distance", f"expected {len(nodes)} distances, got {len(dist)}"
+                f"node[{ids.index(n.id)}].distance",
+                f"expected {len(nodes)} distances, got {len(dist)}",
             )
         fixed.append(NodeSpec(n.id, n.cpus, dist, n.memory, n.hotplug))
     nodes = fixed
     if not any(n.cpus for n in nodes):
         raise MachineError("node", "at least one node needs CPUs")
     # Overlaps between nodes' memory and hotplug windows.
-    spans = sorted(
-        (s, e, f"node {n.id}") for n in nodes for (s, e) in (*n.memory, *n.hotplug)
-    )
-    for (s1, e1, w1), (s2, _e2, w2) in zip(spans, spans[1:], strict=False):
+    spans = sorted((s, e, f"node {n.id}") for n in nodes for (s, e) in (*n.memory, *n.hotplug))
+    for (_s1, e1, w1), (s2, _e2, w2) in pairwise(spans):
         if s2 < e1:
             raise MachineError("node", f"ranges of {w1} and {w2} overlap at {s2:#x}")
 
@@ -304,10 +306,12 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
                 raise MachineError(k, "end before start")
             t = re_.get("type", "System RAM")
             if t not in E820_TYPES:
-                raise MachineError(f"{k}.type", f"unknown type {t!r} (known: {', '.join(E820_TYPES)})")
+                raise MachineError(
+                    f"{k}.type", f"unknown type {t!r} (known: {', '.join(E820_TYPES)})"
+                )
             e820.append(E820Entry(s, e, str(t)))
     e820.sort(key=lambda x: x.start)
-    for a, b in zip(e820, e820[1:], strict=False):
+    for a, b in pairwise(e820):
         if b.start < a.end:
             raise MachineError("e820", f"entries overlap at {b.start:#x}")
 

@@ -145,7 +145,9 @@ def _status_change_online(k: Kernel, zone: Zone) -> tuple[int, int]:
 def _status_change_offline(k: Kernel, zone: Zone, nr_pages: int) -> tuple[int, int]:
     """node_states_check_changes_offline()."""
     pgdat = k.pgdats[zone.nid]
-    present = sum(pgdat.zone(z).present_pages for z in (ZoneType.DMA, ZoneType.DMA32, ZoneType.NORMAL))
+    present = sum(
+        pgdat.zone(z).present_pages for z in (ZoneType.DMA, ZoneType.DMA32, ZoneType.NORMAL)
+    )
     change_normal = NUMA_NO_NODE
     if zone.idx <= ZoneType.NORMAL and nr_pages >= present:
         change_normal = zone.nid
@@ -168,8 +170,11 @@ def online_pages(k: Kernel, pfn: int, nr_pages: int, zone: Zone) -> int:
         k.memory_notify(MemAction.MEM_CANCEL_ONLINE, arg)
         if k.profile.shrink_spans_on_offline:
             remove_pfn_range_from_zone(k, zone, pfn, nr_pages)
-        k.log("online_pages", f"[mem {pfn << PAGE_SHIFT:#012x}-"
-              f"{((pfn + nr_pages) << PAGE_SHIFT) - 1:#012x}] failed: notifier {ret}")
+        k.log(
+            "online_pages",
+            f"[mem {pfn << PAGE_SHIFT:#012x}-"
+            f"{((pfn + nr_pages) << PAGE_SHIFT) - 1:#012x}] failed: notifier {ret}",
+        )
         return ret
     # online_pages_range(): sections online, pages to the buddy allocator.
     first = pfn_to_section_nr(pfn)
@@ -243,8 +248,11 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
 
     def fail(reason: str, err: int, owners: list[str] | None = None) -> int:
         k.last_offline_failure = OfflineFailure(block, reason, err, owners or [])
-        k.log("offline_pages", f"memory{block} offlining failed due to {reason}"
-              + (f": {owners[0]}" if owners else ""))
+        k.log(
+            "offline_pages",
+            f"memory{block} offlining failed due to {reason}"
+            + (f": {owners[0]}" if owners else ""),
+        )
         return -err
 
     if nr_pages <= 0 or start_pfn % PAGEBLOCK_NR_PAGES or end_pfn % PAGES_PER_SECTION:
@@ -331,7 +339,9 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
 def memory_block_offline(k: Kernel, mem: MemoryBlock) -> int:
     """memory_block_offline() (drivers/base/memory.c)."""
     if mem.zone is None:
-        k.last_offline_failure = OfflineFailure(mem.id, "block spans zones or nodes", errno.EINVAL, [])
+        k.last_offline_failure = OfflineFailure(
+            mem.id, "block spans zones or nodes", errno.EINVAL, []
+        )
         return -errno.EINVAL
     start_pfn = section_nr_to_pfn(mem.start_section_nr)
     vm = mem.nr_vmemmap_pages
@@ -426,8 +436,10 @@ def add_memory(k: Kernel, nid: int, start: int, size: int, memmap_on_memory: boo
     for mem in blocks:
         mem.nodes.add(nid)
     entry = k.fwmap.firmware_map_add_hotplug(start, start + size, "System RAM")
-    k.log("firmware_map_add_hotplug",
-          f"/sys/firmware/memmap/{entry.index}: {entry.start:#x}-{entry.end:#x} {entry.type}")
+    k.log(
+        "firmware_map_add_hotplug",
+        f"/sys/firmware/memmap/{entry.index}: {entry.start:#x}-{entry.end:#x} {entry.type}",
+    )
     if k.mhp_default_online_type is not MMOP.MMOP_OFFLINE:
         for mem in blocks:
             mem.online_type = k.mhp_default_online_type
@@ -444,7 +456,9 @@ def try_offline_node(k: Kernel, nid: int) -> None:
             return
     else:
         # 3.8: any present section in the node's range keeps it.
-        if any(int(k.pa.nid[s]) == nid and k.sparse.present[s] for s in k.sparse.present_sections()):
+        if any(
+            int(k.pa.nid[s]) == nid and k.sparse.present[s] for s in k.sparse.present_sections()
+        ):
             return
     if any(m.nid == nid for m in k.blocks.values()):
         return
@@ -471,8 +485,10 @@ def try_remove_memory(k: Kernel, start: int, size: int) -> int:
         return -errno.EINVAL
     try:
         entry = k.fwmap.firmware_map_remove(start, start + size, "System RAM")
-        k.log("firmware_map_remove",
-              f"/sys/firmware/memmap/{entry.index}: {entry.start:#x}-{entry.end:#x} removed")
+        k.log(
+            "firmware_map_remove",
+            f"/sys/firmware/memmap/{entry.index}: {entry.start:#x}-{entry.end:#x} removed",
+        )
     except LookupError:
         pass
     k.remove_memory_block_devices(start, size)

@@ -249,7 +249,7 @@ class PageAllocator:
         if state in (PageState.MOVABLE,) or (
             state is PageState.PINNED and not self.pin_excludes_movable
         ):
-            zones = (ZoneType.MOVABLE, ZoneType.NORMAL, ZoneType.DMA32)
+            zones: tuple[ZoneType, ...] = (ZoneType.MOVABLE, ZoneType.NORMAL, ZoneType.DMA32)
         else:
             zones = (ZoneType.NORMAL, ZoneType.DMA32)
         nodes = [nid] if this_node else self.node_order.get(nid, [nid])
@@ -283,9 +283,11 @@ class PageAllocator:
             & ~self.isolated[sl]
         )
         idx = np.flatnonzero(mask) + s0
-        in_use = self.counts[:, idx].sum(axis=0) - self.counts[PageState.FREE, idx] - self.counts[
-            PageState.ALTMAP, idx
-        ]
+        in_use = (
+            self.counts[:, idx].sum(axis=0)
+            - self.counts[PageState.FREE, idx]
+            - self.counts[PageState.ALTMAP, idx]
+        )
         partly = idx[in_use > 0][::-1]
         whole = idx[in_use == 0][::-1]
         return np.concatenate([partly, whole])
@@ -386,8 +388,10 @@ class PageAllocator:
 
     def free(self, a: Allocation, sec: int | None = None, nr: int | None = None) -> None:
         """Free an allocation (or ``nr`` of its pages in section ``sec``)."""
-        items = [(sec, nr if nr is not None else a.extents[sec])] if sec is not None else list(
-            a.extents.items()
+        items = (
+            [(sec, nr if nr is not None else a.extents[sec])]
+            if sec is not None
+            else list(a.extents.items())
         )
         for s, n in items:
             if a.state is PageState.RESERVED or a.state is PageState.ALTMAP:

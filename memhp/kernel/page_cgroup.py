@@ -47,7 +47,8 @@ class PageCgroup:
 
     def _sections(self, arg: MemoryNotify) -> range:
         return range(
-            pfn_to_section_nr(arg.start_pfn), pfn_to_section_nr(arg.start_pfn + arg.nr_pages - 1) + 1
+            pfn_to_section_nr(arg.start_pfn),
+            pfn_to_section_nr(arg.start_pfn + arg.nr_pages - 1) + 1,
         )
 
     def online_page_cgroup(self, arg: MemoryNotify) -> int:
@@ -57,16 +58,20 @@ class PageCgroup:
             if sec in k.page_cgroup or not k.sparse.present[sec]:
                 continue
             nid = int(k.pa.nid[sec])
-            if k.blocks.get(sec // k.sections_per_block) is not None and k.blocks[
-                sec // k.sections_per_block
-            ].nr_vmemmap_pages:
+            if (
+                k.blocks.get(sec // k.sections_per_block) is not None
+                and k.blocks[sec // k.sections_per_block].nr_vmemmap_pages
+            ):
                 # The seed's idea: the table was carved from the block itself at
                 # hot-add (part of its altmap), so nothing is allocated elsewhere.
                 continue
             try:
                 (a,) = k.pa.alloc(
-                    self.table_pages, PageState.UNMOVABLE, f"page_cgroup of section {sec}",
-                    "page_cgroup", nid,
+                    self.table_pages,
+                    PageState.UNMOVABLE,
+                    f"page_cgroup of section {sec}",
+                    "page_cgroup",
+                    nid,
                 )
             except AllocError:
                 for s in done:

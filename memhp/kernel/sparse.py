@@ -87,8 +87,11 @@ class SparseMem:
             # vmem_altmap: each block's metadata sits at the start of the block.
             for bfirst in range(first, end, k.sections_per_block):
                 a = k.pa.memblock_reserve(
-                    bfirst * PAGES_PER_SECTION, altmap_pages,
-                    f"memmap (altmap) of memory{bfirst // k.sections_per_block}", "memmap", nid,
+                    bfirst * PAGES_PER_SECTION,
+                    altmap_pages,
+                    f"memmap (altmap) of memory{bfirst // k.sections_per_block}",
+                    "memmap",
+                    nid,
                 )
                 for sec, n in a.extents.items():
                     k.pa.counts[PageState.RESERVED, sec] -= n

@@ -53,13 +53,13 @@ class MemorySlot:
     def path(self) -> str:
         return f"\\_SB_.MHPC.MP{self.index:02X}"
 
-    def _STA(self) -> int:  # noqa: N802 - ACPI method name
+    def _STA(self) -> int:
         return ACPI_STA_ALL if self.dimm is not None else 0
 
-    def _CRS(self) -> list[tuple[int, int]]:  # noqa: N802
+    def _CRS(self) -> list[tuple[int, int]]:
         return [(self.dimm.addr, self.dimm.size)] if self.dimm else []
 
-    def _PXM(self) -> int:  # noqa: N802
+    def _PXM(self) -> int:
         return self.dimm.node if self.dimm else 0
 
 

@@ -178,18 +178,26 @@ def _section_flags(k: Kernel, sec: int) -> np.ndarray:
     if sec >= k.nr_sections or not k.sparse.online[sec]:
         return flags
     c = k.pa.counts[:, sec]
-    pt = sum(n for aid, n in k.pa.by_section.get(sec, {}).items()
-             if k.pa.allocs[aid].kind == "pagetable")
+    pt = sum(
+        n for aid, n in k.pa.by_section.get(sec, {}).items() if k.pa.allocs[aid].kind == "pagetable"
+    )
     seq = [
         (int(c[PageState.ALTMAP]), 1 << KPF_RESERVED),
         (int(c[PageState.RESERVED]), 1 << KPF_RESERVED),
         (pt, 1 << KPF_PGTABLE),
         (int(c[PageState.UNMOVABLE]) - pt, 1 << KPF_SLAB),
-        (int(c[PageState.PINNED]),
-         (1 << KPF_LRU) | (1 << KPF_ANON) | (1 << KPF_MMAP) | (1 << KPF_SWAPBACKED)
-         | (1 << KPF_UNEVICTABLE)),
-        (int(c[PageState.MOVABLE]),
-         (1 << KPF_LRU) | (1 << KPF_ANON) | (1 << KPF_MMAP) | (1 << KPF_SWAPBACKED)),
+        (
+            int(c[PageState.PINNED]),
+            (1 << KPF_LRU)
+            | (1 << KPF_ANON)
+            | (1 << KPF_MMAP)
+            | (1 << KPF_SWAPBACKED)
+            | (1 << KPF_UNEVICTABLE),
+        ),
+        (
+            int(c[PageState.MOVABLE]),
+            (1 << KPF_LRU) | (1 << KPF_ANON) | (1 << KPF_MMAP) | (1 << KPF_SWAPBACKED),
+        ),
         (int(c[PageState.FREE]), 1 << KPF_BUDDY),
     ]
     pos = 0

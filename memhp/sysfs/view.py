@@ -16,11 +16,18 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from memhp.kernel.constants import PAGE_SHIFT, PAGE_SIZE
-from memhp.kernel.kernel import Kernel
-from memhp.kernel.memory import MMOP, ONLINE_TYPE_TO_STR, MemoryBlock, device_offline, device_online, state_store
 from memhp.kernel import memory_hotplug as mh
 from memhp.kernel.acpi import ACPI_PARENT, AcpiDevice
+from memhp.kernel.constants import PAGE_SHIFT, PAGE_SIZE
+from memhp.kernel.kernel import Kernel
+from memhp.kernel.memory import (
+    MMOP,
+    ONLINE_TYPE_TO_STR,
+    MemoryBlock,
+    device_offline,
+    device_online,
+    state_store,
+)
 from memhp.kernel.notifier import MemAction
 from memhp.sysfs import procfs
 from memhp.sysfs.attrs import cpumask_hex, kstrtobool, nodelist, sysfs_streq
@@ -114,7 +121,10 @@ class KernelSysfs:
                 "devices": lambda: static_dir(
                     {
                         "system": lambda: static_dir(
-                            {"memory": lambda: self._memory_dir(), "node": lambda: self._node_root()}
+                            {
+                                "memory": lambda: self._memory_dir(),
+                                "node": lambda: self._node_root(),
+                            }
                         ),
                         "LNXSYSTM:00": lambda: self._acpi_tree(),
                     }
@@ -133,8 +143,12 @@ class KernelSysfs:
         fixed: dict[str, Callable[[], Node | None]] = {
             "block_size_bytes": lambda: Attr(lambda: f"{k.block_size:x}\n"),
             "uevent": lambda: Attr(lambda: "", uevent_store, 0o644),
-            "soft_offline_page": lambda: Attr(None, lambda b: self._poison_store(b, soft=True), 0o200),
-            "hard_offline_page": lambda: Attr(None, lambda b: self._poison_store(b, soft=False), 0o200),
+            "soft_offline_page": lambda: Attr(
+                None, lambda b: self._poison_store(b, soft=True), 0o200
+            ),
+            "hard_offline_page": lambda: Attr(
+                None, lambda b: self._poison_store(b, soft=False), 0o200
+            ),
         }
         if k.profile.sysfs_auto_online_blocks:
             fixed["auto_online_blocks"] = lambda: Attr(
@@ -178,16 +192,21 @@ class KernelSysfs:
         k = self.k
         prof = k.profile
         bid = mem.id
+        spb = k.sections_per_block
         e: dict[str, Callable[[], Node | None]] = {
             "uevent": lambda: Attr(lambda: "", uevent_store, 0o644),
-            "phys_index": lambda: Attr(lambda: f"{mem.start_section_nr // k.sections_per_block:08x}\n"),
-            "state": lambda: Attr(lambda: mem.state.value + "\n", lambda b: self._state_store(bid, b), 0o644),
+            "phys_index": lambda: Attr(
+                lambda: f"{mem.start_section_nr // k.sections_per_block:08x}\n"
+            ),
+            "state": lambda: Attr(
+                lambda: mem.state.value + "\n", lambda b: self._state_store(bid, b), 0o644
+            ),
             "phys_device": lambda: Attr(lambda: "0\n"),
             "removable": lambda: Attr(lambda: f"{k.removable(mem):d}\n"),
         }
         if prof.sysfs_end_phys_index:
             e["end_phys_index"] = lambda: Attr(
-                lambda: f"{(mem.start_section_nr + k.sections_per_block - 1) // k.sections_per_block:08x}\n"
+                lambda: f"{(mem.start_section_nr + spb - 1) // spb:08x}\n"
             )
         if prof.sysfs_online_attr:
             e["online"] = lambda: Attr(
@@ -361,8 +380,13 @@ class KernelSysfs:
     def _debugfs(self) -> Dir:
         def action_dir(action: MemAction) -> Dir:
             return static_dir(
-                {"error": lambda: Attr(lambda: f"{self.k.notifier_error_inject.get(action, 0)}\n",
-                                       lambda b: self._inject_store(action, b), 0o644)}
+                {
+                    "error": lambda: Attr(
+                        lambda: f"{self.k.notifier_error_inject.get(action, 0)}\n",
+                        lambda b: self._inject_store(action, b),
+                        0o644,
+                    )
+                }
             )
 
         actions = {
@@ -376,7 +400,7 @@ class KernelSysfs:
                         "memory": lambda: static_dir(
                             {
                                 "actions": lambda: static_dir(
-                                    {n: (lambda a=a: lambda: action_dir(a))() for n, a in actions.items()}
+                                    {n: self._bind(action_dir, a) for n, a in actions.items()}
                                 ),
                                 "priority": lambda: Attr(lambda: "0\n"),
                             }
@@ -385,6 +409,10 @@ class KernelSysfs:
                 )
             }
         )
+
+    @staticmethod
+    def _bind(fn: Callable[[MemAction], Dir], a: MemAction) -> Callable[[], Node | None]:
+        return lambda: fn(a)
 
     def _inject_store(self, action: MemAction, buf: bytes) -> int:
         """debugfs_create_errno() store: an integer in [-MAX_ERRNO, 0]."""

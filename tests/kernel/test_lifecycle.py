@@ -128,8 +128,13 @@ def test_eject_busy_reports_ost_and_rolls_back() -> None:
     d = m.device_add(512 << 20, 1, id="dimm1")
     for b in range(32, 36):
         assert write(m, f"{MEM}/memory{b}/state", "online_kernel") == 0
-    m.fill(64, start=d.addr + (128 << 20), end=d.addr + (256 << 20), owner="driver buffer",
-           mix=__import__("memhp.sim", fromlist=["WorkloadMix"]).WorkloadMix(unmovable=1.0))
+    m.fill(
+        64,
+        start=d.addr + (128 << 20),
+        end=d.addr + (256 << 20),
+        owner="driver buffer",
+        mix=__import__("memhp.sim", fromlist=["WorkloadMix"]).WorkloadMix(unmovable=1.0),
+    )
     before = {b: m.kernel.blocks[b].state for b in range(32, 36)}
     m.device_del("dimm1")
     check_invariants(m.kernel)

@@ -99,7 +99,15 @@ def test_qmp_events_match_reference() -> None:
     got = [(e.event, e.data) for e in m.platform.events]
     info = lambda dev, src, st: (  # noqa: E731
         "ACPI_DEVICE_OST",
-        {"info": {**({"device": dev} if dev else {}), "source": src, "status": st, "slot": "0", "slot-type": "DIMM"}},
+        {
+            "info": {
+                **({"device": dev} if dev else {}),
+                "source": src,
+                "status": st,
+                "slot": "0",
+                "slot-type": "DIMM",
+            }
+        },
     )
     assert got == [
         info("dimm1", 1, 0),
