@@ -1,0 +1,223 @@
+"""Why a block will not go offline or be removed (``memhp why``).
+
+Looks at what the kernel exposes: the block's state and zone (an online block whose
+``valid_zones`` is ``none`` spans several zones and is refused with EINVAL by
+``offline_pages``), its node links, whether the firmware memmap covers it fully
+(holes), ``memory_hotplug.memmap_on_memory`` (the memmap of hot-added memory may
+live on the memory itself), and, when ``/proc/kpageflags`` is readable under the
+root, the pages in the block counted by kind (KPF_* bits from
+include/uapi/linux/kernel-page-flags.h and include/linux/kernel-page-flags.h).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from memhp.host.devices import device_of_block
+from memhp.host.errors import SysfsError
+from memhp.host.memory import (
+    MemoryBlock,
+    block_size,
+    firmware_memmap,
+    memmap_on_memory_param,
+    read_block,
+)
+from memhp.host.root import PROC_KPAGEFLAGS, SYS_MEMORY, SysfsRoot
+
+PAGE_SIZE = 4096
+
+# include/uapi/linux/kernel-page-flags.h
+KPF_LOCKED = 0
+KPF_LRU = 5
+KPF_SLAB = 7
+KPF_BUDDY = 10
+KPF_ANON = 12
+KPF_COMPOUND_HEAD = 15
+KPF_COMPOUND_TAIL = 16
+KPF_HUGE = 17
+KPF_UNEVICTABLE = 18
+KPF_HWPOISON = 19
+KPF_NOPAGE = 20
+KPF_THP = 22
+KPF_OFFLINE = 23
+KPF_ZERO_PAGE = 24
+KPF_PGTABLE = 26
+# include/linux/kernel-page-flags.h ("kernel hacking assistances")
+KPF_RESERVED = 32
+KPF_MLOCKED = 33
+
+#: Page kinds, in the order they are decided (first match wins).
+PAGE_KINDS: tuple[tuple[str, int], ...] = (
+    ("nopage", 1 << KPF_NOPAGE),
+    ("offline", 1 << KPF_OFFLINE),
+    ("hwpoison", 1 << KPF_HWPOISON),
+    ("free", 1 << KPF_BUDDY),
+    ("reserved", 1 << KPF_RESERVED),
+    ("slab", 1 << KPF_SLAB),
+    ("pagetable", 1 << KPF_PGTABLE),
+    ("hugetlb", 1 << KPF_HUGE),
+    ("unevictable", (1 << KPF_UNEVICTABLE) | (1 << KPF_MLOCKED)),
+    ("thp", 1 << KPF_THP),
+    ("lru", 1 << KPF_LRU),
+)
+#: Kinds that offline_pages cannot migrate away (the others usually can be).
+UNMOVABLE_KINDS = ("reserved", "slab", "pagetable", "unevictable", "hwpoison", "other")
+
+
+def classify(flags: int) -> str:
+    for kind, mask in PAGE_KINDS:
+        if flags & mask:
+            return kind
+    return "other"
+
+
+@dataclass
+class Diagnosis:
+    block: MemoryBlock
+    device: str | None
+    nodes: list[int]
+    memmap_on_memory: bool | None
+    holes: bool | None  # None when there is no firmware memmap
+    pages: dict[str, int] | None  # None when /proc/kpageflags is not readable
+    pages_error: str | None = None
+    reasons: list[str] = field(default_factory=list)
+    offlinable: bool = True
+
+    def to_json(self) -> dict[str, object]:
+        b = self.block
+        return {
+            "block": b.index,
+            "range": [b.start, b.end],
+            "state": b.state,
+            "valid_zones": list(b.valid_zones) if b.valid_zones is not None else None,
+            "zone": b.zone,
+            "spans_zones": b.spans_zones,
+            "nodes": self.nodes,
+            "removable": b.removable,
+            "device": self.device,
+            "memmap_on_memory": self.memmap_on_memory,
+            "holes": self.holes,
+            "pages": self.pages,
+            "offlinable": self.offlinable,
+            "reasons": self.reasons,
+        }
+
+
+def count_pages(root: SysfsRoot, block: MemoryBlock) -> dict[str, int]:
+    """Pages of ``block`` by kind, from ``/proc/kpageflags`` (raises SysfsError)."""
+    npages = block.size // PAGE_SIZE
+    raw = root.read_at(PROC_KPAGEFLAGS, block.start // PAGE_SIZE * 8, npages * 8)
+    counts: dict[str, int] = {}
+    n = len(raw) // 8
+    for flags in struct.unpack(f"<{n}Q", raw[: n * 8]):
+        kind = classify(flags)
+        counts[kind] = counts.get(kind, 0) + 1
+    if n < npages:
+        counts["nopage"] = counts.get("nopage", 0) + npages - n
+    return counts
+
+
+def diagnose(root: SysfsRoot, index: int) -> Diagnosis:
+    """Everything that explains whether block ``index`` can be offlined/removed."""
+    bs = block_size(root)
+    blk = read_block(root, index, bs)
+    try:
+        nodes = sorted(
+            int(e[4:])
+            for e in root.listdir(f"{SYS_MEMORY}/memory{index}")
+            if e.startswith("node") and e[4:].isdigit()
+        )
+    except SysfsError:
+        nodes = []
+    device = device_of_block(root, index)
+    entries = firmware_memmap(root)
+    holes: bool | None = None
+    if entries:
+        covered = 0
+        for e in entries:
+            if e.type != "System RAM":
+                continue
+            lo, hi = max(e.start, blk.start), min(e.end, blk.end)
+            if lo <= hi:
+                covered += hi - lo + 1
+        holes = covered < blk.size
+    pages: dict[str, int] | None = None
+    pages_error = None
+    try:
+        pages = count_pages(root, blk)
+    except SysfsError as e:
+        pages_error = str(e)
+    d = Diagnosis(blk, device, nodes, memmap_on_memory_param(root), holes, pages, pages_error)
+    r = d.reasons
+    if blk.state == "offline":
+        r.append("the block is already offline")
+        d.offlinable = False
+    elif blk.state is None:
+        r.append("the block's state cannot be read")
+    elif blk.state == "going-offline":
+        r.append("an offline of this block is in progress")
+    if blk.spans_zones:
+        r.append(
+            "it spans several zones (valid_zones is 'none'): the kernel refuses to "
+            "offline it (EINVAL)"
+        )
+        d.offlinable = False
+    elif blk.zone is not None and blk.zone != "Movable":
+        r.append(
+            f"it is in zone {blk.zone}, not Movable: unmovable kernel allocations may pin it "
+            "(offline fails with EBUSY)"
+        )
+    if len(nodes) > 1:
+        r.append(f"it spans several nodes ({', '.join(map(str, nodes))})")
+        d.offlinable = False
+    if holes:
+        r.append("the firmware memmap does not cover it fully as System RAM (holes)")
+        d.offlinable = False
+    if blk.removable is False and blk.online:
+        r.append("the kernel reports it as not removable (removable=0)")
+    if d.memmap_on_memory and device is not None:
+        r.append(
+            "memmap_on_memory is enabled: the memmap of hot-added memory may live on the "
+            "memory itself, so the device's blocks can only be removed together"
+        )
+    if device is None and blk.online:
+        r.append("it belongs to no hot-pluggable device (boot memory): it cannot be ejected")
+    if pages is not None and blk.online:
+        pinned = {k: v for k, v in pages.items() if k in UNMOVABLE_KINDS and v}
+        if pinned:
+            desc = ", ".join(f"{v} {k}" for k, v in sorted(pinned.items()))
+            r.append(f"pages the kernel cannot migrate: {desc}")
+            d.offlinable = False
+    return d
+
+
+def format_diagnosis(d: Diagnosis) -> str:
+    b = d.block
+    lines = [f"memory{b.index} (0x{b.start:016x}-0x{b.end:016x})"]
+    lines.append(f"  state:            {b.state or '?'}")
+    if b.valid_zones is not None:
+        lines.append(f"  valid_zones:      {' '.join(b.valid_zones)}")
+    if b.zone is not None:
+        lines.append(f"  zone:             {'several (none)' if b.spans_zones else b.zone}")
+    lines.append(f"  node:             {','.join(map(str, d.nodes)) or '-'}")
+    if b.removable is not None:
+        lines.append(f"  removable:        {'yes' if b.removable else 'no'}")
+    lines.append(f"  device:           {d.device or '-'}")
+    if d.memmap_on_memory is not None:
+        lines.append(f"  memmap_on_memory: {'yes' if d.memmap_on_memory else 'no'}")
+    if d.holes is not None:
+        lines.append(f"  holes:            {'yes' if d.holes else 'no'}")
+    if d.pages is not None:
+        total = sum(d.pages.values())
+        lines.append(f"  pages ({total}):")
+        for kind, n in sorted(d.pages.items(), key=lambda kv: -kv[1]):
+            lines.append(f"    {kind:<12} {n:>8}")
+    else:
+        lines.append(f"  pages:            unknown ({d.pages_error})")
+    if d.reasons:
+        lines.append("why:")
+        lines.extend(f"  - {x}" for x in d.reasons)
+    else:
+        lines.append("why: nothing found that prevents offlining this block")
+    return "\n".join(lines) + "\n"

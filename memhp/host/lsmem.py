@@ -1,0 +1,481 @@
+"""``lsmem`` (util-linux 2.38) on any sysfs root: the data side of ``memhp list``.
+
+The column registry drives parsing (``-o``, ``-S``), help and output, as in
+``sys-utils/lsmem.c``.  Reading follows lsmem exactly (which attributes, how a
+failed read is treated, how blocks merge) so that output is byte-identical, but
+it only reads what the chosen columns and split policy need: the output does not
+change and listing 16,384 blocks stays fast.
+"""
+
+from __future__ import annotations
+
+from memhp.host.errors import SysfsError
+from memhp.host.root import SYS_FIRMWARE_MEMORY, SYS_MEMORY, SYS_NODE, SysfsRoot
+from memhp.host.scols import Column, Format, render, size_to_human_string
+
+STATE_ONLINE, STATE_OFFLINE, STATE_GOING_OFFLINE, STATE_UNKNOWN = 0, 1, 2, 3
+
+#: lsmem's zone table (``enum zone_id``); index is the zone id.
+ZONE_NAMES: tuple[str, ...] = (
+    "DMA",
+    "DMA32",
+    "Normal",
+    "Highmem",
+    "Movable",
+    "Device",
+    "None",
+    "Unknown",
+)
+ZONE_UNKNOWN = 7
+MAX_NR_ZONES = 8
+_ZONE_IDS = {n.lower(): i for i, n in enumerate(ZONE_NAMES)}
+
+
+class ColDesc:
+    """One output column: header, width hint, alignment, help, JSON type.
+
+    ``json_type`` is "number"/"boolean" for typed JSON values (SIZE becomes a
+    number with ``-b``); ``lsmem238`` says whether Debian 12's lsmem knows it.
+    """
+
+    __slots__ = ("help", "json_type", "lsmem238", "name", "right", "whint")
+
+    def __init__(
+        self,
+        name: str,
+        whint: float,
+        right: bool,
+        help: str,
+        json_type: str = "string",
+        lsmem238: bool = True,
+    ) -> None:
+        self.name = name
+        self.whint = whint
+        self.right = right
+        self.help = help
+        self.json_type = json_type
+        self.lsmem238 = lsmem238
+
+
+COLUMNS: tuple[ColDesc, ...] = (
+    ColDesc("RANGE", 0, False, "start and end address of the memory range"),
+    ColDesc("SIZE", 5, True, "size of the memory range"),
+    ColDesc("STATE", 0, True, "online status of the memory range"),
+    ColDesc("REMOVABLE", 0, True, "memory is removable", "boolean"),
+    ColDesc("BLOCK", 0, True, "memory block number or blocks range"),
+    ColDesc("NODE", 0, True, "numa node of memory", "number"),
+    ColDesc("ZONES", 0, True, "valid zones for the memory range"),
+    ColDesc("CONFIGURED", 0, True, "configuration status of the memory range", lsmem238=False),
+    ColDesc(
+        "MEMMAP-ON-MEMORY", 0, True, "memmap-on-memory status of the memory range", lsmem238=False
+    ),
+    ColDesc("DEVICE", 0, True, "memory device the block belongs to", lsmem238=False),
+)
+(
+    COL_RANGE,
+    COL_SIZE,
+    COL_STATE,
+    COL_REMOVABLE,
+    COL_BLOCK,
+    COL_NODE,
+    COL_ZONES,
+    COL_CONFIG,
+    COL_MEMMAP,
+    COL_DEVICE,
+) = range(len(COLUMNS))
+DEFAULT_COLUMNS: tuple[int, ...] = (COL_RANGE, COL_SIZE, COL_STATE, COL_REMOVABLE, COL_BLOCK)
+#: ``--output-all``: the columns lsmem 2.38 has (keeps its output byte-identical).
+ALL_COLUMNS: tuple[int, ...] = tuple(i for i, c in enumerate(COLUMNS) if c.lsmem238)
+#: lsmem's ``columns[ARRAY_SIZE(coldescs) * 2]`` limit (7 columns there).
+MAX_COLUMNS = len(ALL_COLUMNS) * 2
+
+
+class LsmemError(Exception):
+    """A fatal lsmem error: message (may be empty: lsmem exits silently) and code."""
+
+    def __init__(self, message: str, code: int = 1, tryhelp: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.tryhelp = tryhelp
+
+
+def column_name_to_id(name: str, rest: str) -> int:
+    """Column id of ``name`` (case-insensitive); lsmem's warning shows ``rest``."""
+    for i, c in enumerate(COLUMNS):
+        if c.name.lower() == name.lower():
+            return i
+    raise LsmemError(f"unknown column: {rest}")
+
+
+def string_to_idarray(text: str, limit: int) -> list[int]:
+    """util-linux ``string_to_idarray``, quirks included.
+
+    A failure raises :class:`LsmemError` (with an empty message where lsmem exits
+    silently); the last name runs to the end of the string (a trailing comma is
+    part of it) and the "unknown column" warning shows the rest of the list.
+    """
+    if not text:
+        raise LsmemError("")
+    out: list[int] = []
+    begin: int | None = None
+    n = len(text)
+    for p in range(n):
+        if len(out) >= limit:
+            raise LsmemError("")
+        if begin is None:
+            begin = p
+        end: int | None = None
+        if text[p] == ",":
+            end = p
+        if p + 1 == n:
+            end = p + 1
+        if end is None:
+            continue
+        if end <= begin:
+            raise LsmemError("")
+        out.append(column_name_to_id(text[begin:end], text[begin:]))
+        begin = None
+    return out
+
+
+def string_add_to_idarray(text: str, current: list[int], limit: int) -> list[int]:
+    """util-linux ``string_add_to_idarray``: ``+LIST`` appends, ``LIST`` replaces."""
+    if not text:
+        raise LsmemError("")
+    if text[0] == "+":
+        return current + string_to_idarray(text[1:], limit - len(current))
+    return string_to_idarray(text, limit)
+
+
+class Block:
+    """A run of ``count`` blocks from ``index`` (lsmem's ``struct memory_block``)."""
+
+    __slots__ = (
+        "config",
+        "count",
+        "device",
+        "index",
+        "memmap",
+        "node",
+        "removable",
+        "state",
+        "zones",
+    )
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.count = 1
+        self.state = STATE_UNKNOWN
+        self.removable = False
+        self.node = -1
+        self.zones: tuple[int, ...] = ()
+        self.config = ""
+        self.memmap = ""
+        self.device = ""
+
+
+class Options:
+    """What ``lsmem`` was asked for (``split`` None: follow the output columns)."""
+
+    def __init__(self) -> None:
+        self.columns: list[int] = list(DEFAULT_COLUMNS)
+        self.split: list[int] | None = None
+        self.list_all = False
+        self.bytes = False
+        self.fmt: Format = "human"
+        self.noheadings = False
+        self.want_table = True
+        self.want_summary = True
+
+
+def parse_s32(raw: bytes) -> int | None:
+    """``fscanf("%d")``: leading blanks, a sign, digits; None when there are none."""
+    text = raw.lstrip()
+    i = 1 if text[:1] in (b"+", b"-") else 0
+    j = i
+    while j < len(text) and 48 <= text[j] <= 57:
+        j += 1
+    return int(text[:j]) if j > i else None
+
+
+def parse_hex(raw: bytes) -> int:
+    """``strtoumax(s, NULL, 16)``: leading blanks, optional 0x, hex digits."""
+    text = raw.lstrip().lower()
+    if text.startswith(b"0x") and text[2:3] and text[2:3] in b"0123456789abcdef":
+        text = text[2:]
+    j = 0
+    while j < len(text) and text[j : j + 1] in b"0123456789abcdef":
+        j += 1
+    return int(text[:j], 16) if j else 0
+
+
+def _state_id(raw: bytes) -> int:
+    if raw.endswith(b"\n"):
+        raw = raw[:-1]
+    if raw == b"online":
+        return STATE_ONLINE
+    if raw == b"offline":
+        return STATE_OFFLINE
+    if raw == b"going-offline":
+        return STATE_GOING_OFFLINE
+    return STATE_UNKNOWN
+
+
+def parse_zones(raw: bytes) -> tuple[int, ...]:
+    """lsmem's reading of ``valid_zones``: ``strtok(" ")``, at most 8 zone ids."""
+    text = raw.decode("utf-8", "replace")
+    if text.endswith("\n"):
+        text = text[:-1]
+    toks = [t for t in text.split(" ") if t][:MAX_NR_ZONES]
+    return tuple(_ZONE_IDS.get(t.lower(), ZONE_UNKNOWN) for t in toks)
+
+
+class Lsmem:
+    """Reads the blocks of a root the way lsmem does and renders the table."""
+
+    def __init__(self, root: SysfsRoot, opts: Options) -> None:
+        self.root = root
+        self.opts = opts
+        self.block_size = 0
+        self.mem_online = 0
+        self.mem_offline = 0
+        self.have_nodes = False
+        self.have_zones = False
+        self.blocks: list[Block] = []
+        self.names: list[str] = []
+
+    # -- reading -------------------------------------------------------------------
+
+    def check_root(self) -> None:
+        """``cannot open /sys/devices/system/memory`` when the root has none."""
+        try:
+            self.root.listdir(SYS_MEMORY)
+        except SysfsError as e:
+            raise LsmemError(f"cannot open {SYS_MEMORY}: {e.strerror}") from None
+
+    def _block_node(self, name: str) -> int:
+        try:
+            entries = self.root.listdir(f"{SYS_MEMORY}/{name}")
+        except SysfsError as e:
+            raise LsmemError(f"Failed to open {name}: {e.strerror}") from None
+        for de in entries:
+            if de.startswith("node") and len(de) > 4 and de[4:].isdigit():
+                return int(de[4:])
+        return -1
+
+    def read_basic_info(self) -> None:
+        if not self.root.exists(f"{SYS_MEMORY}/block_size_bytes"):
+            raise LsmemError("This system does not support memory blocks")
+        entries = self.root.listdir(SYS_MEMORY)
+        names = [d for d in entries if d.startswith("memory") and d[6:].isdigit() and d[6:]]
+        if not names:
+            real = self.root.real_path(SYS_MEMORY) or SYS_MEMORY
+            # lsmem prints a stale errno here; say what is wrong instead.
+            raise LsmemError(f"Failed to read {real}: no memory blocks")
+        names.sort(key=lambda d: (int(d[6:]), d))
+        self.names = names
+        if self._block_node(names[0]) != -1:
+            self.have_nodes = True
+        # "The valid_zones sysmem attribute was introduced with kernel 3.18"
+        self.have_zones = self.root.exists(f"{SYS_MEMORY}/memory0/valid_zones")
+
+    def read_info(self, summary_only: bool = False) -> None:
+        root = self.root
+        try:
+            raw = root.read_bytes(f"{SYS_MEMORY}/block_size_bytes")[:127]
+        except SysfsError as e:
+            raise LsmemError(f"failed to read memory block size: {e.strerror}") from None
+        if not raw:
+            raise LsmemError("failed to read memory block size: Success")
+        self.block_size = bs = parse_hex(raw)
+        o = self.opts
+        split = o.split if o.split is not None else o.columns
+        cols = set() if summary_only else set(o.columns)
+        split_state = not summary_only and COL_STATE in split
+        split_removable = not summary_only and COL_REMOVABLE in split
+        split_node = not summary_only and COL_NODE in split and self.have_nodes
+        split_zones = not summary_only and COL_ZONES in split and self.have_zones
+        need_removable = split_removable or COL_REMOVABLE in cols
+        need_node = self.have_nodes and (split_node or COL_NODE in cols)
+        need_zones = self.have_zones and (split_zones or COL_ZONES in cols)
+        need_config = COL_CONFIG in cols
+        need_memmap = COL_MEMMAP in cols
+        need_device = COL_DEVICE in cols
+        merge = not o.list_all and not summary_only
+        node_map = self._node_map() if need_node else {}
+        blocks = self.blocks
+        read = root.dir_reader(SYS_MEMORY)
+        zone_cache: dict[bytes, tuple[int, ...]] = {}
+        online = offline = 0
+        curr: Block | None = None
+        for name in self.names:
+            base = name + "/"
+            blk = Block(int(name[6:]))
+            try:  # noqa: SIM105 (hot loop)
+                blk.state = _state_id(read(base + "state"))
+            except SysfsError:
+                pass
+            if blk.state == STATE_ONLINE:
+                online += bs
+            else:
+                offline += bs
+            if summary_only:
+                continue
+            if need_removable:
+                try:  # noqa: SIM105 (hot loop)
+                    blk.removable = parse_s32(read(base + "removable")) == 1
+                except SysfsError:
+                    pass
+            if need_node:
+                node = node_map.get(name)
+                blk.node = node if node is not None else self._block_node(name)
+            if need_zones:
+                try:
+                    raw = read(base + "valid_zones")
+                    zones = zone_cache.get(raw)
+                    if zones is None:
+                        zones = zone_cache[raw] = parse_zones(raw)
+                    blk.zones = zones
+                except SysfsError:
+                    pass
+            if need_config:
+                blk.config = self._yes_no(f"{SYS_FIRMWARE_MEMORY}/{name}/config")
+            if need_memmap:
+                blk.memmap = self._yes_no(f"{SYS_FIRMWARE_MEMORY}/{name}/memmap_on_memory")
+            if need_device:
+                blk.device = self._device(f"{SYS_MEMORY}/{name}/")
+            if (
+                merge
+                and curr is not None
+                and curr.index + curr.count == blk.index
+                and not (split_state and curr.state != blk.state)
+                and not (split_removable and curr.removable != blk.removable)
+                and not (split_node and curr.node != blk.node)
+                and not (split_zones and (curr.zones != blk.zones or ZONE_UNKNOWN in curr.zones))
+                and curr.config == blk.config
+                and curr.memmap == blk.memmap
+                and curr.device == blk.device
+            ):
+                curr.count += 1
+                continue
+            blocks.append(blk)
+            curr = blk
+        self.mem_online = online
+        self.mem_offline = offline
+        root.close()
+
+    def _node_map(self) -> dict[str, int]:
+        """Block name -> node from the ``nodeN/memoryM`` links (one listdir per node).
+
+        The kernel creates both links of a pair together; a block named by more than
+        one node, or by none, is looked up in its own directory as lsmem does.
+        """
+        out: dict[str, int] = {}
+        dup: set[str] = set()
+        try:
+            nodes = self.root.listdir(SYS_NODE)
+        except SysfsError:
+            return out
+        for nd in nodes:
+            if not (nd.startswith("node") and nd[4:].isdigit()):
+                continue
+            nid = int(nd[4:])
+            try:
+                entries = self.root.listdir(f"{SYS_NODE}/{nd}")
+            except SysfsError:
+                continue
+            for e in entries:
+                if e.startswith("memory") and e[6:].isdigit():
+                    if e in out:
+                        dup.add(e)
+                    out[e] = nid
+        for e in dup:
+            del out[e]
+        return out
+
+    def _yes_no(self, path: str) -> str:
+        try:
+            text = self.root.read_str(path).strip()
+        except SysfsError:
+            return ""
+        return {"1": "yes", "0": "no", "Y": "yes", "N": "no"}.get(text, text)
+
+    def _device(self, base: str) -> str:
+        target = self.root.link_target(base + "firmware_node")
+        return target.rsplit("/", 1)[-1] if target else ""
+
+    # -- output --------------------------------------------------------------------
+
+    def cell(self, col: int, blk: Block) -> str:
+        bs = self.block_size
+        if col == COL_RANGE:
+            start = blk.index * bs
+            return f"0x{start:016x}-0x{start + blk.count * bs - 1:016x}"
+        if col == COL_SIZE:
+            size = blk.count * bs
+            return str(size) if self.opts.bytes else size_to_human_string(size)
+        if col == COL_STATE:
+            return ("online", "offline", "on->off", "?")[blk.state]
+        if col == COL_REMOVABLE:
+            if blk.state == STATE_ONLINE:
+                return "yes" if blk.removable else "no"
+            return ""
+        if col == COL_BLOCK:
+            if blk.count == 1:
+                return str(blk.index)
+            return f"{blk.index}-{blk.index + blk.count - 1}"
+        if col == COL_NODE:
+            return str(blk.node) if self.have_nodes else ""
+        if col == COL_ZONES:
+            return "/".join(ZONE_NAMES[z] for z in blk.zones) if self.have_zones else ""
+        if col == COL_CONFIG:
+            return blk.config
+        if col == COL_MEMMAP:
+            return blk.memmap
+        return blk.device
+
+    def table(self) -> str:
+        o = self.opts
+        cols: list[Column] = []
+        for cid in o.columns:
+            d = COLUMNS[cid]
+            jt = d.json_type
+            if cid == COL_SIZE and o.bytes:
+                jt = "number"
+            cols.append(Column(d.name, d.whint, d.right, jt))
+        rows = [[self.cell(c, b) for c in o.columns] for b in self.blocks]
+        return render(cols, rows, o.fmt, o.noheadings, "memory")
+
+    def summary(self) -> str:
+        if self.opts.bytes:
+            return (
+                f"{'Memory block size:':<23} {self.block_size:15d}\n"
+                f"{'Total online memory:':<23} {self.mem_online:15d}\n"
+                f"{'Total offline memory:':<23} {self.mem_offline:15d}\n"
+            )
+        h = size_to_human_string
+        return (
+            f"{'Memory block size:':<23} {h(self.block_size):>5}\n"
+            f"{'Total online memory:':<23} {h(self.mem_online):>5}\n"
+            f"{'Total offline memory:':<23} {h(self.mem_offline):>5}\n"
+        )
+
+    def run(self) -> str:
+        """Everything lsmem prints on stdout (raises :class:`LsmemError`)."""
+        self.check_root()
+        o = self.opts
+        if not o.want_table and o.want_summary:
+            self.read_basic_info()
+            self.read_info(summary_only=True)
+            return self.summary()
+        self.read_basic_info()
+        self.read_info()
+        out = ""
+        if o.want_table:
+            out = self.table()
+            if o.want_summary:
+                out += "\n"
+        if o.want_summary:
+            out += self.summary()
+        return out

@@ -1,0 +1,210 @@
+"""The sysfs root: the one place where the tool touches the kernel's files.
+
+:class:`SysfsRoot` wraps any :class:`~memhp.sysfs.fs.SysfsFS` (``/``, a captured
+tree, a FUSE mount, an in-process simulated machine).  Every read and write goes
+through :meth:`SysfsRoot.read_bytes` / :meth:`SysfsRoot.write` and friends, which
+turn :class:`OSError` into typed :class:`~memhp.host.errors.SysfsError` objects that
+carry the path, the errno and what was attempted (the psutil ``PROCFS_PATH`` idea).
+
+A missing attribute is an older kernel, not an error: the ``*_optional`` accessors
+return ``None`` for it (feature probing, never version checks).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+
+from memhp.host.errors import SysfsError, sysfs_error
+from memhp.sysfs.fs import DirectoryFS, Kind, Stat, SysfsFS, is_missing, normpath, resolve_link
+
+SYS_MEMORY = "/sys/devices/system/memory"
+SYS_NODE = "/sys/devices/system/node"
+SYS_ACPI_DEVICES = "/sys/bus/acpi/devices"
+SYS_FIRMWARE_MEMMAP = "/sys/firmware/memmap"
+SYS_FIRMWARE_MEMORY = "/sys/firmware/memory"  # s390: config, memmap_on_memory per block
+PROC_KPAGEFLAGS = "/proc/kpageflags"
+MODULE_MEMORY_HOTPLUG = "/sys/module/memory_hotplug/parameters"
+
+
+class SysfsRoot:
+    """Typed access to a sysfs root (paths are absolute within the root)."""
+
+    def __init__(self, fs: SysfsFS, name: str = "/") -> None:
+        self.fs = fs
+        self.name = name
+        # Fast path for real directories: plain os calls on the real path, which
+        # matters when listing tens of thousands of blocks.
+        self._dir: str | None = fs.root if isinstance(fs, DirectoryFS) else None
+        self._fds: list[int] = []
+
+    @classmethod
+    def open(cls, sysroot: str | None = None) -> SysfsRoot:
+        """The root at directory ``sysroot`` (``/`` when None)."""
+        path = sysroot if sysroot else "/"
+        return cls(DirectoryFS(path), path)
+
+    # -- the choke point -----------------------------------------------------------
+
+    def real_path(self, path: str) -> str | None:
+        """The host path of ``path`` when the root is a real directory, else None."""
+        if self._dir is None:
+            return None
+        rel = normpath(path)
+        return self._dir + rel if self._dir != "/" else rel
+
+    def read_bytes(self, path: str) -> bytes:
+        """Content of ``path``; :class:`SysfsError` on failure."""
+        try:
+            if self._dir is not None:
+                fd = os.open(self._dir + path, os.O_RDONLY)
+                try:
+                    return os.read(fd, 65536)
+                finally:
+                    os.close(fd)
+            return self.fs.read(path)
+        except OSError as e:
+            raise sysfs_error("read", path, e) from None
+
+    def dir_reader(self, path: str) -> Callable[[str], bytes]:
+        """A reader of files relative to directory ``path`` (same errors as
+        :meth:`read_bytes`); on a real directory it opens relative to a directory
+        descriptor, which is what makes listing 16,384 blocks cheap."""
+        if self._dir is None:
+            base = path.rstrip("/") + "/"
+            return lambda rel: self.read_bytes(base + rel)
+        try:
+            dfd = os.open(self._dir + path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as e:
+            raise sysfs_error("list", path, e) from None
+        self._fds.append(dfd)
+        o_open, o_read, o_close, rdonly = os.open, os.read, os.close, os.O_RDONLY
+
+        def read(rel: str) -> bytes:
+            try:
+                fd = o_open(rel, rdonly, dir_fd=dfd)
+                try:
+                    return o_read(fd, 65536)
+                finally:
+                    o_close(fd)
+            except OSError as e:
+                raise sysfs_error("read", path + "/" + rel, e) from None
+
+        return read
+
+    def close(self) -> None:
+        """Release directory descriptors held by :meth:`dir_reader` readers."""
+        while self._fds:
+            os.close(self._fds.pop())
+
+    def write(self, path: str, value: str) -> None:
+        """Write ``value`` to attribute ``path`` in one call (like ``echo``)."""
+        data = value.encode()
+        try:
+            self.fs.write(path, data)
+        except OSError as e:
+            raise sysfs_error("write", path, e, value.rstrip("\n")) from None
+
+    def listdir(self, path: str) -> list[str]:
+        try:
+            if self._dir is not None:
+                return os.listdir(self._dir + path)
+            return self.fs.listdir(path)
+        except OSError as e:
+            raise sysfs_error("list", path, e) from None
+
+    def readlink(self, path: str) -> str:
+        try:
+            return self.fs.readlink(path)
+        except OSError as e:
+            raise sysfs_error("readlink", path, e) from None
+
+    def lstat(self, path: str) -> Stat:
+        try:
+            return self.fs.lstat(path)
+        except OSError as e:
+            raise sysfs_error("stat", path, e) from None
+
+    # -- typed accessors -----------------------------------------------------------
+
+    def read_str(self, path: str) -> str:
+        """Content as text without its trailing newline."""
+        text = self.read_bytes(path).decode("utf-8", "replace")
+        return text[:-1] if text.endswith("\n") else text
+
+    def read_str_optional(self, path: str) -> str | None:
+        """Like :meth:`read_str`, None when the attribute does not exist."""
+        try:
+            return self.read_str(path)
+        except SysfsError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR):
+                return None
+            raise
+
+    def read_int(self, path: str, base: int = 10) -> int:
+        text = self.read_str(path).strip()
+        try:
+            return int(text, base)
+        except ValueError:
+            raise SysfsError("read", path, errno.EINVAL) from None
+
+    def exists(self, path: str) -> bool:
+        """True when ``path`` exists (a dangling link counts as existing)."""
+        try:
+            if self._dir is not None:
+                os.lstat(self._dir + path)
+            else:
+                self.fs.lstat(path)
+        except OSError:
+            return False
+        return True
+
+    def kind(self, path: str) -> Kind | None:
+        try:
+            return self.fs.lstat(path).kind
+        except OSError:
+            return None
+
+    def link_target(self, path: str) -> str | None:
+        """Absolute root path a link points to, or None when ``path`` is no link."""
+        try:
+            return resolve_link(path, self.fs.readlink(path))
+        except OSError:
+            return None
+
+    def read_at(self, path: str, offset: int, size: int) -> bytes:
+        """``size`` bytes of ``path`` from ``offset`` (``/proc/kpageflags``)."""
+        try:
+            if self._dir is not None:
+                fd = os.open(self._dir + path, os.O_RDONLY)
+                try:
+                    return os.pread(fd, size, offset)
+                finally:
+                    os.close(fd)
+            return self.fs.read(path)[offset : offset + size]
+        except OSError as e:
+            raise sysfs_error("read", path, e) from None
+
+    def readable(self, path: str) -> bool:
+        try:
+            self.fs.read(path)
+        except OSError:
+            return False
+        return True
+
+    def check_dir(self, path: str) -> None:
+        """Raise :class:`SysfsError` unless ``path`` is a directory we can list."""
+        try:
+            st = self.fs.lstat(path)
+        except OSError as e:
+            raise sysfs_error("stat", path, e) from None
+        if st.kind is Kind.LINK:
+            self.listdir(path)
+        elif st.kind is not Kind.DIR:
+            raise SysfsError("list", path, errno.ENOTDIR)
+
+
+def missing(exc: SysfsError) -> bool:
+    """True when ``exc`` means the object is not there."""
+    return is_missing(OSError(exc.errno, exc.strerror))

@@ -1,0 +1,342 @@
+"""Serve a simulated machine's sysfs (and /proc) as a real file system, with FUSE.
+
+The mount point ``DIR`` shows the root of a :class:`~memhp.sysfs.view.KernelSysfs`:
+``DIR/sys/devices/system/memory/...``, ``DIR/proc/meminfo`` and so on, so any
+program written for Linux (util-linux ``lsmem --sysroot DIR``, ``chmem`` with
+``DIR/sys`` bind-mounted over ``/sys``, shell scripts) can be pointed at a
+simulated machine.
+
+What makes it behave like sysfs (fs/kernfs/file.c, fs/sysfs/file.c):
+
+- every read is live: the kernel's page cache is bypassed (``direct_io``) and
+  attribute, entry and negative lookups are never cached (timeouts 0), so
+  values change and directories appear and vanish with the model;
+- an open file keeps the text of its first read (a seq_file buffer): reading
+  at offset 0 calls the show handler again, reading further continues in the
+  same text, as ``sysfs_kf_seq_show()`` does;
+- ``open(2)`` fails with EACCES for writing an attribute that has no store
+  handler or reading one that has no show handler (``kernfs_fop_open()``);
+- each ``write(2)`` is one call of the store handler, synchronously, and fails
+  with its errno (``echo offline > .../state`` prints "Device or resource
+  busy" where Linux does); ``O_TRUNC`` is accepted and ignored;
+- modes as in sysfs (0444, 0644, 0200, links 0777), attributes report
+  ``st_size`` 4096, directories and links 0; everything is owned by the user
+  that mounted it, and the mount is private to that user (no ``allow_other``).
+
+The binding is ``mfusepy`` (a maintained ctypes fork of fusepy that speaks
+libfuse3): no compiler, no extra runtime (pyfuse3 would need trio and the
+libfuse3 headers), and the high-level path API maps one-to-one on the
+:class:`~memhp.sysfs.fs.SysfsFS` protocol.  libfuse runs its multi-threaded
+loop; the model's lock serialises the requests.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import stat
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from memhp.sysfs.fs import Kind, Stat
+from memhp.sysfs.view import Attr, Dir, KernelSysfs, Link
+
+log = logging.getLogger("memhp.sysfs.fuse")
+
+#: st_mode file-type bits per kind.
+_IFMT = {Kind.DIR: stat.S_IFDIR, Kind.FILE: stat.S_IFREG, Kind.LINK: stat.S_IFLNK}
+
+
+class FuseUnavailable(RuntimeError):
+    """FUSE cannot be used here (no /dev/fuse, no libfuse, no binding)."""
+
+
+def fuse_unavailable_reason() -> str | None:
+    """Why a FUSE mount cannot be made here, or None when it can."""
+    if not os.path.exists("/dev/fuse"):
+        return "/dev/fuse does not exist (load the fuse module or pass --device /dev/fuse)"
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        return "/dev/fuse is not readable and writable by this user"
+    try:
+        import mfusepy  # noqa: F401
+    except (ImportError, OSError, EnvironmentError) as e:  # libfuse missing: OSError
+        return f"the mfusepy binding or libfuse3 is not available: {e}"
+    if os.geteuid() != 0 and shutil.which("fusermount3") is None:
+        return "fusermount3 is not installed (Debian package fuse3)"
+    return None
+
+
+@dataclass
+class _Handle:
+    path: str
+    buf: bytes | None = None  # the seq_file text of the last read at offset 0
+
+
+def _mode(st: Stat) -> int:
+    return _IFMT[st.kind] | st.mode
+
+
+class SysfsOperations:
+    """FUSE operations over a :class:`KernelSysfs` (mfusepy's high-level API)."""
+
+    #: mfusepy: times are integer nanoseconds.
+    use_ns = True
+
+    def __init__(self, fs: KernelSysfs, on_ready: Callable[[], None] | None = None) -> None:
+        self.fs = fs
+        self.on_ready = on_ready
+        self.uid = os.getuid()
+        self.gid = os.getgid()
+        self.boot_ns = time.time_ns()
+        self._handles: dict[int, _Handle] = {}
+        self._next_fh = 1
+        self._hlock = threading.Lock()
+
+    # ------------------------------------------------------------ lifecycle
+    def init_with_config(self, conn: Any, config: Any) -> None:
+        """FUSE INIT: the mount is live; make every lookup and read uncached."""
+        if config is not None:
+            for name, value in (
+                ("attr_timeout", 0.0),
+                ("entry_timeout", 0.0),
+                ("negative_timeout", 0.0),
+                ("direct_io", 1),
+                ("kernel_cache", 0),
+            ):
+                if hasattr(config, name):
+                    setattr(config, name, value)
+        if self.on_ready is not None:
+            self.on_ready()
+
+    def destroy(self, path: str) -> None:
+        log.info("file system destroyed")
+
+    # ------------------------------------------------------------ metadata
+    def _stat_dict(self, st: Stat) -> dict[str, int]:
+        is_file = st.kind is Kind.FILE
+        return {
+            "st_mode": _mode(st),
+            "st_nlink": 2 if st.kind is Kind.DIR else 1,
+            "st_size": st.size if is_file else 0,
+            "st_uid": self.uid,
+            "st_gid": self.gid,
+            "st_blksize": 4096,
+            "st_atime": self.boot_ns,
+            "st_mtime": self.boot_ns,
+            "st_ctime": self.boot_ns,
+        }
+
+    def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
+        return self._stat_dict(self.fs.lstat(path))
+
+    def access(self, path: str, amode: int) -> int:
+        self.fs.lstat(path)
+        return 0
+
+    def readlink(self, path: str) -> str:
+        return self.fs.readlink(path)
+
+    def opendir(self, path: str) -> int:
+        if self.fs.stat(path).kind is not Kind.DIR:
+            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+        return 0
+
+    def readdir(self, path: str, fh: int) -> list[str | tuple[str, dict[str, int], int]]:
+        """Names with their file type (d_type), computed in one pass under the lock."""
+        out: list[str | tuple[str, dict[str, int], int]] = [
+            (".", {"st_mode": stat.S_IFDIR}, 0),
+            ("..", {"st_mode": stat.S_IFDIR}, 0),
+        ]
+        with self.fs.lock:
+            _, node = self.fs._resolve(path, follow_last=True)
+            if not isinstance(node, Dir):
+                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+            for name in node.names():
+                child = node.child(name)
+                if child is None:
+                    continue
+                if isinstance(child, Dir):
+                    ifmt = stat.S_IFDIR
+                elif isinstance(child, Link):
+                    ifmt = stat.S_IFLNK
+                else:
+                    ifmt = stat.S_IFREG
+                out.append((name, {"st_mode": ifmt}, 0))
+        return out
+
+    def releasedir(self, path: str, fh: int) -> int:
+        return 0
+
+    def statfs(self, path: str) -> dict[str, int]:
+        return {"f_bsize": 4096, "f_frsize": 4096, "f_namemax": 255}
+
+    # ------------------------------------------------------------ files
+    def open(self, path: str, flags: int) -> int:
+        """kernfs_fop_open(): EACCES for a direction the attribute lacks."""
+        with self.fs.lock:
+            _, node = self.fs._resolve(path, follow_last=True)
+            if isinstance(node, Dir):
+                raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+            assert isinstance(node, Attr)
+            acc = flags & os.O_ACCMODE
+            if acc in (os.O_WRONLY, os.O_RDWR) and node.store is None:
+                raise OSError(errno.EACCES, os.strerror(errno.EACCES), path)
+            if acc in (os.O_RDONLY, os.O_RDWR) and node.show is None and node.read_at is None:
+                raise OSError(errno.EACCES, os.strerror(errno.EACCES), path)
+            binary = node.read_at is not None
+        with self._hlock:
+            fh = self._next_fh
+            self._next_fh += 1
+            self._handles[fh] = _Handle(path, None if not binary else b"")
+        return fh
+
+    def release(self, path: str, fh: int) -> int:
+        with self._hlock:
+            self._handles.pop(fh, None)
+        return 0
+
+    def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+        h = self._handles.get(fh)
+        try:
+            if h is not None and h.buf == b"":  # binary file: ranged reads
+                return self.fs.read_at(path, offset, size)
+            if h is None or offset == 0 or h.buf is None:
+                buf = self.fs.read(path)
+                if h is not None:
+                    h.buf = buf
+            else:
+                buf = h.buf
+        except OSError as e:
+            if e.errno == errno.ENOENT and h is not None:  # removed while open
+                raise OSError(errno.ENODEV, os.strerror(errno.ENODEV), path) from None
+            raise
+        return buf[offset : offset + size]
+
+    def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
+        """sysfs_kf_write(): one store call per write(2), the offset is ignored."""
+        try:
+            return self.fs.write(path, data)
+        except OSError as e:
+            if e.errno == errno.ENOENT and fh in self._handles:
+                raise OSError(errno.ENODEV, os.strerror(errno.ENODEV), path) from None
+            raise
+
+    def truncate(self, path: str, length: int, fh: int | None = None) -> int:
+        """O_TRUNC and truncate(2) are accepted and ignored, as kernfs does."""
+        self.fs.lstat(path)
+        return 0
+
+    def flush(self, path: str, fh: int) -> int:
+        return 0
+
+    def fsync(self, path: str, datasync: int, fh: int) -> int:
+        return 0
+
+
+# ---------------------------------------------------------------- mount helpers
+def _unescape_mountinfo(field: str) -> str:
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and i + 3 < len(field) and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mount_fstype(path: str) -> str | None:
+    """The fs type of the mount at ``path`` (from /proc/self/mountinfo), or None.
+
+    Works on a dead FUSE mount too (where ``os.path.ismount`` fails with ENOTCONN).
+    """
+    path = os.path.abspath(path)
+    found: str | None = None
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                fields = left.split()
+                if len(fields) >= 5 and _unescape_mountinfo(fields[4]) == path:
+                    found = right.split()[0] if right.split() else "?"
+    except OSError:
+        return None
+    return found
+
+
+def is_fuse_mount(path: str) -> bool:
+    t = mount_fstype(path)
+    return t is not None and (t == "fuse" or t.startswith("fuse."))
+
+
+def lazy_unmount(path: str) -> bool:
+    """Detach a (possibly dead) FUSE mount: ``fusermount3 -uz``, else ``umount -l``."""
+    tools: list[list[str]] = []
+    if shutil.which("fusermount3"):
+        tools.append(["fusermount3", "-uz", path])
+    if shutil.which("fusermount"):
+        tools.append(["fusermount", "-uz", path])
+    if os.geteuid() == 0 and shutil.which("umount"):
+        tools.append(["umount", "-l", path])
+    for cmd in tools:
+        r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if r.returncode == 0 and not is_fuse_mount(path):
+            return True
+    return not is_fuse_mount(path)
+
+
+def mount_options(fsname: str = "memhp-sim") -> dict[str, object]:
+    """The FUSE options of a simulated sysfs mount (see the module docstring)."""
+    opts: dict[str, object] = {
+        "foreground": True,
+        "fsname": fsname,
+        "subtype": "memhp",
+        "default_permissions": True,
+        "attr_timeout": 0,
+        "entry_timeout": 0,
+        "negative_timeout": 0,
+        "direct_io": True,
+    }
+    if shutil.which("fusermount3"):
+        # fusermount3 keeps a watcher that unmounts when the daemon dies, even by SIGKILL.
+        opts["auto_unmount"] = True
+    return opts
+
+
+def serve(
+    fs: KernelSysfs,
+    mountpoint: str,
+    on_ready: Callable[[], None] | None = None,
+    fsname: str = "memhp-sim",
+) -> None:
+    """Mount ``fs`` at ``mountpoint`` and serve until unmounted or signalled.
+
+    Must run in the main thread: libfuse installs SIGINT/SIGTERM/SIGHUP
+    handlers that end the loop, and unmounts before returning.
+    """
+    reason = fuse_unavailable_reason()
+    if reason is not None:
+        raise FuseUnavailable(reason)
+    import mfusepy
+
+    logging.getLogger("fuse").setLevel(logging.CRITICAL)
+    ops = SysfsOperations(fs, on_ready)
+    mfusepy.FUSE(ops, mountpoint, **mount_options(fsname))
+
+
+__all__ = [
+    "FuseUnavailable",
+    "SysfsOperations",
+    "fuse_unavailable_reason",
+    "is_fuse_mount",
+    "lazy_unmount",
+    "mount_fstype",
+    "serve",
+]
