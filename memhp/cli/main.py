@@ -19,6 +19,10 @@ COMMANDS: tuple[str, ...] = (
     "devices",
     "remove",
     "why",
+    "map",
+    "sim",
+    "pgtables",
+    "bench",
     "demo",
 )
 

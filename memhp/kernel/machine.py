@@ -240,6 +240,8 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
         if not isinstance(nid, int) or isinstance(nid, bool) or not 0 <= nid < 1024:
             raise MachineError(f"{k}.id", f"expected a node id 0..1023, got {nid!r}")
         cpus = _int_list(rn.get("cpus", []), f"{k}.cpus")
+        if len(set(cpus)) != len(cpus):
+            raise MachineError(f"{k}.cpus", f"a cpu is listed twice in {list(cpus)}")
         for c in cpus:
             if c in seen_cpus:
                 raise MachineError(f"{k}.cpus", f"cpu {c} belongs to two nodes")
@@ -278,11 +280,19 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
     nodes = fixed
     if not any(n.cpus for n in nodes):
         raise MachineError("node", "at least one node needs CPUs")
-    # Overlaps between nodes' memory and hotplug windows.
-    spans = sorted((s, e, f"node {n.id}") for n in nodes for (s, e) in (*n.memory, *n.hotplug))
-    for (_s1, e1, w1), (s2, _e2, w2) in pairwise(spans):
-        if s2 < e1:
-            raise MachineError("node", f"ranges of {w1} and {w2} overlap at {s2:#x}")
+    # Ranges of different nodes must not overlap; a node's hotplug window may
+    # contain its own boot memory (SRAT: boot memory flagged hotpluggable).
+    spans = sorted((s, e, n.id) for n in nodes for (s, e) in (*n.memory, *n.hotplug))
+    for i, (s1, e1, n1) in enumerate(spans):
+        for s2, _e2, n2 in spans[i + 1 :]:
+            if s2 >= e1:
+                break
+            if n1 != n2:
+                raise MachineError("node", f"ranges of node {n1} and node {n2} overlap at {s2:#x}")
+    for n in nodes:
+        for (_a, ae), (bs, _b) in pairwise(sorted(n.memory)):
+            if bs < ae:
+                raise MachineError(f"node[{ids.index(n.id)}].memory", f"ranges overlap at {bs:#x}")
 
     raw_e820 = doc.get("e820")
     e820: list[E820Entry] = []

@@ -1,0 +1,127 @@
+"""Machine descriptions: valid examples load, bad ones name the key and the problem."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+
+import pytest
+
+from memhp.config import load_machine
+from memhp.kernel.machine import MachineError, parse_machine
+from tests.conftest import ROOT
+
+BASE = {
+    "node": [
+        {"id": 0, "cpus": [0], "memory": [["0", "1G"]]},
+        {"id": 1, "cpus": [], "hotplug": [["1G", "2G"]]},
+    ],
+    "hotplug": {"slots": 2, "maxmem": "2G"},
+}
+
+
+def with_(**kw: object) -> dict[str, object]:
+    d = dict(BASE)
+    d.update(kw)
+    return d
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(os.path.join(ROOT, "machines"))))
+def test_shipped_machines_load(name: str) -> None:
+    spec = load_machine(os.path.join(ROOT, "machines", name))
+    assert spec.boot_ram
+
+
+@pytest.mark.parametrize(
+    ("doc", "key", "words"),
+    [
+        (with_(profile="linux-9.9"), "profile", "unknown profile"),
+        (with_(block_size="100M"), "block_size", "power of two"),
+        (with_(block_size="lots"), "block_size", "expected a size"),
+        (with_(auto_online_blocks="sometimes"), "auto_online_blocks", "expected one of"),
+        (with_(memcg="yes"), "memcg", "true or false"),
+        (with_(colour="blue"), "colour", "unknown key"),
+        (with_(node=[]), "node", "at least one"),
+        (
+            with_(node=[{"id": 0, "cpus": [0], "memory": [["1G", "0"]]}]),
+            "node[0].memory[0]",
+            "empty range",
+        ),
+        (
+            with_(node=[{"id": 0, "cpus": [0], "memory": [["0", "1G"]]}, {"id": 1, "cpus": [0]}]),
+            "node[1].cpus",
+            "two nodes",
+        ),
+        (with_(node=[{"id": 0, "cpus": [0, 0], "memory": [["0", "1G"]]}]), "node[0].cpus", "twice"),
+        (
+            with_(
+                node=[
+                    {
+                        "id": 0,
+                        "cpus": [0],
+                        "memory": [["0", "1G"]],
+                        "hotplug": [["0x40000001", "2G"]],
+                    }
+                ]
+            ),
+            "node[0].hotplug[0]",
+            "aligned",
+        ),
+        (
+            with_(
+                node=[
+                    {"id": 0, "cpus": [0], "memory": [["0", "1G"]]},
+                    {"id": 0, "memory": [["1G", "2G"]]},
+                ]
+            ),
+            "node",
+            "duplicate",
+        ),
+        (
+            with_(
+                node=[
+                    {"id": 0, "cpus": [0], "memory": [["0", "1G"]]},
+                    {"id": 1, "memory": [["512M", "2G"]]},
+                ]
+            ),
+            "node",
+            "overlap",
+        ),
+        (
+            with_(node=[{"id": 0, "cpus": [0], "memory": [["0", "1G"]], "distance": [10, 20, 30]}]),
+            "node[0].distance",
+            "expected 1",
+        ),
+        (
+            with_(e820=[{"start": 0, "end": "0x3fffffff", "type": "Magic"}]),
+            "e820[0].type",
+            "unknown type",
+        ),
+        (with_(hotplug={"slots": -1}), "hotplug.slots", "0..256"),
+        (with_(hotplug={"maxmem": "1M"}), "hotplug.maxmem", "smaller"),
+        (with_(kernel={"imagesize": "1M"}), "kernel.imagesize", "unknown key"),
+        (with_(node=[{"id": 0, "cpus": [], "memory": [["0", "1G"]]}]), "node", "CPUs"),
+    ],
+)
+def test_bad_machines(doc: dict[str, object], key: str, words: str) -> None:
+    with pytest.raises(MachineError) as ei:
+        parse_machine(doc)
+    assert ei.value.key == key
+    assert words in ei.value.problem
+
+
+def test_bad_file_errors_name_the_file(tmp_path: object) -> None:
+    import pathlib
+
+    d = pathlib.Path(str(tmp_path))
+    (d / "bad.toml").write_text("node = [\n")
+    with pytest.raises(MachineError) as ei:
+        load_machine(str(d / "bad.toml"))
+    assert "not valid TOML" in str(ei.value)
+    (d / "b2.toml").write_text('block_size = "12M"\n[[node]]\ncpus=[0]\nmemory=[["0","1G"]]\n')
+    with pytest.raises(MachineError) as ei:
+        load_machine(str(d / "b2.toml"))
+    assert str(ei.value).startswith("b2.toml: block_size:")
+    with pytest.raises(MachineError):
+        load_machine(str(d / "missing.toml"))
+    assert tomllib  # the stdlib parser is what reads machine files
