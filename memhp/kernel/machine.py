@@ -283,7 +283,7 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
     # Ranges of different nodes must not overlap; a node's hotplug window may
     # contain its own boot memory (SRAT: boot memory flagged hotpluggable).
     spans = sorted((s, e, n.id) for n in nodes for (s, e) in (*n.memory, *n.hotplug))
-    for i, (s1, e1, n1) in enumerate(spans):
+    for i, (_s1, e1, n1) in enumerate(spans):
         for s2, _e2, n2 in spans[i + 1 :]:
             if s2 >= e1:
                 break
