@@ -5,8 +5,8 @@ Debian's ``busybox-static`` and the kernel package (for modules).  It holds:
 
 * ``/bin/busybox`` (static) and the ``/init`` script, which links every applet into
   ``/bin``, mounts ``proc``, ``sysfs`` and ``devtmpfs``, loads the modules listed in
-  ``/etc/memhp/modules`` (9p and virtio for file sharing, kept in
-  ``/memhp/modules``), mounts the 9p shares named on the kernel command line
+  ``/etc/memhp/modules.list`` (9p and virtio for file sharing, kept in
+  ``/etc/memhp/ko``), mounts the 9p shares named on the kernel command line
   (``/usr`` of the host may be one: ``/lib`` and ``/lib64`` then point into it, so
   the host's dynamically linked Python runs in the guest), then runs the agent
   (:data:`AGENT_SH`) on ``/dev/ttyS1``;
@@ -272,9 +272,9 @@ mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 [ -d /sys/kernel/debug ] && mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
-if [ -f /etc/memhp/modules ]; then
-    for m in $(cat /etc/memhp/modules); do
-        insmod "/memhp/modules/$m" 2>/dev/console \
+if [ -f /etc/memhp/modules.list ]; then
+    for m in $(cat /etc/memhp/modules.list); do
+        insmod "/etc/memhp/ko/$m" 2>/dev/console \
             || echo "memhp-init: insmod $m failed" >/dev/console
     done
 fi
@@ -352,10 +352,10 @@ def build_initramfs(
     w.file("etc/memhp/agent.sh", AGENT_SH.encode(), 0o755)
     names = []
     for ko in kos:
-        w.file(f"memhp/modules/{ko.name}", ko.read_bytes())
+        w.file(f"etc/memhp/ko/{ko.name}", ko.read_bytes())
         names.append(ko.name)
     if names:
-        w.file("etc/memhp/modules", ("\n".join(names) + "\n").encode())
+        w.file("etc/memhp/modules.list", ("\n".join(names) + "\n").encode())
     for path, data in sorted((extra_files or {}).items()):
         w.file(path, data, 0o755)
     tmp = out.with_suffix(f".tmp{os.getpid()}")

@@ -52,7 +52,7 @@ def parse_size(s: int | str) -> int:
     """``512M``, ``1G``, ``1073741824`` → bytes."""
     if isinstance(s, int):
         return s
-    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)i?B?\s*", s.upper())
+    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)I?B?\s*", s.upper())
     if not m:
         raise ValueError(f"bad size {s!r}")
     return int(m.group(1)) * _UNITS[m.group(2)]
@@ -101,6 +101,9 @@ class VMConfig:
     kvm_boot_timeout: float = 40.0
     kvm_silent_timeout: float = 10.0  # KVM boot with no console output at all: hung
     extra_qemu_args: tuple[str, ...] = ()
+    #: -cpu for TCG; None: qemu64 (what the reference used), or "max" with host_python
+    #: (numpy needs x86-64-v2 instructions that qemu64 lacks)
+    tcg_cpu: str | None = None
 
     @property
     def boot_mem(self) -> int:
@@ -173,7 +176,7 @@ def qemu_args(
         "-accel",
         accel,
         "-cpu",
-        "host" if accel == "kvm" else "qemu64",
+        "host" if accel == "kvm" else (cfg.tcg_cpu or ("max" if cfg.host_python else "qemu64")),
         "-smp",
         str(cfg.ncpus),
         "-m",

@@ -2,32 +2,41 @@
 
 Each command module exposes ``register(subparsers)`` which adds its parser and sets
 ``func`` (a callable taking the parsed namespace and returning the exit code).
+Only the module of the command being run is imported, so that ``memhp list``
+starts as fast as util-linux's lsmem (the simulated kernel and numpy are not
+loaded for it).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
 
-#: Command modules, in the order ``memhp --help`` lists them.
-COMMANDS: tuple[str, ...] = (
-    "list",
-    "online",
-    "offline",
-    "devices",
-    "remove",
-    "why",
-    "map",
-    "sim",
-    "pgtables",
-    "bench",
-    "demo",
-)
+#: Command modules and their one-line help, in the order ``memhp --help`` lists them.
+COMMANDS: dict[str, str] = {
+    "list": "list memory blocks (util-linux lsmem compatible)",
+    "online": "online memory blocks (util-linux chmem -e compatible)",
+    "offline": "offline memory blocks (util-linux chmem -d compatible)",
+    "devices": "list memory devices (ACPI PNP0C80 DIMMs)",
+    "remove": "hot-remove a memory device: offline its blocks reliably, then eject",
+    "why": "explain why a memory block cannot be offlined or removed",
+    "map": "draw the physical memory map of a sysfs root",
+    "sim": "run a simulated machine: sysfs mounted with FUSE, hardware over QMP",
+    "pgtables": "show the kernel page tables of a simulated machine",
+    "bench": "real Linux under QEMU against the simulated kernel",
+    "demo": "run the seed's hot-remove scenario on a simulated machine",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _available(name: str) -> bool:
+    return importlib.util.find_spec(f"memhp.cli.cmd_{name}") is not None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``only``, just that command's module is imported."""
     parser = argparse.ArgumentParser(
         prog="memhp",
         description="Linux physical memory hot-(un)plug: list, online, offline, remove, "
@@ -35,7 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMANDS:
+    for name, summary in COMMANDS.items():
+        if only is not None and name != only:
+            if _available(name):
+                sub.add_parser(name, help=summary, add_help=False)
+            continue
         try:
             mod = importlib.import_module(f"memhp.cli.cmd_{name}")
         except ModuleNotFoundError as e:
@@ -46,9 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    for a in argv:
+        if a.startswith("-"):
+            return None  # global options first: build everything
+        return a if a in COMMANDS else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_of(args_list))
+    args = parser.parse_args(args_list)
     try:
         rc: int = args.func(args)
     except KeyboardInterrupt:

@@ -312,7 +312,7 @@ class Lsmem:
         for name in self.names:
             base = name + "/"
             blk = Block(int(name[6:]))
-            try:  # noqa: SIM105 (hot loop)
+            try:
                 blk.state = _state_id(read(base + "state"))
             except SysfsError:
                 pass
@@ -323,7 +323,7 @@ class Lsmem:
             if summary_only:
                 continue
             if need_removable:
-                try:  # noqa: SIM105 (hot loop)
+                try:
                     blk.removable = parse_s32(read(base + "removable")) == 1
                 except SysfsError:
                     pass

@@ -39,6 +39,7 @@ from memhp.kernel.page_alloc import (
     PageAllocator,
     PageState,
 )
+from memhp.kernel.pgtable import KernelPageTables
 from memhp.kernel.sparse import MEMMAP_PAGES_PER_SECTION, SparseMem
 
 #: sizeof(pg_data_t) on a 6.1 x86_64 build, rounded to pages (about 170 KiB).
@@ -100,6 +101,7 @@ class Kernel:
         #: Errors injected into the next notifier calls (memory-notifier-error-inject).
         self.notifier_error_inject: dict[MemAction, int] = {}
         self.pgtable_hooks: list[Callable[[str, int, int, int], None]] = []
+        self.pgtables = KernelPageTables(self)
         from memhp.kernel.acpi import AcpiBus
 
         self.acpi = AcpiBus(self)
@@ -471,14 +473,21 @@ class Kernel:
 
     # ================================================================ page tables
     def pgtable_boot(self) -> None:
+        """paging_init() + sparse_init() + mem_init(): boot page tables, boot vmemmap,
+        register_page_bootmem_info() (memhp.kernel.pgtable), then the hooks."""
+        self.pgtables.boot()
         for hook in self.pgtable_hooks:
             hook("boot", 0, 0, 0)
 
     def pgtable_add(self, nid: int, first: int, end: int) -> None:
+        """End of arch_add_memory(): the tables of sections [first, end) exist
+        (built by SparseMem.arch_add_memory through ``self.pgtables``)."""
         for hook in self.pgtable_hooks:
             hook("add", nid, first, end)
 
     def pgtable_remove(self, first: int, end: int) -> None:
+        """arch_remove_memory(): the tables of sections [first, end) are gone
+        (torn down by SparseMem.arch_remove_memory through ``self.pgtables``)."""
         for hook in self.pgtable_hooks:
             hook("remove", -1, first, end)
 

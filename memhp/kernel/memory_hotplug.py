@@ -162,6 +162,13 @@ def online_pages(k: Kernel, pfn: int, nr_pages: int, zone: Zone) -> int:
     if nr_pages <= 0 or pfn % PAGEBLOCK_NR_PAGES or (pfn + nr_pages) % PAGES_PER_SECTION:
         return -errno.EINVAL
     nid = zone.nid
+    pgdat = k.pgdats[nid]
+    saved_span = (
+        zone.zone_start_pfn,
+        zone.spanned_pages,
+        pgdat.node_start_pfn,
+        pgdat.node_spanned_pages,
+    )
     move_pfn_range_to_zone(k, zone, pfn, nr_pages)
     change, change_normal = _status_change_online(k, zone)
     arg = MemoryNotify(pfn, nr_pages, nid, change, change_normal)
@@ -170,6 +177,14 @@ def online_pages(k: Kernel, pfn: int, nr_pages: int, zone: Zone) -> int:
         k.memory_notify(MemAction.MEM_CANCEL_ONLINE, arg)
         if k.profile.shrink_spans_on_offline:
             remove_pfn_range_from_zone(k, zone, pfn, nr_pages)
+        else:
+            # 3.8 set the spans when the memory was added, not here: nothing to undo.
+            (
+                zone.zone_start_pfn,
+                zone.spanned_pages,
+                pgdat.node_start_pfn,
+                pgdat.node_spanned_pages,
+            ) = saved_span
         k.log(
             "online_pages",
             f"[mem {pfn << PAGE_SHIFT:#012x}-"

@@ -6,6 +6,12 @@ is a kernel allocation of the model: from the buddy allocator for hot-added
 sections (vmemmap_populate -> vmemmap_alloc_block_buf on the section's node,
 falling back along the zonelist), from the hot-added range itself with
 memmap-on-memory (vmem_altmap), or from memblock at boot (sparse_init_nid).
+
+The memmap is mapped, and its pages allocated and freed, by the page-table
+model (:mod:`memhp.kernel.pgtable`: vmemmap_populate / vmemmap_free); the
+direct map of a hot-added range is built first (init_memory_mapping) and torn
+down last (kernel_physical_mapping_remove), as x86_64 arch_add_memory and
+arch_remove_memory do.
 """
 
 from __future__ import annotations
@@ -16,8 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from memhp.kernel.constants import PAGE_SIZE, PAGES_PER_SECTION, STRUCT_PAGE_SIZE
-from memhp.kernel.page_alloc import AllocError, PageState
+from memhp.kernel.constants import PAGE_SIZE, PAGES_PER_SECTION, SECTION_SIZE, STRUCT_PAGE_SIZE
+from memhp.kernel.page_alloc import Allocation, PageState
 
 if TYPE_CHECKING:
     from memhp.kernel.kernel import Kernel
@@ -42,84 +48,112 @@ class SparseMem:
 
     def sparse_add_section(self, k: Kernel, nid: int, sec: int, altmap: bool) -> int:
         """sparse_add_section() -> section_activate() -> populate_section_memmap()."""
-        if self.present[sec]:
+        return self._add_sections(k, nid, sec, sec + 1, altmap)
+
+    def _add_sections(self, k: Kernel, nid: int, first: int, end: int, altmap: bool) -> int:
+        """sparse_add_section() of each section of [first, end): memmap via vmemmap_populate.
+
+        With ``altmap`` the memmap comes from the altmap of the section's block
+        (``k.altmaps``), which must have been reserved.  All or nothing.
+        """
+        if self.present[first:end].any():
             return -errno.EEXIST
-        if not altmap:
-            try:
-                (a,) = k.pa.alloc(
-                    MEMMAP_PAGES_PER_SECTION,
-                    PageState.UNMOVABLE,
-                    f"memmap of section {sec}",
-                    "memmap",
-                    nid,
-                )
-            except AllocError:
-                return -errno.ENOMEM
-            self.memmap_alloc[sec] = a.id
-        self.present[sec] = True
-        k.pa.nid[sec] = nid
-        k.pa.ram[sec] = PAGES_PER_SECTION
+        altmaps: dict[int, Allocation] | None = None
+        if altmap:
+            spb = k.sections_per_block
+            altmaps = {s: k.pa.allocs[k.altmaps[s - s % spb]] for s in range(first, end)}
+        ret = k.pgtables.vmemmap_populate_sections(first, end, nid, altmaps)
+        if ret:
+            return -errno.ENOMEM
+        for sec in range(first, end):
+            self.memmap_alloc[sec] = k.pgtables.memmap_alloc_of(sec)
+        self.present[first:end] = True
+        k.pa.nid[first:end] = nid
+        k.pa.ram[first:end] = PAGES_PER_SECTION
         return 0
 
     def sparse_remove_section(self, k: Kernel, sec: int) -> None:
-        """sparse_remove_section() -> section_deactivate(): free the memmap."""
-        aid = int(self.memmap_alloc[sec])
-        if aid:
-            k.pa.free(k.pa.allocs[aid])
-            self.memmap_alloc[sec] = 0
+        """sparse_remove_section() -> section_deactivate() -> depopulate_section_memmap():
+        vmemmap_free() of the section's memmap (buddy, bootmem or altmap pages)."""
+        k.pgtables.vmemmap_free_sections(sec, sec + 1)
+        self.memmap_alloc[sec] = 0
         self.present[sec] = False
         self.online[sec] = False
         k.pa.ram[sec] = 0
         k.pa.nid[sec] = -1
 
-    def arch_add_memory(self, k: Kernel, nid: int, first: int, end: int, altmap_pages: int) -> int:
-        """arch_add_memory() -> __add_pages(): add sections [first, end), all or nothing."""
-        done: list[int] = []
-        for sec in range(first, end):
-            ret = self.sparse_add_section(k, nid, sec, altmap=altmap_pages > 0)
-            if ret:
-                for s in reversed(done):
-                    self.sparse_remove_section(k, s)
-                k.log("add_memory", f"section {sec}: cannot allocate memmap ({ret})")
-                return ret
-            done.append(sec)
-        if altmap_pages:
-            # vmem_altmap: each block's metadata sits at the start of the block.
-            for bfirst in range(first, end, k.sections_per_block):
-                a = k.pa.memblock_reserve(
-                    bfirst * PAGES_PER_SECTION,
-                    altmap_pages,
-                    f"memmap (altmap) of memory{bfirst // k.sections_per_block}",
-                    "memmap",
-                    nid,
-                )
-                for sec, n in a.extents.items():
-                    k.pa.counts[PageState.RESERVED, sec] -= n
-                    k.pa.counts[PageState.ALTMAP, sec] += n
-                a.state = PageState.ALTMAP
-                k.altmaps[bfirst] = a.id
-        k.pgtable_add(nid, first, end)
-        k.log(
-            "arch_add_memory",
-            f"sections {first}-{end - 1} present on node {nid}, memmap "
-            + ("in the range itself (altmap)" if altmap_pages else "allocated")
-            + f": {(end - first) * MEMMAP_PAGES_PER_SECTION * PAGE_SIZE >> 20} MiB",
+    def _reserve_altmap(self, k: Kernel, nid: int, bfirst: int, altmap_pages: int) -> None:
+        """vmem_altmap: the block's metadata sits at the start of the block."""
+        spb = k.sections_per_block
+        k.pa.ram[bfirst : bfirst + spb] = PAGES_PER_SECTION
+        a = k.pa.memblock_reserve(
+            bfirst * PAGES_PER_SECTION,
+            altmap_pages,
+            f"memmap (altmap) of memory{bfirst // spb}",
+            "memmap",
+            nid,
         )
-        return 0
+        for sec, n in a.extents.items():
+            k.pa.counts[PageState.RESERVED, sec] -= n
+            k.pa.counts[PageState.ALTMAP, sec] += n
+        a.state = PageState.ALTMAP
+        k.altmaps[bfirst] = a.id
 
-    def arch_remove_memory(self, k: Kernel, first: int, end: int) -> None:
-        """arch_remove_memory() -> __remove_pages(): memmap, sections, page tables."""
+    def _release_altmaps(self, k: Kernel, first: int, end: int) -> None:
         for bfirst in range(first, end, k.sections_per_block):
             aid = k.altmaps.pop(bfirst, 0)
             if aid:
                 k.pa.free(k.pa.allocs[aid])
+
+    def arch_add_memory(self, k: Kernel, nid: int, first: int, end: int, altmap_pages: int) -> int:
+        """arch_add_memory(): init_memory_mapping() of the range, then __add_pages()
+        -> sparse_add_section() of each section (all or nothing)."""
+        pt = k.pgtables
+        ret = pt.init_memory_mapping(first * SECTION_SIZE, end * SECTION_SIZE)
+        if ret:
+            k.log("add_memory", f"init_memory_mapping: cannot allocate page tables ({ret})")
+            return ret
+        if altmap_pages:
+            for bfirst in range(first, end, k.sections_per_block):
+                self._reserve_altmap(k, nid, bfirst, altmap_pages)
+        ret = self._add_sections(k, nid, first, end, altmap=altmap_pages > 0)
+        if ret:
+            self._release_altmaps(k, first, end)
+            k.pa.ram[first:end] = 0
+            # x86_64 arch_add_memory() leaves the new direct mapping in place.
+            k.log("add_memory", f"sections {first}-{end - 1}: cannot allocate memmap ({ret})")
+            return ret
+        k.pgtable_add(nid, first, end)
+        c = pt.counters()
+        k.log(
+            "arch_add_memory",
+            f"sections {first}-{end - 1} present on node {nid}, memmap "
+            + ("in the range itself (altmap)" if altmap_pages else "allocated")
+            + f": {(end - first) * MEMMAP_PAGES_PER_SECTION * PAGE_SIZE >> 20} MiB; "
+            f"page tables: {c['pagetable_pages']} pages (PUD {c['pud_tables']}, "
+            f"PMD {c['pmd_tables']}, PTE {c['pte_tables']})",
+        )
+        return 0
+
+    def arch_remove_memory(self, k: Kernel, first: int, end: int) -> None:
+        """arch_remove_memory(): __remove_pages() (sparse_remove_section() -> vmemmap_free()
+        of each section), then kernel_physical_mapping_remove() of the range."""
+        pt = k.pgtables
+        before = pt.counters()
+        pt.vmemmap_free_sections(first, end)
         for sec in range(first, end):
             if not k.profile.shrink_spans_on_offline:
                 k.shrink_spans_for_removal(sec)
             self.sparse_remove_section(k, sec)
+        self._release_altmaps(k, first, end)
+        pt.kernel_physical_mapping_remove(first * SECTION_SIZE, end * SECTION_SIZE)
         k.pgtable_remove(first, end)
+        after = pt.counters()
         k.log(
             "arch_remove_memory",
             f"sections {first}-{end - 1} removed, memmap freed: "
-            f"{(end - first) * MEMMAP_PAGES_PER_SECTION * PAGE_SIZE >> 20} MiB",
+            f"{(end - first) * MEMMAP_PAGES_PER_SECTION * PAGE_SIZE >> 20} MiB; page tables "
+            f"freed: {before['pagetable_pages'] - after['pagetable_pages']} pages, "
+            f"vmemmap pages unmapped: {before['vmemmap_pages'] - after['vmemmap_pages']}, "
+            f"TLB flushes: {after['tlb_flushes'] - before['tlb_flushes']}",
         )

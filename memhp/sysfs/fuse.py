@@ -65,7 +65,7 @@ def fuse_unavailable_reason() -> str | None:
         return "/dev/fuse is not readable and writable by this user"
     try:
         import mfusepy  # noqa: F401
-    except (ImportError, OSError, EnvironmentError) as e:  # libfuse missing: OSError
+    except (ImportError, OSError) as e:  # libfuse missing: OSError
         return f"the mfusepy binding or libfuse3 is not available: {e}"
     if os.geteuid() != 0 and shutil.which("fusermount3") is None:
         return "fusermount3 is not installed (Debian package fuse3)"
@@ -304,7 +304,7 @@ def mount_options(fsname: str = "memhp-sim") -> dict[str, object]:
         "negative_timeout": 0,
         "direct_io": True,
     }
-    if shutil.which("fusermount3"):
+    if shutil.which("fusermount3") and not os.environ.get("MEMHP_FUSE_NO_AUTO_UNMOUNT"):
         # fusermount3 keeps a watcher that unmounts when the daemon dies, even by SIGKILL.
         opts["auto_unmount"] = True
     return opts
@@ -328,7 +328,14 @@ def serve(
 
     logging.getLogger("fuse").setLevel(logging.CRITICAL)
     ops = SysfsOperations(fs, on_ready)
-    mfusepy.FUSE(ops, mountpoint, **mount_options(fsname))
+    try:
+        mfusepy.FUSE(ops, mountpoint, **mount_options(fsname))
+    except RuntimeError as e:
+        # fuse_main_real() returns 8 when its loop ended on a signal (SIGTERM,
+        # SIGINT, SIGHUP): the file system is unmounted, that is a clean stop.
+        if e.args != (8,) or is_fuse_mount(mountpoint):
+            raise
+        log.info("FUSE loop ended by a signal; unmounted")
 
 
 __all__ = [

@@ -31,6 +31,21 @@ def fixture_snapshots() -> dict[str, Snapshot]:
     return {p.stem: load_json(str(p)) for p in sorted(FIXTURES.glob("*.json"))}
 
 
+def real_snapshots() -> dict[str, Snapshot]:
+    """Trees captured from real Linux guests by the bench (tests/data/real/*/*.json)."""
+    out: dict[str, Snapshot] = {}
+    for p in sorted((REPO / "tests/data/real").glob("*/*.json")):
+        if p.name == "scenario.json":
+            continue
+        try:
+            snap = load_json(str(p))
+        except (ValueError, KeyError, TypeError):
+            continue
+        if "/sys/devices/system/memory/block_size_bytes" in snap:
+            out[f"real-{p.parent.name}-{p.stem}"] = add_acpi_devices(snap)
+    return out
+
+
 def synthetic_snapshots() -> dict[str, Snapshot]:
     """Corner cases lsmem must agree on."""
     out: dict[str, Snapshot] = {}
@@ -76,4 +91,9 @@ def synthetic_snapshots() -> dict[str, Snapshot]:
 
 
 def all_snapshots() -> dict[str, Snapshot]:
-    return {**trace_snapshots(), **fixture_snapshots(), **synthetic_snapshots()}
+    return {
+        **trace_snapshots(),
+        **real_snapshots(),
+        **fixture_snapshots(),
+        **synthetic_snapshots(),
+    }

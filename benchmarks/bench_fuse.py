@@ -1,0 +1,249 @@
+"""Time the FUSE mount of a simulated machine: one attribute read, and lsmem on a big machine.
+
+1. Per-read latency of ``memoryN/state`` (open + read + close) through the
+   mount of the reference QEMU guest, next to the same read in-process
+   (``KernelSysfs.read``) and on a captured copy on disk.
+2. ``lsmem --sysroot DIR`` (and ``-a -o +NODE,ZONES``) on a live mount of a
+   machine with 16,384 memory blocks (2 TiB, 128 MiB blocks), next to the same
+   on a captured copy; checks both print the same bytes.
+
+Writes ``benchmarks/results/fuse.json``.  Usage:
+``python benchmarks/bench_fuse.py [--reads N] [--runs N] [--blocks N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from memhp.config import load_machine
+from memhp.sim import SimMachine
+from memhp.sim_daemon import start, stop
+from memhp.sysfs.fs import DirectoryFS
+from memhp.sysfs.fuse import fuse_unavailable_reason
+from memhp.sysfs.tree import capture, write_tree
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+from _common import record  # noqa: E402
+
+
+def big_machine_toml(nblocks: int) -> str:
+    """Two nodes, ``nblocks`` blocks of 128 MiB of boot memory, 4 hotplug slots."""
+    size = nblocks * (128 << 20)
+    half = size // 2
+    return f"""
+name = "bench-{nblocks}-blocks"
+profile = "linux-6.1"
+block_size = "128M"
+memcg = true
+auto_online_blocks = "offline"
+
+[[e820]]
+start = "0x0"
+end = "0x9fbff"
+type = "System RAM"
+
+[[e820]]
+start = "0x100000"
+end = "{size - 1:#x}"
+type = "System RAM"
+
+[[node]]
+id = 0
+cpus = [0, 1]
+distance = [10, 20]
+memory = [["0", "{half:#x}"]]
+
+[[node]]
+id = 1
+cpus = [2, 3]
+distance = [20, 10]
+memory = [["{half:#x}", "{size:#x}"]]
+hotplug = [["{size:#x}", "{size + (64 << 30):#x}"]]
+
+[hotplug]
+slots = 4
+maxmem = "{(size >> 30) + 64}G"
+"""
+
+
+def per_read(path: str, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        with open(path, "rb") as f:
+            f.read()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def stats(xs: list[float], scale: float = 1e6) -> dict[str, float]:
+    xs = sorted(xs)
+    return {
+        "median": statistics.median(xs) * scale,
+        "p90": xs[int(len(xs) * 0.9)] * scale,
+        "min": xs[0] * scale,
+    }
+
+
+def time_cmd(cmd: list[str], runs: int, warmup: bool = True) -> list[float]:
+    env = dict(os.environ, LC_ALL="C")
+    if warmup:
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True, env=env)
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True, env=env)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def bench_lsmem(
+    tmp: str, nblocks: int, compare: bool, runs: int, lsmem: str | None
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    toml = os.path.join(tmp, f"big{nblocks}.toml")
+    Path(toml).write_text(big_machine_toml(nblocks))
+    big = os.path.join(tmp, f"big{nblocks}")
+    os.mkdir(big)
+    t0 = time.perf_counter()
+    start(toml, big, timeout=600)
+    rows.append(
+        {
+            "what": f"memhp sim start ({nblocks} blocks: boot + mount)",
+            "value": round(time.perf_counter() - t0, 2),
+            "unit": "s",
+        }
+    )
+    try:
+        names = os.listdir(os.path.join(big, "sys/devices/system/memory"))
+        assert len([n for n in names if n.startswith("memory")]) == nblocks
+        if lsmem is None:
+            return rows
+        bcopy = os.path.join(tmp, f"big{nblocks}-copy")
+        if compare:
+            t0 = time.perf_counter()
+            write_tree(capture(DirectoryFS(big)), bcopy)
+            rows.append(
+                {
+                    "what": f"capture + write_tree through the live mount ({nblocks} blocks)",
+                    "value": round(time.perf_counter() - t0, 2),
+                    "unit": "s",
+                }
+            )
+        for case in ([], ["-a", "-o", "+NODE,ZONES"]):
+            label = " ".join(case) or "(default)"
+            tl = time_cmd([lsmem, "--sysroot", big, *case], runs, warmup=compare)
+            row: dict[str, Any] = {
+                "what": f"lsmem --sysroot LIVE mount {label} ({nblocks} blocks)",
+                "value": round(statistics.median(tl), 3),
+                "unit": "s",
+                "runs": runs,
+            }
+            if compare:
+                a = subprocess.run(
+                    [lsmem, "--sysroot", big, *case], capture_output=True, check=True
+                )
+                b = subprocess.run(
+                    [lsmem, "--sysroot", bcopy, *case], capture_output=True, check=True
+                )
+                row["same_output_as_copy"] = a.stdout == b.stdout
+                tc = time_cmd([lsmem, "--sysroot", bcopy, *case], runs)
+                rows.append(row)
+                row = {
+                    "what": f"lsmem --sysroot captured COPY {label} ({nblocks} blocks)",
+                    "value": round(statistics.median(tc), 3),
+                    "unit": "s",
+                }
+            rows.append(row)
+    finally:
+        stop(big)
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reads", type=int, default=2000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--blocks", type=int, default=16384)
+    ap.add_argument(
+        "--compare-blocks",
+        type=int,
+        default=1024,
+        help="machine size for the live-vs-captured lsmem comparison (capturing "
+        "through the mount is slow)",
+    )
+    args = ap.parse_args()
+    reason = fuse_unavailable_reason()
+    if reason:
+        print(f"FUSE unavailable: {reason}", file=sys.stderr)
+        return 1
+    lsmem = shutil.which("lsmem")
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        # ---------------------------------------------------------- 1. one read
+        machine = str(REPO / "machines" / "qemu-linux-6.1.toml")
+        mnt = os.path.join(tmp, "small")
+        os.mkdir(mnt)
+        start(machine, mnt)
+        try:
+            state = os.path.join(mnt, "sys/devices/system/memory/memory5/state")
+            per_read(state, 100)
+            s = stats(per_read(state, args.reads))
+            rows.append(
+                {
+                    "what": "read memory5/state through FUSE (open+read+close), median",
+                    "value": round(s["median"], 1),
+                    "unit": "µs",
+                    "p90": round(s["p90"], 1),
+                    "min": round(s["min"], 1),
+                    "n": args.reads,
+                }
+            )
+            copy = os.path.join(tmp, "small-copy")
+            write_tree(capture(DirectoryFS(mnt)), copy)
+        finally:
+            stop(mnt)
+        s = stats(
+            per_read(os.path.join(copy, "sys/devices/system/memory/memory5/state"), args.reads)
+        )
+        rows.append(
+            {
+                "what": "same read on a captured copy (tmpfs/disk), median",
+                "value": round(s["median"], 1),
+                "unit": "µs",
+            }
+        )
+        sim = SimMachine(load_machine(machine))
+        t = []
+        for _ in range(args.reads):
+            t0 = time.perf_counter()
+            sim.sysfs.read("/sys/devices/system/memory/memory5/state")
+            t.append(time.perf_counter() - t0)
+        rows.append(
+            {
+                "what": "same read in-process (KernelSysfs.read), median",
+                "value": round(stats(t)["median"], 1),
+                "unit": "µs",
+            }
+        )
+
+        # ---------------------------------------------------------- 2. lsmem, big machines
+        for nblocks, compare in ((args.compare_blocks, True), (args.blocks, False)):
+            rows.extend(bench_lsmem(tmp, nblocks, compare, args.runs, lsmem))
+    record("fuse", rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
