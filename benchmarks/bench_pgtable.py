@@ -35,7 +35,8 @@ def spec(gbpages: bool) -> MachineSpec:
     # Node 0 needs room for 8192 vmemmap blocks (16 GiB) and the tables.
     n0 = dataclasses.replace(base.node(0), memory=((0, 64 * GiB),))
     nodes = tuple(n0 if n.id == 0 else n for n in nodes)
-    e820 = tuple(e for e in base.e820 if e.start < GiB) + (
+    e820 = (
+        *tuple(e for e in base.e820 if e.start < GiB),
         dataclasses.replace(base.e820[0], start=4 * GiB, end=64 * GiB, type="System RAM"),
     )
     return dataclasses.replace(base, nodes=nodes, e820=e820, maxmem=4 * TiB, gbpages=gbpages)
@@ -61,16 +62,28 @@ def main() -> None:
         before = k.pgtables.layout()
         t = best_of(lambda k=k: tables_cycle(k), repeat=5)  # type: ignore[misc]
         assert k.pgtables.layout() == before
-        rows.append({"what": f"1 TiB hot-add page tables built and torn down (gbpages={gb})",
-                     "value": t, "unit": "s", "target": 1.0, "ok": t < 1.0})
+        rows.append(
+            {
+                "what": f"1 TiB hot-add page tables built and torn down (gbpages={gb})",
+                "value": t,
+                "unit": "s",
+                "target": 1.0,
+                "ok": t < 1.0,
+            }
+        )
         # Peak number of tables while mapped.
         pt = k.pgtables
         first, end = START // SECTION_SIZE, (START + SIZE) // SECTION_SIZE
         pt.init_memory_mapping(START, START + SIZE)
         pt.vmemmap_populate_sections(first, end, 1)
         c = pt.counters()
-        rows.append({"what": f"page-table pages with 1 TiB mapped (gbpages={gb})",
-                     "value": c["pagetable_pages"], "unit": "pages"})
+        rows.append(
+            {
+                "what": f"page-table pages with 1 TiB mapped (gbpages={gb})",
+                "value": c["pagetable_pages"],
+                "unit": "pages",
+            }
+        )
         pt.vmemmap_free_sections(first, end)
         pt.kernel_physical_mapping_remove(START, START + SIZE)
         t0 = time.perf_counter()
@@ -78,10 +91,20 @@ def main() -> None:
         t1 = time.perf_counter()
         assert mh.remove_memory(k, START, SIZE) == 0
         t2 = time.perf_counter()
-        rows.append({"what": f"add_memory of 1 TiB, whole path (gbpages={gb})",
-                     "value": t1 - t0, "unit": "s"})
-        rows.append({"what": f"remove_memory of 1 TiB, whole path (gbpages={gb})",
-                     "value": t2 - t1, "unit": "s"})
+        rows.append(
+            {
+                "what": f"add_memory of 1 TiB, whole path (gbpages={gb})",
+                "value": t1 - t0,
+                "unit": "s",
+            }
+        )
+        rows.append(
+            {
+                "what": f"remove_memory of 1 TiB, whole path (gbpages={gb})",
+                "value": t2 - t1,
+                "unit": "s",
+            }
+        )
         assert k.pgtables.layout() == before
     rows.append({"what": "peak RSS", "value": peak_rss_mib(), "unit": "MiB"})
     record("pgtable", rows)

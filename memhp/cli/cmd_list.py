@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from memhp.cli.common import (
     NO_ARG,
@@ -20,6 +21,9 @@ from memhp.cli.common import (
     getopt_long,
     tryhelp,
 )
+
+if TYPE_CHECKING:
+    from memhp.host.root import SysfsRoot
 
 PROG = "memhp list"
 SHORTOPTS = "abhJno:PrS:s:V"
@@ -74,8 +78,11 @@ def usage() -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(argv: list[str]) -> int:
-    """``lsmem`` with ``argv``; returns the exit code (output on stdout/stderr)."""
+def run(argv: list[str], root: SysfsRoot | None = None) -> int:
+    """``lsmem`` with ``argv``; returns the exit code (output on stdout/stderr).
+
+    ``root`` is an in-process root (a simulated machine) used unless --sysroot is given.
+    """
     from memhp.host.lsmem import (
         ALL_COLUMNS,
         DEFAULT_COLUMNS,
@@ -85,7 +92,7 @@ def run(argv: list[str]) -> int:
         Options,
         string_add_to_idarray,
     )
-    from memhp.host.root import SysfsRoot
+    from memhp.host.root import SysfsRoot as _Root
 
     opts = Options()
     columns: list[int] = []
@@ -154,7 +161,8 @@ def run(argv: list[str]) -> int:
             file=err,
         )
         return 1
-    root = SysfsRoot.open(prefix)
+    if root is None or prefix:
+        root = _Root.open(prefix)
     try:
         if opts.want_table:
             if not columns:
@@ -179,7 +187,7 @@ def run(argv: list[str]) -> int:
 
 def _func(args: argparse.Namespace) -> int:
     argv: list[str] = list(args.argv)
-    return run(argv)
+    return run(argv, getattr(args, "root", None))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

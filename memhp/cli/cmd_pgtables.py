@@ -46,15 +46,19 @@ def run(args: argparse.Namespace) -> int:
     for start, size in args.remove:
         ret = mh.remove_memory(k, start, size)
         if ret:
-            print(f"memhp pgtables: remove_memory {size:#x}@{start:#x}: error {ret}", file=sys.stderr)
+            print(
+                f"memhp pgtables: remove_memory {size:#x}@{start:#x}: error {ret}", file=sys.stderr
+            )
             return 1
     if args.json:
         out = {
             "counters": pt.counters(),
             "ranges": [
                 {"start": s, "end": e, "level": lv.name.lower(), "mapped": m}
-                for area in ((0xFFFF888000000000, 0xFFFFC88000000000),
-                             (0xFFFFEA0000000000, 0xFFFFEB0000000000))
+                for area in (
+                    (0xFFFF888000000000, 0xFFFFC88000000000),
+                    (0xFFFFEA0000000000, 0xFFFFEB0000000000),
+                )
                 for s, e, lv, m in pt.ranges(*area)
                 if m
             ],
@@ -77,10 +81,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "/sys/kernel/debug/page_tables/kernel, with the page-table counters.",
     )
     p.add_argument("machine", metavar="MACHINE.toml")
-    p.add_argument("--add", metavar="SIZE@ADDR", type=_range, action="append", default=[],
-                   help="hot-add SIZE bytes at ADDR (add_memory) before printing; repeatable")
-    p.add_argument("--remove", metavar="SIZE@ADDR", type=_range, action="append", default=[],
-                   help="then hot-remove SIZE bytes at ADDR (remove_memory); repeatable")
+    p.add_argument(
+        "--add",
+        metavar="SIZE@ADDR",
+        type=_range,
+        action="append",
+        default=[],
+        help="hot-add SIZE bytes at ADDR (add_memory) before printing; repeatable",
+    )
+    p.add_argument(
+        "--remove",
+        metavar="SIZE@ADDR",
+        type=_range,
+        action="append",
+        default=[],
+        help="then hot-remove SIZE bytes at ADDR (remove_memory); repeatable",
+    )
     p.add_argument("--node", type=int, default=1, help="node of hot-added memory (default 1)")
     p.add_argument("--counters", action="store_true", help="print only the counters")
     p.add_argument("-J", "--json", action="store_true", help="JSON: counters and mapped ranges")

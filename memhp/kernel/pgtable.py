@@ -32,6 +32,7 @@ What is modelled, after the kernel functions named in each docstring:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -41,15 +42,15 @@ import numpy as np
 import numpy.typing as npt
 
 from memhp.kernel.constants import (
-    GiB,
-    MiB,
     PAGE_SHIFT,
     PAGE_SIZE,
     PAGES_PER_SECTION,
     SECTION_SIZE,
     STRUCT_PAGE_SIZE,
+    GiB,
+    MiB,
 )
-from memhp.kernel.page_alloc import AllocError, Allocation, PageState
+from memhp.kernel.page_alloc import Allocation, AllocError, PageState
 
 if TYPE_CHECKING:
     from memhp.kernel.kernel import Kernel
@@ -224,9 +225,7 @@ class KernelPageTables:
 
     def __init__(self, k: Kernel) -> None:
         self.k = k
-        self.behaviour = PGTABLE_BEHAVIOUR.get(
-            k.profile.name, PGTABLE_BEHAVIOUR["linux-6.1"]
-        )
+        self.behaviour = PGTABLE_BEHAVIOUR.get(k.profile.name, PGTABLE_BEHAVIOUR["linux-6.1"])
         self.gbpages = k.spec.gbpages
         #: swapper_pg_dir: part of the kernel image, never allocated or freed.
         self.pgd = Table(Level.PGD, 0xFFFF000000000000, PageSrc("image", None, 1))
@@ -269,8 +268,9 @@ class KernelPageTables:
         if not pool:
             n = self._pool_next.get(nid, 1)
             self._pool_next[nid] = min(n * 2, 4096)
-            pool.extend(k.pa.alloc(1, PageState.UNMOVABLE, "page table", "pagetable", nid,
-                                   chunks=n)[::-1])
+            pool.extend(
+                k.pa.alloc(1, PageState.UNMOVABLE, "page table", "pagetable", nid, chunks=n)[::-1]
+            )
         a = pool.pop()
         a.owner = f"{LEVEL_NAME[level].upper()} table of the {what}"
         if self.after_bootmem:
@@ -378,8 +378,12 @@ class KernelPageTables:
                 self.direct_pages[t.level] += n
                 for j in np.flatnonzero(seg == TABLE).tolist():
                     i = j + f0
-                    self._map_direct(t.children[i], max(va0, t.base + i * sz),
-                                     min(va1, t.base + (i + 1) * sz), leaf)
+                    self._map_direct(
+                        t.children[i],
+                        max(va0, t.base + i * sz),
+                        min(va1, t.base + (i + 1) * sz),
+                        leaf,
+                    )
             partial = [i for i in {i0, i1 - 1} if not f0 <= i < f1]
         else:
             partial = list(range(i0, i1))
@@ -437,15 +441,21 @@ class KernelPageTables:
         if self.fail_page_alloc_min_order is not None and self.fail_page_alloc_min_order <= 9:
             return None
         try:
-            (a,) = self.k.pa.alloc(512, PageState.UNMOVABLE, f"vmemmap of section {sec}",
-                                   "memmap", nid)
+            (a,) = self.k.pa.alloc(
+                512, PageState.UNMOVABLE, f"vmemmap of section {sec}", "memmap", nid
+            )
         except AllocError:
             return None
         return PageSrc("buddy", a, 512)
 
-    def vmemmap_populate(self, start: int, end: int, nid: int,
-                         blocks: dict[int, PageSrc] | None = None,
-                         altmap: Allocation | None = None) -> int:
+    def vmemmap_populate(
+        self,
+        start: int,
+        end: int,
+        nid: int,
+        blocks: dict[int, PageSrc] | None = None,
+        altmap: Allocation | None = None,
+    ) -> int:
         """vmemmap_populate() -> vmemmap_populate_hugepages(): 2 MiB leaves over [start, end).
 
         ``blocks`` maps a PMD-aligned address to a pre-allocated 2 MiB block (the
@@ -514,24 +524,28 @@ class KernelPageTables:
         p0, p1 = off0 >> PAGE_SHIFT, -(-off1 // PAGE_SIZE)
         return ((1 << (p1 - p0)) - 1) << p0
 
-    def _populate_basepages(self, pmd_t: Table, i: int, addr: int, end: int, sec: int,
-                            nid: int) -> None:
+    def _populate_basepages(
+        self, pmd_t: Table, i: int, addr: int, end: int, sec: int, nid: int
+    ) -> None:
         """vmemmap_populate_basepages(): a PTE table and 4 KiB pages (order 0) on ``nid``."""
-        pte_t = pmd_t.children[i] if pmd_t.kind[i] == TABLE else self._child(
-            pmd_t, i, "vmemmap", nid)
+        pte_t = (
+            pmd_t.children[i] if pmd_t.kind[i] == TABLE else self._child(pmd_t, i, "vmemmap", nid)
+        )
         j0, j1 = pte_t.index(addr), pte_t.index(end - 1) + 1
         todo = [j for j in range(j0, j1) if pte_t.kind[j] == NONE]
         if not todo:
             return
-        (a,) = self.k.pa.alloc(len(todo), PageState.UNMOVABLE,
-                               f"vmemmap of section {sec} (4 KiB pages)", "memmap", nid)
+        (a,) = self.k.pa.alloc(
+            len(todo), PageState.UNMOVABLE, f"vmemmap of section {sec} (4 KiB pages)", "memmap", nid
+        )
         for j in todo:
             pte_t.kind[j] = LEAF
             pte_t.backing[j] = PageSrc("buddy", a, 1)
         self.vmemmap_pages["buddy"] += len(todo)
 
-    def vmemmap_populate_sections(self, first: int, end: int, nid: int,
-                                  altmaps: dict[int, Allocation] | None = None) -> int:
+    def vmemmap_populate_sections(
+        self, first: int, end: int, nid: int, altmaps: dict[int, Allocation] | None = None
+    ) -> int:
         """populate_section_memmap() of sections [first, end) (sparse_add_section's loop).
 
         The 2 MiB blocks are allocated in one batch when that succeeds (same pages
@@ -542,11 +556,21 @@ class KernelPageTables:
         k = self.k
         blocks: dict[int, PageSrc] = {}
         n = end - first
-        if not altmaps and n > 1 and (self.fail_page_alloc_min_order is None
-                                      or self.fail_page_alloc_min_order > 9):
+        if (
+            not altmaps
+            and n > 1
+            and (self.fail_page_alloc_min_order is None or self.fail_page_alloc_min_order > 9)
+        ):
             try:
-                allocs = k.pa.alloc(512, PageState.UNMOVABLE, "vmemmap", "memmap", nid,
-                                    chunks=n, chunk_owner=lambda c: f"vmemmap of section {first + c}")
+                allocs = k.pa.alloc(
+                    512,
+                    PageState.UNMOVABLE,
+                    "vmemmap",
+                    "memmap",
+                    nid,
+                    chunks=n,
+                    chunk_owner=lambda c: f"vmemmap of section {first + c}",
+                )
             except AllocError:
                 allocs = []
             for c, a in enumerate(allocs):
@@ -685,8 +709,11 @@ class KernelPageTables:
         512 smaller leaves, allocated like alloc_low_page(); flush_tlb_all()."""
         lv = t.level
         if lv == Level.PUD and self.behaviour.split_needs_warning:
-            self.k.log("remove_pagetable", "partly removed 1G leaf at "
-                       f"{t.base + i * t.entry_size:#x}: 6.1 has no split here; split as the seed does")
+            self.k.log(
+                "remove_pagetable",
+                "partly removed 1G leaf at "
+                f"{t.base + i * t.entry_size:#x}: 6.1 has no split here; split as the seed does",
+            )
         t.kind[i] = NONE
         c = self._child(t, i, "direct map", self.local_nid)
         c.kind[:] = LEAF
@@ -703,7 +730,10 @@ class KernelPageTables:
         self._boot_direct_map()
         pmd = 1 << 21
         for nid, buf in sorted(k.boot_memmap.items()):
-            secs = [int(s) for s in np.flatnonzero(k.sparse.present & (k.pa.nid[: k.nr_sections] == nid))]
+            secs = [
+                int(s)
+                for s in np.flatnonzero(k.sparse.present & (k.pa.nid[: k.nr_sections] == nid))
+            ]
             chunks = self._carve(buf, len(secs))
             blocks = {self.section_vmemmap(s)[0]: c for s, c in zip(secs, chunks, strict=True)}
             for sec in secs:
@@ -795,8 +825,15 @@ class KernelPageTables:
     def layout(self) -> tuple[int, int, int, int, int, int, int]:
         """What must be equal to the never-hot-added layout: tables and leaves."""
         c = self.counters()
-        return (c["pud_tables"], c["pmd_tables"], c["pte_tables"], c["direct_1g"],
-                c["direct_2m"], c["direct_4k"], c["vmemmap_pages"])
+        return (
+            c["pud_tables"],
+            c["pmd_tables"],
+            c["pte_tables"],
+            c["direct_1g"],
+            c["direct_2m"],
+            c["direct_4k"],
+            c["vmemmap_pages"],
+        )
 
     def ranges(self, start: int, end: int) -> Iterator[tuple[int, int, Level, bool]]:
         """(start, end, level, mapped) runs over [start, end): leaves and holes, merged."""
@@ -818,7 +855,7 @@ class KernelPageTables:
         # runs of equal kind
         cuts = np.flatnonzero(np.diff(kinds)) + 1
         bounds = [0, *cuts.tolist(), len(kinds)]
-        for a, b in zip(bounds, bounds[1:], strict=False):
+        for a, b in itertools.pairwise(bounds):
             kd = int(kinds[a])
             s, e = t.base + (i0 + a) * sz, t.base + (i0 + b) * sz
             if kd == TABLE:
@@ -835,24 +872,41 @@ class KernelPageTables:
         """/sys/kernel/debug/page_tables/kernel for the direct map and the vmemmap."""
         out: list[str] = []
         top = max(self.k.nr_sections * SECTION_SIZE, 1 << 30)
-        areas = (("Low Kernel Mapping", PAGE_OFFSET, PAGE_OFFSET + -(-top // (1 << 39)) * (1 << 39)),
-                 ("vmemmap", VMEMMAP_START, VMEMMAP_END))
+        areas = (
+            ("Low Kernel Mapping", PAGE_OFFSET, PAGE_OFFSET + -(-top // (1 << 39)) * (1 << 39)),
+            ("vmemmap", VMEMMAP_START, VMEMMAP_END),
+        )
         for name, s, e in areas:
             out.append(f"---[ {name} ]---")
             for rs, re_, lv, m in self.ranges(s, e):
-                flags = ("    RW                 GLB NX " if lv == Level.PTE
-                         else "    RW         PSE     GLB NX ") if m else " " * 30
-                out.append(f"0x{rs:016x}-0x{re_:016x}   {_fmt_size(re_ - rs)} {flags}{LEVEL_NAME[lv]}")
+                flags = (
+                    (
+                        "    RW                 GLB NX "
+                        if lv == Level.PTE
+                        else "    RW         PSE     GLB NX "
+                    )
+                    if m
+                    else " " * 30
+                )
+                out.append(
+                    f"0x{rs:016x}-0x{re_:016x}   {_fmt_size(re_ - rs)} {flags}{LEVEL_NAME[lv]}"
+                )
         c = self.counters()
         out.append("---[ counters ]---")
         out.append(f"DirectMap4k:    {c['direct_4k'] * 4:12d} kB")
         out.append(f"DirectMap2M:    {c['direct_2m'] * 2048:12d} kB")
         out.append(f"DirectMap1G:    {c['direct_1g'] * 1048576:12d} kB")
-        out.append(f"page-table pages: PUD {c['pud_tables']}, PMD {c['pmd_tables']}, "
-                   f"PTE {c['pte_tables']} (total {c['pagetable_pages']})")
-        out.append(f"vmemmap pages: {c['vmemmap_pages']} (buddy {c['vmemmap_pages_buddy']}, "
-                   f"bootmem {c['vmemmap_pages_bootmem']}, altmap {c['vmemmap_pages_altmap']})")
-        out.append(f"TLB flushes: {c['tlb_flushes']}, sync_global_pgds: {c['sync_global_pgds']}, "
-                   f"splits: {c['splits']}, bootmem pages still referenced: "
-                   f"{c['bootmem_unfreed_pages']}")
+        out.append(
+            f"page-table pages: PUD {c['pud_tables']}, PMD {c['pmd_tables']}, "
+            f"PTE {c['pte_tables']} (total {c['pagetable_pages']})"
+        )
+        out.append(
+            f"vmemmap pages: {c['vmemmap_pages']} (buddy {c['vmemmap_pages_buddy']}, "
+            f"bootmem {c['vmemmap_pages_bootmem']}, altmap {c['vmemmap_pages_altmap']})"
+        )
+        out.append(
+            f"TLB flushes: {c['tlb_flushes']}, sync_global_pgds: {c['sync_global_pgds']}, "
+            f"splits: {c['splits']}, bootmem pages still referenced: "
+            f"{c['bootmem_unfreed_pages']}"
+        )
         return "\n".join(out) + "\n"

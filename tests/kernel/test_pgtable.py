@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 
 from memhp.kernel import memory_hotplug as mh
-from memhp.kernel.constants import GiB, MiB, SECTION_SIZE
+from memhp.kernel.constants import SECTION_SIZE, GiB, MiB
 from memhp.kernel.invariants import check_invariants
 from memhp.kernel.kernel import Kernel
 from memhp.kernel.machine import MachineError, MachineSpec, parse_machine, parse_size
 from memhp.kernel.memory import MemState, device_offline
 from memhp.kernel.pgtable import (
     PAGE_OFFSET,
-    Level,
     KernelPageTables,
+    Level,
     split_mem_range,
 )
 from tests.conftest import ROOT, machine
