@@ -305,7 +305,17 @@ class Kernel:
             "kernel_image",
             img_nid,
         )
-        # sparse_init_nid(): one memmap buffer per node, top-down on that node.
+        # With movable_node, memblock allocates bottom-up above the kernel image and
+        # never from hotpluggable memory (memblock_set_bottom_up(), MEMBLOCK_HOTPLUG).
+        exclude = None
+        min_pfn = 0
+        if self.movable_node:
+            exclude = np.zeros(self.nr_sections, np.bool_)
+            for n in spec.nodes:
+                for hs, he in n.hotplug:
+                    exclude[hs // SECTION_SIZE : -(-he // SECTION_SIZE)] = True
+            min_pfn = (spec.kernel_image_start + spec.kernel_image_size) >> PAGE_SHIFT
+        # sparse_init_nid(): one memmap buffer per node, on that node if it can.
         self.boot_memmap: dict[int, Allocation] = {}
         for nid in sorted({n for _, _, n in spec.boot_ram}):
             nsec = int(np.count_nonzero(self.sparse.present & (self.pa.nid == nid)))
@@ -314,9 +324,20 @@ class Kernel:
                 nid,
                 f"memmap of boot memory of node {nid}",
                 "memmap",
+                bottom_up=self.movable_node,
+                exclude=exclude,
+                min_pfn=min_pfn,
             )
             # NODE_DATA (alloc_node_data): pgdat on its own node.
-            self.pa.memblock_alloc_top_down(PGDAT_PAGES, nid, f"pgdat of node {nid}", "pgdat")
+            self.pa.memblock_alloc_top_down(
+                PGDAT_PAGES,
+                nid,
+                f"pgdat of node {nid}",
+                "pgdat",
+                bottom_up=self.movable_node,
+                exclude=exclude,
+                min_pfn=min_pfn,
+            )
         # swiotlb bounce buffer: memblock_alloc_low(), below 4 GiB.
         if spec.swiotlb_size:
             try:

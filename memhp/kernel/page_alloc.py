@@ -222,24 +222,46 @@ class PageAllocator:
         return a
 
     def memblock_alloc_top_down(
-        self, nr_pages: int, nid: int, owner: str, kind: str, limit_pfn: int | None = None
+        self,
+        nr_pages: int,
+        nid: int,
+        owner: str,
+        kind: str,
+        limit_pfn: int | None = None,
+        *,
+        bottom_up: bool = False,
+        exclude: npt.NDArray[np.bool_] | None = None,
+        min_pfn: int = 0,
     ) -> Allocation:
-        """memblock_alloc_try_nid(): top-down in the node's boot memory, below ``limit_pfn``."""
+        """memblock_alloc_try_nid(): in the node's boot memory, below ``limit_pfn``.
+
+        Top-down by default (memblock_find_in_range_node); bottom-up from
+        ``min_pfn`` (the end of the kernel image) when movable_node set
+        memblock_set_bottom_up(); sections in ``exclude`` (MEMBLOCK_HOTPLUG regions
+        under movable_node) are skipped.  When the node has no room, any node is
+        tried (the NUMA_NO_NODE fallback of memblock_alloc_internal).
+        """
         a = self._new(owner, kind, PageState.RESERVED, nid)
         need = nr_pages
-        secs = np.flatnonzero(self.nid == nid)
-        for sec in secs[::-1]:
-            sec = int(sec)
-            if limit_pfn is not None and sec * PAGES_PER_SECTION >= limit_pfn:
-                continue
-            room = int(self.ram[sec]) - int(self.counts[:, sec].sum())
-            take = min(room, need)
-            if take > 0:
-                self.counts[PageState.RESERVED, sec] += take
-                self._index_add(a, sec, take)
-                need -= take
-            if need == 0:
-                return a
+        for node_pass in (True, False):
+            mask = (self.nid == nid) if node_pass else (self.nid >= 0)
+            if exclude is not None:
+                mask = mask & ~exclude
+            secs = np.flatnonzero(mask)
+            order = secs if bottom_up else secs[::-1]
+            for sec in order.tolist():
+                if limit_pfn is not None and sec * PAGES_PER_SECTION >= limit_pfn:
+                    continue
+                if (sec + 1) * PAGES_PER_SECTION <= min_pfn:
+                    continue
+                room = int(self.ram[sec]) - int(self.counts[:, sec].sum())
+                take = min(room, need)
+                if take > 0:
+                    self.counts[PageState.RESERVED, sec] += take
+                    self._index_add(a, sec, take)
+                    need -= take
+                if need == 0:
+                    return a
         self.free(a)
         raise AllocError(f"memblock: cannot allocate {nr_pages} pages on node {nid} for {owner}")
 
