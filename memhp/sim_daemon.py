@@ -288,6 +288,8 @@ def stop(mount: str, timeout: float = 10.0) -> str:
             with contextlib.suppress(OSError):
                 os.unlink(st.qmp)
         _remove_state(mount)
+        with contextlib.suppress(OSError):
+            os.unlink(log_path(mount))
     if not did:
         return f"{mount}: no simulated machine was running"
     return f"{mount}: " + ", ".join(did)

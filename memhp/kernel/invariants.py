@@ -220,6 +220,11 @@ def check_invariants(k: Kernel) -> None:
         )
     if not (ns["N_MEMORY"] | ns["N_CPU"]) <= ns["N_ONLINE"]:
         p.append("a node with memory or CPUs is offline")
+    per_node: dict[int, int] = {}
+    for mem in k.blocks.values():
+        per_node[mem.nid] = per_node.get(mem.nid, 0) + 1
+    if {n: c for n, c in k.node_blocks.items() if c} != per_node:
+        p.append(f"per-node block counts {k.node_blocks} != {per_node}")
     for mem in k.blocks.values():
         if mem.nid >= 0 and mem.nid not in ns["N_ONLINE"]:
             p.append(f"{mem.name} on offline node {mem.nid}")

@@ -84,6 +84,8 @@ class Kernel:
         self.pgdats: dict[int, PgData] = {}
         self.pa.pgdats = self.pgdats
         self.blocks: dict[int, MemoryBlock] = {}
+        #: Memory blocks per node id (mem->nid), so that node checks never scan all blocks.
+        self.node_blocks: dict[int, int] = {}
         self.node_states: dict[str, set[int]] = {
             s: set() for s in ("N_POSSIBLE", "N_ONLINE", "N_NORMAL_MEMORY", "N_MEMORY", "N_CPU")
         }
@@ -382,6 +384,7 @@ class Kernel:
                 if len(hit) == 1:
                     mem.zone = hit[0]
             self.blocks[bid] = mem
+            self.node_blocks[mem.nid] = self.node_blocks.get(mem.nid, 0) + 1
 
     # ================================================================ notifier
     def memory_notify(self, action: MemAction, arg: MemoryNotify) -> int:
@@ -395,6 +398,10 @@ class Kernel:
         """lib/memory-notifier-error-inject.c: errors set per action apply to each call."""
 
     # ================================================================ nodes
+    def present_sections_of(self, nid: int) -> int:
+        """Present sections of node ``nid`` (vectorised: no per-section Python work)."""
+        return int(np.count_nonzero(self.sparse.present & (self.pa.nid == nid)))
+
     def cpus_of(self, nid: int) -> tuple[int, ...]:
         return self.spec.node(nid).cpus
 
@@ -464,6 +471,7 @@ class Kernel:
                 nr_vmemmap_pages=vmemmap_pages,
             )
             self.blocks[bid] = mem
+            self.node_blocks[nid] = self.node_blocks.get(nid, 0) + 1
             out.append(mem)
         self.log(
             "create_memory_block_devices",
@@ -477,7 +485,8 @@ class Kernel:
         """remove_memory_block_devices(): unregister blocks and their node links."""
         ids = [m.id for m in self.blocks_in_range(start, size)]
         for bid in ids:
-            del self.blocks[bid]
+            mem = self.blocks.pop(bid)
+            self.node_blocks[mem.nid] -= 1
         if ids:
             self.log("remove_memory_block_devices", f"memory{ids[0]}..memory{ids[-1]} removed")
 

@@ -466,18 +466,15 @@ def add_memory(k: Kernel, nid: int, start: int, size: int, memmap_on_memory: boo
 def try_offline_node(k: Kernel, nid: int) -> None:
     """try_offline_node(): offline and unregister a node left without memory and CPUs."""
     pgdat = k.pgdats[nid]
+    if k.cpus_of(nid):
+        return  # check_cpu_on_node()
     if k.profile.shrink_spans_on_offline:
         if pgdat.node_spanned_pages:
             return
-    else:
-        # 3.8: any present section in the node's range keeps it.
-        if any(
-            int(k.pa.nid[s]) == nid and k.sparse.present[s] for s in k.sparse.present_sections()
-        ):
-            return
-    if any(m.nid == nid for m in k.blocks.values()):
-        return
-    if k.cpus_of(nid):
+    elif k.present_sections_of(nid):
+        return  # 3.8: any present section of the node keeps it
+    # check_no_memblock_for_node_cb() over all blocks, kept as a per-node count.
+    if k.node_blocks.get(nid, 0):
         return
     k.node_set_offline(nid)
     k.unregister_one_node(nid)

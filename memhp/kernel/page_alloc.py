@@ -102,6 +102,7 @@ class PageAllocator:
         self.node_order: dict[int, list[int]] = {}
         #: Simulated seconds spent migrating pages.
         self.migrated_pages = 0
+        self._wmark_dirty = True
 
     # ------------------------------------------------------------------ counters
     def _zkey(self, nid: int, z: int) -> npt.NDArray[np.int64]:
@@ -284,38 +285,49 @@ class PageAllocator:
                 out.append(pgdat.zone(z))
         return out
 
-    def _candidates(self, zone: Zone) -> npt.NDArray[np.intp]:
+    #: Sections examined at a time when looking for free pages, from the top.
+    WINDOW = 4096
+
+    def _candidates(self, zone: Zone) -> Iterator[npt.NDArray[np.intp]]:
         """Sections of ``zone`` with free pages, in the order the buddy allocator uses them.
 
         __rmqueue_smallest() takes the smallest free block that fits, so the
         fragments left in partly used memory go first; whole free blocks are taken
         from the head of the free list, i.e. the most recently freed (onlined),
         highest addresses.  Hence: partly used sections, highest first, then
-        entirely free sections, highest first.
+        entirely free sections, highest first.  Yielded in windows from the top of
+        the zone so that a small allocation never scans a whole TiB zone.
         """
         if zone.is_empty():
-            return np.empty(0, np.intp)
+            return
         s0 = zone.zone_start_pfn // PAGES_PER_SECTION
         s1 = min(self.nr_sections, -(-zone.zone_end_pfn // PAGES_PER_SECTION))
-        sl = slice(s0, s1)
-        mask = (
-            (self.zone[sl] == int(zone.idx))
-            & (self.nid[sl] == zone.nid)
-            & (self.counts[PageState.FREE, sl] > 0)
-            & ~self.isolated[sl]
-        )
-        idx = np.flatnonzero(mask) + s0
-        in_use = (
-            self.counts[:, idx].sum(axis=0)
-            - self.counts[PageState.FREE, idx]
-            - self.counts[PageState.ALTMAP, idx]
-        )
-        partly = idx[in_use > 0][::-1]
-        whole = idx[in_use == 0][::-1]
-        return np.concatenate([partly, whole])
+        whole_later: list[npt.NDArray[np.intp]] = []
+        hi = s1
+        while hi > s0:
+            lo = max(s0, hi - self.WINDOW)
+            sl = slice(lo, hi)
+            free = self.counts[PageState.FREE, sl]
+            mask = (
+                (self.zone[sl] == int(zone.idx))
+                & (self.nid[sl] == zone.nid)
+                & (free > 0)
+                & ~self.isolated[sl]
+            )
+            # online sections: all page states sum to the RAM pages
+            in_use = (self.ram[sl] - free - self.counts[PageState.ALTMAP, sl]) > 0
+            partly = np.flatnonzero(mask & in_use)
+            if partly.size:
+                yield partly[::-1] + lo
+            whole = np.flatnonzero(mask & ~in_use)
+            if whole.size:
+                whole_later.append(whole[::-1] + lo)
+            hi = lo
+        yield from whole_later
 
     def available(self, zone: Zone, reserve: bool = True) -> int:
         """Pages ``zone`` can give before hitting its min watermark."""
+        self.ensure_watermarks()
         free = self.zone_free(zone)
         return max(0, free - (zone.watermark_min if reserve else 0))
 
@@ -345,21 +357,20 @@ class PageAllocator:
             avail = self.available(zone)
             if avail <= 0:
                 continue
-            cands = self._candidates(zone)
-            if cands.size == 0:
-                continue
-            free = self.counts[PageState.FREE, cands].astype(np.int64)
             want = min(need, avail)
-            csum = np.cumsum(free)
-            k = int(np.searchsorted(csum, want))  # sections fully or partly used
-            k = min(k, cands.size - 1)
             used = 0
-            for i in range(k + 1):
-                take = min(int(free[i]), want - used)
-                if take <= 0:
+            for cands in self._candidates(zone):
+                free = self.counts[PageState.FREE, cands].astype(np.int64)
+                csum = np.cumsum(free)
+                k = min(int(np.searchsorted(csum, want - used)), cands.size - 1)
+                for i in range(k + 1):
+                    take = min(int(free[i]), want - used)
+                    if take <= 0:
+                        break
+                    plan.append((int(cands[i]), take))
+                    used += take
+                if used >= want:
                     break
-                plan.append((int(cands[i]), take))
-                used += take
             need -= used
         if need:
             raise AllocError(
@@ -469,7 +480,21 @@ class PageAllocator:
 
     # --------------------------------------------------------------- watermarks
     def init_per_zone_wmark_min(self) -> None:
-        """init_per_zone_wmark_min() + __setup_per_zone_wmarks()."""
+        """init_per_zone_wmark_min(): called on every online/offline.
+
+        The computation (O(zones)) is deferred to the next allocation that checks a
+        watermark, so that onlining 100,000 blocks in a row does not redo it each time.
+        """
+        self._wmark_dirty = True
+
+    def ensure_watermarks(self) -> None:
+        """Bring the watermarks up to date if an online/offline changed them."""
+        if self._wmark_dirty:
+            self.setup_per_zone_wmarks()
+
+    def setup_per_zone_wmarks(self) -> None:
+        """calculate_min_free_kbytes() + __setup_per_zone_wmarks()."""
+        self._wmark_dirty = False
         lowmem = 0
         for pgdat in self.pgdats.values():
             for z in KERNEL_ZONES:

@@ -647,7 +647,12 @@ class KernelPageTables:
             n = int(leaves.sum())
             if n:
                 if not direct:
-                    for i in [j for j in t.backing if f0 <= j < f1]:
+                    backed = (
+                        [j for j in range(f0, f1) if j in t.backing]
+                        if f1 - f0 < len(t.backing)
+                        else [j for j in t.backing if f0 <= j < f1]
+                    )
+                    for i in backed:
                         self._free_vmemmap_leaf(t, i)
                 else:
                     self.direct_pages[lv] -= n

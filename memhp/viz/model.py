@@ -1,0 +1,172 @@
+"""The memory map of a simulated machine, with what the host cannot see.
+
+Reads the model directly (this is not the host tool): the blocks, their zones
+(also on a 3.8 kernel, whose sysfs has no ``valid_zones``), the pages of each
+block by owner kind (from ``k.pa.counts`` and the allocation registry
+``k.pa.by_section``), and the dependencies between blocks: the memmap of a
+hot-added section (``k.sparse.memmap_alloc``) and its page_cgroup table
+(``k.page_cgroup``, 3.8 + MEMCG) are allocations whose extents may lie in other
+blocks; the block holding them cannot be offlined while the described block is
+online.  In the seed scenario the page_cgroup of memory9..11 lives in memory8.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from memhp.host.memmap_view import (
+    BlockContents,
+    Dependency,
+    FirmwareRange,
+    MapBlock,
+    MapDevice,
+    MemoryMap,
+)
+
+if TYPE_CHECKING:
+    from memhp.kernel.kernel import Kernel
+    from memhp.sim import SimMachine
+
+#: Dependencies drawn one by one up to this many; beyond, consecutive sources merge.
+MAX_SINGLE_DEPS = 16
+
+_KIND_OF: dict[str, str] = {
+    "memmap": "memmap",
+    "page_cgroup": "page_cgroup",
+    "pagetable": "pagetable",
+    "slab": "slab",
+    "pgdat": "pgdat",
+    "kernel_image": "kernel_image",
+    "memblock": "reserved",
+}
+
+
+def _content_kind(kind: str, state_name: str) -> str:
+    if state_name == "MOVABLE":
+        return "movable"
+    if state_name == "PINNED":
+        return "pinned"
+    if state_name == "ALTMAP":
+        return "altmap"
+    if state_name == "FREE":
+        return "free"
+    k = _KIND_OF.get(kind)
+    if k is not None:
+        return k
+    return "reserved" if state_name == "RESERVED" else "unmovable"
+
+
+def block_contents(k: Kernel) -> dict[int, BlockContents]:
+    """Pages of every present block by content kind."""
+    from memhp.kernel.page_alloc import PageState
+
+    spb = k.sections_per_block
+    pa = k.pa
+    out: dict[int, dict[str, int]] = {}
+    free = pa.counts[PageState.FREE]
+    for bid in k.blocks:
+        s0 = bid * spb
+        n = int(free[s0 : s0 + spb].sum())
+        out[bid] = {"free": n} if n else {}
+    for sec, owners in pa.by_section.items():
+        d = out.get(sec // spb)
+        if d is None:
+            continue
+        for aid, n in owners.items():
+            a = pa.allocs[aid]
+            key = _content_kind(a.kind, a.state.name)
+            d[key] = d.get(key, 0) + n
+    return {b: BlockContents(d) for b, d in out.items()}
+
+
+def dependencies(k: Kernel, max_single: int = MAX_SINGLE_DEPS) -> list[Dependency]:
+    """Which block holds the memmap / page_cgroup of which other block."""
+    spb = k.sections_per_block
+    raw: dict[tuple[int, int], dict[str, int]] = {}
+
+    def add(sec: int, aid: int, kind: str) -> None:
+        a = k.pa.allocs.get(aid)
+        if a is None:
+            return
+        src = sec // spb
+        for dsec, n in a.extents.items():
+            dst = dsec // spb
+            if dst != src and dst in k.blocks:
+                d = raw.setdefault((src, dst), {})
+                d[kind] = d.get(kind, 0) + n
+
+    for sec in k.sparse.memmap_alloc.nonzero()[0].tolist():
+        add(int(sec), int(k.sparse.memmap_alloc[sec]), "memmap")
+    for sec, aid in sorted(k.page_cgroup.items()):
+        add(sec, aid, "page_cgroup")
+    singles = [
+        Dependency(src, src, dst, tuple(sorted(kinds)), sum(kinds.values()))
+        for (src, dst), kinds in sorted(raw.items())
+    ]
+    if len(singles) <= max_single:
+        return singles
+    # Merge runs of consecutive sources with the same destination and kinds.
+    merged: list[Dependency] = []
+    for d in sorted(singles, key=lambda x: (x.dst, x.kinds, x.src_first)):
+        last = merged[-1] if merged else None
+        if (
+            last is not None
+            and last.dst == d.dst
+            and last.kinds == d.kinds
+            and last.src_last + 1 == d.src_first
+        ):
+            merged[-1] = Dependency(
+                last.src_first, d.src_last, d.dst, d.kinds, last.pages + d.pages
+            )
+        else:
+            merged.append(d)
+    return sorted(merged, key=lambda x: (x.src_first, x.dst))
+
+
+def machine_map(m: SimMachine | Kernel, title: str | None = None) -> MemoryMap:
+    """The map of a simulated machine at this instant, with contents and dependencies.
+
+    The result is a snapshot: later changes to the machine do not affect it.
+    """
+    from memhp.kernel.kernel import Kernel as _Kernel
+    from memhp.kernel.mmzone import ZONE_NAMES
+
+    k = m if isinstance(m, _Kernel) else m.kernel
+    with_lock = not isinstance(m, _Kernel)
+    if with_lock:
+        m.lock.acquire()  # type: ignore[union-attr]
+    try:
+        bs = k.block_size
+        blocks: list[MapBlock] = []
+        for bid in sorted(k.blocks):
+            b = k.blocks[bid]
+            state = b.state.value
+            zones: tuple[str, ...] | None = None
+            if state == "online":
+                zones = (ZONE_NAMES[b.zone],) if b.zone is not None else ("none",)
+            node = min(b.nodes) if b.nodes else (b.nid if b.nid >= 0 else None)
+            blocks.append(MapBlock(bid, bid * bs, bs, state, zones, node, b.acpi_device))
+        by_dev: dict[str, list[int]] = {}
+        for b in blocks:
+            if b.device is not None:
+                by_dev.setdefault(b.device, []).append(b.index)
+        devices = [
+            MapDevice(name, "acpi", tuple(idx), idx[0] * bs, (idx[-1] + 1) * bs, True)
+            for name, idx in sorted(by_dev.items())
+        ]
+        fw = [FirmwareRange(e.start, e.end + 1, e.type) for e in k.fwmap.entries]
+        fw.sort(key=lambda f: f.start)
+        return MemoryMap(
+            title=title if title is not None else f"simulated machine {k.spec.name}",
+            block_size=bs,
+            blocks=blocks,
+            devices=devices,
+            firmware=fw,
+            nodes=sorted(k.node_states["N_POSSIBLE"]),
+            contents=block_contents(k),
+            deps=dependencies(k),
+            notes=[f"{k.profile.name}, MEMCG {'on' if k.spec.memcg else 'off'}"],
+        )
+    finally:
+        if with_lock:
+            m.lock.release()  # type: ignore[union-attr]
