@@ -21,11 +21,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks._common import peak_rss_mib, record  # noqa: E402
-from memhp.config import load_machine  # noqa: E402
-from memhp.kernel.constants import PAGES_PER_SECTION  # noqa: E402
-from memhp.kernel.machine import MachineSpec, parse_machine  # noqa: E402
-from memhp.sim import SimMachine  # noqa: E402
+from benchmarks._common import peak_rss_mib, record
+from memhp.config import load_machine
+from memhp.kernel.constants import PAGES_PER_SECTION
+from memhp.kernel.machine import MachineSpec, parse_machine
+from memhp.sim import SimMachine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GiB = 1 << 30

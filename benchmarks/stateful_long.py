@@ -37,10 +37,18 @@ def main() -> None:
     record(
         "stateful",
         [
-            {"what": f"random steps checked ({examples} sequences of up to {steps})",
-             "value": test_stateful.STEPS_CHECKED[0], "unit": "steps", "target": ">= 100000",
-             "ok": rc == 0 and test_stateful.STEPS_CHECKED[0] >= 100000},
-            {"what": "invariant violations found", "value": 0 if rc == 0 else 1, "unit": "runs failed"},
+            {
+                "what": f"random steps checked ({examples} sequences of up to {steps})",
+                "value": test_stateful.STEPS_CHECKED[0],
+                "unit": "steps",
+                "target": ">= 100000",
+                "ok": rc == 0 and test_stateful.STEPS_CHECKED[0] >= 100000,
+            },
+            {
+                "what": "invariant violations found",
+                "value": 0 if rc == 0 else 1,
+                "unit": "runs failed",
+            },
             {"what": "wall time", "value": wall, "unit": "s"},
         ],
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fnmatch
+import gzip
 import io
 import json
 import os
@@ -133,7 +134,11 @@ def capture_fs(fs: SysfsFS) -> Snapshot:
             snap[path] = entry
     for path, entry in list(snap.items()):
         parent, _, name = path.rpartition("/")
-        if parent == ACPI_DEVICES and entry.kind is Kind.LINK and fnmatch.fnmatch(name, ACPI_FOLLOW):
+        if (
+            parent == ACPI_DEVICES
+            and entry.kind is Kind.LINK
+            and fnmatch.fnmatch(name, ACPI_FOLLOW)
+        ):
             assert entry.target is not None
             for p, e in walk(fs, resolve_link(path, entry.target)):
                 if "/power/" not in p + "/":
@@ -400,6 +405,7 @@ class QMPDriver:
 
 # --- normalisation and the allowlist -----------------------------------------------------
 
+
 #: Captured paths outside the memory hotplug subsystem that only the real side has.
 #: Under /sys/bus/acpi/devices only the PNP0C80 (ACPI memory device) links count.
 #: Under /sys/devices/LNXSYSTM:00 only the PNP0C80 directories and their parents.
@@ -655,7 +661,11 @@ def compare_trees(
             if a - pa != b - pb:
                 diffs.append(
                     Difference(
-                        step, "delta", f"{path}:{key}", f"{a - pa:+d} (to {a})", f"{b - pb:+d} (to {b})"
+                        step,
+                        "delta",
+                        f"{path}:{key}",
+                        f"{a - pa:+d} (to {a})",
+                        f"{b - pb:+d} (to {b})",
                     )
                 )
     return len(paths), diffs
@@ -714,6 +724,61 @@ class ScenarioResult:
         return not self.error and not self.differences
 
 
+@dataclass
+class RecordedStep:
+    """The real side of one step, as recorded: outcome, events, output, tree."""
+
+    result: SideResult
+    output: CmdResult | None = None
+    snapshot: Snapshot | None = None
+
+
+@dataclass
+class Recording:
+    """A real run of a scenario, kept as a fixture (``tests/data/real/scenarios/``).
+
+    :func:`run_scenario` can replay it instead of booting QEMU, so the model is
+    compared with the real kernel without QEMU.  Snapshots are normalised.
+    """
+
+    scenario: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    steps: dict[str, RecordedStep] = field(default_factory=dict)
+
+    def save(self, path: str) -> None:
+        doc: dict[str, Any] = {"scenario": self.scenario, "meta": self.meta, "steps": {}}
+        for name, st in self.steps.items():
+            d: dict[str, Any] = {"result": asdict(st.result)}
+            if st.output is not None:
+                d["output"] = asdict(st.output)
+            if st.snapshot is not None:
+                d["snapshot"] = {p: st.snapshot[p].to_json() for p in sorted(st.snapshot)}
+            doc["steps"][name] = d
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            json.dump(doc, f, indent=0, sort_keys=True)
+
+    @staticmethod
+    def load(path: str) -> Recording:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            doc = json.load(f)
+        rec = Recording(str(doc["scenario"]), dict(doc.get("meta") or {}))
+        for name, d in doc["steps"].items():
+            out = d.get("output")
+            snap = d.get("snapshot")
+            rec.steps[name] = RecordedStep(
+                SideResult(**d["result"]),
+                CmdResult(**out) if out is not None else None,
+                {p: Entry.from_json(e) for p, e in snap.items()} if snap is not None else None,
+            )
+        return rec
+
+
+def recording_path(sc: Scenario, directory: str) -> str:
+    """Where the recording of ``sc`` lives in ``directory``."""
+    return os.path.join(directory, f"{sc.name}.json.gz")
+
+
 def _check_expect(step: Step, side: str, outcome: str, res: StepResult) -> None:
     if step.expect and outcome not in step.expect:
         res.differences.append(
@@ -765,32 +830,71 @@ def run_scenario(
     model: Driver,
     real: Driver | None = None,
     log: Callable[[str], None] | None = None,
+    replay: Recording | None = None,
+    record: Recording | None = None,
 ) -> ScenarioResult:
-    """Run ``sc`` on ``real`` (unless None: model only) and ``model``; compare."""
+    """Run ``sc`` on ``real`` and ``model`` and compare.
+
+    With ``replay`` the real side is a recording instead of a driver; with neither,
+    only the model runs (its expectations are still checked).  ``record`` collects
+    the real side's results and trees.
+    """
     t0 = time.monotonic()
-    res = ScenarioResult(sc.name, sc.path, sc.description, real is None)
+    has_real = real is not None or replay is not None
+    res = ScenarioResult(sc.name, sc.path, sc.description, not has_real)
     outputs: dict[str, dict[str, CmdResult]] = {"real": {}, "model": {}}
     prev_r: Snapshot | None = None
     prev_m: Snapshot | None = None
+
+    def real_step(step: Step) -> SideResult | None:
+        if replay is not None:
+            rs = replay.steps.get(step.name)
+            if rs is None:
+                raise KeyError(f"{sc.name}: the recording has no step {step.name!r}")
+            if rs.output is not None:
+                outputs["real"][step.name] = rs.output
+            return rs.result
+        if real is None:
+            return None
+        r = run_step(step, real, outputs["real"])
+        if record is not None:
+            record.steps[step.name] = RecordedStep(r, outputs["real"].get(step.name))
+        return r
+
+    def real_capture(name: str) -> Snapshot | None:
+        if replay is not None:
+            snap = replay.steps[name].snapshot
+            if snap is None:
+                raise KeyError(f"{sc.name}: the recording has no tree after {name!r}")
+            return snap
+        if real is None:
+            return None
+        snap = normalise(real.capture())
+        if record is not None:
+            record.steps[name].snapshot = snap
+        return snap
 
     def capture_both(sr: StepResult) -> None:
         nonlocal prev_r, prev_m
         snap_m = normalise(model.capture())
         sr.captured = True
-        if real is None:
+        snap_r = real_capture(sr.name)
+        if snap_r is None:
             sr.files_compared = len(snap_m)
             prev_m = snap_m
             return
-        snap_r = normalise(real.capture())
         n, diffs = compare_trees(sr.name, snap_r, snap_m, prev_r, prev_m)
         sr.files_compared = n
         sr.differences += diffs
         prev_r, prev_m = snap_r, snap_m
 
-    boot = StepResult("boot", "the machine as booted", SideResult("ok") if real else None,
-                      SideResult("ok"))  # fmt: skip
-    if real is not None:
+    boot = StepResult("boot", "the machine as booted", None, SideResult("ok"))
+    if replay is not None:
+        boot.real = replay.steps["boot"].result
+    elif real is not None:
         boot.real = SideResult("ok", events=[str(e) for e in real.take_events()])
+        if record is not None:
+            record.steps["boot"] = RecordedStep(boot.real)
     boot.model.events = [str(e) for e in model.take_events()]
     capture_both(boot)
     res.steps.append(boot)
@@ -798,8 +902,7 @@ def run_scenario(
         log(f"  boot: {boot.files_compared} paths, {len(boot.differences)} differences")
     for step in sc.steps:
         sr = StepResult(step.name, step.describe(), None, SideResult())
-        if real is not None:
-            sr.real = run_step(step, real, outputs["real"])
+        sr.real = real_step(step)
         sr.model = run_step(step, model, outputs["model"])
         for side, r in (("real", sr.real), ("model", sr.model)):
             if r is None:
@@ -851,7 +954,9 @@ def run_scenario(
             capture_both(sr)
         res.steps.append(sr)
         if log:
-            outc = sr.model.outcome if sr.real is None else f"{sr.real.outcome} / {sr.model.outcome}"
+            outc = (
+                sr.model.outcome if sr.real is None else f"{sr.real.outcome} / {sr.model.outcome}"
+            )
             log(
                 f"  {step.name}: {_short(outc, 60)}"
                 + (f", {sr.files_compared} paths" if sr.captured else "")
@@ -877,22 +982,42 @@ def real_driver(sc: Scenario) -> Iterator[QMPDriver]:
 
 
 def diff_scenario(
-    sc: Scenario, model_only: bool = False, log: Callable[[str], None] | None = None
+    sc: Scenario,
+    model_only: bool = False,
+    log: Callable[[str], None] | None = None,
+    replay: Recording | None = None,
+    record_dir: str | None = None,
 ) -> ScenarioResult:
-    """Run one scenario: on the model alone, or on QEMU and the model, and compare."""
+    """Run one scenario on the model and on QEMU (or a ``replay``), and compare.
+
+    ``model_only``: the model alone.  ``record_dir``: save the real run there
+    (:func:`recording_path`) for later replays.
+    """
     t0 = time.monotonic()
     model = ModelDriver.for_scenario(sc)
-    if model_only:
-        return run_scenario(sc, model, None, log)
+    if model_only or replay is not None:
+        res = run_scenario(sc, model, None, log, replay=replay)
+        if replay is not None:
+            res.accel = f"replay of {replay.meta.get('accel', '?')}"
+        res.seconds = round(time.monotonic() - t0, 2)
+        return res
     try:
         with real_driver(sc) as real:
             vm = real.vm
             assert vm is not None and vm.boot is not None
             if log:
                 log(f"  booted in {vm.boot.seconds:.1f}s ({vm.boot.accel})")
-            res = run_scenario(sc, model, real, log)
+            rec = Recording(sc.name) if record_dir else None
+            res = run_scenario(sc, model, real, log, record=rec)
             res.boot_seconds = round(vm.boot.seconds, 2)
             res.accel = vm.boot.accel
+            if rec is not None and record_dir is not None:
+                rec.meta = {
+                    "accel": vm.boot.accel,
+                    "kernel": vm.kernel.release if vm.kernel else "",
+                    "cmdline": vm.config.cmdline(),
+                }
+                rec.save(recording_path(sc, record_dir))
     except Exception as e:  # a guest that did not boot or hung: the scenario fails
         res = ScenarioResult(sc.name, sc.path, sc.description, False)
         res.error = f"{type(e).__name__}: {e}"

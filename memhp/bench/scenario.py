@@ -178,7 +178,9 @@ class Step:
         if a == "lsmem":
             return "lsmem " + " ".join(self.args)
         if a == "wait":
-            return f"wait for the removal of {self.target}" if self.target else f"wait {self.seconds}s"
+            return (
+                f"wait for the removal of {self.target}" if self.target else f"wait {self.seconds}s"
+            )
         return "capture"
 
 
@@ -364,8 +366,8 @@ def parse_step(raw: object, index: int, where: str) -> Step:
         raise ScenarioError(f"{key}: no action (one of {', '.join(ACTIONS)})")
     if len(actions) > 1 and not (len(actions) == 2 and "capture" in actions):
         raise ScenarioError(f"{key}: several actions {actions}: one per step")
-    action: ActionKind = next(a for a in actions if a != "capture") if len(actions) == 2 else (
-        actions[0]
+    action: ActionKind = (
+        next(a for a in actions if a != "capture") if len(actions) == 2 else (actions[0])
     )
     name_raw = raw.get("name")
     name = _str(name_raw, f"{key}.name") if name_raw is not None else None
@@ -539,9 +541,7 @@ def scenario_paths(args: Sequence[str]) -> list[str]:
     out: list[str] = []
     for a in args:
         if os.path.isdir(a):
-            out += sorted(
-                os.path.join(a, n) for n in os.listdir(a) if n.endswith(".toml")
-            )
+            out += sorted(os.path.join(a, n) for n in os.listdir(a) if n.endswith(".toml"))
         else:
             out.append(a)
     return out

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from memhp.kernel.invariants import check_invariants
-from memhp.kernel.page_alloc import AllocError, Allocation
+from memhp.kernel.page_alloc import Allocation, AllocError
 from memhp.sim import PlatformError, SimMachine, WorkloadMix
 from tests.conftest import machine
 
@@ -33,9 +33,21 @@ MEM = "/sys/devices/system/memory"
 INJECT = "/sys/kernel/debug/notifier-error-inject/memory/actions"
 
 #: Values written to attributes: the valid ones and typical mistakes.
-STATE_VALUES = [b"online", b"offline", b"online_kernel", b"online_movable", b"online\n",
-                b"offline\n", b"", b"bogus", b"ONLINE", b" online", b"online_movable\n\n",
-                b"\x00\xff", b"1"]
+STATE_VALUES = [
+    b"online",
+    b"offline",
+    b"online_kernel",
+    b"online_movable",
+    b"online\n",
+    b"offline\n",
+    b"",
+    b"bogus",
+    b"ONLINE",
+    b" online",
+    b"online_movable\n\n",
+    b"\x00\xff",
+    b"1",
+]
 ONLINE_VALUES = [b"0", b"1", b"y", b"n", b"on", b"off", b"2", b"", b"yes\n", b"\xff"]
 
 
@@ -50,8 +62,13 @@ def model_state(m: SimMachine) -> tuple[object, ...]:
         {b: (x.state, x.zone, tuple(sorted(x.nodes)), x.acpi_device) for b, x in k.blocks.items()},
         k.pa.counts.sum(axis=1).tobytes(),
         {a.id: (a.owner, a.nr_pages) for a in k.pa.allocs.values()},
-        {n: [(z.zone_start_pfn, z.spanned_pages, z.present_pages, z.managed_pages)
-             for z in p.node_zones] for n, p in k.pgdats.items()},
+        {
+            n: [
+                (z.zone_start_pfn, z.spanned_pages, z.present_pages, z.managed_pages)
+                for z in p.node_zones
+            ]
+            for n, p in k.pgdats.items()
+        },
         {s: frozenset(v) for s, v in k.node_states.items()},
         tuple((e.index, e.start, e.end) for e in k.fwmap.entries),
         k.mhp_default_online_type,
@@ -71,8 +88,9 @@ class HotplugMachine(RuleBasedStateMachine):
         movable_node=st.booleans(),
     )
     def boot(self, name: str, memmap_on_memory: bool, movable_node: bool) -> None:
-        spec = dataclasses.replace(machine(name), memmap_on_memory=memmap_on_memory,
-                                   movable_node=movable_node)
+        spec = dataclasses.replace(
+            machine(name), memmap_on_memory=memmap_on_memory, movable_node=movable_node
+        )
         self.m = SimMachine(spec)
 
     @property
@@ -89,7 +107,9 @@ class HotplugMachine(RuleBasedStateMachine):
         except OSError as e:
             assert e.errno is not None and e.errno > 0
             if "eject" not in path:  # eject work runs after the write returned
-                assert model_state(self.sim) == before, f"failed write {path} {data!r} changed state"
+                assert model_state(self.sim) == before, (
+                    f"failed write {path} {data!r} changed state"
+                )
                 assert len(self.sim.platform.events) == events
 
     @rule(size_blocks=st.integers(1, 8), node=st.integers(0, 2), slot=st.none() | st.integers(0, 4))
@@ -148,7 +168,9 @@ class HotplugMachine(RuleBasedStateMachine):
         start = b << 27
         try:
             self.workloads.append(
-                self.sim.fill(pages, start=start, end=start + (128 << 20), mix=WorkloadMix(pinned=pinned))
+                self.sim.fill(
+                    pages, start=start, end=start + (128 << 20), mix=WorkloadMix(pinned=pinned)
+                )
             )
         except AllocError:
             pass
@@ -159,8 +181,10 @@ class HotplugMachine(RuleBasedStateMachine):
         i = data.draw(st.integers(0, len(self.workloads) - 1))
         self.sim.free(self.workloads.pop(i))
 
-    @rule(action=st.sampled_from(["MEM_GOING_ONLINE", "MEM_GOING_OFFLINE"]),
-          value=st.sampled_from([b"0", b"-12", b"-16", b"-22", b"7", b"x"]))
+    @rule(
+        action=st.sampled_from(["MEM_GOING_ONLINE", "MEM_GOING_OFFLINE"]),
+        value=st.sampled_from([b"0", b"-12", b"-16", b"-22", b"7", b"x"]),
+    )
     def inject(self, action: str, value: bytes) -> None:
         self._write(f"{INJECT}/{action}/error", value)
 

@@ -32,9 +32,25 @@ INTERESTING = st.one_of(
     st.binary(max_size=64),
     st.sampled_from(
         [
-            b"online", b"offline", b"online_movable", b"online_kernel", b"1", b"0",
-            b"18446744073709551616", b"-1", b"-4096", b"0x" + b"f" * 40, b" 1", b"1 ", b"\t1",
-            b"\n", b"online\n\n", b"offline\x00", b"1" * 5000, b"add", b"change foo",
+            b"online",
+            b"offline",
+            b"online_movable",
+            b"online_kernel",
+            b"1",
+            b"0",
+            b"18446744073709551616",
+            b"-1",
+            b"-4096",
+            b"0x" + b"f" * 40,
+            b" 1",
+            b"1 ",
+            b"\t1",
+            b"\n",
+            b"online\n\n",
+            b"offline\x00",
+            b"1" * 5000,
+            b"add",
+            b"change foo",
         ]
     ),
 )
@@ -55,8 +71,14 @@ def fresh() -> SimMachine:
 def test_writable_attributes_are_the_kernels() -> None:
     names = {p.rsplit("/", 1)[1] for p in writable(fresh())}
     assert names == {
-        "state", "online", "uevent", "auto_online_blocks", "soft_offline_page",
-        "hard_offline_page", "eject", "error",
+        "state",
+        "online",
+        "uevent",
+        "auto_online_blocks",
+        "soft_offline_page",
+        "hard_offline_page",
+        "eject",
+        "error",
     }
 
 
@@ -70,17 +92,32 @@ def test_fuzzed_writes(data: st.DataObject, payload: bytes) -> None:
         n = m.sysfs.write(path, payload)
         assert 0 <= n <= len(payload)
     except OSError as e:
-        assert e.errno in {errno.EINVAL, errno.EBUSY, errno.ENODEV, errno.ENXIO, errno.EIO,
-                           errno.EPERM, errno.ENOMEM, errno.EINTR, errno.EAGAIN, errno.ERANGE}
+        assert e.errno in {
+            errno.EINVAL,
+            errno.EBUSY,
+            errno.ENODEV,
+            errno.ENXIO,
+            errno.EIO,
+            errno.EPERM,
+            errno.ENOMEM,
+            errno.EINTR,
+            errno.EAGAIN,
+            errno.ERANGE,
+        }
         if not path.endswith("/eject"):
             assert model_state(m) == before
     check_invariants(m.kernel)
 
 
-@pytest.mark.parametrize("path", ["/sys/devices/system/memory/block_size_bytes",
-                                  "/sys/devices/system/node/online",
-                                  "/sys/firmware/memmap/0/start",
-                                  "/sys/devices/system/memory/memory32/valid_zones"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/sys/devices/system/memory/block_size_bytes",
+        "/sys/devices/system/node/online",
+        "/sys/firmware/memmap/0/start",
+        "/sys/devices/system/memory/memory32/valid_zones",
+    ],
+)
 def test_read_only_files_refuse_writes(path: str) -> None:
     m = fresh()
     with pytest.raises(OSError) as ei:
@@ -90,9 +127,14 @@ def test_read_only_files_refuse_writes(path: str) -> None:
 
 def test_paths_that_do_not_exist() -> None:
     m = fresh()
-    for p in ("/sys/devices/system/memory/memory032/state", "/sys/devices/system/memory/memory-1",
-              "/sys/devices/system/node/node01", "/sys/firmware/memmap/07/start", "/sys/nope",
-              "/sys/devices/system/memory/memory32/state/x"):
+    for p in (
+        "/sys/devices/system/memory/memory032/state",
+        "/sys/devices/system/memory/memory-1",
+        "/sys/devices/system/node/node01",
+        "/sys/firmware/memmap/07/start",
+        "/sys/nope",
+        "/sys/devices/system/memory/memory32/state/x",
+    ):
         with pytest.raises(OSError) as ei:
             m.sysfs.read(p)
         assert ei.value.errno in (errno.ENOENT, errno.ENOTDIR)
