@@ -73,14 +73,17 @@ class SimMachine:
                 )
             if node not in {n.id for n in self.spec.nodes}:
                 raise PlatformError(
-                    f"DIMM property node has value '{node}' which exceeds the number of numa nodes"
+                    f"'DIMM property node has value {node}' which exceeds the number of numa "
+                    f"nodes: {len(self.spec.nodes)}"
                 )
             if slot is None:
                 slot = p.free_slot()
                 if slot is None:
-                    raise PlatformError("no free slot available")
+                    raise PlatformError("no free slots available")
             elif not 0 <= slot < len(p.slots):
-                raise PlatformError(f"invalid slot {slot}, valid range is [0-{len(p.slots) - 1}]")
+                raise PlatformError(
+                    f"invalid slot number {slot}, valid range is [0-{len(p.slots) - 1}]"
+                )
             elif p.slots[slot].dimm is not None:
                 raise PlatformError(f"slot {slot} is busy")
             used = sum(s.dimm.size for s in p.slots if s.dimm)
@@ -114,7 +117,7 @@ class SimMachine:
                 self._dimm_seq += 1
                 id = f"dimm{self._dimm_seq}"
             elif p.slot_of(id) is not None:
-                raise PlatformError(f"Duplicate device ID '{id}' for device")
+                raise PlatformError(f"Duplicate ID '{id}' for device")
             d = Dimm(
                 id=id, memdev=memdev or f"mem-{id}", addr=addr, size=size, node=node, slot=slot
             )

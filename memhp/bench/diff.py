@@ -563,6 +563,8 @@ class Difference:
     model: str
 
     def line(self) -> str:
+        if self.kind == "expect":  # path: the side; real: the expectation; model: the outcome
+            return f"[expect] {self.path}: {self.real}, got {self.model}"
         return f"[{self.kind}] {self.path}: real {self.real} | model {self.model}"
 
 

@@ -415,9 +415,9 @@ def parse_step(raw: object, index: int, where: str) -> Step:
         else:
             kw["target"] = _str(v, f"{key}.device_del")
         exp = _strings(raw.get("expect", "removed"), f"{key}.expect")
-        for e in exp:
-            if e not in REMOVAL_OUTCOMES:
-                raise ScenarioError(f"{key}.expect: {e!r} is not one of {REMOVAL_OUTCOMES}")
+        for outcome in exp:
+            if outcome not in REMOVAL_OUTCOMES:
+                raise ScenarioError(f"{key}.expect: {outcome!r} is not one of {REMOVAL_OUTCOMES}")
         kw["expect"] = exp
         if "timeout" in raw:
             kw["timeout"] = _float(raw["timeout"], f"{key}.timeout")

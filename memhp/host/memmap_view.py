@@ -354,7 +354,7 @@ def human(n: int) -> str:
             v = n / unit
             if n % unit == 0:
                 return f"{n // unit}{sfx}"
-            text = f"{v:.1f}" if v < 100 else f"{v:.0f}"
+            text = f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
             return f"{text.rstrip('0').rstrip('.')}{sfx}"
     return f"{n}B"
 

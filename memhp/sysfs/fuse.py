@@ -154,7 +154,7 @@ class SysfsOperations:
             ("..", {"st_mode": stat.S_IFDIR}, 0),
         ]
         with self.fs.lock:
-            _, node = self.fs._resolve(path, follow_last=True)
+            _, node = self.fs.resolve(path, follow_last=True)
             if not isinstance(node, Dir):
                 raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
             for name in node.names():
@@ -180,7 +180,7 @@ class SysfsOperations:
     def open(self, path: str, flags: int) -> int:
         """kernfs_fop_open(): EACCES for a direction the attribute lacks."""
         with self.fs.lock:
-            _, node = self.fs._resolve(path, follow_last=True)
+            _, node = self.fs.resolve(path, follow_last=True)
             if isinstance(node, Dir):
                 raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), path)
             assert isinstance(node, Attr)

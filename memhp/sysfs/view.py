@@ -99,6 +99,8 @@ class KernelSysfs:
     def __init__(self, kernel: Kernel) -> None:
         self.k = kernel
         self.lock = threading.RLock()
+        self._cache: dict[tuple[str, bool], tuple[str, Node]] = {}
+        self._gen = -1
         self.root = static_dir(
             {
                 "sys": lambda: self._sys,
@@ -430,6 +432,26 @@ class KernelSysfs:
         return 0
 
     # ================================================================ resolution
+    def resolve(self, path: str, follow_last: bool = True) -> tuple[str, Node]:
+        """The canonical path and node that ``path`` names (links followed as asked).
+
+        Results are cached until the kernel next changes anything structural (every
+        such change is logged, so the length of the event log is the generation).
+        """
+        with self.lock:
+            gen = len(self.k.events)
+            if gen != self._gen:
+                self._cache.clear()
+                self._gen = gen
+            key = (path, follow_last)
+            hit = self._cache.get(key)
+            if hit is None:
+                hit = self._resolve(path, follow_last)
+                if len(self._cache) > 65536:
+                    self._cache.clear()
+                self._cache[key] = hit
+            return hit
+
     def _resolve(self, path: str, follow_last: bool) -> tuple[str, Node]:
         path = normpath(path)
         hops = 0
@@ -462,7 +484,7 @@ class KernelSysfs:
     # ================================================================ SysfsFS
     def lstat(self, path: str) -> Stat:
         with self.lock:
-            _, node = self._resolve(path, follow_last=False)
+            _, node = self.resolve(path, follow_last=False)
             if isinstance(node, Dir):
                 return Stat(Kind.DIR, node.mode)
             if isinstance(node, Link):
@@ -472,7 +494,7 @@ class KernelSysfs:
 
     def stat(self, path: str) -> Stat:
         with self.lock:
-            _, node = self._resolve(path, follow_last=True)
+            _, node = self.resolve(path, follow_last=True)
             if isinstance(node, Dir):
                 return Stat(Kind.DIR, node.mode)
             assert isinstance(node, Attr)
@@ -480,13 +502,13 @@ class KernelSysfs:
 
     def listdir(self, path: str) -> list[str]:
         with self.lock:
-            _, node = self._resolve(path, follow_last=True)
+            _, node = self.resolve(path, follow_last=True)
             if not isinstance(node, Dir):
                 raise oserror(errno.ENOTDIR, path)
             return node.names()
 
     def _attr(self, path: str) -> Attr:
-        _, node = self._resolve(path, follow_last=True)
+        _, node = self.resolve(path, follow_last=True)
         if isinstance(node, Dir):
             raise oserror(errno.EISDIR, path)
         assert isinstance(node, Attr)
@@ -528,7 +550,7 @@ class KernelSysfs:
 
     def readlink(self, path: str) -> str:
         with self.lock:
-            _, node = self._resolve(path, follow_last=False)
+            _, node = self.resolve(path, follow_last=False)
             if not isinstance(node, Link):
                 raise oserror(errno.EINVAL, path)
             return node.target

@@ -167,6 +167,7 @@ def draw_on(
                 _FW_H,
                 facecolor=FIRMWARE_COLORS.get(f.type, "#fdd0a2"),
                 edgecolor="none",
+                zorder=1 if f.type == "System RAM" else 2,
                 gid=f"firmware:{f.type}:{f.start:#x}-{f.end - 1:#x}",
             )
             fw_used.add(f.type)
@@ -182,6 +183,9 @@ def draw_on(
         info.bands.append(name)
         yticks.append((y + _ROW_H / 2, name))
         single = len(blocks) <= SINGLE_BLOCKS
+        if not blocks:
+            ax.text(0.5, y + _ROW_H / 2, "no memory blocks", ha="center", va="center",
+                    fontsize=8, color="#737373")
         if single:
             cells = [
                 Cell(
@@ -288,10 +292,10 @@ def draw_on(
             )
             ax.text(
                 x0,
-                top - 0.1,
+                y + 0.1,
                 f"{d.name}  {human(d.size)}  memory{d.blocks[0]}-{d.blocks[-1]}",
                 ha="left",
-                va="bottom",
+                va="top",
                 fontsize=8,
                 fontweight="bold",
             )
@@ -350,7 +354,7 @@ def draw_on(
         dx, d_top, d_bot = dst
         color = DEP_COLORS.get(dep.kinds[0], "black") if len(dep.kinds) == 1 else "#67000d"
         if abs(d_top - s_top) < 1e-9:  # same band: an arc above it
-            start, end, rad = (sx, s_top), (dx, d_top), -0.5 if dx < sx else 0.5
+            start, end, rad = (sx, s_top), (dx, d_top), 0.5 if dx < sx else -0.5
         elif d_top < s_top:  # destination band above
             start, end, rad = (sx, s_top), (dx, d_bot), 0.15
         else:
@@ -421,9 +425,9 @@ def draw_on(
     info.legend = [str(h.get_label()) for h in handles]
     ax.legend(
         handles=handles,
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.12 if bottom < 4 else -0.06),
-        ncol=3,
+        loc="upper left",
+        bbox_to_anchor=(1.005, 1.0),
+        ncol=1,
         fontsize=8,
         frameon=False,
     )

@@ -1,0 +1,184 @@
+"""``memhp bench``: real Linux under QEMU against the simulated kernel.
+
+* ``memhp bench vm MACHINE.toml [--run CMD]... [--python]``: boot Debian's Linux
+  with the machine's nodes, CPUs, boot memory, slots and maxmem; run the commands,
+  or drop to a small REPL (shell commands in the guest, ``:add SIZE NODE ID``,
+  ``:del ID``, ``:events``, ``:memhp ARGS``, ``:quit``).
+* ``memhp bench diff SCENARIO... [--report FILE] [--model-only]``: run each scenario
+  on the real kernel and on the model and compare the trees step by step
+  (exit 0: no differences outside the allowlist, 1: differences, 2: bad scenario).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Callable
+
+from memhp.cli.common import warnx
+
+
+def _log(quiet: bool) -> Callable[[str], None] | None:
+    if quiet:
+        return None
+    return lambda msg: print(msg, file=sys.stderr, flush=True)
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    from memhp.bench.diff import Recording, diff_scenario, recording_path, write_report
+    from memhp.bench.scenario import ScenarioError, load_scenario, scenario_paths
+    from memhp.bench.vm import bench_available
+
+    try:
+        scenarios = [load_scenario(p) for p in scenario_paths(args.scenarios)]
+    except ScenarioError as e:
+        warnx("memhp bench diff", str(e))
+        return 2
+    if not scenarios:
+        warnx("memhp bench diff", "no scenarios")
+        return 2
+    if not args.model_only and args.replay is None:
+        missing = bench_available()
+        if missing is not None:
+            warnx("memhp bench diff", f"QEMU bench unavailable ({missing}); try --model-only")
+            return 2
+    log = _log(args.quiet)
+    results = []
+    for sc in scenarios:
+        if log:
+            log(f"{sc.name} ({sc.path})")
+        replay = None
+        if args.replay is not None:
+            try:
+                replay = Recording.load(recording_path(sc, args.replay))
+            except OSError as e:
+                warnx("memhp bench diff", f"{sc.name}: no recording: {e}")
+                return 2
+        res = diff_scenario(
+            sc, model_only=args.model_only, log=log, replay=replay, record_dir=args.record
+        )
+        if res.error and log:
+            log(f"  ERROR: {res.error}")
+        results.append(res)
+    for r in results:
+        status = "ERROR" if r.error else f"{len(r.differences)} differences"
+        print(f"{r.name}: {len(r.steps)} steps, {r.files_compared} files compared, "
+              f"{status} ({r.seconds}s)")  # fmt: skip
+    if args.report:
+        write_report(results, args.report)
+    return 0 if all(r.ok for r in results) else 1
+
+
+REPL_HELP = """commands: shell commands run in the guest;
+  :add SIZE NODE ID   hot-add a pc-dimm (e.g. :add 512M 1 dimm1)
+  :del ID             QMP device_del and wait for the removal
+  :events             QMP events so far
+  :memhp ARGS         memhp in the guest (needs --python)
+  :quit"""
+
+
+def _vm_command(vm: object, line: str) -> str:
+    from memhp.bench.vm import GuestVM, parse_size
+
+    assert isinstance(vm, GuestVM)
+    if not line.startswith(":"):
+        r = vm.fs.run(line)
+        return r.text + r.stderr.decode(errors="replace") + (f"[rc={r.rc}]\n" if r.rc else "")
+    words = shlex.split(line[1:])
+    if not words:
+        return REPL_HELP + "\n"
+    cmd, rest = words[0], words[1:]
+    if cmd == "add" and len(rest) == 3:
+        dev = vm.platform.hot_add_dimm(parse_size(rest[0]), int(rest[1]), rest[2])
+        vm.platform.wait_event("ACPI_DEVICE_OST", 60, lambda e: e.device == rest[2])
+        return f"{dev.id}: {dev.size:#x} at {dev.addr:#x} on node {dev.node}, slot {dev.slot}\n"
+    if cmd == "del" and len(rest) == 1:
+        vm.platform.device_del(rest[0])
+        gone = vm.platform.wait_removal(rest[0], 60)
+        return f"{rest[0]}: {'removed' if gone else 'the guest refused'}\n"
+    if cmd == "events":
+        vm.platform.events()
+        return "".join(f"{e}\n" for e in vm.platform.log if "event" in e)
+    if cmd == "memhp":
+        r = vm.run_memhp(rest)
+        return r.text + r.stderr.decode(errors="replace") + (f"[rc={r.rc}]\n" if r.rc else "")
+    return REPL_HELP + "\n"
+
+
+def run_vm(args: argparse.Namespace) -> int:
+    from memhp.bench.scenario import Cmdline, vm_config_for
+    from memhp.bench.vm import GuestVM, bench_available
+    from memhp.config import builtin_machine_path, load_machine
+    from memhp.kernel.machine import MachineError
+
+    try:
+        spec = load_machine(builtin_machine_path(args.machine))
+    except MachineError as e:
+        warnx("memhp bench vm", str(e))
+        return 2
+    missing = bench_available()
+    if missing is not None:
+        warnx("memhp bench vm", f"QEMU bench unavailable: {missing}")
+        return 2
+    cmdline = Cmdline(
+        args.state or spec.auto_online_blocks,
+        spec.movable_node,
+        spec.memmap_on_memory if spec.memmap_on_memory else None,
+    )
+    cfg = vm_config_for(spec, cmdline, host_python=args.python)
+    with GuestVM(cfg) as vm:
+        assert vm.boot is not None
+        print(f"booted {spec.name} in {vm.boot.seconds:.1f}s ({vm.boot.accel}): "
+              f"{cfg.cmdline()}", file=sys.stderr)  # fmt: skip
+        if args.run:
+            rc = 0
+            for cmd in args.run:
+                out = _vm_command(vm, cmd)
+                sys.stdout.write(out)
+                if "[rc=" in out:
+                    rc = 1
+            return rc
+        print(REPL_HELP, file=sys.stderr)
+        while True:
+            try:
+                line = input("guest# ").strip()
+            except EOFError:
+                break
+            if line in (":quit", ":q", "exit"):
+                break
+            if line:
+                try:
+                    sys.stdout.write(_vm_command(vm, line))
+                except Exception as e:  # keep the REPL alive
+                    print(f"error: {e}", file=sys.stderr)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "bench",
+        help="real Linux under QEMU against the simulated kernel",
+        description="Boot Debian's Linux under QEMU with hotpluggable memory, and compare "
+        "it with the simulated kernel step by step.",
+    )
+    sub = p.add_subparsers(dest="bench_command", metavar="SUBCOMMAND")
+    sub.required = True
+    v = sub.add_parser("vm", help="boot a guest from a machine file; REPL or --run")
+    v.add_argument("machine", metavar="MACHINE.toml", help="machine file or name in machines/")
+    v.add_argument("--run", action="append", metavar="CMD", help="run CMD and exit (repeatable)")
+    v.add_argument("--python", action="store_true", help="share the host's Python (for :memhp)")
+    v.add_argument(
+        "--state",
+        choices=("offline", "online", "online_kernel", "online_movable"),
+        help="memhp_default_state (default: the machine's auto_online_blocks)",
+    )
+    v.set_defaults(func=run_vm)
+    d = sub.add_parser("diff", help="run scenarios on QEMU and the model and compare")
+    d.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="scenario files or dirs")
+    d.add_argument("--report", metavar="FILE", help="write a report (Markdown, or JSON: *.json)")
+    d.add_argument("--model-only", action="store_true", help="run the model side only")
+    d.add_argument("--replay", metavar="DIR", help="compare with recorded real runs in DIR")
+    d.add_argument("--record", metavar="DIR", help="save the real runs in DIR (fixtures)")
+    d.add_argument("-q", "--quiet", action="store_true", help="no per-step progress")
+    d.set_defaults(func=run_diff)
