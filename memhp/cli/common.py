@@ -166,8 +166,15 @@ def open_root(args: argparse.Namespace) -> SysfsRoot:
     if isinstance(root, SysfsRoot):
         return root
     sysroot = getattr(args, "sysroot", None)
-    if sysroot and not os.path.isdir(sysroot):
-        raise UsageError(f"{sysroot}: no such directory")
+    if sysroot:
+        try:
+            st = os.stat(sysroot)
+        except OSError as e:
+            raise UsageError(f"{sysroot}: {e.strerror}") from None
+        import stat as stat_mod
+
+        if not stat_mod.S_ISDIR(st.st_mode):
+            raise UsageError(f"{sysroot}: not a directory")
     return SysfsRoot.open(sysroot)
 
 

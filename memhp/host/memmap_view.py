@@ -172,15 +172,21 @@ class Dependency:
     dst: int
     kinds: tuple[str, ...]  # "memmap", "page_cgroup"
     pages: int
+    dst_last: int = -1  # with many dependencies: blocks dst..dst_last
+
+    @property
+    def dst_blocks(self) -> range:
+        return range(self.dst, max(self.dst, self.dst_last) + 1)
 
     @property
     def label(self) -> str:
-        src = (
-            f"memory{self.src_first}"
-            if self.src_first == self.src_last
-            else f"memory{self.src_first}-{self.src_last}"
+        def rng(a: int, b: int) -> str:
+            return f"memory{a}" if b <= a else f"memory{a}-{b}"
+
+        return (
+            f"{rng(self.src_first, self.src_last)} -> {rng(self.dst, self.dst_last)}: "
+            f"{', '.join(self.kinds)}"
         )
-        return f"{src} -> memory{self.dst}: {', '.join(self.kinds)}"
 
 
 @dataclass
@@ -671,6 +677,8 @@ def text_map(m: MemoryMap, width: int = 72) -> str:
         f"{nb} blocks of {human(m.block_size)}: "
         + ", ".join(f"{counts[k]} {CATEGORY_LABEL[k]}" for k in CATEGORY_KEYS if k in counts)
     )
-    for d in m.deps:
+    for d in m.deps[:12]:
         lines.append(f"  dependency: {d.label}")
+    if len(m.deps) > 12:
+        lines.append(f"  ... and {len(m.deps) - 12} more dependencies")
     return "\n".join(lines) + "\n"

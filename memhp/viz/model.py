@@ -120,7 +120,27 @@ def dependencies(k: Kernel, max_single: int = MAX_SINGLE_DEPS) -> list[Dependenc
             )
         else:
             merged.append(d)
-    return sorted(merged, key=lambda x: (x.src_first, x.dst))
+    merged.sort(key=lambda x: (x.src_first, x.dst))
+    if len(merged) <= max_single:
+        return merged
+    # Still many: merge neighbouring sources whose destinations are neighbours too.
+    out: list[Dependency] = []
+    for d in sorted(merged, key=lambda x: (x.kinds, x.src_first)):
+        last = out[-1] if out else None
+        if last is not None and last.kinds == d.kinds and d.src_first <= last.src_last + 1:
+            lo, hi = last.dst, max(last.dst, last.dst_last)
+            if lo - 1 <= d.dst <= hi + 1:
+                out[-1] = Dependency(
+                    last.src_first,
+                    max(last.src_last, d.src_last),
+                    min(lo, d.dst),
+                    d.kinds,
+                    last.pages + d.pages,
+                    max(hi, d.dst),
+                )
+                continue
+        out.append(d)
+    return sorted(out, key=lambda x: (x.src_first, x.dst))
 
 
 def machine_map(m: SimMachine | Kernel, title: str | None = None) -> MemoryMap:

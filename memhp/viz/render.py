@@ -346,9 +346,10 @@ def draw_on(
     # dependencies
     for dep in m.deps:
         src = [block_pos[i] for i in range(dep.src_first, dep.src_last + 1) if i in block_pos]
-        dst = block_pos.get(dep.dst)
-        if not src or dst is None:
+        dsts = [block_pos[i] for i in dep.dst_blocks if i in block_pos]
+        if not src or not dsts:
             continue
+        dst = (sum(p[0] for p in dsts) / len(dsts), dsts[0][1], dsts[0][2])
         sx = sum(p[0] for p in src) / len(src)
         s_top = src[0][1]
         dx, d_top, d_bot = dst
@@ -359,7 +360,7 @@ def draw_on(
             start, end, rad = (sx, s_top), (dx, d_bot), 0.15
         else:
             start, end, rad = (sx, src[0][2]), (dx, d_top), 0.15
-        ax.annotate(
+        ann = ax.annotate(
             "",
             xy=end,
             xytext=start,
@@ -373,11 +374,13 @@ def draw_on(
             },
             gid=f"dep:{dep.src_first}-{dep.src_last}:{dep.dst}:{','.join(dep.kinds)}",
         )
+        if ann.arrow_patch is not None:
+            ann.arrow_patch.set_gid(f"{ann.get_gid()}:arrow")
         info.arrows.append(dep.label)
         dep_kinds.update(dep.kinds if len(dep.kinds) == 1 else ("both",))
     # axes
     ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(bottom + 0.15, -0.9)
+    ax.set_ylim(bottom + 0.4, -0.9)
     ticks = scale.ticks()
     ax.set_xticks([t for t, _ in ticks], [lbl for _, lbl in ticks], fontsize=8)
     ax.set_yticks([t for t, _ in yticks], [lbl for _, lbl in yticks], fontsize=9)

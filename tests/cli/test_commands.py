@@ -105,7 +105,7 @@ def test_no_such_root(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
     for cmd in (["devices"], ["why", "1"], ["remove", "PNP0C80:00"], ["offline", "1G"]):
         assert main([*cmd, "--sysroot", str(tmp_path / "nope")]) == 1
         err = capsys.readouterr().err
-        assert len(err.splitlines()) == 1 and "no such directory" in err
+        assert len(err.splitlines()) == 1 and "No such file or directory" in err
 
 
 def test_empty_root(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -1,0 +1,246 @@
+"""The scenario format and the differ, without QEMU."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from memhp.bench.diff import (
+    ALLOWLIST,
+    ModelDriver,
+    Recording,
+    compare_trees,
+    counters,
+    normalise,
+    not_modelled,
+    recording_path,
+    report_json,
+    report_markdown,
+    run_scenario,
+)
+from memhp.bench.scenario import (
+    ScenarioError,
+    load_scenario,
+    parse_scenario,
+    scenario_paths,
+)
+from memhp.sysfs.fs import Kind
+from memhp.sysfs.tree import Entry
+from tests.conftest import ROOT
+
+SCENARIOS = os.path.join(ROOT, "tests", "scenarios")
+RECORDINGS = os.path.join(ROOT, "tests", "data", "real", "scenarios")
+ALL = scenario_paths([SCENARIOS])
+
+
+def doc(**steps: object) -> dict[str, object]:
+    return {"machine": "machines/qemu-linux-6.1.toml", "step": [steps]}
+
+
+def test_at_least_twelve_scenarios_parse() -> None:
+    assert len(ALL) >= 12
+    for p in ALL:
+        sc = load_scenario(p)
+        assert sc.steps and sc.machine.slots
+
+
+def test_machine_maps_onto_qemu() -> None:
+    sc = load_scenario(os.path.join(SCENARIOS, "several-dimms-several-nodes.toml"))
+    cfg = sc.vm_config()
+    assert [(n.cpus, n.mem) for n in cfg.nodes] == [(2, 1 << 30), (0, 0), (0, 0), (0, 0)]
+    assert cfg.slots == 4 and cfg.maxmem == 8 << 30
+    assert cfg.cmdline() == "console=ttyS0 memhp_default_state=offline"
+    assert not cfg.host_python
+    mov = load_scenario(os.path.join(SCENARIOS, "movable-node.toml"))
+    assert mov.machine.movable_node and mov.machine.auto_online_blocks == "online"
+    assert "movable_node" in mov.vm_config().cmdline()
+    assert load_scenario(os.path.join(SCENARIOS, "memhp-list-vs-lsmem.toml")).vm_config().host_python
+
+
+def test_step_defaults_and_shorthands() -> None:
+    sc = parse_scenario(
+        {
+            "machine": "machines/qemu-linux-6.1.toml",
+            "step": [
+                {"hot_add": {"size": "512M", "node": 1, "id": "d1", "addr": "4G"}},
+                {"write": "memory32/state", "value": "online", "expect": ["ok", "EBUSY"]},
+                {"read": "memory32/state", "expect": "online"},
+                {"read": "memory32/state"},
+                {"wait": 0.1},
+                {"capture": "after"},
+            ],
+        },
+        "x.toml",
+    )
+    add, w, r, r2, wait, cap = sc.steps
+    assert add.hot_add is not None and add.hot_add.addr == 1 << 32 and add.capture
+    assert w.target == "/sys/devices/system/memory/memory32/state"
+    assert w.expect == ("ok", "EBUSY") and w.capture
+    assert not r.capture and r.expect == ("online",)
+    assert r2.name != r.name  # default names are made unique
+    assert wait.seconds == 0.1 and cap.name == "after" and cap.capture
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"step": [{"write": "x", "value": "1"}]}, "x.toml: machine: missing"),
+        ({"machine": "nope.toml", "step": [{"wait": 1}]}, "machine: no machine file"),
+        (doc(write="memory1/state"), "step[0] (write-memory1/state).value: missing"),
+        (doc(write="memory1/state", value="1", expect="EWHAT"), "neither 'ok' nor an errno"),
+        (doc(hot_add={"size": "1G", "node": 1}), "step[0] (hot_add-?-node1).hot_add.id: missing"),
+        (doc(hot_add={"size": "1Q", "node": 1, "id": "d"}), "hot_add.size"),
+        (doc(read="x", frob=1), "frob: unknown key for a read step"),
+        (doc(read="x", write="y"), "several actions"),
+        (doc(name="n"), "no action"),
+        (doc(device_del="d", expect="gone"), "is not one of ('removed', 'kept')"),
+        (doc(eject="PNP0C80:00"), ".id: missing"),
+        (doc(lsmem=[], same_as="zz"), "same_as: no earlier step 'zz'"),
+        (doc(wait={"until": 1}), "wait: expected seconds"),
+        (
+            {"machine": "machines/qemu-linux-6.1.toml", "cmdline": {"quiet": True}, "step": []},
+            "cmdline.quiet: unknown kernel option",
+        ),
+        (
+            {"machine": {"base": "machines/qemu-linux-6.1.toml", "block_size": "3M"},
+             "step": [{"wait": 1}]},
+            "machine.block_size",
+        ),  # fmt: skip
+        (
+            {"machine": "machines/qemu-linux-6.1.toml",
+             "step": [{"name": "a", "wait": 1}, {"name": "a", "wait": 2}]},
+            "duplicate step name 'a'",
+        ),  # fmt: skip
+    ],
+)
+def test_errors_name_the_step_and_key(bad: dict[str, object], message: str) -> None:
+    with pytest.raises(ScenarioError) as e:
+        parse_scenario(bad, "x.toml")
+    assert message in str(e.value)
+
+
+def test_bad_toml(tmp_path: Path) -> None:
+    p = tmp_path / "bad.toml"
+    p.write_text("machine = \n")
+    with pytest.raises(ScenarioError, match="bad.toml: .*not valid TOML"):
+        load_scenario(str(p))
+
+
+F = Kind.FILE
+
+
+def test_normalise_drops_other_subsystems_and_unmodelled_names() -> None:
+    snap = {
+        "/sys/devices/system/memory/memory0/state": Entry(F, "online\n"),
+        "/sys/devices/system/memory/memory0/subsystem": Entry(Kind.LINK, target="x"),
+        "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages": Entry(F, "0"),
+        "/sys/devices/system/node/node0/cpu0": Entry(Kind.LINK, target="../../cpu/cpu0"),
+        "/sys/devices/system/node/node0/cpulist": Entry(F, "0-1\n"),
+        "/sys/bus/acpi/devices/PNP0C80:00": Entry(Kind.LINK, target="../../../devices/x"),
+        "/sys/bus/acpi/devices/LNXCPU:00": Entry(Kind.LINK, target="../../../devices/y"),
+        "/proc/meminfo": Entry(F, "MemTotal: 1 kB\n"),
+        "/proc/zoneinfo": Entry(F, "..."),
+    }
+    assert sorted(normalise(snap)) == [
+        "/proc/meminfo",
+        "/sys/bus/acpi/devices/PNP0C80:00",
+        "/sys/devices/system/memory/memory0/state",
+        "/sys/devices/system/node/node0/cpulist",
+    ]
+    assert not_modelled("/sys/devices/system/node/node1/compact")
+    assert not not_modelled("/sys/devices/system/node/node1/cpumap")
+
+
+def test_counters() -> None:
+    assert counters("Node 1 MemTotal:  524288 kB\nNode 1 MemFree: 3 kB\n") == {
+        "MemTotal": 524288,
+        "MemFree": 3,
+    }
+    assert counters("nr_free_pages 12\nnuma_hit 3\n") == {"nr_free_pages": 12, "numa_hit": 3}
+
+
+def test_compare_trees_kinds_and_allowlist() -> None:
+    mi = "/sys/devices/system/node/node0/meminfo"
+    vm = "/sys/devices/system/node/node0/vmstat"
+    real0 = {mi: Entry(F, "Node 0 MemTotal: 1000 kB\nNode 0 MemFree: 5 kB\n"),
+             vm: Entry(F, "nr_free_pages 5\n")}  # fmt: skip
+    model0 = {mi: Entry(F, "Node 0 MemTotal: 1100 kB\nNode 0 MemFree: 9 kB\n"),
+              vm: Entry(F, "nr_free_pages 7\n")}  # fmt: skip
+    n, d = compare_trees("boot", real0, model0, None, None)
+    assert n == 2 and d == []  # boot: absolute values are not compared
+    real1 = {
+        mi: Entry(F, "Node 0 MemTotal: 2000 kB\nNode 0 MemFree: 5 kB\n"),
+        vm: Entry(F, "nr_free_pages 5\nnuma_hit 1\n"),
+        "/a": Entry(F, "x\n"),
+        "/b": Entry(Kind.LINK, target="t1"),
+        "/c": Entry(F, read_errno=errno.EACCES, mode=0o200),
+        "/r": Entry(F, "1\n"),
+    }
+    model1 = {
+        mi: Entry(F, "Node 0 MemTotal: 2000 kB\nNode 0 MemFree: 5 kB\n"),
+        vm: Entry(F, "nr_free_pages 5\n"),
+        "/a": Entry(F, "y\n"),
+        "/b": Entry(Kind.LINK, target="t2"),
+        "/c": Entry(F, "0\n", mode=0o200),
+        "/m": Entry(F, "1\n"),
+    }
+    _, d = compare_trees("s", real1, model1, real0, model0)
+    kinds = {(x.kind, x.path) for x in d}
+    assert kinds == {
+        ("delta", f"{mi}:MemTotal"),  # real +1000, model +900
+        ("keys", vm),
+        ("value", "/a"),
+        ("link", "/b"),
+        ("errno", "/c"),
+        ("missing", "/r"),
+        ("extra", "/m"),
+    }
+    assert all(r.why for r in ALLOWLIST)
+
+
+def test_model_only_run_and_reports() -> None:
+    sc = load_scenario(os.path.join(SCENARIOS, "hotadd-memoryless-node.toml"))
+    res = run_scenario(sc, ModelDriver.for_scenario(sc))
+    assert res.ok, [d.line() for d in res.differences]
+    assert res.model_only and res.files_compared > 500
+    steps = {s.name: s for s in res.steps}
+    assert steps["hot_add-dimm1-node1"].model.events[0].startswith("ACPI_DEVICE_OST")
+    md = report_markdown([res])
+    assert "| hotadd-memoryless-node | model only |" in md and "## Allowlist" in md
+    assert '"difference_count": 0' in report_json([res])
+
+
+def test_expectations_are_checked_on_the_model() -> None:
+    sc = parse_scenario(
+        doc(write="memory0/state", value="offline", expect="ok", capture=False), "x.toml"
+    )
+    res = run_scenario(sc, ModelDriver.for_scenario(sc))
+    assert [(d.kind, d.path, d.model) for d in res.differences] == [("expect", "model", "EINVAL")]
+
+
+def test_model_memhp_runs_in_process() -> None:
+    sc = load_scenario(os.path.join(SCENARIOS, "memhp-remove-in-guest.toml"))
+    res = run_scenario(sc, ModelDriver.for_scenario(sc))
+    assert res.ok, [d.line() for d in res.differences]
+    remove = next(s for s in res.steps if s.name.startswith("memhp remove"))
+    assert remove.model.outcome == "rc=0"
+    assert any("DEVICE_DELETED" in e for e in remove.model.events)
+
+
+RECORDED = [p for p in ALL if os.path.exists(recording_path(load_scenario(p), RECORDINGS))]
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=[os.path.basename(p) for p in RECORDED])
+def test_model_against_recorded_real_runs(path: str) -> None:
+    """The model against the real runs kept in tests/data/real/scenarios (no QEMU)."""
+    sc = load_scenario(path)
+    rec = Recording.load(recording_path(sc, RECORDINGS))
+    res = run_scenario(sc, ModelDriver.for_scenario(sc), replay=rec)
+    assert res.steps and all(s.real is not None for s in res.steps)
+    from tests.bench.known_model_gaps import unexplained
+
+    left = unexplained(res.differences)
+    assert not left, "\n".join(d.line() for d in left)
