@@ -53,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
         assert isinstance(m, MemoryMap)
         if args.output:
             if not args.output.lower().endswith((".png", ".svg")):
-                print(f"{PROG}: {args.output}: the output must end in .png or .svg", file=sys.stderr)
+                print(
+                    f"{PROG}: {args.output}: the output must end in .png or .svg", file=sys.stderr
+                )
                 return 1
             from memhp.viz.render import save_map
 

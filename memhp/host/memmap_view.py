@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from memhp.host.devices import ACPI_MEMORY_HID, device_block_indices
 from memhp.host.errors import SysfsError
@@ -224,9 +225,7 @@ class MemoryMap:
 
     def span(self) -> tuple[int, int]:
         """[lowest, highest) address of blocks and firmware ranges."""
-        ranges = [(b.start, b.end) for b in self.blocks] + [
-            (f.start, f.end) for f in self.firmware
-        ]
+        ranges = [(b.start, b.end) for b in self.blocks] + [(f.start, f.end) for f in self.firmware]
         if not ranges:
             return 0, self.block_size or 1
         return min(a for a, _ in ranges), max(b for _, b in ranges)
@@ -330,9 +329,7 @@ def read_memory_map(root: SysfsRoot, title: str | None = None) -> MemoryMap:
                     zones = tuple(read(f"memory{i}/valid_zones").decode().split())
                 except SysfsError:
                     with_zones = bool(blocks)  # an old kernel has none at all
-            blocks.append(
-                MapBlock(i, i * bsize, bsize, state, zones, nodes.get(i), dev_of.get(i))
-            )
+            blocks.append(MapBlock(i, i * bsize, bsize, state, zones, nodes.get(i), dev_of.get(i)))
     finally:
         root.close()
     fw = [FirmwareRange(e.start, e.end + 1, e.type) for e in firmware_memmap(root)]
@@ -403,7 +400,7 @@ class AddressScale:
         bounds = sorted({p for a, b in majors + minors for p in (a, b)})
         total = sum(b - a for a, b in majors) or (bounds[-1] - bounds[0])
         pieces: list[list[int]] = []  # [start, end, class] 0 major, 1 minor, 2 gap
-        for a, b in zip(bounds, bounds[1:], strict=False):
+        for a, b in pairwise(bounds):
             cls = 0 if _covered(majors, a) else 1 if _covered(minors, a) else 2
             if pieces and pieces[-1][2] == cls:
                 pieces[-1][1] = b
@@ -662,10 +659,7 @@ def text_map(m: MemoryMap, width: int = 72) -> str:
     lines.append(f"  {HOLE_CHAR!r} no memory block (hole)")
     if m.firmware:
         types = sorted({f.type for f in m.firmware})
-        lines.append(
-            "  firmware: "
-            + ", ".join(f"{FIRMWARE_CHARS.get(t, 'o')} {t}" for t in types)
-        )
+        lines.append("  firmware: " + ", ".join(f"{FIRMWARE_CHARS.get(t, 'o')} {t}" for t in types))
     for i, name in enumerate(dev_names):
         d = next(x for x in m.devices if x.name == name)
         lines.append(
@@ -677,8 +671,8 @@ def text_map(m: MemoryMap, width: int = 72) -> str:
         f"{nb} blocks of {human(m.block_size)}: "
         + ", ".join(f"{counts[k]} {CATEGORY_LABEL[k]}" for k in CATEGORY_KEYS if k in counts)
     )
-    for d in m.deps[:12]:
-        lines.append(f"  dependency: {d.label}")
+    for dep in m.deps[:12]:
+        lines.append(f"  dependency: {dep.label}")
     if len(m.deps) > 12:
         lines.append(f"  ... and {len(m.deps) - 12} more dependencies")
     return "\n".join(lines) + "\n"

@@ -273,13 +273,14 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
     if nr_pages <= 0 or start_pfn % PAGEBLOCK_NR_PAGES or end_pfn % PAGES_PER_SECTION:
         return fail("misaligned range", errno.EINVAL)
     # walk_system_ram_range(): no holes.
-    ram = int(k.pa.ram[first : last + 1].sum()) - sum(
-        int(k.pa.counts[PageState.ALTMAP, s]) for s in secs
-    )
+    pa = k.pa
+    altmap = pa.counts[PageState.ALTMAP]
+    ram = sum(int(pa.ram[s]) - int(altmap[s]) for s in secs)
     if ram != nr_pages:
         return fail("memory holes", errno.EINVAL)
+    zidx = int(zone.idx)
     for sec in secs:
-        if int(k.pa.zone[sec]) != int(zone.idx) or int(k.pa.nid[sec]) != zone.nid:
+        if pa.zone[sec] != zidx or pa.nid[sec] != zone.nid:
             return fail("multizone range", errno.EINVAL)
     # start_isolate_page_range() -> has_unmovable_pages().
     owners = _unmovable_owners(k, secs, zone)
@@ -331,9 +332,8 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
         return undo("signal backoff", errno.EINTR, leftovers)
     # __offline_isolated_pages(): sections offline, free pages leave the buddy;
     # poisoned pages are dropped with them.
-    for a, sec, n in list(k.pa.owners_in(secs)):
-        if a.kind == "hwpoison":
-            k.pa.free(a, sec, n)
+    for a, sec, n in [x for x in pa.owners_in(secs) if x[0].kind == "hwpoison"]:
+        pa.free(a, sec, n)
     for sec in secs:
         k.pa.section_offline(sec)
         k.pa.isolated[sec] = False

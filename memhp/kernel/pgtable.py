@@ -605,12 +605,29 @@ class KernelPageTables:
         self.remove_pagetable(start, end, direct=False)
 
     def vmemmap_free_sections(self, first: int, end: int) -> None:
-        """depopulate_section_memmap() of each mapped section in [first, end)."""
-        for sec in range(first, end):
-            if self.vmemmap_sec[sec]:
-                s, e = self.section_vmemmap(sec)
-                self.vmemmap_free(s, e)
-                self.vmemmap_sec[sec] = False
+        """depopulate_section_memmap() of each mapped section in [first, end).
+
+        The kernel calls vmemmap_free() once per section.  Sections' memmaps are
+        whole, adjacent 2 MiB ranges, so one walk over a run of consecutive mapped
+        sections clears, frees and splits exactly what the per-section walks would;
+        the per-call TLB flushes are then counted for each section of the run.
+        """
+        sec = first
+        while sec < end:
+            if not self.vmemmap_sec[sec]:
+                sec += 1
+                continue
+            run_end = sec
+            while run_end < end and self.vmemmap_sec[run_end]:
+                run_end += 1
+            s, _ = self.section_vmemmap(sec)
+            _, e = self.section_vmemmap(run_end - 1)
+            flushes = self.tlb_flushes
+            self.vmemmap_free(s, e)
+            # one flush_tlb_all() per remove_pagetable() call of the kernel
+            self.tlb_flushes = flushes + (run_end - sec) * (self.tlb_flushes - flushes)
+            self.vmemmap_sec[sec:run_end] = False
+            sec = run_end
 
     # ================================================================ removal
     def remove_pagetable(self, start: int, end: int, direct: bool) -> None:

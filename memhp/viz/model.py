@@ -167,9 +167,9 @@ def machine_map(m: SimMachine | Kernel, title: str | None = None) -> MemoryMap:
             node = min(b.nodes) if b.nodes else (b.nid if b.nid >= 0 else None)
             blocks.append(MapBlock(bid, bid * bs, bs, state, zones, node, b.acpi_device))
         by_dev: dict[str, list[int]] = {}
-        for b in blocks:
-            if b.device is not None:
-                by_dev.setdefault(b.device, []).append(b.index)
+        for mb in blocks:
+            if mb.device is not None:
+                by_dev.setdefault(mb.device, []).append(mb.index)
         devices = [
             MapDevice(name, "acpi", tuple(idx), idx[0] * bs, (idx[-1] + 1) * bs, True)
             for name, idx in sorted(by_dev.items())

@@ -184,8 +184,15 @@ def draw_on(
         yticks.append((y + _ROW_H / 2, name))
         single = len(blocks) <= SINGLE_BLOCKS
         if not blocks:
-            ax.text(0.5, y + _ROW_H / 2, "no memory blocks", ha="center", va="center",
-                    fontsize=8, color="#737373")
+            ax.text(
+                0.5,
+                y + _ROW_H / 2,
+                "no memory blocks",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="#737373",
+            )
         if single:
             cells = [
                 Cell(
@@ -304,8 +311,8 @@ def draw_on(
         y += _GAP
     bottom = y - _GAP
     # holes: between blocks to scale, and the compressed segments
-    for h in m.holes():
-        x0, x1 = scale.x(h.start), scale.x(h.end)
+    for hole in m.holes():
+        x0, x1 = scale.x(hole.start), scale.x(hole.end)
         _rect(
             ax,
             x0,
@@ -316,7 +323,7 @@ def draw_on(
             edgecolor="#bdbdbd",
             hatch=HOLE_HATCH,
             linewidth=0,
-            gid=f"hole:{h.start:#x}-{h.end - 1:#x}",
+            gid=f"hole:{hole.start:#x}-{hole.end - 1:#x}",
         )
         info.holes += 1
     for s in scale.segments:
@@ -397,9 +404,7 @@ def draw_on(
         if key in cats_used:
             handles.append(Patch(facecolor=CATEGORY_COLORS[key], label=CATEGORY_LABEL[key]))
     for t in sorted(fw_used):
-        handles.append(
-            Patch(facecolor=FIRMWARE_COLORS.get(t, "#fdd0a2"), label=f"firmware: {t}")
-        )
+        handles.append(Patch(facecolor=FIRMWARE_COLORS.get(t, "#fdd0a2"), label=f"firmware: {t}"))
     for key in CONTENT_KEYS:
         if key in kinds_used:
             handles.append(
@@ -450,7 +455,9 @@ def _figure_height(m: MemoryMap) -> float:
     return 2.6 + 0.75 * rows + (0.4 if m.firmware else 0.0)
 
 
-def figure(m: MemoryMap, columns: int = DEFAULT_COLUMNS, width: float = 14.0) -> tuple[Figure, RenderInfo]:
+def figure(
+    m: MemoryMap, columns: int = DEFAULT_COLUMNS, width: float = 14.0
+) -> tuple[Figure, RenderInfo]:
     """A new figure with ``m`` drawn on it (not attached to pyplot)."""
     from matplotlib.figure import Figure
 
@@ -460,9 +467,7 @@ def figure(m: MemoryMap, columns: int = DEFAULT_COLUMNS, width: float = 14.0) ->
     return fig, info
 
 
-def save_map(
-    m: MemoryMap, path: str, columns: int = DEFAULT_COLUMNS, dpi: int = 110
-) -> RenderInfo:
+def save_map(m: MemoryMap, path: str, columns: int = DEFAULT_COLUMNS, dpi: int = 110) -> RenderInfo:
     """Write ``m`` to ``path`` (PNG or SVG by extension)."""
     fig, info = figure(m, columns)
     _save(fig, path, dpi)

@@ -57,7 +57,9 @@ def test_machine_maps_onto_qemu() -> None:
     mov = load_scenario(os.path.join(SCENARIOS, "movable-node.toml"))
     assert mov.machine.movable_node and mov.machine.auto_online_blocks == "online"
     assert "movable_node" in mov.vm_config().cmdline()
-    assert load_scenario(os.path.join(SCENARIOS, "memhp-list-vs-lsmem.toml")).vm_config().host_python
+    assert (
+        load_scenario(os.path.join(SCENARIOS, "memhp-list-vs-lsmem.toml")).vm_config().host_python
+    )
 
 
 def test_step_defaults_and_shorthands() -> None:
@@ -105,13 +107,17 @@ def test_step_defaults_and_shorthands() -> None:
             "cmdline.quiet: unknown kernel option",
         ),
         (
-            {"machine": {"base": "machines/qemu-linux-6.1.toml", "block_size": "3M"},
-             "step": [{"wait": 1}]},
+            {
+                "machine": {"base": "machines/qemu-linux-6.1.toml", "block_size": "3M"},
+                "step": [{"wait": 1}],
+            },
             "machine.block_size",
         ),  # fmt: skip
         (
-            {"machine": "machines/qemu-linux-6.1.toml",
-             "step": [{"name": "a", "wait": 1}, {"name": "a", "wait": 2}]},
+            {
+                "machine": "machines/qemu-linux-6.1.toml",
+                "step": [{"name": "a", "wait": 1}, {"name": "a", "wait": 2}],
+            },
             "duplicate step name 'a'",
         ),  # fmt: skip
     ],

@@ -103,11 +103,7 @@ def test_real_trees_map(name: str, tmp_path: Path) -> None:
     snap = real_snapshots()[name]
     write_tree(snap, str(tmp_path / "root"))
     m = read_memory_map(SysfsRoot.open(str(tmp_path / "root")))
-    nblocks = sum(
-        1
-        for p in snap
-        if re.fullmatch(r"/sys/devices/system/memory/memory\d+", p)
-    )
+    nblocks = sum(1 for p in snap if re.fullmatch(r"/sys/devices/system/memory/memory\d+", p))
     assert len(m.blocks) == nblocks
     assert m.firmware and m.firmware[0].type == "System RAM"
     linked = {
@@ -215,7 +211,7 @@ def test_big_machine_aggregated(tmp_path: Path) -> None:
     m.device_add(1 << 40, 2, id="d1")
     mm = machine_map(m, title="big-16t")
     assert len(mm.blocks) == 131072 + 8192
-    fig, info = figure(mm)
+    _fig, info = figure(mm)
     assert sum(info.blocks_per_category.values()) == len(mm.blocks)
     assert info.blocks_per_category["offline"] == 8192
     assert info.block_artists < 200  # runs, not one artist per block
