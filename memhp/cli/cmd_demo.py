@@ -95,6 +95,9 @@ def _run(spec: MachineSpec, args: argparse.Namespace) -> int:
     for b in range(8, 12):
         d.write(f"/sys/devices/system/memory/memory{b}/state", "online")
     d.check()
+    from memhp.viz.model import machine_map
+
+    before = machine_map(d.m, title="seed scenario: memory8..11 online (before the eject)")
     d.step("offline memory8 first")
     d.write("/sys/devices/system/memory/memory8/state", "offline")
     d.check()
@@ -113,6 +116,13 @@ def _run(spec: MachineSpec, args: argparse.Namespace) -> int:
     )
     if not gone:
         return 1
+    after = machine_map(d.m, title="seed scenario: after the eject")
+    from memhp.viz.demo import write_demo_pictures
+
+    paths = write_demo_pictures(args.out, before, after)
+    print("\n  pictures of the physical memory map, before and after:")
+    for path in paths:
+        print(f"    {path}")
     if not spec.memmap_on_memory:
         print(
             "\n--- the seed's idea: metadata allocated from the block it describes"

@@ -135,6 +135,7 @@ class KernelSysfs:
                     {"acpi": lambda: static_dir({"devices": lambda: self._acpi_bus_devices()})}
                 ),
                 "firmware": lambda: static_dir({"memmap": lambda: self._memmap_dir()}),
+                "module": lambda: self._module_dir(),
                 "kernel": lambda: static_dir({"debug": lambda: self._debugfs()}),
             }
         )
@@ -314,6 +315,23 @@ class KernelSysfs:
         for i in sorted(self.k.node_states["N_ONLINE"]):
             parts.append(("" if i == 0 else " ") + str(row[ids.index(i)]))
         return "".join(parts) + "\n"
+
+    # ================================================================ module parameters
+    def _module_dir(self) -> Dir | None:
+        """/sys/module/memory_hotplug/parameters (mm/memory_hotplug.c module_param_cb).
+
+        ``memmap_on_memory`` is read-only (0444) once booted; the 3.8 profile has no
+        such parameter (the seed's idea there is a machine option, not a parameter).
+        """
+        k = self.k
+        if not k.profile.sysfs_valid_zones:  # the 3.8 profile: no such parameters
+            return None
+        params = static_dir(
+            {
+                "memmap_on_memory": lambda: Attr(lambda: "Y\n" if k.memmap_on_memory else "N\n"),
+            }
+        )
+        return static_dir({"memory_hotplug": lambda: static_dir({"parameters": lambda: params})})
 
     # ================================================================ firmware memmap
     def _memmap_dir(self) -> Dir:

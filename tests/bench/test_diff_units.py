@@ -112,14 +112,14 @@ def test_step_defaults_and_shorthands() -> None:
                 "step": [{"wait": 1}],
             },
             "machine.block_size",
-        ),  # fmt: skip
+        ),
         (
             {
                 "machine": "machines/qemu-linux-6.1.toml",
                 "step": [{"name": "a", "wait": 1}, {"name": "a", "wait": 2}],
             },
             "duplicate step name 'a'",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_errors_name_the_step_and_key(bad: dict[str, object], message: str) -> None:
@@ -131,7 +131,7 @@ def test_errors_name_the_step_and_key(bad: dict[str, object], message: str) -> N
 def test_bad_toml(tmp_path: Path) -> None:
     p = tmp_path / "bad.toml"
     p.write_text("machine = \n")
-    with pytest.raises(ScenarioError, match="bad.toml: .*not valid TOML"):
+    with pytest.raises(ScenarioError, match=r"bad\.toml: .*not valid TOML"):
         load_scenario(str(p))
 
 
