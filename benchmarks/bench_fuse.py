@@ -144,6 +144,22 @@ def bench_lsmem(
         for case in ([], ["-a", "-o", "+NODE,ZONES"]):
             label = " ".join(case) or "(default)"
             tl = time_cmd([lsmem, "--sysroot", big, *case], runs, warmup=compare)
+            tm = time_cmd(
+                [sys.executable, "-m", "memhp.cli.main", "list", "--sysroot", big, *case],
+                runs,
+                warmup=False,
+            )
+            ratio = statistics.median(tm) / statistics.median(tl)
+            rows.append(
+                {
+                    "what": f"memhp list --sysroot LIVE mount {label} ({nblocks} blocks)",
+                    "value": round(statistics.median(tm), 3),
+                    "unit": "s",
+                    "target": "no slower than lsmem",
+                    "ratio_to_lsmem": round(ratio, 3),
+                    "ok": ratio <= 1.0,
+                }
+            )
             row: dict[str, Any] = {
                 "what": f"lsmem --sysroot LIVE mount {label} ({nblocks} blocks)",
                 "value": round(statistics.median(tl), 3),

@@ -86,6 +86,8 @@ class Kernel:
         self.blocks: dict[int, MemoryBlock] = {}
         #: Memory blocks per node id (mem->nid), so that node checks never scan all blocks.
         self.node_blocks: dict[int, int] = {}
+        #: The 2 MiB hugetlb pool of each node (one allocation per huge page).
+        self.hugetlb_pool: dict[int, list[Allocation]] = {}
         self.node_states: dict[str, set[int]] = {
             s: set() for s in ("N_POSSIBLE", "N_ONLINE", "N_NORMAL_MEMORY", "N_MEMORY", "N_CPU")
         }
@@ -520,6 +522,36 @@ class Kernel:
         (torn down by SparseMem.arch_remove_memory through ``self.pgtables``)."""
         for hook in self.pgtable_hooks:
             hook("remove", -1, first, end)
+
+    # ================================================================ hugetlb
+    def set_max_huge_pages(self, nid: int, count: int) -> None:
+        """set_max_huge_pages() for 2 MiB pages on one node (nr_hugepages store).
+
+        Grows the pool with fresh huge pages from the node itself
+        (alloc_fresh_huge_page with __GFP_THISNODE) as far as memory allows,
+        or shrinks it; like the kernel, a partly satisfied request is no error.
+        Huge pages are movable on x86_64 (hugepage_movable_supported), so they may
+        come from ZONE_MOVABLE and migrate when their memory goes offline.
+        """
+        pool = self.hugetlb_pool.setdefault(nid, [])
+        while len(pool) > count:
+            a = pool.pop()
+            if a.id in self.pa.allocs:
+                self.pa.free(a)
+        while len(pool) < count:
+            try:
+                (a,) = self.pa.alloc(
+                    512,
+                    PageState.MOVABLE,
+                    f"hugetlb page of node {nid}",
+                    "hugetlb",
+                    nid,
+                    this_node=True,
+                )
+            except AllocError:
+                break
+            pool.append(a)
+        self.log("hugetlb", f"node {nid}: {len(pool)} huge pages of 2048 kB")
 
     # ================================================================ removable, poison
     def removable(self, mem: MemoryBlock) -> bool:

@@ -20,6 +20,8 @@ KPF_BUDDY = 10
 KPF_MMAP = 11
 KPF_ANON = 12
 KPF_SWAPBACKED = 14
+KPF_COMPOUND_HEAD = 15
+KPF_HUGE = 17
 KPF_UNEVICTABLE = 18
 KPF_HWPOISON = 19
 KPF_NOPAGE = 20
@@ -110,40 +112,111 @@ def node_numastat(k: Kernel, nid: int) -> str:
     )
 
 
+#: node_read_vmstat(): zone items, the NUMA events, then node items (mm/vmstat.c
+#: vmstat_text order for 6.1); slab counters are printed in pages.
+VMSTAT_ZONE = (
+    "nr_free_pages",
+    "nr_zone_inactive_anon",
+    "nr_zone_active_anon",
+    "nr_zone_inactive_file",
+    "nr_zone_active_file",
+    "nr_zone_unevictable",
+    "nr_zone_write_pending",
+    "nr_mlock",
+    "nr_bounce",
+    "nr_zspages",
+    "nr_free_cma",
+)
+VMSTAT_NUMA = (
+    "numa_hit",
+    "numa_miss",
+    "numa_foreign",
+    "numa_interleave",
+    "numa_local",
+    "numa_other",
+)
+VMSTAT_NODE = (
+    "nr_inactive_anon",
+    "nr_active_anon",
+    "nr_inactive_file",
+    "nr_active_file",
+    "nr_unevictable",
+    "nr_slab_reclaimable",
+    "nr_slab_unreclaimable",
+    "nr_isolated_anon",
+    "nr_isolated_file",
+    "workingset_nodes",
+    "workingset_refault_anon",
+    "workingset_refault_file",
+    "workingset_activate_anon",
+    "workingset_activate_file",
+    "workingset_restore_anon",
+    "workingset_restore_file",
+    "workingset_nodereclaim",
+    "nr_anon_pages",
+    "nr_mapped",
+    "nr_file_pages",
+    "nr_dirty",
+    "nr_writeback",
+    "nr_writeback_temp",
+    "nr_shmem",
+    "nr_shmem_hugepages",
+    "nr_shmem_pmdmapped",
+    "nr_file_hugepages",
+    "nr_file_pmdmapped",
+    "nr_anon_transparent_hugepages",
+    "nr_vmscan_write",
+    "nr_vmscan_immediate_reclaim",
+    "nr_dirtied",
+    "nr_written",
+    "nr_throttled_written",
+    "nr_kernel_misc_reclaimable",
+    "nr_foll_pin_acquired",
+    "nr_foll_pin_released",
+    "nr_kernel_stack",
+    "nr_page_table_pages",
+    "nr_sec_page_table_pages",
+    "nr_swapcached",
+    "pgpromote_success",
+    "pgpromote_candidate",
+)
+
+
 def node_vmstat(k: Kernel, nid: int) -> str:
-    """node_read_vmstat(): the zone and node counters the model knows."""
+    """node_read_vmstat(): the counters the model knows; the others are 0."""
     c = node_counts(k, nid)
     anon = c["movable"] + c["pinned"]
-    rows = [
-        ("nr_free_pages", c["free"]),
-        ("nr_zone_inactive_anon", 0),
-        ("nr_zone_active_anon", anon),
-        ("nr_zone_inactive_file", 0),
-        ("nr_zone_active_file", 0),
-        ("nr_zone_unevictable", c["pinned"]),
-        ("nr_zone_write_pending", 0),
-        ("nr_mlock", 0),
-        ("nr_bounce", 0),
-        ("nr_zspages", 0),
-        ("nr_free_cma", 0),
-        ("nr_inactive_anon", 0),
-        ("nr_active_anon", anon),
-        ("nr_unevictable", c["pinned"]),
-        ("nr_anon_pages", anon),
-        ("nr_slab_unreclaimable_B", _kb(c["slab"]) * 1024),
-        ("nr_page_table_pages", c["pagetables"]),
-    ]
-    return "".join(f"{n} {v}\n" for n, v in rows)
+    hit = anon + c["unmovable"]
+    known = {
+        "nr_free_pages": c["free"],
+        "nr_zone_active_anon": anon,
+        "nr_zone_unevictable": c["pinned"],
+        "numa_hit": hit,
+        "numa_local": hit,
+        "nr_active_anon": anon,
+        "nr_unevictable": c["pinned"],
+        "nr_slab_unreclaimable": c["slab"],
+        "nr_anon_pages": anon,
+        "nr_page_table_pages": c["pagetables"],
+    }
+    names = VMSTAT_ZONE + VMSTAT_NUMA + VMSTAT_NODE
+    return "".join(f"{n} {known.get(n, 0)}\n" for n in names)
 
 
 def meminfo(k: Kernel) -> str:
-    """meminfo_proc_show(): the first lines, summed over nodes."""
+    """meminfo_proc_show() (fs/proc/meminfo.c) + hugetlb_report_meminfo() +
+    arch_report_meminfo() (DirectMap lines), summed over nodes."""
     tot = {"total": 0, "free": 0, "movable": 0, "pinned": 0, "unmovable": 0}
     for nid in k.pgdats:
         for key, v in k.node_meminfo(nid).items():
             tot[key] += v
-    anon = tot["movable"] + tot["pinned"]
-    rows = [
+    pagetables = _kind_pages(k, None, ("pagetable",))
+    slab = tot["unmovable"] - pagetables
+    huge = sum(len(p) for p in k.hugetlb_pool.values())
+    anon = tot["movable"] + tot["pinned"] - huge * 512
+    commit_limit = (tot["total"] - huge * 512) * 50 // 100
+    pt = k.pgtables.counters()
+    rows: list[tuple[str, int | None]] = [
         ("MemTotal", _kb(tot["total"])),
         ("MemFree", _kb(tot["free"])),
         ("MemAvailable", _kb(tot["free"])),
@@ -160,11 +233,56 @@ def meminfo(k: Kernel) -> str:
         ("Mlocked", 0),
         ("SwapTotal", 0),
         ("SwapFree", 0),
+        ("Zswap", 0),
+        ("Zswapped", 0),
+        ("Dirty", 0),
+        ("Writeback", 0),
         ("AnonPages", _kb(anon)),
-        ("Slab", _kb(tot["unmovable"])),
-        ("SUnreclaim", _kb(tot["unmovable"])),
+        ("Mapped", 0),
+        ("Shmem", 0),
+        ("KReclaimable", 0),
+        ("Slab", _kb(slab)),
+        ("SReclaimable", 0),
+        ("SUnreclaim", _kb(slab)),
+        ("KernelStack", 0),
+        ("PageTables", _kb(pagetables)),
+        ("SecPageTables", 0),
+        ("NFS_Unstable", 0),
+        ("Bounce", 0),
+        ("WritebackTmp", 0),
+        ("CommitLimit", _kb(commit_limit)),
+        ("Committed_AS", _kb(anon)),
+        ("VmallocTotal", 34359738367),
+        ("VmallocUsed", 0),
+        ("VmallocChunk", 0),
+        ("Percpu", 0),
+        ("HardwareCorrupted", None),
+        ("AnonHugePages", 0),
+        ("ShmemHugePages", 0),
+        ("ShmemPmdMapped", 0),
+        ("FileHugePages", 0),
+        ("FilePmdMapped", 0),
     ]
-    return "".join(f"{(label + ':').ljust(15)} {v:8d} kB\n" for label, v in rows)
+    out = []
+    for label, v in rows:
+        if v is None:  # "HardwareCorrupted: %5lu kB"
+            out.append(f"HardwareCorrupted: {_kb(_kind_pages(k, None, ('hwpoison',))):5d} kB\n")
+        else:
+            out.append(f"{(label + ':').ljust(15)} {v:8d} kB\n")
+    for label, n in (
+        ("HugePages_Total", huge),
+        ("HugePages_Free", huge),
+        ("HugePages_Rsvd", 0),
+        ("HugePages_Surp", 0),
+    ):
+        out.append(f"{(label + ':').ljust(16)}   {n:5d}\n")
+    out.append(f"{'Hugepagesize:':<15} {2048:8d} kB\n")
+    out.append(f"{'Hugetlb:':<15} {huge * 2048:8d} kB\n")
+    out.append(f"{'DirectMap4k:':<15} {pt['direct_4k'] * 4:8d} kB\n")
+    out.append(f"{'DirectMap2M:':<15} {pt['direct_2m'] * 2048:8d} kB\n")
+    if k.spec.gbpages:
+        out.append(f"{'DirectMap1G:':<15} {pt['direct_1g'] * 1048576:8d} kB\n")
+    return "".join(out)
 
 
 def _section_flags(k: Kernel, sec: int) -> np.ndarray:
@@ -178,9 +296,9 @@ def _section_flags(k: Kernel, sec: int) -> np.ndarray:
     if sec >= k.nr_sections or not k.sparse.online[sec]:
         return flags
     c = k.pa.counts[:, sec]
-    pt = sum(
-        n for aid, n in k.pa.by_section.get(sec, {}).items() if k.pa.allocs[aid].kind == "pagetable"
-    )
+    owners = k.pa.by_section.get(sec, {})
+    pt = sum(n for aid, n in owners.items() if k.pa.allocs[aid].kind == "pagetable")
+    huge = sum(n for aid, n in owners.items() if k.pa.allocs[aid].kind == "hugetlb")
     seq = [
         (int(c[PageState.ALTMAP]), 1 << KPF_RESERVED),
         (int(c[PageState.RESERVED]), 1 << KPF_RESERVED),
@@ -195,9 +313,10 @@ def _section_flags(k: Kernel, sec: int) -> np.ndarray:
             | (1 << KPF_UNEVICTABLE),
         ),
         (
-            int(c[PageState.MOVABLE]),
+            int(c[PageState.MOVABLE]) - huge,
             (1 << KPF_LRU) | (1 << KPF_ANON) | (1 << KPF_MMAP) | (1 << KPF_SWAPBACKED),
         ),
+        (huge, (1 << KPF_HUGE) | (1 << KPF_COMPOUND_HEAD)),
         (int(c[PageState.FREE]), 1 << KPF_BUDDY),
     ]
     pos = 0

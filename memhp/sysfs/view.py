@@ -206,6 +206,7 @@ class KernelSysfs:
             ),
             "phys_device": lambda: Attr(lambda: "0\n"),
             "removable": lambda: Attr(lambda: f"{k.removable(mem):d}\n"),
+            "subsystem": lambda: Link("../../../../bus/memory"),
         }
         if prof.sysfs_end_phys_index:
             e["end_phys_index"] = lambda: Attr(
@@ -289,7 +290,12 @@ class KernelSysfs:
             "numastat": lambda: Attr(lambda: procfs.node_numastat(k, nid)),
             "vmstat": lambda: Attr(lambda: procfs.node_vmstat(k, nid)),
             "x86": lambda: EMPTY_DIR,
+            "subsystem": lambda: Link("../../../../bus/node"),
+            "compact": lambda: Attr(None, lambda _b: 0, 0o200),
+            "hugepages": lambda: self._hugepages_dir(nid),
         }
+        for cpu in k.cpus_of(nid):
+            fixed[f"cpu{cpu}"] = self._bind_link(f"../../cpu/cpu{cpu}")
 
         def names() -> list[str]:
             links = [f"memory{m.id}" for m in k.blocks.values() if nid in m.nodes]
@@ -305,6 +311,36 @@ class KernelSysfs:
             return f() if f else None
 
         return Dir(names, child)
+
+    @staticmethod
+    def _bind_link(target: str) -> Callable[[], Node | None]:
+        return lambda: Link(target)
+
+    def _hugepages_dir(self, nid: int) -> Dir:
+        """node_hugetlb_attrs of mm/hugetlb.c: the 2 MiB pool of the node."""
+        k = self.k
+
+        def count() -> int:
+            return len(k.hugetlb_pool.get(nid, []))
+
+        def store(buf: bytes) -> int:
+            """nr_hugepages_store_common(): kstrtoul(buf, 10), then set_max_huge_pages()."""
+            from memhp.sysfs.attrs import kstrtoull
+
+            n = kstrtoull(buf, 10)
+            if n is None:
+                return -errno.EINVAL
+            k.set_max_huge_pages(nid, min(n, 1 << 40))
+            return 0
+
+        size = static_dir(
+            {
+                "free_hugepages": lambda: Attr(lambda: f"{count()}\n"),
+                "nr_hugepages": lambda: Attr(lambda: f"{count()}\n", store, 0o644),
+                "surplus_hugepages": lambda: Attr(lambda: "0\n"),
+            }
+        )
+        return static_dir({"hugepages-2048kB": lambda: size})
 
     def _distance(self, nid: int) -> str:
         """node_read_distance(): distances to the online nodes."""
@@ -384,10 +420,18 @@ class KernelSysfs:
     def _acpi_dev_dir(self, dev: AcpiDevice) -> Dir:
         e: dict[str, Callable[[], Node | None]] = {
             "hid": lambda: Attr(lambda: "PNP0C80\n"),
-            "modalias": lambda: Attr(lambda: "acpi:PNP0C80:\n"),
+            # __acpi_device_modalias(): empty until the device was found present
+            # (flags.initialized), and again after acpi_bus_trim().
+            "modalias": lambda: Attr(lambda: "acpi:PNP0C80:\n" if dev.present else ""),
             "path": lambda: Attr(lambda: dev.path + "\n"),
             "status": lambda: Attr(lambda: f"{self.k.acpi.platform.slots[dev.slot]._STA()}\n"),
-            "uevent": lambda: Attr(lambda: "MODALIAS=acpi:PNP0C80:\n", uevent_store, 0o644),
+            "uevent": lambda: Attr(
+                lambda: "MODALIAS=" + ("acpi:PNP0C80:" if dev.present else "") + "\n",
+                uevent_store,
+                0o644,
+            ),
+            "uid": lambda: Attr(lambda: f"0x{dev.slot:02X}\n"),
+            "subsystem": lambda: Link("../../../../../bus/acpi"),
         }
         if dev.ejectable:
             e["eject"] = lambda: Attr(None, lambda b: self.k.acpi.eject_store(dev, b), 0o200)

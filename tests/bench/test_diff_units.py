@@ -48,9 +48,18 @@ def test_at_least_twelve_scenarios_parse() -> None:
 
 
 def test_machine_maps_onto_qemu() -> None:
-    sc = load_scenario(os.path.join(SCENARIOS, "several-dimms-several-nodes.toml"))
+    nodes = [
+        {"id": 0, "cpus": [0, 1], "memory": [["0", "1G"]]},
+        {"id": 1, "cpus": []},
+        {"id": 2, "cpus": [], "hotplug": [["0x100000000", "0x3c0000000"]]},
+    ]
+    sc = parse_scenario(
+        {"machine": {"base": "machines/qemu-linux-6.1.toml", "node": nodes},
+         "step": [{"wait": 0}]},
+        os.path.join(SCENARIOS, "x.toml"),
+    )  # fmt: skip
     cfg = sc.vm_config()
-    assert [(n.cpus, n.mem) for n in cfg.nodes] == [(2, 1 << 30), (0, 0), (0, 0), (0, 0)]
+    assert [(n.cpus, n.mem) for n in cfg.nodes] == [(2, 1 << 30), (0, 0), (0, 0)]
     assert cfg.slots == 4 and cfg.maxmem == 8 << 30
     assert cfg.cmdline() == "console=ttyS0 memhp_default_state=offline"
     assert not cfg.host_python
@@ -138,7 +147,7 @@ def test_bad_toml(tmp_path: Path) -> None:
 F = Kind.FILE
 
 
-def test_normalise_drops_other_subsystems_and_unmodelled_names() -> None:
+def test_normalise_drops_other_subsystems_only() -> None:
     snap = {
         "/sys/devices/system/memory/memory0/state": Entry(F, "online\n"),
         "/sys/devices/system/memory/memory0/subsystem": Entry(Kind.LINK, target="x"),
@@ -150,13 +159,18 @@ def test_normalise_drops_other_subsystems_and_unmodelled_names() -> None:
         "/proc/meminfo": Entry(F, "MemTotal: 1 kB\n"),
         "/proc/zoneinfo": Entry(F, "..."),
     }
+    # everything of the memory hotplug trees is compared (the model has compact,
+    # hugepages, cpuN and subsystem links); other ACPI devices and /proc files are not
     assert sorted(normalise(snap)) == [
         "/proc/meminfo",
         "/sys/bus/acpi/devices/PNP0C80:00",
         "/sys/devices/system/memory/memory0/state",
+        "/sys/devices/system/memory/memory0/subsystem",
+        "/sys/devices/system/node/node0/cpu0",
         "/sys/devices/system/node/node0/cpulist",
+        "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages",
     ]
-    assert not_modelled("/sys/devices/system/node/node1/compact")
+    assert not not_modelled("/sys/devices/system/node/node1/compact")
     assert not not_modelled("/sys/devices/system/node/node1/cpumap")
 
 
