@@ -264,11 +264,11 @@ def meminfo(k: Kernel) -> str:
         ("FilePmdMapped", 0),
     ]
     out = []
-    for label, v in rows:
-        if v is None:  # "HardwareCorrupted: %5lu kB"
+    for label, val in rows:
+        if val is None:  # "HardwareCorrupted: %5lu kB"
             out.append(f"HardwareCorrupted: {_kb(_kind_pages(k, None, ('hwpoison',))):5d} kB\n")
         else:
-            out.append(f"{(label + ':').ljust(15)} {v:8d} kB\n")
+            out.append(f"{(label + ':').ljust(15)} {val:8d} kB\n")
     for label, n in (
         ("HugePages_Total", huge),
         ("HugePages_Free", huge),
