@@ -10,7 +10,9 @@ from memhp.config import load_machine
 from memhp.kernel.machine import MachineSpec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REFERENCE = os.path.join(os.path.dirname(ROOT), "shared", "reference", "linux-6.1")
+#: The real-kernel reference of shared/reference/linux-6.1, vendored into the repository
+#: (tests/data/reference) so that a clean clone has it.
+REFERENCE = os.path.join(ROOT, "tests", "data", "reference", "linux-6.1")
 
 
 def machine(name: str) -> MachineSpec:

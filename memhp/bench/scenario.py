@@ -527,6 +527,10 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<scenario>") -> Scenario
     tags: tuple[str, ...] = ()
     if tags_raw:
         tags = _strings(tags_raw, f"{where}: tags")
+    if any(st.action in ("memhp", "lsmem") for st in steps):
+        # Python in the guest needs `-cpu max` (numpy), whose CPU has pdpe1gb: 1 GiB
+        # pages in the direct map and a hugepages-1048576kB pool, as on the model side.
+        spec = replace(spec, gbpages=True)
     return Scenario(name, path, desc, mdoc, spec, cmdline, tuple(steps), tags)
 
 

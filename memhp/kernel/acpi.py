@@ -51,6 +51,8 @@ class AcpiDevice:
     slot: int
     name: str  # "PNP0C80:00"
     path: str
+    #: adev->status.present as last cached by acpi_bus_get_status() (bus scans);
+    #: the eject path does not refresh it, so it stays set after _EJ0.
     present: bool = False
     bound: bool = False  # the acpi_memhotplug driver is attached
     infos: list[MemoryInfo] = field(default_factory=list)
@@ -226,7 +228,7 @@ class AcpiBus:
         if not self.platform.evaluate_ej0(dev.slot):
             k.log("acpi_scan_hot_remove", f"{dev.name}: _EJ0 failed")
             return -errno.EIO
-        dev.present = bool(self.platform.slots[dev.slot]._STA())
+        # _STA is evaluated to check the eject, but adev->status is not updated.
         k.log("acpi_scan_hot_remove", f"{dev.name}: ejected")
         return 0
 
@@ -252,9 +254,9 @@ class AcpiBus:
             self.acpi_memory_device_remove(dev)  # acpi_scan_device_not_present()
             dev.present = False
             return 0
+        dev.present = present  # acpi_bus_get_status() caches _STA
         if not present:
             return 0
-        dev.present = True
         self.k.log("acpi_bus_scan", f"{dev.name} present: binding acpi_memhotplug")
         return self.acpi_memory_device_add(dev)
 

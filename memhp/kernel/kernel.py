@@ -87,7 +87,7 @@ class Kernel:
         #: Memory blocks per node id (mem->nid), so that node checks never scan all blocks.
         self.node_blocks: dict[int, int] = {}
         #: The 2 MiB hugetlb pool of each node (one allocation per huge page).
-        self.hugetlb_pool: dict[int, list[Allocation]] = {}
+        self.hugetlb_pool: dict[tuple[int, int], list[Allocation]] = {}
         self.node_states: dict[str, set[int]] = {
             s: set() for s in ("N_POSSIBLE", "N_ONLINE", "N_NORMAL_MEMORY", "N_MEMORY", "N_CPU")
         }
@@ -524,16 +524,18 @@ class Kernel:
             hook("remove", -1, first, end)
 
     # ================================================================ hugetlb
-    def set_max_huge_pages(self, nid: int, count: int) -> None:
-        """set_max_huge_pages() for 2 MiB pages on one node (nr_hugepages store).
+    def set_max_huge_pages(self, nid: int, count: int, size_kb: int = 2048) -> None:
+        """set_max_huge_pages() for one node and huge page size (nr_hugepages store).
 
         Grows the pool with fresh huge pages from the node itself
-        (alloc_fresh_huge_page with __GFP_THISNODE) as far as memory allows,
-        or shrinks it; like the kernel, a partly satisfied request is no error.
-        Huge pages are movable on x86_64 (hugepage_movable_supported), so they may
-        come from ZONE_MOVABLE and migrate when their memory goes offline.
+        (alloc_fresh_huge_page with __GFP_THISNODE; 1 GiB pages come from
+        alloc_contig_pages) as far as memory allows, or shrinks it; like the kernel,
+        a partly satisfied request is no error.  Huge pages are movable on x86_64
+        (hugepage_movable_supported), so they may come from ZONE_MOVABLE and
+        migrate when their memory goes offline.
         """
-        pool = self.hugetlb_pool.setdefault(nid, [])
+        pool = self.hugetlb_pool.setdefault((nid, size_kb), [])
+        pages = size_kb * 1024 // PAGE_SIZE
         while len(pool) > count:
             a = pool.pop()
             if a.id in self.pa.allocs:
@@ -541,9 +543,9 @@ class Kernel:
         while len(pool) < count:
             try:
                 (a,) = self.pa.alloc(
-                    512,
+                    pages,
                     PageState.MOVABLE,
-                    f"hugetlb page of node {nid}",
+                    f"hugetlb page ({size_kb} kB) of node {nid}",
                     "hugetlb",
                     nid,
                     this_node=True,
@@ -551,7 +553,19 @@ class Kernel:
             except AllocError:
                 break
             pool.append(a)
-        self.log("hugetlb", f"node {nid}: {len(pool)} huge pages of 2048 kB")
+        self.log("hugetlb", f"node {nid}: {len(pool)} huge pages of {size_kb} kB")
+
+    def huge_page_sizes(self) -> tuple[int, ...]:
+        """hugetlb_add_hstate(): 2 MiB, and 1 GiB where the CPU has gbpages."""
+        return (2048, 1048576) if self.spec.gbpages else (2048,)
+
+    def nr_huge_pages(self, nid: int | None = None, size_kb: int | None = None) -> int:
+        """Huge pages in the pools, optionally of one node and/or size."""
+        return sum(
+            len(p)
+            for (n, sz), p in self.hugetlb_pool.items()
+            if (nid is None or n == nid) and (size_kb is None or sz == size_kb)
+        )
 
     # ================================================================ removable, poison
     def removable(self, mem: MemoryBlock) -> bool:

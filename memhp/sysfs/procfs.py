@@ -212,9 +212,10 @@ def meminfo(k: Kernel) -> str:
             tot[key] += v
     pagetables = _kind_pages(k, None, ("pagetable",))
     slab = tot["unmovable"] - pagetables
-    huge = sum(len(p) for p in k.hugetlb_pool.values())
-    anon = tot["movable"] + tot["pinned"] - huge * 512
-    commit_limit = (tot["total"] - huge * 512) * 50 // 100
+    huge = k.nr_huge_pages(None, 2048)  # the default huge page size
+    huge_pages = sum(len(p) * sz // 4 for (_n, sz), p in k.hugetlb_pool.items())
+    anon = tot["movable"] + tot["pinned"] - huge_pages
+    commit_limit = (tot["total"] - huge_pages) * 50 // 100
     pt = k.pgtables.counters()
     rows: list[tuple[str, int | None]] = [
         ("MemTotal", _kb(tot["total"])),
@@ -277,7 +278,7 @@ def meminfo(k: Kernel) -> str:
     ):
         out.append(f"{(label + ':').ljust(16)}   {n:5d}\n")
     out.append(f"{'Hugepagesize:':<15} {2048:8d} kB\n")
-    out.append(f"{'Hugetlb:':<15} {huge * 2048:8d} kB\n")
+    out.append(f"{'Hugetlb:':<15} {huge_pages * 4:8d} kB\n")
     out.append(f"{'DirectMap4k:':<15} {pt['direct_4k'] * 4:8d} kB\n")
     out.append(f"{'DirectMap2M:':<15} {pt['direct_2m'] * 2048:8d} kB\n")
     if k.spec.gbpages:

@@ -317,30 +317,40 @@ class KernelSysfs:
         return lambda: Link(target)
 
     def _hugepages_dir(self, nid: int) -> Dir:
-        """node_hugetlb_attrs of mm/hugetlb.c: the 2 MiB pool of the node."""
+        """node_hugetlb_attrs of mm/hugetlb.c: one directory per huge page size."""
         k = self.k
+        sizes = k.huge_page_sizes()
 
-        def count() -> int:
-            return len(k.hugetlb_pool.get(nid, []))
+        def size_dir(size_kb: int) -> Dir:
+            def count() -> int:
+                return k.nr_huge_pages(nid, size_kb)
 
-        def store(buf: bytes) -> int:
-            """nr_hugepages_store_common(): kstrtoul(buf, 10), then set_max_huge_pages()."""
-            from memhp.sysfs.attrs import kstrtoull
+            def store(buf: bytes) -> int:
+                """nr_hugepages_store_common(): kstrtoul(buf, 10), set_max_huge_pages()."""
+                from memhp.sysfs.attrs import kstrtoull
 
-            n = kstrtoull(buf, 10)
-            if n is None:
-                return -errno.EINVAL
-            k.set_max_huge_pages(nid, min(n, 1 << 40))
-            return 0
+                n = kstrtoull(buf, 10)
+                if n is None:
+                    return -errno.EINVAL
+                k.set_max_huge_pages(nid, min(n, 1 << 40), size_kb)
+                return 0
 
-        size = static_dir(
-            {
-                "free_hugepages": lambda: Attr(lambda: f"{count()}\n"),
-                "nr_hugepages": lambda: Attr(lambda: f"{count()}\n", store, 0o644),
-                "surplus_hugepages": lambda: Attr(lambda: "0\n"),
-            }
-        )
-        return static_dir({"hugepages-2048kB": lambda: size})
+            entries: dict[str, Callable[[], Node | None]] = {}
+            if size_kb != min(sizes):
+                # demote_size/demote (5.16+): a page of this size splits into smaller ones
+                smaller = max(s for s in sizes if s < size_kb)
+                entries["demote"] = lambda: Attr(None, lambda _b: 0, 0o200)
+                entries["demote_size"] = lambda: Attr(lambda: f"{smaller}kB\n", None, 0o644)
+            entries["free_hugepages"] = lambda: Attr(lambda: f"{count()}\n")
+            entries["nr_hugepages"] = lambda: Attr(lambda: f"{count()}\n", store, 0o644)
+            entries["surplus_hugepages"] = lambda: Attr(lambda: "0\n")
+            return static_dir(entries)
+
+        return static_dir({f"hugepages-{sz}kB": self._bind_size(size_dir, sz) for sz in sizes})
+
+    @staticmethod
+    def _bind_size(fn: Callable[[int], Dir], sz: int) -> Callable[[], Node | None]:
+        return lambda: fn(sz)
 
     def _distance(self, nid: int) -> str:
         """node_read_distance(): distances to the online nodes."""

@@ -16,7 +16,7 @@ from memhp.sysfs.fs import Kind
 from memhp.sysfs.tree import load_json, parse_trace
 
 REAL = Path(__file__).resolve().parents[1] / "data" / "real"
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "linux-6.1"
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "reference" / "linux-6.1"
 SCENARIOS = sorted(p.name for p in REAL.iterdir() if (p / "scenario.json").exists())
 #: Counters that move on their own between the reference run and ours.
 VOLATILE = ("/vmstat", "/numastat", "/meminfo")

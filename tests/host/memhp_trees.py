@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 TRACE = Path(
     os.environ.get(
         "MEMHP_REFERENCE_TRACE",
-        str(REPO.parent / "shared/reference/linux-6.1/pc-dimm-hotplug-trace.txt"),
+        str(REPO / "tests/data/reference/linux-6.1/pc-dimm-hotplug-trace.txt"),
     )
 )
 FIXTURES = REPO / "tests/data/trees"

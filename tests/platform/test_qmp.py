@@ -23,7 +23,7 @@ from memhp.sim import SimMachine
 
 REPO = Path(__file__).resolve().parents[2]
 MACHINE = str(REPO / "machines" / "qemu-linux-6.1.toml")
-REFERENCE = Path("/work/shared/reference/linux-6.1/pc-dimm-hotplug-qmp.txt")
+REFERENCE = Path(__file__).resolve().parents[1] / "data/reference/linux-6.1/pc-dimm-hotplug-qmp.txt"
 
 
 @pytest.fixture

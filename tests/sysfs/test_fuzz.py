@@ -79,6 +79,8 @@ def test_writable_attributes_are_the_kernels() -> None:
         "hard_offline_page",
         "eject",
         "error",
+        "compact",
+        "nr_hugepages",
     }
 
 

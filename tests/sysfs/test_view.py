@@ -31,18 +31,12 @@ def test_links_resolve_through_acpi_device() -> None:
     assert fs.read(f"{MEM}/memory33/firmware_node/path") == b"\\_SB_.MHPC.MP00\n"
     assert sorted(fs.listdir("/sys/devices/system/node/node1")) == sorted(
         [
-            "memory32",
-            "memory33",
-            "uevent",
-            "cpumap",
-            "cpulist",
-            "distance",
-            "meminfo",
-            "numastat",
-            "vmstat",
-            "x86",
+            "memory32", "memory33", "uevent", "cpumap", "cpulist", "distance", "meminfo",
+            "numastat", "vmstat", "x86", "subsystem", "compact", "hugepages",
         ]
-    )
+    )  # fmt: skip
+    assert "cpu0" in fs.listdir("/sys/devices/system/node/node0")
+    assert fs.readlink("/sys/devices/system/node/node0/cpu1") == "../../cpu/cpu1"
     assert fs.read("/sys/devices/system/node/node1/cpumap") == b"0\n"
     assert fs.read("/sys/devices/system/node/node0/cpumap") == b"3\n"
     assert fs.read("/sys/devices/LNXSYSTM:00/LNXSYBUS:00/PNP0A06:04/PNP0C80:01/status") == b"0\n"
