@@ -162,7 +162,8 @@ class Kernel:
                     this_node=True,
                 )
             except AllocError:
-                pass
+                # a node whose memory is all ZONE_MOVABLE holds no kernel data
+                self.log("boot", f"node {nid}: no kernel memory for slab (movable only)")
         # node states.
         for n in spec.nodes:
             if n.cpus:
@@ -178,7 +179,6 @@ class Kernel:
             from memhp.kernel.page_cgroup import PageCgroup
 
             PageCgroup(self).register()
-        self.register_error_inject()
         self.acpi.scan()
         self.log(
             "boot",
@@ -353,7 +353,8 @@ class Kernel:
                     limit_pfn=DMA32_END >> PAGE_SHIFT,
                 )
             except AllocError:
-                pass
+                # swiotlb_init() warns and runs without a bounce buffer
+                self.log("boot", "swiotlb: cannot allocate the bounce buffer below 4G")
 
     def _memory_dev_init(self) -> None:
         """memory_dev_init(): one block device per present block, online.
@@ -390,14 +391,16 @@ class Kernel:
 
     # ================================================================ notifier
     def memory_notify(self, action: MemAction, arg: MemoryNotify) -> int:
-        """memory_notify(): the chain, with memory-notifier-error-inject in front."""
+        """memory_notify(): the chain, with memory-notifier-error-inject in front.
+
+        lib/memory-notifier-error-inject.c registers a notifier at the highest
+        priority that returns the errno set in debugfs for an action, on every call
+        until it is set back to 0.
+        """
         inj = self.notifier_error_inject.get(action, 0)
         if inj:
             return inj
         return self.chain.call(action, arg)
-
-    def register_error_inject(self) -> None:
-        """lib/memory-notifier-error-inject.c: errors set per action apply to each call."""
 
     # ================================================================ nodes
     def present_sections_of(self, nid: int) -> int:

@@ -158,10 +158,10 @@ class PageAllocator:
         return a
 
     # ------------------------------------------------------------------ sections
-    def section_online(self, sec: int, nid: int, zone: ZoneType, skip_pages: int = 0) -> None:
+    def section_online(self, sec: int, nid: int, zone: ZoneType) -> None:
         """Hand the RAM pages of ``sec`` to the buddy allocator (online_pages_range).
 
-        ``skip_pages`` pages at the start (memmap-on-memory altmap) stay as they are.
+        Pages already in use (the memmap-on-memory altmap) stay as they are.
         """
         self.zone[sec] = int(zone)
         self.nid[sec] = nid
@@ -170,7 +170,6 @@ class PageAllocator:
         arr += self.counts[:, sec]
         self.counts[PageState.FREE, sec] += n
         arr[PageState.FREE] += n
-        del skip_pages
 
     def sections_online(self, secs: npt.NDArray[np.intp], zones: npt.NDArray[np.int8]) -> None:
         """section_online() for many sections at once (boot: memblock_free_all)."""
