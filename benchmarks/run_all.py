@@ -83,6 +83,10 @@ def render() -> str:
             for k, v in flat.items():
                 out.append(f"| {k} | {_cell(v)} |")
         out.append("")
+    notes = os.path.join(HERE, "NOTES.md")
+    if os.path.exists(notes):
+        with open(notes) as f:
+            out.append(f.read())
     return "\n".join(out)
 
 
