@@ -4,7 +4,8 @@ A machine is described by a TOML document (see ``machines/*.toml``)::
 
     name = "seed"
     profile = "linux-3.8-hotremove"      # or "linux-6.1" (default)
-    block_size = "128M"
+    block_size = "128M"                   # or "auto": probe_memory_block_size()
+    hypervisor = true                     # X86_FEATURE_HYPERVISOR (for "auto")
     memcg = true                          # CONFIG_MEMCG
     auto_online_blocks = "offline"        # memhp_default_state=
     memmap_on_memory = false              # memory_hotplug.memmap_on_memory=
@@ -186,6 +187,7 @@ def _int_list(v: object, key: str) -> tuple[int, ...]:
 
 _KNOWN_TOP = {
     "name",
+    "hypervisor",
     "profile",
     "block_size",
     "memcg",
@@ -199,6 +201,30 @@ _KNOWN_TOP = {
     "kernel",
     "description",
 }
+
+
+#: arch/x86/mm/init_64.c: MEM_SIZE_FOR_LARGE_BLOCK and MAX_BLOCK_SIZE.
+MEM_SIZE_FOR_LARGE_BLOCK = 64 * GiB
+MAX_BLOCK_SIZE = 2 * GiB
+
+
+def probe_memory_block_size(boot_mem_end: int, hypervisor: bool) -> int:
+    """probe_memory_block_size() of x86_64 (6.1), for ``block_size = "auto"``.
+
+    Below 64 GiB of boot memory: 128 MiB.  On bare metal: 2 GiB.  Under a
+    hypervisor: the largest size up to 2 GiB that the end of boot memory is
+    aligned to.
+    """
+    if boot_mem_end < MEM_SIZE_FOR_LARGE_BLOCK:
+        return SECTION_SIZE
+    if not hypervisor:
+        return MAX_BLOCK_SIZE
+    bz = MAX_BLOCK_SIZE
+    while bz > SECTION_SIZE:
+        if boot_mem_end % bz == 0:
+            break
+        bz >>= 1
+    return bz
 
 
 def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
@@ -215,8 +241,10 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
             "profile", f"unknown profile {prof_name!r} (known: {', '.join(PROFILES)})"
         )
     profile = PROFILES[str(prof_name)]
-    block_size = parse_size(doc.get("block_size", SECTION_SIZE), "block_size")
-    if block_size < SECTION_SIZE or block_size & (block_size - 1):
+    raw_bs = doc.get("block_size", SECTION_SIZE)
+    hypervisor = _bool(doc, "hypervisor", True)
+    block_size = 0 if raw_bs == "auto" else parse_size(raw_bs, "block_size")
+    if raw_bs != "auto" and (block_size < SECTION_SIZE or block_size & (block_size - 1)):
         raise MachineError(
             "block_size", f"must be a power of two of at least 128M, got {block_size:#x}"
         )
@@ -255,7 +283,7 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
         memory = tuple(_range(r, f"{k}.memory[{j}]") for j, r in enumerate(mem))
         hotplug = tuple(_range(r, f"{k}.hotplug[{j}]") for j, r in enumerate(hp))
         for j, (s, e) in enumerate(hotplug):
-            if s % block_size or e % block_size:
+            if block_size and (s % block_size or e % block_size):
                 raise MachineError(
                     f"{k}.hotplug[{j}]", f"window must be aligned to the block size {block_size:#x}"
                 )
@@ -345,6 +373,16 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
     if bad:
         raise MachineError(f"kernel.{bad[0]}", "unknown key")
 
+    if not block_size:
+        boot_end = max((e for n in nodes for _s, e in n.memory), default=0)
+        block_size = probe_memory_block_size(boot_end, hypervisor)
+        for i, n in enumerate(nodes):
+            for j, (hs, he) in enumerate(n.hotplug):
+                if hs % block_size or he % block_size:
+                    raise MachineError(
+                        f"node[{i}].hotplug[{j}]",
+                        f"window must be aligned to the block size {block_size:#x} (auto)",
+                    )
     spec = MachineSpec(
         name=name,
         profile=profile,

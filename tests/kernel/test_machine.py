@@ -125,3 +125,27 @@ def test_bad_file_errors_name_the_file(tmp_path: object) -> None:
     with pytest.raises(MachineError):
         load_machine(str(d / "missing.toml"))
     assert tomllib  # the stdlib parser is what reads machine files
+
+
+@pytest.mark.parametrize(
+    ("boot", "hypervisor", "expected"),
+    [
+        ("1G", True, 128 << 20),  # below 64 GiB: MIN_MEMORY_BLOCK_SIZE
+        ("64G", False, 2 << 30),  # bare metal: MAX_BLOCK_SIZE
+        ("64G", True, 2 << 30),  # 64 GiB is 2 GiB-aligned
+        ("65G", True, 1 << 30),  # the largest size the end of memory is aligned to
+        ("64G+128M", True, 128 << 20),
+    ],
+)
+def test_auto_block_size_is_probe_memory_block_size(
+    boot: str, hypervisor: bool, expected: int
+) -> None:
+    from memhp.kernel.machine import parse_size
+
+    end = sum(parse_size(p, "t") for p in boot.split("+"))
+    doc = {
+        "block_size": "auto",
+        "hypervisor": hypervisor,
+        "node": [{"id": 0, "cpus": [0], "memory": [[0, end]]}],
+    }
+    assert parse_machine(doc).block_size == expected
