@@ -28,8 +28,10 @@ def _machine_map(args: argparse.Namespace) -> object:
 
     try:
         spec = load_machine(builtin_machine_path(args.machine))
-    except (MachineError, OSError) as e:
-        raise UsageError(f"{args.machine}: {e}") from None
+    except MachineError as e:
+        raise UsageError(str(e)) from None  # names the file, the key and the problem
+    except OSError as e:
+        raise UsageError(f"{args.machine}: {e.strerror}") from None
     if args.scenario in ("seed", "seed-after"):
         from memhp.viz.demo import seed_scenario_maps
 
