@@ -64,6 +64,21 @@ class SimMachine:
         memdev: str | None = None,
     ) -> Dimm:
         """Plug a pc-dimm (QEMU device_add driver=pc-dimm) and notify the OS."""
+        try:
+            return self._device_add(size, node, id, addr, slot, memdev)
+        finally:
+            self.sysfs.notify_changed()
+
+    def _device_add(
+        self,
+        size: int,
+        node: int,
+        id: str | None = None,
+        addr: int | None = None,
+        slot: int | None = None,
+        memdev: str | None = None,
+    ) -> Dimm:
+        """Plug a pc-dimm (QEMU device_add driver=pc-dimm) and notify the OS."""
         with self.lock:
             p = self.platform
             if size <= 0 or size % self.spec.block_size:
@@ -126,6 +141,12 @@ class SimMachine:
 
     def device_del(self, id: str) -> None:
         """Ask the OS to eject a DIMM (QEMU device_del): the OS may refuse."""
+        try:
+            self._device_del(id)
+        finally:
+            self.sysfs.notify_changed()
+
+    def _device_del(self, id: str) -> None:
         with self.lock:
             s = self.platform.slot_of(id)
             if s is None:

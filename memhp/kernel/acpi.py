@@ -137,6 +137,7 @@ class AcpiBus:
 
     def acpi_bind_memory_blocks(self, dev: AcpiDevice, info: MemoryInfo) -> None:
         """acpi_bind_one() per block: physical_node links and firmware_node."""
+        self.k.topology_gen += 1
         for mem in self.k.blocks_in_range(info.start_addr, info.length):
             mem.acpi_device = dev.name
             dev.physical_nodes.append(mem.id)
@@ -146,6 +147,8 @@ class AcpiBus:
         )
 
     def acpi_unbind_memory_blocks(self, dev: AcpiDevice, info: MemoryInfo) -> None:
+        """acpi_unbind_one() per block: the links go."""
+        self.k.topology_gen += 1
         for mem in self.k.blocks_in_range(info.start_addr, info.length):
             mem.acpi_device = None
             if mem.id in dev.physical_nodes:
@@ -163,6 +166,7 @@ class AcpiBus:
         dev.infos = []
         dev.bound = False
         dev.physical_nodes = []
+        self.k.topology_gen += 1
 
     # ----------------------------------------------------------- scan.c eject
     def _blocks(self, dev: AcpiDevice) -> list[MemoryBlock]:

@@ -95,6 +95,9 @@ class Kernel:
         self.altmaps: dict[int, int] = {}
         self.page_cgroup: dict[int, int] = {}  # section -> allocation id (3.8 + MEMCG)
         self.events: list[LogEntry] = []
+        #: Bumped whenever a sysfs object appears or vanishes (blocks, nodes, firmware
+        #: entries, ACPI bindings): caches of the sysfs tree key on it.
+        self.topology_gen = 0
         self.clock = 0.0
         self.migrate_page_cost_s = MIGRATE_PAGE_COST_S
         #: Simulated time one failed migration round costs (the loop's cond_resched/yield).
@@ -420,10 +423,12 @@ class Kernel:
     def register_one_node(self, nid: int) -> None:
         """register_one_node(): /sys/devices/system/node/nodeN appears."""
         self.registered_nodes.add(nid)
+        self.topology_gen += 1
         self.log("register_one_node", f"/sys/devices/system/node/node{nid} created")
 
     def unregister_one_node(self, nid: int) -> None:
         self.registered_nodes.discard(nid)
+        self.topology_gen += 1
         self.log("unregister_one_node", f"/sys/devices/system/node/node{nid} removed")
 
     def hotadd_init_pgdat(self, nid: int) -> int:
@@ -466,6 +471,7 @@ class Kernel:
         self, start: int, size: int, vmemmap_pages: int, nid: int
     ) -> list[MemoryBlock]:
         """create_memory_block_devices(): offline blocks for a hot-added range."""
+        self.topology_gen += 1
         out = []
         for bid in range(start // self.block_size, (start + size) // self.block_size):
             mem = MemoryBlock(
@@ -488,6 +494,7 @@ class Kernel:
 
     def remove_memory_block_devices(self, start: int, size: int) -> None:
         """remove_memory_block_devices(): unregister blocks and their node links."""
+        self.topology_gen += 1
         ids = [m.id for m in self.blocks_in_range(start, size)]
         for bid in ids:
             mem = self.blocks.pop(bid)

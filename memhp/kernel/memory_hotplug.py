@@ -451,6 +451,7 @@ def add_memory(k: Kernel, nid: int, start: int, size: int, memmap_on_memory: boo
     for mem in blocks:
         mem.nodes.add(nid)
     entry = k.fwmap.firmware_map_add_hotplug(start, start + size, "System RAM")
+    k.topology_gen += 1
     k.log(
         "firmware_map_add_hotplug",
         f"/sys/firmware/memmap/{entry.index}: {entry.start:#x}-{entry.end:#x} {entry.type}",
@@ -497,6 +498,7 @@ def try_remove_memory(k: Kernel, start: int, size: int) -> int:
         return -errno.EINVAL
     try:
         entry = k.fwmap.firmware_map_remove(start, start + size, "System RAM")
+        k.topology_gen += 1
         k.log(
             "firmware_map_remove",
             f"/sys/firmware/memmap/{entry.index}: {entry.start:#x}-{entry.end:#x} removed",

@@ -365,9 +365,13 @@ class QMPServer:
                     raise QMPError(f"The command {name} has not been found", "CommandNotFound")
                 if exec_key == "exec-oob":
                     raise QMPError(f"The command {name} does not support OOB")
-                result = handler(args)
-                if isinstance(result, Awaitable):
-                    result = await result
+                try:
+                    result = handler(args)
+                    if isinstance(result, Awaitable):
+                        result = await result
+                finally:
+                    # objects the command removed are gone from a FUSE mount on reply
+                    self.sim.sysfs.settle()
             out: dict[str, Any] = {"return": result}
         except QMPError as e:
             out = {"error": {"class": e.cls, "desc": e.desc}}

@@ -32,9 +32,11 @@ loop; the model's lock serialises the requests.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import logging
 import os
+import queue
 import shutil
 import stat
 import subprocess
@@ -97,14 +99,47 @@ class SysfsOperations:
         self._handles: dict[int, _Handle] = {}
         self._next_fh = 1
         self._hlock = threading.Lock()
+        # Directory entries are cached by the kernel (entry_timeout) and invalidated
+        # here when sysfs objects vanish (fuse_invalidate_path), from one thread.
+        self._fuse_ptr: int | None = None
+        self._invalidate: Callable[[int, bytes], int] | None = None
+        self._inval_q: queue.Queue[str] = queue.Queue()
+        with fs.lock:
+            self._listing = self._tracked_listing()
+        fs.listeners.append(self._on_topology_change)
+        fs.settlers.append(self._settle)
 
     # ------------------------------------------------------------ lifecycle
     def init_with_config(self, conn: Any, config: Any) -> None:
-        """FUSE INIT: the mount is live; make every lookup and read uncached."""
+        """FUSE INIT: the mount is live.
+
+        Reads always reach the model (direct_io, no page cache).  Directory entries
+        and attributes are cached by the kernel for ``CACHE_TIMEOUT`` seconds, which
+        saves a LOOKUP per path component on every open; when sysfs objects vanish,
+        their entries are invalidated before the write (or QMP command) that removed
+        them returns.  Without fuse_invalidate_path() nothing is cached.
+        """
+        timeout = 0.0
+        try:
+            import mfusepy
+
+            lib = mfusepy._libfuse
+            ctx = lib.fuse_get_context()
+            fuse_ptr = ctx.contents.fuse if ctx else None
+            fn = lib.fuse_invalidate_path
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+            fn.restype = ctypes.c_int
+            if fuse_ptr:
+                self._fuse_ptr = int(fuse_ptr)
+                self._invalidate = fn
+                timeout = self.CACHE_TIMEOUT
+                threading.Thread(target=self._invalidator, name="fuse-inval", daemon=True).start()
+        except (ImportError, AttributeError, OSError, ValueError):
+            timeout = 0.0
         if config is not None:
             for name, value in (
-                ("attr_timeout", 0.0),
-                ("entry_timeout", 0.0),
+                ("attr_timeout", timeout),
+                ("entry_timeout", timeout),
                 ("negative_timeout", 0.0),
                 ("direct_io", 1),
                 ("kernel_cache", 0),
@@ -113,6 +148,64 @@ class SysfsOperations:
                     setattr(config, name, value)
         if self.on_ready is not None:
             self.on_ready()
+
+    #: Seconds the kernel may keep directory entries and attributes (see above).
+    CACHE_TIMEOUT = 60.0
+
+    def _tracked_listing(self) -> dict[str, frozenset[str]]:
+        """Names in the directories whose entries can vanish (call with the lock)."""
+        out: dict[str, frozenset[str]] = {}
+        dirs = [
+            "/sys/devices/system/memory",
+            "/sys/devices/system/node",
+            "/sys/firmware/memmap",
+        ]
+        node_root = self.fs.resolve("/sys/devices/system/node")[1]
+        if isinstance(node_root, Dir):
+            dirs += [
+                f"/sys/devices/system/node/{n}" for n in node_root.names() if n.startswith("node")
+            ]
+        acpi = "/sys/devices/LNXSYSTM:00/LNXSYBUS:00/PNP0A06:04"
+        try:
+            dev_root = self.fs.resolve(acpi)[1]
+        except OSError:
+            dev_root = None
+        if isinstance(dev_root, Dir):
+            dirs += [f"{acpi}/{n}" for n in dev_root.names()]
+        for d in dirs:
+            try:
+                node = self.fs.resolve(d)[1]
+            except OSError:
+                continue
+            if isinstance(node, Dir):
+                out[d] = frozenset(node.names())
+        return out
+
+    def _on_topology_change(self) -> None:
+        """Queue the paths of the entries that vanished for invalidation."""
+        if self._invalidate is None:
+            return
+        with self.fs.lock:
+            new = self._tracked_listing()
+            old, self._listing = self._listing, new
+        for d, names in old.items():
+            for name in names - new.get(d, frozenset()):
+                self._inval_q.put(f"{d}/{name}")
+
+    def _invalidator(self) -> None:
+        """fuse_invalidate_path() of each queued path (never under the model lock)."""
+        while True:
+            path = self._inval_q.get()
+            try:
+                if self._invalidate is not None and self._fuse_ptr is not None:
+                    self._invalidate(self._fuse_ptr, path.encode())  # -ENOENT: never looked up
+            finally:
+                self._inval_q.task_done()
+
+    def _settle(self) -> None:
+        """Wait until vanished entries are invalidated (the caller holds no model lock)."""
+        if self._invalidate is not None:
+            self._inval_q.join()
 
     def destroy(self, path: str) -> None:
         log.info("file system destroyed")
@@ -226,6 +319,8 @@ class SysfsOperations:
             if e.errno == errno.ENOENT and fh in self._handles:
                 raise OSError(errno.ENODEV, os.strerror(errno.ENODEV), path) from None
             raise
+        finally:
+            self._settle()  # e.g. an eject removed blocks: their entries are gone now
 
     def truncate(self, path: str, length: int, fh: int | None = None) -> int:
         """O_TRUNC and truncate(2) are accepted and ignored, as kernfs does."""

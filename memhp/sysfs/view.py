@@ -101,6 +101,13 @@ class KernelSysfs:
         self.lock = threading.RLock()
         self._cache: dict[tuple[str, bool], tuple[str, Node]] = {}
         self._gen = -1
+        #: Called (outside the lock) after a change that may have added or removed
+        #: sysfs objects, e.g. by a FUSE server that caches directory entries.
+        self.listeners: list[Callable[[], None]] = []
+        #: Called (outside the lock) by drivers of the platform after each request, to
+        #: wait until the listeners have acted (e.g. stale directory entries dropped).
+        self.settlers: list[Callable[[], None]] = []
+        self._notified_gen = kernel.topology_gen
         self.root = static_dir(
             {
                 "sys": lambda: self._sys,
@@ -507,11 +514,11 @@ class KernelSysfs:
     def resolve(self, path: str, follow_last: bool = True) -> tuple[str, Node]:
         """The canonical path and node that ``path`` names (links followed as asked).
 
-        Results are cached until the kernel next changes anything structural (every
-        such change is logged, so the length of the event log is the generation).
+        Results are cached until the kernel next adds or removes a sysfs object
+        (``Kernel.topology_gen``).
         """
         with self.lock:
-            gen = len(self.k.events)
+            gen = self.k.topology_gen
             if gen != self._gen:
                 self._cache.clear()
                 self._gen = gen
@@ -606,8 +613,30 @@ class KernelSysfs:
                 raise oserror(errno.EACCES, path)
             return node.show().encode()[offset : offset + size]
 
+    def notify_changed(self) -> None:
+        """Tell the listeners if objects appeared or vanished since the last call."""
+        with self.lock:
+            gen = self.k.topology_gen
+            if gen == self._notified_gen:
+                return
+            self._notified_gen = gen
+        for fn in list(self.listeners):
+            fn()
+
+    def settle(self) -> None:
+        """Notify, then wait until every listener has acted on the last change."""
+        self.notify_changed()
+        for fn in list(self.settlers):
+            fn()
+
     def write(self, path: str, data: bytes) -> int:
         """One write(2) to an attribute: the store handler sees at most one page."""
+        try:
+            return self._write(path, data)
+        finally:
+            self.notify_changed()
+
+    def _write(self, path: str, data: bytes) -> int:
         with self.lock:
             node = self._attr(path)
             if node.store is None:

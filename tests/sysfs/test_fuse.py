@@ -247,7 +247,12 @@ def test_sysfs_eject_sends_qemus_events(sim: Sim) -> None:
     dev = sim.hotadd(512 << 20, 1)
     sim.qmp.clear_events()
     sim.path(f"{MEM}/memory33/state").write_text("online")
+    assert sim.path(f"{MEM}/memory33/state").exists()  # its entries are now cached
     sim.path("sys/bus/acpi/devices/PNP0C80:00/eject").write_text("1")
+    # the write returned: the removed objects are gone at once, cached or not
+    assert not sim.path(f"{MEM}/memory33").exists()
+    assert not sim.path("sys/devices/system/node/node1").exists()
+    assert not sim.path("sys/bus/acpi/devices/PNP0C80:00/physical_node1").is_symlink()
     evs = []
     deadline = time.monotonic() + 5
     while len(evs) < 3 and time.monotonic() < deadline:
