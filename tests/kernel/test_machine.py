@@ -149,3 +149,43 @@ def test_auto_block_size_is_probe_memory_block_size(
         "node": [{"id": 0, "cpus": [0], "memory": [[0, end]]}],
     }
     assert parse_machine(doc).block_size == expected
+
+
+def test_qemu_pc_platform_derives_the_reference_guest() -> None:
+    """platform = "qemu-pc" from the reference's command line gives its firmware view."""
+    from tests.conftest import machine
+
+    ref = machine("qemu-linux-6.1")
+    doc = {
+        "platform": "qemu-pc",
+        "gbpages": False,
+        "node": [
+            {"id": 0, "cpus": [0, 1], "distance": [10, 20], "size": "1G"},
+            {"id": 1, "cpus": [], "distance": [20, 10], "size": 0},
+        ],
+        "hotplug": {"slots": 4, "maxmem": "8G"},
+        "kernel": {"image_size": "40M", "swiotlb": "64M", "boot_slab_per_node": "24M"},
+    }
+    spec = parse_machine(doc)
+    assert spec.e820 == ref.e820
+    assert [(n.id, n.memory, n.hotplug) for n in spec.nodes] == [
+        (n.id, n.memory, n.hotplug) for n in ref.nodes
+    ]
+
+
+def test_qemu_pc_splits_memory_at_3g() -> None:
+    spec = parse_machine(
+        {"platform": "qemu-pc", "node": [{"id": 0, "cpus": [0], "size": "4G"},
+                                         {"id": 1, "cpus": [1], "size": "2G"}],
+         "hotplug": {"slots": 2, "maxmem": "16G"}}
+    )  # fmt: skip
+    assert spec.nodes[0].memory == ((0, 3 << 30), (4 << 30, 5 << 30))
+    assert spec.nodes[1].memory == ((5 << 30, 7 << 30),)
+    assert spec.nodes[1].hotplug == ((7 << 30, (7 << 30) + (10 << 30) + (2 << 30)),)
+    assert any(e.type == "System RAM" and e.start == 4 << 30 for e in spec.e820)
+    with pytest.raises(MachineError) as ei:
+        parse_machine({"platform": "qemu-pc", "node": [{"id": 0, "cpus": [0], "memory": []}]})
+    assert ei.value.key == "node[0].memory"
+    with pytest.raises(MachineError) as ei:
+        parse_machine({"platform": "sparc", "node": []})
+    assert ei.value.key == "platform"
