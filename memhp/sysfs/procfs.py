@@ -52,6 +52,21 @@ def node_counts(k: Kernel, nid: int) -> dict[str, int]:
     return mi
 
 
+def _lru_rows(anon: int, pinned: int) -> list[tuple[str, int]]:
+    """The LRU lines shared by /proc/meminfo and node meminfo: the model's user
+    memory is anonymous and active; pinned pages count as unevictable."""
+    return [
+        ("Active", _kb(anon)),
+        ("Inactive", 0),
+        ("Active(anon)", _kb(anon)),
+        ("Inactive(anon)", 0),
+        ("Active(file)", 0),
+        ("Inactive(file)", 0),
+        ("Unevictable", _kb(pinned)),
+        ("Mlocked", 0),
+    ]
+
+
 def node_meminfo(k: Kernel, nid: int) -> str:
     """node_read_meminfo()."""
     c = node_counts(k, nid)
@@ -61,14 +76,7 @@ def node_meminfo(k: Kernel, nid: int) -> str:
         ("MemFree", _kb(c["free"])),
         ("MemUsed", _kb(c["total"] - c["free"])),
         ("SwapCached", 0),
-        ("Active", _kb(anon)),
-        ("Inactive", 0),
-        ("Active(anon)", _kb(anon)),
-        ("Inactive(anon)", 0),
-        ("Active(file)", 0),
-        ("Inactive(file)", 0),
-        ("Unevictable", _kb(c["pinned"])),
-        ("Mlocked", 0),
+        *_lru_rows(anon, c["pinned"]),
         ("Dirty", 0),
         ("Writeback", 0),
         ("FilePages", 0),
@@ -224,14 +232,7 @@ def meminfo(k: Kernel) -> str:
         ("Buffers", 0),
         ("Cached", 0),
         ("SwapCached", 0),
-        ("Active", _kb(anon)),
-        ("Inactive", 0),
-        ("Active(anon)", _kb(anon)),
-        ("Inactive(anon)", 0),
-        ("Active(file)", 0),
-        ("Inactive(file)", 0),
-        ("Unevictable", _kb(tot["pinned"])),
-        ("Mlocked", 0),
+        *_lru_rows(anon, tot["pinned"]),
         ("SwapTotal", 0),
         ("SwapFree", 0),
         ("Zswap", 0),
