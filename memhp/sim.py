@@ -15,6 +15,7 @@ import numpy as np
 from memhp.kernel.constants import PAGE_SHIFT, PAGES_PER_SECTION, pfn_to_section_nr
 from memhp.kernel.kernel import Kernel
 from memhp.kernel.machine import MachineSpec
+from memhp.kernel.mmzone import ZONE_NAMES
 from memhp.kernel.page_alloc import Allocation, AllocError, PageState
 from memhp.platform.acpi import Dimm
 from memhp.sysfs.view import KernelSysfs
@@ -159,6 +160,7 @@ class SimMachine:
         nr_pages: int,
         *,
         node: int | None = None,
+        zone: str | None = None,
         start: int | None = None,
         end: int | None = None,
         mix: WorkloadMix | None = None,
@@ -167,9 +169,10 @@ class SimMachine:
     ) -> list[Allocation]:
         """Allocate ``nr_pages`` pages of a workload, all or nothing.
 
-        With ``node``, by the allocator's rules (zonelist of that node); with a
-        physical range [start, end), spread over the free pages of the range's
-        online sections, deterministically from ``seed``.
+        With ``node``, by the allocator's rules (zonelist of that node, falling back
+        to other nodes), optionally only in the zone named ``zone`` ("DMA32",
+        "Normal", "Movable"); with a physical range [start, end), spread over the
+        free pages of the range's online sections, deterministically from ``seed``.
         """
         mix = mix or WorkloadMix()
         parts = mix.split(nr_pages)
@@ -196,11 +199,17 @@ class SimMachine:
                     nid = node if node is not None else 0
                     if nid not in k.pgdats:
                         raise AllocError(f"no node {nid}")
+                    zt = None
+                    if zone is not None:
+                        by_name = {v: z for z, v in ZONE_NAMES.items()}
+                        if zone not in by_name:
+                            known = ", ".join(by_name)
+                            raise ValueError(f"unknown zone {zone!r} (known: {known})")
+                        zt = by_name[zone]
                     for st, n in parts.items():
                         if n:
-                            out.extend(
-                                k.pa.alloc(n, st, f"{owner} ({st.name.lower()})", "workload", nid)
-                            )
+                            owner_st = f"{owner} ({st.name.lower()})"
+                            out.extend(k.pa.alloc(n, st, owner_st, "workload", nid, zone=zt))
             except AllocError:
                 for a in out:
                     k.pa.free(a)

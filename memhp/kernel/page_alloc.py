@@ -266,14 +266,26 @@ class PageAllocator:
         raise AllocError(f"memblock: cannot allocate {nr_pages} pages on node {nid} for {owner}")
 
     # --------------------------------------------------------------- allocation
-    def zonelist(self, nid: int, state: PageState, this_node: bool = False) -> list[Zone]:
-        """build_zonelists() + gfp_zone(): the zones an allocation may use, in order."""
+    def zonelist(
+        self,
+        nid: int,
+        state: PageState,
+        this_node: bool = False,
+        only: ZoneType | None = None,
+    ) -> list[Zone]:
+        """build_zonelists() + gfp_zone(): the zones an allocation may use, in order.
+
+        ``only`` restricts it to one zone type (a workload placed in one zone); a
+        zone the allocation type may not use stays excluded.
+        """
         if state in (PageState.MOVABLE,) or (
             state is PageState.PINNED and not self.pin_excludes_movable
         ):
             zones: tuple[ZoneType, ...] = (ZoneType.MOVABLE, ZoneType.NORMAL, ZoneType.DMA32)
         else:
             zones = (ZoneType.NORMAL, ZoneType.DMA32)
+        if only is not None:
+            zones = tuple(z for z in zones if z is only)
         nodes = [nid] if this_node else self.node_order.get(nid, [nid])
         out: list[Zone] = []
         for n in nodes:
@@ -341,6 +353,7 @@ class PageAllocator:
         this_node: bool = False,
         chunks: int = 1,
         chunk_owner: Callable[[int], str] | None = None,
+        zone: ZoneType | None = None,
     ) -> list[Allocation]:
         """Allocate ``chunks`` allocations of ``nr_pages`` each (all or nothing).
 
@@ -350,15 +363,15 @@ class PageAllocator:
         total = nr_pages * chunks
         plan: list[tuple[int, int]] = []  # (section, pages) in allocation order
         need = total
-        for zone in self.zonelist(nid, state, this_node):
+        for z in self.zonelist(nid, state, this_node, zone):
             if need == 0:
                 break
-            avail = self.available(zone)
+            avail = self.available(z)
             if avail <= 0:
                 continue
             want = min(need, avail)
             used = 0
-            for cands in self._candidates(zone):
+            for cands in self._candidates(z):
                 free = self.counts[PageState.FREE, cands].astype(np.int64)
                 csum = np.cumsum(free)
                 k = min(int(np.searchsorted(csum, want - used)), cands.size - 1)

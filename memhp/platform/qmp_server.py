@@ -577,6 +577,7 @@ class QMPServer:
                 "pages": "uint",
                 "size": "size",
                 "node": "uint",
+                "zone": "str",
                 "start": "uint",
                 "end": "uint",
                 "unmovable": "number",
@@ -591,6 +592,8 @@ class QMPServer:
             raise QMPError("'start' and 'end' go together")
         if "node" in args and "start" in args:
             raise QMPError("'node' and 'start'/'end' exclude each other")
+        if "zone" in args and "start" in args:
+            raise QMPError("'zone' and 'start'/'end' exclude each other")
         nr = int(args["pages"]) if "pages" in args else int(args["size"]) // 4096
         try:
             mix = WorkloadMix(float(args.get("unmovable", 0.0)), float(args.get("pinned", 0.0)))
@@ -601,6 +604,7 @@ class QMPServer:
             allocs = self.sim.fill(
                 nr,
                 node=args.get("node"),
+                zone=args.get("zone"),
                 start=args.get("start"),
                 end=args.get("end"),
                 mix=mix,
@@ -609,6 +613,8 @@ class QMPServer:
             )
         except AllocError as e:
             raise QMPError(f"cannot allocate {nr} pages: {e}") from None
+        except ValueError as e:
+            raise QMPError(str(e)) from None
         with self.sim.lock:
             for a in allocs:
                 self.allocations[a.id] = a

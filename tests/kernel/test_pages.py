@@ -207,3 +207,26 @@ def test_workload_is_deterministic_and_all_or_nothing() -> None:
         a.fill(10**9, node=0)
     assert np.array_equal(before, a.kernel.pa.counts)
     check_invariants(a.kernel)
+
+
+def test_fill_a_zone() -> None:
+    import pytest
+
+    m = SimMachine(machine("qemu-linux-6.1"))
+    m.device_add(512 * MiB, 1, id="d")
+    m.sysfs.write(f"{MEM}/memory32/state", b"online_kernel")
+    for b in (33, 34, 35):
+        m.sysfs.write(f"{MEM}/memory{b}/state", b"online_movable")
+    k = m.kernel
+    (a,) = m.fill(1000, node=1, zone="Normal", owner="kernel-zone app")
+    assert set(a.extents) == {32}
+    (b,) = m.fill(1000, node=1, zone="Movable", owner="movable app")
+    assert set(b.extents) <= {33, 34, 35}
+    # kernel allocations never come from ZONE_MOVABLE, even when asked
+    from memhp.kernel.page_alloc import AllocError
+
+    with pytest.raises(AllocError):
+        m.fill(10, node=1, zone="Movable", mix=WorkloadMix(unmovable=1.0))
+    with pytest.raises(ValueError):
+        m.fill(10, node=1, zone="HighMem")
+    check_invariants(k)
