@@ -149,11 +149,10 @@ def test_there_are_trees(trees: dict[str, Path]) -> None:
     assert len(trees) >= 10
 
 
-@pytest.mark.parametrize("opts", OPTION_SETS)
+@pytest.mark.parametrize("opts", [o for o in OPTION_SETS if "DEVICE" not in o])
 def test_same_as_lsmem(trees: dict[str, Path], opts: str) -> None:
+    """Every option set lsmem knows (DEVICE is memhp's own column: see below)."""
     args = shlex.split(opts)
-    if "DEVICE" in opts:
-        pytest.skip("DEVICE is ours")
     checked = 0
     for name, root in trees.items():
         want = lsmem(root, args)

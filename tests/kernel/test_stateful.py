@@ -188,6 +188,15 @@ class HotplugMachine(RuleBasedStateMachine):
     def inject(self, action: str, value: bytes) -> None:
         self._write(f"{INJECT}/{action}/error", value)
 
+    @rule(node=st.integers(0, 1), count=st.integers(0, 300))
+    def hugepages(self, node: int, count: int) -> None:
+        path = f"/sys/devices/system/node/node{node}/hugepages/hugepages-2048kB/nr_hugepages"
+        try:
+            self.sim.sysfs.lstat(path)
+        except OSError:
+            return  # node offline: no such directory
+        self._write(path, str(count).encode())
+
     @rule(data=st.data(), soft=st.booleans())
     def poison(self, data: st.DataObject, soft: bool) -> None:
         b = data.draw(st.sampled_from(sorted(self.sim.kernel.blocks)))
