@@ -533,6 +533,26 @@ class Kernel:
         for hook in self.pgtable_hooks:
             hook("remove", -1, first, end)
 
+    # ================================================================ probe
+    def memory_add_physaddr_to_nid(self, addr: int) -> int:
+        """memory_add_physaddr_to_nid() (x86): the SRAT node of the address, else the first."""
+        for n in self.spec.nodes:
+            for s, e in (*n.memory, *n.hotplug):
+                if s <= addr < e:
+                    return n.id
+        return self.spec.nodes[0].id
+
+    def probe_memory(self, addr: int) -> int:
+        """probe_store() after parsing: add one block at ``addr``, no ACPI device.
+
+        The ``probe`` interface (CONFIG_ARCH_MEMORY_PROBE) tells the kernel that
+        memory exists there, whether or not the platform has any: a testing aid.
+        """
+        if addr % self.block_size:
+            return -errno.EINVAL
+        nid = self.memory_add_physaddr_to_nid(addr)
+        return mh.add_memory(self, nid, addr, self.block_size)
+
     # ================================================================ hugetlb
     def set_max_huge_pages(self, nid: int, count: int, size_kb: int = 2048) -> None:
         """set_max_huge_pages() for one node and huge page size (nr_hugepages store).

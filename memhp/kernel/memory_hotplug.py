@@ -428,6 +428,9 @@ def add_memory(k: Kernel, nid: int, start: int, size: int, memmap_on_memory: boo
         return -errno.E2BIG
     if k.sparse.present[first : last + 1].any():
         return -errno.EEXIST
+    for e in k.spec.e820:  # other iomem resources of the firmware map
+        if e.start < start + size and start < e.end:
+            return -errno.EEXIST
     new_node = False
     if nid not in k.node_states["N_ONLINE"]:
         ret = k.hotadd_init_pgdat(nid)

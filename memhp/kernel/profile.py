@@ -50,6 +50,13 @@ class KernelProfile:
     #: block carries its own metadata) rather than only for a range of exactly
     #: one block (6.1 mhp_supports_memmap_on_memory()).
     memmap_on_memory_any_size: bool
+    #: /sys/devices/system/memory/probe (CONFIG_ARCH_MEMORY_PROBE: def_bool on
+    #: x86_64 in 3.8, not set in Debian's 6.1).
+    sysfs_probe: bool
+    #: /sys/devices/system/node/has_generic_initiator (5.10+) and the nodes'
+    #: empty ``x86`` group directory (SGX, 5.11+).
+    sysfs_generic_initiator: bool
+    sysfs_node_x86: bool
 
 
 LINUX_6_1 = KernelProfile(
@@ -67,6 +74,9 @@ LINUX_6_1 = KernelProfile(
     pgdat_preallocated=True,
     block_zone_tracking=True,
     memmap_on_memory_any_size=False,
+    sysfs_probe=False,
+    sysfs_generic_initiator=True,
+    sysfs_node_x86=True,
 )
 
 LINUX_3_8_HOTREMOVE = KernelProfile(
@@ -84,6 +94,9 @@ LINUX_3_8_HOTREMOVE = KernelProfile(
     pgdat_preallocated=False,
     block_zone_tracking=False,
     memmap_on_memory_any_size=True,
+    sysfs_probe=True,
+    sysfs_generic_initiator=False,
+    sysfs_node_x86=False,
 )
 
 PROFILES: dict[str, KernelProfile] = {p.name: p for p in (LINUX_6_1, LINUX_3_8_HOTREMOVE)}

@@ -160,6 +160,8 @@ class KernelSysfs:
                 None, lambda b: self._poison_store(b, soft=False), 0o200
             ),
         }
+        if k.profile.sysfs_probe:
+            fixed["probe"] = lambda: Attr(None, self._probe_store, 0o200)
         if k.profile.sysfs_auto_online_blocks:
             fixed["auto_online_blocks"] = lambda: Attr(
                 lambda: ONLINE_TYPE_TO_STR[k.mhp_default_online_type] + "\n",
@@ -181,6 +183,15 @@ class KernelSysfs:
             return f() if f else None
 
         return Dir(names, child)
+
+    def _probe_store(self, buf: bytes) -> int:
+        """probe_store(): hot-add one memory block at a physical address (no device)."""
+        from memhp.sysfs.attrs import kstrtoull
+
+        addr = kstrtoull(buf, 0)
+        if addr is None:
+            return -errno.EINVAL
+        return self.k.probe_memory(addr)
 
     def _auto_online_store(self, buf: bytes) -> int:
         t = parse_online_type(buf)
@@ -270,8 +281,9 @@ class KernelSysfs:
             "has_normal_memory": lambda: Attr(lambda: nodelist(st["N_NORMAL_MEMORY"]) + "\n"),
             "has_memory": lambda: Attr(lambda: nodelist(st["N_MEMORY"]) + "\n"),
             "has_cpu": lambda: Attr(lambda: nodelist(st["N_CPU"]) + "\n"),
-            "has_generic_initiator": lambda: Attr(lambda: "\n"),
         }
+        if k.profile.sysfs_generic_initiator:
+            fixed["has_generic_initiator"] = lambda: Attr(lambda: "\n")
 
         def names() -> list[str]:
             return [f"node{n}" for n in sorted(k.registered_nodes)] + list(fixed)
@@ -296,7 +308,7 @@ class KernelSysfs:
             "meminfo": lambda: Attr(lambda: procfs.node_meminfo(k, nid)),
             "numastat": lambda: Attr(lambda: procfs.node_numastat(k, nid)),
             "vmstat": lambda: Attr(lambda: procfs.node_vmstat(k, nid)),
-            "x86": lambda: EMPTY_DIR,
+            "x86": lambda: EMPTY_DIR if k.profile.sysfs_node_x86 else None,
             "subsystem": lambda: Link("../../../../bus/node"),
             "compact": lambda: Attr(None, lambda _b: 0, 0o200),
             "hugepages": lambda: self._hugepages_dir(nid),

@@ -186,3 +186,27 @@ def test_notifier_error_injection_leaves_state_unchanged() -> None:
     assert m.kernel.blocks[32].state is MemState.MEM_ONLINE
     assert write(m, f"{inj}/MEM_GOING_OFFLINE/error", "5") == errno.EINVAL
     check_invariants(m.kernel)
+
+
+def test_probe_interface_of_the_38_profile() -> None:
+    """probe_store(): a block hot-added at a physical address, without an ACPI device."""
+    m = SimMachine(machine("seed"))
+    k = m.kernel
+    probe = f"{MEM}/probe"
+    assert m.sysfs.lstat(probe).mode == 0o200
+    assert write(m, probe, "0x40000000") == 0
+    assert 8 in k.blocks and k.blocks[8].state is MemState.MEM_OFFLINE
+    assert k.blocks[8].nid == 1 and 1 in k.registered_nodes  # the SRAT window of node 1
+    assert any(e.start == 0x40000000 for e in k.fwmap.entries)
+    assert write(m, probe, "0x40000000") == errno.EEXIST
+    assert write(m, probe, "0x41000000") == errno.EINVAL  # not block aligned
+    assert write(m, probe, "lots") == errno.EINVAL
+    assert write(m, probe, "0x0") == errno.EEXIST  # boot RAM
+    check_invariants(k)
+    assert write(m, f"{MEM}/memory8/state", "online") == 0
+    check_invariants(k)
+    # Linux 6.1 as Debian builds it has no probe interface
+    m61 = SimMachine(machine("qemu-linux-6.1"))
+    with pytest.raises(OSError) as ei:
+        m61.sysfs.lstat(probe)
+    assert ei.value.errno == errno.ENOENT

@@ -81,6 +81,7 @@ class HotplugMachine(RuleBasedStateMachine):
         self.m: SimMachine | None = None
         self.workloads: list[list[Allocation]] = []
         self.steps = 0
+        self.probed = False
 
     @initialize(
         name=st.sampled_from(["qemu-linux-6.1", "seed"]),
@@ -114,6 +115,8 @@ class HotplugMachine(RuleBasedStateMachine):
 
     @rule(size_blocks=st.integers(1, 8), node=st.integers(0, 2), slot=st.none() | st.integers(0, 4))
     def hot_add(self, size_blocks: int, node: int, slot: int | None) -> None:
+        if self.probed:
+            return  # see probe()
         try:
             self.sim.device_add(size_blocks << 27, node, slot=slot)
         except PlatformError:
@@ -187,6 +190,22 @@ class HotplugMachine(RuleBasedStateMachine):
     )
     def inject(self, action: str, value: bytes) -> None:
         self._write(f"{INJECT}/{action}/error", value)
+
+    @rule(block=st.integers(0, 40), junk=st.booleans())
+    def probe(self, block: int, junk: bool) -> None:
+        """The 3.8 profile's probe interface: add a block anywhere (or write junk).
+
+        Probing tells the kernel memory exists where the platform may later put a
+        DIMM; the kernel has no defence against that lie (it would keep a stale
+        firmware map entry), so DIMMs and probed memory are not mixed here.
+        """
+        if not self.sim.kernel.profile.sysfs_probe:
+            return
+        if any(s.dimm for s in self.sim.platform.slots):
+            return
+        self.probed = True
+        value = b"0x12345" if junk else f"{block * self.sim.spec.block_size:#x}".encode()
+        self._write("/sys/devices/system/memory/probe", value)
 
     @rule(node=st.integers(0, 1), count=st.integers(0, 300))
     def hugepages(self, node: int, count: int) -> None:
