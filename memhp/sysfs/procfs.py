@@ -52,6 +52,16 @@ def node_counts(k: Kernel, nid: int) -> dict[str, int]:
     return mi
 
 
+#: The transparent huge page lines of both meminfo files: the model has no THP.
+THP_ROWS: tuple[tuple[str, int], ...] = (
+    ("AnonHugePages", 0),
+    ("ShmemHugePages", 0),
+    ("ShmemPmdMapped", 0),
+    ("FileHugePages", 0),
+    ("FilePmdMapped", 0),
+)
+
+
 def _lru_rows(anon: int, pinned: int) -> list[tuple[str, int]]:
     """The LRU lines shared by /proc/meminfo and node meminfo: the model's user
     memory is anonymous and active; pinned pages count as unevictable."""
@@ -93,11 +103,7 @@ def node_meminfo(k: Kernel, nid: int) -> str:
         ("Slab", _kb(c["slab"])),
         ("SReclaimable", 0),
         ("SUnreclaim", _kb(c["slab"])),
-        ("AnonHugePages", 0),
-        ("ShmemHugePages", 0),
-        ("ShmemPmdMapped", 0),
-        ("FileHugePages", 0),
-        ("FilePmdMapped", 0),
+        *THP_ROWS,
     ]
     out = []
     for label, val in rows:
@@ -259,11 +265,7 @@ def meminfo(k: Kernel) -> str:
         ("VmallocChunk", 0),
         ("Percpu", 0),
         ("HardwareCorrupted", None),
-        ("AnonHugePages", 0),
-        ("ShmemHugePages", 0),
-        ("ShmemPmdMapped", 0),
-        ("FileHugePages", 0),
-        ("FilePmdMapped", 0),
+        *THP_ROWS,
     ]
     out = []
     for label, val in rows:
