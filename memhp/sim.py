@@ -7,12 +7,11 @@ device_del); workloads fill memory with pages of chosen kinds.
 
 from __future__ import annotations
 
-import errno
 from dataclasses import dataclass
 
 import numpy as np
 
-from memhp.kernel.constants import PAGE_SHIFT, PAGES_PER_SECTION, pfn_to_section_nr
+from memhp.kernel.constants import PAGE_SHIFT, pfn_to_section_nr
 from memhp.kernel.kernel import Kernel
 from memhp.kernel.machine import MachineSpec
 from memhp.kernel.mmzone import ZONE_NAMES
@@ -229,8 +228,4 @@ class SimMachine:
                     self.kernel.pa.free(a)
 
 
-def errno_name(code: int) -> str:
-    return errno.errorcode.get(code, str(code))
-
-
-__all__ = ["PAGES_PER_SECTION", "PlatformError", "SimMachine", "WorkloadMix"]
+__all__ = ["PlatformError", "SimMachine", "WorkloadMix"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from memhp.kernel import memory_hotplug as mh
-from memhp.kernel.memory import MemoryBlock, MemState, device_offline, device_online
+from memhp.kernel.memory import MemoryBlock, device_offline, device_online
 from memhp.platform.acpi import (
     ACPI_NOTIFY_DEVICE_CHECK,
     ACPI_NOTIFY_EJECT_REQUEST,
@@ -292,9 +292,3 @@ class AcpiBus:
             return -errno.ENODEV
         self.acpi_device_hotplug(dev, ACPI_OST_EC_OSPM_EJECT)
         return 0
-
-
-def blocks_state(blocks: list[MemoryBlock]) -> str:
-    return ", ".join(
-        f"{m.name}={'online' if m.state is MemState.MEM_ONLINE else 'offline'}" for m in blocks
-    )

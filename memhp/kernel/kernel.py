@@ -30,7 +30,7 @@ from memhp.kernel.constants import (
 from memhp.kernel.firmware_memmap import FirmwareMap
 from memhp.kernel.machine import MachineSpec
 from memhp.kernel.memory import MMOP, NUMA_NO_NODE, ONLINE_TYPE_TO_STR, MemoryBlock, MemState
-from memhp.kernel.mmzone import PgData, ZoneType
+from memhp.kernel.mmzone import PgData, Zone, ZoneType
 from memhp.kernel.notifier import MemAction, MemoryChain, MemoryNotify
 from memhp.kernel.page_alloc import (
     MIGRATE_PAGE_COST_S,
@@ -275,16 +275,7 @@ class Kernel:
                 out[hit] = np.maximum(out[hit], int(zone.idx))
         return out
 
-    def _zones_of_block(self, nid: int, first_sec: int) -> set[ZoneType]:
-        pfn0 = section_nr_to_pfn(first_sec)
-        return {
-            z.idx for z in self.pgdats[nid].node_zones if z.intersects(pfn0, self.pages_per_block)
-        }
-
-    def _reserved_in_zone(self, zone: object) -> int:
-        from memhp.kernel.mmzone import Zone
-
-        assert isinstance(zone, Zone)
+    def _reserved_in_zone(self, zone: Zone) -> int:
         if zone.is_empty():
             return 0
         s0 = pfn_to_section_nr(zone.zone_start_pfn)
@@ -640,10 +631,7 @@ class Kernel:
                     dst = self.pa.alloc(1, st, owner.owner, owner.kind, owner.nid)[0]
                 except AllocError:
                     return -errno.EBUSY
-                for dsec, dn in list(dst.extents.items()):
-                    self.pa._index_sub(dst, dsec, dn)
-                    self.pa._index_add(owner, dsec, dn)
-                del self.pa.allocs[dst.id]
+                self.pa.absorb(owner, dst)
             self.pa.free(owner, sec, 1)
         a = self.pa.alloc_in_sections(
             [sec],

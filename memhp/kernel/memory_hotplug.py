@@ -29,7 +29,7 @@ from memhp.kernel.memory import (
 )
 from memhp.kernel.mmzone import Zone, ZoneType
 from memhp.kernel.notifier import MemAction, MemoryNotify
-from memhp.kernel.page_alloc import AllocError, PageState
+from memhp.kernel.page_alloc import PageState
 
 if TYPE_CHECKING:
     from memhp.kernel.kernel import Kernel
@@ -518,9 +518,8 @@ def try_remove_memory(k: Kernel, start: int, size: int) -> int:
 
 
 def offline_blocks_two_passes(k: Kernel, blocks: list[MemoryBlock]) -> list[MemoryBlock]:
-    """Offline ``blocks`` twice, ignoring first-pass errors (seed patch 1,
-    acpi_scan_try_to_offline()); returns the blocks still online, and which blocks
-    this call offlined is recorded in their ``put_online`` marks by the caller."""
+    """Offline ``blocks`` twice, ignoring first-pass errors (seed patch 1, the 3.8
+    remove_memory()); returns the blocks still online."""
     for _pass in (1, 2):
         for mem in blocks:
             if mem.state is MemState.MEM_ONLINE:
@@ -535,7 +534,3 @@ def remove_memory(k: Kernel, start: int, size: int) -> int:
         if still:
             return -errno.EBUSY
     return try_remove_memory(k, start, size)
-
-
-def alloc_error_to_errno(e: AllocError) -> int:
-    return -e.errno

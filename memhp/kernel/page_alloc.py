@@ -74,10 +74,6 @@ class Allocation:
     def nr_pages(self) -> int:
         return sum(self.extents.values())
 
-    @property
-    def sections(self) -> list[int]:
-        return sorted(self.extents)
-
 
 class PageAllocator:
     """Per-section page counters, the allocation registry and placement rules."""
@@ -458,6 +454,13 @@ class PageAllocator:
         if not a.extents:
             del self.allocs[a.id]
 
+    def absorb(self, owner: Allocation, new: Allocation) -> None:
+        """Hand the pages of ``new`` to ``owner`` (a migrated page keeps its owner)."""
+        for sec, n in list(new.extents.items()):
+            self._index_sub(new, sec, n)
+            self._index_add(owner, sec, n)
+        del self.allocs[new.id]
+
     # ---------------------------------------------------------------- migration
     def migrate_section(self, sec: int) -> tuple[int, int]:
         """do_migrate_range() over one isolated section.
@@ -479,11 +482,7 @@ class PageAllocator:
             except AllocError:
                 failed += n
                 continue
-            # Merge the destination pages into the original owner.
-            for dsec, dn in list(dst.extents.items()):
-                self._index_sub(dst, dsec, dn)
-                self._index_add(a, dsec, dn)
-            del self.allocs[dst.id]
+            self.absorb(a, dst)
             self._move(sec, PageState.MOVABLE, PageState.FREE, n)
             self._index_sub(a, sec, n)
             moved += n
