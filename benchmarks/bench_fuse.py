@@ -24,12 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from memhp.config import load_machine
-from memhp.sim import SimMachine
-from memhp.sim_daemon import start, stop
-from memhp.sysfs.fs import DirectoryFS
-from memhp.sysfs.fuse import fuse_unavailable_reason
-from memhp.sysfs.tree import capture, write_tree
+from memhp.abi.fs import DirectoryFS
+from memhp.abi.tree import capture, write_tree
+from memhp.sim.config import load_machine
+from memhp.sim.daemon import start, stop
+from memhp.sim.fuse import fuse_unavailable_reason
+from memhp.sim.machine import SimMachine
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

@@ -14,10 +14,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks._common import best_of, peak_rss_mib, record
-from memhp.config import load_machine
-from memhp.kernel.constants import PAGES_PER_SECTION
-from memhp.kernel.page_alloc import PageState
-from memhp.sim import SimMachine
+from memhp.abi.layout import PAGES_PER_SECTION
+from memhp.kernel.mm.page_alloc import PageState
+from memhp.sim.config import load_machine
+from memhp.sim.machine import SimMachine
 
 MACHINES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "machines")
 

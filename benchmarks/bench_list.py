@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from memhp.abi.tree import write_tree
 from memhp.host.testing import FakeBlock, make_snapshot
-from memhp.sysfs.tree import write_tree
 
 HERE = Path(__file__).resolve().parent
 CASES = [[], ["-a"], ["-o", "+NODE,ZONES"], ["-J", "--output-all"], ["--summary=only"]]

@@ -16,11 +16,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks._common import best_of, peak_rss_mib, record
-from memhp.config import load_machine
-from memhp.kernel import memory_hotplug as mh
-from memhp.kernel.constants import SECTION_SIZE, GiB, TiB
+from memhp.abi.layout import SECTION_SIZE, GiB, TiB
 from memhp.kernel.kernel import Kernel
 from memhp.kernel.machine import MachineSpec
+from memhp.kernel.mm import memory_hotplug as mh
+from memhp.sim.config import load_machine
 
 MACHINES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "machines")
 START = 1 * TiB

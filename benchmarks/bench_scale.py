@@ -22,10 +22,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks._common import peak_rss_mib, record
-from memhp.config import load_machine
-from memhp.kernel.constants import PAGES_PER_SECTION
+from memhp.abi.layout import PAGES_PER_SECTION
 from memhp.kernel.machine import MachineSpec, parse_machine
-from memhp.sim import SimMachine
+from memhp.sim.config import load_machine
+from memhp.sim.machine import SimMachine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GiB = 1 << 30

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from memhp.config import load_machine
 from memhp.kernel.machine import MachineSpec
+from memhp.sim.config import load_machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: The real-kernel reference of shared/reference/linux-6.1, vendored into the repository

@@ -18,15 +18,15 @@ from pathlib import Path
 
 import pytest
 
+from memhp.abi.fs import DirectoryFS, Stat
+from memhp.abi.tree import capture, write_tree
 from memhp.host.errors import SysfsError
 from memhp.host.remove import remove_device
 from memhp.host.root import SysfsRoot
+from memhp.kernel.drivers.base.memory import MemState
 from memhp.kernel.invariants import check_invariants
-from memhp.kernel.memory import MemState
-from memhp.kernel.page_alloc import PageState
-from memhp.sim import SimMachine, WorkloadMix
-from memhp.sysfs.fs import DirectoryFS, Stat
-from memhp.sysfs.tree import capture, write_tree
+from memhp.kernel.mm.page_alloc import PageState
+from memhp.sim.machine import SimMachine, WorkloadMix
 from tests.conftest import ROOT, machine
 
 MEM = "/sys/devices/system/memory"
@@ -277,7 +277,7 @@ def test_directory_root_reports_errno_and_path(tmp_path: Path) -> None:
 def test_fuse_mount_is_private_to_its_user() -> None:
     import tempfile
 
-    from memhp.sysfs.fuse import fuse_unavailable_reason
+    from memhp.sim.fuse import fuse_unavailable_reason
 
     reason = fuse_unavailable_reason()
     if reason is not None:

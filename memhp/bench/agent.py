@@ -7,10 +7,10 @@ The line protocol:
 * host → guest: ``@@C<base64 of a shell script>\\n``;
 * guest → host: ``@@R <rc> <len(stdout)> <len(stderr)>\\n`` followed by the raw bytes.
 
-:class:`GuestFS` puts the :class:`memhp.sysfs.fs.SysfsFS` protocol on top, so the
+:class:`GuestFS` puts the :class:`memhp.abi.fs.SysfsFS` protocol on top, so the
 tool's code runs unchanged against the guest's ``/sys``; :meth:`GuestFS.capture`
 dumps whole subtrees in one round trip (``find`` + ``stat`` + ``tail``) and parses them
-into a :class:`memhp.sysfs.tree.Snapshot`.
+into a :class:`memhp.abi.tree.Snapshot`.
 
 Errors come back as busybox's messages (``sh: write error: Invalid argument``,
 ``cat: can't open 'x': Permission denied``); busybox-static is linked against glibc,
@@ -30,8 +30,8 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from memhp.sysfs.fs import Kind, Stat, normpath, oserror
-from memhp.sysfs.tree import MEMORY_ROOTS, Entry, Snapshot
+from memhp.abi.fs import Kind, Stat, normpath, oserror
+from memhp.abi.tree import MEMORY_ROOTS, Entry, Snapshot
 
 
 class AgentError(RuntimeError):
@@ -187,7 +187,7 @@ class CaptureStats:
 
 
 class GuestFS:
-    """The guest's root file system as a :class:`memhp.sysfs.fs.SysfsFS`."""
+    """The guest's root file system as a :class:`memhp.abi.fs.SysfsFS`."""
 
     def __init__(self, agent: GuestAgent) -> None:
         self.agent = agent
@@ -298,7 +298,7 @@ class GuestFS:
 def add_ancestors(snap: Snapshot, stop: str = "/sys") -> None:
     """Add the directories above captured paths (up to, not including, ``stop``).
 
-    This is what :func:`memhp.sysfs.tree.parse_trace` does for the reference trace,
+    This is what :func:`memhp.abi.tree.parse_trace` does for the reference trace,
     so snapshots of both kinds have the same shape.
     """
     for path in list(snap):

@@ -9,7 +9,7 @@ outcome (write errno, removal, exit status, output) and by the QMP events they
 caused.  The few values the model cannot know are listed in :data:`ALLOWLIST`,
 each with its reason; some of them are compared by their change between steps.
 
-:class:`ModelDriver` runs the simulated kernel in-process (:class:`memhp.sim.SimMachine`);
+:class:`ModelDriver` runs the simulated kernel in-process (:class:`memhp.sim.machine.SimMachine`);
 :class:`QMPDriver` drives anything that speaks QMP and has a sysfs: a QEMU guest
 (:meth:`QMPDriver.for_vm`), and equally the simulated machine's QMP server.
 """
@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from memhp.abi.fs import Kind, SysfsFS, resolve_link
+from memhp.abi.tree import MEMORY_ROOTS, Entry, Snapshot, walk, write_tree
 from memhp.bench.scenario import (
     HotAdd,
     Scenario,
@@ -39,13 +41,11 @@ from memhp.bench.scenario import (
     errno_label,
     errno_value,
 )
-from memhp.sysfs.fs import Kind, SysfsFS, resolve_link
-from memhp.sysfs.tree import MEMORY_ROOTS, Entry, Snapshot, walk, write_tree
 
 if TYPE_CHECKING:
     from memhp.bench.qmp import QMPPlatform
     from memhp.bench.vm import GuestVM
-    from memhp.sim import SimMachine
+    from memhp.sim.machine import SimMachine
 
 ACPI_DEVICES = "/sys/bus/acpi/devices"
 PROC_MEMINFO = "/proc/meminfo"
@@ -197,12 +197,12 @@ class ModelDriver:
 
     @classmethod
     def for_scenario(cls, sc: Scenario) -> ModelDriver:
-        from memhp.sim import SimMachine
+        from memhp.sim.machine import SimMachine
 
         return cls(SimMachine(sc.machine))
 
     def hot_add(self, dimm: HotAdd, timeout: float) -> str:
-        from memhp.sim import PlatformError
+        from memhp.sim.machine import PlatformError
 
         try:
             self.m.device_add(dimm.size, dimm.node, id=dimm.id, addr=dimm.addr, slot=dimm.slot)
@@ -214,7 +214,7 @@ class ModelDriver:
         return self.m.platform.slot_of(id) is None
 
     def device_del(self, id: str, timeout: float) -> bool:
-        from memhp.sim import PlatformError
+        from memhp.sim.machine import PlatformError
 
         try:
             self.m.device_del(id)

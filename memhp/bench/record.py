@@ -4,8 +4,8 @@
 QEMU for each scenario, runs its steps (QMP hot-add / device_del, sysfs writes,
 ACPI eject) and after each step saves:
 
-* ``OUTDIR/<scenario>/<step>.json``: a :class:`memhp.sysfs.tree.Snapshot` (see
-  :func:`memhp.sysfs.tree.save_json`) of ``/sys/devices/system/memory``,
+* ``OUTDIR/<scenario>/<step>.json``: a :class:`memhp.abi.tree.Snapshot` (see
+  :func:`memhp.abi.tree.save_json`) of ``/sys/devices/system/memory``,
   ``/sys/devices/system/node``, ``/sys/firmware/memmap``, ``/sys/bus/acpi/devices``
   (links), the ``PNP0C80`` device directories those links point to (without
   ``power/``), and ``/proc/meminfo``, ``/proc/zoneinfo``, ``/proc/iomem``,
@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from memhp.abi.fs import Kind
+from memhp.abi.tree import MEMORY_ROOTS, Entry, Snapshot, save_json
 from memhp.bench.qmp import (
     OST_SOURCE_INSERT,
     MemoryDevice,
@@ -41,8 +43,6 @@ from memhp.bench.qmp import (
     QmpEvent,
 )
 from memhp.bench.vm import GuestVM, NodeConfig, VMConfig, qemu_args
-from memhp.sysfs.fs import Kind
-from memhp.sysfs.tree import MEMORY_ROOTS, Entry, Snapshot, save_json
 
 PROC_FILES: tuple[str, ...] = ("/proc/meminfo", "/proc/zoneinfo", "/proc/iomem", "/proc/buddyinfo")
 MEM = "/sys/devices/system/memory"

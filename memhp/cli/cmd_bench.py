@@ -109,8 +109,8 @@ def _vm_command(vm: object, line: str) -> str:
 def run_vm(args: argparse.Namespace) -> int:
     from memhp.bench.scenario import Cmdline, vm_config_for
     from memhp.bench.vm import GuestVM, bench_available
-    from memhp.config import builtin_machine_path, load_machine
     from memhp.kernel.machine import MachineError
+    from memhp.sim.config import builtin_machine_path, load_machine
 
     try:
         spec = load_machine(builtin_machine_path(args.machine))

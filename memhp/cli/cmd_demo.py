@@ -15,9 +15,9 @@ import dataclasses
 import os
 import sys
 
-from memhp.config import builtin_machine_path, load_machine
 from memhp.kernel.machine import MachineError, MachineSpec
-from memhp.sim import SimMachine
+from memhp.sim.config import builtin_machine_path, load_machine
+from memhp.sim.machine import SimMachine
 
 GiB = 1 << 30
 MiB = 1 << 20

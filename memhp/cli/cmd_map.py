@@ -22,9 +22,9 @@ SCENARIOS = ("boot", "seed", "seed-after")
 
 
 def _machine_map(args: argparse.Namespace) -> object:
-    from memhp.config import builtin_machine_path, load_machine
     from memhp.host.errors import UsageError
     from memhp.kernel.machine import MachineError
+    from memhp.sim.config import builtin_machine_path, load_machine
 
     try:
         spec = load_machine(builtin_machine_path(args.machine))
@@ -37,7 +37,7 @@ def _machine_map(args: argparse.Namespace) -> object:
 
         before, after = seed_scenario_maps(spec)
         return before if args.scenario == "seed" else after
-    from memhp.sim import SimMachine
+    from memhp.sim.machine import SimMachine
     from memhp.viz.model import machine_map
 
     return machine_map(SimMachine(spec), title=f"simulated machine {spec.name} after boot")

@@ -13,10 +13,10 @@ import argparse
 import json
 import sys
 
-from memhp.config import builtin_machine_path, load_machine
-from memhp.kernel import memory_hotplug as mh
 from memhp.kernel.kernel import Kernel
 from memhp.kernel.machine import MachineError, parse_size
+from memhp.kernel.mm import memory_hotplug as mh
+from memhp.sim.config import builtin_machine_path, load_machine
 
 
 def _range(text: str) -> tuple[int, int]:

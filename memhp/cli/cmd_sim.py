@@ -16,8 +16,8 @@ from memhp.kernel.machine import MachineError
 
 
 def _start(args: argparse.Namespace) -> int:
-    from memhp.config import builtin_machine_path
-    from memhp.sim_daemon import SimDaemonError, start
+    from memhp.sim.config import builtin_machine_path
+    from memhp.sim.daemon import SimDaemonError, start
 
     try:
         st = start(builtin_machine_path(args.machine), args.mount, args.qmp, args.foreground)
@@ -33,7 +33,7 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from memhp.sim_daemon import SimDaemonError, stop
+    from memhp.sim.daemon import SimDaemonError, stop
 
     try:
         print(stop(args.mount, args.timeout))
@@ -44,7 +44,7 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from memhp.sim_daemon import status
+    from memhp.sim.daemon import status
 
     st = status(args.mount)
     if args.json:

@@ -1,6 +1,6 @@
 """The sysfs root: the one place where the tool touches the kernel's files.
 
-:class:`SysfsRoot` wraps any :class:`~memhp.sysfs.fs.SysfsFS` (``/``, a captured
+:class:`SysfsRoot` wraps any :class:`~memhp.abi.fs.SysfsFS` (``/``, a captured
 tree, a FUSE mount, an in-process simulated machine).  Every read and write goes
 through :meth:`SysfsRoot.read_bytes` / :meth:`SysfsRoot.write` and friends, which
 turn :class:`OSError` into typed :class:`~memhp.host.errors.SysfsError` objects that
@@ -16,8 +16,8 @@ import errno
 import os
 from collections.abc import Callable
 
+from memhp.abi.fs import DirectoryFS, Kind, Stat, SysfsFS, is_missing, normpath, resolve_link
 from memhp.host.errors import SysfsError, sysfs_error
-from memhp.sysfs.fs import DirectoryFS, Kind, Stat, SysfsFS, is_missing, normpath, resolve_link
 
 SYS_MEMORY = "/sys/devices/system/memory"
 SYS_NODE = "/sys/devices/system/node"

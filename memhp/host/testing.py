@@ -2,9 +2,9 @@
 
 :func:`make_snapshot` builds the memory part of a sysfs tree (blocks, nodes, ACPI
 PNP0C80 devices with their ``physical_node*``/``firmware_node`` links, firmware
-memmap) as a :data:`~memhp.sysfs.tree.Snapshot`; :func:`add_acpi_devices` adds the
+memmap) as a :data:`~memhp.abi.tree.Snapshot`; :func:`add_acpi_devices` adds the
 ACPI device directories a reference trace only names.  :class:`FakeKernel` is a
-small behaving :class:`~memhp.sysfs.fs.SysfsFS` (state/online stores, eject,
+small behaving :class:`~memhp.abi.fs.SysfsFS` (state/online stores, eject,
 ``/proc/kpageflags``) for exercising online/offline/remove without the model.
 """
 
@@ -15,8 +15,8 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from memhp.sysfs.fs import Kind, Stat, normpath, oserror, resolve_link
-from memhp.sysfs.tree import Entry, Snapshot
+from memhp.abi.fs import Kind, Stat, normpath, oserror, resolve_link
+from memhp.abi.tree import Entry, Snapshot
 
 MEM = "/sys/devices/system/memory"
 NODE = "/sys/devices/system/node"

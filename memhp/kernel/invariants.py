@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from memhp.kernel.constants import PAGES_PER_SECTION, section_nr_to_pfn
-from memhp.kernel.memory import MemState
-from memhp.kernel.mmzone import KERNEL_ZONES
-from memhp.kernel.page_alloc import NR_STATES, PageState
+from memhp.abi.layout import PAGES_PER_SECTION, section_nr_to_pfn
+from memhp.kernel.drivers.base.memory import MemState
+from memhp.kernel.mm.mmzone import KERNEL_ZONES
+from memhp.kernel.mm.page_alloc import NR_STATES, PageState
 
 if TYPE_CHECKING:
     from memhp.kernel.kernel import Kernel

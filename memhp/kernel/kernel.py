@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from memhp.kernel import memory_hotplug as mh
-from memhp.kernel.constants import (
+from memhp.abi.layout import (
     DMA32_END,
     DMA_END,
     PAGE_SHIFT,
@@ -27,20 +26,27 @@ from memhp.kernel.constants import (
     pfn_to_section_nr,
     section_nr_to_pfn,
 )
-from memhp.kernel.firmware_memmap import FirmwareMap
+from memhp.kernel.arch.x86.pgtable import KernelPageTables
+from memhp.kernel.drivers.base.memory import (
+    MMOP,
+    NUMA_NO_NODE,
+    ONLINE_TYPE_TO_STR,
+    MemoryBlock,
+    MemState,
+)
+from memhp.kernel.drivers.firmware.memmap import FirmwareMap
 from memhp.kernel.machine import MachineSpec
-from memhp.kernel.memory import MMOP, NUMA_NO_NODE, ONLINE_TYPE_TO_STR, MemoryBlock, MemState
-from memhp.kernel.mmzone import PgData, Zone, ZoneType
-from memhp.kernel.notifier import MemAction, MemoryChain, MemoryNotify
-from memhp.kernel.page_alloc import (
+from memhp.kernel.mm import memory_hotplug as mh
+from memhp.kernel.mm.mmzone import PgData, Zone, ZoneType
+from memhp.kernel.mm.page_alloc import (
     MIGRATE_PAGE_COST_S,
     Allocation,
     AllocError,
     PageAllocator,
     PageState,
 )
-from memhp.kernel.pgtable import KernelPageTables
-from memhp.kernel.sparse import MEMMAP_PAGES_PER_SECTION, SparseMem
+from memhp.kernel.mm.sparse import MEMMAP_PAGES_PER_SECTION, SparseMem
+from memhp.kernel.notifier import MemAction, MemoryChain, MemoryNotify
 
 #: sizeof(pg_data_t) on a 6.1 x86_64 build, rounded to pages (about 170 KiB).
 PGDAT_PAGES = 43
@@ -109,7 +115,7 @@ class Kernel:
         self.notifier_error_inject: dict[MemAction, int] = {}
         self.pgtable_hooks: list[Callable[[str, int, int, int], None]] = []
         self.pgtables = KernelPageTables(self)
-        from memhp.kernel.acpi import AcpiBus
+        from memhp.kernel.drivers.acpi.acpi_memhotplug import AcpiBus
 
         self.acpi = AcpiBus(self)
         self._boot()
@@ -179,7 +185,7 @@ class Kernel:
         self._memory_dev_init()
         self.pgtable_boot()
         if self.profile.page_cgroup_bytes_per_page and spec.memcg:
-            from memhp.kernel.page_cgroup import PageCgroup
+            from memhp.kernel.mm.page_cgroup import PageCgroup
 
             PageCgroup(self).register()
         self.acpi.scan()
@@ -507,7 +513,7 @@ class Kernel:
     # ================================================================ page tables
     def pgtable_boot(self) -> None:
         """paging_init() + sparse_init() + mem_init(): boot page tables, boot vmemmap,
-        register_page_bootmem_info() (memhp.kernel.pgtable), then the hooks."""
+        register_page_bootmem_info() (memhp.kernel.arch.x86.pgtable), then the hooks."""
         self.pgtables.boot()
         for hook in self.pgtable_hooks:
             hook("boot", 0, 0, 0)
@@ -615,7 +621,7 @@ class Kernel:
             return -errno.ENXIO
         if not self.sparse.online[sec]:
             return -errno.EIO
-        from memhp.kernel.page_alloc import page_state_at
+        from memhp.kernel.mm.page_alloc import page_state_at
 
         st = page_state_at(self.pa, sec, pfn - section_nr_to_pfn(sec))
         if st is None or st in (PageState.RESERVED, PageState.ALTMAP, PageState.UNMOVABLE):

@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from memhp.kernel.constants import SECTION_SIZE, GiB, KiB, MiB, TiB
+from memhp.abi.layout import SECTION_SIZE, GiB, KiB, MiB, TiB
 from memhp.kernel.profile import PROFILES, KernelProfile
 
 E820_TYPES = (

@@ -17,7 +17,7 @@ from memhp.host.memmap_view import MemoryMap, text_map
 
 if TYPE_CHECKING:
     from memhp.kernel.machine import MachineSpec
-    from memhp.sim import SimMachine
+    from memhp.sim.machine import SimMachine
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -36,7 +36,7 @@ def write_demo_pictures(
 ) -> list[str]:
     """Write the before/after pictures into ``outdir``; returns the paths written.
 
-    A :class:`~memhp.sim.SimMachine` is captured when this is called, so pass maps
+    A :class:`~memhp.sim.machine.SimMachine` is captured when this is called, so pass maps
     (:func:`memhp.viz.model.machine_map`) taken at the right moments when one
     machine goes through both states.
     """
@@ -62,8 +62,8 @@ def write_demo_pictures(
 
 def seed_scenario_maps(spec: MachineSpec | None = None) -> tuple[MemoryMap, MemoryMap]:
     """Run the seed scenario; the maps with the device online and after its eject."""
-    from memhp.config import builtin_machine_path, load_machine
-    from memhp.sim import SimMachine
+    from memhp.sim.config import builtin_machine_path, load_machine
+    from memhp.sim.machine import SimMachine
 
     spec = spec or load_machine(builtin_machine_path("seed"))
     m = SimMachine(spec)

@@ -25,7 +25,7 @@ from memhp.host.memmap_view import (
 
 if TYPE_CHECKING:
     from memhp.kernel.kernel import Kernel
-    from memhp.sim import SimMachine
+    from memhp.sim.machine import SimMachine
 
 #: Dependencies drawn one by one up to this many; beyond, consecutive sources merge.
 MAX_SINGLE_DEPS = 16
@@ -58,7 +58,7 @@ def _content_kind(kind: str, state_name: str) -> str:
 
 def block_contents(k: Kernel) -> dict[int, BlockContents]:
     """Pages of every present block by content kind."""
-    from memhp.kernel.page_alloc import PageState
+    from memhp.kernel.mm.page_alloc import PageState
 
     spb = k.sections_per_block
     pa = k.pa
@@ -149,7 +149,7 @@ def machine_map(m: SimMachine | Kernel, title: str | None = None) -> MemoryMap:
     The result is a snapshot: later changes to the machine do not affect it.
     """
     from memhp.kernel.kernel import Kernel as _Kernel
-    from memhp.kernel.mmzone import ZONE_NAMES
+    from memhp.kernel.mm.mmzone import ZONE_NAMES
 
     k = m if isinstance(m, _Kernel) else m.kernel
     with_lock = not isinstance(m, _Kernel)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from memhp.abi.fs import Kind
+from memhp.abi.tree import Entry
 from memhp.bench.diff import (
     ALLOWLIST,
     ModelDriver,
@@ -27,8 +29,6 @@ from memhp.bench.scenario import (
     parse_scenario,
     scenario_paths,
 )
-from memhp.sysfs.fs import Kind
-from memhp.sysfs.tree import Entry
 from tests.conftest import ROOT
 
 SCENARIOS = os.path.join(ROOT, "tests", "scenarios")

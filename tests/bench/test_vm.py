@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from memhp.abi.fs import Kind, SysfsFS
+from memhp.abi.tree import capture as walk_capture
 from memhp.bench.qmp import Platform
 from memhp.bench.vm import GuestVM, NodeConfig, VMConfig, bench_available
-from memhp.sysfs.fs import Kind, SysfsFS
-from memhp.sysfs.tree import capture as walk_capture
 
 MISSING = bench_available()
 pytestmark = [

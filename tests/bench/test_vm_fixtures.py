@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from memhp.sysfs.fs import Kind
-from memhp.sysfs.tree import load_json, parse_trace
+from memhp.abi.fs import Kind
+from memhp.abi.tree import load_json, parse_trace
 
 REAL = Path(__file__).resolve().parents[1] / "data" / "real"
 REFERENCE = Path(__file__).resolve().parents[1] / "data" / "reference" / "linux-6.1"

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from memhp.abi.fs import Kind
 from memhp.bench.agent import errno_from_message, parse_capture
 from memhp.bench.initramfs import CpioWriter, KernelImage, is_static_elf
 from memhp.bench.qmp import MemoryDevice, QmpEvent
 from memhp.bench.record import summarize_kpageflags
 from memhp.bench.vm import NodeConfig, Share, VMConfig, parse_size, qemu_args, qemu_size
-from memhp.sysfs.fs import Kind
 
 
 def read_cpio(data: bytes) -> list[tuple[str, int, bytes]]:

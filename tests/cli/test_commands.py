@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from memhp_trees import trace_snapshots
 
+from memhp.abi.tree import write_tree
 from memhp.cli.main import build_parser, main
 from memhp.host.root import SysfsRoot
 from memhp.host.testing import FakeBlock, FakeKernel, make_snapshot
-from memhp.sysfs.tree import write_tree
 
 MEM = "/sys/devices/system/memory"
 

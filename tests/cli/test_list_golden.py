@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from memhp_trees import all_snapshots
 
+from memhp.abi.tree import write_tree
 from memhp.cli.cmd_list import run
-from memhp.sysfs.tree import write_tree
 
 LSMEM = shutil.which("lsmem")
 pytestmark = pytest.mark.skipif(LSMEM is None, reason="needs util-linux lsmem")

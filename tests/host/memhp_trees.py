@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from memhp.abi.tree import Snapshot, load_json, parse_trace
 from memhp.host.testing import FakeBlock, add_acpi_devices, make_snapshot
-from memhp.sysfs.tree import Snapshot, load_json, parse_trace
 
 REPO = Path(__file__).resolve().parents[2]
 TRACE = Path(

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from memhp_trees import synthetic_snapshots, trace_snapshots
 
+from memhp.abi.fs import DirectoryFS
+from memhp.abi.tree import write_tree
 from memhp.host import chmem
 from memhp.host.devices import device_of_block, find_device, list_devices
 from memhp.host.diagnose import KPF_BUDDY, KPF_LRU, KPF_RESERVED, KPF_SLAB, classify, diagnose
@@ -18,8 +20,6 @@ from memhp.host.remove import online_value, remove_device
 from memhp.host.root import SysfsRoot
 from memhp.host.scols import size_to_human_string
 from memhp.host.testing import FakeBlock, FakeKernel, make_snapshot
-from memhp.sysfs.fs import DirectoryFS
-from memhp.sysfs.tree import write_tree
 
 MEM = "/sys/devices/system/memory"
 

@@ -9,14 +9,14 @@ from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
 
+from memhp.abi.tree import capture, write_tree
 from memhp.cli.main import build_parser
 from memhp.host.diagnose import diagnose
 from memhp.host.remove import remove_device
 from memhp.host.root import SysfsRoot
+from memhp.kernel.drivers.base.memory import MemState
 from memhp.kernel.invariants import check_invariants
-from memhp.kernel.memory import MemState
-from memhp.sim import SimMachine, WorkloadMix
-from memhp.sysfs.tree import capture, write_tree
+from memhp.sim.machine import SimMachine, WorkloadMix
 from tests.conftest import machine
 
 MEM = "/sys/devices/system/memory"

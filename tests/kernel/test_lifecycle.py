@@ -6,9 +6,9 @@ import errno
 
 import pytest
 
+from memhp.kernel.drivers.base.memory import MemState
 from memhp.kernel.invariants import check_invariants
-from memhp.kernel.memory import MemState
-from memhp.sim import PlatformError, SimMachine
+from memhp.sim.machine import PlatformError, SimMachine
 from tests.conftest import machine
 
 MEM = "/sys/devices/system/memory"
@@ -112,7 +112,7 @@ def test_kernel_memory_gives_ebusy_with_owner() -> None:
 
 
 def test_remove_with_online_blocks_is_refused_without_eject() -> None:
-    from memhp.kernel import memory_hotplug as mh
+    from memhp.kernel.mm import memory_hotplug as mh
 
     m = SimMachine(machine("qemu-linux-6.1"))
     d = m.device_add(512 << 20, 1, id="dimm1")
@@ -133,7 +133,7 @@ def test_eject_busy_reports_ost_and_rolls_back() -> None:
         start=d.addr + (128 << 20),
         end=d.addr + (256 << 20),
         owner="driver buffer",
-        mix=__import__("memhp.sim", fromlist=["WorkloadMix"]).WorkloadMix(unmovable=1.0),
+        mix=__import__("memhp.sim.machine", fromlist=["WorkloadMix"]).WorkloadMix(unmovable=1.0),
     )
     before = {b: m.kernel.blocks[b].state for b in range(32, 36)}
     m.device_del("dimm1")

@@ -7,8 +7,8 @@ import tomllib
 
 import pytest
 
-from memhp.config import load_machine
 from memhp.kernel.machine import MachineError, parse_machine
+from memhp.sim.config import load_machine
 from tests.conftest import ROOT
 
 BASE = {

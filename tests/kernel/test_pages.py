@@ -7,11 +7,11 @@ import errno
 
 import numpy as np
 
-from memhp.kernel.constants import PAGES_PER_SECTION
+from memhp.abi.layout import PAGES_PER_SECTION
+from memhp.kernel.drivers.base.memory import MemState
 from memhp.kernel.invariants import check_invariants
-from memhp.kernel.memory import MemState
-from memhp.kernel.page_alloc import PageState
-from memhp.sim import SimMachine, WorkloadMix
+from memhp.kernel.mm.page_alloc import PageState
+from memhp.sim.machine import SimMachine, WorkloadMix
 from tests.conftest import machine
 
 MEM = "/sys/devices/system/memory"
@@ -108,7 +108,7 @@ def test_linux61_has_no_page_cgroup_and_memmap_on_memory_is_per_block() -> None:
     assert write(m, f"{MEM}/memory32/state", "online") == 0
     assert (
         k.pgdats[1]
-        .zone(__import__("memhp.kernel.mmzone", fromlist=["ZoneType"]).ZoneType.NORMAL)
+        .zone(__import__("memhp.kernel.mm.mmzone", fromlist=["ZoneType"]).ZoneType.NORMAL)
         .present_pages
         == PAGES_PER_SECTION
     )
@@ -201,7 +201,7 @@ def test_workload_is_deterministic_and_all_or_nothing() -> None:
     before = a.kernel.pa.counts.copy()
     import pytest
 
-    from memhp.kernel.page_alloc import AllocError
+    from memhp.kernel.mm.page_alloc import AllocError
 
     with pytest.raises(AllocError):
         a.fill(10**9, node=0)
@@ -223,7 +223,7 @@ def test_fill_a_zone() -> None:
     (b,) = m.fill(1000, node=1, zone="Movable", owner="movable app")
     assert set(b.extents) <= {33, 34, 35}
     # kernel allocations never come from ZONE_MOVABLE, even when asked
-    from memhp.kernel.page_alloc import AllocError
+    from memhp.kernel.mm.page_alloc import AllocError
 
     with pytest.raises(AllocError):
         m.fill(10, node=1, zone="Movable", mix=WorkloadMix(unmovable=1.0))

@@ -1,4 +1,4 @@
-"""x86_64 kernel page tables (memhp.kernel.pgtable): built on hot-add, freed on hot-remove."""
+"""x86_64 kernel page tables (memhp.kernel.arch.x86.pgtable): built on hot-add, freed on remove."""
 
 from __future__ import annotations
 
@@ -10,18 +10,18 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from memhp.kernel import memory_hotplug as mh
-from memhp.kernel.constants import SECTION_SIZE, GiB, MiB
-from memhp.kernel.invariants import check_invariants
-from memhp.kernel.kernel import Kernel
-from memhp.kernel.machine import MachineError, MachineSpec, parse_machine, parse_size
-from memhp.kernel.memory import MemState, device_offline
-from memhp.kernel.pgtable import (
+from memhp.abi.layout import SECTION_SIZE, GiB, MiB
+from memhp.kernel.arch.x86.pgtable import (
     PAGE_OFFSET,
     KernelPageTables,
     Level,
     split_mem_range,
 )
+from memhp.kernel.drivers.base.memory import MemState, device_offline
+from memhp.kernel.invariants import check_invariants
+from memhp.kernel.kernel import Kernel
+from memhp.kernel.machine import MachineError, MachineSpec, parse_machine, parse_size
+from memhp.kernel.mm import memory_hotplug as mh
 from tests.conftest import ROOT, machine
 
 

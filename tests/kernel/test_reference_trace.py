@@ -8,10 +8,10 @@ import re
 
 import pytest
 
+from memhp.abi.fs import Kind
+from memhp.abi.tree import Snapshot, capture, parse_trace
 from memhp.kernel.invariants import check_invariants
-from memhp.sim import SimMachine
-from memhp.sysfs.fs import Kind
-from memhp.sysfs.tree import Snapshot, capture, parse_trace
+from memhp.sim.machine import SimMachine
 from tests.conftest import REFERENCE, machine
 
 TRACE = os.path.join(REFERENCE, "pc-dimm-hotplug-trace.txt")

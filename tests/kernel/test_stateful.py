@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from memhp.kernel.invariants import check_invariants
-from memhp.kernel.page_alloc import Allocation, AllocError, PageState
-from memhp.sim import PlatformError, SimMachine, WorkloadMix
+from memhp.kernel.mm.page_alloc import Allocation, AllocError, PageState
+from memhp.sim.machine import PlatformError, SimMachine, WorkloadMix
 from tests.conftest import machine
 
 EXAMPLES = int(os.environ.get("MEMHP_STATEFUL_EXAMPLES", "25"))

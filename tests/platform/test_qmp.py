@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from memhp.config import load_machine
-from memhp.platform.qmp_server import JsonSplitter, QMPServer
-from memhp.sim import SimMachine
+from memhp.sim.config import load_machine
+from memhp.sim.machine import SimMachine
+from memhp.sim.qmp_server import JsonSplitter, QMPServer
 
 REPO = Path(__file__).resolve().parents[2]
 MACHINE = str(REPO / "machines" / "qemu-linux-6.1.toml")

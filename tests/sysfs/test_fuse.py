@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from memhp.config import load_machine
-from memhp.sim import SimMachine
-from memhp.sysfs.fs import DirectoryFS
-from memhp.sysfs.fuse import fuse_unavailable_reason, is_fuse_mount
-from memhp.sysfs.tree import capture, diff, write_tree
+from memhp.abi.fs import DirectoryFS
+from memhp.abi.tree import capture, diff, write_tree
+from memhp.sim.config import load_machine
+from memhp.sim.fuse import fuse_unavailable_reason, is_fuse_mount
+from memhp.sim.machine import SimMachine
 
 REPO = Path(__file__).resolve().parents[2]
 MACHINE = str(REPO / "machines" / "qemu-linux-6.1.toml")
@@ -91,7 +91,7 @@ def sh(cmd: str, **kw: object) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
-    from memhp.sim_daemon import start, stop
+    from memhp.sim.daemon import start, stop
 
     base = tmp_path_factory.mktemp("fuse")
     mount = base / "root"
@@ -397,7 +397,7 @@ def test_foreground_daemon_unmounts_on_signal(tmp_path: Path, sig: signal.Signal
         [
             sys.executable,
             "-m",
-            "memhp.sim_daemon",
+            "memhp.sim.daemon",
             MACHINE,
             str(mount),
             "--qmp",
@@ -424,7 +424,7 @@ def test_foreground_daemon_unmounts_on_signal(tmp_path: Path, sig: signal.Signal
 def test_sigkilled_daemon_leaves_no_mount_after_stop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, auto_unmount: bool
 ) -> None:
-    from memhp.sim_daemon import start, status, stop
+    from memhp.sim.daemon import start, status, stop
 
     if not auto_unmount:
         monkeypatch.setenv("MEMHP_FUSE_NO_AUTO_UNMOUNT", "1")
@@ -449,7 +449,7 @@ def test_sigkilled_daemon_leaves_no_mount_after_stop(
 
 def test_start_refuses_bad_requests(tmp_path: Path) -> None:
     from memhp.kernel.machine import MachineError
-    from memhp.sim_daemon import SimDaemonError, start
+    from memhp.sim.daemon import SimDaemonError, start
 
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("")

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from memhp.abi.fs import Kind
+from memhp.abi.tree import capture
 from memhp.kernel.invariants import check_invariants
-from memhp.sim import SimMachine
-from memhp.sysfs.fs import Kind
-from memhp.sysfs.tree import capture
+from memhp.sim.machine import SimMachine
 from tests.conftest import machine
 from tests.kernel.test_stateful import model_state
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from memhp.sysfs.fuse import fuse_unavailable_reason
+from memhp.sim.fuse import fuse_unavailable_reason
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(os.environ.get("MEMHP_SELFTEST", REPO / ".cache/selftests/mem-on-off-test.sh"))

@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
+from memhp.abi.tree import capture, write_tree
 from memhp.kernel.invariants import check_invariants
-from memhp.sim import SimMachine, WorkloadMix
-from memhp.sysfs.tree import capture, write_tree
+from memhp.sim.machine import SimMachine, WorkloadMix
 from tests.conftest import machine
 
 MEM = "/sys/devices/system/memory"

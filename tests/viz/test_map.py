@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from memhp.abi.tree import write_tree
 from memhp.cli.main import main
-from memhp.config import load_machine
 from memhp.host.memmap_view import (
     CATEGORY_CHAR,
     AddressScale,
@@ -22,8 +22,8 @@ from memhp.host.memmap_view import (
     text_map,
 )
 from memhp.host.root import SysfsRoot
-from memhp.sim import SimMachine
-from memhp.sysfs.tree import write_tree
+from memhp.sim.config import load_machine
+from memhp.sim.machine import SimMachine
 from memhp.viz.demo import seed_scenario_maps, write_demo_pictures
 from memhp.viz.model import machine_map
 from memhp.viz.render import figure, save_map

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from memhp.kernel.constants import PAGE_SIZE, PAGES_PER_SECTION
+from memhp.abi.layout import PAGE_SIZE, PAGES_PER_SECTION
 from memhp.kernel.kernel import Kernel
-from memhp.kernel.page_alloc import PageState
+from memhp.kernel.mm.page_alloc import PageState
 
 KPF_LRU = 5
 KPF_SLAB = 7

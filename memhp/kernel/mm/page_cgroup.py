@@ -19,9 +19,9 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from memhp.kernel.constants import PAGE_SIZE, PAGES_PER_SECTION, pfn_to_section_nr
+from memhp.abi.layout import PAGE_SIZE, PAGES_PER_SECTION, pfn_to_section_nr
+from memhp.kernel.mm.page_alloc import AllocError, PageState
 from memhp.kernel.notifier import MemAction, MemoryNotify
-from memhp.kernel.page_alloc import AllocError, PageState
 
 if TYPE_CHECKING:
     from memhp.kernel.kernel import Kernel

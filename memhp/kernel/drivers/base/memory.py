@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from typing import TYPE_CHECKING
 
-from memhp.kernel.mmzone import ZoneType
+from memhp.kernel.mm.mmzone import ZoneType
 
 if TYPE_CHECKING:
     from memhp.kernel.kernel import Kernel
@@ -82,7 +82,7 @@ def memory_block_change_state(k: Kernel, mem: MemoryBlock, to: MemState, frm: Me
         return -errno.EINVAL
     if to is MemState.MEM_OFFLINE:
         mem.state = MemState.MEM_GOING_OFFLINE
-    from memhp.kernel import memory_hotplug as mh
+    from memhp.kernel.mm import memory_hotplug as mh
 
     if to is MemState.MEM_ONLINE:
         ret = mh.memory_block_online(k, mem)

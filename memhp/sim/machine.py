@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memhp.kernel.constants import PAGE_SHIFT, pfn_to_section_nr
+from memhp.abi.layout import PAGE_SHIFT, pfn_to_section_nr
 from memhp.kernel.kernel import Kernel
 from memhp.kernel.machine import MachineSpec
-from memhp.kernel.mmzone import ZONE_NAMES
-from memhp.kernel.page_alloc import Allocation, AllocError, PageState
+from memhp.kernel.mm.mmzone import ZONE_NAMES
+from memhp.kernel.mm.page_alloc import Allocation, AllocError, PageState
 from memhp.platform.acpi import Dimm
-from memhp.sysfs.view import KernelSysfs
+from memhp.sim.sysfs.view import KernelSysfs
 
 
 class PlatformError(Exception):

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from memhp.kernel.constants import (
+from memhp.abi.layout import (
     PAGE_SHIFT,
     PAGE_SIZE,
     PAGES_PER_SECTION,
@@ -50,7 +50,7 @@ from memhp.kernel.constants import (
     GiB,
     MiB,
 )
-from memhp.kernel.page_alloc import Allocation, AllocError, PageState
+from memhp.kernel.mm.page_alloc import Allocation, AllocError, PageState
 
 if TYPE_CHECKING:
     from memhp.kernel.kernel import Kernel

@@ -1,6 +1,6 @@
 """Serve a simulated machine's sysfs (and /proc) as a real file system, with FUSE.
 
-The mount point ``DIR`` shows the root of a :class:`~memhp.sysfs.view.KernelSysfs`:
+The mount point ``DIR`` shows the root of a :class:`~memhp.sim.sysfs.view.KernelSysfs`:
 ``DIR/sys/devices/system/memory/...``, ``DIR/proc/meminfo`` and so on, so any
 program written for Linux (util-linux ``lsmem --sysroot DIR``, ``chmem`` with
 ``DIR/sys`` bind-mounted over ``/sys``, shell scripts) can be pointed at a
@@ -26,7 +26,7 @@ What makes it behave like sysfs (fs/kernfs/file.c, fs/sysfs/file.c):
 The binding is ``mfusepy`` (a maintained ctypes fork of fusepy that speaks
 libfuse3): no compiler, no extra runtime (pyfuse3 would need trio and the
 libfuse3 headers), and the high-level path API maps one-to-one on the
-:class:`~memhp.sysfs.fs.SysfsFS` protocol.  libfuse runs its multi-threaded
+:class:`~memhp.abi.fs.SysfsFS` protocol.  libfuse runs its multi-threaded
 loop; the model's lock serialises the requests.
 """
 
@@ -46,10 +46,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from memhp.sysfs.fs import Kind, Stat
-from memhp.sysfs.view import Attr, Dir, KernelSysfs, Link
+from memhp.abi.fs import Kind, Stat
+from memhp.sim.sysfs.view import Attr, Dir, KernelSysfs, Link
 
-log = logging.getLogger("memhp.sysfs.fuse")
+log = logging.getLogger("memhp.sim.fuse")
 
 #: st_mode file-type bits per kind.
 _IFMT = {Kind.DIR: stat.S_IFDIR, Kind.FILE: stat.S_IFREG, Kind.LINK: stat.S_IFLNK}

@@ -1,6 +1,6 @@
 """The sysfs (and a little procfs/debugfs) view of a simulated kernel.
 
-:class:`KernelSysfs` implements :class:`~memhp.sysfs.fs.SysfsFS` over a
+:class:`KernelSysfs` implements :class:`~memhp.abi.fs.SysfsFS` over a
 :class:`~memhp.kernel.kernel.Kernel`: directories are computed from the model on
 every lookup (so they appear and vanish with hot-add and hot-remove), every
 attribute has a show handler and, where the kernel has one, a store handler
@@ -16,11 +16,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from memhp.kernel import memory_hotplug as mh
-from memhp.kernel.acpi import ACPI_PARENT, AcpiDevice
-from memhp.kernel.constants import PAGE_SHIFT, PAGE_SIZE
-from memhp.kernel.kernel import Kernel
-from memhp.kernel.memory import (
+from memhp.abi.fs import Kind, Stat, normpath, oserror, resolve_link
+from memhp.abi.layout import PAGE_SHIFT, PAGE_SIZE
+from memhp.kernel.drivers.acpi.acpi_memhotplug import ACPI_PARENT, AcpiDevice
+from memhp.kernel.drivers.base.memory import (
     MMOP,
     ONLINE_TYPE_TO_STR,
     MemoryBlock,
@@ -28,10 +27,11 @@ from memhp.kernel.memory import (
     device_online,
     state_store,
 )
+from memhp.kernel.kernel import Kernel
+from memhp.kernel.mm import memory_hotplug as mh
 from memhp.kernel.notifier import MemAction
-from memhp.sysfs import procfs
-from memhp.sysfs.attrs import cpumask_hex, kstrtobool, nodelist, sysfs_streq
-from memhp.sysfs.fs import Kind, Stat, normpath, oserror, resolve_link
+from memhp.sim import procfs
+from memhp.sim.sysfs.attrs import cpumask_hex, kstrtobool, nodelist, sysfs_streq
 
 
 # ---------------------------------------------------------------- node types
@@ -186,7 +186,7 @@ class KernelSysfs:
 
     def _probe_store(self, buf: bytes) -> int:
         """probe_store(): hot-add one memory block at a physical address (no device)."""
-        from memhp.sysfs.attrs import kstrtoull
+        from memhp.sim.sysfs.attrs import kstrtoull
 
         addr = kstrtoull(buf, 0)
         if addr is None:
@@ -202,7 +202,7 @@ class KernelSysfs:
 
     def _poison_store(self, buf: bytes, soft: bool) -> int:
         """soft_offline_page_store() / hard_offline_page_store(): a physical address."""
-        from memhp.sysfs.attrs import kstrtoull
+        from memhp.sim.sysfs.attrs import kstrtoull
 
         addr = kstrtoull(buf, 0)
         if addr is None:
@@ -346,7 +346,7 @@ class KernelSysfs:
 
             def store(buf: bytes) -> int:
                 """nr_hugepages_store_common(): kstrtoul(buf, 10), set_max_huge_pages()."""
-                from memhp.sysfs.attrs import kstrtoull
+                from memhp.sim.sysfs.attrs import kstrtoull
 
                 n = kstrtoull(buf, 10)
                 if n is None:

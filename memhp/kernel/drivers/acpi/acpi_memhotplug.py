@@ -14,8 +14,8 @@ import errno
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from memhp.kernel import memory_hotplug as mh
-from memhp.kernel.memory import MemoryBlock, device_offline, device_online
+from memhp.kernel.drivers.base.memory import MemoryBlock, device_offline, device_online
+from memhp.kernel.mm import memory_hotplug as mh
 from memhp.platform.acpi import (
     ACPI_NOTIFY_DEVICE_CHECK,
     ACPI_NOTIFY_EJECT_REQUEST,

@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from memhp.sysfs.fs import Kind, SysfsFS, normpath
+from memhp.abi.fs import Kind, SysfsFS, normpath
 
 #: The parts of sysfs the memory hotplug subsystem owns (what the trace dumps).
 MEMORY_ROOTS: tuple[str, ...] = (

@@ -29,8 +29,8 @@ from enum import IntEnum
 import numpy as np
 import numpy.typing as npt
 
-from memhp.kernel.constants import PAGE_SIZE, PAGES_PER_SECTION, pfn_to_section_nr
-from memhp.kernel.mmzone import KERNEL_ZONES, PgData, Zone, ZoneType
+from memhp.abi.layout import PAGE_SIZE, PAGES_PER_SECTION, pfn_to_section_nr
+from memhp.kernel.mm.mmzone import KERNEL_ZONES, PgData, Zone, ZoneType
 
 
 class PageState(IntEnum):

@@ -30,6 +30,6 @@ def builtin_machine_path(name: str) -> str:
     """Path of a machine shipped in machines/ (by file name without .toml), or ``name``."""
     if os.path.exists(name):
         return name
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     cand = os.path.join(here, "machines", name if name.endswith(".toml") else name + ".toml")
     return cand if os.path.exists(cand) else name

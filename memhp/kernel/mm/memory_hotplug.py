@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from memhp.kernel.constants import (
+from memhp.abi.layout import (
     PAGE_SHIFT,
     PAGEBLOCK_NR_PAGES,
     PAGES_PER_SECTION,
@@ -19,7 +19,7 @@ from memhp.kernel.constants import (
     pfn_to_section_nr,
     section_nr_to_pfn,
 )
-from memhp.kernel.memory import (
+from memhp.kernel.drivers.base.memory import (
     MMOP,
     NUMA_NO_NODE,
     MemoryBlock,
@@ -27,9 +27,9 @@ from memhp.kernel.memory import (
     device_offline,
     device_online,
 )
-from memhp.kernel.mmzone import Zone, ZoneType
+from memhp.kernel.mm.mmzone import Zone, ZoneType
+from memhp.kernel.mm.page_alloc import PageState
 from memhp.kernel.notifier import MemAction, MemoryNotify
-from memhp.kernel.page_alloc import PageState
 
 if TYPE_CHECKING:
     from memhp.kernel.kernel import Kernel

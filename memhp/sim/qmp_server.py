@@ -37,10 +37,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from memhp.kernel.page_alloc import Allocation, AllocError
-from memhp.sim import PlatformError, SimMachine, WorkloadMix
+from memhp.kernel.mm.page_alloc import Allocation, AllocError
+from memhp.sim.machine import PlatformError, SimMachine, WorkloadMix
 
-log = logging.getLogger("memhp.platform.qmp")
+log = logging.getLogger("memhp.sim.qmp")
 
 #: What ``query-version`` and the greeting report (the QEMU of the reference).
 QEMU_VERSION = {"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": "memhp-sim"}
@@ -634,7 +634,7 @@ class QMPServer:
 
     def _cmd_snapshot(self, args: dict[str, Any]) -> object:
         """x-memhp-snapshot: the sysfs tree as {path: Entry.to_json()}."""
-        from memhp.sysfs.tree import MEMORY_ROOTS, capture
+        from memhp.abi.tree import MEMORY_ROOTS, capture
 
         parse_args(args, {}, {"roots": "list"})
         roots = args.get("roots", list(MEMORY_ROOTS))

@@ -8,7 +8,7 @@ falling back along the zonelist), from the hot-added range itself with
 memmap-on-memory (vmem_altmap), or from memblock at boot (sparse_init_nid).
 
 The memmap is mapped, and its pages allocated and freed, by the page-table
-model (:mod:`memhp.kernel.pgtable`: vmemmap_populate / vmemmap_free); the
+model (:mod:`memhp.kernel.arch.x86.pgtable`: vmemmap_populate / vmemmap_free); the
 direct map of a hot-added range is built first (init_memory_mapping) and torn
 down last (kernel_physical_mapping_remove), as x86_64 arch_add_memory and
 arch_remove_memory do.
@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from memhp.kernel.constants import PAGE_SIZE, PAGES_PER_SECTION, SECTION_SIZE, STRUCT_PAGE_SIZE
-from memhp.kernel.page_alloc import Allocation, PageState
+from memhp.abi.layout import PAGE_SIZE, PAGES_PER_SECTION, SECTION_SIZE, STRUCT_PAGE_SIZE
+from memhp.kernel.mm.page_alloc import Allocation, PageState
 
 if TYPE_CHECKING:
     from memhp.kernel.kernel import Kernel

@@ -1,6 +1,6 @@
 """The simulated machine as a process: FUSE-mounted sysfs plus a QMP socket.
 
-``start()`` boots a :class:`~memhp.sim.SimMachine` from a machine file, serves
+``start()`` boots a :class:`~memhp.sim.machine.SimMachine` from a machine file, serves
 its sysfs at ``MOUNT`` (``MOUNT/sys``, ``MOUNT/proc``) with FUSE and, with
 ``--qmp``, its platform on a QMP unix socket.  Detached (the default), it runs
 in a new session with its output in a log file, and a state file records its
@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
-from memhp.sysfs.fuse import fuse_unavailable_reason, is_fuse_mount, lazy_unmount
+from memhp.sim.fuse import fuse_unavailable_reason, is_fuse_mount, lazy_unmount
 
 
 class SimDaemonError(Exception):
@@ -117,9 +117,9 @@ def pid_alive(pid: int) -> bool:
 # ---------------------------------------------------------------- the daemon
 def run(machine: str, mount: str, qmp: str | None, ready_fd: int | None = None) -> int:
     """Boot, serve until unmounted or signalled, clean up. Runs in the main thread."""
-    from memhp.config import load_machine
-    from memhp.sim import SimMachine
-    from memhp.sysfs.fuse import serve
+    from memhp.sim.config import load_machine
+    from memhp.sim.fuse import serve
+    from memhp.sim.machine import SimMachine
 
     mount = os.path.abspath(mount)
     server = None
@@ -132,7 +132,7 @@ def run(machine: str, mount: str, qmp: str | None, ready_fd: int | None = None) 
     try:
         sim = SimMachine(load_machine(machine))
         if qmp:
-            from memhp.platform.qmp_server import QMPServer
+            from memhp.sim.qmp_server import QMPServer
 
             server = QMPServer(
                 sim, os.path.abspath(qmp), on_quit=lambda: os.kill(os.getpid(), signal.SIGTERM)
@@ -197,7 +197,7 @@ def start(
     timeout: float = 60.0,
 ) -> DaemonState | None:
     """Start a simulator; detached: return its state once the mount is live."""
-    from memhp.config import load_machine
+    from memhp.sim.config import load_machine
 
     load_machine(machine)  # MachineError with a clear message before forking
     reason = fuse_unavailable_reason()
@@ -216,7 +216,7 @@ def start(
     logf = open(log_path(mount), "ab")  # noqa: SIM115 - handed to the child
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "memhp.sim_daemon", "--ready-fd", str(w), machine, mount]
+            [sys.executable, "-m", "memhp.sim.daemon", "--ready-fd", str(w), machine, mount]
             + (["--qmp", qmp] if qmp else []),
             stdin=subprocess.DEVNULL,
             stdout=logf,
@@ -318,7 +318,7 @@ def status(mount: str) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m memhp.sim_daemon")
+    p = argparse.ArgumentParser(prog="python -m memhp.sim.daemon")
     p.add_argument("machine")
     p.add_argument("mount")
     p.add_argument("--qmp")

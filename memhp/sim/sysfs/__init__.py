@@ -1,0 +1,1 @@
+"""memhp.sim.sysfs."""
