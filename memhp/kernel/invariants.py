@@ -247,7 +247,7 @@ def check_invariants(k: Kernel) -> None:
             if i.enabled and (i.start_addr, i.start_addr + i.length - 1) not in fw_ranges:
                 p.append(f"{d.name}: range {i.start_addr:#x} has no firmware map entry")
     for d in k.acpi.devices:
-        if d.bound and not k.acpi.platform.slots[d.slot]._STA():
+        if d.bound and not k.acpi.sta(d):
             p.append(f"{d.name} bound but its slot is empty")
         for bid in d.physical_nodes:
             bound = k.blocks.get(bid)

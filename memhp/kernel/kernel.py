@@ -35,6 +35,7 @@ from memhp.kernel.drivers.base.memory import (
     MemState,
 )
 from memhp.kernel.drivers.firmware.memmap import FirmwareMap
+from memhp.kernel.firmware import NO_FIRMWARE, Firmware
 from memhp.kernel.machine import MachineSpec
 from memhp.kernel.mm import memory_hotplug as mh
 from memhp.kernel.mm.mmzone import PgData, Zone, ZoneType
@@ -63,8 +64,10 @@ class LogEntry:
 class Kernel:
     """A booted simulated kernel."""
 
-    def __init__(self, spec: MachineSpec) -> None:
+    def __init__(self, spec: MachineSpec, firmware: Firmware = NO_FIRMWARE) -> None:
         self.spec = spec
+        #: The hardware's firmware interfaces, given by the machine (never built here).
+        self.firmware = firmware
         self.profile = spec.profile
         self.block_size = spec.block_size
         self.sections_per_block = spec.block_size // SECTION_SIZE
@@ -117,7 +120,7 @@ class Kernel:
         self.pgtables = KernelPageTables(self)
         from memhp.kernel.drivers.acpi.acpi_memhotplug import AcpiBus
 
-        self.acpi = AcpiBus(self)
+        self.acpi = AcpiBus(self, firmware.acpi_memory)
         self._boot()
 
     # ================================================================ logging

@@ -10,21 +10,15 @@ memory hotplug does.  Pure model: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-#: ACPI notify values and _OST source/status codes (include/acpi/actypes.h, acpi_bus.h).
-ACPI_NOTIFY_DEVICE_CHECK = 1
-ACPI_NOTIFY_EJECT_REQUEST = 3
-ACPI_OST_EC_OSPM_EJECT = 0x103
-ACPI_OST_SC_SUCCESS = 0
-ACPI_OST_SC_NON_SPECIFIC_FAILURE = 1
-ACPI_OST_SC_EJECT_NOT_SUPPORTED = 0x80
-ACPI_OST_SC_DEVICE_IN_USE = 0x81
-ACPI_OST_SC_DEVICE_BUSY = 0x82
-ACPI_OST_SC_EJECT_IN_PROGRESS = 0x84
-
-ACPI_STA_ALL = 0x0F  # present, enabled, shown in UI, functioning
+from memhp.abi.acpi import (
+    ACPI_NOTIFY_DEVICE_CHECK,
+    ACPI_NOTIFY_EJECT_REQUEST,
+    ACPI_STA_ALL,
+)
+from memhp.kernel.firmware import NotifyHandler
+from memhp.kernel.machine import MachineSpec
 
 
 @dataclass
@@ -71,10 +65,6 @@ class PlatformEvent:
     data: dict[str, object]
 
 
-#: The kernel's entry point for ACPI notifications: (slot index, notify value).
-NotifyHandler = Callable[[int, int], None]
-
-
 @dataclass
 class AcpiPlatform:
     """The machine's memory hotplug hardware: slots, the address window, events."""
@@ -86,11 +76,38 @@ class AcpiPlatform:
     events: list[PlatformEvent] = field(default_factory=list)
     notify: NotifyHandler | None = None
 
+    @classmethod
+    def for_machine(cls, spec: MachineSpec) -> AcpiPlatform:
+        """The platform of a machine file: its slots and the SRAT hotplug window."""
+        windows = [w for n in spec.nodes for w in n.hotplug]
+        lo = min((s for s, _ in windows), default=0)
+        hi = max((e for _, e in windows), default=0)
+        return cls(spec.slots, lo, hi)
+
     def __post_init__(self) -> None:
         if not self.slots:
             self.slots = [MemorySlot(i) for i in range(self.nr_slots)]
 
     # ---------------------------------------------------------- OS -> firmware
+    # (memhp.kernel.firmware.AcpiMemoryNamespace: what the kernel may evaluate)
+    def object_count(self) -> int:
+        return len(self.slots)
+
+    def object_path(self, index: int) -> str:
+        return self.slots[index].path
+
+    def evaluate_sta(self, index: int) -> int:
+        return self.slots[index]._STA()
+
+    def evaluate_crs(self, index: int) -> list[tuple[int, int]]:
+        return self.slots[index]._CRS()
+
+    def evaluate_pxm(self, index: int) -> int:
+        return self.slots[index]._PXM()
+
+    def install_notify_handler(self, handler: NotifyHandler | None) -> None:
+        self.notify = handler
+
     def evaluate_ost(self, slot: int, source: int, status: int) -> None:
         """_OST: the OS reports the outcome of a notification (QEMU ACPI_DEVICE_OST)."""
         s = self.slots[slot]

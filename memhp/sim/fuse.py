@@ -46,6 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from memhp.abi.acpi import ACPI_MEMORY_PARENT_DIR
 from memhp.abi.fs import Kind, Stat
 from memhp.sim.sysfs.view import Attr, Dir, KernelSysfs, Link
 
@@ -165,7 +166,7 @@ class SysfsOperations:
             dirs += [
                 f"/sys/devices/system/node/{n}" for n in node_root.names() if n.startswith("node")
             ]
-        acpi = "/sys/devices/LNXSYSTM:00/LNXSYBUS:00/PNP0A06:04"
+        acpi = ACPI_MEMORY_PARENT_DIR
         try:
             dev_root = self.fs.resolve(acpi)[1]
         except OSError:

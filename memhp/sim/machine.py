@@ -12,11 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from memhp.abi.layout import PAGE_SHIFT, pfn_to_section_nr
+from memhp.kernel.firmware import Firmware
 from memhp.kernel.kernel import Kernel
 from memhp.kernel.machine import MachineSpec
 from memhp.kernel.mm.mmzone import ZONE_NAMES
 from memhp.kernel.mm.page_alloc import Allocation, AllocError, PageState
-from memhp.platform.acpi import Dimm
+from memhp.platform.acpi import AcpiPlatform, Dimm
 from memhp.sim.sysfs.view import KernelSysfs
 
 
@@ -47,9 +48,9 @@ class SimMachine:
 
     def __init__(self, spec: MachineSpec) -> None:
         self.spec = spec
-        self.kernel = Kernel(spec)
+        self.platform = AcpiPlatform.for_machine(spec)
+        self.kernel = Kernel(spec, Firmware(acpi_memory=self.platform))
         self.sysfs = KernelSysfs(self.kernel)
-        self.platform = self.kernel.acpi.platform
         self.lock = self.sysfs.lock
         self._dimm_seq = 0
 

@@ -16,9 +16,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from memhp.abi.acpi import ACPI_MEMORY_PARENT, ACPI_ROOT
 from memhp.abi.fs import Kind, Stat, normpath, oserror, resolve_link
 from memhp.abi.layout import PAGE_SHIFT, PAGE_SIZE
-from memhp.kernel.drivers.acpi.acpi_memhotplug import ACPI_PARENT, AcpiDevice
+from memhp.kernel.drivers.acpi.acpi_memhotplug import AcpiDevice
 from memhp.kernel.drivers.base.memory import (
     MMOP,
     ONLINE_TYPE_TO_STR,
@@ -135,7 +136,7 @@ class KernelSysfs:
                                 "node": lambda: self._node_root(),
                             }
                         ),
-                        "LNXSYSTM:00": lambda: self._acpi_tree(),
+                        ACPI_ROOT: lambda: self._acpi_tree(),
                     }
                 ),
                 "bus": lambda: static_dir(
@@ -241,7 +242,7 @@ class KernelSysfs:
                 e[f"node{nid}"] = (lambda n=nid: lambda: Link(f"../../node/node{n}"))()
         if mem.acpi_device is not None:
             dev = mem.acpi_device
-            e["firmware_node"] = lambda: Link(f"../../../{ACPI_PARENT}/{dev}")
+            e["firmware_node"] = lambda: Link(f"../../../{ACPI_MEMORY_PARENT}/{dev}")
         return static_dir(e)
 
     def _valid_zones(self, mem: MemoryBlock) -> str:
@@ -430,12 +431,12 @@ class KernelSysfs:
 
         def child(name: str) -> Node | None:
             d = self.k.acpi.device(name)
-            return Link(f"../../../devices/{ACPI_PARENT}/{name}") if d else None
+            return Link(f"../../../devices/{ACPI_MEMORY_PARENT}/{name}") if d else None
 
         return Dir(names, child)
 
     def _acpi_tree(self) -> Dir:
-        parts = ACPI_PARENT.split("/")[1:]  # LNXSYBUS:00, PNP0A06:04
+        parts = ACPI_MEMORY_PARENT.split("/")[1:]  # LNXSYBUS:00, PNP0A06:04
 
         def container() -> Dir:
             devs = self.k.acpi.devices
@@ -453,7 +454,7 @@ class KernelSysfs:
             # (flags.initialized), and again after acpi_bus_trim().
             "modalias": lambda: Attr(lambda: "acpi:PNP0C80:\n" if dev.present else ""),
             "path": lambda: Attr(lambda: dev.path + "\n"),
-            "status": lambda: Attr(lambda: f"{self.k.acpi.platform.slots[dev.slot]._STA()}\n"),
+            "status": lambda: Attr(lambda: f"{self.k.acpi.sta(dev)}\n"),
             "uevent": lambda: Attr(
                 lambda: "MODALIAS=" + ("acpi:PNP0C80:" if dev.present else "") + "\n",
                 uevent_store,

@@ -14,9 +14,8 @@ import errno
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from memhp.kernel.drivers.base.memory import MemoryBlock, device_offline, device_online
-from memhp.kernel.mm import memory_hotplug as mh
-from memhp.platform.acpi import (
+from memhp.abi.acpi import (
+    ACPI_MEMORY_PARENT_DIR,
     ACPI_NOTIFY_DEVICE_CHECK,
     ACPI_NOTIFY_EJECT_REQUEST,
     ACPI_OST_EC_OSPM_EJECT,
@@ -25,14 +24,14 @@ from memhp.platform.acpi import (
     ACPI_OST_SC_EJECT_NOT_SUPPORTED,
     ACPI_OST_SC_NON_SPECIFIC_FAILURE,
     ACPI_OST_SC_SUCCESS,
-    AcpiPlatform,
+    memory_device_name,
 )
+from memhp.kernel.drivers.base.memory import MemoryBlock, device_offline, device_online
+from memhp.kernel.firmware import AcpiMemoryNamespace
+from memhp.kernel.mm import memory_hotplug as mh
 
 if TYPE_CHECKING:
     from memhp.kernel.kernel import Kernel
-
-#: The sysfs parent of the memory devices (QEMU's memory hotplug container).
-ACPI_PARENT = "LNXSYSTM:00/LNXSYBUS:00/PNP0A06:04"
 
 
 @dataclass
@@ -65,29 +64,34 @@ class AcpiDevice:
 
     @property
     def sysfs_dir(self) -> str:
-        return f"/sys/devices/{ACPI_PARENT}/{self.name}"
+        return f"{ACPI_MEMORY_PARENT_DIR}/{self.name}"
 
 
 class AcpiBus:
     """The ACPI devices the kernel enumerated, and the hotplug work on them."""
 
-    def __init__(self, k: Kernel) -> None:
+    def __init__(self, k: Kernel, namespace: AcpiMemoryNamespace | None) -> None:
         self.k = k
-        spec = k.spec
-        windows = [w for n in spec.nodes for w in n.hotplug]
-        lo = min((s for s, _ in windows), default=0)
-        hi = max((e for _, e in windows), default=0)
-        self.platform = AcpiPlatform(spec.slots, lo, hi)
-        self.platform.notify = self.acpi_hotplug_notify
+        #: The firmware's PNP0C80 objects (None: the machine has no ACPI memory devices).
+        self.namespace = namespace
+        if namespace is not None:
+            namespace.install_notify_handler(self.acpi_hotplug_notify)
         self.devices: list[AcpiDevice] = []
+
+    def sta(self, dev: AcpiDevice) -> int:
+        """_STA of the device's object, as acpi_bus_get_status() evaluates it."""
+        return self.namespace.evaluate_sta(dev.slot) if self.namespace is not None else 0
 
     # ---------------------------------------------------------------- scan
     def scan(self) -> None:
         """acpi_bus_scan() at boot: one acpi_device per PNP0C80 object."""
-        for slot in self.platform.slots:
-            dev = AcpiDevice(slot.index, f"PNP0C80:{slot.index:02x}", slot.path)
+        ns = self.namespace
+        if ns is None:
+            return
+        for index in range(ns.object_count()):
+            dev = AcpiDevice(index, memory_device_name(index), ns.object_path(index))
             self.devices.append(dev)
-            if slot._STA():
+            if ns.evaluate_sta(index):
                 dev.present = True
                 self.acpi_memory_device_add(dev)
 
@@ -100,9 +104,9 @@ class AcpiBus:
     # ------------------------------------------------------ acpi_memhotplug
     def acpi_memory_device_add(self, dev: AcpiDevice) -> int:
         """acpi_memory_device_add() -> acpi_memory_get_device_resources() + enable_device()."""
-        slot = self.platform.slots[dev.slot]
-        dev.infos = [MemoryInfo(s, n) for s, n in slot._CRS()]
-        dev.node = slot._PXM()
+        assert self.namespace is not None  # only devices of a namespace exist
+        dev.infos = [MemoryInfo(s, n) for s, n in self.namespace.evaluate_crs(dev.slot)]
+        dev.node = self.namespace.evaluate_pxm(dev.slot)
         dev.bound = True
         ret = self.acpi_memory_enable_device(dev)
         if ret:
@@ -229,7 +233,8 @@ class AcpiBus:
             if ret:
                 return ret
         self.acpi_memory_device_remove(dev)  # acpi_bus_trim()
-        if not self.platform.evaluate_ej0(dev.slot):
+        assert self.namespace is not None
+        if not self.namespace.evaluate_ej0(dev.slot):
             k.log("acpi_scan_hot_remove", f"{dev.name}: _EJ0 failed")
             return -errno.EIO
         # _STA is evaluated to check the eject, but adev->status is not updated.
@@ -243,15 +248,13 @@ class AcpiBus:
         if src in (ACPI_NOTIFY_EJECT_REQUEST, ACPI_OST_EC_OSPM_EJECT):
             if not dev.bound:
                 return -errno.ENODEV
-            self.platform.evaluate_ost(
-                dev.slot, ACPI_NOTIFY_EJECT_REQUEST, ACPI_OST_SC_EJECT_IN_PROGRESS
-            )
+            self._ost(dev, ACPI_NOTIFY_EJECT_REQUEST, ACPI_OST_SC_EJECT_IN_PROGRESS)
             return self.acpi_scan_hot_remove(dev)
         return -errno.EINVAL
 
     def acpi_scan_device_check(self, dev: AcpiDevice) -> int:
         """acpi_scan_device_check(): a device that became present gets its driver."""
-        present = bool(self.platform.slots[dev.slot]._STA())
+        present = bool(self.sta(dev))
         if dev.bound:
             if present:
                 return 0
@@ -275,8 +278,12 @@ class AcpiBus:
             ost = ACPI_OST_SC_DEVICE_BUSY
         else:
             ost = ACPI_OST_SC_NON_SPECIFIC_FAILURE
-        self.platform.evaluate_ost(dev.slot, src, ost)
+        self._ost(dev, src, ost)
         return error
+
+    def _ost(self, dev: AcpiDevice, source: int, status: int) -> None:
+        if self.namespace is not None:
+            self.namespace.evaluate_ost(dev.slot, source, status)
 
     def acpi_hotplug_notify(self, slot: int, value: int) -> None:
         """acpi_hotplug_notify_cb() -> acpi_hotplug_schedule() -> acpi_device_hotplug()."""
