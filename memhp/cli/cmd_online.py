@@ -16,6 +16,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "Exit: 0 all done, 1 failed, 64 partly done.",
     )
     p.add_argument("selection", metavar="SIZE|RANGE|BLOCKRANGE")
+    p.add_argument(
+        "-e", "--enable", action="store_true", help="accepted for chmem habits (implied)"
+    )
+    p.add_argument(
+        "-d",
+        "--disable",
+        dest="contrary",
+        action="store_true",
+        help=argparse.SUPPRESS,
+    )
     p.add_argument("-b", "--blocks", action="store_true", help="use memory blocks")
     p.add_argument("-z", "--zone", help="zone to online to (Movable, Normal, ...)")
     p.add_argument("-v", "--verbose", action="store_true", help="verbose output")

@@ -57,12 +57,12 @@ def getopt_long(
             exact = [lo for lo in longopts if lo.name == name]
             cands = exact or [lo for lo in longopts if lo.name.startswith(name)]
             if not cands:
-                raise GetoptError(f"unrecognized option '--{name}'")
+                raise GetoptError(f"unrecognized option '{a}'")
             if len(cands) > 1:
                 first = cands[0]
                 if any((c.has_arg, c.val) != (first.has_arg, first.val) for c in cands[1:]):
                     poss = " ".join(f"'--{c.name}'" for c in cands)
-                    raise GetoptError(f"option '--{name}' is ambiguous; possibilities: {poss}")
+                    raise GetoptError(f"option '{a}' is ambiguous; possibilities: {poss}")
             lo = cands[0]
             if lo.has_arg == NO_ARG:
                 if eq:
@@ -193,6 +193,17 @@ def run_change(args: argparse.Namespace, enable: bool) -> int:
     from memhp.host.chmem import change
 
     prog = "memhp online" if enable else "memhp offline"
+    if getattr(args, "contrary", False):
+        other = "--disable" if enable else "--enable"
+        other_cmd = "memhp offline" if enable else "memhp online"
+        print(f"{prog}: {other} contradicts this command; use {other_cmd}", file=sys.stderr)
+        print(tryhelp(prog), file=sys.stderr)
+        return 1
+    if args.selection.startswith("-") and args.selection != "-":
+        # argparse takes "-1" for an argument; getopt (chmem) for an option.
+        print(f"{prog}: invalid option -- '{args.selection[1:2]}'", file=sys.stderr)
+        print(tryhelp(prog), file=sys.stderr)
+        return 1
 
     def go() -> int:
         root = open_root(args)
@@ -211,3 +222,115 @@ def run_change(args: argparse.Namespace, enable: bool) -> int:
         return res.code
 
     return guarded(prog, go)
+
+
+# -- util-linux style for the argparse commands ------------------------------------
+
+
+def _wrap(text: str, indent: str = "", width: int = 79) -> list[str]:
+    import textwrap
+
+    out: list[str] = []
+    for para in text.split("\n"):
+        out += textwrap.wrap(para, width, initial_indent=indent, subsequent_indent=indent) or [""]
+    return out
+
+
+def option_label(a: argparse.Action) -> str:
+    """`` -z, --zone <zone>`` as util-linux help texts write an option."""
+    shorts = [o for o in a.option_strings if not o.startswith("--")]
+    longs = [o for o in a.option_strings if o.startswith("--")]
+    label = ", ".join(shorts + longs)
+    if not shorts:
+        label = "    " + label
+    if a.nargs != 0:
+        mv = a.metavar if isinstance(a.metavar, str) else a.dest
+        label += f" <{mv.lower()}>"
+    return " " + label
+
+
+def usage_line(p: argparse.ArgumentParser) -> str:
+    parts = [p.prog, "[options]"]
+    for a in p._actions:
+        if a.option_strings:
+            if a.required:
+                parts.append(f"{a.option_strings[-1]} <{str(a.metavar or a.dest).lower()}>")
+            continue
+        if isinstance(a, argparse._SubParsersAction):
+            parts.append(f"{a.metavar or 'COMMAND'} [ARGS]")
+            continue
+        mv = a.metavar if isinstance(a.metavar, str) else a.dest.upper()
+        if a.nargs == "?":
+            parts.append(f"[{mv}]")
+        elif a.nargs in ("+", "*"):
+            parts.append(f"{mv}...")
+        else:
+            parts.append(mv)
+    return " " + " ".join(parts)
+
+
+def help_sections(p: argparse.ArgumentParser) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(title, [(label, help)]) of a parser: its options, arguments and commands."""
+    opts: list[tuple[str, str]] = []
+    args: list[tuple[str, str]] = []
+    cmds: list[tuple[str, str]] = []
+    tail: list[tuple[str, str]] = []
+    for a in p._actions:
+        if a.help == argparse.SUPPRESS:
+            continue
+        if isinstance(a, argparse._SubParsersAction):
+            cmds += [(" " + c.dest, c.help or "") for c in a._get_subactions()]
+        elif isinstance(a, argparse._HelpAction):
+            tail.append((option_label(a), "display this help"))
+        elif isinstance(a, argparse._VersionAction):
+            tail.append((option_label(a), "display version"))
+        elif a.option_strings:
+            text = a.help or ""
+            if a.choices is not None and "{" not in text:
+                text += f" ({', '.join(map(str, a.choices))})"
+            opts.append((option_label(a), text % {"default": a.default} if "%(" in text else text))
+        else:
+            mv = a.metavar if isinstance(a.metavar, str) else a.dest.upper()
+            args.append((" " + mv, a.help or ""))
+    out: list[tuple[str, list[tuple[str, str]]]] = []
+    if args and any(h for _, h in args):
+        out.append(("Arguments", args))
+    if opts or tail:
+        out.append(("Options", opts + ([("", "")] if opts and tail else []) + tail))
+    if cmds:
+        out.append(("Commands", cmds))
+    return out
+
+
+class UtilParser(argparse.ArgumentParser):
+    """argparse with util-linux's help layout and errors (one line, ``Try ... --help``, 1)."""
+
+    def format_help(self) -> str:
+        lines = ["", "Usage:", usage_line(self), ""]
+        if self.description:
+            lines += _wrap(self.description) + [""]
+        for title, rows in help_sections(self):
+            width = max(len(label) for label, _ in rows) + 2
+            width = max(width, 22)
+            lines.append(f"{title}:")
+            for label, text in rows:
+                if not label and not text:
+                    lines.append("")
+                elif len(label) + 2 > width:
+                    lines += [label, *_wrap(text, " " * width)]
+                else:
+                    wrapped = _wrap(text, " " * width)
+                    lines.append(label.ljust(width) + wrapped[0].lstrip())
+                    lines += wrapped[1:]
+            lines.append("")
+        if self.epilog:
+            lines += _wrap(self.epilog) + [""]
+        return "\n".join(lines)
+
+    def format_usage(self) -> str:
+        return "Usage:\n" + usage_line(self) + "\n"
+
+    def error(self, message: str) -> NoReturn:
+        warnx(self.prog, message)
+        print(tryhelp(self.prog), file=sys.stderr)
+        raise SystemExit(1)

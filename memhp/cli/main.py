@@ -37,11 +37,15 @@ def _available(name: str) -> bool:
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser; with ``only``, just that command's module is imported."""
-    parser = argparse.ArgumentParser(
+    from memhp import __version__
+    from memhp.cli.common import UtilParser
+
+    parser = UtilParser(
         prog="memhp",
         description="Linux physical memory hot-(un)plug: list, online, offline, remove, "
         "diagnose, and a simulated kernel to try it on.",
     )
+    parser.add_argument("-V", "--version", action="version", version=f"memhp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, summary in COMMANDS.items():

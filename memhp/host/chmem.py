@@ -54,6 +54,7 @@ class Result:
         return EXIT_SOMEOK if ok else EXIT_FAILURE
 
 
+UINT64_MAX = (1 << 64) - 1
 _SIZE_RE = re.compile(r"^(\d+)(?:([KMGTPE])(iB|B)?)?$", re.IGNORECASE)
 
 
@@ -61,24 +62,30 @@ def parse_size(text: str) -> int:
     """chmem's SIZE in bytes: ``512M``, ``2g``, ``1GiB`` (binary), ``1GB`` (decimal);
     a bare number means MiB."""
     m = _SIZE_RE.match(text.strip())
-    if not m:
+    if not m or not m.group(1).isascii():
         raise UsageError(f"Failed to parse size: '{text}'")
     n = int(m.group(1))
     unit = m.group(2)
     if unit is None:
-        return n << 20
-    power = "KMGTPE".index(unit.upper()) + 1
-    base = 1000 if m.group(3) and m.group(3).upper() == "B" else 1024
-    return int(n * base**power)
+        size = n << 20
+    else:
+        power = "KMGTPE".index(unit.upper()) + 1
+        base = 1000 if m.group(3) and m.group(3).upper() == "B" else 1024
+        size = n * base**power
+    if size > UINT64_MAX:  # strtosize(): the value does not fit in a uint64_t
+        raise UsageError(f"Failed to parse size: '{text}': Numerical result out of range")
+    return size
 
 
 def _parse_num(text: str, what: str) -> int:
-    if not text.strip().isdigit():
+    if not (text.strip().isdigit() and text.isascii()):
         raise UsageError(f"Failed to parse {what}: '{text}'")
     return int(text)
 
 
 def parse_selection(param: str, use_blocks: bool, bsize: int) -> Selection:
+    if not param.isascii():
+        raise UsageError(f"Invalid parameter: {param}")
     parts = param.split("-")
     if len(parts) > 2:
         raise UsageError(f"Invalid parameter: {param}")
@@ -88,7 +95,7 @@ def parse_selection(param: str, use_blocks: bool, bsize: int) -> Selection:
             n = _parse_num(parts[0], "block number")
             return Selection(first=n, last=n)
         size = parse_size(parts[0])
-        if size == 0 or size % bsize:
+        if size % bsize:
             raise UsageError(f"Size must be aligned to memory block size ({human})")
         return Selection(size=size // bsize)
     a, b = parts
@@ -151,6 +158,8 @@ def change(
     if zone is not None and not have_zones:
         res.warnings.append("zone ignored, no valid_zones sysfs attribute present")
         zname = None
+    if sel.size == 0:
+        return res  # chmem: nothing to do
     if sel.size is not None:
         if sel.size > len(indices):
             raise UsageError(
@@ -165,8 +174,15 @@ def change(
             if sel.first == sel.last:
                 raise UsageError(f"memory block {sel.first} does not exist")
             raise UsageError(f"no memory blocks in range {sel.first}-{sel.last}")
-        res.wanted = len(candidates)
-        # Holes in a range are normal (chmem counts them as failures; we skip them).
+        # chmem counts the blocks of the range that do not exist as failures: the
+        # range is only partly done (exit 64).
+        res.wanted = sel.last - sel.first + 1
+        missing = res.wanted - len(candidates)
+        if missing:
+            res.warnings.append(
+                f"{missing} of the {res.wanted} blocks in range {sel.first}-{sel.last} "
+                "do not exist"
+            )
     target = "online" if enable else "offline"
     for idx in candidates:
         if sel.size is not None and len(res.done) >= sel.size:
