@@ -77,6 +77,14 @@ class Demo:
 
 
 def _run(spec: MachineSpec, args: argparse.Namespace) -> int:
+    from memhp.viz.demo import demo_device
+
+    nid, addr, size = demo_device(spec)
+    bs = spec.block_size
+    ids = range(addr // bs, (addr + size) // bs)
+    first, last = ids[0], ids[-1]
+    names = f"memory{first}..memory{last}"
+    where = f"node {nid} at [{_h(addr)}, {_h(addr + size)})"
     d = Demo(spec, args)
     k = d.m.kernel
     d.step(
@@ -86,32 +94,31 @@ def _run(spec: MachineSpec, args: argparse.Namespace) -> int:
     )
     d.changes()
     d.check()
-    d.step("the platform inserts a memory device on node 1 at [1G, 1.5G)")
-    d.m.device_add(512 * MiB, 1, id="dimm1", addr=1 * GiB)
+    d.step(f"the platform inserts a memory device on {where}")
+    dimm = d.m.device_add(size, nid, id="dimm1", addr=addr)
+    dev = f"PNP0C80:{dimm.slot:02X}"
     d.changes()
-    d.blocks(range(8, 12))
+    d.blocks(ids)
     d.check()
-    d.step("online memory8..memory11, in that order")
-    for b in range(8, 12):
+    d.step(f"online {names}, in that order")
+    for b in ids:
         d.write(f"/sys/devices/system/memory/memory{b}/state", "online")
     d.check()
     from memhp.viz.model import machine_map
 
-    before = machine_map(d.m, title="seed scenario: memory8..11 online (before the eject)")
-    d.step("offline memory8 first")
-    d.write("/sys/devices/system/memory/memory8/state", "offline")
+    before = machine_map(d.m, title=f"seed scenario: {names} online (before the eject)")
+    d.step(f"offline memory{first} first")
+    d.write(f"/sys/devices/system/memory/memory{first}/state", "offline")
     d.check()
-    d.step(
-        "hot-remove: echo 1 > /sys/bus/acpi/devices/PNP0C80:00/eject (offline twice, then remove)"
-    )
-    d.write("/sys/bus/acpi/devices/PNP0C80:00/eject", "1")
+    d.step(f"hot-remove: echo 1 > /sys/bus/acpi/devices/{dev}/eject (offline twice, then remove)")
+    d.write(f"/sys/bus/acpi/devices/{dev}/eject", "1")
     for ev in d.m.platform.events:
         print(f"    platform event {ev.event} {ev.data}")
     d.check()
-    gone = not any(b in k.blocks for b in range(8, 12))
+    gone = not any(b in k.blocks for b in ids)
     print(
-        f"\n  memory8..memory11 {'removed' if gone else 'still present'}; node1 "
-        f"{'offline' if 1 not in k.node_states['N_ONLINE'] else 'online'}; "
+        f"\n  {names} {'removed' if gone else 'still present'}; node{nid} "
+        f"{'offline' if nid not in k.node_states['N_ONLINE'] else 'online'}; "
         f"{len(k.fwmap.entries)} firmware map entries"
     )
     if not gone:
@@ -119,7 +126,11 @@ def _run(spec: MachineSpec, args: argparse.Namespace) -> int:
     after = machine_map(d.m, title="seed scenario: after the eject")
     from memhp.viz.demo import write_demo_pictures
 
-    paths = write_demo_pictures(args.out, before, after)
+    try:
+        paths = write_demo_pictures(args.out, before, after)
+    except OSError as e:
+        print(f"memhp demo: {e.filename or args.out}: {e.strerror}", file=sys.stderr)
+        return 1
     print("\n  pictures of the physical memory map, before and after:")
     for path in paths:
         print(f"    {path}")
@@ -131,28 +142,65 @@ def _run(spec: MachineSpec, args: argparse.Namespace) -> int:
         spec2 = dataclasses.replace(spec, memmap_on_memory=True)
         d2 = Demo(spec2, args)
         d2.step_no = d.step_no
-        d2.m.device_add(512 * MiB, 1, id="dimm1", addr=1 * GiB)
+        d2.m.device_add(size, nid, id="dimm1", addr=addr)
         d2.seen = len(d2.m.kernel.events)
-        for b in range(8, 12):
+        for b in ids:
             d2.write(f"/sys/devices/system/memory/memory{b}/state", "online")
-        d2.step("offline memory8 first: no other block depends on it now")
-        d2.write("/sys/devices/system/memory/memory8/state", "offline")
-        d2.write("/sys/bus/acpi/devices/PNP0C80:00/eject", "1")
+        d2.step(f"offline memory{first} first: no other block depends on it now")
+        d2.write(f"/sys/devices/system/memory/memory{first}/state", "offline")
+        d2.write(f"/sys/bus/acpi/devices/{dev}/eject", "1")
         d2.check()
-        if any(b in d2.m.kernel.blocks for b in range(8, 12)):
+        if any(b in d2.m.kernel.blocks for b in ids):
             return 1
     print("\ninvariants held after every step")
     return 0
 
 
+def _h(n: int) -> str:
+    return f"{n // GiB}G" if n % GiB == 0 else f"{n / GiB:g}G" if n >= GiB else f"{n // MiB}M"
+
+
+def _check_out(out: str) -> str | None:
+    """Why pictures cannot go to the directory ``out`` (checked before the demo runs)."""
+    if os.path.exists(out):
+        if not os.path.isdir(out):
+            return f"{out}: exists and is not a directory"
+        if not os.access(out, os.W_OK):
+            return f"{out}: not writable"
+        return None
+    parent = os.path.dirname(os.path.abspath(out))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        return f"{out}: cannot create a directory under {parent}"
+    if os.path.realpath(parent).startswith(("/proc", "/sys")):
+        return f"{out}: cannot create a directory under {parent} (a kernel file system)"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
+    from memhp.host.errors import UsageError
+    from memhp.kernel.mm.page_alloc import AllocError
+    from memhp.sim.machine import PlatformError
+
     path = builtin_machine_path(args.machine)
     try:
         spec = load_machine(path)
     except MachineError as e:
         print(f"memhp demo: {e}", file=sys.stderr)
         return 1
-    return _run(spec, args)
+    problem = _check_out(args.out)
+    if problem:
+        print(f"memhp demo: {problem}", file=sys.stderr)
+        return 1
+    try:
+        return _run(spec, args)
+    except UsageError as e:
+        print(f"memhp demo: {e}", file=sys.stderr)
+        return 1
+    except (PlatformError, AllocError) as e:
+        print(f"memhp demo: {spec.name}: {e}", file=sys.stderr)
+        return 1
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from memhp.abi.layout import SECTION_SIZE, GiB, KiB, MiB, TiB
+from memhp.abi.layout import MAX_PHYSMEM_BITS, SECTION_SIZE, GiB, KiB, MiB, TiB
 from memhp.kernel.profile import PROFILES, KernelProfile
 
 E820_TYPES = (
@@ -134,8 +134,20 @@ class MachineSpec:
         return None
 
 
-_SIZE_RE = re.compile(r"^\s*(0x[0-9a-fA-F]+|\d+)\s*([KMGTkmgt]?)(i?[Bb])?\s*$")
-_UNITS = {"": 1, "k": KiB, "m": MiB, "g": GiB, "t": TiB}
+_SIZE_RE = re.compile(r"^\s*(0x[0-9a-fA-F]+|[0-9]+)\s*([KMGTPEkmgtpe]?)(i?[Bb])?\s*$", re.ASCII)
+_UNITS = {"": 1, "k": KiB, "m": MiB, "g": GiB, "t": TiB, "p": 1024 * TiB, "e": 1 << 60}
+
+#: The end of the physical address space (x86_64, 4-level paging: 64 TiB).
+MAX_PHYS_ADDR = 1 << MAX_PHYSMEM_BITS
+
+
+def _check_phys(end: int, key: str) -> None:
+    if end > MAX_PHYS_ADDR:
+        raise MachineError(
+            key,
+            f"ends at {end:#x}, beyond the physical address limit {MAX_PHYS_ADDR:#x} "
+            f"(64T, x86_64 MAX_PHYSMEM_BITS = {MAX_PHYSMEM_BITS})",
+        )
 
 
 def parse_size(value: object, key: str) -> int:
@@ -174,6 +186,7 @@ def _range(v: object, key: str) -> tuple[int, int]:
         raise MachineError(key, f"expected [start, end] or {{start, size}}, got {v!r}")
     if end <= start:
         raise MachineError(key, f"empty range [{start:#x}, {end:#x})")
+    _check_phys(end, key)
     return start, end
 
 
@@ -431,6 +444,7 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
                 e = parse_size(re_.get("end"), f"{k}.end") + 1
             if e <= s:
                 raise MachineError(k, "end before start")
+            _check_phys(e, k)
             t = re_.get("type", "System RAM")
             if t not in E820_TYPES:
                 raise MachineError(
@@ -452,6 +466,7 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
     maxmem = parse_size(hp.get("maxmem", boot_total), "hotplug.maxmem")
     if maxmem < boot_total:
         raise MachineError("hotplug.maxmem", "smaller than the boot memory")
+    _check_phys(maxmem, "hotplug.maxmem")
     if slots and not any(n.hotplug for n in nodes):
         raise MachineError("hotplug", "slots given but no node has a hotplug window")
 
@@ -494,4 +509,37 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
     )
     if not spec.boot_ram:
         raise MachineError("node", "no boot RAM: no node memory range is System RAM in the e820")
+    _check_boot_allocations(
+        spec, "kernel.image_start" if "image_start" in kern else "kernel.image_size"
+    )
     return spec
+
+
+def _human(n: int) -> str:
+    for unit, size in (("T", TiB), ("G", GiB), ("M", MiB), ("K", KiB)):
+        if n >= size:
+            return f"{n // size}{unit}" if n % size == 0 else f"{n / size:.1f}{unit}"
+    return f"{n:#x}"
+
+
+def _check_boot_allocations(spec: MachineSpec, image_key: str) -> None:
+    """The kernel image and the per-node boot allocations must fit in boot RAM."""
+    img_s, img_e = spec.kernel_image_start, spec.kernel_image_start + spec.kernel_image_size
+    if not any(s <= img_s and img_e <= e for s, e, _n in spec.boot_ram):
+        raise MachineError(
+            image_key,
+            f"the kernel image [{img_s:#x}, {img_e:#x}) does not fit in one boot RAM range",
+        )
+    ram: dict[int, int] = {}
+    for s, e, nid in spec.boot_ram:
+        node = spec.node(nid)
+        if spec.movable_node and any(hs <= s and e <= he for hs, he in node.hotplug):
+            continue  # ZONE_MOVABLE only: the kernel puts no slab there
+        ram[nid] = ram.get(nid, 0) + e - s
+    for nid, size in sorted(ram.items()):
+        if spec.boot_slab_per_node >= size:
+            raise MachineError(
+                "kernel.boot_slab_per_node",
+                f"{_human(spec.boot_slab_per_node)} does not fit in the "
+                f"{_human(size)} of boot memory of node {nid}",
+            )

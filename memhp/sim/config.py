@@ -17,6 +17,8 @@ def load_machine(path: str) -> MachineSpec:
         raise MachineError(path, "no such machine file") from None
     except tomllib.TOMLDecodeError as e:
         raise MachineError(path, f"not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise MachineError(path, f"not UTF-8 text (byte {e.start}), not a machine file") from None
     except OSError as e:
         raise MachineError(path, e.strerror or str(e)) from None
     try:

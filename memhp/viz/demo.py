@@ -60,20 +60,56 @@ def write_demo_pictures(
     return paths
 
 
+def demo_device(spec: MachineSpec) -> tuple[int, int, int]:
+    """(node, address, size) of the seed scenario's device on ``spec``.
+
+    Four blocks (512M with 128M blocks) at the lowest address of a node's SRAT
+    hotplug window that no boot RAM uses: [1G, 1.5G) on node 1 of the seed.
+    Raises :class:`~memhp.host.errors.UsageError` (one line) when the machine has
+    no room for it.
+    """
+    from memhp.host.errors import UsageError
+
+    size = 4 * spec.block_size
+    if spec.slots == 0:
+        raise UsageError(f"{spec.name}: no DIMM slot ([hotplug] slots = 0), nothing to hot-plug")
+    boot = sum(e - s for s, e, _ in spec.boot_ram)
+    if spec.maxmem - boot < size:
+        raise UsageError(
+            f"{spec.name}: maxmem leaves less than {size >> 20}M for a memory device"
+        )
+    bs = spec.block_size
+    for n in spec.nodes:
+        for hs, he in n.hotplug:
+            addr = -(-hs // bs) * bs
+            for s, e, _ in spec.boot_ram:  # sorted by start
+                if addr < e and s < addr + size:
+                    addr = -(-e // bs) * bs
+            if addr + size <= he:
+                return n.id, addr, size
+    raise UsageError(
+        f"{spec.name}: no node has {size >> 20}M free in its hotplug window for a memory device"
+    )
+
+
 def seed_scenario_maps(spec: MachineSpec | None = None) -> tuple[MemoryMap, MemoryMap]:
     """Run the seed scenario; the maps with the device online and after its eject."""
     from memhp.sim.config import builtin_machine_path, load_machine
     from memhp.sim.machine import SimMachine
 
     spec = spec or load_machine(builtin_machine_path("seed"))
+    nid, addr, size = demo_device(spec)
     m = SimMachine(spec)
-    m.device_add(512 * MiB, 1, id="dimm1", addr=1 * GiB)
-    for b in range(8, 12):
+    m.device_add(size, nid, id="dimm1", addr=addr)
+    first, last = addr // spec.block_size, (addr + size) // spec.block_size - 1
+    for b in range(first, last + 1):
         m.sysfs.write(f"/sys/devices/system/memory/memory{b}/state", b"online\n")
     from memhp.viz.model import machine_map
 
     before = machine_map(
-        m, title=f"{spec.name}: device PNP0C80:00 on node 1 online (memory8..memory11)"
+        m,
+        title=f"{spec.name}: device PNP0C80:00 on node {nid} online "
+        f"(memory{first}..memory{last})",
     )
     m.sysfs.write("/sys/bus/acpi/devices/PNP0C80:00/eject", b"1\n")
     after = machine_map(m, title=f"{spec.name}: after echo 1 > PNP0C80:00/eject")
