@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
                         "blocks": [b.index for b in d.blocks],
                         "online": d.online_blocks,
                         "zones": list(d.zones),
-                        "ejectable": d.ejectable,
+                        "ejectable": d.ejectable and bool(d.blocks),
                     }
                     for d in devs
                 ]
@@ -66,11 +66,14 @@ def run(args: argparse.Namespace) -> int:
                     blk,
                     f"{d.online_blocks}/{len(d.blocks)}",
                     "/".join(d.zones),
-                    "yes" if d.ejectable else "no",
+                    # an empty slot holds nothing to eject
+                    ("yes" if d.ejectable else "no") if d.blocks else "-",
                 ]
             )
-        if rows:
+        if rows or not args.noheadings:  # no devices: the header alone, as lsblk does
             sys.stdout.write(render(cols, rows, "human", args.noheadings))
+        if not rows:
+            print("memhp devices: no memory devices", file=sys.stderr)
         return 0
 
     return guarded("memhp devices", go)

@@ -35,16 +35,66 @@ def _machine_map(args: argparse.Namespace) -> object:
     if args.scenario in ("seed", "seed-after"):
         from memhp.viz.demo import seed_scenario_maps
 
-        before, after = seed_scenario_maps(spec)
+        from memhp.kernel.mm.page_alloc import AllocError
+        from memhp.sim.machine import PlatformError
+
+        try:
+            before, after = seed_scenario_maps(spec)
+        except (AllocError, PlatformError) as e:
+            raise UsageError(f"{spec.name}: {e}") from None
         return before if args.scenario == "seed" else after
+    from memhp.kernel.mm.page_alloc import AllocError
     from memhp.sim.machine import SimMachine
     from memhp.viz.model import machine_map
 
-    return machine_map(SimMachine(spec), title=f"simulated machine {spec.name} after boot")
+    try:
+        booted = SimMachine(spec)
+    except AllocError as e:
+        raise UsageError(f"{spec.name}: cannot boot: {e}") from None
+
+    return machine_map(booted, title=f"simulated machine {spec.name} after boot")
+
+
+def _output_problem(path: str) -> str | None:
+    """Why a picture cannot be written to ``path`` (checked before any work)."""
+    import os
+
+    if not path.lower().endswith((".png", ".svg")):
+        return "the output must end in .png or .svg"
+    if os.path.isdir(path):
+        return "is a directory"
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        return f"no such directory: {parent}"
+    real = os.path.realpath(parent)
+    if real in ("/proc", "/sys", "/dev") or real.startswith(("/proc/", "/sys/", "/dev/")):
+        return f"{parent} is a kernel file system, not a place for pictures"
+    if not os.access(parent, os.W_OK):
+        return f"cannot write in {parent}"
+    return None
+
+
+def _width(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of columns, got '{text}'") from None
+    if n < 8:
+        raise argparse.ArgumentTypeError(f"at least 8 columns, got {n}")
+    return n
 
 
 def run(args: argparse.Namespace) -> int:
     from memhp.host.memmap_view import MemoryMap, read_memory_map, text_map
+
+    if args.scenario is not None and not args.machine:
+        print(f"{PROG}: --scenario needs --machine (a sysfs root has no scenario)", file=sys.stderr)
+        return 1
+    if args.output:
+        problem = _output_problem(args.output)
+        if problem:
+            print(f"{PROG}: {args.output}: {problem}", file=sys.stderr)
+            return 1
 
     def go() -> int:
         if args.machine:
@@ -54,14 +104,13 @@ def run(args: argparse.Namespace) -> int:
             m = read_memory_map(root)
         assert isinstance(m, MemoryMap)
         if args.output:
-            if not args.output.lower().endswith((".png", ".svg")):
-                print(
-                    f"{PROG}: {args.output}: the output must end in .png or .svg", file=sys.stderr
-                )
-                return 1
             from memhp.viz.render import save_map
 
-            info = save_map(m, args.output)
+            try:
+                info = save_map(m, args.output)
+            except OSError as e:
+                print(f"{PROG}: {args.output}: {e.strerror}", file=sys.stderr)
+                return 1
             counts = ", ".join(f"{n} {k}" for k, n in sorted(info.blocks_per_category.items()))
             print(f"{args.output}: {len(m.blocks)} blocks ({counts})")
         if args.text or not args.output:
@@ -72,11 +121,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("map", help="draw the physical memory map of a sysfs root")
+    p = sub.add_parser(
+        "map",
+        help="draw the physical memory map of a sysfs root",
+        description="Draw the physical memory map: each memory block with its state, zone, "
+        "node and device, and the holes between them. With --sysroot (default /) it reads "
+        "sysfs; with --machine it boots a simulated machine, runs --scenario and also shows "
+        "what is inside each block and which block holds the memmap of which. Without -o "
+        "the text map is printed; -o FILE.png or FILE.svg writes a picture.",
+    )
     add_root_option(p)
     p.add_argument("-o", "--output", metavar="FILE", help="write a picture (.png or .svg)")
     p.add_argument("--text", action="store_true", help="print the text map (default without -o)")
-    p.add_argument("--width", type=int, default=72, help="columns of the text map (default 72)")
+    p.add_argument(
+        "--width", type=_width, default=72, metavar="N", help="columns of the text map (default 72)"
+    )
     p.add_argument(
         "--machine",
         metavar="M",
@@ -85,7 +144,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--scenario",
         choices=SCENARIOS,
-        default="boot",
+        default=None,
         help="with --machine: state to draw (boot; seed: device on node 1 online; "
         "seed-after: after its eject)",
     )

@@ -10,7 +10,9 @@ add_memory / remove_memory, so the tables built and freed can be compared.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 
 from memhp.kernel.kernel import Kernel
@@ -30,24 +32,36 @@ def _range(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _err(ret: int) -> str:
+    """-EEXIST as the other commands print an errno: ``EEXIST (File exists)``."""
+    code = -ret
+    return f"{errno.errorcode.get(code, str(code))} ({os.strerror(code)})"
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         spec = load_machine(builtin_machine_path(args.machine))
     except MachineError as e:
         print(f"memhp pgtables: {e}", file=sys.stderr)
         return 1
-    k = Kernel(spec)
+    from memhp.kernel.mm.page_alloc import AllocError
+
+    try:
+        k = Kernel(spec)
+    except AllocError as e:
+        print(f"memhp pgtables: {spec.name}: cannot boot: {e}", file=sys.stderr)
+        return 1
     pt = k.pgtables
     for start, size in args.add:
         ret = mh.add_memory(k, args.node, start, size)
         if ret:
-            print(f"memhp pgtables: add_memory {size:#x}@{start:#x}: error {ret}", file=sys.stderr)
+            print(f"memhp pgtables: add_memory {size:#x}@{start:#x}: {_err(ret)}", file=sys.stderr)
             return 1
     for start, size in args.remove:
         ret = mh.remove_memory(k, start, size)
         if ret:
             print(
-                f"memhp pgtables: remove_memory {size:#x}@{start:#x}: error {ret}", file=sys.stderr
+                f"memhp pgtables: remove_memory {size:#x}@{start:#x}: {_err(ret)}", file=sys.stderr
             )
             return 1
     if args.json:

@@ -52,11 +52,26 @@ def run(args: argparse.Namespace) -> int:
             )
         if res.message:
             print(f"memhp remove: {res.message}", file=sys.stderr)
+        if args.keep_offline and res.code != 0 and res.offlined:
+            left = " ".join(f"memory{i}" for i in sorted(res.offlined))
+            print(f"memhp remove: left offline (--keep-offline): {left}", file=sys.stderr)
         elif args.verbose:
             print(f"{res.device}: {len(res.offlined)} block(s) offlined, ejected, removed")
         return res.code
 
     return guarded("memhp remove", go)
+
+
+def _timeout(text: str) -> float:
+    import math
+
+    try:
+        t = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got '{text}'") from None
+    if not math.isfinite(t) or t < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got '{text}'")
+    return t
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -69,7 +84,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "Exit: 0 removed, 1 failed, 64 partly offline (--keep-offline).",
     )
     p.add_argument("device", metavar="DEVICE", help="memory device, e.g. PNP0C80:00")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    p.add_argument(
+        "--timeout", type=_timeout, default=30.0, metavar="SECONDS", help="seconds (default 30)"
+    )
     p.add_argument("--keep-offline", action="store_true", help="do not re-online on failure")
     p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on a terminal")

@@ -14,7 +14,7 @@ def parse_block(text: str) -> int:
     t = text.strip()
     if t.startswith("memory"):
         t = t[6:]
-    if not t.isdigit():
+    if not (t.isascii() and t.isdigit()):
         raise UsageError(f"invalid block: {text} (expected N or memoryN)")
     return int(t)
 
