@@ -9,6 +9,8 @@ change and listing 16,384 blocks stays fast.
 
 from __future__ import annotations
 
+import errno
+
 from memhp.host.errors import SysfsError
 from memhp.host.root import SYS_FIRMWARE_MEMORY, SYS_MEMORY, SYS_NODE, SysfsRoot
 from memhp.host.scols import Column, Format, render, size_to_human_string
@@ -289,6 +291,8 @@ class Lsmem:
         if not raw:
             raise LsmemError("failed to read memory block size: Success")
         self.block_size = bs = parse_hex(raw)
+        if bs > 0xFFFFFFFFFFFFFFFF:  # strtoumax() sets ERANGE
+            raise LsmemError("failed to read memory block size: Numerical result out of range")
         o = self.opts
         split = o.split if o.split is not None else o.columns
         cols = set() if summary_only else set(o.columns)
@@ -314,8 +318,10 @@ class Lsmem:
             blk = Block(int(name[6:]))
             try:
                 blk.state = _state_id(read(base + "state"))
-            except SysfsError:
-                pass
+            except SysfsError as e:
+                if e.errno in (errno.ENOTDIR, errno.ELOOP):
+                    # not a directory (a plain file, a symlink loop): lsmem cannot open it
+                    raise LsmemError(f"Failed to open {name}: {e.strerror}") from None
             if blk.state == STATE_ONLINE:
                 online += bs
             else:
@@ -411,7 +417,8 @@ class Lsmem:
         bs = self.block_size
         if col == COL_RANGE:
             start = blk.index * bs
-            return f"0x{start:016x}-0x{start + blk.count * bs - 1:016x}"
+            end = (start + blk.count * bs - 1) & 0xFFFFFFFFFFFFFFFF  # uint64_t arithmetic
+            return f"0x{start & 0xFFFFFFFFFFFFFFFF:016x}-0x{end:016x}"
         if col == COL_SIZE:
             size = blk.count * bs
             return str(size) if self.opts.bytes else size_to_human_string(size)

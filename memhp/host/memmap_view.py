@@ -320,13 +320,13 @@ def read_memory_map(root: SysfsRoot, title: str | None = None) -> MemoryMap:
         blocks: list[MapBlock] = []
         for i in indices:
             try:
-                state: str | None = read(f"memory{i}/state").decode().strip()
+                state: str | None = read(f"memory{i}/state").decode(errors="replace").strip()
             except SysfsError:
                 state = None
             zones: tuple[str, ...] | None = None
             if with_zones:
                 try:
-                    zones = tuple(read(f"memory{i}/valid_zones").decode().split())
+                    zones = tuple(read(f"memory{i}/valid_zones").decode(errors="replace").split())
                 except SysfsError:
                     with_zones = bool(blocks)  # an old kernel has none at all
             blocks.append(MapBlock(i, i * bsize, bsize, state, zones, nodes.get(i), dev_of.get(i)))

@@ -78,7 +78,19 @@ def block_size(root: SysfsRoot) -> int:
         raise UsageError(
             f"{root.name}: no memory blocks (no {SYS_MEMORY}/block_size_bytes)"
         ) from None
-    return int(text, 16)
+    try:
+        size = int(text, 16) if text.isascii() else 0
+    except ValueError:
+        size = 0
+    if not SECTION_MIN <= size <= 1 << 64 or size & (size - 1):
+        raise UsageError(
+            f"{root.name}: {SYS_MEMORY}/block_size_bytes: {text[:40]!r} is not a memory block size"
+        )
+    return size
+
+
+#: The smallest memory block size of any architecture (a 4 KiB page would be absurd).
+SECTION_MIN = 1 << 12
 
 
 def block_indices(root: SysfsRoot) -> list[int]:
