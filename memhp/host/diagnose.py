@@ -61,8 +61,10 @@ PAGE_KINDS: tuple[tuple[str, int], ...] = (
     ("thp", 1 << KPF_THP),
     ("lru", 1 << KPF_LRU),
 )
-#: Kinds that offline_pages cannot migrate away (the others usually can be).
-UNMOVABLE_KINDS = ("reserved", "slab", "pagetable", "unevictable", "hwpoison", "other")
+#: Kinds that offline_pages cannot migrate away (the others usually can be).  Mlocked
+#: and unevictable pages are migrated like any LRU page; only the kernel's own pages
+#: (and pinned ones, which /proc/kpageflags does not show) block offlining.
+UNMOVABLE_KINDS = ("reserved", "slab", "pagetable", "hwpoison", "other")
 
 
 def classify(flags: int) -> str:
@@ -187,7 +189,7 @@ def diagnose(root: SysfsRoot, index: int) -> Diagnosis:
         pinned = {k: v for k, v in pages.items() if k in UNMOVABLE_KINDS and v}
         if pinned:
             desc = ", ".join(f"{v} {k}" for k, v in sorted(pinned.items()))
-            r.append(f"pages the kernel cannot migrate: {desc}")
+            r.append(f"pages of the kernel's own that it cannot migrate: {desc}")
             d.offlinable = False
     return d
 
@@ -195,6 +197,8 @@ def diagnose(root: SysfsRoot, index: int) -> Diagnosis:
 def format_diagnosis(d: Diagnosis) -> str:
     b = d.block
     lines = [f"memory{b.index} (0x{b.start:016x}-0x{b.end:016x})"]
+    verdict = "can be offlined" if d.offlinable else "cannot be offlined"
+    lines.append(f"  verdict:          {verdict}")
     lines.append(f"  state:            {b.state or '?'}")
     if b.valid_zones is not None:
         lines.append(f"  valid_zones:      {' '.join(b.valid_zones)}")
@@ -216,7 +220,7 @@ def format_diagnosis(d: Diagnosis) -> str:
     else:
         lines.append(f"  pages:            unknown ({d.pages_error})")
     if d.reasons:
-        lines.append("why:")
+        lines.append("why:" if not d.offlinable else "notes (none prevents offlining):")
         lines.extend(f"  - {x}" for x in d.reasons)
     else:
         lines.append("why: nothing found that prevents offlining this block")
