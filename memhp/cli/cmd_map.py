@@ -33,10 +33,9 @@ def _machine_map(args: argparse.Namespace) -> object:
     except OSError as e:
         raise UsageError(f"{args.machine}: {e.strerror}") from None
     if args.scenario in ("seed", "seed-after"):
-        from memhp.viz.demo import seed_scenario_maps
-
         from memhp.kernel.mm.page_alloc import AllocError
         from memhp.sim.machine import PlatformError
+        from memhp.viz.demo import seed_scenario_maps
 
         try:
             before, after = seed_scenario_maps(spec)

@@ -308,7 +308,7 @@ class UtilParser(argparse.ArgumentParser):
     def format_help(self) -> str:
         lines = ["", "Usage:", usage_line(self), ""]
         if self.description:
-            lines += _wrap(self.description) + [""]
+            lines += [*_wrap(self.description), ""]
         for title, rows in help_sections(self):
             width = max(len(label) for label, _ in rows) + 2
             width = max(width, 22)
@@ -324,7 +324,7 @@ class UtilParser(argparse.ArgumentParser):
                     lines += wrapped[1:]
             lines.append("")
         if self.epilog:
-            lines += _wrap(self.epilog) + [""]
+            lines += [*_wrap(self.epilog), ""]
         return "\n".join(lines)
 
     def format_usage(self) -> str:

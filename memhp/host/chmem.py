@@ -180,8 +180,7 @@ def change(
         missing = res.wanted - len(candidates)
         if missing:
             res.warnings.append(
-                f"{missing} of the {res.wanted} blocks in range {sel.first}-{sel.last} "
-                "do not exist"
+                f"{missing} of the {res.wanted} blocks in range {sel.first}-{sel.last} do not exist"
             )
     target = "online" if enable else "offline"
     for idx in candidates:

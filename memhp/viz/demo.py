@@ -75,9 +75,7 @@ def demo_device(spec: MachineSpec) -> tuple[int, int, int]:
         raise UsageError(f"{spec.name}: no DIMM slot ([hotplug] slots = 0), nothing to hot-plug")
     boot = sum(e - s for s, e, _ in spec.boot_ram)
     if spec.maxmem - boot < size:
-        raise UsageError(
-            f"{spec.name}: maxmem leaves less than {size >> 20}M for a memory device"
-        )
+        raise UsageError(f"{spec.name}: maxmem leaves less than {size >> 20}M for a memory device")
     bs = spec.block_size
     for n in spec.nodes:
         for hs, he in n.hotplug:
@@ -108,8 +106,7 @@ def seed_scenario_maps(spec: MachineSpec | None = None) -> tuple[MemoryMap, Memo
 
     before = machine_map(
         m,
-        title=f"{spec.name}: device PNP0C80:00 on node {nid} online "
-        f"(memory{first}..memory{last})",
+        title=f"{spec.name}: device PNP0C80:00 on node {nid} online (memory{first}..memory{last})",
     )
     m.sysfs.write("/sys/bus/acpi/devices/PNP0C80:00/eject", b"1\n")
     after = machine_map(m, title=f"{spec.name}: after echo 1 > PNP0C80:00/eject")
