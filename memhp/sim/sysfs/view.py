@@ -26,8 +26,6 @@ from memhp.kernel.drivers.base.memory import (
     ONLINE_TYPE_TO_STR,
     MemAction,
     MemoryBlock,
-    device_offline,
-    device_online,
     state_store,
 )
 from memhp.kernel.kernel import Kernel
@@ -203,8 +201,7 @@ class KernelSysfs:
         t = parse_online_type(buf)
         if t is None:
             return -errno.EINVAL
-        self.k.hotplug.mhp_default_online_type = t
-        return 0
+        return memory.auto_online_blocks_store(self.k, t)
 
     def _poison_store(self, buf: bytes, soft: bool) -> int:
         """soft_offline_page_store() / hard_offline_page_store(): a physical address."""
@@ -272,9 +269,7 @@ class KernelSysfs:
         val = kstrtobool(buf)
         if val is None:
             return -errno.EINVAL
-        mem = self._block(bid)
-        ret = device_online(self.k, mem) if val else device_offline(self.k, mem)
-        return ret if ret < 0 else 0
+        return memory.online_store(self.k, self._block(bid), val)
 
     # ================================================================ node
     def _node_root(self) -> Dir:
