@@ -65,7 +65,7 @@ def main() -> None:
     rows.append(
         {
             "what": "simulated time to migrate one block",
-            "value": PAGES_PER_SECTION * k.migrate_page_cost_s,
+            "value": PAGES_PER_SECTION * k.hotplug.migrate_page_cost_s,
             "unit": "s (simulated)",
         }
     )

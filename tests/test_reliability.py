@@ -37,8 +37,8 @@ GiB = 1 << 30
 def structure(m: SimMachine) -> tuple[object, ...]:
     k = m.kernel
     return (
-        sorted(k.blocks),
-        sorted(k.registered_nodes),
+        sorted(k.memory.blocks),
+        sorted(k.nodes.registered_nodes),
         [(e.index, e.start, e.end) for e in k.fwmap.entries],
         [(d.name, d.bound, tuple(d.physical_nodes)) for d in k.acpi.devices],
     )
@@ -66,10 +66,10 @@ def test_page_table_allocation_failure_falls_back_then_fails_cleanly() -> None:
     k.pgtables.fail_page_alloc_min_order = 9  # no 2 MiB blocks: vmemmap falls back to 4 KiB
     m.device_add(256 * MiB, 1, id="d")
     check_invariants(k)
-    assert 32 in k.blocks
+    assert 32 in k.memory.blocks
     assert m.sysfs.write("/sys/bus/acpi/devices/PNP0C80:00/eject", b"1") == 1
     check_invariants(k)
-    assert 32 not in k.blocks
+    assert 32 not in k.memory.blocks
 
 
 def test_ej0_failure_is_reported_and_leaves_a_consistent_machine() -> None:
@@ -79,7 +79,7 @@ def test_ej0_failure_is_reported_and_leaves_a_consistent_machine() -> None:
     m.sysfs.write("/sys/bus/acpi/devices/PNP0C80:00/eject", b"1")
     check_invariants(m.kernel)
     # acpi_bus_trim() ran before _EJ0: the memory is gone from Linux, the DIMM is not.
-    assert 32 not in m.kernel.blocks
+    assert 32 not in m.kernel.memory.blocks
     assert m.platform.slot_of("d") is not None
     ost = m.platform.events[-1].data["info"]
     assert ost["status"] == 1  # type: ignore[index]  # ACPI_OST_SC_NON_SPECIFIC_FAILURE
@@ -162,7 +162,7 @@ def test_remove_rolls_back_and_reports_the_block_that_cannot_go() -> None:
     # memory10 holds the driver's pages; memory8 holds memory10's page_cgroup
     assert not res.removed and sorted(f.index for f in res.failures) == [8, 10]
     assert all(f.error.errno == errno.EBUSY for f in res.failures)
-    assert all(m.kernel.blocks[b].state is MemState.MEM_ONLINE for b in range(8, 12))
+    assert all(m.kernel.memory.blocks[b].state is MemState.MEM_ONLINE for b in range(8, 12))
     check_invariants(m.kernel)
 
 

@@ -50,7 +50,7 @@ class Demo:
             print(f"  $ echo {value} > {path}   # ok")
         except OSError as e:
             print(f"  $ echo {value} > {path}   # write error: {e.strerror}")
-            why = self.m.kernel.last_offline_failure
+            why = self.m.kernel.hotplug.last_offline_failure
             if why is not None and e.errno is not None:
                 print(
                     f"    why: {why.reason}"
@@ -115,10 +115,10 @@ def _run(spec: MachineSpec, args: argparse.Namespace) -> int:
     for ev in d.m.platform.events:
         print(f"    platform event {ev.event} {ev.data}")
     d.check()
-    gone = not any(b in k.blocks for b in ids)
+    gone = not any(b in k.memory.blocks for b in ids)
     print(
         f"\n  {names} {'removed' if gone else 'still present'}; node{nid} "
-        f"{'offline' if nid not in k.node_states['N_ONLINE'] else 'online'}; "
+        f"{'offline' if nid not in k.nodes.node_states['N_ONLINE'] else 'online'}; "
         f"{len(k.fwmap.entries)} firmware map entries"
     )
     if not gone:
@@ -150,7 +150,7 @@ def _run(spec: MachineSpec, args: argparse.Namespace) -> int:
         d2.write(f"/sys/devices/system/memory/memory{first}/state", "offline")
         d2.write(f"/sys/bus/acpi/devices/{dev}/eject", "1")
         d2.check()
-        if any(b in d2.m.kernel.blocks for b in ids):
+        if any(b in d2.m.kernel.memory.blocks for b in ids):
             return 1
     print("\ninvariants held after every step")
     return 0

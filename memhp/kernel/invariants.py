@@ -72,8 +72,8 @@ def check_invariants(k: Kernel) -> None:
         p.append(f"sections left isolated: {np.flatnonzero(pa.isolated)[:3].tolist()}")
     if (counts[PageState.ALTMAP] > 0).any():
         for alt_sec in np.flatnonzero(counts[PageState.ALTMAP] > 0).tolist():
-            bfirst = alt_sec - alt_sec % k.sections_per_block
-            if bfirst not in k.altmaps:
+            bfirst = alt_sec - alt_sec % k.memory.sections_per_block
+            if bfirst not in k.sparse.altmaps:
                 p.append(f"section {alt_sec}: altmap pages without an altmap owner")
 
     # ---------------------------------------------------------------- allocations
@@ -124,10 +124,10 @@ def check_invariants(k: Kernel) -> None:
             if not secs:
                 p.append(f"{a.owner}: memmap allocation of no present section")
         if a.kind == "page_cgroup":
-            pcg_sec = next((x for x, aid in k.page_cgroup.items() if aid == a.id), None)
+            pcg_sec = next((x for x, aid in k.sparse.page_cgroup.items() if aid == a.id), None)
             if pcg_sec is None or not online[pcg_sec]:
                 p.append(f"{a.owner} outlives its section being online")
-    for sec, aid in k.page_cgroup.items():
+    for sec, aid in k.sparse.page_cgroup.items():
         if aid not in pa.allocs:
             p.append(f"page_cgroup of section {sec} points to a freed allocation")
     for mm_sec in np.flatnonzero(sp.memmap_alloc).tolist():
@@ -137,16 +137,16 @@ def check_invariants(k: Kernel) -> None:
             p.append(f"memmap of section {mm_sec} freed while present")
 
     # ---------------------------------------------------------------- blocks
-    spb = k.sections_per_block
+    spb = k.memory.sections_per_block
     block_of_present = {int(s) // spb for s in np.flatnonzero(present)}
-    if block_of_present != set(k.blocks):
-        missing = sorted(block_of_present - set(k.blocks))[:3]
-        extra = sorted(set(k.blocks) - block_of_present)[:3]
+    if block_of_present != set(k.memory.blocks):
+        missing = sorted(block_of_present - set(k.memory.blocks))[:3]
+        extra = sorted(set(k.memory.blocks) - block_of_present)[:3]
         p.append(
             f"blocks and present sections disagree (no block for {missing}, "
             f"block without sections {extra})"
         )
-    for bid, mem in k.blocks.items():
+    for bid, mem in k.memory.blocks.items():
         bsecs = [x for x in range(mem.start_section_nr, mem.start_section_nr + spb) if present[x]]
         on = [bool(online[x]) for x in bsecs]
         if mem.state is MemState.MEM_ONLINE and not all(on):
@@ -162,7 +162,7 @@ def check_invariants(k: Kernel) -> None:
         if mem.state is MemState.MEM_OFFLINE and mem.zone is not None:
             p.append(f"{mem.name} offline but has a zone")
         for nid in mem.nodes:
-            if nid not in k.registered_nodes:
+            if nid not in k.nodes.registered_nodes:
                 p.append(f"{mem.name} linked under unregistered node{nid}")
         if mem.acpi_device is not None:
             dev = k.acpi.device(mem.acpi_device)
@@ -205,27 +205,28 @@ def check_invariants(k: Kernel) -> None:
             ):
                 p.append(f"node {nid}: zone {zone.name} outside the node span")
         has_mem = pgdat.node_present_pages > 0
-        if has_mem != (nid in k.node_states["N_MEMORY"]):
+        if has_mem != (nid in k.nodes.node_states["N_MEMORY"]):
             p.append(
-                f"node {nid}: N_MEMORY is {nid in k.node_states['N_MEMORY']} "
+                f"node {nid}: N_MEMORY is {nid in k.nodes.node_states['N_MEMORY']} "
                 f"with {pgdat.node_present_pages} present pages"
             )
         has_normal = any(pgdat.zone(z).present_pages for z in KERNEL_ZONES)
-        if has_normal != (nid in k.node_states["N_NORMAL_MEMORY"]):
+        if has_normal != (nid in k.nodes.node_states["N_NORMAL_MEMORY"]):
             p.append(f"node {nid}: N_NORMAL_MEMORY disagrees with its kernel zones")
-    ns = k.node_states
-    if k.registered_nodes != ns["N_ONLINE"]:
+    ns = k.nodes.node_states
+    if k.nodes.registered_nodes != ns["N_ONLINE"]:
         p.append(
-            f"registered nodes {sorted(k.registered_nodes)} != online {sorted(ns['N_ONLINE'])}"
+            f"registered nodes {sorted(k.nodes.registered_nodes)} "
+            f"!= online {sorted(ns['N_ONLINE'])}"
         )
     if not (ns["N_MEMORY"] | ns["N_CPU"]) <= ns["N_ONLINE"]:
         p.append("a node with memory or CPUs is offline")
     per_node: dict[int, int] = {}
-    for mem in k.blocks.values():
+    for mem in k.memory.blocks.values():
         per_node[mem.nid] = per_node.get(mem.nid, 0) + 1
-    if {n: c for n, c in k.node_blocks.items() if c} != per_node:
-        p.append(f"per-node block counts {k.node_blocks} != {per_node}")
-    for mem in k.blocks.values():
+    if {n: c for n, c in k.memory.node_blocks.items() if c} != per_node:
+        p.append(f"per-node block counts {k.memory.node_blocks} != {per_node}")
+    for mem in k.memory.blocks.values():
         if mem.nid >= 0 and mem.nid not in ns["N_ONLINE"]:
             p.append(f"{mem.name} on offline node {mem.nid}")
 
@@ -250,7 +251,7 @@ def check_invariants(k: Kernel) -> None:
         if d.bound and not k.acpi.sta(d):
             p.append(f"{d.name} bound but its slot is empty")
         for bid in d.physical_nodes:
-            bound = k.blocks.get(bid)
+            bound = k.memory.blocks.get(bid)
             if bound is None or bound.acpi_device != d.name:
                 p.append(f"{d.name}: physical node memory{bid} missing or not bound back")
         for i in d.infos:

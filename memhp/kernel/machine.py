@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 
 from memhp.abi.layout import MAX_PHYSMEM_BITS, SECTION_SIZE, GiB, KiB, MiB, TiB
-from memhp.kernel.profile import PROFILES, KernelProfile
+from memhp.kernel.profiles import PROFILES, KernelProfile
 
 E820_TYPES = (
     "System RAM",

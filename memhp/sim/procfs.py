@@ -46,7 +46,7 @@ def _kind_pages(k: Kernel, nid: int | None, kinds: tuple[str, ...]) -> int:
 
 
 def node_counts(k: Kernel, nid: int) -> dict[str, int]:
-    mi = k.node_meminfo(nid)
+    mi = k.nodes.node_meminfo(nid)
     mi["pagetables"] = _kind_pages(k, nid, ("pagetable",))
     mi["slab"] = mi["unmovable"] - mi["pagetables"]
     return mi
@@ -222,12 +222,12 @@ def meminfo(k: Kernel) -> str:
     arch_report_meminfo() (DirectMap lines), summed over nodes."""
     tot = {"total": 0, "free": 0, "movable": 0, "pinned": 0, "unmovable": 0}
     for nid in k.pgdats:
-        for key, v in k.node_meminfo(nid).items():
+        for key, v in k.nodes.node_meminfo(nid).items():
             tot[key] += v
     pagetables = _kind_pages(k, None, ("pagetable",))
     slab = tot["unmovable"] - pagetables
-    huge = k.nr_huge_pages(None, 2048)  # the default huge page size
-    huge_pages = sum(len(p) * sz // 4 for (_n, sz), p in k.hugetlb_pool.items())
+    huge = k.hugetlb.nr_huge_pages(None, 2048)  # the default huge page size
+    huge_pages = sum(len(p) * sz // 4 for (_n, sz), p in k.hugetlb.pools.items())
     anon = tot["movable"] + tot["pinned"] - huge_pages
     commit_limit = (tot["total"] - huge_pages) * 50 // 100
     pt = k.pgtables.counters()

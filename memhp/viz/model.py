@@ -5,7 +5,7 @@ Reads the model directly (this is not the host tool): the blocks, their zones
 block by owner kind (from ``k.pa.counts`` and the allocation registry
 ``k.pa.by_section``), and the dependencies between blocks: the memmap of a
 hot-added section (``k.sparse.memmap_alloc``) and its page_cgroup table
-(``k.page_cgroup``, 3.8 + MEMCG) are allocations whose extents may lie in other
+(``k.sparse.page_cgroup``, 3.8 + MEMCG) are allocations whose extents may lie in other
 blocks; the block holding them cannot be offlined while the described block is
 online.  In the seed scenario the page_cgroup of memory9..11 lives in memory8.
 """
@@ -60,11 +60,11 @@ def block_contents(k: Kernel) -> dict[int, BlockContents]:
     """Pages of every present block by content kind."""
     from memhp.kernel.mm.page_alloc import PageState
 
-    spb = k.sections_per_block
+    spb = k.memory.sections_per_block
     pa = k.pa
     out: dict[int, dict[str, int]] = {}
     free = pa.counts[PageState.FREE]
-    for bid in k.blocks:
+    for bid in k.memory.blocks:
         s0 = bid * spb
         n = int(free[s0 : s0 + spb].sum())
         out[bid] = {"free": n} if n else {}
@@ -81,7 +81,7 @@ def block_contents(k: Kernel) -> dict[int, BlockContents]:
 
 def dependencies(k: Kernel, max_single: int = MAX_SINGLE_DEPS) -> list[Dependency]:
     """Which block holds the memmap / page_cgroup of which other block."""
-    spb = k.sections_per_block
+    spb = k.memory.sections_per_block
     raw: dict[tuple[int, int], dict[str, int]] = {}
 
     def add(sec: int, aid: int, kind: str) -> None:
@@ -91,13 +91,13 @@ def dependencies(k: Kernel, max_single: int = MAX_SINGLE_DEPS) -> list[Dependenc
         src = sec // spb
         for dsec, n in a.extents.items():
             dst = dsec // spb
-            if dst != src and dst in k.blocks:
+            if dst != src and dst in k.memory.blocks:
                 d = raw.setdefault((src, dst), {})
                 d[kind] = d.get(kind, 0) + n
 
     for sec in k.sparse.memmap_alloc.nonzero()[0].tolist():
         add(int(sec), int(k.sparse.memmap_alloc[sec]), "memmap")
-    for sec, aid in sorted(k.page_cgroup.items()):
+    for sec, aid in sorted(k.sparse.page_cgroup.items()):
         add(sec, aid, "page_cgroup")
     singles = [
         Dependency(src, src, dst, tuple(sorted(kinds)), sum(kinds.values()))
@@ -156,10 +156,10 @@ def machine_map(m: SimMachine | Kernel, title: str | None = None) -> MemoryMap:
     if with_lock:
         m.lock.acquire()  # type: ignore[union-attr]
     try:
-        bs = k.block_size
+        bs = k.memory.block_size
         blocks: list[MapBlock] = []
-        for bid in sorted(k.blocks):
-            b = k.blocks[bid]
+        for bid in sorted(k.memory.blocks):
+            b = k.memory.blocks[bid]
             state = b.state.value
             zones: tuple[str, ...] | None = None
             if state == "online":
@@ -182,7 +182,7 @@ def machine_map(m: SimMachine | Kernel, title: str | None = None) -> MemoryMap:
             blocks=blocks,
             devices=devices,
             firmware=fw,
-            nodes=sorted(k.node_states["N_POSSIBLE"]),
+            nodes=sorted(k.nodes.node_states["N_POSSIBLE"]),
             contents=block_contents(k),
             deps=dependencies(k),
             notes=[f"{k.profile.name}, MEMCG {'on' if k.spec.memcg else 'off'}"],

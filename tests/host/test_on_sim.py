@@ -47,7 +47,7 @@ def test_remove_overcomes_the_seed_dependency() -> None:
     m = seed()
     res = remove_device(SysfsRoot(m.sysfs), "PNP0C80:00", timeout=5, sleep=lambda _s: None)
     assert res.removed and not res.failures
-    assert not any(b in m.kernel.blocks for b in range(8, 12))
+    assert not any(b in m.kernel.memory.blocks for b in range(8, 12))
     check_invariants(m.kernel)
 
 
@@ -61,12 +61,16 @@ def test_remove_fails_on_one_block_and_rolls_back() -> None:
     m.fill(
         100, start=d.addr, end=d.addr + 128 * MiB, mix=WorkloadMix(unmovable=1.0), owner="driver"
     )
-    before = {b: (m.kernel.blocks[b].state, m.kernel.blocks[b].zone) for b in range(32, 36)}
+    before = {
+        b: (m.kernel.memory.blocks[b].state, m.kernel.memory.blocks[b].zone) for b in range(32, 36)
+    }
     rc, out, err = cli(m, "remove", "PNP0C80:00", "--timeout", "0.2")
     assert rc == 1
     assert "memory32" in out + err
     assert "busy" in (out + err).lower()
-    assert {b: (m.kernel.blocks[b].state, m.kernel.blocks[b].zone) for b in range(32, 36)} == before
+    assert {
+        b: (m.kernel.memory.blocks[b].state, m.kernel.memory.blocks[b].zone) for b in range(32, 36)
+    } == before
     assert m.platform.slot_of("dimm1") is not None  # never ejected
     check_invariants(m.kernel)
 
@@ -85,11 +89,11 @@ def test_online_offline_chmem_semantics_on_sim() -> None:
     m.device_add(512 * MiB, 1, id="dimm1")
     rc, out, err = cli(m, "online", "-v", "-b", "32-35")
     assert rc == 0, err
-    assert all(m.kernel.blocks[b].state is MemState.MEM_ONLINE for b in range(32, 36))
+    assert all(m.kernel.memory.blocks[b].state is MemState.MEM_ONLINE for b in range(32, 36))
     # memory0 spans zones, memory1 is fine: partial success -> 64
     rc, out, err = cli(m, "offline", "-v", "-b", "0-1")
     assert rc == 64, (out, err)
-    assert m.kernel.blocks[1].state is MemState.MEM_OFFLINE
+    assert m.kernel.memory.blocks[1].state is MemState.MEM_OFFLINE
     rc, _, err = cli(m, "offline", "-b", "999")
     assert rc != 0 and err
     check_invariants(m.kernel)

@@ -28,13 +28,13 @@ def test_full_lifecycle(name: str) -> None:
     m = SimMachine(machine(name))
     k = m.kernel
     check_invariants(k)
-    boot_blocks = set(k.blocks)
+    boot_blocks = set(k.memory.blocks)
     fw_before = [(e.index, e.start, e.end, e.type) for e in k.fwmap.entries]
     d = m.device_add(512 << 20, 1, id="dimm1")
     check_invariants(k)
     ids = list(range(d.addr >> 27, (d.addr + d.size) >> 27))
-    assert set(k.blocks) == boot_blocks | set(ids)
-    assert 1 in k.registered_nodes
+    assert set(k.memory.blocks) == boot_blocks | set(ids)
+    assert 1 in k.nodes.registered_nodes
     for b in ids:
         assert write(m, f"{MEM}/memory{b}/state", "online") == 0
         check_invariants(k)
@@ -43,8 +43,8 @@ def test_full_lifecycle(name: str) -> None:
         check_invariants(k)
     assert write(m, "/sys/bus/acpi/devices/PNP0C80:00/eject", "1") == 0
     check_invariants(k)
-    assert set(k.blocks) == boot_blocks
-    assert 1 not in k.registered_nodes and 1 not in k.node_states["N_ONLINE"]
+    assert set(k.memory.blocks) == boot_blocks
+    assert 1 not in k.nodes.registered_nodes and 1 not in k.nodes.node_states["N_ONLINE"]
     assert [(e.index, e.start, e.end, e.type) for e in k.fwmap.entries] == fw_before
     pgdat = k.pgdats[1]
     assert pgdat.node_spanned_pages == 0 and pgdat.node_present_pages == 0
@@ -80,8 +80,8 @@ def test_errno_cases(qemu_spec: object) -> None:
     assert write(m, f"{MEM}/memory0/state", "offline") == errno.EINVAL
     # memory7 ends in an e820 "Reserved" hole: EINVAL (memory holes)
     assert write(m, f"{MEM}/memory7/state", "offline") == errno.EINVAL
-    assert m.kernel.last_offline_failure is not None
-    assert m.kernel.last_offline_failure.reason == "memory holes"
+    assert m.kernel.hotplug.last_offline_failure is not None
+    assert m.kernel.hotplug.last_offline_failure.reason == "memory holes"
     # read-only and write-only attributes
     assert write(m, f"{MEM}/memory7/phys_index", "1") == errno.EACCES
     with pytest.raises(OSError) as ei:
@@ -101,10 +101,10 @@ def test_kernel_memory_gives_ebusy_with_owner() -> None:
     m = SimMachine(machine("seed"))
     # memblock is top-down: the boot memmap and the kernel's slab sit in memory7
     assert write(m, f"{MEM}/memory7/state", "offline") == errno.EBUSY
-    why = m.kernel.last_offline_failure
+    why = m.kernel.hotplug.last_offline_failure
     assert why is not None and why.errno == errno.EBUSY
     assert any("memmap of boot memory of node 0" in o for o in why.owners)
-    assert m.kernel.blocks[7].state is MemState.MEM_ONLINE
+    assert m.kernel.memory.blocks[7].state is MemState.MEM_ONLINE
     # memory2 holds nothing of the kernel's: it goes offline and comes back
     assert write(m, f"{MEM}/memory2/state", "offline") == 0
     assert write(m, f"{MEM}/memory2/state", "online") == 0
@@ -119,7 +119,7 @@ def test_remove_with_online_blocks_is_refused_without_eject() -> None:
     assert write(m, f"{MEM}/memory33/state", "online_movable") == 0
     assert mh.remove_memory(m.kernel, d.addr, d.size) == -errno.EBUSY
     check_invariants(m.kernel)
-    assert 33 in m.kernel.blocks
+    assert 33 in m.kernel.memory.blocks
 
 
 def test_eject_busy_reports_ost_and_rolls_back() -> None:
@@ -135,10 +135,10 @@ def test_eject_busy_reports_ost_and_rolls_back() -> None:
         owner="driver buffer",
         mix=__import__("memhp.sim.machine", fromlist=["WorkloadMix"]).WorkloadMix(unmovable=1.0),
     )
-    before = {b: m.kernel.blocks[b].state for b in range(32, 36)}
+    before = {b: m.kernel.memory.blocks[b].state for b in range(32, 36)}
     m.device_del("dimm1")
     check_invariants(m.kernel)
-    assert {b: m.kernel.blocks[b].state for b in range(32, 36)} == before
+    assert {b: m.kernel.memory.blocks[b].state for b in range(32, 36)} == before
     last = m.platform.events[-1]
     assert last.data["info"]["status"] == 0x82  # ACPI_OST_SC_DEVICE_BUSY  # type: ignore[index]
     assert m.platform.slot_of("dimm1") is not None
@@ -166,7 +166,7 @@ def test_auto_online_blocks() -> None:
     spec = dataclasses.replace(machine("qemu-linux-6.1"), auto_online_blocks="online_movable")
     m = SimMachine(spec)
     m.device_add(256 << 20, 1, id="d")
-    assert all(m.kernel.blocks[b].state is MemState.MEM_ONLINE for b in (32, 33))
+    assert all(m.kernel.memory.blocks[b].state is MemState.MEM_ONLINE for b in (32, 33))
     assert m.sysfs.read(f"{MEM}/memory32/valid_zones") == b"Movable\n"
     check_invariants(m.kernel)
 
@@ -177,13 +177,13 @@ def test_notifier_error_injection_leaves_state_unchanged() -> None:
     inj = "/sys/kernel/debug/notifier-error-inject/memory/actions"
     assert write(m, f"{inj}/MEM_GOING_ONLINE/error", "-12") == 0
     assert write(m, f"{MEM}/memory32/state", "online") == errno.ENOMEM
-    assert m.kernel.blocks[32].state is MemState.MEM_OFFLINE
+    assert m.kernel.memory.blocks[32].state is MemState.MEM_OFFLINE
     check_invariants(m.kernel)
     assert write(m, f"{inj}/MEM_GOING_ONLINE/error", "0") == 0
     assert write(m, f"{MEM}/memory32/state", "online") == 0
     assert write(m, f"{inj}/MEM_GOING_OFFLINE/error", "-16") == 0
     assert write(m, f"{MEM}/memory32/state", "offline") == errno.EBUSY
-    assert m.kernel.blocks[32].state is MemState.MEM_ONLINE
+    assert m.kernel.memory.blocks[32].state is MemState.MEM_ONLINE
     assert write(m, f"{inj}/MEM_GOING_OFFLINE/error", "5") == errno.EINVAL
     check_invariants(m.kernel)
 
@@ -195,8 +195,10 @@ def test_probe_interface_of_the_38_profile() -> None:
     probe = f"{MEM}/probe"
     assert m.sysfs.lstat(probe).mode == 0o200
     assert write(m, probe, "0x40000000") == 0
-    assert 8 in k.blocks and k.blocks[8].state is MemState.MEM_OFFLINE
-    assert k.blocks[8].nid == 1 and 1 in k.registered_nodes  # the SRAT window of node 1
+    assert 8 in k.memory.blocks and k.memory.blocks[8].state is MemState.MEM_OFFLINE
+    assert (
+        k.memory.blocks[8].nid == 1 and 1 in k.nodes.registered_nodes
+    )  # the SRAT window of node 1
     assert any(e.start == 0x40000000 for e in k.fwmap.entries)
     assert write(m, probe, "0x40000000") == errno.EEXIST
     assert write(m, probe, "0x41000000") == errno.EINVAL  # not block aligned

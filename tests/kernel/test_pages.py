@@ -41,7 +41,7 @@ def seed_online(memmap_on_memory: bool = False) -> SimMachine:
 def snapshot_state(m: SimMachine) -> tuple[object, ...]:
     k = m.kernel
     return (
-        {b: (mem.state, mem.zone) for b, mem in k.blocks.items()},
+        {b: (mem.state, mem.zone) for b, mem in k.memory.blocks.items()},
         k.pa.counts.copy().tobytes(),
         {
             n: [
@@ -50,7 +50,7 @@ def snapshot_state(m: SimMachine) -> tuple[object, ...]:
             ]
             for n, p in k.pgdats.items()
         },
-        {s: set(v) for s, v in k.node_states.items()},
+        {s: set(v) for s, v in k.nodes.node_states.items()},
     )
 
 
@@ -59,12 +59,12 @@ def test_seed_memory8_is_busy_with_the_others_page_cgroup() -> None:
     k = m.kernel
     # page_cgroup of memory9..11 landed in memory8 (node 1's only memory when each came up)
     for sec in (9, 10, 11):
-        a = k.pa.allocs[k.page_cgroup[sec]]
+        a = k.pa.allocs[k.sparse.page_cgroup[sec]]
         assert set(a.extents) == {8}
         assert a.nr_pages == PAGES_PER_SECTION * 16 // 4096
     before = snapshot_state(m)
     assert write(m, f"{MEM}/memory8/state", "offline") == errno.EBUSY
-    why = k.last_offline_failure
+    why = k.hotplug.last_offline_failure
     assert why is not None and any("page_cgroup of section 9" in o for o in why.owners)
     assert snapshot_state(m) == before  # rollback: nothing changed
     check_invariants(k)
@@ -74,7 +74,7 @@ def test_seed_two_pass_eject_succeeds() -> None:
     m = seed_online()
     assert write(m, "/sys/bus/acpi/devices/PNP0C80:00/eject", "1") == 0
     check_invariants(m.kernel)
-    assert not any(b in m.kernel.blocks for b in range(8, 12))
+    assert not any(b in m.kernel.memory.blocks for b in range(8, 12))
     ost = [e.data["info"] for e in m.platform.events if e.event == "ACPI_DEVICE_OST"]
     assert ost[-1]["status"] == 0  # type: ignore[index]
 
@@ -84,12 +84,12 @@ def test_seed_reverse_order_succeeds() -> None:
     for b in (11, 10, 9, 8):
         assert write(m, f"{MEM}/memory{b}/state", "offline") == 0
         check_invariants(m.kernel)
-    assert not m.kernel.page_cgroup.get(8)
+    assert not m.kernel.sparse.page_cgroup.get(8)
 
 
 def test_seed_memmap_on_memory_any_order() -> None:
     m = seed_online(memmap_on_memory=True)
-    assert not m.kernel.page_cgroup  # tables live in each block's own altmap
+    assert not m.kernel.sparse.page_cgroup  # tables live in each block's own altmap
     for b in (8, 10, 9, 11):
         assert write(m, f"{MEM}/memory{b}/state", "offline") == 0
         check_invariants(m.kernel)
@@ -103,8 +103,8 @@ def test_linux61_has_no_page_cgroup_and_memmap_on_memory_is_per_block() -> None:
     m.device_add(128 * MiB, 1, id="one")  # exactly one block: memmap on memory
     m.device_add(256 * MiB, 1, id="two")  # two blocks: 6.1 refuses the altmap
     k = m.kernel
-    assert k.blocks[32].nr_vmemmap_pages == 512
-    assert k.blocks[33].nr_vmemmap_pages == 0
+    assert k.memory.blocks[32].nr_vmemmap_pages == 512
+    assert k.memory.blocks[33].nr_vmemmap_pages == 0
     assert write(m, f"{MEM}/memory32/state", "online") == 0
     assert (
         k.pgdats[1]
@@ -112,7 +112,7 @@ def test_linux61_has_no_page_cgroup_and_memmap_on_memory_is_per_block() -> None:
         .present_pages
         == PAGES_PER_SECTION
     )
-    assert not k.page_cgroup
+    assert not k.sparse.page_cgroup
     check_invariants(k)
 
 
@@ -129,7 +129,7 @@ def test_movable_block_90_percent_full_offlines_and_pages_move() -> None:
     check_invariants(m.kernel)
     assert 35 not in wl.extents and wl.nr_pages == nr  # every page found elsewhere
     assert all(int(m.kernel.pa.nid[s]) == 1 for s in wl.extents)  # same node preferred
-    assert m.kernel.clock - clock >= nr * m.kernel.migrate_page_cost_s
+    assert m.kernel.clock - clock >= nr * m.kernel.hotplug.migrate_page_cost_s
     assert m.kernel.pa.migrated_pages >= nr
 
 
@@ -154,7 +154,7 @@ def test_no_room_to_migrate_follows_the_profile() -> None:
         ret = write(m, f"{MEM}/memory{first + 1}/state", "offline")
         assert ret == err, (name, errno.errorcode.get(ret))
         check_invariants(k)
-        assert k.blocks[first + 1].state is MemState.MEM_ONLINE
+        assert k.memory.blocks[first + 1].state is MemState.MEM_ONLINE
         # the pages that could be moved were moved, but the block, zones and nodes are as before
         after = snapshot_state(m)
         assert after[0] == before[0] and after[2] == before[2] and after[3] == before[3]
@@ -169,10 +169,10 @@ def test_pinned_pages_follow_the_profile() -> None:
         m.fill(1000, start=d.addr, end=d.addr + d.size, mix=WorkloadMix(pinned=0.1), owner="rdma")
         t0 = m.kernel.clock
         assert write(m, f"{MEM}/memory{b}/state", "offline") == err
-        why = m.kernel.last_offline_failure
+        why = m.kernel.hotplug.last_offline_failure
         assert why is not None and any("pinned" in o for o in why.owners)
         if name == "qemu-linux-6.1":
-            assert m.kernel.clock - t0 >= m.kernel.signal_after_s
+            assert m.kernel.clock - t0 >= m.kernel.hotplug.signal_after_s
         check_invariants(m.kernel)
 
 

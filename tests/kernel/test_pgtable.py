@@ -1,4 +1,4 @@
-"""x86_64 kernel page tables (memhp.kernel.arch.x86.pgtable): built on hot-add, freed on remove."""
+"""x86_64 kernel page tables (memhp.kernel.arch.x86.mm): built on hot-add, freed on remove."""
 
 from __future__ import annotations
 
@@ -11,12 +11,8 @@ import numpy as np
 import pytest
 
 from memhp.abi.layout import SECTION_SIZE, GiB, MiB
-from memhp.kernel.arch.x86.pgtable import (
-    PAGE_OFFSET,
-    KernelPageTables,
-    Level,
-    split_mem_range,
-)
+from memhp.kernel.arch.x86.mm.init_64 import KernelPageTables, split_mem_range
+from memhp.kernel.arch.x86.mm.pgtable import PAGE_OFFSET, Level
 from memhp.kernel.drivers.base.memory import MemState, device_offline
 from memhp.kernel.invariants import check_invariants
 from memhp.kernel.kernel import Kernel
@@ -239,8 +235,8 @@ def test_pud_table_kept_by_6_1_freed_by_seed() -> None:
 
 # ----------------------------------------------------------------- boot memory
 def offline_range(k: Kernel, start: int, size: int) -> None:
-    for mem in k.blocks_in_range(start, size):
-        assert device_offline(k, mem) == 0, k.last_offline_failure
+    for mem in k.memory.blocks_in_range(start, size):
+        assert device_offline(k, mem) == 0, k.hotplug.last_offline_failure
         assert mem.state is MemState.MEM_OFFLINE
 
 
@@ -249,7 +245,7 @@ def test_remove_boot_memory_frees_bootmem_memmap(gb: bool) -> None:
     k = Kernel(dataclasses.replace(movable_node_spec(), gbpages=gb))
     pt = k.pgtables
     check_invariants(k)
-    buf = k.boot_memmap[1]
+    buf = k.sparse.boot_memmap[1]
     pages0 = buf.nr_pages
     c0 = pt.counters()
     assert leaf_sizes(pt, 4 * GiB, 6 * GiB) == ({Level.PUD} if gb else {Level.PMD})

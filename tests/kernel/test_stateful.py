@@ -65,7 +65,10 @@ def model_state(m: SimMachine) -> tuple[object, ...]:
     totals[PageState.UNMOVABLE] -= pt
     totals[PageState.FREE] += pt
     return (
-        {b: (x.state, x.zone, tuple(sorted(x.nodes)), x.acpi_device) for b, x in k.blocks.items()},
+        {
+            b: (x.state, x.zone, tuple(sorted(x.nodes)), x.acpi_device)
+            for b, x in k.memory.blocks.items()
+        },
         totals.tobytes(),
         {a.id: (a.owner, a.nr_pages) for a in k.pa.allocs.values() if a.kind != "pagetable"},
         {
@@ -75,9 +78,9 @@ def model_state(m: SimMachine) -> tuple[object, ...]:
             ]
             for n, p in k.pgdats.items()
         },
-        {s: frozenset(v) for s, v in k.node_states.items()},
+        {s: frozenset(v) for s, v in k.nodes.node_states.items()},
         tuple((e.index, e.start, e.end) for e in k.fwmap.entries),
-        k.mhp_default_online_type,
+        k.hotplug.mhp_default_online_type,
     )
 
 
@@ -140,14 +143,14 @@ class HotplugMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), value=st.sampled_from(STATE_VALUES))
     def write_state(self, data: st.DataObject, value: bytes) -> None:
-        b = data.draw(st.sampled_from(sorted(self.sim.kernel.blocks)))
+        b = data.draw(st.sampled_from(sorted(self.sim.kernel.memory.blocks)))
         self._write(f"{MEM}/memory{b}/state", value)
 
     @rule(data=st.data(), value=st.sampled_from(ONLINE_VALUES))
     def write_online(self, data: st.DataObject, value: bytes) -> None:
         if not self.sim.kernel.profile.sysfs_online_attr:
             return
-        b = data.draw(st.sampled_from(sorted(self.sim.kernel.blocks)))
+        b = data.draw(st.sampled_from(sorted(self.sim.kernel.memory.blocks)))
         self._write(f"{MEM}/memory{b}/online", value)
 
     @rule(value=st.sampled_from(STATE_VALUES))
@@ -173,7 +176,7 @@ class HotplugMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), pages=st.integers(1, 40_000), pinned=st.floats(0, 0.2))
     def fill_block(self, data: st.DataObject, pages: int, pinned: float) -> None:
-        b = data.draw(st.sampled_from(sorted(self.sim.kernel.blocks)))
+        b = data.draw(st.sampled_from(sorted(self.sim.kernel.memory.blocks)))
         start = b << 27
         try:
             self.workloads.append(
@@ -224,7 +227,7 @@ class HotplugMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), soft=st.booleans())
     def poison(self, data: st.DataObject, soft: bool) -> None:
-        b = data.draw(st.sampled_from(sorted(self.sim.kernel.blocks)))
+        b = data.draw(st.sampled_from(sorted(self.sim.kernel.memory.blocks)))
         off = data.draw(st.integers(0, (128 << 20) - 1))
         node = "soft_offline_page" if soft else "hard_offline_page"
         self._write(f"{MEM}/{node}", f"{(b << 27) + off:#x}".encode())

@@ -123,7 +123,7 @@ def test_lsmem_reads_a_captured_simulated_tree(name: str, tmp_path: object) -> N
         text=True,
         check=True,
     ).stdout
-    online_bytes = sum(128 << 20 for b in m.kernel.blocks.values() if b.online)
+    online_bytes = sum(128 << 20 for b in m.kernel.memory.blocks.values() if b.online)
     assert (
         f"Total online memory:  {online_bytes}" in summ.replace("   ", "  ")
         or str(online_bytes) in summ

@@ -22,17 +22,88 @@ from memhp.abi.layout import (
 from memhp.kernel.drivers.base.memory import (
     MMOP,
     NUMA_NO_NODE,
+    ONLINE_TYPE_TO_STR,
+    MemAction,
     MemoryBlock,
+    MemoryNotify,
     MemState,
     device_offline,
     device_online,
 )
-from memhp.kernel.mm.mmzone import Zone, ZoneType
-from memhp.kernel.mm.page_alloc import PageState
-from memhp.kernel.notifier import MemAction, MemoryNotify
+from memhp.kernel.mm.mmzone import PGDAT_PAGES, Zone, ZoneType
+from memhp.kernel.mm.page_alloc import MIGRATE_PAGE_COST_S, AllocError, PageState
 
 if TYPE_CHECKING:
     from memhp.kernel.kernel import Kernel
+    from memhp.kernel.machine import MachineSpec
+
+
+class OfflineFailure:
+    """Why the last offline_pages() failed (for diagnosis), kept on ``k.hotplug``."""
+
+    def __init__(self, block: int, reason: str, errno_: int, owners: list[str]) -> None:
+        self.block = block
+        self.reason = reason
+        self.errno = errno_
+        self.owners = owners
+
+    def __repr__(self) -> str:
+        return f"OfflineFailure(memory{self.block}, {self.reason}, {self.errno}, {self.owners})"
+
+
+class MemoryHotplug:
+    """The globals and parameters of mm/memory_hotplug.c, and the model's timing knobs."""
+
+    def __init__(self, spec: MachineSpec) -> None:
+        #: movable_node (kernel command line): hotpluggable memory is ZONE_MOVABLE.
+        self.movable_node = spec.movable_node
+        #: memory_hotplug.memmap_on_memory (module parameter).
+        self.memmap_on_memory = spec.memmap_on_memory
+        #: mhp_default_online_type (auto_online_blocks, memhp_default_state=).
+        self.mhp_default_online_type = MMOP(
+            list(ONLINE_TYPE_TO_STR.values()).index(spec.auto_online_blocks)
+        )
+        #: Simulated time migrating one page costs.
+        self.migrate_page_cost_s = MIGRATE_PAGE_COST_S
+        #: Simulated time one failed migration round costs (the loop's cond_resched/yield).
+        self.migrate_retry_cost_s = 0.01
+        #: In 6.1, a writer blocked in offline_pages() gets a signal after this long.
+        self.signal_after_s = 120.0
+        self.last_offline_failure: OfflineFailure | None = None
+
+
+# ----------------------------------------------------------------- nodes
+def hotadd_init_pgdat(k: Kernel, nid: int) -> int:
+    """__try_online_node() -> hotadd_init_pgdat(): (re)initialise the pgdat of a node
+    coming online.
+
+    6.1 keeps every possible node's pgdat from boot.  In the 3.8 profile the
+    pgdat is allocated from kernel memory the first time (arch_alloc_nodedata)
+    and kept, reset, when the node goes offline (seed patches 14 and 15).
+    """
+    pgdat = k.pgdats[nid]
+    if not k.profile.pgdat_preallocated and pgdat.allocation is None:
+        try:
+            (a,) = k.pa.alloc(
+                PGDAT_PAGES, PageState.UNMOVABLE, f"pgdat of node {nid}", "pgdat", nid
+            )
+        except AllocError:
+            return -errno.ENOMEM
+        pgdat.allocation = a.id
+        k.log("hotadd_new_pgdat", f"pgdat of node {nid} allocated ({PGDAT_PAGES} pages)")
+    elif pgdat.init_count:
+        k.log("hotadd_new_pgdat", f"pgdat of node {nid} reused (reset)")
+    pgdat.reset()
+    return 0
+
+
+def rollback_node_hotadd(k: Kernel, nid: int) -> None:
+    """rollback_node_hotadd(): undo a pgdat allocated for a failed hot-add."""
+    pgdat = k.pgdats[nid]
+    if pgdat.allocation is not None and pgdat.init_count == 1:
+        k.pa.free(k.pa.allocs[pgdat.allocation])
+        pgdat.allocation = None
+        pgdat.init_count = 0
 
 
 # ----------------------------------------------------------------- zone choice
@@ -54,7 +125,7 @@ def default_zone_for_pfn(k: Kernel, nid: int, start_pfn: int, nr_pages: int) -> 
     in_movable = movable_zone.intersects(start_pfn, nr_pages)
     if in_kernel ^ in_movable:
         return kernel_zone if in_kernel else movable_zone
-    return movable_zone if k.movable_node else kernel_zone
+    return movable_zone if k.hotplug.movable_node else kernel_zone
 
 
 def zone_for_pfn_range(
@@ -66,23 +137,6 @@ def zone_for_pfn_range(
     if online_type is MMOP.MMOP_ONLINE_MOVABLE:
         return k.pgdats[nid].zone(ZoneType.MOVABLE)
     return default_zone_for_pfn(k, nid, start_pfn, nr_pages)
-
-
-def valid_zones(k: Kernel, mem: MemoryBlock) -> list[str] | None:
-    """valid_zones_show(): zone names, default first; None for "none"."""
-    start_pfn = section_nr_to_pfn(mem.start_section_nr)
-    nr = k.pages_per_block
-    if mem.state is MemState.MEM_ONLINE:
-        if mem.zone is None:
-            return None
-        return [k.pgdats[mem.nid].zone(mem.zone).name]
-    default = zone_for_pfn_range(k, MMOP.MMOP_ONLINE, mem.nid, start_pfn, nr)
-    names = [default.name]
-    for t in (MMOP.MMOP_ONLINE_KERNEL, MMOP.MMOP_ONLINE_MOVABLE):
-        z = zone_for_pfn_range(k, t, mem.nid, start_pfn, nr)
-        if z is not default:
-            names.append(z.name)
-    return names
 
 
 # ----------------------------------------------------------------- spans
@@ -125,6 +179,18 @@ def shrink_zone_span(k: Kernel, zone: Zone, start_pfn: int, end_pfn: int) -> Non
         zone.zone_start_pfn = zone.spanned_pages = 0
 
 
+def shrink_spans_for_removal(k: Kernel, sec: int) -> None:
+    """3.8 __remove_section() -> __remove_zone(): shrink the zone spanning a removed section."""
+    nid = int(k.pa.nid[sec])
+    if nid < 0:
+        return
+    pfn = section_nr_to_pfn(sec)
+    for zone in k.pgdats[nid].node_zones:
+        if zone.spans(pfn):
+            shrink_zone_span(k, zone, pfn, pfn + PAGES_PER_SECTION)
+    k.pgdats[nid].update_span()
+
+
 def remove_pfn_range_from_zone(k: Kernel, zone: Zone, start_pfn: int, nr_pages: int) -> None:
     """remove_pfn_range_from_zone(): shrink the zone span, then update_pgdat_span()."""
     shrink_zone_span(k, zone, start_pfn, start_pfn + nr_pages)
@@ -135,9 +201,9 @@ def remove_pfn_range_from_zone(k: Kernel, zone: Zone, start_pfn: int, nr_pages: 
 def _status_change_online(k: Kernel, zone: Zone) -> tuple[int, int]:
     """node_states_check_changes_online()."""
     nid = zone.nid
-    change = nid if nid not in k.node_states["N_MEMORY"] else NUMA_NO_NODE
+    change = nid if nid not in k.nodes.node_states["N_MEMORY"] else NUMA_NO_NODE
     change_normal = NUMA_NO_NODE
-    if zone.idx <= ZoneType.NORMAL and nid not in k.node_states["N_NORMAL_MEMORY"]:
+    if zone.idx <= ZoneType.NORMAL and nid not in k.nodes.node_states["N_NORMAL_MEMORY"]:
         change_normal = nid
     return change, change_normal
 
@@ -172,9 +238,9 @@ def online_pages(k: Kernel, pfn: int, nr_pages: int, zone: Zone) -> int:
     move_pfn_range_to_zone(k, zone, pfn, nr_pages)
     change, change_normal = _status_change_online(k, zone)
     arg = MemoryNotify(pfn, nr_pages, nid, change, change_normal)
-    ret = k.memory_notify(MemAction.MEM_GOING_ONLINE, arg)
+    ret = k.memory.memory_notify(MemAction.MEM_GOING_ONLINE, arg)
     if ret:
-        k.memory_notify(MemAction.MEM_CANCEL_ONLINE, arg)
+        k.memory.memory_notify(MemAction.MEM_CANCEL_ONLINE, arg)
         if k.profile.shrink_spans_on_offline:
             remove_pfn_range_from_zone(k, zone, pfn, nr_pages)
         else:
@@ -194,53 +260,22 @@ def online_pages(k: Kernel, pfn: int, nr_pages: int, zone: Zone) -> int:
     # online_pages_range(): sections online, pages to the buddy allocator.
     first = pfn_to_section_nr(pfn)
     last = pfn_to_section_nr(pfn + nr_pages - 1)
+    k.sparse.set_online(range(first, last + 1), True)
     for sec in range(first, last + 1):
-        k.sparse.online[sec] = True
         k.pa.section_online(sec, nid, zone.idx)
     # adjust_present_page_count() and the managed pages the buddy now holds.
     zone.present_pages += nr_pages
     zone.managed_pages += nr_pages
     if change >= 0:
-        k.node_states["N_MEMORY"].add(nid)
+        k.nodes.node_states["N_MEMORY"].add(nid)
     if change_normal >= 0:
-        k.node_states["N_NORMAL_MEMORY"].add(nid)
+        k.nodes.node_states["N_NORMAL_MEMORY"].add(nid)
     k.pa.init_per_zone_wmark_min()
-    k.memory_notify(MemAction.MEM_ONLINE, arg)
-    return 0
-
-
-def memory_block_online(k: Kernel, mem: MemoryBlock) -> int:
-    """memory_block_online() (drivers/base/memory.c)."""
-    start_pfn = section_nr_to_pfn(mem.start_section_nr)
-    nr_pages = k.pages_per_block
-    zone = zone_for_pfn_range(k, mem.online_type, mem.nid, start_pfn, nr_pages)
-    vm = mem.nr_vmemmap_pages
-    ret = online_pages(k, start_pfn + vm, nr_pages - vm, zone)
-    if ret:
-        return ret
-    if vm:
-        # The altmap pages belong to the block's zone once it is online.
-        zone.present_pages += vm
-        move_pfn_range_to_zone(k, zone, start_pfn, vm)
-    mem.zone = zone.idx
-    k.log("online", f"{mem.name} online in {zone.name} (node {zone.nid})")
+    k.memory.memory_notify(MemAction.MEM_ONLINE, arg)
     return 0
 
 
 # ----------------------------------------------------------------- offline
-class OfflineFailure:
-    """Why the last offline_pages() failed (for diagnosis), kept on the kernel."""
-
-    def __init__(self, block: int, reason: str, errno_: int, owners: list[str]) -> None:
-        self.block = block
-        self.reason = reason
-        self.errno = errno_
-        self.owners = owners
-
-    def __repr__(self) -> str:
-        return f"OfflineFailure(memory{self.block}, {self.reason}, {self.errno}, {self.owners})"
-
-
 def _unmovable_owners(k: Kernel, secs: range, zone: Zone) -> list[str]:
     """has_unmovable_pages(): owners of pages isolation refuses (none in ZONE_MOVABLE)."""
     if zone.idx is ZoneType.MOVABLE:
@@ -262,7 +297,7 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
     prof = k.profile
 
     def fail(reason: str, err: int, owners: list[str] | None = None) -> int:
-        k.last_offline_failure = OfflineFailure(block, reason, err, owners or [])
+        k.hotplug.last_offline_failure = OfflineFailure(block, reason, err, owners or [])
         k.log(
             "offline_pages",
             f"memory{block} offlining failed due to {reason}"
@@ -294,10 +329,10 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
     def undo(reason: str, err: int, owners_: list[str] | None = None) -> int:
         for sec in secs:
             k.pa.isolated[sec] = False
-        k.memory_notify(MemAction.MEM_CANCEL_OFFLINE, arg)
+        k.memory.memory_notify(MemAction.MEM_CANCEL_OFFLINE, arg)
         return fail(reason, err, owners_)
 
-    ret = k.memory_notify(MemAction.MEM_GOING_OFFLINE, arg)
+    ret = k.memory.memory_notify(MemAction.MEM_GOING_OFFLINE, arg)
     if ret:
         return undo("notifier failure", -ret)
     # The migration loop: scan_movable_pages() + do_migrate_range(), repeated.
@@ -307,7 +342,7 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
         failed = 0
         for sec in secs:
             moved, f = k.pa.migrate_section(sec)
-            k.clock += moved * k.migrate_page_cost_s
+            k.clock += moved * k.hotplug.migrate_page_cost_s
             failed += f
         leftovers = [
             f"{a.owner} ({n} pages in section {s})"
@@ -318,7 +353,7 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
             break
         # Something could not be migrated (pinned, no room) or is not movable at all.
         retries += 1
-        k.clock += k.migrate_retry_cost_s
+        k.clock += k.hotplug.migrate_retry_cost_s
         if prof.offline_migrate_retry_max is not None and failed:
             if retries >= prof.offline_migrate_retry_max:
                 return undo("migration failure", errno.EBUSY, leftovers)
@@ -328,7 +363,7 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
             k.clock = max(k.clock, start_clock + prof.offline_timeout_s)
             return undo("timeout", errno.EAGAIN, leftovers)
         # 6.1: retried until the writer gets a signal.
-        k.clock = max(k.clock, start_clock + k.signal_after_s)
+        k.clock = max(k.clock, start_clock + k.hotplug.signal_after_s)
         return undo("signal backoff", errno.EINTR, leftovers)
     # __offline_isolated_pages(): sections offline, free pages leave the buddy;
     # poisoned pages are dropped with them.
@@ -337,48 +372,24 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
     for sec in secs:
         k.pa.section_offline(sec)
         k.pa.isolated[sec] = False
-        k.sparse.online[sec] = False
+    k.sparse.set_online(secs, False)
     zone.managed_pages -= nr_pages
     zone.present_pages -= nr_pages
     k.pa.init_per_zone_wmark_min()
     if change_normal >= 0:
-        k.node_states["N_NORMAL_MEMORY"].discard(zone.nid)
+        k.nodes.node_states["N_NORMAL_MEMORY"].discard(zone.nid)
     if change >= 0:
-        k.node_states["N_MEMORY"].discard(zone.nid)
-    k.memory_notify(MemAction.MEM_OFFLINE, arg)
+        k.nodes.node_states["N_MEMORY"].discard(zone.nid)
+    k.memory.memory_notify(MemAction.MEM_OFFLINE, arg)
     if prof.shrink_spans_on_offline:
         remove_pfn_range_from_zone(k, zone, start_pfn, nr_pages)
-    return 0
-
-
-def memory_block_offline(k: Kernel, mem: MemoryBlock) -> int:
-    """memory_block_offline() (drivers/base/memory.c)."""
-    if mem.zone is None:
-        k.last_offline_failure = OfflineFailure(
-            mem.id, "block spans zones or nodes", errno.EINVAL, []
-        )
-        return -errno.EINVAL
-    start_pfn = section_nr_to_pfn(mem.start_section_nr)
-    vm = mem.nr_vmemmap_pages
-    zone = k.pgdats[mem.nid].zone(mem.zone)
-    if vm:
-        zone.present_pages -= vm
-    ret = offline_pages(k, start_pfn + vm, k.pages_per_block - vm, zone, mem.id)
-    if ret:
-        if vm:
-            zone.present_pages += vm
-        return ret
-    if vm and k.profile.shrink_spans_on_offline:
-        remove_pfn_range_from_zone(k, zone, start_pfn, vm)
-    mem.zone = None
-    k.log("offline", f"{mem.name} offline")
     return 0
 
 
 # ----------------------------------------------------------------- add
 def check_hotplug_memory_range(k: Kernel, start: int, size: int) -> int:
     """check_hotplug_memory_range(): block-size aligned, non-empty."""
-    bs = k.block_size
+    bs = k.memory.block_size
     if not size or start % bs or size % bs:
         return -errno.EINVAL
     return 0
@@ -393,7 +404,7 @@ def altmap_pages_per_block(k: Kernel) -> int:
     per_page = STRUCT_PAGE_SIZE
     if k.profile.page_cgroup_bytes_per_page and k.spec.memcg:
         per_page += k.profile.page_cgroup_bytes_per_page
-    nbytes = k.pages_per_block * per_page
+    nbytes = k.memory.pages_per_block * per_page
     pb = PAGEBLOCK_NR_PAGES << PAGE_SHIFT
     return -(-nbytes // pb) * pb >> PAGE_SHIFT
 
@@ -403,12 +414,12 @@ def mhp_supports_memmap_on_memory(k: Kernel, size: int) -> bool:
     the range is exactly one memory block."""
     vmemmap = (size >> PAGE_SHIFT) * STRUCT_PAGE_SIZE
     remaining = size - vmemmap
-    if not k.memmap_on_memory:
+    if not k.hotplug.memmap_on_memory:
         return False
     if k.profile.memmap_on_memory_any_size:
-        return size % k.block_size == 0
+        return size % k.memory.block_size == 0
     return (
-        size == k.block_size
+        size == k.memory.block_size
         and vmemmap % PMD_SIZE == 0
         and remaining % (PAGEBLOCK_NR_PAGES << PAGE_SHIFT) == 0
     )
@@ -419,7 +430,7 @@ def add_memory(k: Kernel, nid: int, start: int, size: int, memmap_on_memory: boo
     ret = check_hotplug_memory_range(k, start, size)
     if ret:
         return ret
-    if nid not in k.node_states["N_POSSIBLE"]:
+    if nid not in k.nodes.node_states["N_POSSIBLE"]:
         return -errno.EINVAL
     # register_memory_resource(): the range must not overlap System RAM.
     first = start >> (PAGE_SHIFT + 15)
@@ -432,8 +443,8 @@ def add_memory(k: Kernel, nid: int, start: int, size: int, memmap_on_memory: boo
         if e.start < start + size and start < e.end:
             return -errno.EEXIST
     new_node = False
-    if nid not in k.node_states["N_ONLINE"]:
-        ret = k.hotadd_init_pgdat(nid)
+    if nid not in k.nodes.node_states["N_ONLINE"]:
+        ret = hotadd_init_pgdat(k, nid)
         if ret:
             return ret
         new_node = True
@@ -445,23 +456,22 @@ def add_memory(k: Kernel, nid: int, start: int, size: int, memmap_on_memory: boo
     ret = k.sparse.arch_add_memory(k, nid, first, last + 1, altmap_pages)
     if ret:
         if new_node:
-            k.release_new_pgdat(nid)
+            rollback_node_hotadd(k, nid)
         return ret
-    blocks = k.create_memory_block_devices(start, size, altmap_pages, nid)
+    blocks = k.memory.create_memory_block_devices(start, size, altmap_pages, nid)
     if new_node:
-        k.node_set_online(nid)
-        k.register_one_node(nid)
+        k.nodes.node_set_online(nid)
+        k.nodes.register_one_node(nid)
     for mem in blocks:
         mem.nodes.add(nid)
     entry = k.fwmap.firmware_map_add_hotplug(start, start + size, "System RAM")
-    k.topology_gen += 1
     k.log(
         "firmware_map_add_hotplug",
         f"/sys/firmware/memmap/{entry.index}: {entry.start:#x}-{entry.end:#x} {entry.type}",
     )
-    if k.mhp_default_online_type is not MMOP.MMOP_OFFLINE:
+    if k.hotplug.mhp_default_online_type is not MMOP.MMOP_OFFLINE:
         for mem in blocks:
-            mem.online_type = k.mhp_default_online_type
+            mem.online_type = k.hotplug.mhp_default_online_type
             device_online(k, mem)
     return 0
 
@@ -470,18 +480,18 @@ def add_memory(k: Kernel, nid: int, start: int, size: int, memmap_on_memory: boo
 def try_offline_node(k: Kernel, nid: int) -> None:
     """try_offline_node(): offline and unregister a node left without memory and CPUs."""
     pgdat = k.pgdats[nid]
-    if k.cpus_of(nid):
+    if k.nodes.cpus_of(nid):
         return  # check_cpu_on_node()
     if k.profile.shrink_spans_on_offline:
         if pgdat.node_spanned_pages:
             return
-    elif k.present_sections_of(nid):
+    elif k.sparse.present_sections_of(k, nid):
         return  # 3.8: any present section of the node keeps it
     # check_no_memblock_for_node_cb() over all blocks, kept as a per-node count.
-    if k.node_blocks.get(nid, 0):
+    if k.memory.node_blocks.get(nid, 0):
         return
-    k.node_set_offline(nid)
-    k.unregister_one_node(nid)
+    k.nodes.node_set_offline(nid)
+    k.nodes.unregister_one_node(nid)
 
 
 def try_remove_memory(k: Kernel, start: int, size: int) -> int:
@@ -489,7 +499,7 @@ def try_remove_memory(k: Kernel, start: int, size: int) -> int:
     ret = check_hotplug_memory_range(k, start, size)
     if ret:
         return ret
-    blocks = k.blocks_in_range(start, size)
+    blocks = k.memory.blocks_in_range(start, size)
     nid = NUMA_NO_NODE
     for mem in blocks:
         nid = mem.nid
@@ -497,18 +507,17 @@ def try_remove_memory(k: Kernel, start: int, size: int) -> int:
             k.log("remove_memory", f"removing memory fails, because {mem.name} is onlined")
             return -errno.EBUSY
     vm = sum(m.nr_vmemmap_pages for m in blocks)
-    if vm and size != k.block_size and not k.profile.memmap_on_memory_any_size:
+    if vm and size != k.memory.block_size and not k.profile.memmap_on_memory_any_size:
         return -errno.EINVAL
     try:
         entry = k.fwmap.firmware_map_remove(start, start + size, "System RAM")
-        k.topology_gen += 1
         k.log(
             "firmware_map_remove",
             f"/sys/firmware/memmap/{entry.index}: {entry.start:#x}-{entry.end:#x} removed",
         )
     except LookupError:
         pass
-    k.remove_memory_block_devices(start, size)
+    k.memory.remove_memory_block_devices(start, size)
     first = pfn_to_section_nr(start >> PAGE_SHIFT)
     last = pfn_to_section_nr((start + size - 1) >> PAGE_SHIFT)
     k.sparse.arch_remove_memory(k, first, last + 1)
@@ -530,7 +539,7 @@ def offline_blocks_two_passes(k: Kernel, blocks: list[MemoryBlock]) -> list[Memo
 def remove_memory(k: Kernel, start: int, size: int) -> int:
     """remove_memory(): in the 3.8 profile it offlines the range first (two passes)."""
     if k.profile.remove_memory_offlines:
-        still = offline_blocks_two_passes(k, k.blocks_in_range(start, size))
+        still = offline_blocks_two_passes(k, k.memory.blocks_in_range(start, size))
         if still:
             return -errno.EBUSY
     return try_remove_memory(k, start, size)

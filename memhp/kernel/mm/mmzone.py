@@ -136,3 +136,7 @@ class PgData:
             z.watermark_min = z.watermark_low = z.watermark_high = 0
         self.node_start_pfn = self.node_spanned_pages = 0
         self.init_count += 1
+
+
+#: sizeof(pg_data_t) on a 6.1 x86_64 build, rounded to pages (about 170 KiB).
+PGDAT_PAGES = 43

@@ -96,7 +96,7 @@ class PageAllocator:
         self._next_id = 1
         self.pgdats: dict[int, PgData] = {}
         self.node_order: dict[int, list[int]] = {}
-        #: Simulated seconds spent migrating pages.
+        #: Pages migrated so far (offlining, soft offline).
         self.migrated_pages = 0
         self._wmark_dirty = True
 
@@ -153,7 +153,32 @@ class PageAllocator:
         self.allocs[a.id] = a
         return a
 
+    def change_state(self, a: Allocation, state: PageState) -> None:
+        """Retag every page of ``a`` as ``state`` (e.g. a boot page-table page
+        becoming PG_reserved, or a memblock reservation becoming the altmap)."""
+        for sec, n in a.extents.items():
+            self._move(sec, a.state, state, n)
+        a.state = state
+
     # ------------------------------------------------------------------ sections
+    def set_section_ram(self, first: int, end: int, pages: int, nid: int | None = None) -> None:
+        """The RAM pages (and, if given, the node) of sections [first, end): what the
+        memmap of a present section describes (memmap_init_range / sparse_add_section)."""
+        self.ram[first:end] = pages
+        if nid is not None:
+            self.nid[first:end] = nid
+
+    def add_ram_range(self, start_pfn: int, end_pfn: int, nid: int) -> None:
+        """memblock_add_node() of boot RAM [start_pfn, end_pfn): pages per section."""
+        s0, s1 = pfn_to_section_nr(start_pfn), pfn_to_section_nr(end_pfn - 1)
+        if s0 == s1:
+            self.ram[s0] += end_pfn - start_pfn
+        else:
+            self.ram[s0] += (s0 + 1) * PAGES_PER_SECTION - start_pfn
+            self.ram[s0 + 1 : s1] += PAGES_PER_SECTION
+            self.ram[s1] += end_pfn - s1 * PAGES_PER_SECTION
+        self.nid[s0 : s1 + 1] = nid
+
     def section_online(self, sec: int, nid: int, zone: ZoneType) -> None:
         """Hand the RAM pages of ``sec`` to the buddy allocator (online_pages_range).
 

@@ -20,8 +20,8 @@ import errno
 from typing import TYPE_CHECKING
 
 from memhp.abi.layout import PAGE_SIZE, PAGES_PER_SECTION, pfn_to_section_nr
+from memhp.kernel.drivers.base.memory import MemAction, MemoryNotify
 from memhp.kernel.mm.page_alloc import AllocError, PageState
-from memhp.kernel.notifier import MemAction, MemoryNotify
 
 if TYPE_CHECKING:
     from memhp.kernel.kernel import Kernel
@@ -35,7 +35,7 @@ class PageCgroup:
         self.table_pages = PAGES_PER_SECTION * k.profile.page_cgroup_bytes_per_page // PAGE_SIZE
 
     def register(self) -> None:
-        self.k.chain.register("page_cgroup", self.callback, priority=1)
+        self.k.memory.chain.register("page_cgroup", self.callback, priority=1)
 
     def callback(self, action: MemAction, arg: MemoryNotify) -> int:
         """page_cgroup_callback()."""
@@ -55,12 +55,12 @@ class PageCgroup:
         k = self.k
         done: list[int] = []
         for sec in self._sections(arg):
-            if sec in k.page_cgroup or not k.sparse.present[sec]:
+            if sec in k.sparse.page_cgroup or not k.sparse.present[sec]:
                 continue
             nid = int(k.pa.nid[sec])
             if (
-                k.blocks.get(sec // k.sections_per_block) is not None
-                and k.blocks[sec // k.sections_per_block].nr_vmemmap_pages
+                k.memory.blocks.get(sec // k.memory.sections_per_block) is not None
+                and k.memory.blocks[sec // k.memory.sections_per_block].nr_vmemmap_pages
             ):
                 # The seed's idea: the table was carved from the block itself at
                 # hot-add (part of its altmap), so nothing is allocated elsewhere.
@@ -75,12 +75,12 @@ class PageCgroup:
                 )
             except AllocError:
                 for s in done:
-                    k.pa.free(k.pa.allocs[k.page_cgroup.pop(s)])
+                    k.pa.free(k.pa.allocs[k.sparse.page_cgroup.pop(s)])
                 return -errno.ENOMEM
-            k.page_cgroup[sec] = a.id
+            k.sparse.page_cgroup[sec] = a.id
             done.append(sec)
             where = sorted({int(k.pa.nid[s]) for s in a.extents})
-            blocks = sorted({s // k.sections_per_block for s in a.extents})
+            blocks = sorted({s // k.memory.sections_per_block for s in a.extents})
             k.log(
                 "page_cgroup",
                 f"page_cgroup of section {sec} ({self.table_pages * PAGE_SIZE >> 10} KiB) "
@@ -92,7 +92,7 @@ class PageCgroup:
     def offline_page_cgroup(self, arg: MemoryNotify) -> None:
         k = self.k
         for sec in self._sections(arg):
-            aid = k.page_cgroup.pop(sec, 0)
+            aid = k.sparse.page_cgroup.pop(sec, 0)
             if aid:
                 k.pa.free(k.pa.allocs[aid])
                 k.log("page_cgroup", f"page_cgroup of section {sec} freed")

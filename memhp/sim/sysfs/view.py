@@ -20,17 +20,17 @@ from memhp.abi.acpi import ACPI_MEMORY_PARENT, ACPI_ROOT
 from memhp.abi.fs import Kind, Stat, normpath, oserror, resolve_link
 from memhp.abi.layout import PAGE_SHIFT, PAGE_SIZE
 from memhp.kernel.drivers.acpi.acpi_memhotplug import AcpiDevice
+from memhp.kernel.drivers.base import memory
 from memhp.kernel.drivers.base.memory import (
     MMOP,
     ONLINE_TYPE_TO_STR,
+    MemAction,
     MemoryBlock,
-    device_offline,
-    device_online,
     state_store,
 )
 from memhp.kernel.kernel import Kernel
-from memhp.kernel.mm import memory_hotplug as mh
-from memhp.kernel.notifier import MemAction
+from memhp.kernel.lib.kobject_uevent import ObjectEvent
+from memhp.kernel.mm import memory_failure
 from memhp.sim import procfs
 from memhp.sim.sysfs.attrs import cpumask_hex, kstrtobool, nodelist, sysfs_streq
 
@@ -108,7 +108,10 @@ class KernelSysfs:
         #: Called (outside the lock) by drivers of the platform after each request, to
         #: wait until the listeners have acted (e.g. stale directory entries dropped).
         self.settlers: list[Callable[[], None]] = []
-        self._notified_gen = kernel.topology_gen
+        #: Bumped on every object event of the kernel: the caches key on it.
+        self._topology_gen = 0
+        kernel.objects.subscribe(self._on_object_event)
+        self._notified_gen = self._topology_gen
         self.root = static_dir(
             {
                 "sys": lambda: self._sys,
@@ -152,7 +155,7 @@ class KernelSysfs:
     def _memory_dir(self) -> Dir:
         k = self.k
         fixed: dict[str, Callable[[], Node | None]] = {
-            "block_size_bytes": lambda: Attr(lambda: f"{k.block_size:x}\n"),
+            "block_size_bytes": lambda: Attr(lambda: f"{k.memory.block_size:x}\n"),
             "uevent": lambda: Attr(lambda: "", uevent_store, 0o644),
             "soft_offline_page": lambda: Attr(
                 None, lambda b: self._poison_store(b, soft=True), 0o200
@@ -165,20 +168,20 @@ class KernelSysfs:
             fixed["probe"] = lambda: Attr(None, self._probe_store, 0o200)
         if k.profile.sysfs_auto_online_blocks:
             fixed["auto_online_blocks"] = lambda: Attr(
-                lambda: ONLINE_TYPE_TO_STR[k.mhp_default_online_type] + "\n",
+                lambda: ONLINE_TYPE_TO_STR[k.hotplug.mhp_default_online_type] + "\n",
                 self._auto_online_store,
                 0o644,
             )
 
         def names() -> list[str]:
-            return [f"memory{b}" for b in k.blocks] + list(fixed)
+            return [f"memory{b}" for b in k.memory.blocks] + list(fixed)
 
         def child(name: str) -> Node | None:
             if name.startswith("memory") and name[6:].isdigit():
                 b = int(name[6:])
                 if str(b) != name[6:]:
                     return None
-                mem = k.blocks.get(b)
+                mem = k.memory.blocks.get(b)
                 return self._block_dir(mem) if mem is not None else None
             f = fixed.get(name)
             return f() if f else None
@@ -192,14 +195,13 @@ class KernelSysfs:
         addr = kstrtoull(buf, 0)
         if addr is None:
             return -errno.EINVAL
-        return self.k.probe_memory(addr)
+        return memory.probe_store(self.k, addr)
 
     def _auto_online_store(self, buf: bytes) -> int:
         t = parse_online_type(buf)
         if t is None:
             return -errno.EINVAL
-        self.k.mhp_default_online_type = t
-        return 0
+        return memory.auto_online_blocks_store(self.k, t)
 
     def _poison_store(self, buf: bytes, soft: bool) -> int:
         """soft_offline_page_store() / hard_offline_page_store(): a physical address."""
@@ -208,23 +210,23 @@ class KernelSysfs:
         addr = kstrtoull(buf, 0)
         if addr is None:
             return -errno.EINVAL
-        return self.k.memory_failure(addr >> PAGE_SHIFT, soft)
+        return memory_failure.memory_failure(self.k, addr >> PAGE_SHIFT, soft)
 
     def _block_dir(self, mem: MemoryBlock) -> Dir:
         k = self.k
         prof = k.profile
         bid = mem.id
-        spb = k.sections_per_block
+        spb = k.memory.sections_per_block
         e: dict[str, Callable[[], Node | None]] = {
             "uevent": lambda: Attr(lambda: "", uevent_store, 0o644),
             "phys_index": lambda: Attr(
-                lambda: f"{mem.start_section_nr // k.sections_per_block:08x}\n"
+                lambda: f"{mem.start_section_nr // k.memory.sections_per_block:08x}\n"
             ),
             "state": lambda: Attr(
                 lambda: mem.state.value + "\n", lambda b: self._state_store(bid, b), 0o644
             ),
             "phys_device": lambda: Attr(lambda: "0\n"),
-            "removable": lambda: Attr(lambda: f"{k.removable(mem):d}\n"),
+            "removable": lambda: Attr(lambda: f"{memory.removable_show(k, mem):d}\n"),
             "subsystem": lambda: Link("../../../../bus/memory"),
         }
         if prof.sysfs_end_phys_index:
@@ -238,7 +240,7 @@ class KernelSysfs:
         if prof.sysfs_valid_zones:
             e["valid_zones"] = lambda: Attr(lambda: self._valid_zones(mem))
         for nid in sorted(mem.nodes):
-            if nid in k.registered_nodes or nid == mem.nid:
+            if nid in k.nodes.registered_nodes or nid == mem.nid:
                 e[f"node{nid}"] = (lambda n=nid: lambda: Link(f"../../node/node{n}"))()
         if mem.acpi_device is not None:
             dev = mem.acpi_device
@@ -246,11 +248,11 @@ class KernelSysfs:
         return static_dir(e)
 
     def _valid_zones(self, mem: MemoryBlock) -> str:
-        zones = mh.valid_zones(self.k, mem)
+        zones = memory.valid_zones_show(self.k, mem)
         return ("none" if zones is None else " ".join(zones)) + "\n"
 
     def _block(self, bid: int) -> MemoryBlock:
-        mem = self.k.blocks.get(bid)
+        mem = self.k.memory.blocks.get(bid)
         if mem is None:  # removed while the file was open
             raise oserror(errno.ENODEV, f"memory{bid}")
         return mem
@@ -267,14 +269,12 @@ class KernelSysfs:
         val = kstrtobool(buf)
         if val is None:
             return -errno.EINVAL
-        mem = self._block(bid)
-        ret = device_online(self.k, mem) if val else device_offline(self.k, mem)
-        return ret if ret < 0 else 0
+        return memory.online_store(self.k, self._block(bid), val)
 
     # ================================================================ node
     def _node_root(self) -> Dir:
         k = self.k
-        st = k.node_states
+        st = k.nodes.node_states
         fixed: dict[str, Callable[[], Node | None]] = {
             "uevent": lambda: Attr(lambda: "", uevent_store, 0o644),
             "possible": lambda: Attr(lambda: nodelist(st["N_POSSIBLE"]) + "\n"),
@@ -287,12 +287,12 @@ class KernelSysfs:
             fixed["has_generic_initiator"] = lambda: Attr(lambda: "\n")
 
         def names() -> list[str]:
-            return [f"node{n}" for n in sorted(k.registered_nodes)] + list(fixed)
+            return [f"node{n}" for n in sorted(k.nodes.registered_nodes)] + list(fixed)
 
         def child(name: str) -> Node | None:
             if name.startswith("node") and name[4:].isdigit() and str(int(name[4:])) == name[4:]:
                 nid = int(name[4:])
-                return self._node_dir(nid) if nid in k.registered_nodes else None
+                return self._node_dir(nid) if nid in k.nodes.registered_nodes else None
             f = fixed.get(name)
             return f() if f else None
 
@@ -303,8 +303,8 @@ class KernelSysfs:
         ncpus = max((c for n in k.spec.nodes for c in n.cpus), default=0) + 1
         fixed: dict[str, Callable[[], Node | None]] = {
             "uevent": lambda: Attr(lambda: "", uevent_store, 0o644),
-            "cpumap": lambda: Attr(lambda: cpumask_hex(k.cpus_of(nid), ncpus) + "\n"),
-            "cpulist": lambda: Attr(lambda: nodelist(k.cpus_of(nid)) + "\n"),
+            "cpumap": lambda: Attr(lambda: cpumask_hex(k.nodes.cpus_of(nid), ncpus) + "\n"),
+            "cpulist": lambda: Attr(lambda: nodelist(k.nodes.cpus_of(nid)) + "\n"),
             "distance": lambda: Attr(lambda: self._distance(nid)),
             "meminfo": lambda: Attr(lambda: procfs.node_meminfo(k, nid)),
             "numastat": lambda: Attr(lambda: procfs.node_numastat(k, nid)),
@@ -314,16 +314,16 @@ class KernelSysfs:
             "compact": lambda: Attr(None, lambda _b: 0, 0o200),
             "hugepages": lambda: self._hugepages_dir(nid),
         }
-        for cpu in k.cpus_of(nid):
+        for cpu in k.nodes.cpus_of(nid):
             fixed[f"cpu{cpu}"] = self._bind_link(f"../../cpu/cpu{cpu}")
 
         def names() -> list[str]:
-            links = [f"memory{m.id}" for m in k.blocks.values() if nid in m.nodes]
+            links = [f"memory{m.id}" for m in k.memory.blocks.values() if nid in m.nodes]
             return links + list(fixed)
 
         def child(name: str) -> Node | None:
             if name.startswith("memory") and name[6:].isdigit():
-                mem = k.blocks.get(int(name[6:]))
+                mem = k.memory.blocks.get(int(name[6:]))
                 if mem is not None and nid in mem.nodes and mem.name == name:
                     return Link(f"../../memory/{name}")
                 return None
@@ -339,11 +339,11 @@ class KernelSysfs:
     def _hugepages_dir(self, nid: int) -> Dir:
         """node_hugetlb_attrs of mm/hugetlb.c: one directory per huge page size."""
         k = self.k
-        sizes = k.huge_page_sizes()
+        sizes = k.hugetlb.huge_page_sizes()
 
         def size_dir(size_kb: int) -> Dir:
             def count() -> int:
-                return k.nr_huge_pages(nid, size_kb)
+                return k.hugetlb.nr_huge_pages(nid, size_kb)
 
             def store(buf: bytes) -> int:
                 """nr_hugepages_store_common(): kstrtoul(buf, 10), set_max_huge_pages()."""
@@ -352,7 +352,7 @@ class KernelSysfs:
                 n = kstrtoull(buf, 10)
                 if n is None:
                     return -errno.EINVAL
-                k.set_max_huge_pages(nid, min(n, 1 << 40), size_kb)
+                k.hugetlb.set_max_huge_pages(nid, min(n, 1 << 40), size_kb)
                 return 0
 
             entries: dict[str, Callable[[], Node | None]] = {}
@@ -378,7 +378,7 @@ class KernelSysfs:
         row = spec.node(nid).distance
         ids = [n.id for n in spec.nodes]
         parts = []
-        for i in sorted(self.k.node_states["N_ONLINE"]):
+        for i in sorted(self.k.nodes.node_states["N_ONLINE"]):
             parts.append(("" if i == 0 else " ") + str(row[ids.index(i)]))
         return "".join(parts) + "\n"
 
@@ -390,11 +390,13 @@ class KernelSysfs:
         such parameter (the seed's idea there is a machine option, not a parameter).
         """
         k = self.k
-        if not k.profile.sysfs_valid_zones:  # the 3.8 profile: no such parameters
+        if not k.profile.sysfs_memory_hotplug_params:
             return None
         params = static_dir(
             {
-                "memmap_on_memory": lambda: Attr(lambda: "Y\n" if k.memmap_on_memory else "N\n"),
+                "memmap_on_memory": lambda: Attr(
+                    lambda: "Y\n" if k.hotplug.memmap_on_memory else "N\n"
+                ),
             }
         )
         return static_dir({"memory_hotplug": lambda: static_dir({"parameters": lambda: params})})
@@ -476,7 +478,7 @@ class KernelSysfs:
             return static_dir(
                 {
                     "error": lambda: Attr(
-                        lambda: f"{self.k.notifier_error_inject.get(action, 0)}\n",
+                        lambda: f"{self.k.memory.notifier_error_inject.get(action, 0)}\n",
                         lambda b: self._inject_store(action, b),
                         0o644,
                     )
@@ -518,20 +520,24 @@ class KernelSysfs:
         if not -4095 <= v <= 0:
             return -errno.EINVAL
         if v:
-            self.k.notifier_error_inject[action] = v
+            self.k.memory.notifier_error_inject[action] = v
         else:
-            self.k.notifier_error_inject.pop(action, None)
+            self.k.memory.notifier_error_inject.pop(action, None)
         return 0
+
+    def _on_object_event(self, _ev: ObjectEvent) -> None:
+        """A sysfs object appeared or vanished (kobject_uevent)."""
+        self._topology_gen += 1
 
     # ================================================================ resolution
     def resolve(self, path: str, follow_last: bool = True) -> tuple[str, Node]:
         """The canonical path and node that ``path`` names (links followed as asked).
 
         Results are cached until the kernel next adds or removes a sysfs object
-        (``Kernel.topology_gen``).
+        (an event of ``Kernel.objects``).
         """
         with self.lock:
-            gen = self.k.topology_gen
+            gen = self._topology_gen
             if gen != self._gen:
                 self._cache.clear()
                 self._gen = gen
@@ -629,7 +635,7 @@ class KernelSysfs:
     def notify_changed(self) -> None:
         """Tell the listeners if objects appeared or vanished since the last call."""
         with self.lock:
-            gen = self.k.topology_gen
+            gen = self._topology_gen
             if gen == self._notified_gen:
                 return
             self._notified_gen = gen

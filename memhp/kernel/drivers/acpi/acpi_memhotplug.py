@@ -141,8 +141,8 @@ class AcpiBus:
 
     def acpi_bind_memory_blocks(self, dev: AcpiDevice, info: MemoryInfo) -> None:
         """acpi_bind_one() per block: physical_node links and firmware_node."""
-        self.k.topology_gen += 1
-        for mem in self.k.blocks_in_range(info.start_addr, info.length):
+        self.k.objects.emit("acpi_binding", dev.name, True)
+        for mem in self.k.memory.blocks_in_range(info.start_addr, info.length):
             mem.acpi_device = dev.name
             dev.physical_nodes.append(mem.id)
         self.k.log(
@@ -152,8 +152,8 @@ class AcpiBus:
 
     def acpi_unbind_memory_blocks(self, dev: AcpiDevice, info: MemoryInfo) -> None:
         """acpi_unbind_one() per block: the links go."""
-        self.k.topology_gen += 1
-        for mem in self.k.blocks_in_range(info.start_addr, info.length):
+        self.k.objects.emit("acpi_binding", dev.name, False)
+        for mem in self.k.memory.blocks_in_range(info.start_addr, info.length):
             mem.acpi_device = None
             if mem.id in dev.physical_nodes:
                 dev.physical_nodes.remove(mem.id)
@@ -170,11 +170,11 @@ class AcpiBus:
         dev.infos = []
         dev.bound = False
         dev.physical_nodes = []
-        self.k.topology_gen += 1
+        self.k.objects.emit("acpi_device", dev.name, False)
 
     # ----------------------------------------------------------- scan.c eject
     def _blocks(self, dev: AcpiDevice) -> list[MemoryBlock]:
-        return [self.k.blocks[b] for b in dev.physical_nodes if b in self.k.blocks]
+        return [self.k.memory.blocks[b] for b in dev.physical_nodes if b in self.k.memory.blocks]
 
     def acpi_bus_offline(self, dev: AcpiDevice, second_pass: bool) -> MemoryBlock | None:
         """acpi_bus_offline(): device_offline() each physical node; remember what we did."""
@@ -220,7 +220,7 @@ class AcpiBus:
             for info in dev.infos:
                 if info.enabled:
                     still = mh.offline_blocks_two_passes(
-                        k, k.blocks_in_range(info.start_addr, info.length)
+                        k, k.memory.blocks_in_range(info.start_addr, info.length)
                     )
                     if still:
                         k.log(

@@ -1,19 +1,36 @@
-"""Memory block devices (drivers/base/memory.c).
+"""Memory block devices (drivers/base/memory.c), all of it.
 
 A memory block is the unit user space onlines and offlines: ``block_size``
-bytes, ``sections_per_block`` sections.  This module holds the block objects and
-the device-core side of onlining/offlining (device_online/device_offline and
-memory_block_change_state); the mm side lives in :mod:`memory_hotplug`.
+bytes, ``sections_per_block`` sections.  This module holds
+
+* the block devices (:class:`MemorySubsys`: the blocks, per-node block counts,
+  memory_dev_init, create/remove_memory_block_devices, find_memory_block);
+* the memory notifier chain (memory_notify, register_memory_notifier) with
+  lib/memory-notifier-error-inject.c in front;
+* onlining and offlining a block (device_online/device_offline ->
+  memory_subsys_online/offline -> memory_block_change_state ->
+  memory_block_online/offline);
+* the attribute logic of /sys/devices/system/memory (state_store,
+  online_store of drivers/base/core.c, removable_show, valid_zones_show,
+  probe_store, auto_online_blocks_store).  Parsing a store's buffer is left to
+  the sysfs front end; the functions here take parsed values.
+
+The mm side of onlining and offlining lives in :mod:`memhp.kernel.mm.memory_hotplug`.
 """
 
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from memhp.abi.layout import PAGE_SHIFT, SECTION_SIZE, section_nr_to_pfn
 from memhp.kernel.mm.mmzone import ZoneType
+from memhp.kernel.mm.page_alloc import PageState
 
 if TYPE_CHECKING:
     from memhp.kernel.kernel import Kernel
@@ -76,18 +93,246 @@ class MemoryBlock:
         return self.state is MemState.MEM_ONLINE
 
 
+# ================================================================ notifier chain
+class MemAction(Enum):
+    """The MEM_* actions of include/linux/memory.h."""
+
+    MEM_ONLINE = 1 << 0
+    MEM_GOING_OFFLINE = 1 << 1
+    MEM_OFFLINE = 1 << 2
+    MEM_GOING_ONLINE = 1 << 3
+    MEM_CANCEL_ONLINE = 1 << 4
+    MEM_CANCEL_OFFLINE = 1 << 5
+
+
+@dataclass(frozen=True)
+class MemoryNotify:
+    """struct memory_notify."""
+
+    start_pfn: int
+    nr_pages: int
+    nid: int
+    status_change_nid: int
+    status_change_nid_normal: int
+
+
+#: A callback returns 0 (NOTIFY_OK) or a negative errno (notifier_from_errno).
+MemoryNotifierFn = Callable[[MemAction, MemoryNotify], int]
+
+
+@dataclass
+class NotifierBlock:
+    name: str
+    fn: MemoryNotifierFn
+    priority: int = 0
+
+
+class MemoryChain:
+    """memory_chain: blocking_notifier_call_chain() over callbacks, by priority."""
+
+    def __init__(self) -> None:
+        self.blocks: list[NotifierBlock] = []
+
+    def register(self, name: str, fn: MemoryNotifierFn, priority: int = 0) -> None:
+        """register_memory_notifier()."""
+        self.blocks.append(NotifierBlock(name, fn, priority))
+        self.blocks.sort(key=lambda b: -b.priority)
+
+    def unregister(self, name: str) -> None:
+        """unregister_memory_notifier()."""
+        self.blocks = [b for b in self.blocks if b.name != name]
+
+    def call(self, action: MemAction, arg: MemoryNotify) -> int:
+        """Call each callback; stop at the first error (NOTIFY_STOP_MASK) and return it."""
+        for b in self.blocks:
+            ret = b.fn(action, arg)
+            if ret:
+                return ret
+        return 0
+
+
+# ================================================================ block devices
+class MemorySubsys:
+    """memory_subsys: the memory block devices and the memory notifier chain."""
+
+    def __init__(self, k: Kernel, block_size: int) -> None:
+        self.k = k
+        #: memory_block_size_bytes().
+        self.block_size = block_size
+        #: sections_per_block.
+        self.sections_per_block = block_size // SECTION_SIZE
+        self.pages_per_block = block_size >> PAGE_SHIFT
+        #: memory_blocks (the xarray of block devices), by block id.
+        self.blocks: dict[int, MemoryBlock] = {}
+        #: Memory blocks per node id (mem->nid), so that node checks never scan all blocks.
+        self.node_blocks: dict[int, int] = {}
+        self.chain = MemoryChain()
+        #: Errors injected into the next notifier calls (memory-notifier-error-inject).
+        self.notifier_error_inject: dict[MemAction, int] = {}
+
+    def memory_notify(self, action: MemAction, arg: MemoryNotify) -> int:
+        """memory_notify(): the chain, with memory-notifier-error-inject in front.
+
+        lib/memory-notifier-error-inject.c registers a notifier at the highest
+        priority that returns the errno set in debugfs for an action, on every call
+        until it is set back to 0.
+        """
+        inj = self.notifier_error_inject.get(action, 0)
+        if inj:
+            return inj
+        return self.chain.call(action, arg)
+
+    def blocks_in_range(self, start: int, size: int) -> list[MemoryBlock]:
+        """find_memory_block() of each block of [start, start + size) that exists."""
+        first = start // self.block_size
+        last = (start + size - 1) // self.block_size
+        return [self.blocks[b] for b in range(first, last + 1) if b in self.blocks]
+
+    def _register(self, mem: MemoryBlock) -> None:
+        """__add_memory_block() -> device_register()."""
+        self.blocks[mem.id] = mem
+        self.node_blocks[mem.nid] = self.node_blocks.get(mem.nid, 0) + 1
+        self.k.objects.emit("memory_block", mem.id, True)
+
+    def _unregister(self, bid: int) -> None:
+        """remove_memory_block() -> device_unregister()."""
+        mem = self.blocks.pop(bid)
+        self.node_blocks[mem.nid] -= 1
+        self.k.objects.emit("memory_block", bid, False)
+
+    def memory_dev_init(self) -> None:
+        """memory_dev_init(): one block device per present block, online.
+
+        A block's zone is set only when all of it lies in one zone of one node
+        (early_node_zone_for_memory_block()); otherwise it cannot be offlined.
+        """
+        k = self.k
+        spb = self.sections_per_block
+        present = k.sparse.present.reshape(-1, spb)
+        nids = np.where(k.sparse.present, k.pa.nid, -1).reshape(-1, spb)
+        bids = np.flatnonzero(present.any(axis=1))
+        ppb = self.pages_per_block
+        zone_bounds = {
+            nid: [
+                (z.idx, z.zone_start_pfn, z.zone_end_pfn) for z in p.node_zones if not z.is_empty()
+            ]
+            for nid, p in k.pgdats.items()
+        }
+        for bid in bids.tolist():
+            row = nids[bid][present[bid]]
+            nid = int(row[0])
+            mixed = bool((row != nid).any())
+            mem = MemoryBlock(
+                bid, bid * spb, MemState.MEM_ONLINE, NUMA_NO_NODE if mixed else nid, early=True
+            )
+            mem.nodes = {int(x) for x in np.unique(row)} if mixed else {nid}
+            if not mixed:
+                pfn0 = bid * ppb
+                hit = [z for z, s, e in zone_bounds[nid] if pfn0 < e and s < pfn0 + ppb]
+                if len(hit) == 1:
+                    mem.zone = hit[0]
+            self._register(mem)
+
+    def create_memory_block_devices(
+        self, start: int, size: int, vmemmap_pages: int, nid: int
+    ) -> list[MemoryBlock]:
+        """create_memory_block_devices(): offline blocks for a hot-added range."""
+        out = []
+        for bid in range(start // self.block_size, (start + size) // self.block_size):
+            mem = MemoryBlock(
+                bid,
+                bid * self.sections_per_block,
+                MemState.MEM_OFFLINE,
+                nid,
+                nr_vmemmap_pages=vmemmap_pages,
+            )
+            self._register(mem)
+            out.append(mem)
+        self.k.log(
+            "create_memory_block_devices",
+            f"memory{out[0].id}..memory{out[-1].id} created (offline)"
+            if len(out) > 1
+            else f"memory{out[0].id} created (offline)",
+        )
+        return out
+
+    def remove_memory_block_devices(self, start: int, size: int) -> None:
+        """remove_memory_block_devices(): unregister blocks and their node links."""
+        ids = [m.id for m in self.blocks_in_range(start, size)]
+        for bid in ids:
+            self._unregister(bid)
+        if ids:
+            self.k.log("remove_memory_block_devices", f"memory{ids[0]}..memory{ids[-1]} removed")
+
+
+# ================================================================ online / offline
+def memory_block_online(k: Kernel, mem: MemoryBlock) -> int:
+    """memory_block_online(): zone_for_pfn_range(), online_pages() of the block
+    after its vmemmap pages, then the vmemmap pages join the zone (mem->zone set)."""
+    from memhp.kernel.mm import memory_hotplug as mh
+
+    start_pfn = section_nr_to_pfn(mem.start_section_nr)
+    nr_pages = k.memory.pages_per_block
+    zone = mh.zone_for_pfn_range(k, mem.online_type, mem.nid, start_pfn, nr_pages)
+    vm = mem.nr_vmemmap_pages
+    ret = mh.online_pages(k, start_pfn + vm, nr_pages - vm, zone)
+    if ret:
+        return ret
+    if vm:
+        # The altmap pages belong to the block's zone once it is online.
+        zone.present_pages += vm
+        mh.move_pfn_range_to_zone(k, zone, start_pfn, vm)
+    mem.zone = zone.idx
+    k.log("online", f"{mem.name} online in {zone.name} (node {zone.nid})")
+    return 0
+
+
+def memory_block_offline(k: Kernel, mem: MemoryBlock) -> int:
+    """memory_block_offline(): offline_pages() of the block's zone.
+
+    6.1 (``profile.block_zone_tracking``) offlines ``mem->zone``, the zone the
+    block was onlined to; a block without one (it spans zones or nodes) cannot be
+    offlined (-EINVAL).  3.8 has no mem->zone: memory_block_action() hands the
+    range to offline_pages(), which finds the zone from the first page
+    (page_zone()) and refuses a range in several zones (test_pages_in_a_zone()).
+    """
+    from memhp.kernel.mm import memory_hotplug as mh
+
+    if mem.zone is None:
+        # 6.1: no mem->zone; 3.8: test_pages_in_a_zone() fails (same errno).
+        k.hotplug.last_offline_failure = mh.OfflineFailure(
+            mem.id, "block spans zones or nodes", errno.EINVAL, []
+        )
+        return -errno.EINVAL
+    start_pfn = section_nr_to_pfn(mem.start_section_nr)
+    vm = mem.nr_vmemmap_pages
+    if k.profile.block_zone_tracking:
+        zone = k.pgdats[mem.nid].zone(mem.zone)
+    else:
+        sec = mem.start_section_nr
+        zone = k.pgdats[int(k.pa.nid[sec])].zone(ZoneType(int(k.pa.zone[sec])))
+    if vm:
+        zone.present_pages -= vm
+    ret = mh.offline_pages(k, start_pfn + vm, k.memory.pages_per_block - vm, zone, mem.id)
+    if ret:
+        if vm:
+            zone.present_pages += vm
+        return ret
+    if vm and k.profile.shrink_spans_on_offline:
+        mh.remove_pfn_range_from_zone(k, zone, start_pfn, vm)
+    mem.zone = None
+    k.log("offline", f"{mem.name} offline")
+    return 0
+
+
 def memory_block_change_state(k: Kernel, mem: MemoryBlock, to: MemState, frm: MemState) -> int:
     """memory_block_change_state(): 0 or a negative errno."""
     if mem.state is not frm:
         return -errno.EINVAL
     if to is MemState.MEM_OFFLINE:
         mem.state = MemState.MEM_GOING_OFFLINE
-    from memhp.kernel.mm import memory_hotplug as mh
-
-    if to is MemState.MEM_ONLINE:
-        ret = mh.memory_block_online(k, mem)
-    else:
-        ret = mh.memory_block_offline(k, mem)
+    change = memory_block_online if to is MemState.MEM_ONLINE else memory_block_offline
+    ret = change(k, mem)
     mem.state = frm if ret else to
     return ret
 
@@ -110,6 +355,7 @@ def device_offline(k: Kernel, mem: MemoryBlock) -> int:
     return memory_block_change_state(k, mem, MemState.MEM_OFFLINE, MemState.MEM_ONLINE)
 
 
+# ================================================================ attributes
 def state_store(k: Kernel, mem: MemoryBlock, online_type: MMOP) -> int:
     """state_store() after parsing: 0 or -errno (EINVAL when already in that state)."""
     if online_type is MMOP.MMOP_OFFLINE:
@@ -122,3 +368,73 @@ def state_store(k: Kernel, mem: MemoryBlock, online_type: MMOP) -> int:
     if ret:
         return -errno.EINVAL
     return 0
+
+
+def online_store(k: Kernel, mem: MemoryBlock, online: bool) -> int:
+    """online_store() of drivers/base/core.c after kstrtobool: device_online/offline,
+    "already in that state" is success."""
+    ret = device_online(k, mem) if online else device_offline(k, mem)
+    return ret if ret < 0 else 0
+
+
+def removable_show(k: Kernel, mem: MemoryBlock) -> bool:
+    """removable_show(): always 1 in 6.1; 3.8's is_mem_section_removable() heuristic
+    (no pageblock holds unmovable or reserved pages)."""
+    if not k.profile.removable_heuristic:
+        return True
+    if mem.state is not MemState.MEM_ONLINE:
+        return True
+    spb = k.memory.sections_per_block
+    for sec in range(mem.start_section_nr, mem.start_section_nr + spb):
+        c = k.pa.counts[:, sec]
+        if c[PageState.UNMOVABLE] or c[PageState.RESERVED] or c[PageState.PINNED]:
+            return False
+    return True
+
+
+def valid_zones_show(k: Kernel, mem: MemoryBlock) -> list[str] | None:
+    """valid_zones_show(): zone names, default first; None for "none"."""
+    from memhp.kernel.mm import memory_hotplug as mh
+
+    start_pfn = section_nr_to_pfn(mem.start_section_nr)
+    nr = k.memory.pages_per_block
+    if mem.state is MemState.MEM_ONLINE:
+        if mem.zone is None:
+            return None
+        return [k.pgdats[mem.nid].zone(mem.zone).name]
+    default = mh.zone_for_pfn_range(k, MMOP.MMOP_ONLINE, mem.nid, start_pfn, nr)
+    names = [default.name]
+    for t in (MMOP.MMOP_ONLINE_KERNEL, MMOP.MMOP_ONLINE_MOVABLE):
+        z = mh.zone_for_pfn_range(k, t, mem.nid, start_pfn, nr)
+        if z is not default:
+            names.append(z.name)
+    return names
+
+
+def auto_online_blocks_store(k: Kernel, online_type: MMOP) -> int:
+    """auto_online_blocks_store() after parsing: the default online type of new memory."""
+    k.hotplug.mhp_default_online_type = online_type
+    return 0
+
+
+def memory_add_physaddr_to_nid(k: Kernel, addr: int) -> int:
+    """memory_add_physaddr_to_nid() (x86): the SRAT node of the address, else the first."""
+    for n in k.spec.nodes:
+        for s, e in (*n.memory, *n.hotplug):
+            if s <= addr < e:
+                return n.id
+    return k.spec.nodes[0].id
+
+
+def probe_store(k: Kernel, addr: int) -> int:
+    """probe_store() after parsing: add one block at ``addr``, no ACPI device.
+
+    The ``probe`` interface (CONFIG_ARCH_MEMORY_PROBE) tells the kernel that
+    memory exists there, whether or not the platform has any: a testing aid.
+    """
+    from memhp.kernel.mm import memory_hotplug as mh
+
+    if addr % k.memory.block_size:
+        return -errno.EINVAL
+    nid = memory_add_physaddr_to_nid(k, addr)
+    return mh.add_memory(k, nid, addr, k.memory.block_size)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from memhp.kernel.lib.kobject_uevent import ObjectEvents
+
 
 @dataclass(frozen=True)
 class FirmwareMapEntry:
@@ -26,11 +28,14 @@ class FirmwareMap:
 
     entries: list[FirmwareMapEntry] = field(default_factory=list)
     next_index: int = 0
+    #: Where add_sysfs_fw_map_entry() / kobject_put() announce entries.
+    objects: ObjectEvents = field(default_factory=ObjectEvents)
 
     def _add(self, start: int, end_excl: int, type_: str) -> FirmwareMapEntry:
         e = FirmwareMapEntry(self.next_index, start, end_excl - 1, type_)
         self.next_index += 1
         self.entries.append(e)
+        self.objects.emit("firmware_memmap", e.index, True)
         return e
 
     def firmware_map_add_early(self, start: int, end_excl: int, type_: str) -> FirmwareMapEntry:
@@ -62,6 +67,7 @@ class FirmwareMap:
         if e is None:
             raise LookupError(f"no firmware map entry {start:#x}-{end_excl - 1:#x} {type_}")
         self.entries.remove(e)
+        self.objects.emit("firmware_memmap", e.index, False)
         return e
 
     def by_index(self) -> dict[int, FirmwareMapEntry]:

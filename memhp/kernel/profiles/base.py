@@ -1,8 +1,9 @@
-"""Kernel profiles: the only place where kernel versions differ.
+"""The kernel profile: every behaviour in which the modelled kernel versions differ.
 
 A :class:`KernelProfile` is a frozen set of named switches.  Model code asks the
 profile ("does MEM_GOING_ONLINE allocate page_cgroup?") and never compares kernel
-versions itself.
+versions or profile names itself.  Each profile is one module of this package
+(see :mod:`memhp.kernel.profiles`).
 """
 
 from __future__ import annotations
@@ -57,46 +58,18 @@ class KernelProfile:
     #: empty ``x86`` group directory (SGX, 5.11+).
     sysfs_generic_initiator: bool
     sysfs_node_x86: bool
-
-
-LINUX_6_1 = KernelProfile(
-    name="linux-6.1",
-    page_cgroup_bytes_per_page=0,
-    removable_heuristic=False,
-    shrink_spans_on_offline=True,
-    offline_timeout_s=None,
-    offline_migrate_retry_max=None,
-    remove_memory_offlines=False,
-    sysfs_valid_zones=True,
-    sysfs_online_attr=True,
-    sysfs_auto_online_blocks=True,
-    sysfs_end_phys_index=False,
-    pgdat_preallocated=True,
-    block_zone_tracking=True,
-    memmap_on_memory_any_size=False,
-    sysfs_probe=False,
-    sysfs_generic_initiator=True,
-    sysfs_node_x86=True,
-)
-
-LINUX_3_8_HOTREMOVE = KernelProfile(
-    name="linux-3.8-hotremove",
-    page_cgroup_bytes_per_page=16,
-    removable_heuristic=True,
-    shrink_spans_on_offline=False,
-    offline_timeout_s=120.0,
-    offline_migrate_retry_max=5,
-    remove_memory_offlines=True,
-    sysfs_valid_zones=False,
-    sysfs_online_attr=False,
-    sysfs_auto_online_blocks=False,
-    sysfs_end_phys_index=True,
-    pgdat_preallocated=False,
-    block_zone_tracking=False,
-    memmap_on_memory_any_size=True,
-    sysfs_probe=True,
-    sysfs_generic_initiator=False,
-    sysfs_node_x86=False,
-)
-
-PROFILES: dict[str, KernelProfile] = {p.name: p for p in (LINUX_6_1, LINUX_3_8_HOTREMOVE)}
+    #: /sys/module/memory_hotplug/parameters exists (memmap_on_memory, 5.12+ as a
+    #: module parameter of mm/memory_hotplug.c).
+    sysfs_memory_hotplug_params: bool
+    #: FOLL_LONGTERM pins migrate pages out of ZONE_MOVABLE first (5.7+,
+    #: check_and_migrate_movable_pages), so long-term pinned pages never sit in
+    #: ZONE_MOVABLE; in 3.8 a pin may land there and block offlining.
+    longterm_pin_migrates_movable: bool
+    #: remove_pagetable() frees empty PUD tables and syncs the global page
+    #: directories (the seed's free_pud_table + sync_global_pgds); 6.1's
+    #: remove_p4d_table() keeps PUD tables with 4-level paging.
+    pgtable_free_pud_tables: bool
+    #: 6.1's remove_pud_table() has no split for a partly covered 1 GiB leaf (it
+    #: would walk the leaf as if it were a PMD table); the model splits it as the
+    #: seed does and logs a warning.
+    pgtable_split_needs_warning: bool

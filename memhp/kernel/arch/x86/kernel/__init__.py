@@ -1,0 +1,1 @@
+"""memhp.kernel.arch.x86.kernel."""

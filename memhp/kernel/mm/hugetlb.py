@@ -1,0 +1,64 @@
+"""Huge page pools (mm/hugetlb.c): per-node nr_hugepages of each huge page size."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from memhp.abi.layout import PAGE_SIZE
+from memhp.kernel.mm.page_alloc import Allocation, AllocError, PageState
+
+if TYPE_CHECKING:
+    from memhp.kernel.kernel import Kernel
+
+
+class Hugetlb:
+    """hstates[] and their per-node pools (one allocation per huge page)."""
+
+    def __init__(self, k: Kernel) -> None:
+        self.k = k
+        #: The pool of each (node, huge page size in kB).
+        self.pools: dict[tuple[int, int], list[Allocation]] = {}
+
+    def huge_page_sizes(self) -> tuple[int, ...]:
+        """hugetlb_add_hstate(): 2 MiB, and 1 GiB where the CPU has gbpages."""
+        return (2048, 1048576) if self.k.spec.gbpages else (2048,)
+
+    def set_max_huge_pages(self, nid: int, count: int, size_kb: int = 2048) -> None:
+        """set_max_huge_pages() for one node and huge page size (nr_hugepages store).
+
+        Grows the pool with fresh huge pages from the node itself
+        (alloc_fresh_huge_page with __GFP_THISNODE; 1 GiB pages come from
+        alloc_contig_pages) as far as memory allows, or shrinks it; like the kernel,
+        a partly satisfied request is no error.  Huge pages are movable on x86_64
+        (hugepage_movable_supported), so they may come from ZONE_MOVABLE and
+        migrate when their memory goes offline.
+        """
+        pa = self.k.pa
+        pool = self.pools.setdefault((nid, size_kb), [])
+        pages = size_kb * 1024 // PAGE_SIZE
+        while len(pool) > count:
+            a = pool.pop()
+            if a.id in pa.allocs:
+                pa.free(a)
+        while len(pool) < count:
+            try:
+                (a,) = pa.alloc(
+                    pages,
+                    PageState.MOVABLE,
+                    f"hugetlb page ({size_kb} kB) of node {nid}",
+                    "hugetlb",
+                    nid,
+                    this_node=True,
+                )
+            except AllocError:
+                break
+            pool.append(a)
+        self.k.log("hugetlb", f"node {nid}: {len(pool)} huge pages of {size_kb} kB")
+
+    def nr_huge_pages(self, nid: int | None = None, size_kb: int | None = None) -> int:
+        """Huge pages in the pools, optionally of one node and/or size."""
+        return sum(
+            len(p)
+            for (n, sz), p in self.pools.items()
+            if (nid is None or n == nid) and (size_kb is None or sz == size_kb)
+        )

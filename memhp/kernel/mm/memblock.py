@@ -1,0 +1,98 @@
+"""Boot-time memory reservations (mm/memblock.c and its callers in setup_arch()).
+
+What memblock hands out before the buddy allocator exists: the first MiB, the
+kernel image, each node's memmap buffer (sparse_init_nid) and pgdat
+(alloc_node_data), the swiotlb bounce buffer.  The pages are PG_reserved
+allocations of the page allocator (:meth:`PageAllocator.memblock_reserve` and
+:meth:`PageAllocator.memblock_alloc_top_down`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from memhp.abi.layout import DMA32_END, PAGE_SHIFT, SECTION_SIZE, MiB
+from memhp.kernel.mm.mmzone import PGDAT_PAGES
+from memhp.kernel.mm.page_alloc import Allocation, AllocError
+from memhp.kernel.mm.sparse import MEMMAP_PAGES_PER_SECTION
+
+if TYPE_CHECKING:
+    from memhp.kernel.kernel import Kernel
+
+
+class Memblock:
+    """The memblock reservations the rest of the kernel refers to later."""
+
+    def __init__(self) -> None:
+        #: The kernel image's reservation (its brk holds the first page tables).
+        self.kernel_image: Allocation | None = None
+
+    def reserve_boot(self, k: Kernel) -> None:
+        """memblock_reserve() / memblock_alloc*() calls of setup_arch() and mm_init()."""
+        spec = k.spec
+        pa = k.pa
+        movable_node = k.hotplug.movable_node
+        first_nid = spec.boot_ram[0][2]
+        # The first 1 MiB (x86 reserves all of low memory, 5.13+).
+        pa.memblock_reserve(
+            0, (1 * MiB) >> PAGE_SHIFT, "low memory (BIOS, real mode)", "memblock", first_nid
+        )
+        # The kernel image.
+        img = spec.kernel_image_start >> PAGE_SHIFT
+        img_nid = next(
+            (n for s, e, n in spec.boot_ram if s <= spec.kernel_image_start < e), first_nid
+        )
+        self.kernel_image = pa.memblock_reserve(
+            img,
+            spec.kernel_image_size >> PAGE_SHIFT,
+            "kernel image (text, data, bss)",
+            "kernel_image",
+            img_nid,
+        )
+        # With movable_node, memblock allocates bottom-up above the kernel image and
+        # never from hotpluggable memory (memblock_set_bottom_up(), MEMBLOCK_HOTPLUG).
+        exclude = None
+        min_pfn = 0
+        if movable_node:
+            exclude = np.zeros(k.nr_sections, np.bool_)
+            for n in spec.nodes:
+                for hs, he in n.hotplug:
+                    exclude[hs // SECTION_SIZE : -(-he // SECTION_SIZE)] = True
+            min_pfn = (spec.kernel_image_start + spec.kernel_image_size) >> PAGE_SHIFT
+        # sparse_init_nid(): one memmap buffer per node, on that node if it can.
+        for nid in sorted({n for _, _, n in spec.boot_ram}):
+            nsec = k.sparse.present_sections_of(k, nid)
+            k.sparse.boot_memmap[nid] = pa.memblock_alloc_top_down(
+                nsec * MEMMAP_PAGES_PER_SECTION,
+                nid,
+                f"memmap of boot memory of node {nid}",
+                "memmap",
+                bottom_up=movable_node,
+                exclude=exclude,
+                min_pfn=min_pfn,
+            )
+            # NODE_DATA (alloc_node_data): pgdat on its own node.
+            pa.memblock_alloc_top_down(
+                PGDAT_PAGES,
+                nid,
+                f"pgdat of node {nid}",
+                "pgdat",
+                bottom_up=movable_node,
+                exclude=exclude,
+                min_pfn=min_pfn,
+            )
+        # swiotlb bounce buffer: memblock_alloc_low(), below 4 GiB.
+        if spec.swiotlb_size:
+            try:
+                pa.memblock_alloc_top_down(
+                    spec.swiotlb_size >> PAGE_SHIFT,
+                    first_nid,
+                    "swiotlb bounce buffer",
+                    "memblock",
+                    limit_pfn=DMA32_END >> PAGE_SHIFT,
+                )
+            except AllocError:
+                # swiotlb_init() warns and runs without a bounce buffer
+                k.log("boot", "swiotlb: cannot allocate the bounce buffer below 4G")

@@ -1,0 +1,51 @@
+"""Poisoning pages (mm/memory-failure.c): memory_failure() and soft_offline_page()."""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from memhp.abi.layout import pfn_to_section_nr, section_nr_to_pfn
+from memhp.kernel.mm.page_alloc import AllocError, PageState, page_state_at
+
+if TYPE_CHECKING:
+    from memhp.kernel.kernel import Kernel
+
+
+def memory_failure(k: Kernel, pfn: int, soft: bool) -> int:
+    """soft_offline_page() / memory_failure() of one pfn: 0 or -errno.
+
+    A free page is taken off the buddy; a movable page is migrated first (soft)
+    or its contents lost (hard); kernel pages cannot be handled (-EBUSY).  The
+    poisoned page is held by a "hwpoison" allocation, which offlining skips.
+    """
+    pa = k.pa
+    sec = pfn_to_section_nr(pfn)
+    if pfn < 0 or sec >= k.nr_sections or not k.sparse.present[sec]:
+        return -errno.ENXIO
+    if not k.sparse.online[sec]:
+        return -errno.EIO
+    st = page_state_at(pa, sec, pfn - section_nr_to_pfn(sec))
+    if st is None or st in (PageState.RESERVED, PageState.ALTMAP, PageState.UNMOVABLE):
+        return -errno.EBUSY
+    if st is PageState.PINNED and soft:
+        return -errno.EBUSY
+    if st in (PageState.MOVABLE, PageState.PINNED):
+        owner = next(pa.allocs[a] for a in pa.by_section[sec] if pa.allocs[a].state is st)
+        if soft:
+            try:
+                dst = pa.alloc(1, st, owner.owner, owner.kind, owner.nid)[0]
+            except AllocError:
+                return -errno.EBUSY
+            pa.absorb(owner, dst)
+        pa.free(owner, sec, 1)
+    pa.alloc_in_sections(
+        [sec],
+        1,
+        PageState.UNMOVABLE,
+        f"hwpoisoned page pfn {pfn:#x}",
+        "hwpoison",
+        int(pa.nid[sec]),
+    )
+    k.log("memory_failure", f"pfn {pfn:#x} poisoned ({'soft' if soft else 'hard'})")
+    return 0

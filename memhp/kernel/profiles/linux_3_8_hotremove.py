@@ -1,0 +1,27 @@
+"""Linux 3.8 with the seed's memory hot-remove patches."""
+
+from memhp.kernel.profiles.base import KernelProfile
+
+PROFILE = KernelProfile(
+    name="linux-3.8-hotremove",
+    page_cgroup_bytes_per_page=16,
+    removable_heuristic=True,
+    shrink_spans_on_offline=False,
+    offline_timeout_s=120.0,
+    offline_migrate_retry_max=5,
+    remove_memory_offlines=True,
+    sysfs_valid_zones=False,
+    sysfs_online_attr=False,
+    sysfs_auto_online_blocks=False,
+    sysfs_end_phys_index=True,
+    pgdat_preallocated=False,
+    block_zone_tracking=False,
+    memmap_on_memory_any_size=True,
+    sysfs_probe=True,
+    sysfs_generic_initiator=False,
+    sysfs_node_x86=False,
+    sysfs_memory_hotplug_params=False,
+    longterm_pin_migrates_movable=False,
+    pgtable_free_pud_tables=True,
+    pgtable_split_needs_warning=False,
+)
