@@ -123,6 +123,8 @@ class QMPServer:
         old = os.umask(0o077)  # the socket is private to this user
         try:
             self._server = await asyncio.start_unix_server(self._client, path=self.path)
+        except OSError as e:  # name the path: "[Errno 2] No such file or directory" alone is not
+            raise OSError(e.errno, f"cannot listen on {self.path}: {e.strerror or e}") from None
         finally:
             os.umask(old)
         self._poller = asyncio.get_running_loop().create_task(self._event_poller())
