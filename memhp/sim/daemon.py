@@ -185,6 +185,8 @@ def check_mountpoint(mount: str) -> None:
         )
     if not os.path.isdir(mount):
         raise SimDaemonError(f"{mount}: not a directory")
+    if not os.access(mount, os.R_OK | os.W_OK | os.X_OK):
+        raise SimDaemonError(f"{mount}: permission denied (the mount point must be yours)")
     if os.listdir(mount):
         raise SimDaemonError(f"{mount}: directory is not empty")
 
@@ -204,14 +206,53 @@ def start(
     if reason is not None:
         raise SimDaemonError(f"FUSE is not available: {reason}")
     mount = os.path.abspath(mount)
-    check_mountpoint(mount)
-    if qmp and os.path.exists(qmp):
+    if qmp:
+        check_qmp_path(qmp)
+    created = _make_mountpoint(mount)
+    try:
+        check_mountpoint(mount)
+        if foreground:
+            rc = run(machine, mount, qmp)
+            if rc:
+                raise SimDaemonError("the simulator failed (see above)")
+            return None
+        return _start_detached(machine, mount, qmp, timeout)
+    except BaseException:
+        if created and not is_fuse_mount(mount):
+            with contextlib.suppress(OSError):
+                os.rmdir(mount)
+        raise
+    finally:
+        if foreground and created and not is_fuse_mount(mount):
+            with contextlib.suppress(OSError):
+                os.rmdir(mount)
+
+
+def _make_mountpoint(mount: str) -> bool:
+    """Create an absent mount directory; True when this call created it."""
+    if os.path.lexists(mount):
+        return False
+    try:
+        os.makedirs(mount, mode=0o755)
+    except OSError as e:
+        raise SimDaemonError(
+            f"{mount}: cannot create the mount directory: {e.strerror or e}"
+        ) from None
+    return True
+
+
+def check_qmp_path(qmp: str) -> None:
+    """The QMP socket must be creatable: its directory exists, nothing is there yet."""
+    if os.path.lexists(qmp):
         raise SimDaemonError(f"{qmp}: already exists")
-    if foreground:
-        rc = run(machine, mount, qmp)
-        if rc:
-            raise SimDaemonError("the simulator failed (see above)")
-        return None
+    parent = os.path.dirname(os.path.abspath(qmp))
+    if not os.path.isdir(parent):
+        raise SimDaemonError(f"{qmp}: cannot create the QMP socket: no directory {parent}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SimDaemonError(f"{qmp}: cannot create the QMP socket: {parent} is not writable")
+
+
+def _start_detached(machine: str, mount: str, qmp: str | None, timeout: float) -> DaemonState:
     r, w = os.pipe()
     logf = open(log_path(mount), "ab")  # noqa: SIM115 - handed to the child
     try:
@@ -252,18 +293,41 @@ def start(
                 proc.wait(5)
         if is_fuse_mount(mount):
             lazy_unmount(mount)
-        detail = text.removeprefix("error: ") if text else "it exited or timed out"
-        raise SimDaemonError(f"the simulator did not start: {detail} (log: {log_path(mount)})")
+        detail = (
+            text.removeprefix("error: ") if text else _log_tail(mount) or "it exited or timed out"
+        )
+        # A failed start leaves nothing behind: no log, no state file.
+        with contextlib.suppress(OSError):
+            os.unlink(log_path(mount))
+        _remove_state(mount, proc.pid)
+        raise SimDaemonError(f"the simulator did not start: {detail}")
     st = read_state(mount)
     if st is None:
         raise SimDaemonError("the simulator started but wrote no state file")
     return st
 
 
+def _log_tail(mount: str, lines: int = 3) -> str:
+    """The last lines of a daemon's log (what it said before dying), one line."""
+    try:
+        with open(log_path(mount), encoding="utf-8", errors="replace") as f:
+            tail = [ln.strip() for ln in f.read().splitlines() if ln.strip()][-lines:]
+    except OSError:
+        return ""
+    return " | ".join(tail)
+
+
 def stop(mount: str, timeout: float = 10.0) -> str:
-    """Stop the simulator of ``mount`` and make sure no mount is left; say what was done."""
+    """Stop the simulator of ``mount`` and make sure no mount is left; say what was done.
+
+    :class:`SimDaemonError` when there is nothing to stop there (no simulator was
+    started at ``mount`` and nothing is mounted: a typo, most likely).
+    """
     mount = os.path.abspath(mount)
     st = read_state(mount)
+    if st is None and not is_fuse_mount(mount):
+        why = "" if os.path.isdir(mount) else " (no such directory)"
+        raise SimDaemonError(f"{mount}: no simulated machine runs here{why}")
     did: list[str] = []
     if st is not None and pid_alive(st.pid):
         os.kill(st.pid, signal.SIGTERM)
@@ -291,7 +355,7 @@ def stop(mount: str, timeout: float = 10.0) -> str:
         with contextlib.suppress(OSError):
             os.unlink(log_path(mount))
     if not did:
-        return f"{mount}: no simulated machine was running"
+        return f"{mount}: no simulated machine was running (removed its stale state)"
     return f"{mount}: " + ", ".join(did)
 
 

@@ -8,9 +8,14 @@ simulated machine.
 
 What makes it behave like sysfs (fs/kernfs/file.c, fs/sysfs/file.c):
 
-- every read is live: the kernel's page cache is bypassed (``direct_io``) and
-  attribute, entry and negative lookups are never cached (timeouts 0), so
-  values change and directories appear and vanish with the model;
+- every read is live: the kernel's page cache is bypassed (``direct_io``), so
+  values change with the model;
+- directories appear and vanish with the model: negative lookups are never
+  cached; directory entries and attributes are cached by the kernel for
+  ``SysfsOperations.CACHE_TIMEOUT`` (60 s) when libfuse offers
+  ``fuse_invalidate_path()``, and the entries of vanished objects are
+  invalidated before the write or QMP command that removed them returns
+  (without ``fuse_invalidate_path()`` the timeouts are 0: nothing is cached);
 - an open file keeps the text of its first read (a seq_file buffer): reading
   at offset 0 calls the show handler again, reading further continues in the
   same text, as ``sysfs_kf_seq_show()`` does;
@@ -388,6 +393,10 @@ def lazy_unmount(path: str) -> bool:
     return not is_fuse_mount(path)
 
 
+#: libfuse's multi-threaded loop: idle worker threads kept (-o max_idle_threads).
+MAX_IDLE_THREADS = 10
+
+
 def mount_options(fsname: str = "memhp-sim") -> dict[str, object]:
     """The FUSE options of a simulated sysfs mount (see the module docstring)."""
     opts: dict[str, object] = {
@@ -424,8 +433,14 @@ def serve(
 
     logging.getLogger("fuse").setLevel(logging.CRITICAL)
     ops = SysfsOperations(fs, on_ready)
+    opts = mount_options(fsname)
+    if getattr(mfusepy, "fuse_version_major", 3) == 3:
+        # libfuse 3.12-3.15 default max_idle_threads to UINT_MAX ("unlimited") and then
+        # warn "Ignoring invalid max threads value 4294967295" on every mount; a valid
+        # value (libfuse's pre-3.12 default, 10) keeps the pool as before, silently.
+        opts["max_idle_threads"] = MAX_IDLE_THREADS
     try:
-        mfusepy.FUSE(ops, mountpoint, **mount_options(fsname))
+        mfusepy.FUSE(ops, mountpoint, **opts)
     except RuntimeError as e:
         # fuse_main_real() returns 8 when its loop ended on a signal (SIGTERM,
         # SIGINT, SIGHUP): the file system is unmounted, that is a clean stop.

@@ -18,11 +18,11 @@ from memhp.kernel.machine import MachineSpec
 from memhp.kernel.mm.mmzone import ZONE_NAMES
 from memhp.kernel.mm.page_alloc import Allocation, AllocError, PageState
 from memhp.platform.acpi import AcpiPlatform, Dimm
+from memhp.platform.qemu_pc import QemuError, QemuPcMachine
 from memhp.sim.sysfs.view import KernelSysfs
 
-
-class PlatformError(Exception):
-    """A platform request that QEMU would refuse (the message is QEMU-like)."""
+#: A platform request that QEMU refuses (QEMU's message; ``.cls`` its QMP error class).
+PlatformError = QemuError
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,8 @@ class SimMachine:
         self.kernel = Kernel(spec, Firmware(acpi_memory=self.platform))
         self.sysfs = KernelSysfs(self.kernel)
         self.lock = self.sysfs.lock
-        self._dimm_seq = 0
+        #: QEMU's pc machine: memory backends and the pc-dimm rules, over the platform.
+        self.qemu = QemuPcMachine.for_machine(spec, self.platform)
 
     # ------------------------------------------------------------ platform
     def device_add(
@@ -64,95 +65,24 @@ class SimMachine:
         slot: int | None = None,
         memdev: str | None = None,
     ) -> Dimm:
-        """Plug a pc-dimm (QEMU device_add driver=pc-dimm) and notify the OS."""
+        """Plug a pc-dimm (QEMU object-add of a RAM backend + device_add driver=pc-dimm).
+
+        QEMU's rules decide (:mod:`memhp.platform.qemu_pc`); :class:`PlatformError`
+        carries QEMU's message.  The guest kernel is notified and decides what it uses.
+        """
         try:
-            return self._device_add(size, node, id, addr, slot, memdev)
+            with self.lock:
+                return self.qemu.plug_dimm(size, node, id, addr, slot, memdev)
         finally:
             self.sysfs.notify_changed()
-
-    def _device_add(
-        self,
-        size: int,
-        node: int,
-        id: str | None = None,
-        addr: int | None = None,
-        slot: int | None = None,
-        memdev: str | None = None,
-    ) -> Dimm:
-        """Plug a pc-dimm (QEMU device_add driver=pc-dimm) and notify the OS."""
-        with self.lock:
-            p = self.platform
-            if size <= 0 or size % self.spec.block_size:
-                raise PlatformError(
-                    f"memory size {size:#x} must be a multiple of the block size "
-                    f"{self.spec.block_size:#x}"
-                )
-            if node not in {n.id for n in self.spec.nodes}:
-                raise PlatformError(
-                    f"'DIMM property node has value {node}' which exceeds the number of numa "
-                    f"nodes: {len(self.spec.nodes)}"
-                )
-            if slot is None:
-                slot = p.free_slot()
-                if slot is None:
-                    raise PlatformError("no free slots available")
-            elif not 0 <= slot < len(p.slots):
-                raise PlatformError(
-                    f"invalid slot number {slot}, valid range is [0-{len(p.slots) - 1}]"
-                )
-            elif p.slots[slot].dimm is not None:
-                raise PlatformError(f"slot {slot} is busy")
-            used = sum(s.dimm.size for s in p.slots if s.dimm)
-            boot = sum(e - s for s, e, _ in self.spec.boot_ram)
-            if used + size + boot > self.spec.maxmem:
-                raise PlatformError(
-                    f"not enough space, currently {used + boot:#x} in use of total space "
-                    f"for memory devices {self.spec.maxmem:#x}"
-                )
-            if addr is None:
-                addr = p.find_addr(size, 1 << 30 if size % (1 << 30) == 0 else self.spec.block_size)
-                if addr is None:
-                    raise PlatformError(
-                        "could not find position in guest address space for memory device"
-                    )
-            else:
-                if (
-                    addr % self.spec.block_size
-                    or addr < p.window_start
-                    or addr + size > p.window_end
-                ):
-                    raise PlatformError(
-                        f"address {addr:#x} is outside the hotplug window or misaligned"
-                    )
-                for s in p.slots:
-                    if s.dimm and addr < s.dimm.addr + s.dimm.size and s.dimm.addr < addr + size:
-                        raise PlatformError(
-                            f"address range conflicts with memory device id='{s.dimm.id}'"
-                        )
-            if id is None:
-                self._dimm_seq += 1
-                id = f"dimm{self._dimm_seq}"
-            elif p.slot_of(id) is not None:
-                raise PlatformError(f"Duplicate ID '{id}' for device")
-            d = Dimm(
-                id=id, memdev=memdev or f"mem-{id}", addr=addr, size=size, node=node, slot=slot
-            )
-            p.plug(d)
-            return d
 
     def device_del(self, id: str) -> None:
         """Ask the OS to eject a DIMM (QEMU device_del): the OS may refuse."""
         try:
-            self._device_del(id)
+            with self.lock:
+                self.qemu.device_del(id)
         finally:
             self.sysfs.notify_changed()
-
-    def _device_del(self, id: str) -> None:
-        with self.lock:
-            s = self.platform.slot_of(id)
-            if s is None:
-                raise PlatformError(f"Device '{id}' not found")
-            self.platform.request_eject(s.index)
 
     # ------------------------------------------------------------ workloads
     def fill(

@@ -147,7 +147,7 @@ def test_eject_busy_reports_ost_and_rolls_back() -> None:
 def test_platform_refuses_bad_requests() -> None:
     m = SimMachine(machine("qemu-linux-6.1"))
     with pytest.raises(PlatformError):
-        m.device_add(100 << 20, 1)  # not a multiple of the block size
+        m.device_add(101 << 20, 1)  # not a multiple of the backend's 2 MiB alignment
     with pytest.raises(PlatformError):
         m.device_add(128 << 20, 7)  # no such node
     with pytest.raises(PlatformError):

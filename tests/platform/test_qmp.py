@@ -292,9 +292,10 @@ def test_object_and_device_errors(server: QMPServer) -> None:
             "GenericError",
             "object 'm1' is in use, can not be deleted",
         )
-        ok("object-add", {"qom-type": ram, "id": "m2", "size": 100 << 20})
-        assert (
-            "block size" in err("device_add", {"driver": "pc-dimm", "id": "d2", "memdev": "m2"})[1]
+        ok("object-add", {"qom-type": ram, "id": "m2", "size": 101 << 20})
+        assert err("device_add", {"driver": "pc-dimm", "id": "d2", "memdev": "m2"}) == (
+            "GenericError",
+            "backend memory size must be multiple of 0x200000",
         )
         assert err("device_del", {"id": "d9"}) == ("DeviceNotFound", "Device 'd9' not found")
         ok("device_del", {"id": "d1"})

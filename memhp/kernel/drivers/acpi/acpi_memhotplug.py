@@ -246,8 +246,8 @@ class AcpiBus:
         if src == ACPI_NOTIFY_DEVICE_CHECK:
             return self.acpi_scan_device_check(dev)
         if src in (ACPI_NOTIFY_EJECT_REQUEST, ACPI_OST_EC_OSPM_EJECT):
-            if not dev.bound:
-                return -errno.ENODEV
+            # No driver check: a device whose acpi_memory_device_add() failed (e.g. a
+            # range that is not a memory-block multiple) is still ejected (hotplug_notify).
             self._ost(dev, ACPI_NOTIFY_EJECT_REQUEST, ACPI_OST_SC_EJECT_IN_PROGRESS)
             return self.acpi_scan_hot_remove(dev)
         return -errno.EINVAL

@@ -1,0 +1,234 @@
+"""The QMP commands of a simulated machine: QEMU 7.2's memory-hotplug subset.
+
+Each handler takes the command's ``arguments`` and returns its ``return`` value
+or raises :class:`~memhp.sim.qmp_protocol.QMPError`.  What QEMU decides about
+backends and pc-dimms lives in :mod:`memhp.platform.qemu_pc`; the handlers
+check the arguments as the QAPI visitors do and translate its errors.
+Simulator-only commands use the ``x-memhp-`` prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from memhp.kernel.mm.page_alloc import Allocation, AllocError
+from memhp.platform.qemu_pc import BACKEND_PROPS, BACKEND_TYPES, PC_DIMM_PROPS, QemuError
+from memhp.sim.machine import SimMachine, WorkloadMix
+from memhp.sim.qmp_protocol import QMPError, check_type, id_wellformed, parse_args
+
+Handler = Callable[[dict[str, Any]], object]
+
+
+class QMPCommands:
+    """The command handlers over one :class:`SimMachine` (and its workload allocations)."""
+
+    def __init__(self, sim: SimMachine) -> None:
+        self.sim = sim
+        self.allocations: dict[int, Allocation] = {}
+
+    def table(self) -> dict[str, Handler]:
+        """Command name -> handler (the server adds the protocol-level commands)."""
+        return {
+            "object-add": self.object_add,
+            "object-del": self.object_del,
+            "device_add": self.device_add,
+            "device_del": self.device_del,
+            "query-memory-devices": self.query_memory_devices,
+            "query-memory-size-summary": self.query_memory_size_summary,
+            "x-memhp-fill": self._cmd_fill,
+            "x-memhp-free": self._cmd_free,
+            "x-memhp-snapshot": self._cmd_snapshot,
+            "x-memhp-check-invariants": self._cmd_check_invariants,
+            "x-memhp-kernel-log": self._cmd_kernel_log,
+        }
+
+    # ================================================================ objects
+    def object_add(self, args: dict[str, Any]) -> object:
+        """qmp_object_add() -> user_creatable_add_qapi() (qom/object_interfaces.c)."""
+        if "qom-type" not in args:
+            raise QMPError("Parameter 'qom-type' is missing")
+        check_type("qom-type", args["qom-type"], "str")
+        qtype = args["qom-type"]
+        if qtype not in BACKEND_TYPES:
+            raise QMPError(f"Parameter 'qom-type' does not accept value '{qtype}'")
+        props = dict(args)
+        del props["qom-type"]
+        parse_args(props, {"id": "str"}, BACKEND_PROPS)
+        oid = props["id"]
+        if not id_wellformed(oid):
+            raise QMPError("Parameter 'id' expects an identifier")
+        with self.sim.lock, _qemu_errors():
+            self.sim.qemu.object_add(qtype, oid, props)
+        return {}
+
+    def object_del(self, args: dict[str, Any]) -> object:
+        parse_args(args, {"id": "str"})
+        with self.sim.lock, _qemu_errors():
+            self.sim.qemu.object_del(args["id"])
+        return {}
+
+    # ================================================================ devices
+    def device_add(self, args: dict[str, Any]) -> object:
+        """qmp_device_add() for driver pc-dimm: qdev properties, pre_plug, realize."""
+        if "driver" not in args:
+            raise QMPError("Parameter 'driver' is missing")
+        check_type("driver", args["driver"], "str")
+        driver = args["driver"]
+        if driver != "pc-dimm":
+            raise QMPError(f"'{driver}' is not a valid device model name")
+        props = {k: v for k, v in args.items() if k not in ("driver", "bus", "id")}
+        if "bus" in args:
+            raise QMPError(f"Bus '{args['bus']}' not found", "GenericError")
+        dev_id = args.get("id")
+        if dev_id is not None:
+            if not isinstance(dev_id, str):
+                raise QMPError("Invalid parameter type for 'id', expected: string")
+            if not id_wellformed(dev_id):
+                raise QMPError("Parameter 'id' expects an identifier")
+        for k, v in props.items():
+            if k not in PC_DIMM_PROPS:
+                raise QMPError(f"Property 'pc-dimm.{k}' not found")
+            check_type(k, v, PC_DIMM_PROPS[k])
+        with self.sim.lock, _qemu_errors():
+            self.sim.qemu.device_add(
+                dev_id,
+                props.get("memdev"),
+                node=int(props.get("node", 0)),
+                addr=int(props.get("addr", 0)),
+                slot=int(props.get("slot", -1)),
+            )
+        return {}
+
+    def device_del(self, args: dict[str, Any]) -> object:
+        """qmp_device_del(): send the eject request; the guest decides (events tell)."""
+        parse_args(args, {"id": "str"})
+        with self.sim.lock, _qemu_errors():
+            self.sim.qemu.device_del(args["id"])
+        return {}
+
+    def query_memory_devices(self, args: dict[str, Any]) -> object:
+        parse_args(args, {})
+        with self.sim.lock:
+            return self.sim.qemu.memory_devices()
+
+    def query_memory_size_summary(self, args: dict[str, Any]) -> object:
+        parse_args(args, {})
+        with self.sim.lock:
+            return self.sim.qemu.memory_size_summary()
+
+    # ================================================================ x-memhp-*
+    def _cmd_fill(self, args: dict[str, Any]) -> object:
+        """x-memhp-fill: allocate a workload (all or nothing); returns allocation ids."""
+        parse_args(
+            args,
+            {},
+            {
+                "pages": "uint",
+                "size": "size",
+                "node": "uint",
+                "zone": "str",
+                "start": "uint",
+                "end": "uint",
+                "unmovable": "number",
+                "pinned": "number",
+                "seed": "int",
+                "owner": "str",
+            },
+        )
+        if ("pages" in args) == ("size" in args):
+            raise QMPError("Exactly one of 'pages' and 'size' must be given")
+        if ("start" in args) != ("end" in args):
+            raise QMPError("'start' and 'end' go together")
+        if "node" in args and "start" in args:
+            raise QMPError("'node' and 'start'/'end' exclude each other")
+        if "zone" in args and "start" in args:
+            raise QMPError("'zone' and 'start'/'end' exclude each other")
+        nr = int(args["pages"]) if "pages" in args else int(args["size"]) // 4096
+        try:
+            mix = WorkloadMix(float(args.get("unmovable", 0.0)), float(args.get("pinned", 0.0)))
+            mix.split(0)
+        except ValueError as e:
+            raise QMPError(str(e)) from None
+        try:
+            allocs = self.sim.fill(
+                nr,
+                node=args.get("node"),
+                zone=args.get("zone"),
+                start=args.get("start"),
+                end=args.get("end"),
+                mix=mix,
+                seed=int(args.get("seed", 0)),
+                owner=str(args.get("owner", "workload")),
+            )
+        except AllocError as e:
+            raise QMPError(f"cannot allocate {nr} pages: {e}") from None
+        except ValueError as e:
+            raise QMPError(str(e)) from None
+        with self.sim.lock:
+            for a in allocs:
+                self.allocations[a.id] = a
+        return {"pages": nr, "allocations": [a.id for a in allocs]}
+
+    def _cmd_free(self, args: dict[str, Any]) -> object:
+        parse_args(args, {"allocations": "list"})
+        ids = args["allocations"]
+        for i, v in enumerate(ids):
+            check_type(f"allocations[{i}]", v, "int")
+        with self.sim.lock:
+            missing = [i for i in ids if i not in self.allocations]
+            if missing:
+                raise QMPError(f"unknown allocation {missing[0]}")
+            self.sim.free([self.allocations.pop(i) for i in ids])
+        return {}
+
+    def _cmd_snapshot(self, args: dict[str, Any]) -> object:
+        """x-memhp-snapshot: the sysfs tree as {path: Entry.to_json()}."""
+        from memhp.abi.tree import MEMORY_ROOTS, capture
+
+        parse_args(args, {}, {"roots": "list"})
+        roots = args.get("roots", list(MEMORY_ROOTS))
+        for i, r in enumerate(roots):
+            check_type(f"roots[{i}]", r, "str")
+        with self.sim.lock:
+            snap = capture(self.sim.sysfs, roots)
+        return {p: snap[p].to_json() for p in sorted(snap)}
+
+    def _cmd_check_invariants(self, args: dict[str, Any]) -> object:
+        """x-memhp-check-invariants: {"ok": true} or {"ok": false, "message": ...}."""
+        parse_args(args, {})
+        try:
+            from memhp.kernel.invariants import check_invariants
+        except ImportError:
+            raise QMPError(
+                "the invariant checker (memhp.kernel.invariants) is not available"
+            ) from None
+        with self.sim.lock:
+            try:
+                check_invariants(self.sim.kernel)
+            except Exception as e:  # InvariantError / AssertionError
+                return {"ok": False, "message": str(e) or type(e).__name__}
+        return {"ok": True}
+
+    def _cmd_kernel_log(self, args: dict[str, Any]) -> object:
+        """x-memhp-kernel-log: the kernel's event log from index ``since``."""
+        parse_args(args, {}, {"since": "uint"})
+        since = int(args.get("since", 0))
+        with self.sim.lock:
+            evs = self.sim.kernel.events
+            out = [{"what": e.what, "detail": e.detail} for e in evs[since:]]
+            return {"events": out, "next": len(evs)}
+
+
+class _qemu_errors:
+    """Raise a :class:`QemuError` of the platform as the QMP error it is."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, typ: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, QemuError):
+            raise QMPError(exc.desc, exc.cls) from None
+
+
+__all__ = ["Handler", "QMPCommands"]

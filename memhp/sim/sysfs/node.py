@@ -1,0 +1,163 @@
+"""/sys/devices/system/node: drivers/base/node.c (and the per-node hugetlb files).
+
+``node_state_attrs`` (the node subsystem's masks), ``node_dev_attrs`` (one
+``nodeN`` directory per registered node) and ``node_hstate_attrs``
+(``nodeN/hugepages/hugepages-SIZEkB``), declared as attribute tables.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+from memhp.kernel.kernel import Kernel
+from memhp.sim import procfs
+from memhp.sim.sysfs.attrs import cpumask_hex, kstrtoull, nodelist
+from memhp.sim.sysfs.kernfs import (
+    ATTR_RO,
+    ATTR_RW,
+    ATTR_WO,
+    EMPTY_DIR,
+    LINK,
+    UEVENT,
+    AttrGroup,
+    DeviceAttr,
+    Dir,
+    Entry,
+    Link,
+    Node,
+    group_dir,
+    group_entries,
+    indexed_dir,
+    profile,
+    static_dir,
+)
+
+#: node_state_attrs[] (has_generic_initiator by profile).
+node_state_attrs: AttrGroup[None] = {
+    "uevent": UEVENT,
+    "possible": ATTR_RO(lambda k, _o: nodelist(k.nodes.node_states["N_POSSIBLE"]) + "\n"),
+    "online": ATTR_RO(lambda k, _o: nodelist(k.nodes.node_states["N_ONLINE"]) + "\n"),
+    "has_normal_memory": ATTR_RO(
+        lambda k, _o: nodelist(k.nodes.node_states["N_NORMAL_MEMORY"]) + "\n"
+    ),
+    "has_memory": ATTR_RO(lambda k, _o: nodelist(k.nodes.node_states["N_MEMORY"]) + "\n"),
+    "has_cpu": ATTR_RO(lambda k, _o: nodelist(k.nodes.node_states["N_CPU"]) + "\n"),
+    "has_generic_initiator": ATTR_RO(lambda k, _o: "\n", profile("sysfs_generic_initiator")),
+}
+
+
+# ---------------------------------------------------------------- nodeN
+def cpumap_show(k: Kernel, nid: int) -> str:
+    ncpus = max((c for n in k.spec.nodes for c in n.cpus), default=0) + 1
+    return cpumask_hex(k.nodes.cpus_of(nid), ncpus) + "\n"
+
+
+def distance_show(k: Kernel, nid: int) -> str:
+    """node_read_distance(): distances to the online nodes."""
+    spec = k.spec
+    row = spec.node(nid).distance
+    ids = [n.id for n in spec.nodes]
+    parts = []
+    for i in sorted(k.nodes.node_states["N_ONLINE"]):
+        parts.append(("" if i == 0 else " ") + str(row[ids.index(i)]))
+    return "".join(parts) + "\n"
+
+
+#: node_dev_attrs[] (+ uevent, subsystem, x86 by profile, compact, hugepages below).
+node_dev_attrs: AttrGroup[int] = {
+    "uevent": UEVENT,
+    "cpumap": ATTR_RO(cpumap_show),
+    "cpulist": ATTR_RO(lambda k, nid: nodelist(k.nodes.cpus_of(nid)) + "\n"),
+    "distance": ATTR_RO(distance_show),
+    "meminfo": ATTR_RO(procfs.node_meminfo),
+    "numastat": ATTR_RO(procfs.node_numastat),
+    "vmstat": ATTR_RO(procfs.node_vmstat),
+}
+node_dev_tail: AttrGroup[int] = {
+    "subsystem": LINK(lambda k, nid: "../../../../bus/node"),
+    "compact": ATTR_WO(lambda k, nid, b: 0),
+}
+
+
+def node_dir(k: Kernel, nid: int) -> Dir:
+    fixed: dict[str, Entry] = group_entries(k, nid, node_dev_attrs)
+    fixed["x86"] = lambda: EMPTY_DIR if k.profile.sysfs_node_x86 else None
+    fixed.update(group_entries(k, nid, node_dev_tail))
+    fixed["hugepages"] = lambda: hugepages_dir(k, nid)
+    for cpu in k.nodes.cpus_of(nid):
+        fixed[f"cpu{cpu}"] = _link(f"../../cpu/cpu{cpu}")
+
+    def blocks() -> list[int]:
+        return [m.id for m in k.memory.blocks.values() if nid in m.nodes]
+
+    def child(bid: int) -> Node | None:
+        mem = k.memory.blocks.get(bid)
+        if mem is not None and nid in mem.nodes:
+            return Link(f"../../memory/{mem.name}")
+        return None
+
+    return indexed_dir("memory", blocks, child, fixed)
+
+
+def _link(target: str) -> Entry:
+    return lambda: Link(target)
+
+
+# ---------------------------------------------------------------- hugepages
+@dataclass(frozen=True)
+class Hstate:
+    """One huge page size of one node (the object of node_hstate_attrs)."""
+
+    nid: int
+    size_kb: int
+    smaller_kb: int | None  # the demote size, None for the smallest
+
+
+def nr_hugepages_store(k: Kernel, h: Hstate, buf: bytes) -> int:
+    """nr_hugepages_store_common(): kstrtoul(buf, 10), set_max_huge_pages()."""
+    n = kstrtoull(buf, 10)
+    if n is None:
+        return -errno.EINVAL
+    k.hugetlb.set_max_huge_pages(h.nid, min(n, 1 << 40), h.size_kb)
+    return 0
+
+
+def _count(k: Kernel, h: Hstate) -> str:
+    return f"{k.hugetlb.nr_huge_pages(h.nid, h.size_kb)}\n"
+
+
+#: hstate_attrs of mm/hugetlb.c per node (demote/demote_size: 5.16+, not the smallest size).
+node_hstate_attrs: AttrGroup[Hstate] = {
+    "demote": ATTR_WO(lambda k, h, b: 0, lambda k, h: h.smaller_kb is not None),
+    "demote_size": DeviceAttr(
+        0o644, lambda k, h: f"{h.smaller_kb}kB\n", None, lambda k, h: h.smaller_kb is not None
+    ),
+    "free_hugepages": ATTR_RO(_count),
+    "nr_hugepages": ATTR_RW(_count, nr_hugepages_store),
+    "surplus_hugepages": ATTR_RO(lambda k, h: "0\n"),
+}
+
+
+def hugepages_dir(k: Kernel, nid: int) -> Dir:
+    """node_hugetlb_attrs of mm/hugetlb.c: one directory per huge page size."""
+    sizes = k.hugetlb.huge_page_sizes()
+    entries: dict[str, Entry] = {}
+    for sz in sizes:
+        smaller = max((s for s in sizes if s < sz), default=None)
+        entries[f"hugepages-{sz}kB"] = _hstate_entry(k, Hstate(nid, sz, smaller))
+    return static_dir(entries)
+
+
+def _hstate_entry(k: Kernel, h: Hstate) -> Entry:
+    return lambda: group_dir(k, h, node_hstate_attrs)
+
+
+def node_root(k: Kernel) -> Dir:
+    """/sys/devices/system/node: ``nodeN`` per registered node, then the masks."""
+    return indexed_dir(
+        "node",
+        lambda: sorted(k.nodes.registered_nodes),
+        lambda nid: node_dir(k, nid) if nid in k.nodes.registered_nodes else None,
+        group_entries(k, None, node_state_attrs),
+    )

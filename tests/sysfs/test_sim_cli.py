@@ -1,0 +1,106 @@
+"""``memhp sim start/stop``: the user-reported defects of issue 16 (items 1 and 21)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from memhp.sim.daemon import SimDaemonError, log_path, start, stop
+from memhp.sim.fuse import fuse_unavailable_reason, is_fuse_mount
+
+REPO = Path(__file__).resolve().parents[2]
+MACHINE = str(REPO / "machines" / "qemu-linux-6.1.toml")
+CLI = [sys.executable, "-m", "memhp.cli.main", "sim"]
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+_reason = fuse_unavailable_reason()
+needs_fuse = pytest.mark.skipif(_reason is not None, reason=f"FUSE unavailable: {_reason}")
+
+
+def sim(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@needs_fuse
+def test_qmp_in_a_missing_directory_names_the_path(tmp_path: Path) -> None:
+    sock = tmp_path / "nonexistent-dir" / "x.sock"
+    r = sim("start", MACHINE, "--mount", str(tmp_path / "m"), "--qmp", str(sock))
+    assert r.returncode == 1
+    assert str(sock) in r.stderr and "no directory" in r.stderr, r.stderr
+    assert not (tmp_path / "m").exists()  # the mount directory it made is gone again
+
+
+@needs_fuse
+def test_failed_start_names_the_path_and_leaves_no_log(tmp_path: Path) -> None:
+    """The daemon fails (a socket path too long for AF_UNIX): no log or state is left."""
+    mount = tmp_path / "m"
+    mount.mkdir()
+    sock = tmp_path / ("s" * 120)
+    with pytest.raises(SimDaemonError) as e:
+        start(MACHINE, str(mount), str(sock))
+    assert f"cannot listen on {sock}" in str(e.value)
+    assert not os.path.exists(log_path(str(mount)))
+    assert not is_fuse_mount(str(mount))
+    with pytest.raises(SimDaemonError, match="no simulated machine runs here"):
+        stop(str(mount))
+
+
+def test_stop_of_a_typo_fails() -> None:
+    r = sim("stop", "/typo/path")
+    assert r.returncode == 1
+    assert (
+        r.stderr.strip()
+        == "memhp sim: /typo/path: no simulated machine runs here (no such directory)"
+    )
+
+
+@needs_fuse
+def test_start_creates_an_absent_mount_directory(tmp_path: Path) -> None:
+    mount = tmp_path / "m"
+    r = sim("start", MACHINE, "--mount", str(mount), "--qmp", str(tmp_path / "m.qmp"))
+    try:
+        assert r.returncode == 0, r.stderr
+        assert (mount / "sys/devices/system/memory/block_size_bytes").read_text() == "8000000\n"
+    finally:
+        assert sim("stop", str(mount)).returncode == 0
+    assert not is_fuse_mount(str(mount))
+
+
+def test_start_says_when_it_cannot_create_the_mount_directory(tmp_path: Path) -> None:
+    if _reason is not None:
+        pytest.skip(f"FUSE unavailable: {_reason}")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SimDaemonError, match="cannot create the mount directory"):
+        start(MACHINE, str(tmp_path / "file" / "m"))
+
+
+@needs_fuse
+def test_foreground_prints_no_libfuse_thread_warning(tmp_path: Path) -> None:
+    mount = tmp_path / "m"
+    p = subprocess.Popen(
+        [*CLI, "start", MACHINE, "--mount", str(mount), "--foreground"],
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not is_fuse_mount(str(mount)) and time.monotonic() < deadline:
+            assert p.poll() is None, p.communicate()
+            time.sleep(0.05)
+        assert is_fuse_mount(str(mount))
+    finally:
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=30)
+    assert "Ignoring invalid max threads" not in err, err
+    assert "mounted at" in err
+    assert not is_fuse_mount(str(mount))
