@@ -182,6 +182,9 @@ class GoneFS:
     def read(self, path: str) -> bytes:
         raise self._fail(path)
 
+    def read_at(self, path: str, offset: int, size: int) -> bytes:
+        raise self._fail(path)
+
     def write(self, path: str, data: bytes) -> int:
         raise self._fail(path)
 

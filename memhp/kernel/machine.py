@@ -34,12 +34,12 @@ already-decoded TOML mapping.  Every error names the key and the problem.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from memhp.abi.layout import SECTION_SIZE, GiB, KiB, MiB, TiB
+from memhp.abi import units
+from memhp.abi.layout import SECTION_SIZE, GiB, MiB
 from memhp.kernel.profile import PROFILES, KernelProfile
 
 E820_TYPES = (
@@ -134,10 +134,6 @@ class MachineSpec:
         return None
 
 
-_SIZE_RE = re.compile(r"^\s*(0x[0-9a-fA-F]+|\d+)\s*([KMGTkmgt]?)(i?[Bb])?\s*$")
-_UNITS = {"": 1, "k": KiB, "m": MiB, "g": GiB, "t": TiB}
-
-
 def parse_size(value: object, key: str) -> int:
     """An integer or a string like ``"1G"``, ``"128M"``, ``"0x40000000"``."""
     if isinstance(value, bool):
@@ -147,10 +143,10 @@ def parse_size(value: object, key: str) -> int:
             raise MachineError(key, f"must not be negative, got {value}")
         return value
     if isinstance(value, str):
-        m = _SIZE_RE.match(value)
-        if m:
-            num = int(m.group(1), 0)
-            return num * _UNITS[m.group(2).lower()]
+        try:
+            return units.parse_size(value)
+        except ValueError:
+            pass
     raise MachineError(key, f"expected a size such as 1G, 128M or 0x40000000, got {value!r}")
 
 
