@@ -27,10 +27,9 @@ from memhp.sim.machine import SimMachine
 from memhp.viz.demo import seed_scenario_maps, write_demo_pictures
 from memhp.viz.model import machine_map
 from memhp.viz.render import figure, save_map
+from tests.support.trees import real_snapshots
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests/host"))
-from memhp_trees import real_snapshots  # noqa: E402
 
 GiB = 1 << 30
 MiB = 1 << 20
