@@ -196,7 +196,7 @@ def test_root_gone_gives_a_clear_error() -> None:
     from memhp.host.memory import read_blocks
 
     with pytest.raises(SysfsError) as ei:
-        read_blocks(SysfsRoot(GoneFS()))  # type: ignore[arg-type]
+        read_blocks(SysfsRoot(GoneFS()))
     assert ei.value.errno == errno.ENOTCONN
     assert "Transport endpoint is not connected" in str(ei.value)
 

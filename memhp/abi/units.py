@@ -28,7 +28,7 @@ def parse_size(text: str, default_unit: int = 1) -> int:
         return n * default_unit
     power = SUFFIXES.index(unit.upper()) + 1
     base = 1000 if m.group(3) in ("B", "b") else 1024
-    return n * base**power
+    return n * int(base**power)
 
 
 def size_to_human_string(nbytes: int) -> str:

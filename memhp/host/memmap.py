@@ -22,9 +22,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from memhp.abi.acpi import MEMORY_DEVICE_HID
 from memhp.abi.paths import SYS_ACPI_DEVICES, SYS_MEMORY, SYS_NODE
 from memhp.abi.zones import VALID_ZONES_NONE, ZONE_NAMES
-from memhp.host.devices import ACPI_MEMORY_HID, device_block_indices
+from memhp.host.devices import device_block_indices
 from memhp.host.errors import SysfsError
 from memhp.host.memory import block_indices, block_size, firmware_memmap, node_ids
 from memhp.host.root import SysfsRoot
@@ -271,7 +272,7 @@ def _devices(root: SysfsRoot, bsize: int, indices: Sequence[int]) -> list[MapDev
     except SysfsError:
         names = []
     for name in names:
-        if not name.startswith(ACPI_MEMORY_HID + ":"):
+        if not name.startswith(MEMORY_DEVICE_HID + ":"):
             continue
         link = f"{SYS_ACPI_DEVICES}/{name}"
         path = root.link_target(link) or link

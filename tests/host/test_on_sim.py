@@ -118,6 +118,7 @@ def test_list_on_sim_equals_lsmem_on_its_capture(opts: list[str], tmp_path: obje
     assert rc == 0
     d = str(tmp_path)
     write_tree(capture(m.sysfs), d)
+    assert LSMEM is not None
     ref = subprocess.run([LSMEM, "--sysroot", d, *opts], capture_output=True, text=True, check=True)
     assert out == ref.stdout
 

@@ -110,6 +110,7 @@ def test_lsmem_reads_a_captured_simulated_tree(name: str, tmp_path: object) -> N
     m.sysfs.write(f"{MEM}/memory{first}/state", b"online")
     dest = str(tmp_path)
     write_tree(capture(m.sysfs), dest)
+    assert LSMEM is not None
     out = subprocess.run(
         [LSMEM, "--sysroot", dest, "-o", "RANGE,SIZE,STATE,BLOCK,NODE"],
         capture_output=True,

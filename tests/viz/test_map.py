@@ -153,7 +153,9 @@ def test_real_tree_details(tmp_path: Path) -> None:
     assert sum(1 for g in gids if g.startswith("device:")) == 2
     assert sum(1 for g in gids if g.startswith("hole:")) == 1
     assert any(g.startswith("firmware:Reserved") for g in gids)
-    leg = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    legend = fig.axes[0].get_legend()
+    assert legend is not None
+    leg = [t.get_text() for t in legend.get_texts()]
     assert leg == info.legend
     assert "offline" in leg and "memory device" in leg and "hole" in leg
     assert "firmware: Reserved" in leg
