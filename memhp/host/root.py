@@ -178,13 +178,6 @@ class SysfsRoot:
         except OSError as e:
             raise sysfs_error("read", path, e) from None
 
-    def readable(self, path: str) -> bool:
-        try:
-            self.fs.read(path)
-        except OSError:
-            return False
-        return True
-
     def check_dir(self, path: str) -> None:
         """Raise :class:`SysfsError` unless ``path`` is a directory we can list."""
         try:
