@@ -5,6 +5,7 @@ size grammar of its own."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 from memhp.abi import acpi, paths, zones
@@ -26,6 +27,7 @@ PATHS = (
 )
 
 
+@functools.cache
 def _sources() -> list[tuple[str, ast.Module]]:
     out = []
     for p in sorted(PKG.rglob("*.py")):

@@ -12,6 +12,7 @@ from memhp.abi.fs import DirectoryFS
 from memhp.abi.kpageflags import KPF_BUDDY, KPF_LRU, KPF_RESERVED, KPF_SLAB
 from memhp.abi.layout import PAGE_SIZE
 from memhp.abi.tree import write_tree
+from memhp.cli.main import build_parser
 from memhp.host import chmem
 from memhp.host.devices import device_of_block, find_device, list_devices
 from memhp.host.diagnose import classify, diagnose
@@ -317,7 +318,7 @@ def test_why_reads_only_the_blocks_kpageflags() -> None:
     assert fs.bytes_read[PROC_KPAGEFLAGS] == 8 * PAGES_PER_BLOCK
 
 
-def test_why_on_a_tib_machine() -> None:
+def test_why_on_a_tib_machine(capsys: pytest.CaptureFixture[str]) -> None:
     """1 TiB of boot memory: /proc/kpageflags is 2 GiB; one block's part is read."""
     m = SimMachine(machine("tib-4node"))
     root, fs = recording_root(m)
@@ -326,6 +327,12 @@ def test_why_on_a_tib_machine() -> None:
     d = diagnose(root, idx)
     assert d.pages is not None and sum(d.pages.values()) == bs // PAGE_SIZE
     assert fs.bytes_read[PROC_KPAGEFLAGS] == 8 * (bs // PAGE_SIZE)
+    # memhp why, in-process on the same machine
+    args = build_parser("why").parse_args(["why", str(idx)])
+    args.root = root
+    assert args.func(args) == 0
+    assert capsys.readouterr().out.startswith(f"memory{idx} (")
+    assert fs.bytes_read[PROC_KPAGEFLAGS] == 2 * 8 * (bs // PAGE_SIZE)
 
 
 def test_why_on_written_tree(tmp_path: Path) -> None:
