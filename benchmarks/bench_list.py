@@ -22,8 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support
+
 from memhp.abi.tree import write_tree
-from memhp.host.testing import FakeBlock, make_snapshot
+from tests.support.trees import BlockSpec, make_snapshot
 
 HERE = Path(__file__).resolve().parent
 CASES = [[], ["-a"], ["-o", "+NODE,ZONES"], ["-J", "--output-all"], ["--summary=only"]]
@@ -38,7 +40,7 @@ def build_tree(dest: str, nblocks: int) -> None:
         if state == "offline":
             zones = "Normal Movable"
         dev = f"PNP0C80:{(i - nblocks * 3 // 4) // 64:02d}" if i >= nblocks * 3 // 4 else None
-        blocks.append(FakeBlock(i, state=state, valid_zones=zones, node=node, device=dev))
+        blocks.append(BlockSpec(i, state=state, valid_zones=zones, node=node, device=dev))
     write_tree(make_snapshot(blocks), dest)
 
 

@@ -7,16 +7,14 @@ import os
 import pytest
 
 from memhp.kernel.machine import MachineSpec
-from memhp.sim.config import load_machine
+from tests.support.sim import machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: The real-kernel reference of shared/reference/linux-6.1, vendored into the repository
 #: (tests/data/reference) so that a clean clone has it.
 REFERENCE = os.path.join(ROOT, "tests", "data", "reference", "linux-6.1")
 
-
-def machine(name: str) -> MachineSpec:
-    return load_machine(os.path.join(ROOT, "machines", name + ".toml"))
+__all__ = ["REFERENCE", "ROOT", "machine"]
 
 
 @pytest.fixture

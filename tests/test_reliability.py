@@ -182,6 +182,9 @@ class GoneFS:
     def read(self, path: str) -> bytes:
         raise self._fail(path)
 
+    def read_at(self, path: str, offset: int, size: int) -> bytes:
+        raise self._fail(path)
+
     def write(self, path: str, data: bytes) -> int:
         raise self._fail(path)
 
@@ -193,7 +196,7 @@ def test_root_gone_gives_a_clear_error() -> None:
     from memhp.host.memory import read_blocks
 
     with pytest.raises(SysfsError) as ei:
-        read_blocks(SysfsRoot(GoneFS()))  # type: ignore[arg-type]
+        read_blocks(SysfsRoot(GoneFS()))
     assert ei.value.errno == errno.ENOTCONN
     assert "Transport endpoint is not connected" in str(ei.value)
 

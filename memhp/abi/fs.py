@@ -54,6 +54,11 @@ class SysfsFS(Protocol):
         """The whole content of file ``path`` (links followed)."""
         ...
 
+    def read_at(self, path: str, offset: int, size: int) -> bytes:
+        """At most ``size`` bytes of file ``path`` from ``offset`` (``pread(2)``):
+        big binary files (``/proc/kpageflags``) are read by parts, never whole."""
+        ...
+
     def write(self, path: str, data: bytes) -> int:
         """Write ``data`` to attribute ``path`` in one call; returns bytes taken."""
         ...
@@ -120,6 +125,13 @@ class DirectoryFS:
     def read(self, path: str) -> bytes:
         with open(self._real(path), "rb") as f:
             return f.read()
+
+    def read_at(self, path: str, offset: int, size: int) -> bytes:
+        fd = os.open(self._real(path), os.O_RDONLY)
+        try:
+            return os.pread(fd, size, offset)
+        finally:
+            os.close(fd)
 
     def write(self, path: str, data: bytes) -> int:
         fd = os.open(self._real(path), os.O_WRONLY)

@@ -18,13 +18,8 @@ from dataclasses import dataclass
 
 from memhp.abi.fs import Kind, SysfsFS, normpath
 
-#: The parts of sysfs the memory hotplug subsystem owns (what the trace dumps).
-MEMORY_ROOTS: tuple[str, ...] = (
-    "/sys/devices/system/memory",
-    "/sys/devices/system/node",
-    "/sys/firmware/memmap",
-    "/sys/bus/acpi/devices",
-)
+#: The parts of sysfs the memory hotplug subsystem owns (re-exported from paths).
+from memhp.abi.paths import MEMORY_ROOTS as MEMORY_ROOTS
 
 
 @dataclass(frozen=True)

@@ -225,6 +225,19 @@ class GuestFS:
             raise oserror(errno_from_message(r.stderr.decode(errors="replace")), path)
         return r.stdout
 
+    def read_at(self, path: str, offset: int, size: int) -> bytes:
+        path = normpath(path)
+        bs = 4096 if offset % 4096 == 0 and size % 4096 == 0 else 8 if offset % 8 == 0 else 1
+        if bs == 8 and size % 8:
+            bs = 1
+        r = self.agent.run(
+            f"dd if={sq(path)} bs={bs} skip={offset // bs} count={size // bs} 2>/dev/null "
+            f"|| {{ cat {sq(path)} >/dev/null; }}"
+        )
+        if r.rc != 0:
+            raise oserror(errno_from_message(r.stderr.decode(errors="replace")), path)
+        return r.stdout[:size]
+
     def write(self, path: str, data: bytes) -> int:
         """Write ``data`` with one ``write(2)`` (busybox ``echo -n``); OSError(errno)."""
         path = normpath(path)

@@ -32,8 +32,17 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from memhp.abi.acpi import ACPI_ROOT
 from memhp.abi.fs import Kind, SysfsFS, resolve_link
-from memhp.abi.tree import MEMORY_ROOTS, Entry, Snapshot, walk, write_tree
+from memhp.abi.paths import (
+    MEMORY_ROOTS,
+    PROC_MEMINFO,
+    SYS_ACPI_DEVICES,
+    SYS_FIRMWARE_MEMMAP,
+    SYS_MEMORY,
+    SYS_NODE,
+)
+from memhp.abi.tree import Entry, Snapshot, walk, write_tree
 from memhp.bench.scenario import (
     HotAdd,
     Scenario,
@@ -47,8 +56,7 @@ if TYPE_CHECKING:
     from memhp.bench.vm import GuestVM
     from memhp.sim.machine import SimMachine
 
-ACPI_DEVICES = "/sys/bus/acpi/devices"
-PROC_MEMINFO = "/proc/meminfo"
+ACPI_DEVICES = SYS_ACPI_DEVICES
 #: The ACPI device directories the ``PNP0C80`` links point to are captured too.
 ACPI_FOLLOW = "PNP0C80:*"
 
@@ -418,14 +426,14 @@ def in_scope(path: str) -> bool:
         return True
     if path.startswith("/proc"):
         return False  # zoneinfo, iomem, buddyinfo: compared through meminfo only
-    for root in ("/sys/devices/system/memory", "/sys/devices/system/node", "/sys/firmware/memmap"):
+    for root in (SYS_MEMORY, SYS_NODE, SYS_FIRMWARE_MEMMAP):
         if path == root or path.startswith(root + "/"):
             return True
     if path in ("/sys/bus", "/sys/bus/acpi", ACPI_DEVICES):
         return True
     if path.startswith(ACPI_DEVICES + "/"):
         return fnmatch.fnmatch(path[len(ACPI_DEVICES) + 1 :], ACPI_FOLLOW)
-    if path.startswith("/sys/devices/LNXSYSTM:00"):
+    if path.startswith(f"/sys/devices/{ACPI_ROOT}"):
         parts = path.split("/")
         # the ancestors LNXSYSTM:00, LNXSYBUS:00, PNP0A06:04 and everything in PNP0C80:*
         i = next((k for k, p in enumerate(parts) if fnmatch.fnmatch(p, ACPI_FOLLOW)), None)

@@ -35,6 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from memhp.abi.fs import Kind
+from memhp.abi.kpageflags import KPF_NAMES
+from memhp.abi.paths import (
+    PROC_BUDDYINFO,
+    PROC_IOMEM,
+    PROC_MEMINFO,
+    PROC_ZONEINFO,
+    SYS_ACPI_DEVICES,
+    SYS_MEMORY,
+)
 from memhp.abi.tree import MEMORY_ROOTS, Entry, Snapshot, save_json
 from memhp.bench.qmp import (
     OST_SOURCE_INSERT,
@@ -44,20 +53,9 @@ from memhp.bench.qmp import (
 )
 from memhp.bench.vm import GuestVM, NodeConfig, VMConfig, qemu_args
 
-PROC_FILES: tuple[str, ...] = ("/proc/meminfo", "/proc/zoneinfo", "/proc/iomem", "/proc/buddyinfo")
-MEM = "/sys/devices/system/memory"
-ACPI = "/sys/bus/acpi/devices"
-
-#: /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h and fs/proc/page.c).
-KPF_NAMES: dict[int, str] = {
-    0: "LOCKED", 1: "ERROR", 2: "REFERENCED", 3: "UPTODATE", 4: "DIRTY", 5: "LRU",
-    6: "ACTIVE", 7: "SLAB", 8: "WRITEBACK", 9: "RECLAIM", 10: "BUDDY", 11: "MMAP",
-    12: "ANON", 13: "SWAPCACHE", 14: "SWAPBACKED", 15: "COMPOUND_HEAD",
-    16: "COMPOUND_TAIL", 17: "HUGE", 18: "UNEVICTABLE", 19: "HWPOISON", 20: "NOPAGE",
-    21: "KSM", 22: "THP", 23: "OFFLINE", 24: "ZERO_PAGE", 25: "IDLE", 26: "PGTABLE",
-    32: "RESERVED", 33: "MLOCKED", 34: "MAPPEDTODISK", 35: "PRIVATE", 36: "PRIVATE_2",
-    37: "OWNER_PRIVATE", 38: "ARCH", 39: "UNCACHED", 40: "SOFTDIRTY", 41: "ARCH_2",
-}  # fmt: skip
+PROC_FILES: tuple[str, ...] = (PROC_MEMINFO, PROC_ZONEINFO, PROC_IOMEM, PROC_BUDDYINFO)
+MEM = SYS_MEMORY
+ACPI = SYS_ACPI_DEVICES
 
 PAGE = 4096
 

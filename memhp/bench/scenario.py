@@ -65,11 +65,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from memhp.abi.paths import SYS_MEMORY
 from memhp.bench.vm import NodeConfig, VMConfig
 from memhp.kernel.machine import ONLINE_TYPES, MachineError, MachineSpec, parse_machine, parse_size
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SYS_MEMORY = "/sys/devices/system/memory"
 
 ActionKind = Literal[
     "hot_add", "device_del", "eject", "write", "read", "memhp", "lsmem", "wait", "capture"

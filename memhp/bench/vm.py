@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from memhp.abi import units
 from memhp.bench.agent import AgentError, CommandResult, GuestAgent, GuestFS, sq
 from memhp.bench.initramfs import (
     NINEP_MODULES,
@@ -52,10 +52,7 @@ def parse_size(s: int | str) -> int:
     """``512M``, ``1G``, ``1073741824`` → bytes."""
     if isinstance(s, int):
         return s
-    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)I?B?\s*", s.upper())
-    if not m:
-        raise ValueError(f"bad size {s!r}")
-    return int(m.group(1)) * _UNITS[m.group(2)]
+    return units.parse_size(s)
 
 
 def qemu_size(n: int) -> str:

@@ -17,7 +17,6 @@ import sys
 
 from memhp.kernel.machine import MachineError, MachineSpec
 from memhp.sim.config import builtin_machine_path, load_machine
-from memhp.sim.machine import SimMachine
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -25,6 +24,8 @@ MiB = 1 << 20
 
 class Demo:
     def __init__(self, spec: MachineSpec, out: argparse.Namespace) -> None:
+        from memhp.sim.machine import SimMachine  # the 'sim' extra (numpy)
+
         self.m = SimMachine(spec)
         self.seen = 0
         self.out = out

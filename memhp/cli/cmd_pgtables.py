@@ -15,9 +15,7 @@ import json
 import os
 import sys
 
-from memhp.kernel.kernel import Kernel
 from memhp.kernel.machine import MachineError, parse_size
-from memhp.kernel.mm import memory_hotplug as mh
 from memhp.sim.config import builtin_machine_path, load_machine
 
 
@@ -39,6 +37,9 @@ def _err(ret: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from memhp.kernel.kernel import Kernel  # the 'sim' extra (numpy)
+    from memhp.kernel.mm import memory_hotplug as mh
+
     try:
         spec = load_machine(builtin_machine_path(args.machine))
     except MachineError as e:

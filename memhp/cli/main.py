@@ -4,7 +4,9 @@ Each command module exposes ``register(subparsers)`` which adds its parser and s
 ``func`` (a callable taking the parsed namespace and returning the exit code).
 Only the module of the command being run is imported, so that ``memhp list``
 starts as fast as util-linux's lsmem (the simulated kernel and numpy are not
-loaded for it).
+loaded for it).  Command modules import what an install extra provides (numpy,
+matplotlib, mfusepy, qemu.qmp) only when they run: ``pip install memhp`` is the
+tool, and a command whose extra is missing says which one in one line.
 """
 
 from __future__ import annotations
@@ -29,6 +31,39 @@ COMMANDS: dict[str, str] = {
     "bench": "real Linux under QEMU against the simulated kernel",
     "demo": "run the seed's hot-remove scenario on a simulated machine",
 }
+
+#: The install extra (``pip install 'memhp[<extra>]'``) each command needs beyond
+#: the tool; list, online, offline, devices, remove and why need none.
+COMMAND_EXTRAS: dict[str, str] = {
+    "map": "map",
+    "sim": "sim",
+    "pgtables": "sim",
+    "bench": "bench",
+    "demo": "map",
+}
+#: Top-level modules that only an extra installs, and that extra.
+OPTIONAL_MODULES: dict[str, str] = {
+    "numpy": "sim",
+    "mfusepy": "sim",
+    "matplotlib": "map",
+    "qemu": "bench",
+}
+
+
+def missing_extra(command: str, exc: ModuleNotFoundError) -> str | None:
+    """The extra to install when ``command`` failed to import ``exc.name``; None when
+    the missing module is not one an extra provides (a real bug: re-raise)."""
+    top = (exc.name or "").split(".")[0]
+    if top not in OPTIONAL_MODULES:
+        return None
+    return COMMAND_EXTRAS.get(command, OPTIONAL_MODULES[top])
+
+
+def _needs_extra(command: str, extra: str) -> int:
+    print(
+        f"memhp {command}: needs the '{extra}' extra: pip install 'memhp[{extra}]'", file=sys.stderr
+    )
+    return 1
 
 
 def _available(name: str) -> bool:
@@ -56,6 +91,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         try:
             mod = importlib.import_module(f"memhp.cli.cmd_{name}")
         except ModuleNotFoundError as e:
+            extra = missing_extra(name, e)
+            if extra is not None:  # say so when it runs, whatever its arguments
+                stub = sub.add_parser(name, help=summary, add_help=False)
+                stub.set_defaults(func=lambda _a, n=name, x=extra: _needs_extra(n, x))
+                stub.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+                continue
             if e.name != f"memhp.cli.cmd_{name}":
                 raise
             continue
@@ -77,6 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     try:
         rc: int = args.func(args)
+    except ModuleNotFoundError as e:
+        extra = missing_extra(args.command, e)
+        if extra is None:
+            raise
+        return _needs_extra(args.command, extra)
     except KeyboardInterrupt:
         print("memhp: interrupted", file=sys.stderr)
         return 130

@@ -13,17 +13,19 @@ a misaligned range, a size larger than what exists.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from memhp.abi import units
+from memhp.abi.layout import MiB
+from memhp.abi.paths import SYS_MEMORY
+from memhp.abi.units import size_to_human_string
+from memhp.abi.zones import ZONE_MOVABLE, ZONE_NAMES
 from memhp.host.errors import SysfsError, UsageError
 from memhp.host.memory import block_indices, block_size, block_state, set_state
-from memhp.host.root import SYS_MEMORY, SysfsRoot
-from memhp.host.scols import size_to_human_string
+from memhp.host.root import SysfsRoot
 
 EXIT_OK, EXIT_FAILURE, EXIT_SOMEOK = 0, 1, 64
-ZONE_NAMES = ("DMA", "DMA32", "Normal", "Highmem", "Movable", "Device")
 
 
 @dataclass
@@ -55,23 +57,15 @@ class Result:
 
 
 UINT64_MAX = (1 << 64) - 1
-_SIZE_RE = re.compile(r"^(\d+)(?:([KMGTPE])(iB|B)?)?$", re.IGNORECASE)
 
 
 def parse_size(text: str) -> int:
     """chmem's SIZE in bytes: ``512M``, ``2g``, ``1GiB`` (binary), ``1GB`` (decimal);
-    a bare number means MiB."""
-    m = _SIZE_RE.match(text.strip())
-    if not m or not m.group(1).isascii():
-        raise UsageError(f"Failed to parse size: '{text}'")
-    n = int(m.group(1))
-    unit = m.group(2)
-    if unit is None:
-        size = n << 20
-    else:
-        power = "KMGTPE".index(unit.upper()) + 1
-        base = 1000 if m.group(3) and m.group(3).upper() == "B" else 1024
-        size = n * base**power
+    a bare number means MiB (:func:`memhp.abi.units.parse_size`)."""
+    try:
+        size = units.parse_size(text, default_unit=MiB)
+    except ValueError:
+        raise UsageError(f"Failed to parse size: '{text}'") from None
     if size > UINT64_MAX:  # strtosize(): the value does not fit in a uint64_t
         raise UsageError(f"Failed to parse size: '{text}': Numerical result out of range")
     return size
@@ -175,10 +169,10 @@ def change(
                 raise UsageError(f"memory block {sel.first} does not exist")
             raise UsageError(f"no memory blocks in range {sel.first}-{sel.last}")
         # chmem counts the blocks of the range that do not exist as failures: the
-        # range is only partly done (exit 64).
+        # range is only partly done (exit 64); like chmem, say so only with -v.
         res.wanted = sel.last - sel.first + 1
         missing = res.wanted - len(candidates)
-        if missing:
+        if missing and verbose:
             res.warnings.append(
                 f"{missing} of the {res.wanted} blocks in range {sel.first}-{sel.last} do not exist"
             )
@@ -206,7 +200,7 @@ def change(
                         res.warnings.append(f"{desc} {verb} failed: Zone mismatch")
                     continue
                 if enable:
-                    value = "online_movable" if zname == "Movable" else "online_kernel"
+                    value = "online_movable" if zname == ZONE_MOVABLE else "online_kernel"
             elif enable:
                 value = "online_movable" if "movable" in vz.lower() else "online"
         try:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from memhp.abi.acpi import MEMORY_DEVICE_HID as ACPI_MEMORY_HID
+from memhp.abi.paths import SYS_ACPI_DEVICES, SYS_MEMORY
 from memhp.host.errors import SysfsError, UsageError
 from memhp.host.memory import MemoryBlock, block_size, read_block
-from memhp.host.root import SYS_ACPI_DEVICES, SYS_MEMORY, SysfsRoot
-
-ACPI_MEMORY_HID = "PNP0C80"
+from memhp.host.root import SysfsRoot
 
 
 @dataclass(frozen=True)

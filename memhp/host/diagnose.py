@@ -14,6 +14,24 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from memhp.abi.kpageflags import (
+    KPF_BUDDY,
+    KPF_ENTRY_SIZE,
+    KPF_HUGE,
+    KPF_HWPOISON,
+    KPF_LRU,
+    KPF_MLOCKED,
+    KPF_NOPAGE,
+    KPF_OFFLINE,
+    KPF_PGTABLE,
+    KPF_RESERVED,
+    KPF_SLAB,
+    KPF_THP,
+    KPF_UNEVICTABLE,
+)
+from memhp.abi.layout import PAGE_SIZE
+from memhp.abi.paths import PROC_KPAGEFLAGS, SYS_MEMORY
+from memhp.abi.zones import ZONE_MOVABLE
 from memhp.host.devices import device_of_block
 from memhp.host.errors import SysfsError
 from memhp.host.memory import (
@@ -23,29 +41,7 @@ from memhp.host.memory import (
     memmap_on_memory_param,
     read_block,
 )
-from memhp.host.root import PROC_KPAGEFLAGS, SYS_MEMORY, SysfsRoot
-
-PAGE_SIZE = 4096
-
-# include/uapi/linux/kernel-page-flags.h
-KPF_LOCKED = 0
-KPF_LRU = 5
-KPF_SLAB = 7
-KPF_BUDDY = 10
-KPF_ANON = 12
-KPF_COMPOUND_HEAD = 15
-KPF_COMPOUND_TAIL = 16
-KPF_HUGE = 17
-KPF_UNEVICTABLE = 18
-KPF_HWPOISON = 19
-KPF_NOPAGE = 20
-KPF_THP = 22
-KPF_OFFLINE = 23
-KPF_ZERO_PAGE = 24
-KPF_PGTABLE = 26
-# include/linux/kernel-page-flags.h ("kernel hacking assistances")
-KPF_RESERVED = 32
-KPF_MLOCKED = 33
+from memhp.host.root import SysfsRoot
 
 #: Page kinds, in the order they are decided (first match wins).
 PAGE_KINDS: tuple[tuple[str, int], ...] = (
@@ -109,10 +105,12 @@ class Diagnosis:
 def count_pages(root: SysfsRoot, block: MemoryBlock) -> dict[str, int]:
     """Pages of ``block`` by kind, from ``/proc/kpageflags`` (raises SysfsError)."""
     npages = block.size // PAGE_SIZE
-    raw = root.read_at(PROC_KPAGEFLAGS, block.start // PAGE_SIZE * 8, npages * 8)
+    raw = root.read_at(
+        PROC_KPAGEFLAGS, block.start // PAGE_SIZE * KPF_ENTRY_SIZE, npages * KPF_ENTRY_SIZE
+    )
     counts: dict[str, int] = {}
-    n = len(raw) // 8
-    for flags in struct.unpack(f"<{n}Q", raw[: n * 8]):
+    n = len(raw) // KPF_ENTRY_SIZE
+    for flags in struct.unpack(f"<{n}Q", raw[: n * KPF_ENTRY_SIZE]):
         kind = classify(flags)
         counts[kind] = counts.get(kind, 0) + 1
     if n < npages:
@@ -165,7 +163,7 @@ def diagnose(root: SysfsRoot, index: int) -> Diagnosis:
             "offline it (EINVAL)"
         )
         d.offlinable = False
-    elif blk.zone is not None and blk.zone != "Movable":
+    elif blk.zone is not None and blk.zone != ZONE_MOVABLE:
         r.append(
             f"it is in zone {blk.zone}, not Movable: unmovable kernel allocations may pin it "
             "(offline fails with EBUSY)"

@@ -11,23 +11,18 @@ from __future__ import annotations
 
 import errno
 
+from memhp.abi.paths import SYS_FIRMWARE_MEMORY, SYS_MEMORY, SYS_NODE
+from memhp.abi.units import size_to_human_string
+from memhp.abi.zones import ZONE_NAMES as KERNEL_ZONE_TABLE
 from memhp.host.errors import SysfsError
-from memhp.host.root import SYS_FIRMWARE_MEMORY, SYS_MEMORY, SYS_NODE, SysfsRoot
-from memhp.host.scols import Column, Format, render, size_to_human_string
+from memhp.host.root import SysfsRoot
+from memhp.host.scols import Column, Format, render
 
 STATE_ONLINE, STATE_OFFLINE, STATE_GOING_OFFLINE, STATE_UNKNOWN = 0, 1, 2, 3
 
-#: lsmem's zone table (``enum zone_id``); index is the zone id.
-ZONE_NAMES: tuple[str, ...] = (
-    "DMA",
-    "DMA32",
-    "Normal",
-    "Highmem",
-    "Movable",
-    "Device",
-    "None",
-    "Unknown",
-)
+#: lsmem's zone table (``enum zone_id``): the kernel's zones, then "None" and
+#: "Unknown"; index is the zone id.
+ZONE_NAMES: tuple[str, ...] = (*KERNEL_ZONE_TABLE, "None", "Unknown")
 ZONE_UNKNOWN = 7
 MAX_NR_ZONES = 8
 _ZONE_IDS = {n.lower(): i for i, n in enumerate(ZONE_NAMES)}

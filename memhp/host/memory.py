@@ -10,14 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from memhp.abi.paths import MODULE_MEMORY_HOTPLUG, SYS_FIRMWARE_MEMMAP, SYS_MEMORY, SYS_NODE
 from memhp.host.errors import NotFound, SysfsError, UsageError
-from memhp.host.root import (
-    MODULE_MEMORY_HOTPLUG,
-    SYS_FIRMWARE_MEMMAP,
-    SYS_MEMORY,
-    SYS_NODE,
-    SysfsRoot,
-)
+from memhp.host.root import SysfsRoot
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from memhp.abi.paths import SYS_MEMORY
+from memhp.abi.zones import KERNEL_ZONE_NAMES, ZONE_MOVABLE
 from memhp.host.devices import MemoryDevice, device_block_indices, find_device
 from memhp.host.diagnose import Diagnosis, diagnose
 from memhp.host.errors import SysfsError, UsageError
 from memhp.host.memory import block_state, set_state
-from memhp.host.root import SYS_MEMORY, SysfsRoot
+from memhp.host.root import SysfsRoot
 
 EXIT_OK, EXIT_FAILURE, EXIT_SOMEOK = 0, 1, 64
-KERNEL_ZONES = ("DMA", "DMA32", "Normal", "Highmem")
 
 
 @dataclass
@@ -57,9 +58,9 @@ class RemoveResult:
 
 def online_value(zone: str | None) -> str:
     """The ``state`` value that puts a block back in ``zone``."""
-    if zone == "Movable":
+    if zone == ZONE_MOVABLE:
         return "online_movable"
-    if zone in KERNEL_ZONES:
+    if zone in KERNEL_ZONE_NAMES:
         return "online_kernel"
     return "online"
 

@@ -19,14 +19,6 @@ from collections.abc import Callable
 from memhp.abi.fs import DirectoryFS, Kind, Stat, SysfsFS, is_missing, normpath, resolve_link
 from memhp.host.errors import SysfsError, sysfs_error
 
-SYS_MEMORY = "/sys/devices/system/memory"
-SYS_NODE = "/sys/devices/system/node"
-SYS_ACPI_DEVICES = "/sys/bus/acpi/devices"
-SYS_FIRMWARE_MEMMAP = "/sys/firmware/memmap"
-SYS_FIRMWARE_MEMORY = "/sys/firmware/memory"  # s390: config, memmap_on_memory per block
-PROC_KPAGEFLAGS = "/proc/kpageflags"
-MODULE_MEMORY_HOTPLUG = "/sys/module/memory_hotplug/parameters"
-
 
 class SysfsRoot:
     """Typed access to a sysfs root (paths are absolute within the root)."""
@@ -182,16 +174,9 @@ class SysfsRoot:
                     return os.pread(fd, size, offset)
                 finally:
                     os.close(fd)
-            return self.fs.read(path)[offset : offset + size]
+            return self.fs.read_at(path, offset, size)
         except OSError as e:
             raise sysfs_error("read", path, e) from None
-
-    def readable(self, path: str) -> bool:
-        try:
-            self.fs.read(path)
-        except OSError:
-            return False
-        return True
 
     def check_dir(self, path: str) -> None:
         """Raise :class:`SysfsError` unless ``path`` is a directory we can list."""

@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import IO, Literal
 
+#: Re-exported: lsmem-style sizes (``1.5G``) are spelled in memhp.abi.units.
+from memhp.abi.units import size_to_human_string as size_to_human_string
+
 JsonType = Literal["string", "number", "boolean"]
 Format = Literal["human", "raw", "export", "json"]
 
@@ -27,35 +30,6 @@ class Column:
         self.whint = whint
         self.right = right
         self.json_type = json_type
-
-
-def size_to_human_string(nbytes: int) -> str:
-    """util-linux ``size_to_human_string(SIZE_SUFFIX_1LETTER, bytes)``: ``1.5G``."""
-    exp = 0
-    for shft in range(10, 61, 10):
-        exp = shft - 10
-        if nbytes < (1 << shft):
-            break
-    else:
-        exp = 60
-    letter = "BKMGTPE"[exp // 10 if exp else 0]
-    dec = nbytes >> exp if exp else nbytes
-    frac = nbytes % (1 << exp) if exp else 0
-    if frac:
-        if frac >= (2**64 - 1) // 1000:
-            frac = ((frac // 1024) * 1000) // (1 << (exp - 10))
-        else:
-            frac = (frac * 1000) // (1 << exp)
-        frac = ((frac + 50) // 100) * 10
-        if frac == 100:
-            dec += 1
-            frac = 0
-    if frac:
-        s = f"{dec}.{frac:02d}"
-        if s.endswith("0"):
-            s = s[:-1]
-        return s + letter
-    return f"{dec}{letter}"
 
 
 def _quoted(data: str) -> str:

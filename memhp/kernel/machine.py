@@ -34,12 +34,12 @@ already-decoded TOML mapping.  Every error names the key and the problem.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from memhp.abi.layout import MAX_PHYSMEM_BITS, SECTION_SIZE, GiB, KiB, MiB, TiB
+from memhp.abi import units
+from memhp.abi.layout import MAX_PHYSMEM_BITS, SECTION_SIZE, GiB, MiB
 from memhp.kernel.profiles import PROFILES, KernelProfile
 
 E820_TYPES = (
@@ -134,9 +134,6 @@ class MachineSpec:
         return None
 
 
-_SIZE_RE = re.compile(r"^\s*(0x[0-9a-fA-F]+|[0-9]+)\s*([KMGTPEkmgtpe]?)(i?[Bb])?\s*$", re.ASCII)
-_UNITS = {"": 1, "k": KiB, "m": MiB, "g": GiB, "t": TiB, "p": 1024 * TiB, "e": 1 << 60}
-
 #: The end of the physical address space (x86_64, 4-level paging: 64 TiB).
 MAX_PHYS_ADDR = 1 << MAX_PHYSMEM_BITS
 
@@ -159,10 +156,10 @@ def parse_size(value: object, key: str) -> int:
             raise MachineError(key, f"must not be negative, got {value}")
         return value
     if isinstance(value, str):
-        m = _SIZE_RE.match(value)
-        if m:
-            num = int(m.group(1), 0)
-            return num * _UNITS[m.group(2).lower()]
+        try:
+            return units.parse_size(value)
+        except ValueError:
+            pass
     raise MachineError(key, f"expected a size such as 1G, 128M or 0x40000000, got {value!r}")
 
 
@@ -515,13 +512,6 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
     return spec
 
 
-def _human(n: int) -> str:
-    for unit, size in (("T", TiB), ("G", GiB), ("M", MiB), ("K", KiB)):
-        if n >= size:
-            return f"{n // size}{unit}" if n % size == 0 else f"{n / size:.1f}{unit}"
-    return f"{n:#x}"
-
-
 def _check_boot_allocations(spec: MachineSpec, image_key: str) -> None:
     """The kernel image and the per-node boot allocations must fit in boot RAM."""
     img_s, img_e = spec.kernel_image_start, spec.kernel_image_start + spec.kernel_image_size
@@ -540,6 +530,6 @@ def _check_boot_allocations(spec: MachineSpec, image_key: str) -> None:
         if spec.boot_slab_per_node >= size:
             raise MachineError(
                 "kernel.boot_slab_per_node",
-                f"{_human(spec.boot_slab_per_node)} does not fit in the "
-                f"{_human(size)} of boot memory of node {nid}",
+                f"{units.human_size(spec.boot_slab_per_node)} does not fit in the "
+                f"{units.human_size(size)} of boot memory of node {nid}",
             )

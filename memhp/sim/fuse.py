@@ -53,6 +53,7 @@ from typing import Any
 
 from memhp.abi.acpi import ACPI_MEMORY_PARENT_DIR
 from memhp.abi.fs import Kind, Stat
+from memhp.abi.paths import NODE_PREFIX, SYS_FIRMWARE_MEMMAP, SYS_MEMORY, SYS_NODE
 from memhp.sim.sysfs.view import Attr, Dir, KernelSysfs, Link
 
 log = logging.getLogger("memhp.sim.fuse")
@@ -161,16 +162,10 @@ class SysfsOperations:
     def _tracked_listing(self) -> dict[str, frozenset[str]]:
         """Names in the directories whose entries can vanish (call with the lock)."""
         out: dict[str, frozenset[str]] = {}
-        dirs = [
-            "/sys/devices/system/memory",
-            "/sys/devices/system/node",
-            "/sys/firmware/memmap",
-        ]
-        node_root = self.fs.resolve("/sys/devices/system/node")[1]
+        dirs = [SYS_MEMORY, SYS_NODE, SYS_FIRMWARE_MEMMAP]
+        node_root = self.fs.resolve(SYS_NODE)[1]
         if isinstance(node_root, Dir):
-            dirs += [
-                f"/sys/devices/system/node/{n}" for n in node_root.names() if n.startswith("node")
-            ]
+            dirs += [f"{SYS_NODE}/{n}" for n in node_root.names() if n.startswith(NODE_PREFIX)]
         acpi = ACPI_MEMORY_PARENT_DIR
         try:
             dev_root = self.fs.resolve(acpi)[1]

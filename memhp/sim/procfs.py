@@ -10,24 +10,23 @@ from __future__ import annotations
 
 import numpy as np
 
+from memhp.abi.kpageflags import (
+    KPF_ANON,
+    KPF_BUDDY,
+    KPF_COMPOUND_HEAD,
+    KPF_HUGE,
+    KPF_LRU,
+    KPF_MMAP,
+    KPF_NOPAGE,
+    KPF_PGTABLE,
+    KPF_RESERVED,
+    KPF_SLAB,
+    KPF_SWAPBACKED,
+    KPF_UNEVICTABLE,
+)
 from memhp.abi.layout import PAGE_SIZE, PAGES_PER_SECTION
 from memhp.kernel.kernel import Kernel
 from memhp.kernel.mm.page_alloc import PageState
-
-KPF_LRU = 5
-KPF_SLAB = 7
-KPF_BUDDY = 10
-KPF_MMAP = 11
-KPF_ANON = 12
-KPF_SWAPBACKED = 14
-KPF_COMPOUND_HEAD = 15
-KPF_HUGE = 17
-KPF_UNEVICTABLE = 18
-KPF_HWPOISON = 19
-KPF_NOPAGE = 20
-KPF_OFFLINE = 23
-KPF_PGTABLE = 26
-KPF_RESERVED = 32
 
 
 def _kb(pages: int) -> int:

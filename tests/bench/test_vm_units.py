@@ -19,7 +19,7 @@ from memhp.bench.vm import NodeConfig, Share, VMConfig, parse_size, qemu_args, q
 
 def read_cpio(data: bytes) -> list[tuple[str, int, bytes]]:
     """A minimal newc reader: (name, mode, data) per entry."""
-    out = []
+    out: list[tuple[str, int, bytes]] = []
     off = 0
     while True:
         assert data[off : off + 6] == b"070701"

@@ -2,41 +2,32 @@
 
 from __future__ import annotations
 
-import errno
 import json
 from pathlib import Path
 
 import pytest
-from memhp_trees import trace_snapshots
 
 from memhp.abi.tree import write_tree
 from memhp.cli.main import build_parser, main
 from memhp.host.root import SysfsRoot
-from memhp.host.testing import FakeBlock, FakeKernel, make_snapshot
+from memhp.sim.machine import SimMachine
+from tests.support.sim import RecordingFS, dimm_machine, exists, pin, state, unprivileged
+from tests.support.trees import reference_steps
 
 MEM = "/sys/devices/system/memory"
 
 
-def machine(**kw: object) -> FakeKernel:
-    blocks = [FakeBlock(0, valid_zones="none")]
-    blocks += [FakeBlock(i, valid_zones="DMA32") for i in range(1, 8)]
-    blocks += [
-        FakeBlock(i, valid_zones="Movable", node=1, device="PNP0C80:00") for i in range(32, 36)
-    ]
-    return FakeKernel(make_snapshot(blocks), **kw)  # type: ignore[arg-type]
-
-
-def run_on(k: FakeKernel, argv: list[str]) -> int:
-    """Run a command on an in-process root (what the simulated machine will plug into)."""
+def run_on(fs: SimMachine | RecordingFS, argv: list[str]) -> int:
+    """Run a command on an in-process root (a simulated machine)."""
     args = build_parser().parse_args(argv)
-    args.root = SysfsRoot(k)
+    args.root = SysfsRoot(fs.sysfs if isinstance(fs, SimMachine) else fs, "sim")
     rc: int = args.func(args)
     return rc
 
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    snaps = trace_snapshots()
+    snaps = reference_steps()
     if not snaps:
         pytest.skip("reference trace not available")
     write_tree(snaps["trace-2-after-online"], str(tmp_path / "t"))
@@ -44,39 +35,36 @@ def tree(tmp_path: Path) -> Path:
 
 
 def test_offline_verbose_messages(capsys: pytest.CaptureFixture[str]) -> None:
-    k = machine()
-    assert run_on(k, ["offline", "-v", "256M"]) == 0
+    m = dimm_machine()
+    assert run_on(m, ["offline", "-v", "256M"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [
         "Memory Block 35 (0x0000000118000000-0x000000011fffffff) disabled",
         "Memory Block 34 (0x0000000110000000-0x0000000117ffffff) disabled",
     ]
-    assert k.state(35) == "offline" and k.state(33) == "online"
+    assert state(m, 35) == "offline" and state(m, 33) == "online"
 
 
 def test_online_partial_exit_64(capsys: pytest.CaptureFixture[str]) -> None:
-    k = machine()
-    for i in (34, 35):
-        k.store_state(i, "offline")
-    k.fail_offline.clear()
-    # onlining 32-35 by block: 32,33 already online, 34 ok, a zone request fails for 35
-    k.store_state(35, "online")
-    k.store_state(35, "offline")
-    k.snap[f"{MEM}/memory35/valid_zones"] = k.snap[f"{MEM}/memory35/valid_zones"].__class__(
-        k.snap[f"{MEM}/memory35/valid_zones"].kind, value="Normal\n", mode=0o444
-    )
-    rc = run_on(k, ["online", "-b", "-z", "Movable", "34-35"])
+    m = dimm_machine()
+    for i in (1, 34):
+        m.sysfs.write(f"{MEM}/memory{i}/state", b"offline")
+    # by block, zone Normal: 34 (Normal Movable) is onlined, 1 (DMA32 Movable) is not,
+    # the others are already online
+    rc = run_on(m, ["online", "-b", "-z", "Normal", "1-34"])
     err = capsys.readouterr().err
     assert rc == 64
-    assert (
-        "Memory Block 35 (0x0000000118000000-0x000000011fffffff) enable failed: Zone mismatch"
-        in err
+    assert err == (
+        "memhp online: Memory Block 1 (0x0000000008000000-0x000000000fffffff) "
+        "enable failed: Zone mismatch\n"
     )
+    assert state(m, 34) == "online" and state(m, 1) == "offline"
 
 
 def test_offline_failure_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
-    k = machine(fail_offline={33: (errno.EBUSY, None)})
-    assert run_on(k, ["offline", "-b", "33"]) == 1
+    m = dimm_machine(("online_movable", "online_kernel", "online_movable", "online_movable"))
+    pin(m, 33)  # unmovable pages in a kernel zone: EBUSY
+    assert run_on(m, ["offline", "-b", "33"]) == 1
     err = capsys.readouterr().err
     assert "Memory Block 33" in err and "Device or resource busy" in err
 
@@ -94,11 +82,11 @@ def test_offline_failure_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
 def test_bad_input_one_line_nothing_changed(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    k = machine()
-    assert run_on(k, argv) == 1
+    fs = RecordingFS(dimm_machine().sysfs)
+    assert run_on(fs, argv) == 1
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith(f"memhp {argv[0]}: ")
-    assert k.writes == []
+    assert fs.writes == []
 
 
 def test_no_such_root(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -114,13 +102,15 @@ def test_empty_root(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
 
 
 def test_permission_denied_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    k = machine()
-    e = k.snap[f"{MEM}/memory33/state"]
-    k.snap[f"{MEM}/memory33/state"] = e.__class__(e.kind, value=e.value, mode=0o444)
-    assert run_on(k, ["offline", "-b", "33"]) == 1
+    """Run by a user who is not root: the VFS refuses the write (EACCES)."""
+    m = dimm_machine()
+    assert (
+        run_on(RecordingFS(m.sysfs, before_write=unprivileged(m.sysfs)), ["offline", "-b", "33"])
+        == 1
+    )
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "Permission denied" in err
-    assert k.state(33) == "online"
+    assert state(m, 33) == "online"
 
 
 def test_devices_table_and_json(capsys: pytest.CaptureFixture[str], tree: Path) -> None:
@@ -160,32 +150,41 @@ def test_offline_on_directory_tree_writes_files(tree: Path) -> None:
 
 
 def test_remove_rolls_back_and_explains(capsys: pytest.CaptureFixture[str]) -> None:
-    k = machine(fail_offline={33: (errno.EBUSY, None)})
-    rc = run_on(k, ["remove", "PNP0C80:00", "--timeout", "0.2"])
+    m = dimm_machine(("online_movable", "online_kernel", "online_movable", "online_movable"))
+    pin(m, 33)
+    rc = run_on(m, ["remove", "PNP0C80:00", "--timeout", "0.2"])
     err = capsys.readouterr().err
     assert rc == 1
     assert "memory33: offline failed: EBUSY (Device or resource busy)" in err
     assert "rolled back: onlined 3 block(s) again" in err
-    assert all(k.state(i) == "online" for i in range(32, 36))
+    assert all(state(m, i) == "online" for i in range(32, 36))
 
 
 def test_remove_success(capsys: pytest.CaptureFixture[str]) -> None:
-    k = machine()
-    assert run_on(k, ["remove", "-v", "PNP0C80:00"]) == 0
+    m = dimm_machine()
+    assert run_on(m, ["remove", "-v", "PNP0C80:00"]) == 0
     assert "4 block(s) offlined, ejected, removed" in capsys.readouterr().out
-    assert not any(p.startswith(f"{MEM}/memory32") for p in k.snap)
+    assert not any(exists(m, i) for i in range(32, 36))
 
 
 def test_remove_dry_run(capsys: pytest.CaptureFixture[str]) -> None:
-    k = machine()
-    assert run_on(k, ["remove", "--dry-run", "PNP0C80:00"]) == 0
+    fs = RecordingFS(dimm_machine().sysfs)
+    assert run_on(fs, ["remove", "--dry-run", "PNP0C80:00"]) == 0
     out = capsys.readouterr().out
-    assert "memory35 memory34 memory33 memory32" in out and k.writes == []
+    assert "memory35 memory34 memory33 memory32" in out and fs.writes == []
 
 
 def test_remove_unknown_device(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_on(machine(), ["remove", "DIMM7"]) == 1
+    assert run_on(dimm_machine(), ["remove", "DIMM7"]) == 1
     assert "unknown memory device: DIMM7" in capsys.readouterr().err
+
+
+def test_why_on_sim(capsys: pytest.CaptureFixture[str]) -> None:
+    m = dimm_machine()
+    pin(m, 35, pages=10)
+    assert run_on(m, ["why", "35"]) == 0
+    out = capsys.readouterr().out
+    assert "pages of the kernel's own that it cannot migrate: 10 slab" in out
 
 
 def test_why(capsys: pytest.CaptureFixture[str], tree: Path) -> None:

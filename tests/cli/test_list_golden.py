@@ -16,10 +16,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from memhp_trees import all_snapshots
 
 from memhp.abi.tree import write_tree
 from memhp.cli.cmd_list import run
+from tests.support.trees import all_snapshots
 
 LSMEM = shutil.which("lsmem")
 pytestmark = pytest.mark.skipif(LSMEM is None, reason="needs util-linux lsmem")

@@ -12,7 +12,7 @@ import pytest
 
 from memhp.abi.tree import write_tree
 from memhp.cli.main import main
-from memhp.host.testing import FakeBlock, make_snapshot
+from tests.support.trees import BlockSpec, make_snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 MEM = "sys/devices/system/memory"
@@ -20,10 +20,10 @@ MEM = "sys/devices/system/memory"
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    blocks = [FakeBlock(0, valid_zones="none")]
-    blocks += [FakeBlock(i, valid_zones="DMA32") for i in range(1, 8)]
+    blocks = [BlockSpec(0, valid_zones="none")]
+    blocks += [BlockSpec(i, valid_zones="DMA32") for i in range(1, 8)]
     blocks += [
-        FakeBlock(i, valid_zones="Movable", node=1, device="PNP0C80:00") for i in range(32, 36)
+        BlockSpec(i, valid_zones="Movable", node=1, device="PNP0C80:00") for i in range(32, 36)
     ]
     write_tree(make_snapshot(blocks), str(tmp_path / "t"))
     return tmp_path / "t"

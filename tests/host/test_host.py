@@ -1,4 +1,4 @@
-"""The host library on synthetic and reference trees and on a behaving fake kernel."""
+"""The host library on captured and hand-built trees and on the simulated kernel."""
 
 from __future__ import annotations
 
@@ -7,39 +7,46 @@ import struct
 from pathlib import Path
 
 import pytest
-from memhp_trees import synthetic_snapshots, trace_snapshots
 
 from memhp.abi.fs import DirectoryFS
+from memhp.abi.kpageflags import KPF_BUDDY, KPF_LRU, KPF_RESERVED, KPF_SLAB
+from memhp.abi.layout import PAGE_SIZE
 from memhp.abi.tree import write_tree
+from memhp.cli.main import build_parser
 from memhp.host import chmem
 from memhp.host.devices import device_of_block, find_device, list_devices
-from memhp.host.diagnose import KPF_BUDDY, KPF_LRU, KPF_RESERVED, KPF_SLAB, classify, diagnose
-from memhp.host.errors import Busy, InvalidArgument, NotFound, SysfsError, UsageError
+from memhp.host.diagnose import classify, diagnose
+from memhp.host.errors import InvalidArgument, NotFound, UsageError
 from memhp.host.memory import block_indices, block_size, firmware_memmap, read_block
 from memhp.host.remove import online_value, remove_device
 from memhp.host.root import SysfsRoot
 from memhp.host.scols import size_to_human_string
-from memhp.host.testing import FakeBlock, FakeKernel, make_snapshot
+from memhp.sim.machine import SimMachine
+from tests.support.sim import (
+    RecordingFS,
+    dimm_machine,
+    machine,
+    pin,
+    recording_root,
+    state,
+)
+from tests.support.trees import reference_steps, synthetic_snapshots
 
 MEM = "/sys/devices/system/memory"
-
-
-def dimm_machine(**kw: object) -> FakeKernel:
-    """8 boot blocks on node 0 and a 4-block DIMM (PNP0C80:00, blocks 32-35) on node 1."""
-    blocks = [FakeBlock(0, valid_zones="none")]
-    blocks += [FakeBlock(i, valid_zones="DMA32") for i in range(1, 8)]
-    blocks += [
-        FakeBlock(i, valid_zones="Movable", node=1, device="PNP0C80:00") for i in range(32, 36)
-    ]
-    return FakeKernel(make_snapshot(blocks), **kw)  # type: ignore[arg-type]
+PROC_KPAGEFLAGS = "/proc/kpageflags"
+PAGES_PER_BLOCK = (128 << 20) // PAGE_SIZE
 
 
 @pytest.fixture
-def trace() -> dict[str, SysfsRoot]:
-    snaps = trace_snapshots()
+def trace(tmp_path: Path) -> dict[str, SysfsRoot]:
+    snaps = reference_steps()
     if not snaps:
-        pytest.skip("reference trace not available")
-    return {k: SysfsRoot(FakeKernel(v)) for k, v in snaps.items()}
+        pytest.skip("neither the reference trace nor its real capture is available")
+    out = {}
+    for k, v in snaps.items():
+        write_tree(v, str(tmp_path / k))
+        out[k] = SysfsRoot.open(str(tmp_path / k))
+    return out
 
 
 def test_size_to_human_string() -> None:
@@ -93,22 +100,23 @@ def test_devices_of_reference_trace(trace: dict[str, SysfsRoot]) -> None:
 
 
 def test_online_size_lowest_first_prefers_movable() -> None:
-    k = dimm_machine()
-    root = SysfsRoot(k)
+    m = dimm_machine()
+    root, fs = recording_root(m)
     for i in range(32, 36):
-        k.store_state(i, "offline")
-    k.writes.clear()
+        root.write(f"{MEM}/memory{i}/state", "offline")
+    fs.writes.clear()
     res = chmem.change(root, "256M", enable=True, verbose=True)
     assert res.code == 0
     assert res.done == [32, 33]
-    assert [w[1] for w in k.writes] == ["online_movable", "online_movable"]
+    assert [w[1] for w in fs.writes] == ["online_movable", "online_movable"]
     assert res.messages[0].startswith("Memory Block 32 (0x0000000100000000-0x0000000107ffffff)")
     assert res.messages[0].endswith("enabled")
 
 
 def test_offline_size_highest_first_and_partial() -> None:
-    k = dimm_machine(fail_offline={33: (errno.EBUSY, None)})
-    root = SysfsRoot(k)
+    m = dimm_machine()
+    pin(m, 33)  # ZONE_MOVABLE: migration retried until a signal, EINTR
+    root = SysfsRoot(m.sysfs)
     res = chmem.change(root, "384m", enable=False)
     # 35 and 34 go, 33 fails, then 32 goes: 384M done
     assert res.done == [35, 34, 32] and res.code == 0
@@ -117,8 +125,8 @@ def test_offline_size_highest_first_and_partial() -> None:
 
 
 def test_range_and_block_selection() -> None:
-    k = dimm_machine()
-    root = SysfsRoot(k)
+    m = dimm_machine()
+    root = SysfsRoot(m.sysfs)
     res = chmem.change(root, "0x110000000-0x11fffffff", enable=False, verbose=True)
     assert res.done == [34, 35] and res.code == 0
     res = chmem.change(root, "34-35", enable=False, use_blocks=True, verbose=True)
@@ -126,15 +134,15 @@ def test_range_and_block_selection() -> None:
     assert "already disabled" in res.messages[0]
     res = chmem.change(root, "32-35", enable=True, use_blocks=True, zone="Movable")
     assert res.done == [34, 35] and res.code == 0
-    assert k.state(34) == "online"
+    assert state(m, 34) == "online"
 
 
 def test_zone_mismatch_is_reported() -> None:
-    k = dimm_machine()
-    root = SysfsRoot(k)
+    root, fs = recording_root(dimm_machine())
     res = chmem.change(root, "1-2", enable=False, use_blocks=True, zone="Movable")
     assert res.code == 1 and res.done == []
     assert "Zone mismatch" in res.warnings[0]
+    assert fs.writes == []
 
 
 @pytest.mark.parametrize(
@@ -152,17 +160,17 @@ def test_zone_mismatch_is_reported() -> None:
     ],
 )
 def test_bad_selection_changes_nothing(param: str, blocks: bool, message: str) -> None:
-    k = dimm_machine()
+    root, fs = recording_root(dimm_machine())
     with pytest.raises(UsageError, match=message):
-        chmem.change(SysfsRoot(k), param, enable=False, use_blocks=blocks)
-    assert k.writes == []
+        chmem.change(root, param, enable=False, use_blocks=blocks)
+    assert fs.writes == []
 
 
 def test_unknown_zone() -> None:
-    k = dimm_machine()
+    root, fs = recording_root(dimm_machine())
     with pytest.raises(UsageError, match="unknown memory zone"):
-        chmem.change(SysfsRoot(k), "32", enable=True, use_blocks=True, zone="Bogus")
-    assert k.writes == []
+        chmem.change(root, "32", enable=True, use_blocks=True, zone="Bogus")
+    assert fs.writes == []
 
 
 def test_parse_size() -> None:
@@ -171,78 +179,108 @@ def test_parse_size() -> None:
     assert chmem.parse_size("2g") == 2 << 30
     assert chmem.parse_size("1GiB") == 1 << 30
     assert chmem.parse_size("1GB") == 10**9
+    with pytest.raises(UsageError, match="Failed to parse size: '1Q'"):
+        chmem.parse_size("1Q")
 
 
 def test_remove_success_ejects_and_waits() -> None:
-    k = dimm_machine()
-    root = SysfsRoot(k)
+    m = dimm_machine()
+    root, fs = recording_root(m)
     res = remove_device(root, "PNP0C80:00", sleep=lambda s: None)
     assert res.code == 0 and res.removed and res.ejected
     assert res.plan == [35, 34, 33, 32]
-    assert [w for w in k.writes if w[1] == "offline"] == [
+    assert [w for w in fs.writes if w[1] == "offline"] == [
         (f"{MEM}/memory{i}/state", "offline") for i in (35, 34, 33, 32)
     ]
     assert block_indices(root) == list(range(8))
+    assert m.platform.slot_of("dimm1") is None  # the platform got the eject
 
 
 def test_remove_needs_second_pass() -> None:
-    """memory35 fails once (depends on 34 being offline): the second pass gets it."""
-    k = dimm_machine(fail_offline={35: (errno.EBUSY, 1)})
-    res = remove_device(SysfsRoot(k), "PNP0C80:00", sleep=lambda s: None)
+    """Blocks onlined highest first: memory11 holds memory8's page_cgroup, so it
+    can only go once memory8 is offline, in the second pass."""
+    m = SimMachine(machine("seed"))
+    m.device_add(512 << 20, 1, id="dimm1", addr=1 << 30)
+    for b in (11, 10, 9, 8):
+        m.sysfs.write(f"{MEM}/memory{b}/state", b"online")
+    res = remove_device(SysfsRoot(m.sysfs), "PNP0C80:00", sleep=lambda s: None)
     assert res.code == 0 and res.passes == 2 and res.removed
+    assert res.offlined == [10, 9, 8, 11]
+
+
+class Clock:
+    """A clock that advances ``step`` seconds at each reading."""
+
+    def __init__(self, step: float = 1.0) -> None:
+        self.t = 0.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.t += self.step
+        return self.t
 
 
 def test_remove_fails_on_one_block_and_rolls_back() -> None:
-    k = dimm_machine(fail_offline={33: (errno.EBUSY, None)})
-    k.store_state(34, "offline")
-    k.store_state(34, "online_kernel")  # 34 was in a kernel zone: rollback must keep it
-    root = SysfsRoot(k)
-    t = [0.0]
-
-    def clock() -> float:
-        t[0] += 1.0
-        return t[0]
-
-    res = remove_device(root, "PNP0C80:00", timeout=5, sleep=lambda s: None, clock=clock)
+    # 34 in a kernel zone: rollback must put it back there
+    m = dimm_machine(("online_movable", "online_movable", "online_kernel", "online_movable"))
+    pin(m, 33)
+    root, fs = recording_root(m)
+    res = remove_device(root, "PNP0C80:00", timeout=5, sleep=lambda s: None, clock=Clock())
     assert res.code == 1 and not res.ejected
-    assert res.passes >= 2
+    assert res.passes == 5  # one clock reading per pass: until the 5 s deadline
     assert [f.index for f in res.failures] == [33]
-    assert isinstance(res.failures[0].error, Busy)
+    # ZONE_MOVABLE: the pinned pages are retried until the writer gets a signal
+    assert res.failures[0].error.errno == errno.EINTR
     assert res.failures[0].diagnosis is not None
     assert sorted(res.rolled_back) == [32, 34, 35]
-    assert all(k.state(i) == "online" for i in (32, 33, 34, 35))
+    assert all(state(m, i) == "online" for i in (32, 33, 34, 35))
     # each block went back to the zone it had
-    assert (f"{MEM}/memory34/state", "online_kernel") in k.writes
-    assert (f"{MEM}/memory35/state", "online_movable") in k.writes
+    assert (f"{MEM}/memory34/state", "online_kernel") in fs.writes
+    assert (f"{MEM}/memory35/state", "online_movable") in fs.writes
+    assert m.sysfs.read(f"{MEM}/memory34/valid_zones") == b"Normal\n"
+    assert m.sysfs.read(f"{MEM}/memory35/valid_zones") == b"Movable\n"
     assert all(root.exists(f"{MEM}/memory{i}") for i in (32, 33, 34, 35))
 
 
+def test_remove_in_kernel_zone_fails_with_ebusy() -> None:
+    """Unmovable pages in a kernel zone: start_isolate_page_range() refuses (EBUSY)."""
+    m = dimm_machine(("online_movable", "online_movable", "online_kernel", "online_movable"))
+    pin(m, 34)
+    res = remove_device(SysfsRoot(m.sysfs), "PNP0C80:00", timeout=0, sleep=lambda s: None)
+    assert [(f.index, f.error.errno) for f in res.failures] == [(34, errno.EBUSY)]
+
+
 def test_remove_keep_offline_is_partial() -> None:
-    k = dimm_machine(fail_offline={33: (errno.EBUSY, None)})
+    m = dimm_machine()
+    pin(m, 33)
     res = remove_device(
-        SysfsRoot(k), "PNP0C80:00", timeout=0, keep_offline=True, sleep=lambda s: None
+        SysfsRoot(m.sysfs), "PNP0C80:00", timeout=0, keep_offline=True, sleep=lambda s: None
     )
     assert res.code == 64 and res.rolled_back == []
-    assert k.state(35) == "offline" and k.state(33) == "online"
+    assert state(m, 35) == "offline" and state(m, 33) == "online"
 
 
 def test_remove_dry_run_changes_nothing() -> None:
-    k = dimm_machine()
-    res = remove_device(SysfsRoot(k), "PNP0C80:00", dry_run=True)
-    assert res.plan == [35, 34, 33, 32] and k.writes == []
+    root, fs = recording_root(dimm_machine())
+    res = remove_device(root, "PNP0C80:00", dry_run=True)
+    assert res.plan == [35, 34, 33, 32] and fs.writes == []
 
 
 def test_remove_eject_timeout() -> None:
-    k = dimm_machine(eject_removes=False)
-    t = [0.0]
+    """A udev rule onlines memory32 again just before the eject and a driver pins
+    it: the kernel's hot-remove fails (_OST), the blocks stay."""
+    m = dimm_machine()
 
-    def clock() -> float:
-        t[0] += 0.5
-        return t[0]
+    def race(path: str, value: str) -> None:
+        if path.endswith("/eject"):
+            m.sysfs.write(f"{MEM}/memory32/state", b"online_movable")
+            pin(m, 32)
 
-    res = remove_device(SysfsRoot(k), "PNP0C80:00", timeout=2, sleep=lambda s: None, clock=clock)
+    root = SysfsRoot(RecordingFS(m.sysfs, before_write=race))
+    res = remove_device(root, "PNP0C80:00", timeout=2, sleep=lambda s: None, clock=Clock(0.5))
     assert res.code == 1 and res.ejected and not res.removed
-    assert "has not removed memory blocks" in res.message
+    assert "has not removed memory blocks 32,33,34,35" in res.message
+    assert m.platform.slot_of("dimm1") is not None
 
 
 def test_online_value() -> None:
@@ -260,23 +298,41 @@ def test_classify_kpageflags() -> None:
 
 
 def test_why_counts_pages_and_explains() -> None:
-    k = dimm_machine()
-    base = 0x118000000 // 4096  # memory35
-    flags = {base + i: 1 << KPF_BUDDY for i in range(32768)}
-    for i in range(10):
-        flags[base + i] = 1 << KPF_SLAB
-    for i in range(10, 13):
-        flags[base + i] = 1 << KPF_RESERVED
-    k.kpageflags = flags
-    d = diagnose(SysfsRoot(k), 35)
-    assert d.pages is not None
-    assert d.pages["slab"] == 10 and d.pages["reserved"] == 3
-    assert d.pages["free"] == 32768 - 13
+    m = dimm_machine()
+    pin(m, 35, pages=10)
+    d = diagnose(SysfsRoot(m.sysfs), 35)
+    assert d.pages == {"slab": 10, "free": PAGES_PER_BLOCK - 10}
     assert not d.offlinable
-    assert any("10 slab" in r and "3 reserved" in r for r in d.reasons)
-    d0 = diagnose(SysfsRoot(k), 0)
+    assert "pages of the kernel's own that it cannot migrate: 10 slab" in d.reasons
+    d0 = diagnose(SysfsRoot(m.sysfs), 0)
     assert any("spans several zones" in r for r in d0.reasons)
-    assert d0.pages == {"other": 32768}  # flags 0: in use, kind unknown
+    assert d0.pages is not None and sum(d0.pages.values()) == PAGES_PER_BLOCK
+    assert d0.pages["reserved"] > 0  # the first page, the BIOS area
+
+
+def test_why_reads_only_the_blocks_kpageflags() -> None:
+    """8 bytes per page of the block, not the whole /proc/kpageflags."""
+    m = dimm_machine()
+    root, fs = recording_root(m)
+    diagnose(root, 35)
+    assert fs.bytes_read[PROC_KPAGEFLAGS] == 8 * PAGES_PER_BLOCK
+
+
+def test_why_on_a_tib_machine(capsys: pytest.CaptureFixture[str]) -> None:
+    """1 TiB of boot memory: /proc/kpageflags is 2 GiB; one block's part is read."""
+    m = SimMachine(machine("tib-4node"))
+    root, fs = recording_root(m)
+    bs = block_size(root)
+    idx = block_indices(root)[-1]
+    d = diagnose(root, idx)
+    assert d.pages is not None and sum(d.pages.values()) == bs // PAGE_SIZE
+    assert fs.bytes_read[PROC_KPAGEFLAGS] == 8 * (bs // PAGE_SIZE)
+    # memhp why, in-process on the same machine
+    args = build_parser("why").parse_args(["why", str(idx)])
+    args.root = root
+    assert args.func(args) == 0
+    assert capsys.readouterr().out.startswith(f"memory{idx} (")
+    assert fs.bytes_read[PROC_KPAGEFLAGS] == 2 * 8 * (bs // PAGE_SIZE)
 
 
 def test_why_on_written_tree(tmp_path: Path) -> None:
@@ -297,11 +353,11 @@ def test_kpageflags_read_at_on_directory(tmp_path: Path) -> None:
 
 
 def test_write_errors_are_typed() -> None:
-    k = dimm_machine()
-    root = SysfsRoot(k)
+    root = SysfsRoot(dimm_machine().sysfs)
     with pytest.raises(InvalidArgument) as ei:
-        root.write(f"{MEM}/memory0/state", "offline")
+        root.write(f"{MEM}/memory0/state", "offline")  # spans DMA and DMA32
+    assert ei.value.errno == errno.EINVAL
     assert ei.value.op == "write" and ei.value.data == "offline"
     assert "cannot write 'offline'" in str(ei.value)
-    with pytest.raises(SysfsError):
+    with pytest.raises(NotFound):
         root.write(f"{MEM}/memory0/nothing", "1")

@@ -14,6 +14,11 @@ from tests.conftest import machine
 MEM = "/sys/devices/system/memory"
 
 
+def block_state(m: SimMachine, block: int) -> MemState:
+    """The model's state of a block (a call: mypy does not narrow it across writes)."""
+    return m.kernel.memory.blocks[block].state
+
+
 def write(m: SimMachine, path: str, value: str) -> int:
     try:
         m.sysfs.write(path, value.encode() + b"\n")
@@ -140,7 +145,7 @@ def test_eject_busy_reports_ost_and_rolls_back() -> None:
     check_invariants(m.kernel)
     assert {b: m.kernel.memory.blocks[b].state for b in range(32, 36)} == before
     last = m.platform.events[-1]
-    assert last.data["info"]["status"] == 0x82  # ACPI_OST_SC_DEVICE_BUSY  # type: ignore[index]
+    assert last.data["info"]["status"] == 0x82  # type: ignore[index]  # ACPI_OST_SC_DEVICE_BUSY
     assert m.platform.slot_of("dimm1") is not None
 
 
@@ -177,13 +182,13 @@ def test_notifier_error_injection_leaves_state_unchanged() -> None:
     inj = "/sys/kernel/debug/notifier-error-inject/memory/actions"
     assert write(m, f"{inj}/MEM_GOING_ONLINE/error", "-12") == 0
     assert write(m, f"{MEM}/memory32/state", "online") == errno.ENOMEM
-    assert m.kernel.memory.blocks[32].state is MemState.MEM_OFFLINE
+    assert block_state(m, 32) is MemState.MEM_OFFLINE
     check_invariants(m.kernel)
     assert write(m, f"{inj}/MEM_GOING_ONLINE/error", "0") == 0
     assert write(m, f"{MEM}/memory32/state", "online") == 0
     assert write(m, f"{inj}/MEM_GOING_OFFLINE/error", "-16") == 0
     assert write(m, f"{MEM}/memory32/state", "offline") == errno.EBUSY
-    assert m.kernel.memory.blocks[32].state is MemState.MEM_ONLINE
+    assert block_state(m, 32) is MemState.MEM_ONLINE
     assert write(m, f"{inj}/MEM_GOING_OFFLINE/error", "5") == errno.EINVAL
     check_invariants(m.kernel)
 

@@ -21,7 +21,7 @@ BASE = {
 
 
 def with_(**kw: object) -> dict[str, object]:
-    d = dict(BASE)
+    d: dict[str, object] = dict(BASE)
     d.update(kw)
     return d
 

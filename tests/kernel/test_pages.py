@@ -220,8 +220,8 @@ def test_fill_a_zone() -> None:
     k = m.kernel
     (a,) = m.fill(1000, node=1, zone="Normal", owner="kernel-zone app")
     assert set(a.extents) == {32}
-    (b,) = m.fill(1000, node=1, zone="Movable", owner="movable app")
-    assert set(b.extents) <= {33, 34, 35}
+    (mov,) = m.fill(1000, node=1, zone="Movable", owner="movable app")
+    assert set(mov.extents) <= {33, 34, 35}
     # kernel allocations never come from ZONE_MOVABLE, even when asked
     from memhp.kernel.mm.page_alloc import AllocError
 

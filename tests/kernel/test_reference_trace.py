@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+from collections.abc import Callable
 
 import pytest
 
@@ -69,7 +70,7 @@ def test_reference_scenario_step_by_step() -> None:
     with open(TRACE) as f:
         steps = parse_trace(f.read())
     m = SimMachine(machine("qemu-linux-6.1"))
-    actions = {
+    actions: dict[str, Callable[[], object]] = {
         "after-hotadd-dimm1-node1": lambda: m.device_add(512 << 20, 1, id="dimm1"),
         "after-hotadd-dimm2-node0": lambda: m.device_add(1 << 30, 0, id="dimm2"),
         "after-device_del-dimm2": lambda: m.device_del("dimm2"),
@@ -106,18 +107,21 @@ def test_qmp_events_match_reference() -> None:
     m.device_add(1 << 30, 0, id="dimm2")
     m.device_del("dimm2")
     got = [(e.event, e.data) for e in m.platform.events]
-    info = lambda dev, src, st: (  # noqa: E731
-        "ACPI_DEVICE_OST",
-        {
-            "info": {
-                **({"device": dev} if dev else {}),
-                "source": src,
-                "status": st,
-                "slot": "0",
-                "slot-type": "DIMM",
-            }
-        },
-    )
+
+    def info(dev: str | None, src: int, st: int) -> tuple[str, dict[str, object]]:
+        return (
+            "ACPI_DEVICE_OST",
+            {
+                "info": {
+                    **({"device": dev} if dev else {}),
+                    "source": src,
+                    "status": st,
+                    "slot": "0",
+                    "slot-type": "DIMM",
+                }
+            },
+        )
+
     assert got == [
         info("dimm1", 1, 0),
         info("dimm1", 3, 132),

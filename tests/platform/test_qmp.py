@@ -13,7 +13,7 @@ import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -88,7 +88,8 @@ def test_qemu_qmp_client_hotadd_and_remove(server: QMPServer) -> None:
         qmp = QMPClient("memhp-test")
         await qmp.connect(server.path)
         assert qmp.greeting is not None
-        assert qmp.greeting._asdict()["QMP"]["version"]["qemu"] == {
+        greeting: dict[str, Any] = qmp.greeting._asdict()
+        assert greeting["QMP"]["version"]["qemu"] == {
             "micro": 22,
             "minor": 2,
             "major": 7,
@@ -102,12 +103,12 @@ def test_qemu_qmp_client_hotadd_and_remove(server: QMPServer) -> None:
                 "device_add", {"driver": "pc-dimm", "id": "dimm2", "memdev": "hm2", "node": 0}
             )
             events.append(dict(await asyncio.wait_for(listener.get(), 5)))
-            devs = await qmp.execute("query-memory-devices")
-            summary = await qmp.execute("query-memory-size-summary")
+            devs = cast(list[Any], await qmp.execute("query-memory-devices"))
+            summary: Any = await qmp.execute("query-memory-size-summary")
             await qmp.execute("device_del", {"id": "dimm2"})
             for _ in range(3):
                 events.append(dict(await asyncio.wait_for(listener.get(), 5)))
-            after = await qmp.execute("query-memory-devices")
+            after = cast(list[Any], await qmp.execute("query-memory-devices"))
             await qmp.execute("object-del", {"id": "hm2"})
         await qmp.disconnect()
         return events, devs, after, summary

@@ -129,14 +129,14 @@ def test_read_only_files_refuse_writes(path: str) -> None:
 
 def test_paths_that_do_not_exist() -> None:
     m = fresh()
-    for p in (
-        "/sys/devices/system/memory/memory032/state",
-        "/sys/devices/system/memory/memory-1",
-        "/sys/devices/system/node/node01",
-        "/sys/firmware/memmap/07/start",
-        "/sys/nope",
-        "/sys/devices/system/memory/memory32/state/x",
+    for p, code in (
+        ("/sys/devices/system/memory/memory032/state", errno.ENOENT),
+        ("/sys/devices/system/memory/memory-1", errno.ENOENT),
+        ("/sys/devices/system/node/node01", errno.ENOENT),
+        ("/sys/firmware/memmap/07/start", errno.ENOENT),
+        ("/sys/nope", errno.ENOENT),
+        ("/sys/devices/system/memory/memory32/state/x", errno.ENOTDIR),
     ):
         with pytest.raises(OSError) as ei:
             m.sysfs.read(p)
-        assert ei.value.errno in (errno.ENOENT, errno.ENOTDIR)
+        assert ei.value.errno == code, p

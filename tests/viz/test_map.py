@@ -27,10 +27,9 @@ from memhp.sim.machine import SimMachine
 from memhp.viz.demo import seed_scenario_maps, write_demo_pictures
 from memhp.viz.model import machine_map
 from memhp.viz.render import figure, save_map
+from tests.support.trees import real_snapshots
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests/host"))
-from memhp_trees import real_snapshots  # noqa: E402
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -154,7 +153,9 @@ def test_real_tree_details(tmp_path: Path) -> None:
     assert sum(1 for g in gids if g.startswith("device:")) == 2
     assert sum(1 for g in gids if g.startswith("hole:")) == 1
     assert any(g.startswith("firmware:Reserved") for g in gids)
-    leg = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    legend = fig.axes[0].get_legend()
+    assert legend is not None
+    leg = [t.get_text() for t in legend.get_texts()]
     assert leg == info.legend
     assert "offline" in leg and "memory device" in leg and "hole" in leg
     assert "firmware: Reserved" in leg

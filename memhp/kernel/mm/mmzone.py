@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from memhp.abi import zones
+
 
 class ZoneType(IntEnum):
     """enum zone_type on x86_64 (no HIGHMEM, no DEVICE zone modelled)."""
@@ -17,10 +19,10 @@ class ZoneType(IntEnum):
 
 #: zone_names[] of mm/page_alloc.c, as valid_zones shows them.
 ZONE_NAMES: dict[ZoneType, str] = {
-    ZoneType.DMA: "DMA",
-    ZoneType.DMA32: "DMA32",
-    ZoneType.NORMAL: "Normal",
-    ZoneType.MOVABLE: "Movable",
+    ZoneType.DMA: zones.ZONE_DMA,
+    ZoneType.DMA32: zones.ZONE_DMA32,
+    ZoneType.NORMAL: zones.ZONE_NORMAL,
+    ZoneType.MOVABLE: zones.ZONE_MOVABLE,
 }
 
 KERNEL_ZONES = (ZoneType.DMA, ZoneType.DMA32, ZoneType.NORMAL)

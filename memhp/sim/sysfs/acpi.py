@@ -61,7 +61,7 @@ def _link(target: str) -> Entry:
 
 
 def acpi_tree(k: Kernel) -> Dir:
-    """/sys/devices/LNXSYSTM:00: the memory devices under their container."""
+    """The ACPI root device directory: the memory devices under their container."""
     parts = ACPI_MEMORY_PARENT.split("/")[1:]  # LNXSYBUS:00, PNP0A06:04
 
     def container() -> Dir:
