@@ -10,28 +10,22 @@ import pytest
 
 from memhp.abi.fs import Kind
 from memhp.abi.tree import Entry
-from memhp.bench.diff import (
-    ALLOWLIST,
-    ModelDriver,
-    Recording,
-    compare_trees,
-    counters,
-    normalise,
-    not_modelled,
-    recording_path,
-    report_json,
-    report_markdown,
-    run_scenario,
-)
+from memhp.bench.actions import HotAddAction, Read, Wait, Write
+from memhp.bench.compare import ALLOWLIST, compare_trees, counters, normalise, not_modelled
+from memhp.bench.recording import Recording, recording_path
+from memhp.bench.report import report_json, report_markdown, summary_line
+from memhp.bench.runner import model_driver, run_scenario
 from memhp.bench.scenario import (
     ScenarioError,
     load_scenario,
     parse_scenario,
     scenario_paths,
 )
+from memhp.cli.main import run_with_sysfs
 from tests.conftest import ROOT
 
 SCENARIOS = os.path.join(ROOT, "tests", "scenarios")
+TREES = os.path.join(SCENARIOS, "trees")
 RECORDINGS = os.path.join(ROOT, "tests", "data", "real", "scenarios")
 ALL = scenario_paths([SCENARIOS])
 
@@ -42,7 +36,7 @@ def doc(**steps: object) -> dict[str, object]:
 
 def test_at_least_twelve_scenarios_parse() -> None:
     assert len(ALL) >= 12
-    for p in ALL:
+    for p in [*ALL, *scenario_paths([TREES])]:
         sc = load_scenario(p)
         assert sc.steps and sc.machine.slots
 
@@ -87,12 +81,16 @@ def test_step_defaults_and_shorthands() -> None:
         "x.toml",
     )
     add, w, r, r2, wait, cap = sc.steps
-    assert add.hot_add is not None and add.hot_add.addr == 1 << 32 and add.capture
-    assert w.target == "/sys/devices/system/memory/memory32/state"
-    assert w.expect == ("ok", "EBUSY") and w.capture
-    assert not r.capture and r.expect == ("online",)
+    assert isinstance(add.action, HotAddAction) and add.action.dimm.addr == 1 << 32
+    assert add.capture and add.kind == "hot_add"
+    assert isinstance(w.action, Write)
+    assert w.action.path == "/sys/devices/system/memory/memory32/state"
+    assert w.action.expect == ("ok", "EBUSY") and w.capture
+    assert isinstance(r.action, Read)
+    assert not r.capture and r.action.expect == ("online",)
     assert r2.name != r.name  # default names are made unique
-    assert wait.seconds == 0.1 and cap.name == "after" and cap.capture
+    assert isinstance(wait.action, Wait) and wait.action.seconds == 0.1
+    assert cap.name == "after" and cap.capture
 
 
 @pytest.mark.parametrize(
@@ -135,6 +133,13 @@ def test_errors_name_the_step_and_key(bad: dict[str, object], message: str) -> N
     with pytest.raises(ScenarioError) as e:
         parse_scenario(bad, "x.toml")
     assert message in str(e.value)
+
+
+def test_a_machine_file_is_not_a_scenario() -> None:
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(os.path.join(ROOT, "machines", "seed.toml"))
+    assert "seed.toml: this is a machine file, not a scenario" in str(e.value)
+    assert "unknown key" not in str(e.value)
 
 
 def test_bad_toml(tmp_path: Path) -> None:
@@ -223,27 +228,33 @@ def test_compare_trees_kinds_and_allowlist() -> None:
 
 def test_model_only_run_and_reports() -> None:
     sc = load_scenario(os.path.join(SCENARIOS, "hotadd-memoryless-node.toml"))
-    res = run_scenario(sc, ModelDriver.for_scenario(sc))
+    res = run_scenario(sc, model_driver(sc))
     assert res.ok, [d.line() for d in res.differences]
-    assert res.model_only and res.files_compared > 500
+    # nothing is compared without a real side: the model's captures are counted apart
+    assert res.model_only and res.files_compared == 0 and res.files_captured > 500
     steps = {s.name: s for s in res.steps}
     assert steps["hot_add-dimm1-node1"].model.events[0].startswith("ACPI_DEVICE_OST")
     md = report_markdown([res])
-    assert "| hotadd-memoryless-node | model only |" in md and "## Allowlist" in md
+    assert "| hotadd-memoryless-node | model only | 9 | — | 0 |" in md and "## Allowlist" in md
     assert '"difference_count": 0' in report_json([res])
+    line = summary_line(res)
+    assert line.startswith("hotadd-memoryless-node: 9 steps, model only, no comparison")
+    assert "files compared" not in line and "differences" not in line
 
 
 def test_expectations_are_checked_on_the_model() -> None:
     sc = parse_scenario(
         doc(write="memory0/state", value="offline", expect="ok", capture=False), "x.toml"
     )
-    res = run_scenario(sc, ModelDriver.for_scenario(sc))
+    res = run_scenario(sc, model_driver(sc))
     assert [(d.kind, d.path, d.model) for d in res.differences] == [("expect", "model", "EINVAL")]
+    assert summary_line(res).endswith("model only, no comparison (1 failed expectations) "
+                                      f"({res.seconds}s)")  # fmt: skip
 
 
 def test_model_memhp_runs_in_process() -> None:
     sc = load_scenario(os.path.join(SCENARIOS, "memhp-remove-in-guest.toml"))
-    res = run_scenario(sc, ModelDriver.for_scenario(sc))
+    res = run_scenario(sc, model_driver(sc, run_with_sysfs))
     assert res.ok, [d.line() for d in res.differences]
     remove = next(s for s in res.steps if s.name.startswith("memhp remove"))
     assert remove.model.outcome == "rc=0"
@@ -258,7 +269,7 @@ def test_model_against_recorded_real_runs(path: str) -> None:
     """The model against the real runs kept in tests/data/real/scenarios (no QEMU)."""
     sc = load_scenario(path)
     rec = Recording.load(recording_path(sc, RECORDINGS))
-    res = run_scenario(sc, ModelDriver.for_scenario(sc), replay=rec)
+    res = run_scenario(sc, model_driver(sc, run_with_sysfs), replay=rec)
     assert res.steps and all(s.real is not None for s in res.steps)
     from tests.bench.known_model_gaps import unexplained
 

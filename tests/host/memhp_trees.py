@@ -32,17 +32,18 @@ def fixture_snapshots() -> dict[str, Snapshot]:
 
 
 def real_snapshots() -> dict[str, Snapshot]:
-    """Trees captured from real Linux guests by the bench (tests/data/real/*/*.json)."""
+    """Trees captured from real Linux guests by the bench: every capture of the recorded
+    runs of tests/scenarios/trees/*.toml (tests/data/real/scenarios/NAME.json.gz)."""
+    from memhp.bench.recording import Recording
+
     out: dict[str, Snapshot] = {}
-    for p in sorted((REPO / "tests/data/real").glob("*/*.json")):
-        if p.name == "scenario.json":
+    for sc in sorted((REPO / "tests/scenarios/trees").glob("*.toml")):
+        p = REPO / "tests/data/real/scenarios" / f"{sc.stem}.json.gz"
+        if not p.exists():
             continue
-        try:
-            snap = load_json(str(p))
-        except (ValueError, KeyError, TypeError):
-            continue
-        if "/sys/devices/system/memory/block_size_bytes" in snap:
-            out[f"real-{p.parent.name}-{p.stem}"] = add_acpi_devices(snap)
+        for step, snap in Recording.load(str(p)).snapshots():
+            if "/sys/devices/system/memory/block_size_bytes" in snap:
+                out[f"real-{sc.stem}-{step}"] = add_acpi_devices(snap)
     return out
 
 
