@@ -31,7 +31,7 @@ from memhp.abi.tree import MEMORY_ROOTS, Entry, Snapshot, walk, write_tree
 
 if TYPE_CHECKING:
     from memhp.bench.qmp import QMPPlatform
-    from memhp.bench.vm import GuestVM
+    from memhp.bench.vm import GuestVM, VMConfig
     from memhp.kernel.machine import MachineSpec
     from memhp.sim.machine import SimMachine
 
@@ -432,7 +432,7 @@ class QMPDriver:
 
 
 @contextlib.contextmanager
-def real_driver(vm_config: Any) -> Iterator[QMPDriver]:
+def real_driver(vm_config: VMConfig) -> Iterator[QMPDriver]:
     """Boot a QEMU guest (a :class:`memhp.bench.vm.VMConfig`); always stops QEMU."""
     from memhp.bench.vm import GuestVM
 

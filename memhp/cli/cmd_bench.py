@@ -4,9 +4,14 @@
   with the machine's nodes, CPUs, boot memory, slots and maxmem; run the commands,
   or drop to a small REPL (shell commands in the guest, ``:add SIZE NODE ID``,
   ``:del ID``, ``:events``, ``:memhp ARGS``, ``:quit``).
-* ``memhp bench diff SCENARIO... [--report FILE] [--model-only]``: run each scenario
-  on the real kernel and on the model and compare the trees step by step
-  (exit 0: no differences outside the allowlist, 1: differences, 2: bad scenario).
+* ``memhp bench diff SCENARIO... [--report FILE] [--model-only | --replay DIR] [--record DIR]``:
+  run each scenario on the real kernel (or a recorded run) and on the model and
+  compare the trees step by step (exit 0: no differences outside the allowlist,
+  1: differences, 2: bad scenario).  ``--model-only`` compares nothing: it checks
+  the scenario's own expectations on the model.
+
+The bench itself (memhp.bench) does not import the CLI: ``memhp`` steps run on the
+model through :func:`memhp.cli.main.run_with_sysfs`, given to it here.
 """
 
 from __future__ import annotations
@@ -211,7 +216,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     d = sub.add_parser("diff", help="run scenarios on QEMU and the model and compare")
     d.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="scenario files or dirs")
     d.add_argument("--report", metavar="FILE", help="write a report (Markdown, or JSON: *.json)")
-    d.add_argument("--model-only", action="store_true", help="run the model side only")
+    d.add_argument(
+        "--model-only",
+        action="store_true",
+        help="run the model side only: check the steps' expectations, compare nothing",
+    )
     d.add_argument("--replay", metavar="DIR", help="compare with recorded real runs in DIR")
     d.add_argument("--record", metavar="DIR", help="save the real runs in DIR (fixtures)")
     d.add_argument("-q", "--quiet", action="store_true", help="no per-step progress")
