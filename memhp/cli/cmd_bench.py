@@ -102,8 +102,9 @@ prerequisites:
   Without them: `bench diff --model-only`, or `--replay tests/data/real/scenarios`.
 
 run time (TCG, no KVM):
-  a guest boots in 5-10 s; a scenario takes 10-30 s, those running memhp or lsmem
-  in the guest about a minute; all of tests/scenarios about 3-4 minutes on 2 cores.
+  a guest boots in 5-10 s; a scenario takes 10-30 s (up to a minute on a loaded
+  machine, or when it runs memhp or lsmem in the guest); all of tests/scenarios
+  about 3-4 minutes on 2 idle cores, up to 10 minutes on a busy machine.
   --model-only and --replay take well under a second per scenario.
 """
 
