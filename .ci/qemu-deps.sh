@@ -1,6 +1,6 @@
 # memhp bench: QEMU, busybox-static and Debian's Linux 6.1 kernel for the real-kernel
-# tests (tests/bench/test_vm*.py, memhp.bench.record).  Sourced from .ci/run as root
-# on Debian 12 after `apt-get update`; needs only Debian's mirrors.
+# tests (tests/bench/test_vm*.py, test_diff_qemu.py) and `memhp bench diff --record`.
+# Sourced from .ci/run as root on Debian 12 after `apt-get update`; needs only Debian's mirrors.
 # The kernel package is unpacked into ./.cache/kernel (not installed system-wide);
 # memhp.bench.vm finds it there (or via MEMHP_KERNEL_DIR).
 apt-get install -y -qq --no-install-recommends qemu-system-x86 busybox-static >/dev/null

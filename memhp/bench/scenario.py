@@ -1,7 +1,7 @@
 """Bench scenarios: a machine, a kernel command line and a script of steps (TOML).
 
 A scenario runs unchanged on a real Linux guest under QEMU and on the simulated
-kernel (:mod:`memhp.bench.diff`)::
+kernel (:mod:`memhp.bench.runner`)::
 
     description = "hot-add on a memory-less node, online every way, eject"
     machine = "machines/qemu-linux-6.1.toml"   # a machine file (relative to the
@@ -53,135 +53,51 @@ kernel (:mod:`memhp.bench.diff`)::
 
 Every step may have ``name`` (default: its action and argument); names are unique.
 Errors in a scenario file raise :class:`ScenarioError` naming the file, the step
-and the key.
+and the key.  The actions are classes in :mod:`memhp.bench.actions` (one class per
+action, registered by its key); this module parses the file around them.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
-from memhp.abi.paths import SYS_MEMORY
+from memhp.bench.actions import ACTIONS, Action, ScenarioError, as_str, as_strings
+from memhp.bench.drivers import HotAdd, errno_label, errno_value
 from memhp.bench.vm import NodeConfig, VMConfig
-from memhp.kernel.machine import ONLINE_TYPES, MachineError, MachineSpec, parse_machine, parse_size
+from memhp.kernel.machine import ONLINE_TYPES, MachineError, MachineSpec, parse_machine
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-ActionKind = Literal[
-    "hot_add", "device_del", "eject", "write", "read", "memhp", "lsmem", "wait", "capture"
-]
-ACTIONS: tuple[ActionKind, ...] = (
-    "hot_add",
-    "device_del",
-    "eject",
-    "write",
-    "read",
-    "memhp",
-    "lsmem",
-    "wait",
-    "capture",
+#: Where the bundled scenarios live (the differential set; trees/: recorded for their trees).
+SCENARIO_DIR = os.path.join(REPO_ROOT, "tests", "scenarios")
+#: Top-level keys of a scenario file.
+SCENARIO_KEYS = frozenset({"name", "description", "machine", "cmdline", "step", "tags"})
+#: Keys only a machine file has: such a file given as a scenario is named as such.
+MACHINE_KEYS = frozenset(
+    {"e820", "node", "hotplug", "kernel", "profile", "block_size", "auto_online_blocks"}
 )
-#: Actions after which both trees are captured unless the step says ``capture = false``.
-CAPTURE_BY_DEFAULT = frozenset({"hot_add", "device_del", "eject", "write", "memhp", "capture"})
-#: Keys each action accepts besides ``name`` and ``capture``.
-_KEYS: dict[str, frozenset[str]] = {
-    "hot_add": frozenset({"expect"}),
-    "device_del": frozenset({"expect", "timeout"}),
-    "eject": frozenset({"id", "expect", "timeout"}),
-    "write": frozenset({"value", "expect"}),
-    "read": frozenset({"expect"}),
-    "memhp": frozenset({"expect_rc", "compare_output", "timeout"}),
-    "lsmem": frozenset({"expect_rc", "compare_output", "same_as"}),
-    "wait": frozenset(),
-    "capture": frozenset(),
-}
-REMOVAL_OUTCOMES = ("removed", "kept")
-
-
-class ScenarioError(ValueError):
-    """A scenario file is invalid; the message names the file, the step and the key."""
-
-
-def errno_value(name: str) -> int:
-    """``"EINVAL"`` → 22; ``"ok"`` → 0."""
-    if name == "ok":
-        return 0
-    code = getattr(errno, name, None)
-    if not isinstance(code, int) or not name.startswith("E"):
-        raise KeyError(name)
-    return code
-
-
-def errno_label(code: int) -> str:
-    """0 → ``"ok"``, 22 → ``"EINVAL"``."""
-    return "ok" if code == 0 else errno.errorcode.get(code, str(code))
-
-
-@dataclass(frozen=True)
-class HotAdd:
-    size: int
-    node: int
-    id: str
-    addr: int | None = None
-    slot: int | None = None
 
 
 @dataclass(frozen=True)
 class Step:
-    """One step: an action, what it must give, whether to capture afterwards."""
+    """One step: a name, an action, whether to capture both trees afterwards."""
 
     index: int
     name: str
-    action: ActionKind
+    action: Action
     capture: bool
-    #: hot_add: the DIMM; device_del/eject: the DIMM id; write/read: the absolute path;
-    #: memhp/lsmem: the argument list; wait: seconds or the DIMM id to wait for
-    hot_add: HotAdd | None = None
-    target: str = ""
-    args: tuple[str, ...] = ()
-    value: str = ""
-    seconds: float = 0.0
-    timeout: float = 60.0
-    #: write: accepted errno names ("ok" for success); read: the value or errno names;
-    #: device_del/eject: "removed"/"kept"; hot_add: "ok" or a failure
-    expect: tuple[str, ...] = ()
-    expect_rc: tuple[int, ...] = ()
-    compare_output: bool = False
-    same_as: str | None = None
-    acpi_device: str = ""  # eject: the PNP0C80 device
+
+    @property
+    def kind(self) -> str:
+        """The action's key (``"hot_add"``, ``"write"``...)."""
+        return self.action.key
 
     def describe(self) -> str:
         """One line saying what the step does."""
-        a = self.action
-        if a == "hot_add" and self.hot_add is not None:
-            h = self.hot_add
-            extra = "".join(
-                f" {k}={v:#x}" if k == "addr" else f" {k}={v}"
-                for k, v in (("addr", h.addr), ("slot", h.slot))
-                if v is not None
-            )
-            return f"hot-add {h.id}: {_size(h.size)} on node {h.node}{extra}"
-        if a == "device_del":
-            return f"QMP device_del {self.target}"
-        if a == "eject":
-            return f"echo 1 > /sys/bus/acpi/devices/{self.acpi_device}/eject ({self.target})"
-        if a == "write":
-            return f"echo {self.value} > {self.target}"
-        if a == "read":
-            return f"cat {self.target}"
-        if a == "memhp":
-            return "memhp " + " ".join(self.args)
-        if a == "lsmem":
-            return "lsmem " + " ".join(self.args)
-        if a == "wait":
-            return (
-                f"wait for the removal of {self.target}" if self.target else f"wait {self.seconds}s"
-            )
-        return "capture"
+        return self.action.describe()
 
 
 @dataclass(frozen=True)
@@ -217,7 +133,7 @@ class Scenario:
     @property
     def needs_guest_python(self) -> bool:
         """True when a step runs memhp or lsmem in the guest (the host's Python and /usr)."""
-        return any(s.action in ("memhp", "lsmem") for s in self.steps)
+        return any(s.action.guest_python for s in self.steps)
 
     def vm_config(self) -> VMConfig:
         """The QEMU guest for this scenario's machine and command line."""
@@ -247,13 +163,6 @@ def vm_config_for(spec: MachineSpec, cmdline: Cmdline, host_python: bool = False
     )
 
 
-def _size(n: int) -> str:
-    for unit, shift in (("G", 30), ("M", 20)):
-        if n % (1 << shift) == 0:
-            return f"{n >> shift}{unit}"
-    return str(n)
-
-
 # --- parsing -----------------------------------------------------------------------
 
 
@@ -270,6 +179,8 @@ def _load_toml(path: str, where: str) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ScenarioError(f"{where}: no such file {path}") from None
+    except IsADirectoryError:
+        raise ScenarioError(f"{where}: {path} is a directory") from None
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"{where}: {path}: not valid TOML: {e}") from None
 
@@ -298,184 +209,57 @@ def _machine_doc(raw: object, base_dir: str, where: str) -> dict[str, Any]:
     raise ScenarioError(f"{where}.machine: expected a machine file path or a table")
 
 
-def _str(v: object, key: str) -> str:
-    if not isinstance(v, str):
-        raise ScenarioError(f"{key}: expected a string, got {v!r}")
-    return v
-
-
-def _int(v: object, key: str) -> int:
-    if not isinstance(v, int) or isinstance(v, bool):
-        raise ScenarioError(f"{key}: expected an integer, got {v!r}")
-    return v
-
-
-def _float(v: object, key: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
-        raise ScenarioError(f"{key}: expected a non-negative number, got {v!r}")
-    return float(v)
-
-
-def _strings(v: object, key: str) -> tuple[str, ...]:
-    if isinstance(v, str):
-        return (v,)
-    if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
-        return tuple(v)
-    raise ScenarioError(f"{key}: expected a string or a non-empty list of strings, got {v!r}")
-
-
-def _errnos(v: object, key: str) -> tuple[str, ...]:
-    names = _strings(v, key)
-    for n in names:
-        try:
-            errno_value(n)
-        except KeyError:
-            raise ScenarioError(f"{key}: {n!r} is neither 'ok' nor an errno name") from None
-    return names
-
-
-def _sys_path(v: object, key: str) -> str:
-    p = _str(v, key)
-    if not p:
-        raise ScenarioError(f"{key}: empty path")
-    return p if p.startswith("/") else f"{SYS_MEMORY}/{p}"
-
-
-def _default_name(action: str, step: Mapping[str, Any]) -> str:
-    v = step[action]
-    if action == "hot_add" and isinstance(v, Mapping):
-        return f"hot_add-{v.get('id', '?')}-node{v.get('node', '?')}"
-    if action in ("write", "read") and isinstance(v, str):
-        tail = "/".join(v.rstrip("/").split("/")[-2:])
-        val = step.get("value", "")
-        return f"{action}-{tail}" + (f"={val}" if isinstance(val, str) and val else "")
-    if action in ("memhp", "lsmem") and isinstance(v, list):
-        return " ".join([action, *(str(x) for x in v)])
-    if action == "wait":
-        return f"wait-{v.get('removed', '?')}" if isinstance(v, Mapping) else f"wait-{v}s"
-    return f"{action}-{v}"
-
-
 def parse_step(raw: object, index: int, where: str) -> Step:
-    """One ``[[step]]`` table."""
+    """One ``[[step]]`` table: find its action in :data:`ACTIONS`, let the class parse it."""
     key = f"{where}: step[{index}]"
     if not isinstance(raw, Mapping):
         raise ScenarioError(f"{key}: expected a table")
-    actions = [a for a in ACTIONS if a in raw]
-    if not actions:
+    found = [a for a in ACTIONS if a in raw]
+    if not found:
         raise ScenarioError(f"{key}: no action (one of {', '.join(ACTIONS)})")
-    if len(actions) > 1 and not (len(actions) == 2 and "capture" in actions):
-        raise ScenarioError(f"{key}: several actions {actions}: one per step")
-    action: ActionKind = (
-        next(a for a in actions if a != "capture") if len(actions) == 2 else (actions[0])
-    )
+    # ``capture`` is an action (a capture step) and also a key of every other step
+    others = [a for a in found if a != "capture"]
+    if len(others) > 1:
+        raise ScenarioError(f"{key}: several actions {found}: one per step")
+    kind = others[0] if others else "capture"
+    cls = ACTIONS[kind]
     name_raw = raw.get("name")
-    name = _str(name_raw, f"{key}.name") if name_raw is not None else None
-    if action == "capture" and isinstance(raw["capture"], str):
-        name = name or raw["capture"]
-    name = name or _default_name(action, raw)
+    name = as_str(name_raw, f"{key}.name") if name_raw is not None else None
+    name = name or cls.default_name(raw[kind], raw)
     key = f"{where}: step[{index}] ({name})"
-    allowed = _KEYS[action] | {"name", "capture", action}
+    allowed = cls.options | {"name", "capture", kind}
     bad = sorted(set(raw) - allowed)
     if bad:
         raise ScenarioError(
-            f"{key}.{bad[0]}: unknown key for a {action} step (known: {', '.join(sorted(allowed))})"
+            f"{key}.{bad[0]}: unknown key for a {kind} step (known: {', '.join(sorted(allowed))})"
         )
-    cap_raw = raw.get("capture", action in CAPTURE_BY_DEFAULT) if action != "capture" else True
-    if not isinstance(cap_raw, bool):
-        raise ScenarioError(f"{key}.capture: expected true or false, got {cap_raw!r}")
-    v = raw[action]
-    kw: dict[str, Any] = {}
-    if action == "hot_add":
-        if not isinstance(v, Mapping):
-            raise ScenarioError(f"{key}.hot_add: expected a table {{size, node, id}}")
-        badk = sorted(set(v) - {"size", "node", "id", "addr", "slot"})
-        if badk:
-            raise ScenarioError(f"{key}.hot_add.{badk[0]}: unknown key")
-        for req in ("size", "node", "id"):
-            if req not in v:
-                raise ScenarioError(f"{key}.hot_add.{req}: missing")
-        try:
-            size = parse_size(v["size"], "size")
-            addr = parse_size(v["addr"], "addr") if "addr" in v else None
-        except MachineError as e:
-            raise ScenarioError(f"{key}.hot_add.{e.key}: {e.problem}") from None
-        slot = _int(v["slot"], f"{key}.hot_add.slot") if "slot" in v else None
-        kw["hot_add"] = HotAdd(
-            size, _int(v["node"], f"{key}.hot_add.node"), _str(v["id"], f"{key}.hot_add.id"),
-            addr, slot,
-        )  # fmt: skip
-        kw["expect"] = _strings(raw.get("expect", "ok"), f"{key}.expect")
-    elif action in ("device_del", "eject"):
-        if action == "eject":
-            kw["acpi_device"] = _str(v, f"{key}.eject")
-            if "id" not in raw:
-                raise ScenarioError(f"{key}.id: missing (the DIMM id whose removal to await)")
-            kw["target"] = _str(raw["id"], f"{key}.id")
-        else:
-            kw["target"] = _str(v, f"{key}.device_del")
-        exp = _strings(raw.get("expect", "removed"), f"{key}.expect")
-        for outcome in exp:
-            if outcome not in REMOVAL_OUTCOMES:
-                raise ScenarioError(f"{key}.expect: {outcome!r} is not one of {REMOVAL_OUTCOMES}")
-        kw["expect"] = exp
-        if "timeout" in raw:
-            kw["timeout"] = _float(raw["timeout"], f"{key}.timeout")
-    elif action == "write":
-        kw["target"] = _sys_path(v, f"{key}.write")
-        if "value" not in raw:
-            raise ScenarioError(f"{key}.value: missing")
-        kw["value"] = _str(raw["value"], f"{key}.value")
-        kw["expect"] = _errnos(raw.get("expect", "ok"), f"{key}.expect")
-    elif action == "read":
-        kw["target"] = _sys_path(v, f"{key}.read")
-        if "expect" in raw:
-            kw["expect"] = _strings(raw["expect"], f"{key}.expect")
-    elif action in ("memhp", "lsmem"):
-        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-            raise ScenarioError(f"{key}.{action}: expected a list of arguments")
-        if action == "memhp" and not v:
-            raise ScenarioError(f"{key}.memhp: expected a memhp command")
-        kw["args"] = tuple(v)
-        if "expect_rc" in raw:
-            rcs = raw["expect_rc"]
-            rcl = rcs if isinstance(rcs, list) else [rcs]
-            kw["expect_rc"] = tuple(_int(x, f"{key}.expect_rc") for x in rcl)
-        co = raw.get("compare_output", True)
-        if not isinstance(co, bool):
-            raise ScenarioError(f"{key}.compare_output: expected true or false")
-        kw["compare_output"] = co
-        if "same_as" in raw:
-            kw["same_as"] = _str(raw["same_as"], f"{key}.same_as")
-        if "timeout" in raw:
-            kw["timeout"] = _float(raw["timeout"], f"{key}.timeout")
-    elif action == "wait":
-        if isinstance(v, Mapping):
-            badk = sorted(set(v) - {"removed", "timeout"})
-            if badk or "removed" not in v:
-                raise ScenarioError(
-                    f"{key}.wait: expected seconds or {{removed = ID, timeout = S}}"
-                )
-            kw["target"] = _str(v["removed"], f"{key}.wait.removed")
-            if "timeout" in v:
-                kw["timeout"] = _float(v["timeout"], f"{key}.wait.timeout")
-        else:
-            kw["seconds"] = _float(v, f"{key}.wait")
-    elif action == "capture" and not isinstance(v, str | bool):
-        raise ScenarioError(f"{key}.capture: expected a step name or true")
-    return Step(index=index, name=name, action=action, capture=cap_raw, **kw)
+    capture = raw.get("capture", cls.capture_by_default) if kind != "capture" else True
+    if not isinstance(capture, bool):
+        raise ScenarioError(f"{key}.capture: expected true or false, got {capture!r}")
+    return Step(index, name, cls.parse(raw[kind], raw, key), capture)
+
+
+def _not_a_scenario(doc: Mapping[str, Any], where: str) -> None:
+    """A machine file (or another TOML file) given where a scenario is expected."""
+    if "step" not in doc and MACHINE_KEYS & set(doc):
+        raise ScenarioError(
+            f"{where}: this is a machine file, not a scenario (a scenario names it with "
+            f'machine = "..." and adds [[step]] tables; see memhp/bench/scenario.py '
+            f"and the scenarios in {os.path.relpath(SCENARIO_DIR, REPO_ROOT)}/)"
+        )
 
 
 def parse_scenario(doc: Mapping[str, Any], path: str = "<scenario>") -> Scenario:
     """Validate a decoded scenario document."""
     where = os.path.basename(path)
-    known = {"name", "description", "machine", "cmdline", "step", "tags"}
-    bad = sorted(set(doc) - known)
+    _not_a_scenario(doc, where)
+    bad = sorted(set(doc) - SCENARIO_KEYS)
     if bad:
-        raise ScenarioError(f"{where}: {bad[0]}: unknown key (known: {', '.join(sorted(known))})")
-    name = doc.get("name", os.path.splitext(where)[0])
-    name = _str(name, f"{where}: name")
-    desc = _str(doc.get("description", ""), f"{where}: description")
+        raise ScenarioError(
+            f"{where}: {bad[0]}: unknown key (known: {', '.join(sorted(SCENARIO_KEYS))})"
+        )
+    name = as_str(doc.get("name", os.path.splitext(where)[0]), f"{where}: name")
+    desc = as_str(doc.get("description", ""), f"{where}: description")
     if "machine" not in doc:
         raise ScenarioError(f"{where}: machine: missing (a machines/*.toml path or a table)")
     base_dir = os.path.dirname(os.path.abspath(path))
@@ -517,17 +301,18 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<scenario>") -> Scenario
             st = replace(st, name=f"{st.name}#{i}")  # default names are made unique
         if st.name in names:
             raise ScenarioError(f"{where}: step[{i}].name: duplicate step name {st.name!r}")
-        if st.same_as is not None and st.same_as not in names:
+        same_as = getattr(st.action, "same_as", None)
+        if same_as is not None and same_as not in names:
             raise ScenarioError(
-                f"{where}: step[{i}] ({st.name}).same_as: no earlier step {st.same_as!r}"
+                f"{where}: step[{i}] ({st.name}).same_as: no earlier step {same_as!r}"
             )
         names.add(st.name)
         steps.append(st)
     tags_raw = doc.get("tags", [])
     tags: tuple[str, ...] = ()
     if tags_raw:
-        tags = _strings(tags_raw, f"{where}: tags")
-    if any(st.action in ("memhp", "lsmem") for st in steps):
+        tags = as_strings(tags_raw, f"{where}: tags")
+    if any(st.action.guest_python for st in steps):
         # Python in the guest needs `-cpu max` (numpy), whose CPU has pdpe1gb: 1 GiB
         # pages in the direct map and a hugepages-1048576kB pool, as on the model side.
         spec = replace(spec, gbpages=True)
@@ -549,3 +334,15 @@ def scenario_paths(args: Sequence[str]) -> list[str]:
         else:
             out.append(a)
     return out
+
+
+__all__ = [
+    "HotAdd",
+    "Scenario",
+    "ScenarioError",
+    "Step",
+    "errno_label",
+    "errno_value",
+    "load_scenario",
+    "parse_scenario",
+]

@@ -451,7 +451,9 @@ class GuestVM:
         """
         if not self.config.host_python:
             raise BootError("boot with VMConfig(host_python=True) to run Python in the guest")
-        return [os.path.abspath(sys.executable)]
+        # The repository (shared over 9p) first on the path: the venv may map memhp
+        # elsewhere (an editable install of another checkout, not shared).
+        return ["env", f"PYTHONPATH={REPO_ROOT}", os.path.abspath(sys.executable)]
 
     def run_memhp(self, args: Sequence[str], timeout: float = 300.0) -> CommandResult:
         """Run ``memhp ARGS`` in the guest (the host's Python and repo over 9p)."""

@@ -4,9 +4,14 @@
   with the machine's nodes, CPUs, boot memory, slots and maxmem; run the commands,
   or drop to a small REPL (shell commands in the guest, ``:add SIZE NODE ID``,
   ``:del ID``, ``:events``, ``:memhp ARGS``, ``:quit``).
-* ``memhp bench diff SCENARIO... [--report FILE] [--model-only]``: run each scenario
-  on the real kernel and on the model and compare the trees step by step
-  (exit 0: no differences outside the allowlist, 1: differences, 2: bad scenario).
+* ``memhp bench diff SCENARIO... [--report FILE] [--model-only | --replay DIR] [--record DIR]``:
+  run each scenario on the real kernel (or a recorded run) and on the model and
+  compare the trees step by step (exit 0: no differences outside the allowlist,
+  1: differences, 2: bad scenario).  ``--model-only`` compares nothing: it checks
+  the scenario's own expectations on the model.
+
+The bench itself (memhp.bench) does not import the CLI: ``memhp`` steps run on the
+model through :func:`memhp.cli.main.run_with_sysfs`, given to it here.
 """
 
 from __future__ import annotations
@@ -26,9 +31,12 @@ def _log(quiet: bool) -> Callable[[str], None] | None:
 
 
 def run_diff(args: argparse.Namespace) -> int:
-    from memhp.bench.diff import Recording, diff_scenario, recording_path, write_report
+    from memhp.bench.recording import Recording, recording_path
+    from memhp.bench.report import summary_line, write_report
+    from memhp.bench.runner import diff_scenario
     from memhp.bench.scenario import ScenarioError, load_scenario, scenario_paths
     from memhp.bench.vm import bench_available
+    from memhp.cli.main import run_with_sysfs
 
     try:
         scenarios = [load_scenario(p) for p in scenario_paths(args.scenarios)]
@@ -56,19 +64,49 @@ def run_diff(args: argparse.Namespace) -> int:
                 warnx("memhp bench diff", f"{sc.name}: no recording: {e}")
                 return 2
         res = diff_scenario(
-            sc, model_only=args.model_only, log=log, replay=replay, record_dir=args.record
+            sc,
+            model_only=args.model_only,
+            log=log,
+            replay=replay,
+            record_dir=args.record,
+            tool=run_with_sysfs,
         )
         if res.error and log:
             log(f"  ERROR: {res.error}")
         results.append(res)
     for r in results:
-        status = "ERROR" if r.error else f"{len(r.differences)} differences"
-        print(f"{r.name}: {len(r.steps)} steps, {r.files_compared} files compared, "
-              f"{status} ({r.seconds}s)")  # fmt: skip
+        print(summary_line(r))
     if args.report:
         write_report(results, args.report)
     return 0 if all(r.ok for r in results) else 1
 
+
+BENCH_EPILOG = """\
+scenarios:
+  The scenario format (TOML: a machine, a kernel command line, [[step]] tables)
+  is documented in memhp/bench/scenario.py and README.md ("memhp bench");
+  adding a step action: CONTRIBUTING-bench.md.  The bundled scenarios are in
+  tests/scenarios/ (the differential set) and tests/scenarios/trees/ (runs
+  recorded for their trees); their recorded real runs in tests/data/real/scenarios/.
+  The report is described in docs/bench-report.md.
+
+bench vm MACHINE.toml:
+  boots a QEMU guest (Debian's Linux 6.1, busybox initramfs) shaped like the
+  machine file (machines/*.toml: nodes, CPUs, boot memory, DIMM slots, maxmem)
+  and opens a REPL on it: shell commands in the guest, :add/:del to hot-plug
+  DIMMs over QMP, :events, :memhp; or runs --run commands and exits.
+
+prerequisites:
+  qemu-system-x86_64, busybox-static and Debian's linux-image-6.1.0-*-amd64
+  unpacked in .cache/kernel (or MEMHP_KERNEL_DIR); .ci/qemu-deps.sh sets them up.
+  Without them: `bench diff --model-only`, or `--replay tests/data/real/scenarios`.
+
+run time (TCG, no KVM):
+  a guest boots in 5-10 s; a scenario takes 10-30 s (up to a minute on a loaded
+  machine, or when it runs memhp or lsmem in the guest); all of tests/scenarios
+  about 3-4 minutes on 2 idle cores, up to 10 minutes on a busy machine.
+  --model-only and --replay take well under a second per scenario.
+"""
 
 REPL_HELP = """commands: shell commands run in the guest;
   :add SIZE NODE ID   hot-add a pc-dimm (e.g. :add 512M 1 dimm1)
@@ -161,6 +199,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="real Linux under QEMU against the simulated kernel",
         description="Boot Debian's Linux under QEMU with hotpluggable memory, and compare "
         "it with the simulated kernel step by step.",
+        epilog=BENCH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="bench_command", metavar="SUBCOMMAND")
     sub.required = True
@@ -177,7 +217,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     d = sub.add_parser("diff", help="run scenarios on QEMU and the model and compare")
     d.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="scenario files or dirs")
     d.add_argument("--report", metavar="FILE", help="write a report (Markdown, or JSON: *.json)")
-    d.add_argument("--model-only", action="store_true", help="run the model side only")
+    d.add_argument(
+        "--model-only",
+        action="store_true",
+        help="run the model side only: check the steps' expectations, compare nothing",
+    )
     d.add_argument("--replay", metavar="DIR", help="compare with recorded real runs in DIR")
     d.add_argument("--record", metavar="DIR", help="save the real runs in DIR (fixtures)")
     d.add_argument("-q", "--quiet", action="store_true", help="no per-step progress")

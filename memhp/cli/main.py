@@ -12,10 +12,16 @@ tool, and a command whose extra is missing says which one in one line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
+import io
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from memhp.abi.fs import SysfsFS
 
 #: Command modules and their one-line help, in the order ``memhp --help`` lists them.
 COMMANDS: dict[str, str] = {
@@ -110,6 +116,26 @@ def _command_of(argv: Sequence[str]) -> str | None:
             return None  # global options first: build everything
         return a if a in COMMANDS else None
     return None
+
+
+def run_with_sysfs(argv: Sequence[str], sysfs: SysfsFS) -> tuple[int, str, str]:
+    """Run the memhp CLI in-process with ``sysfs`` as its root: (rc, stdout, stderr).
+
+    The bench's tool runner (memhp.bench.drivers.ToolRunner): it runs memhp on the
+    simulated kernel without the bench importing the CLI.
+    """
+    from memhp.host.root import SysfsRoot
+
+    args = list(argv)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            ns = build_parser(_command_of(args)).parse_args(args)
+            ns.root = SysfsRoot(sysfs, "model")
+            rc = int(ns.func(ns))
+        except SystemExit as e:
+            rc = e.code if isinstance(e.code, int) else 1
+    return rc, out.getvalue(), err.getvalue()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

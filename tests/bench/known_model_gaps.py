@@ -1,6 +1,6 @@
 """Differences between Linux 6.1 and the model that are MODEL BUGS, reported and to
 be fixed in the model (not noise, not unknowable: those are in
-memhp.bench.diff.ALLOWLIST).  Remove an entry once the model is fixed; the
+memhp.bench.compare.ALLOWLIST).  Remove an entry once the model is fixed; the
 differential tests fail on every difference not listed here.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable
 
-from memhp.bench.diff import Difference
+from memhp.bench.compare import Difference
 
 ACPI_DEV = "/sys/devices/LNXSYSTM:00/LNXSYBUS:00/PNP0A06:04/PNP0C80:*"
 

@@ -15,9 +15,10 @@ import os
 
 import pytest
 
-from memhp.bench.diff import diff_scenario
+from memhp.bench.runner import diff_scenario
 from memhp.bench.scenario import load_scenario, scenario_paths
 from memhp.bench.vm import bench_available
+from memhp.cli.main import run_with_sysfs
 from tests.bench.known_model_gaps import unexplained
 from tests.conftest import ROOT
 
@@ -34,7 +35,7 @@ PATHS = scenario_paths([os.path.join(ROOT, "tests", "scenarios")])
 @pytest.mark.parametrize("path", PATHS, ids=[os.path.basename(p)[:-5] for p in PATHS])
 def test_scenario_real_vs_model(path: str) -> None:
     sc = load_scenario(path)
-    res = diff_scenario(sc)
+    res = diff_scenario(sc, tool=run_with_sysfs)
     assert not res.error, res.error
     assert res.steps[0].real is not None and res.files_compared > 0
     left = unexplained(res.differences)

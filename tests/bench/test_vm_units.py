@@ -13,7 +13,6 @@ from memhp.abi.fs import Kind
 from memhp.bench.agent import errno_from_message, parse_capture
 from memhp.bench.initramfs import CpioWriter, KernelImage, is_static_elf
 from memhp.bench.qmp import MemoryDevice, QmpEvent
-from memhp.bench.record import summarize_kpageflags
 from memhp.bench.vm import NodeConfig, Share, VMConfig, parse_size, qemu_args, qemu_size
 
 
@@ -128,14 +127,6 @@ def test_config_validation() -> None:
         VMConfig(nodes=(NodeConfig(0, 1 << 30),)).validate()
     with pytest.raises(ValueError):
         VMConfig(nodes=(NodeConfig(1, 0), NodeConfig(1, 1 << 30))).validate()
-
-
-def test_kpageflags_summary() -> None:
-    buddy, nopage = 1 << 10, 1 << 20
-    s = summarize_kpageflags({buddy: 100, nopage: 28, buddy | 1 << 32: 2})
-    assert s["pages"] == 130
-    assert s["by_flag"] == {"BUDDY": 102, "NOPAGE": 28, "RESERVED": 2}
-    assert s["by_word"]["0x400"] == 100
 
 
 def test_qmp_records() -> None:

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists(TRACE), reason="reference tra
 
 
 #: What the recorder of the shared trace left out (a full capture of the same guest,
-#: tests/data/real/pc-dimm-6.1-reference, has them and is compared by the bench).
+#: tests/scenarios/trees/pc-dimm-6.1-reference.toml, has them and is compared by the bench).
 RECORDER_SKIPPED = re.compile(r"/(subsystem|compact|hugepages|node\d+/cpu\d+)(/|$)")
 
 

@@ -174,17 +174,18 @@ def fixture_snapshots() -> dict[str, Snapshot]:
 
 
 def real_snapshots() -> dict[str, Snapshot]:
-    """Trees captured from real Linux guests by the bench (tests/data/real/*/*.json)."""
+    """Trees captured from real Linux guests by the bench: every capture of the recorded
+    runs of tests/scenarios/trees/*.toml (tests/data/real/scenarios/NAME.json.gz)."""
+    from memhp.bench.recording import Recording
+
     out: dict[str, Snapshot] = {}
-    for p in sorted((REPO / "tests/data/real").glob("*/*.json")):
-        if p.name == "scenario.json":
+    for sc in sorted((REPO / "tests/scenarios/trees").glob("*.toml")):
+        p = REPO / "tests/data/real/scenarios" / f"{sc.stem}.json.gz"
+        if not p.exists():
             continue
-        try:
-            snap = load_json(str(p))
-        except (ValueError, KeyError, TypeError):
-            continue
-        if "/sys/devices/system/memory/block_size_bytes" in snap:
-            out[f"real-{p.parent.name}-{p.stem}"] = add_acpi_devices(snap)
+        for step, snap in Recording.load(str(p)).snapshots():
+            if "/sys/devices/system/memory/block_size_bytes" in snap:
+                out[f"real-{sc.stem}-{step}"] = add_acpi_devices(snap)
     return out
 
 
@@ -244,7 +245,7 @@ def all_snapshots() -> dict[str, Snapshot]:
 def reference_steps() -> dict[str, Snapshot]:
     """The Linux 6.1 reference steps the host tests check: from the trace when it
     is present, else from the bench's capture of the same scenario on a real guest
-    (tests/data/real/pc-dimm-6.1-reference), under the trace's step names."""
+    (tests/scenarios/trees/pc-dimm-6.1-reference.toml), under the trace's step names."""
     snaps = trace_snapshots()
     if snaps:
         return snaps

@@ -1,0 +1,288 @@
+"""Comparing two trees: what is compared, the normalisation rules, the known gaps.
+
+The trees of both sides are normalised (:func:`normalise`: only the memory hotplug
+subsystem, :func:`in_scope`, minus :data:`NOT_MODELLED`) and compared
+(:func:`compare_trees`): missing and extra files and links, different values, link
+targets, read errnos.  The few values the model cannot know are listed in
+:data:`ALLOWLIST`, each with its reason; some of them are compared by their change
+between steps.  Model bugs found by the bench are not listed here but in the tests
+(``tests/bench/known_model_gaps.py``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Literal
+
+from memhp.abi.acpi import ACPI_ROOT
+from memhp.abi.fs import Kind
+from memhp.abi.paths import PROC_MEMINFO, SYS_FIRMWARE_MEMMAP, SYS_MEMORY, SYS_NODE
+from memhp.abi.tree import Entry, Snapshot
+from memhp.bench.drivers import ACPI_DEVICES, ACPI_FOLLOW, errno_label
+
+# --- normalisation and the allowlist -----------------------------------------------------
+
+
+#: Captured paths outside the memory hotplug subsystem that only the real side has.
+#: Under /sys/bus/acpi/devices only the PNP0C80 (ACPI memory device) links count.
+#: Under /sys/devices/LNXSYSTM:00 only the PNP0C80 directories and their parents.
+def in_scope(path: str) -> bool:
+    """True for paths the comparison covers (the rest is other subsystems)."""
+    if path == PROC_MEMINFO:
+        return True
+    if path.startswith("/proc"):
+        return False  # zoneinfo, iomem, buddyinfo: compared through meminfo only
+    for root in (SYS_MEMORY, SYS_NODE, SYS_FIRMWARE_MEMMAP):
+        if path == root or path.startswith(root + "/"):
+            return True
+    if path in ("/sys/bus", "/sys/bus/acpi", ACPI_DEVICES):
+        return True
+    if path.startswith(ACPI_DEVICES + "/"):
+        return fnmatch.fnmatch(path[len(ACPI_DEVICES) + 1 :], ACPI_FOLLOW)
+    if path.startswith(f"/sys/devices/{ACPI_ROOT}"):
+        parts = path.split("/")
+        # the ancestors LNXSYSTM:00, LNXSYBUS:00, PNP0A06:04 and everything in PNP0C80:*
+        i = next((k for k, p in enumerate(parts) if fnmatch.fnmatch(p, ACPI_FOLLOW)), None)
+        return i is not None or len(parts) <= 6
+    return False
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How the values of files matching ``pattern`` are compared, and why."""
+
+    pattern: str
+    how: Literal["ignore", "keys", "delta"]
+    keys: tuple[str, ...] = ()
+    why: str = ""
+
+
+#: THE allowlist: values the model cannot know.  Everything else must be equal.
+#:
+#: * ``keys``: only the set of counters is compared (same names, same order);
+#: * ``delta``: the counters named in ``keys`` are compared by their change since
+#:   the previous capture (the absolute values depend on the boot), and by their
+#:   value when the file appeared during the scenario (a node that came with a
+#:   DIMM); the other counters by name only.
+ALLOWLIST: tuple[Rule, ...] = (
+    Rule(
+        PROC_MEMINFO,
+        "delta",
+        ("MemTotal",),
+        "MemTotal at boot depends on the real kernel's image, reserved and early "
+        "allocations (a few MB the model estimates); MemFree, Cached, Slab... on what "
+        "user space and the page cache did. A hot-add/online/offline changes MemTotal "
+        "exactly by the pages onlined/offlined.",
+    ),
+    Rule(
+        "/sys/devices/system/node/node*/meminfo",
+        "delta",
+        ("MemTotal",),
+        "Per-node version of /proc/meminfo: same reasons.",
+    ),
+    Rule(
+        "/sys/devices/system/node/node*/vmstat",
+        "keys",
+        (),
+        "Event and page counters (nr_free_pages, pgalloc...) of a running kernel: they "
+        "count what the real guest did since boot.",
+    ),
+    Rule(
+        "/sys/devices/system/node/node*/numastat",
+        "keys",
+        (),
+        "Allocation hit/miss counters since boot.",
+    ),
+)
+
+
+def rule_for(path: str) -> Rule | None:
+    for r in ALLOWLIST:
+        if fnmatch.fnmatchcase(path, r.pattern):
+            return r
+    return None
+
+
+#: Names the model does not model at all (globs on the last path component, and on
+#: the directory they are in).  They belong to other subsystems: the comparison
+#: would only say that the model lacks them.  Anything under them is dropped too.
+NOT_MODELLED: tuple[tuple[str, str, str], ...] = (
+    # (parent glob, name glob, why).  Empty: the model now has the node compact,
+    # hugepages and cpuN entries and the driver-core subsystem links.
+)
+
+
+def not_modelled(path: str) -> bool:
+    """True when ``path`` is (under) a name listed in :data:`NOT_MODELLED`."""
+    parts = path.split("/")
+    for i in range(2, len(parts)):
+        parent, name = "/".join(parts[:i]), parts[i]
+        for pglob, nglob, _why in NOT_MODELLED:
+            if fnmatch.fnmatchcase(name, nglob) and fnmatch.fnmatchcase(parent, pglob):
+                return True
+    return False
+
+
+def normalise(snap: Snapshot) -> Snapshot:
+    """Keep what is compared: paths :func:`in_scope` accepts, not :func:`not_modelled`."""
+    return {p: e for p, e in snap.items() if in_scope(p) and not not_modelled(p)}
+
+
+def counters(text: str) -> dict[str, int | None]:
+    """``Key:  N kB`` / ``key N`` / ``Node 0 Key: N kB`` lines → {Key: N}."""
+    out: dict[str, int | None] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if ":" in line:
+            k, _, v = line.partition(":")
+            k = k.split()[-1] if k.startswith("Node ") else k
+        else:
+            k, _, v = line.partition(" ")
+        words = v.split()
+        try:
+            out[k.strip()] = int(words[0]) if words else None
+        except ValueError:
+            out[k.strip()] = None
+    return out
+
+
+# --- differences -----------------------------------------------------------------------
+
+DiffKind = Literal[
+    "missing",  # the real kernel has it, the model does not
+    "extra",  # the model has it, the real kernel does not
+    "kind",
+    "value",
+    "link",
+    "errno",
+    "delta",
+    "keys",
+    "outcome",
+    "output",
+    "events",
+    "expect",
+]
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One difference: where, what the real kernel had, what the model had."""
+
+    step: str
+    kind: DiffKind
+    path: str
+    real: str
+    model: str
+
+    def line(self) -> str:
+        if self.kind == "expect":  # path: the side; real: the expectation; model: the outcome
+            return f"[expect] {self.path}: {self.real}, got {self.model}"
+        return f"[{self.kind}] {self.path}: real {self.real} | model {self.model}"
+
+
+def short(v: str | None, n: int = 120) -> str:
+    if v is None:
+        return "(none)"
+    s = repr(v)
+    return s if len(s) <= n else s[: n - 3] + "..."
+
+
+def _entry_text(e: Entry | None) -> str:
+    if e is None:
+        return "(absent)"
+    if e.kind is Kind.DIR:
+        return "dir"
+    if e.kind is Kind.LINK:
+        return f"-> {e.target}"
+    if e.read_errno:
+        return errno_label(e.read_errno)
+    return short(e.value)
+
+
+def compare_trees(
+    step: str,
+    real: Snapshot,
+    model: Snapshot,
+    prev_real: Snapshot | None,
+    prev_model: Snapshot | None,
+) -> tuple[int, list[Difference]]:
+    """Compare two normalised snapshots; returns (paths compared, differences)."""
+    diffs: list[Difference] = []
+    paths = sorted(set(real) | set(model))
+    for path in paths:
+        r, m = real.get(path), model.get(path)
+        if r is None or m is None:
+            diffs.append(
+                Difference(
+                    step, "extra" if r is None else "missing", path, _entry_text(r), _entry_text(m)
+                )
+            )
+            continue
+        if r.kind != m.kind:
+            diffs.append(Difference(step, "kind", path, r.kind.name, m.kind.name))
+            continue
+        if r.kind is Kind.LINK:
+            if r.target != m.target:
+                diffs.append(Difference(step, "link", path, f"-> {r.target}", f"-> {m.target}"))
+            continue
+        if r.kind is Kind.DIR:
+            continue
+        if r.read_errno or m.read_errno:
+            if r.read_errno != m.read_errno:
+                diffs.append(Difference(step, "errno", path, _entry_text(r), _entry_text(m)))
+            continue
+        if r.mode != m.mode:
+            diffs.append(Difference(step, "value", path + " (mode)", oct(r.mode), oct(m.mode)))
+        rule = rule_for(path)
+        if rule is None:
+            if r.value != m.value:
+                diffs.append(Difference(step, "value", path, short(r.value), short(m.value)))
+            continue
+        if rule.how == "ignore":
+            continue
+        rc, mc = counters(r.value or ""), counters(m.value or "")
+        if list(rc) != list(mc):
+            only_r = [k for k in rc if k not in mc]
+            only_m = [k for k in mc if k not in rc]
+            diffs.append(
+                Difference(
+                    step,
+                    "keys",
+                    path,
+                    f"only here: {only_r}" if only_r else "(same names, other order)",
+                    f"only here: {only_m}" if only_m else "(same names, other order)",
+                )
+            )
+        if rule.how != "delta":
+            continue
+        pr = prev_real.get(path) if prev_real is not None else None
+        pm = prev_model.get(path) if prev_model is not None else None
+        if prev_real is None:
+            continue  # the first capture: absolute values differ by design
+        prc = counters(pr.value or "") if pr is not None else None
+        pmc = counters(pm.value or "") if pm is not None else None
+        for key in rule.keys:
+            a, b = rc.get(key), mc.get(key)
+            if a is None or b is None:
+                continue
+            if prc is None or pmc is None:
+                if a != b:  # the file appeared in this step: absolute values
+                    diffs.append(Difference(step, "delta", f"{path}:{key}", str(a), str(b)))
+                continue
+            pa, pb = prc.get(key), pmc.get(key)
+            if pa is None or pb is None:
+                continue
+            if a - pa != b - pb:
+                diffs.append(
+                    Difference(
+                        step,
+                        "delta",
+                        f"{path}:{key}",
+                        f"{a - pa:+d} (to {a})",
+                        f"{b - pb:+d} (to {b})",
+                    )
+                )
+    return len(paths), diffs

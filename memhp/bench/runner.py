@@ -1,0 +1,280 @@
+"""The differential run: one scenario on real Linux (QEMU, or a recording) and on the model.
+
+Each step's action (:mod:`memhp.bench.actions`) runs on both sides through their
+drivers (:mod:`memhp.bench.drivers`); the steps are compared by their outcome, their
+own expectations, their output and the QMP events they caused; after capturing steps
+both trees are normalised and compared (:mod:`memhp.bench.compare`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from memhp.abi.tree import Snapshot
+from memhp.bench.compare import Difference, compare_trees, normalise, short
+from memhp.bench.drivers import CmdResult, Driver, ModelDriver, SideResult, ToolRunner, real_driver
+from memhp.bench.recording import RecordedStep, Recording, recording_path
+from memhp.bench.scenario import Scenario, Step
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class StepResult:
+    """One step of a differential run."""
+
+    name: str
+    description: str
+    real: SideResult | None
+    model: SideResult
+    captured: bool = False
+    files_compared: int = 0
+    differences: list[Difference] = field(default_factory=list)
+
+
+@dataclass
+class ScenarioResult:
+    """A whole scenario: its steps and every difference."""
+
+    name: str
+    path: str
+    description: str
+    model_only: bool
+    steps: list[StepResult] = field(default_factory=list)
+    boot_seconds: float = 0.0
+    accel: str = ""
+    seconds: float = 0.0
+    error: str = ""
+
+    @property
+    def differences(self) -> list[Difference]:
+        return [d for s in self.steps for d in s.differences]
+
+    @property
+    def files_compared(self) -> int:
+        """Paths compared between the two sides (0 when only the model ran)."""
+        if self.model_only:
+            return 0
+        return sum(s.files_compared for s in self.steps)
+
+    @property
+    def files_captured(self) -> int:
+        """Paths captured on the model side, summed over the captures."""
+        return sum(s.files_compared for s in self.steps)
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and not self.differences
+
+
+def run_step(step: Step, d: Driver, outputs: dict[str, CmdResult]) -> SideResult:
+    """Run one step on one side; ``outputs`` keeps command results by step name."""
+    t0 = time.monotonic()
+    outcome, detail, output = step.action.run(d)
+    if output is not None:
+        outputs[step.name] = output
+    res = SideResult(outcome, detail)
+    res.events = [str(e) for e in d.take_events()]
+    res.seconds = round(time.monotonic() - t0, 3)
+    return res
+
+
+class _Run:
+    """The state of one run: the sides, the outputs so far, the previous trees."""
+
+    def __init__(
+        self,
+        sc: Scenario,
+        model: Driver,
+        real: Driver | None,
+        replay: Recording | None,
+        record: Recording | None,
+    ) -> None:
+        self.sc, self.model, self.real, self.replay, self.record = sc, model, real, replay, record
+        self.outputs: dict[str, dict[str, CmdResult]] = {"real": {}, "model": {}}
+        self.prev_r: Snapshot | None = None
+        self.prev_m: Snapshot | None = None
+
+    def real_step(self, step: Step) -> SideResult | None:
+        if self.replay is not None:
+            rs = self.replay.steps.get(step.name)
+            if rs is None:
+                raise KeyError(f"{self.sc.name}: the recording has no step {step.name!r}")
+            if rs.output is not None:
+                self.outputs["real"][step.name] = rs.output
+            return rs.result
+        if self.real is None:
+            return None
+        r = run_step(step, self.real, self.outputs["real"])
+        if self.record is not None:
+            self.record.steps[step.name] = RecordedStep(r, self.outputs["real"].get(step.name))
+        return r
+
+    def real_capture(self, name: str) -> Snapshot | None:
+        if self.replay is not None:
+            snap = self.replay.steps[name].snapshot
+            if snap is None:
+                raise KeyError(f"{self.sc.name}: the recording has no tree after {name!r}")
+            return normalise(snap)
+        if self.real is None:
+            return None
+        raw = self.real.capture()
+        if self.record is not None:
+            self.record.steps[name].snapshot = raw  # recordings keep the whole capture
+        return normalise(raw)
+
+    def capture_both(self, sr: StepResult) -> None:
+        snap_m = normalise(self.model.capture())
+        sr.captured = True
+        snap_r = self.real_capture(sr.name)
+        if snap_r is None:
+            sr.files_compared = len(snap_m)
+            self.prev_m = snap_m
+            return
+        n, diffs = compare_trees(sr.name, snap_r, snap_m, self.prev_r, self.prev_m)
+        sr.files_compared = n
+        sr.differences += diffs
+        self.prev_r, self.prev_m = snap_r, snap_m
+
+    def boot(self) -> StepResult:
+        boot = StepResult("boot", "the machine as booted", None, SideResult("ok"))
+        if self.replay is not None:
+            boot.real = self.replay.steps["boot"].result
+        elif self.real is not None:
+            boot.real = SideResult("ok", events=[str(e) for e in self.real.take_events()])
+            if self.record is not None:
+                self.record.steps["boot"] = RecordedStep(boot.real)
+        boot.model.events = [str(e) for e in self.model.take_events()]
+        self.capture_both(boot)
+        return boot
+
+    def step(self, step: Step) -> StepResult:
+        sr = StepResult(step.name, step.describe(), None, SideResult())
+        sr.real = self.real_step(step)
+        sr.model = run_step(step, self.model, self.outputs["model"])
+        act = step.action
+        for side, r in (("real", sr.real), ("model", sr.model)):
+            if r is not None:
+                sr.differences += act.check(
+                    step.name, side, r.outcome, r.detail, self.outputs[side]
+                )
+        if sr.real is not None:
+            if sr.real.outcome != sr.model.outcome:
+                sr.differences.append(
+                    Difference(step.name, "outcome", step.describe(),
+                               short(sr.real.outcome, 400), short(sr.model.outcome, 400))
+                )  # fmt: skip
+            sr.differences += act.compare(
+                step.name,
+                self.outputs["real"].get(step.name),
+                self.outputs["model"].get(step.name),
+            )
+            if sr.real.events != sr.model.events:
+                sr.differences.append(
+                    Difference(step.name, "events", "QMP events",
+                               "; ".join(sr.real.events) or "(none)",
+                               "; ".join(sr.model.events) or "(none)")
+                )  # fmt: skip
+        if step.capture:
+            self.capture_both(sr)
+        return sr
+
+
+def _log_step(log: Log, sr: StepResult, model_only: bool) -> None:
+    outc = sr.model.outcome if sr.real is None else f"{sr.real.outcome} / {sr.model.outcome}"
+    files = ""
+    if sr.captured:
+        files = (
+            f", {sr.files_compared} model paths" if model_only else f", {sr.files_compared} paths"
+        )
+    tail = "model only" if model_only else f"{len(sr.differences)} differences"
+    if model_only and sr.differences:
+        tail += f", {len(sr.differences)} failed expectations"
+    log(f"  {sr.name}: {short(outc, 60)}{files}, {tail}")
+    for dd in sr.differences:
+        log(f"    {dd.line()}")
+
+
+def run_scenario(
+    sc: Scenario,
+    model: Driver,
+    real: Driver | None = None,
+    log: Log | None = None,
+    replay: Recording | None = None,
+    record: Recording | None = None,
+) -> ScenarioResult:
+    """Run ``sc`` on ``real`` and ``model`` and compare.
+
+    With ``replay`` the real side is a recording instead of a driver; with neither,
+    only the model runs (its expectations are still checked).  ``record`` collects
+    the real side's results and trees.
+    """
+    t0 = time.monotonic()
+    model_only = real is None and replay is None
+    res = ScenarioResult(sc.name, sc.path, sc.description, model_only)
+    run = _Run(sc, model, real, replay, record)
+    res.steps.append(run.boot())
+    if log:
+        _log_step(log, res.steps[0], model_only)
+    for step in sc.steps:
+        sr = run.step(step)
+        res.steps.append(sr)
+        if log:
+            _log_step(log, sr, model_only)
+    res.seconds = round(time.monotonic() - t0, 2)
+    return res
+
+
+def model_driver(sc: Scenario, tool: ToolRunner | None = None) -> ModelDriver:
+    """The simulated machine of ``sc``; ``tool`` runs memhp on it (memhp steps)."""
+    return ModelDriver.for_machine(sc.machine, tool)
+
+
+def diff_scenario(
+    sc: Scenario,
+    model_only: bool = False,
+    log: Log | None = None,
+    replay: Recording | None = None,
+    record_dir: str | None = None,
+    tool: ToolRunner | None = None,
+) -> ScenarioResult:
+    """Run one scenario on the model and on QEMU (or a ``replay``), and compare.
+
+    ``model_only``: the model alone.  ``record_dir``: save the real run there
+    (:func:`~memhp.bench.recording.recording_path`) for later replays.  ``tool``
+    runs the memhp CLI on the model (the bench does not import the CLI).
+    """
+    t0 = time.monotonic()
+    model = model_driver(sc, tool)
+    if model_only or replay is not None:
+        res = run_scenario(sc, model, None, log, replay=replay)
+        if replay is not None:
+            res.accel = f"replay of {replay.meta.get('accel', '?')}"
+        res.seconds = round(time.monotonic() - t0, 2)
+        return res
+    try:
+        with real_driver(sc.vm_config()) as real:
+            vm = real.vm
+            assert vm is not None and vm.boot is not None
+            if log:
+                log(f"  booted in {vm.boot.seconds:.1f}s ({vm.boot.accel})")
+            rec = Recording(sc.name) if record_dir else None
+            res = run_scenario(sc, model, real, log, record=rec)
+            res.boot_seconds = round(vm.boot.seconds, 2)
+            res.accel = vm.boot.accel
+            if rec is not None and record_dir is not None:
+                rec.meta = {
+                    "accel": vm.boot.accel,
+                    "kernel": vm.kernel.release if vm.kernel else "",
+                    "cmdline": vm.config.cmdline(),
+                    "description": sc.description,
+                    "boot_seconds": round(vm.boot.seconds, 2),
+                }
+                rec.save(recording_path(sc, record_dir))
+    except Exception as e:  # a guest that did not boot or hung: the scenario fails
+        res = ScenarioResult(sc.name, sc.path, sc.description, False)
+        res.error = f"{type(e).__name__}: {e}"
+    res.seconds = round(time.monotonic() - t0, 2)
+    return res
