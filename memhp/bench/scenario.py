@@ -13,6 +13,11 @@ kernel (:mod:`memhp.bench.runner`)::
     memhp_default_state = "offline"            # also the model's auto_online_blocks
     movable_node = false
     memmap_on_memory = false
+    online_policy = "auto-movable"             # memory_hotplug.online_policy= (also
+    auto_movable_ratio = 301                   # ratio, numa_aware): model and guest
+    auto_movable_numa_aware = true
+    nokaslr = true                             # default; the kernel image at 16M as in the model
+    swiotlb = 16384                            # swiotlb=<2K slabs> (the model's kernel.swiotlb)
 
     [[step]]
     hot_add = { size = "512M", node = 1, id = "dimm1" }   # + addr, slot
@@ -81,6 +86,21 @@ MACHINE_KEYS = frozenset(
 )
 
 
+#: Keys of a scenario's [cmdline] table (kernel options, both sides).
+CMDLINE_KEYS = frozenset(
+    {
+        "memhp_default_state",
+        "movable_node",
+        "memmap_on_memory",
+        "online_policy",
+        "auto_movable_ratio",
+        "auto_movable_numa_aware",
+        "nokaslr",
+        "swiotlb",
+    }
+)
+
+
 @dataclass(frozen=True)
 class Step:
     """One step: a name, an action, whether to capture both trees afterwards."""
@@ -107,6 +127,31 @@ class Cmdline:
     memhp_default_state: str = "offline"
     movable_node: bool = False
     memmap_on_memory: bool | None = None
+    #: memory_hotplug.online_policy=, auto_movable_ratio=, auto_movable_numa_aware=
+    online_policy: str | None = None
+    auto_movable_ratio: int | None = None
+    auto_movable_numa_aware: bool | None = None
+    #: nokaslr: the kernel image at 16M (CONFIG_PHYSICAL_START), as the model has it.
+    nokaslr: bool = True
+    #: swiotlb=<nslabs>: the bounce buffer in 2K slabs (ALIGN(nslabs, 128)).
+    swiotlb: int | None = None
+
+    def extra_words(self) -> list[str]:
+        """The options beyond those VMConfig has fields for."""
+        out = []
+        if self.online_policy is not None:
+            out.append(f"memory_hotplug.online_policy={self.online_policy}")
+        if self.auto_movable_ratio is not None:
+            out.append(f"memory_hotplug.auto_movable_ratio={self.auto_movable_ratio}")
+        if self.auto_movable_numa_aware is not None:
+            out.append(
+                f"memory_hotplug.auto_movable_numa_aware={'YN'[not self.auto_movable_numa_aware]}"
+            )
+        if self.nokaslr:
+            out.append("nokaslr")
+        if self.swiotlb is not None:
+            out.append(f"swiotlb={self.swiotlb}")
+        return out
 
     def words(self) -> list[str]:
         out = [f"memhp_default_state={self.memhp_default_state}"]
@@ -114,7 +159,7 @@ class Cmdline:
             out.append("movable_node")
         if self.memmap_on_memory is not None:
             out.append(f"memory_hotplug.memmap_on_memory={int(self.memmap_on_memory)}")
-        return out
+        return out + self.extra_words()
 
 
 @dataclass(frozen=True)
@@ -159,6 +204,7 @@ def vm_config_for(spec: MachineSpec, cmdline: Cmdline, host_python: bool = False
         memhp_default_state=cmdline.memhp_default_state,
         movable_node=cmdline.movable_node,
         memmap_on_memory=cmdline.memmap_on_memory,
+        cmdline_extra=tuple(cmdline.extra_words()),
         host_python=host_python,
     )
 
@@ -267,7 +313,7 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<scenario>") -> Scenario
     cl = doc.get("cmdline", {})
     if not isinstance(cl, Mapping):
         raise ScenarioError(f"{where}: cmdline: expected a table")
-    badc = sorted(set(cl) - {"memhp_default_state", "movable_node", "memmap_on_memory"})
+    badc = sorted(set(cl) - CMDLINE_KEYS)
     if badc:
         raise ScenarioError(f"{where}: cmdline.{badc[0]}: unknown kernel option")
     state = cl.get("memhp_default_state", mdoc.get("auto_online_blocks", "offline"))
@@ -280,16 +326,33 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<scenario>") -> Scenario
     for k, val in (("movable_node", mov), ("memmap_on_memory", mom)):
         if val is not None and not isinstance(val, bool):
             raise ScenarioError(f"{where}: cmdline.{k}: expected true or false, got {val!r}")
-    cmdline = Cmdline(str(state), bool(mov), mom)
+    nokaslr = cl.get("nokaslr", True)
+    if not isinstance(nokaslr, bool):
+        raise ScenarioError(f"{where}: cmdline.nokaslr: expected true or false, got {nokaslr!r}")
+    policy = cl.get("online_policy")
+    ratio = cl.get("auto_movable_ratio")
+    aware = cl.get("auto_movable_numa_aware")
+    slabs = cl.get("swiotlb")
+    if slabs is not None and (not isinstance(slabs, int) or isinstance(slabs, bool) or slabs < 1):
+        raise ScenarioError(
+            f"{where}: cmdline.swiotlb: expected a number of 2K slabs, got {slabs!r}"
+        )
+    cmdline = Cmdline(str(state), bool(mov), mom, policy, ratio, aware, nokaslr, slabs)
     # The command line is the machine's boot configuration on the model side.
     mdoc = {**mdoc, "auto_online_blocks": cmdline.memhp_default_state}
     mdoc["movable_node"] = cmdline.movable_node
     if cmdline.memmap_on_memory is not None:
         mdoc["memmap_on_memory"] = cmdline.memmap_on_memory
+    if slabs is not None:  # setup_io_tlb_npages(): ALIGN(nslabs, IO_TLB_SEGSIZE) << 11
+        mdoc["kernel"] = {**mdoc.get("kernel", {}), "swiotlb": -(-slabs // 128) * 128 * 2048}
+    for key in ("online_policy", "auto_movable_ratio", "auto_movable_numa_aware"):
+        if key in cl:
+            mdoc[key] = cl[key]  # checked by parse_machine, errors name cmdline.KEY
     try:
         spec = parse_machine(mdoc)
     except MachineError as e:
-        raise ScenarioError(f"{where}: machine.{e.key}: {e.problem}") from None
+        side = "cmdline" if e.key in cl else "machine"
+        raise ScenarioError(f"{where}: {side}.{e.key}: {e.problem}") from None
     raw_steps = doc.get("step", [])
     if not isinstance(raw_steps, list) or not raw_steps:
         raise ScenarioError(f"{where}: step: at least one [[step]] is required")

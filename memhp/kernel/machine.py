@@ -10,6 +10,9 @@ A machine is described by a TOML document (see ``machines/*.toml``)::
     auto_online_blocks = "offline"        # memhp_default_state=
     memmap_on_memory = false              # memory_hotplug.memmap_on_memory=
     movable_node = false                  # movable_node on the command line
+    online_policy = "contig-zones"        # memory_hotplug.online_policy= (or "auto-movable")
+    auto_movable_ratio = 301              # memory_hotplug.auto_movable_ratio=
+    auto_movable_numa_aware = true        # memory_hotplug.auto_movable_numa_aware=
     gbpages = true                        # direct mapping may use 1 GiB pages
 
     [[e820]]                              # optional; default: one entry per RAM range
@@ -28,6 +31,13 @@ A machine is described by a TOML document (see ``machines/*.toml``)::
     slots = 4                             # ACPI memory devices (PNP0C80:00..)
     maxmem = "8G"
 
+    [kernel]                              # the kernel's own boot footprint
+    image_start = "16M"                   # where the image is: the start of "Kernel
+                                          # code" in /proc/iomem (16M with nokaslr)
+    image_size = "32M"                    # "Kernel code" start to the end of "Kernel bss"
+    swiotlb = "64M"                       # swiotlb= (slabs of 2K) bounce buffer
+    boot_slab_per_node = "24M"
+
 This module only parses and validates (no I/O): :func:`parse_machine` takes the
 already-decoded TOML mapping.  Every error names the key and the problem.
 """
@@ -40,6 +50,7 @@ from itertools import pairwise
 
 from memhp.abi import units
 from memhp.abi.layout import MAX_PHYSMEM_BITS, SECTION_SIZE, GiB, MiB
+from memhp.abi.params import AUTO_MOVABLE_RATIO_DEFAULT, ONLINE_POLICIES
 from memhp.kernel.profiles import PROFILES, KernelProfile
 
 E820_TYPES = (
@@ -102,6 +113,10 @@ class MachineSpec:
     kernel_image_start: int = 16 * MiB
     swiotlb_size: int = 64 * MiB
     boot_slab_per_node: int = 24 * MiB
+    #: memory_hotplug.online_policy, auto_movable_ratio, auto_movable_numa_aware.
+    online_policy: str = ONLINE_POLICIES[0]
+    auto_movable_ratio: int = AUTO_MOVABLE_RATIO_DEFAULT
+    auto_movable_numa_aware: bool = True
     extra: Mapping[str, object] = field(default_factory=dict)
 
     @property
@@ -204,6 +219,9 @@ _KNOWN_TOP = {
     "auto_online_blocks",
     "memmap_on_memory",
     "movable_node",
+    "online_policy",
+    "auto_movable_ratio",
+    "auto_movable_numa_aware",
     "gbpages",
     "e820",
     "node",
@@ -350,6 +368,8 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
     aob = doc.get("auto_online_blocks", "offline")
     if aob not in ONLINE_TYPES:
         raise MachineError("auto_online_blocks", f"expected one of {ONLINE_TYPES}, got {aob!r}")
+
+    policy, ratio, numa_aware = _online_policy(doc, profile)
 
     raw_nodes = doc.get("node")
     if not isinstance(raw_nodes, list) or not raw_nodes:
@@ -503,6 +523,9 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
         boot_slab_per_node=parse_size(
             kern.get("boot_slab_per_node", 24 * MiB), "kernel.boot_slab_per_node"
         ),
+        online_policy=policy,
+        auto_movable_ratio=ratio,
+        auto_movable_numa_aware=numa_aware,
     )
     if not spec.boot_ram:
         raise MachineError("node", "no boot RAM: no node memory range is System RAM in the e820")
@@ -510,6 +533,27 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
         spec, "kernel.image_start" if "image_start" in kern else "kernel.image_size"
     )
     return spec
+
+
+def _online_policy(doc: Mapping[str, object], profile: KernelProfile) -> tuple[str, int, bool]:
+    """online_policy, auto_movable_ratio (a uint), auto_movable_numa_aware."""
+    policy = doc.get("online_policy", ONLINE_POLICIES[0])
+    if policy not in ONLINE_POLICIES:
+        raise MachineError(
+            "online_policy", f"expected one of {', '.join(ONLINE_POLICIES)}, got {policy!r}"
+        )
+    ratio = doc.get("auto_movable_ratio", AUTO_MOVABLE_RATIO_DEFAULT)
+    if not isinstance(ratio, int) or isinstance(ratio, bool) or not 0 <= ratio < 1 << 32:
+        raise MachineError(
+            "auto_movable_ratio", f"expected an integer 0..4294967295, got {ratio!r}"
+        )
+    numa_aware = _bool(doc, "auto_movable_numa_aware", True)
+    given = {"online_policy", "auto_movable_ratio", "auto_movable_numa_aware"} & set(doc)
+    if given and not profile.online_policies:
+        raise MachineError(
+            sorted(given)[0], f"profile {profile.name} has no online policies (5.14+)"
+        )
+    return str(policy), ratio, numa_aware
 
 
 def _check_boot_allocations(spec: MachineSpec, image_key: str) -> None:

@@ -58,7 +58,7 @@ def test_machine_maps_onto_qemu() -> None:
     cfg = sc.vm_config()
     assert [(n.cpus, n.mem) for n in cfg.nodes] == [(2, 1 << 30), (0, 0), (0, 0)]
     assert cfg.slots == 4 and cfg.maxmem == 8 << 30
-    assert cfg.cmdline() == "console=ttyS0 memhp_default_state=offline"
+    assert cfg.cmdline() == "console=ttyS0 memhp_default_state=offline nokaslr"
     assert not cfg.host_python
     mov = load_scenario(os.path.join(SCENARIOS, "movable-node.toml"))
     assert mov.machine.movable_node and mov.machine.auto_online_blocks == "online"

@@ -62,3 +62,28 @@ class Hugetlb:
             for (n, sz), p in self.pools.items()
             if (nid is None or n == nid) and (size_kb is None or sz == size_kb)
         )
+
+    def demote(self, nid: int, size_kb: int, target_kb: int, nr: int) -> int:
+        """demote_store() -> demote_pool_huge_page(): up to ``nr`` free huge pages of
+        the node become huge pages of ``target_kb`` in the same place (every pool
+        page is free in the model: nothing maps hugetlb pages); returns how many."""
+        pa = self.k.pa
+        pool = self.pools.get((nid, size_kb), [])
+        smaller = self.pools.setdefault((nid, target_kb), [])
+        done = 0
+        while done < nr and pool:
+            pa.free(pool.pop())
+            try:
+                smaller += pa.alloc(
+                    target_kb * 1024 // PAGE_SIZE,
+                    PageState.MOVABLE,
+                    f"hugetlb page ({target_kb} kB) of node {nid}",
+                    "hugetlb",
+                    nid,
+                    this_node=True,
+                    chunks=size_kb // target_kb,
+                )
+            except AllocError:  # the watermarks, in the model only: the page is gone
+                break
+            done += 1
+        return done

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from memhp.abi.layout import DMA32_END, PAGE_SHIFT, SECTION_SIZE, MiB
+from memhp.kernel.drivers.base.memory import NUMA_NO_NODE
 from memhp.kernel.mm.mmzone import PGDAT_PAGES
 from memhp.kernel.mm.page_alloc import Allocation, AllocError
 from memhp.kernel.mm.sparse import MEMMAP_PAGES_PER_SECTION
@@ -83,12 +84,14 @@ class Memblock:
                 exclude=exclude,
                 min_pfn=min_pfn,
             )
-        # swiotlb bounce buffer: memblock_alloc_low(), below 4 GiB.
+        # swiotlb bounce buffer: swiotlb_init_remap() -> memblock_alloc_low():
+        # NUMA_NO_NODE, top-down below 4 GiB, so on whichever node owns the highest
+        # free memory there (not node 0 first).
         if spec.swiotlb_size:
             try:
                 pa.memblock_alloc_top_down(
                     spec.swiotlb_size >> PAGE_SHIFT,
-                    first_nid,
+                    NUMA_NO_NODE,
                     "swiotlb bounce buffer",
                     "memblock",
                     limit_pfn=DMA32_END >> PAGE_SHIFT,

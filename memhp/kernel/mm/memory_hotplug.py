@@ -19,6 +19,7 @@ from memhp.abi.layout import (
     pfn_to_section_nr,
     section_nr_to_pfn,
 )
+from memhp.abi.params import ONLINE_POLICIES
 from memhp.kernel.drivers.base.memory import (
     MMOP,
     NUMA_NO_NODE,
@@ -29,6 +30,13 @@ from memhp.kernel.drivers.base.memory import (
     MemState,
     device_offline,
     device_online,
+    memory_group_find_by_id,
+)
+from memhp.kernel.mm.memory_hotplug_zones import (
+    auto_movable_zone_for_pfn,
+    default_kernel_zone_for_pfn,
+    default_zone_for_pfn,
+    zone_for_pfn_range,
 )
 from memhp.kernel.mm.mmzone import PGDAT_PAGES, Zone, ZoneType
 from memhp.kernel.mm.page_alloc import MIGRATE_PAGE_COST_S, AllocError, PageState
@@ -36,6 +44,14 @@ from memhp.kernel.mm.page_alloc import MIGRATE_PAGE_COST_S, AllocError, PageStat
 if TYPE_CHECKING:
     from memhp.kernel.kernel import Kernel
     from memhp.kernel.machine import MachineSpec
+
+#: The zone choice lives in memory_hotplug_zones (this file's size); callers use mh.*.
+__all__ = [
+    "auto_movable_zone_for_pfn",
+    "default_kernel_zone_for_pfn",
+    "default_zone_for_pfn",
+    "zone_for_pfn_range",
+]
 
 
 class OfflineFailure:
@@ -70,6 +86,14 @@ class MemoryHotplug:
         #: In 6.1, a writer blocked in offline_pages() gets a signal after this long.
         self.signal_after_s = 120.0
         self.last_offline_failure: OfflineFailure | None = None
+        #: online_policy (index into ONLINE_POLICIES), auto_movable_ratio (uint),
+        #: auto_movable_numa_aware: module parameters, also on the command line.
+        self.online_policy = ONLINE_POLICIES.index(spec.online_policy)
+        self.auto_movable_ratio = spec.auto_movable_ratio
+        self.auto_movable_numa_aware = spec.auto_movable_numa_aware
+        #: Present pages of hot-added (not early) memory per (nid, zone index);
+        #: zone->present_early_pages is present_pages minus these.
+        self.hotplug_present: dict[tuple[int, int], int] = {}
 
 
 # ----------------------------------------------------------------- nodes
@@ -104,39 +128,6 @@ def rollback_node_hotadd(k: Kernel, nid: int) -> None:
         k.pa.free(k.pa.allocs[pgdat.allocation])
         pgdat.allocation = None
         pgdat.init_count = 0
-
-
-# ----------------------------------------------------------------- zone choice
-def default_kernel_zone_for_pfn(k: Kernel, nid: int, start_pfn: int, nr_pages: int) -> Zone:
-    """default_kernel_zone_for_pfn(): the first kernel zone the range intersects, else Normal."""
-    pgdat = k.pgdats[nid]
-    for z in (ZoneType.DMA, ZoneType.DMA32):
-        zone = pgdat.zone(z)
-        if zone.intersects(start_pfn, nr_pages):
-            return zone
-    return pgdat.zone(ZoneType.NORMAL)
-
-
-def default_zone_for_pfn(k: Kernel, nid: int, start_pfn: int, nr_pages: int) -> Zone:
-    """default_zone_for_pfn(): inherit a non-overlapping neighbour zone, else the policy."""
-    kernel_zone = default_kernel_zone_for_pfn(k, nid, start_pfn, nr_pages)
-    movable_zone = k.pgdats[nid].zone(ZoneType.MOVABLE)
-    in_kernel = kernel_zone.intersects(start_pfn, nr_pages)
-    in_movable = movable_zone.intersects(start_pfn, nr_pages)
-    if in_kernel ^ in_movable:
-        return kernel_zone if in_kernel else movable_zone
-    return movable_zone if k.hotplug.movable_node else kernel_zone
-
-
-def zone_for_pfn_range(
-    k: Kernel, online_type: MMOP, nid: int, start_pfn: int, nr_pages: int
-) -> Zone:
-    """zone_for_pfn_range() with the contig-zones online policy."""
-    if online_type is MMOP.MMOP_ONLINE_KERNEL:
-        return default_kernel_zone_for_pfn(k, nid, start_pfn, nr_pages)
-    if online_type is MMOP.MMOP_ONLINE_MOVABLE:
-        return k.pgdats[nid].zone(ZoneType.MOVABLE)
-    return default_zone_for_pfn(k, nid, start_pfn, nr_pages)
 
 
 # ----------------------------------------------------------------- spans
@@ -425,8 +416,16 @@ def mhp_supports_memmap_on_memory(k: Kernel, size: int) -> bool:
     )
 
 
-def add_memory(k: Kernel, nid: int, start: int, size: int, memmap_on_memory: bool = False) -> int:
-    """__add_memory() -> add_memory_resource(): sections, blocks, node, firmware entry."""
+def add_memory(
+    k: Kernel, nid: int, start: int, size: int, memmap_on_memory: bool = False, mgid: bool = False
+) -> int:
+    """__add_memory() -> add_memory_resource(): sections, blocks, node, firmware entry.
+    With ``mgid`` (MHP_NID_IS_MGID) ``nid`` is a memory group id."""
+    group = memory_group_find_by_id(k, nid) if mgid else None
+    if mgid:
+        if group is None:
+            return -errno.EINVAL
+        nid = group.nid
     ret = check_hotplug_memory_range(k, start, size)
     if ret:
         return ret
@@ -458,7 +457,7 @@ def add_memory(k: Kernel, nid: int, start: int, size: int, memmap_on_memory: boo
         if new_node:
             rollback_node_hotadd(k, nid)
         return ret
-    blocks = k.memory.create_memory_block_devices(start, size, altmap_pages, nid)
+    blocks = k.memory.create_memory_block_devices(start, size, altmap_pages, nid, group)
     if new_node:
         k.nodes.node_set_online(nid)
         k.nodes.register_one_node(nid)

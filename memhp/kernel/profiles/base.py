@@ -61,6 +61,12 @@ class KernelProfile:
     #: /sys/module/memory_hotplug/parameters exists (memmap_on_memory, 5.12+ as a
     #: module parameter of mm/memory_hotplug.c).
     sysfs_memory_hotplug_params: bool
+    #: The memory_hotplug.online_policy, auto_movable_ratio and
+    #: auto_movable_numa_aware parameters with the auto-movable zone choice
+    #: (auto_movable_zone_for_pfn) and memory groups (memory_group_register_static
+    #: per ACPI memory device, MHP_NID_IS_MGID): 5.14+, so in 6.1; 3.8 has only
+    #: the contig-zones behaviour and no memory groups.
+    online_policies: bool
     #: FOLL_LONGTERM pins migrate pages out of ZONE_MOVABLE first (5.7+,
     #: check_and_migrate_movable_pages), so long-term pinned pages never sit in
     #: ZONE_MOVABLE; in 3.8 a pin may land there and block offlining.

@@ -21,6 +21,7 @@ PROFILE = KernelProfile(
     sysfs_generic_initiator=False,
     sysfs_node_x86=False,
     sysfs_memory_hotplug_params=False,
+    online_policies=False,
     longterm_pin_migrates_movable=False,
     pgtable_free_pud_tables=True,
     pgtable_split_needs_warning=False,

@@ -21,6 +21,7 @@ PROFILE = KernelProfile(
     sysfs_generic_initiator=True,
     sysfs_node_x86=True,
     sysfs_memory_hotplug_params=True,
+    online_policies=True,
     longterm_pin_migrates_movable=True,
     pgtable_free_pud_tables=False,
     pgtable_split_needs_warning=True,

@@ -6,6 +6,7 @@ bitmap_print_to_pagebuf() (``%*pbl`` and ``%*pb``).
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable
 
 
@@ -59,6 +60,23 @@ def kstrtoull(buf: bytes, base: int = 0) -> int | None:
     if v is None or v >= 1 << 64:
         return None
     return v
+
+
+def kstrtoul(buf: bytes, base: int = 0) -> int:
+    """kstrtoul()/kstrtoull() with the kernel's errors: the value, -EINVAL (not a
+    number) or -ERANGE (_parse_integer() overflows 64 bits)."""
+    v = kstrtoull(buf, base)
+    if v is not None:
+        return v
+    s = (buf[:-1] if buf.endswith(b"\n") else buf).removeprefix(b"+")
+    if base in (0, 16) and s[:2].lower() == b"0x":
+        s, base = s[2:], 16
+    elif base == 0:
+        base = 8 if s[:1] == b"0" else 10
+    digits = "0123456789abcdef"[:base]
+    if s and all(chr(c).lower() in digits for c in s):
+        return -errno.ERANGE
+    return -errno.EINVAL
 
 
 def nodelist(ids: Iterable[int]) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from memhp.kernel.kernel import Kernel
 from memhp.sim import procfs
-from memhp.sim.sysfs.attrs import cpumask_hex, kstrtoull, nodelist
+from memhp.sim.sysfs.attrs import cpumask_hex, kstrtoul, kstrtoull, nodelist
 from memhp.sim.sysfs.kernfs import (
     ATTR_RO,
     ATTR_RW,
@@ -127,9 +127,20 @@ def _count(k: Kernel, h: Hstate) -> str:
     return f"{k.hugetlb.nr_huge_pages(h.nid, h.size_kb)}\n"
 
 
+def demote_store(k: Kernel, h: Hstate, buf: bytes) -> int:
+    """demote_store(): kstrtoul(buf, 10) (-EINVAL, -ERANGE), then demote up to that
+    many free huge pages of the node to the next smaller size."""
+    n = kstrtoul(buf, 10)
+    if n < 0:
+        return n
+    if h.smaller_kb is not None:
+        k.hugetlb.demote(h.nid, h.size_kb, h.smaller_kb, n)
+    return 0
+
+
 #: hstate_attrs of mm/hugetlb.c per node (demote/demote_size: 5.16+, not the smallest size).
 node_hstate_attrs: AttrGroup[Hstate] = {
-    "demote": ATTR_WO(lambda k, h, b: 0, lambda k, h: h.smaller_kb is not None),
+    "demote": ATTR_WO(demote_store, lambda k, h: h.smaller_kb is not None),
     "demote_size": DeviceAttr(
         0o644, lambda k, h: f"{h.smaller_kb}kB\n", None, lambda k, h: h.smaller_kb is not None
     ),

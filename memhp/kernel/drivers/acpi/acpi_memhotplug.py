@@ -26,7 +26,15 @@ from memhp.abi.acpi import (
     ACPI_OST_SC_SUCCESS,
     memory_device_name,
 )
-from memhp.kernel.drivers.base.memory import MemoryBlock, device_offline, device_online
+from memhp.abi.layout import PAGE_SHIFT
+from memhp.kernel.drivers.base.memory import (
+    MemoryBlock,
+    device_offline,
+    device_online,
+    memory_add_physaddr_to_nid,
+    memory_group_register_static,
+    memory_group_unregister,
+)
 from memhp.kernel.firmware import AcpiMemoryNamespace
 from memhp.kernel.mm import memory_hotplug as mh
 
@@ -61,6 +69,8 @@ class AcpiDevice:
     put_online: dict[int, bool] = field(default_factory=dict)
     node: int = 0
     ejectable: bool = True  # the object has _EJ0
+    #: mem_device->mgid: the static memory group of the device (-1: none).
+    mgid: int = -1
 
     @property
     def sysfs_dir(self) -> str:
@@ -110,9 +120,16 @@ class AcpiBus:
         dev.bound = True
         ret = self.acpi_memory_enable_device(dev)
         if ret:
-            dev.bound = False
-            dev.infos = []
+            self.acpi_memory_device_free(dev)
         return ret
+
+    def acpi_memory_device_free(self, dev: AcpiDevice) -> None:
+        """acpi_memory_device_free(): unregister the memory group (fails, and is
+        kept, while some of its memory is still added), drop the resources."""
+        if dev.mgid >= 0 and not memory_group_unregister(self.k, dev.mgid):
+            dev.mgid = -1
+        dev.bound = False
+        dev.infos = []
 
     def acpi_memory_enable_device(self, dev: AcpiDevice) -> int:
         """acpi_memory_enable_device(): add_memory() every range, bind its blocks."""
@@ -121,10 +138,23 @@ class AcpiBus:
         if not total:
             k.log("acpi_memhotplug", f"{dev.name}: device is empty")
             return -errno.EINVAL
+        nid, mgid = dev.node, False
+        if k.profile.online_policies:
+            # One static memory group per device, on one node (MHP_NID_IS_MGID).
+            if nid < 0:
+                first = next(i.start_addr for i in dev.infos if i.length)
+                nid = memory_add_physaddr_to_nid(k, first)
+            ret = memory_group_register_static(k, nid, -(-total >> PAGE_SHIFT))
+            if ret < 0:
+                return ret
+            dev.mgid = nid = ret
+            mgid = True
         enabled = 0
         for info in dev.infos:
             mom = mh.mhp_supports_memmap_on_memory(k, info.length)
-            ret = mh.add_memory(k, dev.node, info.start_addr, info.length, memmap_on_memory=mom)
+            ret = mh.add_memory(
+                k, nid, info.start_addr, info.length, memmap_on_memory=mom, mgid=mgid
+            )
             if ret and ret != -errno.EEXIST:
                 k.log(
                     "acpi_memhotplug",
@@ -167,8 +197,7 @@ class AcpiBus:
             ret = mh.try_remove_memory(self.k, info.start_addr, info.length)
             if ret:  # __remove_memory() BUG()s; the caller made sure all is offline.
                 raise RuntimeError(f"__remove_memory {info.start_addr:#x}: {ret}")
-        dev.infos = []
-        dev.bound = False
+        self.acpi_memory_device_free(dev)
         dev.physical_nodes = []
         self.k.objects.emit("acpi_device", dev.name, False)
 

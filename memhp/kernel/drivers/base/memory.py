@@ -12,7 +12,9 @@ bytes, ``sections_per_block`` sections.  This module holds
   memory_block_online/offline);
 * the attribute logic of /sys/devices/system/memory (state_store,
   online_store of drivers/base/core.c, removable_show, valid_zones_show,
-  probe_store, auto_online_blocks_store).  Parsing a store's buffer is left to
+  probe_store, auto_online_blocks_store);
+* memory groups (memory_group_register_static/dynamic, memory_group_unregister,
+  memory_group_find_by_id, walk_dynamic_memory_groups).  Parsing a store's buffer is left to
   the sysfs front end; the functions here take parsed values.
 
 The mm side of onlining and offlining lives in :mod:`memhp.kernel.mm.memory_hotplug`.
@@ -64,6 +66,21 @@ ONLINE_TYPE_TO_STR: dict[MMOP, str] = {
 NUMA_NO_NODE = -1
 
 
+@dataclass(eq=False)
+class MemoryGroup:
+    """struct memory_group: blocks added and removed together (static: one ACPI
+    memory device, ``max_pages``; dynamic: e.g. virtio-mem, in ``unit_pages``)."""
+
+    mgid: int
+    nid: int
+    is_dynamic: bool = False
+    max_pages: int = 0
+    unit_pages: int = 0
+    present_kernel_pages: int = 0
+    present_movable_pages: int = 0
+    memory_blocks: list[int] = field(default_factory=list)
+
+
 @dataclass
 class MemoryBlock:
     """struct memory_block."""
@@ -76,7 +93,8 @@ class MemoryBlock:
     #: The single zone of an online block; None when offline or spanning zones.
     zone: ZoneType | None = None
     nr_vmemmap_pages: int = 0
-    group: int | None = None
+    #: mem->group: the memory group (ACPI device) the block belongs to, if any.
+    group: MemoryGroup | None = None
     early: bool = False
     #: Nodes this block is linked under (memoryN/nodeX links); usually one.
     nodes: set[int] = field(default_factory=set)
@@ -167,6 +185,8 @@ class MemorySubsys:
         #: Memory blocks per node id (mem->nid), so that node checks never scan all blocks.
         self.node_blocks: dict[int, int] = {}
         self.chain = MemoryChain()
+        #: memory_groups (the xarray), by memory group id.
+        self.groups: dict[int, MemoryGroup] = {}
         #: Errors injected into the next notifier calls (memory-notifier-error-inject).
         self.notifier_error_inject: dict[MemAction, int] = {}
 
@@ -234,9 +254,9 @@ class MemorySubsys:
             self._register(mem)
 
     def create_memory_block_devices(
-        self, start: int, size: int, vmemmap_pages: int, nid: int
+        self, start: int, size: int, vmemmap_pages: int, nid: int, group: MemoryGroup | None = None
     ) -> list[MemoryBlock]:
-        """create_memory_block_devices(): offline blocks for a hot-added range."""
+        """create_memory_block_devices(): offline blocks for a hot-added range, in ``group``."""
         out = []
         for bid in range(start // self.block_size, (start + size) // self.block_size):
             mem = MemoryBlock(
@@ -245,7 +265,10 @@ class MemorySubsys:
                 MemState.MEM_OFFLINE,
                 nid,
                 nr_vmemmap_pages=vmemmap_pages,
+                group=group,
             )
+            if group is not None:
+                group.memory_blocks.append(bid)
             self._register(mem)
             out.append(mem)
         self.k.log(
@@ -260,6 +283,9 @@ class MemorySubsys:
         """remove_memory_block_devices(): unregister blocks and their node links."""
         ids = [m.id for m in self.blocks_in_range(start, size)]
         for bid in ids:
+            group = self.blocks[bid].group
+            if group is not None:  # remove_memory_block(): list_del(&mem->group_next)
+                group.memory_blocks.remove(bid)
             self._unregister(bid)
         if ids:
             self.k.log("remove_memory_block_devices", f"memory{ids[0]}..memory{ids[-1]} removed")
@@ -273,7 +299,7 @@ def memory_block_online(k: Kernel, mem: MemoryBlock) -> int:
 
     start_pfn = section_nr_to_pfn(mem.start_section_nr)
     nr_pages = k.memory.pages_per_block
-    zone = mh.zone_for_pfn_range(k, mem.online_type, mem.nid, start_pfn, nr_pages)
+    zone = mh.zone_for_pfn_range(k, mem.online_type, mem.nid, start_pfn, nr_pages, mem.group)
     vm = mem.nr_vmemmap_pages
     ret = mh.online_pages(k, start_pfn + vm, nr_pages - vm, zone)
     if ret:
@@ -282,6 +308,7 @@ def memory_block_online(k: Kernel, mem: MemoryBlock) -> int:
         # The altmap pages belong to the block's zone once it is online.
         zone.present_pages += vm
         mh.move_pfn_range_to_zone(k, zone, start_pfn, vm)
+    adjust_present_page_count(k, mem, zone.nid, zone.idx, nr_pages)
     mem.zone = zone.idx
     k.log("online", f"{mem.name} online in {zone.name} (node {zone.nid})")
     return 0
@@ -320,9 +347,27 @@ def memory_block_offline(k: Kernel, mem: MemoryBlock) -> int:
         return ret
     if vm and k.profile.shrink_spans_on_offline:
         mh.remove_pfn_range_from_zone(k, zone, start_pfn, vm)
+    adjust_present_page_count(k, mem, zone.nid, zone.idx, -k.memory.pages_per_block)
     mem.zone = None
     k.log("offline", f"{mem.name} offline")
     return 0
+
+
+def adjust_present_page_count(
+    k: Kernel, mem: MemoryBlock, nid: int, zidx: ZoneType, nr_pages: int
+) -> None:
+    """adjust_present_page_count() (mm/memory_hotplug.c), the part beyond
+    zone->present_pages: the present pages of hot-added (not early) sections per
+    zone, from which present_early_pages follows, and the group's kernel/movable
+    pages.  Called for the whole block (vmemmap pages included), as 6.1 does."""
+    if not mem.early:
+        key = (nid, int(zidx))
+        k.hotplug.hotplug_present[key] = k.hotplug.hotplug_present.get(key, 0) + nr_pages
+    if mem.group is not None:
+        if zidx is ZoneType.MOVABLE:
+            mem.group.present_movable_pages += nr_pages
+        else:
+            mem.group.present_kernel_pages += nr_pages
 
 
 def memory_block_change_state(k: Kernel, mem: MemoryBlock, to: MemState, frm: MemState) -> int:
@@ -402,10 +447,10 @@ def valid_zones_show(k: Kernel, mem: MemoryBlock) -> list[str] | None:
         if mem.zone is None:
             return None
         return [k.pgdats[mem.nid].zone(mem.zone).name]
-    default = mh.zone_for_pfn_range(k, MMOP.MMOP_ONLINE, mem.nid, start_pfn, nr)
+    default = mh.zone_for_pfn_range(k, MMOP.MMOP_ONLINE, mem.nid, start_pfn, nr, mem.group)
     names = [default.name]
     for t in (MMOP.MMOP_ONLINE_KERNEL, MMOP.MMOP_ONLINE_MOVABLE):
-        z = mh.zone_for_pfn_range(k, t, mem.nid, start_pfn, nr)
+        z = mh.zone_for_pfn_range(k, t, mem.nid, start_pfn, nr, mem.group)
         if z is not default:
             names.append(z.name)
     return names
@@ -438,3 +483,60 @@ def probe_store(k: Kernel, addr: int) -> int:
         return -errno.EINVAL
     nid = memory_add_physaddr_to_nid(k, addr)
     return mh.add_memory(k, nid, addr, k.memory.block_size)
+
+
+# ================================================================ memory groups
+def memory_group_register(k: Kernel, group: MemoryGroup) -> int:
+    """memory_group_register(): the lowest free id (xa_alloc), or -EINVAL."""
+    if group.nid not in k.nodes.node_states["N_POSSIBLE"]:
+        return -errno.EINVAL
+    groups = k.memory.groups
+    group.mgid = next(i for i in range(len(groups) + 1) if i not in groups)
+    groups[group.mgid] = group
+    return group.mgid
+
+
+def memory_group_register_static(k: Kernel, nid: int, max_pages: int) -> int:
+    """memory_group_register_static(): all of a unit (a DIMM) added and removed at once."""
+    if not max_pages:
+        return -errno.EINVAL
+    return memory_group_register(k, MemoryGroup(-1, nid, max_pages=max_pages))
+
+
+def memory_group_register_dynamic(k: Kernel, nid: int, unit_pages: int) -> int:
+    """memory_group_register_dynamic(): memory added and removed in ``unit_pages``."""
+    if (
+        not unit_pages
+        or unit_pages & (unit_pages - 1)
+        or unit_pages < k.memory.block_size >> PAGE_SHIFT
+    ):
+        return -errno.EINVAL
+    return memory_group_register(k, MemoryGroup(-1, nid, True, unit_pages=unit_pages))
+
+
+def memory_group_unregister(k: Kernel, mgid: int) -> int:
+    """memory_group_unregister(): -EINVAL for an unknown id, -EBUSY while it has blocks."""
+    group = k.memory.groups.get(mgid) if mgid >= 0 else None
+    if group is None:
+        return -errno.EINVAL
+    if group.memory_blocks:
+        return -errno.EBUSY
+    del k.memory.groups[mgid]
+    return 0
+
+
+def memory_group_find_by_id(k: Kernel, mgid: int) -> MemoryGroup | None:
+    """memory_group_find_by_id()."""
+    return k.memory.groups.get(mgid)
+
+
+def walk_dynamic_memory_groups(
+    k: Kernel, nid: int, excluded: MemoryGroup | None
+) -> list[MemoryGroup]:
+    """walk_dynamic_memory_groups(): the dynamic groups of ``nid`` (any node for
+    NUMA_NO_NODE) except ``excluded``, in id order."""
+    return [
+        g
+        for _, g in sorted(k.memory.groups.items())
+        if g.is_dynamic and g is not excluded and (nid == NUMA_NO_NODE or g.nid == nid)
+    ]
