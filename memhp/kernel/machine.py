@@ -34,7 +34,10 @@ A machine is described by a TOML document (see ``machines/*.toml``)::
     [kernel]                              # the kernel's own boot footprint
     image_start = "16M"                   # where the image is: the start of "Kernel
                                           # code" in /proc/iomem (16M with nokaslr)
-    image_size = "32M"                    # "Kernel code" start to the end of "Kernel bss"
+    image_size = "32M"                    # what the image keeps reserved: "Kernel code"
+                                          # start to "Kernel bss" end, less what boot
+                                          # frees ("Freeing unused kernel image ...")
+    percpu_per_cpu = "248K"               # "percpu: Embedded N pages/cpu" (first chunk)
     swiotlb = "64M"                       # swiotlb= (slabs of 2K) bounce buffer
     boot_slab_per_node = "24M"
 
@@ -112,6 +115,8 @@ class MachineSpec:
     kernel_image_size: int = 32 * MiB
     kernel_image_start: int = 16 * MiB
     swiotlb_size: int = 64 * MiB
+    #: The embedded first percpu chunk per CPU (pcpu_embed_first_chunk, Debian 6.1: 62 pages).
+    percpu_per_cpu: int = 248 * 1024
     boot_slab_per_node: int = 24 * MiB
     #: memory_hotplug.online_policy, auto_movable_ratio, auto_movable_numa_aware.
     online_policy: str = ONLINE_POLICIES[0]
@@ -490,7 +495,9 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
     kern = doc.get("kernel", {})
     if not isinstance(kern, Mapping):
         raise MachineError("kernel", "expected a table")
-    bad = sorted(set(kern) - {"image_start", "image_size", "swiotlb", "boot_slab_per_node"})
+    bad = sorted(
+        set(kern) - {"image_start", "image_size", "swiotlb", "boot_slab_per_node", "percpu_per_cpu"}
+    )
     if bad:
         raise MachineError(f"kernel.{bad[0]}", "unknown key")
 
@@ -520,6 +527,7 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
         kernel_image_start=parse_size(kern.get("image_start", 16 * MiB), "kernel.image_start"),
         kernel_image_size=parse_size(kern.get("image_size", 32 * MiB), "kernel.image_size"),
         swiotlb_size=parse_size(kern.get("swiotlb", 64 * MiB), "kernel.swiotlb"),
+        percpu_per_cpu=parse_size(kern.get("percpu_per_cpu", 248 * 1024), "kernel.percpu_per_cpu"),
         boot_slab_per_node=parse_size(
             kern.get("boot_slab_per_node", 24 * MiB), "kernel.boot_slab_per_node"
         ),

@@ -2,7 +2,8 @@
 
 What memblock hands out before the buddy allocator exists: the first MiB, the
 kernel image, each node's memmap buffer (sparse_init_nid) and pgdat
-(alloc_node_data), the swiotlb bounce buffer.  The pages are PG_reserved
+(alloc_node_data), the first percpu chunk per node with CPUs, the swiotlb bounce
+buffer (NUMA_NO_NODE, top-down below 4 GiB).  The pages are PG_reserved
 allocations of the page allocator (:meth:`PageAllocator.memblock_reserve` and
 :meth:`PageAllocator.memblock_alloc_top_down`).
 """
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from memhp.abi.layout import DMA32_END, PAGE_SHIFT, SECTION_SIZE, MiB
+from memhp.abi.layout import DMA32_END, PAGE_SHIFT, PAGE_SIZE, SECTION_SIZE, MiB
 from memhp.kernel.drivers.base.memory import NUMA_NO_NODE
 from memhp.kernel.mm.mmzone import PGDAT_PAGES
 from memhp.kernel.mm.page_alloc import Allocation, AllocError
@@ -84,6 +85,20 @@ class Memblock:
                 exclude=exclude,
                 min_pfn=min_pfn,
             )
+        # setup_per_cpu_areas() -> pcpu_embed_first_chunk(): one group per node with
+        # CPUs, allocated on that node (pcpu_fc_alloc -> memblock_alloc_try_nid); the
+        # unused tail of each unit is given back, so each CPU keeps percpu_per_cpu.
+        for n in spec.nodes:
+            if n.cpus and spec.percpu_per_cpu:
+                pa.memblock_alloc_top_down(
+                    -(-spec.percpu_per_cpu * len(n.cpus) // PAGE_SIZE),
+                    n.id,
+                    f"percpu first chunk of node {n.id}",
+                    "memblock",
+                    bottom_up=movable_node,
+                    exclude=exclude,
+                    min_pfn=min_pfn,
+                )
         # swiotlb bounce buffer: swiotlb_init_remap() -> memblock_alloc_low():
         # NUMA_NO_NODE, top-down below 4 GiB, so on whichever node owns the highest
         # free memory there (not node 0 first).
