@@ -85,7 +85,7 @@ BENCH_EPILOG = """\
 scenarios:
   The scenario format (TOML: a machine, a kernel command line, [[step]] tables)
   is documented in memhp/bench/scenario.py and README.md ("memhp bench");
-  adding a step action: CONTRIBUTING-bench.md.  The bundled scenarios are in
+  adding a step action: docs/contributing/bench.md.  The bundled scenarios are in
   tests/scenarios/ (the differential set) and tests/scenarios/trees/ (runs
   recorded for their trees); their recorded real runs in tests/data/real/scenarios/.
   The report is described in docs/bench-report.md.

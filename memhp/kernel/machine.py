@@ -35,7 +35,7 @@ already-decoded TOML mapping.  Every error names the key and the problem.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import pairwise
 
 from memhp.abi import units
@@ -97,12 +97,11 @@ class MachineSpec:
     nodes: tuple[NodeSpec, ...]
     slots: int
     maxmem: int
-    #: Sizes of the kernel's own boot allocations (see memhp.kernel.boot).
+    #: Sizes of the kernel's own boot allocations (see memhp.kernel.mm.memblock).
     kernel_image_size: int = 32 * MiB
     kernel_image_start: int = 16 * MiB
     swiotlb_size: int = 64 * MiB
     boot_slab_per_node: int = 24 * MiB
-    extra: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def boot_ram(self) -> list[tuple[int, int, int]]:

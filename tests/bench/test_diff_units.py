@@ -13,7 +13,7 @@ import pytest
 from memhp.abi.fs import Kind
 from memhp.abi.tree import Entry
 from memhp.bench.actions import ACTIONS, Action, HotAddAction, Read, Wait, Write, action, as_str
-from memhp.bench.compare import ALLOWLIST, compare_trees, counters, normalise, not_modelled
+from memhp.bench.compare import ALLOWLIST, compare_trees, counters, normalise
 from memhp.bench.drivers import CmdResult, Driver
 from memhp.bench.recording import Recording, recording_path
 from memhp.bench.report import report_json, report_markdown, summary_line
@@ -178,8 +178,6 @@ def test_normalise_drops_other_subsystems_only() -> None:
         "/sys/devices/system/node/node0/cpulist",
         "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages",
     ]
-    assert not not_modelled("/sys/devices/system/node/node1/compact")
-    assert not not_modelled("/sys/devices/system/node/node1/cpumap")
 
 
 def test_counters() -> None:
