@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                     f.write("\n")
         finally:
             for tree in trees.values():
-                subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ROOT, check=False)
+                cmd = ["git", "worktree", "remove", "--force", tree]
+                subprocess.run(cmd, cwd=ROOT, check=False)
     return 0
 
 
