@@ -2,7 +2,8 @@
 
 One daemon per module serves machines/qemu-linux-6.1 with a 1 GiB DIMM on node 1
 (blocks 32-39) onlined Normal, and pages pinned in memory32 (the last block
-``memhp remove`` offlines): offlining it blocks until the writer gets a signal.  The tool runs as a separate process (``python -m memhp.cli``).
+``memhp remove`` offlines): offlining it blocks until the writer gets a
+signal.  The tool runs as a separate process.
 """
 
 from __future__ import annotations
