@@ -343,6 +343,21 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<scenario>") -> Scenario
     mdoc["movable_node"] = cmdline.movable_node
     if cmdline.memmap_on_memory is not None:
         mdoc["memmap_on_memory"] = cmdline.memmap_on_memory
+    kernels = tuple(BENCH_KERNELS)
+    if "kernels" in doc:
+        kernels = as_strings(doc["kernels"], f"{where}: kernels")
+        unknown = [k for k in kernels if k not in BENCH_KERNELS]
+        if unknown or not kernels:
+            raise ScenarioError(
+                f"{where}: kernels: expected bench kernels among {', '.join(BENCH_KERNELS)}, "
+                f"got {list(kernels)!r}"
+            )
+    # The machine's profile names the scenario's kernel, unless the scenario is not
+    # for that kernel: then it runs on (and models) the first one it is for.
+    kernel = next((v for v, p in BENCH_KERNELS.items() if p == mdoc.get("profile")), DEFAULT_KERNEL)
+    if kernel not in kernels:
+        kernel = kernels[0]
+        mdoc["profile"] = BENCH_KERNELS[kernel]
     try:
         spec = parse_machine(mdoc)
     except MachineError as e:
@@ -373,20 +388,7 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<scenario>") -> Scenario
         # Python in the guest needs `-cpu max` (numpy), whose CPU has pdpe1gb: 1 GiB
         # pages in the direct map and a hugepages-1048576kB pool, as on the model side.
         spec = replace(spec, gbpages=True)
-    kernels = tuple(BENCH_KERNELS)
-    if "kernels" in doc:
-        kernels = as_strings(doc["kernels"], f"{where}: kernels")
-        unknown = [k for k in kernels if k not in BENCH_KERNELS]
-        if unknown or not kernels:
-            raise ScenarioError(
-                f"{where}: kernels: expected bench kernels among {', '.join(BENCH_KERNELS)}, "
-                f"got {list(kernels)!r}"
-            )
-    kernel = kernel_of(spec)
-    sc = Scenario(name, path, desc, mdoc, spec, cmdline, tuple(steps), tags, kernels, kernel)
-    if kernel not in kernels:
-        sc = sc.for_kernel(kernels[0])
-    return sc
+    return Scenario(name, path, desc, mdoc, spec, cmdline, tuple(steps), tags, kernels, kernel)
 
 
 def load_scenario(path: str) -> Scenario:
