@@ -297,15 +297,9 @@ def test_model_against_recorded_real_runs(path: str, kernel: str) -> None:
 #: loaded machine; record with `memhp bench diff FILE --kernel K --record
 #: tests/data/real/scenarios` and remove the pair here).
 NOT_YET_RECORDED = {
-    ("crash-hotplug.toml", "6.12"),
     ("default-online-type.toml", "6.1"),
-    ("default-online-type.toml", "6.12"),
     ("hwpoison-then-online.toml", "6.1"),
-    ("memhp-list-vs-lsmem.toml", "6.12"),
-    ("memhp-remove-in-guest.toml", "6.12"),
-    ("memmap-on-memory-force.toml", "6.12"),
     ("memmap-on-memory-per-block.toml", "6.1"),
-    ("movable-node.toml", "6.12"),
     ("readd-after-remove.toml", "6.12"),
     ("several-dimms-several-nodes.toml", "6.12"),
 }
