@@ -11,8 +11,15 @@ from memhp.sim.sysfs.kernfs import ATTR_RO, AttrGroup, Dir, group_dir, static_di
 
 #: The parameters of the memory_hotplug "module" (built in).
 memory_hotplug_params: AttrGroup[None] = {
-    "memmap_on_memory": ATTR_RO(lambda k, _o: "Y\n" if k.hotplug.memmap_on_memory else "N\n"),
+    "memmap_on_memory": ATTR_RO(lambda k, _o: memmap_on_memory_show(k)),
 }
+
+
+def memmap_on_memory_show(k: Kernel) -> str:
+    """get_memmap_mode() (6.6+: "force" for MEMMAP_ON_MEMORY_FORCE), else the bool."""
+    if k.spec.memmap_on_memory_force:
+        return "force\n"
+    return "Y\n" if k.hotplug.memmap_on_memory else "N\n"
 
 
 def module_dir(k: Kernel) -> Dir | None:
