@@ -20,6 +20,12 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol, runtime_checkable
 
+#: EHWPOISON (include/uapi/asm-generic/errno.h: "Memory page has hardware error"),
+#: which Python's errno module does not name.
+EHWPOISON = 133
+#: errno names beyond Python's errno module.
+EXTRA_ERRNO_NAMES: dict[int, str] = {EHWPOISON: "EHWPOISON"}
+
 
 class Kind(Enum):
     """What a path names."""

@@ -15,7 +15,7 @@ A ``[[step]]`` table has exactly one action key (``hot_add = {...}``, ``write = 
   outcome is one of ``expect``); :meth:`Action.compare`: extra real-vs-model checks.
 
 Adding an action is adding one class here with the :func:`action` decorator; see
-CONTRIBUTING-bench.md.
+docs/contributing/bench.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Comparing two trees: what is compared, the normalisation rules, the known gaps.
 
 The trees of both sides are normalised (:func:`normalise`: only the memory hotplug
-subsystem, :func:`in_scope`, minus :data:`NOT_MODELLED`) and compared
+subsystem, :func:`in_scope`) and compared
 (:func:`compare_trees`): missing and extra files and links, different values, link
 targets, read errnos.  The few values the model cannot know are listed in
 :data:`ALLOWLIST`, each with its reason; some of them are compared by their change
@@ -104,29 +104,9 @@ def rule_for(path: str) -> Rule | None:
     return None
 
 
-#: Names the model does not model at all (globs on the last path component, and on
-#: the directory they are in).  They belong to other subsystems: the comparison
-#: would only say that the model lacks them.  Anything under them is dropped too.
-NOT_MODELLED: tuple[tuple[str, str, str], ...] = (
-    # (parent glob, name glob, why).  Empty: the model now has the node compact,
-    # hugepages and cpuN entries and the driver-core subsystem links.
-)
-
-
-def not_modelled(path: str) -> bool:
-    """True when ``path`` is (under) a name listed in :data:`NOT_MODELLED`."""
-    parts = path.split("/")
-    for i in range(2, len(parts)):
-        parent, name = "/".join(parts[:i]), parts[i]
-        for pglob, nglob, _why in NOT_MODELLED:
-            if fnmatch.fnmatchcase(name, nglob) and fnmatch.fnmatchcase(parent, pglob):
-                return True
-    return False
-
-
 def normalise(snap: Snapshot) -> Snapshot:
-    """Keep what is compared: paths :func:`in_scope` accepts, not :func:`not_modelled`."""
-    return {p: e for p, e in snap.items() if in_scope(p) and not not_modelled(p)}
+    """Keep what is compared: the paths :func:`in_scope` accepts."""
+    return {p: e for p, e in snap.items() if in_scope(p)}
 
 
 def counters(text: str) -> dict[str, int | None]:

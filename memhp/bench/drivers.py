@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from memhp.abi.acpi import MEMORY_DEVICE_HID
-from memhp.abi.fs import Kind, SysfsFS, resolve_link
+from memhp.abi.fs import EXTRA_ERRNO_NAMES, Kind, SysfsFS, resolve_link
 from memhp.abi.paths import (
     MEMORY_ROOTS,
     PROC_BUDDYINFO,
@@ -60,7 +60,8 @@ def errno_value(name: str) -> int:
     """``"EINVAL"`` → 22; ``"ok"`` → 0."""
     if name == "ok":
         return 0
-    code = getattr(errno, name, None)
+    extra = {v: k for k, v in EXTRA_ERRNO_NAMES.items()}
+    code = extra.get(name, getattr(errno, name, None))
     if not isinstance(code, int) or not name.startswith("E"):
         raise KeyError(name)
     return code
@@ -68,7 +69,9 @@ def errno_value(name: str) -> int:
 
 def errno_label(code: int) -> str:
     """0 → ``"ok"``, 22 → ``"EINVAL"``."""
-    return "ok" if code == 0 else errno.errorcode.get(code, str(code))
+    if code == 0:
+        return "ok"
+    return errno.errorcode.get(code) or EXTRA_ERRNO_NAMES.get(code, str(code))
 
 
 @dataclass(frozen=True)

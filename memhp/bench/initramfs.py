@@ -15,9 +15,13 @@ Debian's ``busybox-static`` and the kernel package (for modules).  It holds:
 
 Where things are looked up (first hit wins):
 
-* kernel: ``$MEMHP_KERNEL_DIR`` (a directory into which the Debian package was
-  unpacked with ``dpkg-deb -x``), ``<repo>/.cache/kernel`` (what ``.ci/qemu-deps.sh``
-  makes), then ``/`` (the package installed system-wide);
+* kernel of version V (:data:`BENCH_KERNELS`: ``6.1``, ``6.12``):
+  ``$MEMHP_KERNEL_DIR`` (a directory into which the Debian package was unpacked with
+  ``dpkg-deb -x``), ``<repo>/.cache/kernel-V`` then ``<repo>/.cache/kernel`` (what
+  ``.ci/qemu-deps.sh`` makes: 6.1 in ``kernel``, 6.12 in ``kernel-6.12``), then ``/``
+  (the package installed system-wide); the first with a ``boot/vmlinuz-V.*``;
+* modules: plain ``.ko`` or xz-compressed ``.ko.xz`` (6.12), decompressed into the
+  initramfs; those in ``modules.builtin`` are skipped (virtio_pci is built in 6.12);
 * busybox: ``$MEMHP_BUSYBOX``, then ``/bin/busybox`` and ``busybox`` on ``PATH``; it
   must be statically linked;
 * cache of built images: ``$MEMHP_CACHE_DIR`` or ``<repo>/.cache/bench``.
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import lzma
 import os
 import re
 import shutil
@@ -40,6 +45,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: Modules for 9p file sharing over virtio (dependencies are added automatically).
 NINEP_MODULES: tuple[str, ...] = ("virtio_pci", "9pnet_virtio", "9p")
+
+
+#: The Debian kernels the bench boots: version -> the memhp kernel profile that models it.
+BENCH_KERNELS: dict[str, str] = {"6.1": "linux-6.1", "6.12": "linux-6.12"}
+#: The kernel the bench boots unless told otherwise.
+DEFAULT_KERNEL = "6.1"
 
 
 class BenchSetupError(RuntimeError):
@@ -67,13 +78,19 @@ class KernelImage:
     release: str  # e.g. 6.1.0-56-amd64
 
     @staticmethod
-    def find(pattern: str = "vmlinuz-6.1.*") -> KernelImage:
-        """Locate Debian's Linux 6.1 (see the module docstring for the search order)."""
+    def find(version: str = DEFAULT_KERNEL) -> KernelImage:
+        """Locate Debian's Linux ``version`` (see the module docstring for the search order)."""
+        if version not in BENCH_KERNELS:
+            raise BenchSetupError(
+                f"unknown bench kernel {version!r} (known: {', '.join(BENCH_KERNELS)})"
+            )
+        pattern = f"vmlinuz-{version}.*"
         roots: list[Path] = []
         env = os.environ.get("MEMHP_KERNEL_DIR")
         if env:
             roots.append(Path(env))
-        roots += [REPO_ROOT / ".cache" / "kernel", Path("/")]
+        roots += [REPO_ROOT / ".cache" / f"kernel-{version}", REPO_ROOT / ".cache" / "kernel"]
+        roots.append(Path("/"))
         for root in roots:
             cands = sorted(glob.glob(str(root / "boot" / pattern)), key=_version_key)
             readable = [c for c in cands if os.access(c, os.R_OK)]
@@ -86,20 +103,29 @@ class KernelImage:
                 mods = root / "usr" / "lib" / "modules" / release
             return KernelImage(vmlinuz, mods if mods.is_dir() else None, release)
         raise BenchSetupError(
-            "no Debian Linux 6.1 kernel (boot/vmlinuz-6.1.*) found in "
+            f"no Debian Linux {version} kernel (boot/{pattern}) found in "
             + ", ".join(str(r) for r in roots)
             + "; run `bash .ci/qemu-deps.sh` as root or set MEMHP_KERNEL_DIR"
         )
 
     def module_path(self, name: str) -> Path | None:
-        """The ``.ko`` file of module ``name`` (``-`` and ``_`` are equivalent)."""
+        """The ``.ko``/``.ko.xz`` file of module ``name`` (``-`` and ``_`` are equivalent)."""
         if self.modules is None:
             return None
         index = _module_index(str(self.modules))
         return index.get(name.replace("-", "_"))
 
+    def builtin(self, name: str) -> bool:
+        """True when ``name`` is built into the kernel (listed in ``modules.builtin``)."""
+        if self.modules is None:
+            return False
+        return name.replace("-", "_") in _builtin_modules(str(self.modules))
+
 
 _INDEX_CACHE: dict[str, dict[str, Path]] = {}
+_BUILTIN_CACHE: dict[str, frozenset[str]] = {}
+#: Module file suffixes the bench reads (Debian 6.1: plain; 6.12: xz).
+_KO_SUFFIXES = (".ko", ".ko.xz")
 
 
 def _module_index(moddir: str) -> dict[str, Path]:
@@ -107,15 +133,38 @@ def _module_index(moddir: str) -> dict[str, Path]:
         idx: dict[str, Path] = {}
         for dirpath, _dirs, files in os.walk(moddir):
             for f in files:
-                if f.endswith(".ko"):
-                    idx[f[:-3].replace("-", "_")] = Path(dirpath) / f
+                for suffix in _KO_SUFFIXES:
+                    if f.endswith(suffix):
+                        idx[f[: -len(suffix)].replace("-", "_")] = Path(dirpath) / f
         _INDEX_CACHE[moddir] = idx
     return _INDEX_CACHE[moddir]
 
 
+def _builtin_modules(moddir: str) -> frozenset[str]:
+    if moddir not in _BUILTIN_CACHE:
+        try:
+            lines = (Path(moddir) / "modules.builtin").read_text().split()
+        except OSError:
+            lines = []
+        names = {os.path.basename(x).removesuffix(".ko").replace("-", "_") for x in lines}
+        _BUILTIN_CACHE[moddir] = frozenset(names)
+    return _BUILTIN_CACHE[moddir]
+
+
+def module_bytes(ko: Path) -> bytes:
+    """The module's ELF image (an ``.ko.xz`` decompressed)."""
+    data = ko.read_bytes()
+    return lzma.decompress(data) if ko.name.endswith(".xz") else data
+
+
+def module_file_name(ko: Path) -> str:
+    """The module's name in the initramfs: ``9p.ko`` for ``9p.ko.xz``."""
+    return ko.name.removesuffix(".xz")
+
+
 def module_depends(ko: Path) -> list[str]:
     """The ``depends=`` list of a module, read from its ``.modinfo`` strings."""
-    data = ko.read_bytes()
+    data = module_bytes(ko)
     m = re.search(rb"\x00depends=([^\x00]*)\x00", data)
     if not m or not m.group(1):
         return []
@@ -132,6 +181,8 @@ def resolve_modules(kernel: KernelImage, wanted: Iterable[str]) -> list[Path]:
         if name in seen:
             return
         seen.add(name)
+        if kernel.builtin(name):
+            return
         ko = kernel.module_path(name)
         if ko is None:
             raise BenchSetupError(f"module {name} not found under {kernel.modules}")
@@ -352,8 +403,8 @@ def build_initramfs(
     w.file("etc/memhp/agent.sh", AGENT_SH.encode(), 0o755)
     names = []
     for ko in kos:
-        w.file(f"etc/memhp/ko/{ko.name}", ko.read_bytes())
-        names.append(ko.name)
+        w.file(f"etc/memhp/ko/{module_file_name(ko)}", module_bytes(ko))
+        names.append(module_file_name(ko))
     if names:
         w.file("etc/memhp/modules.list", ("\n".join(names) + "\n").encode())
     for path, data in sorted((extra_files or {}).items()):

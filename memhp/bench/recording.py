@@ -122,5 +122,8 @@ def load_recording(path: str) -> Recording:
 
 
 def recording_path(sc: Scenario, directory: str) -> str:
-    """Where the recording of ``sc`` lives in ``directory``."""
-    return os.path.join(directory, f"{sc.name}.json.gz")
+    """Where the recording of ``sc`` lives in ``directory``.
+
+    ``NAME.json.gz`` for the default kernel (6.1), ``NAME@6.12.json.gz`` for another.
+    """
+    return os.path.join(directory, f"{sc.label}.json.gz")

@@ -213,7 +213,7 @@ def run_scenario(
     """
     t0 = time.monotonic()
     model_only = real is None and replay is None
-    res = ScenarioResult(sc.name, sc.path, sc.description, model_only)
+    res = ScenarioResult(sc.label, sc.path, sc.description, model_only)
     run = _Run(sc, model, real, replay, record)
     res.steps.append(run.boot())
     if log:
@@ -260,7 +260,7 @@ def diff_scenario(
             assert vm is not None and vm.boot is not None
             if log:
                 log(f"  booted in {vm.boot.seconds:.1f}s ({vm.boot.accel})")
-            rec = Recording(sc.name) if record_dir else None
+            rec = Recording(sc.label) if record_dir else None
             res = run_scenario(sc, model, real, log, record=rec)
             res.boot_seconds = round(vm.boot.seconds, 2)
             res.accel = vm.boot.accel
@@ -274,7 +274,7 @@ def diff_scenario(
                 }
                 rec.save(recording_path(sc, record_dir))
     except Exception as e:  # a guest that did not boot or hung: the scenario fails
-        res = ScenarioResult(sc.name, sc.path, sc.description, False)
+        res = ScenarioResult(sc.label, sc.path, sc.description, False)
         res.error = f"{type(e).__name__}: {e}"
     res.seconds = round(time.monotonic() - t0, 2)
     return res

@@ -4,15 +4,20 @@ A scenario runs unchanged on a real Linux guest under QEMU and on the simulated
 kernel (:mod:`memhp.bench.runner`)::
 
     description = "hot-add on a memory-less node, online every way, eject"
+    kernels = ["6.1", "6.12"]                  # the bench kernels it runs on (default:
+                                               # all); the machine's profile picks the
+                                               # default one, --kernel another
     machine = "machines/qemu-linux-6.1.toml"   # a machine file (relative to the
                                                # scenario, else to the repository),
                                                # or an inline [machine] table; with
                                                # base = "FILE" the table's keys
                                                # replace those of FILE
     [cmdline]                                  # the guest's kernel command line
-    memhp_default_state = "offline"            # also the model's auto_online_blocks
+    memhp_default_state = "offline"            # also the model's auto_online_blocks;
+                                               # "default": not on the command line
+                                               # (the kernel's build-time default)
     movable_node = false
-    memmap_on_memory = false
+    memmap_on_memory = false                   # or "force" (6.12)
     online_policy = "auto-movable"             # memory_hotplug.online_policy= (also
     auto_movable_ratio = 301                   # ratio, numa_aware): model and guest
     auto_movable_numa_aware = true
@@ -72,6 +77,7 @@ from typing import Any
 
 from memhp.bench.actions import ACTIONS, Action, ScenarioError, as_str, as_strings
 from memhp.bench.drivers import HotAdd, errno_label, errno_value
+from memhp.bench.initramfs import BENCH_KERNELS, DEFAULT_KERNEL
 from memhp.bench.vm import NodeConfig, VMConfig
 from memhp.kernel.machine import ONLINE_TYPES, MachineError, MachineSpec, parse_machine
 
@@ -79,7 +85,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 #: Where the bundled scenarios live (the differential set; trees/: recorded for their trees).
 SCENARIO_DIR = os.path.join(REPO_ROOT, "tests", "scenarios")
 #: Top-level keys of a scenario file.
-SCENARIO_KEYS = frozenset({"name", "description", "machine", "cmdline", "step", "tags"})
+SCENARIO_KEYS = frozenset({"name", "description", "machine", "cmdline", "step", "tags", "kernels"})
 #: Keys only a machine file has: such a file given as a scenario is named as such.
 MACHINE_KEYS = frozenset(
     {"e820", "node", "hotplug", "kernel", "profile", "block_size", "auto_online_blocks"}
@@ -124,9 +130,9 @@ class Step:
 class Cmdline:
     """The kernel command-line options a scenario sets (both sides)."""
 
-    memhp_default_state: str = "offline"
+    memhp_default_state: str = "offline"  # or "default": not on the command line
     movable_node: bool = False
-    memmap_on_memory: bool | None = None
+    memmap_on_memory: bool | str | None = None  # or "force"
     #: memory_hotplug.online_policy=, auto_movable_ratio=, auto_movable_numa_aware=
     online_policy: str | None = None
     auto_movable_ratio: int | None = None
@@ -154,12 +160,19 @@ class Cmdline:
         return out
 
     def words(self) -> list[str]:
-        out = [f"memhp_default_state={self.memhp_default_state}"]
+        out = []
+        if self.memhp_default_state != "default":
+            out.append(f"memhp_default_state={self.memhp_default_state}")
         if self.movable_node:
             out.append("movable_node")
         if self.memmap_on_memory is not None:
-            out.append(f"memory_hotplug.memmap_on_memory={int(self.memmap_on_memory)}")
+            out.append(f"memory_hotplug.memmap_on_memory={mom_word(self.memmap_on_memory)}")
         return out + self.extra_words()
+
+
+def mom_word(value: bool | str) -> str:
+    """memory_hotplug.memmap_on_memory's value on the command line: 1, 0 or force."""
+    return value if isinstance(value, str) else str(int(value))
 
 
 @dataclass(frozen=True)
@@ -174,6 +187,31 @@ class Scenario:
     cmdline: Cmdline
     steps: tuple[Step, ...]
     tags: tuple[str, ...] = field(default=())
+    #: The bench kernels (keys of BENCH_KERNELS) the scenario is meant for.
+    kernels: tuple[str, ...] = tuple(BENCH_KERNELS)
+    #: The kernel this instance runs on (QEMU) and models (the machine's profile).
+    kernel: str = DEFAULT_KERNEL
+
+    @property
+    def label(self) -> str:
+        """The name, with ``@VERSION`` for a kernel other than the default one."""
+        return self.name if self.kernel == DEFAULT_KERNEL else f"{self.name}@{self.kernel}"
+
+    def for_kernel(self, version: str) -> Scenario:
+        """This scenario on bench kernel ``version``: the machine gets its profile."""
+        if version not in BENCH_KERNELS:
+            raise ScenarioError(
+                f"{self.name}: unknown kernel {version!r} (known: {', '.join(BENCH_KERNELS)})"
+            )
+        if version == self.kernel:
+            return self
+        try:
+            spec = parse_machine({**self.machine_doc, "profile": BENCH_KERNELS[version]})
+        except MachineError as e:
+            raise ScenarioError(f"{self.name}: machine.{e.key}: {e.problem}") from None
+        if self.needs_guest_python:
+            spec = replace(spec, gbpages=True)
+        return replace(self, machine=spec, kernel=version)
 
     @property
     def needs_guest_python(self) -> bool:
@@ -182,10 +220,22 @@ class Scenario:
 
     def vm_config(self) -> VMConfig:
         """The QEMU guest for this scenario's machine and command line."""
-        return vm_config_for(self.machine, self.cmdline, host_python=self.needs_guest_python)
+        return vm_config_for(
+            self.machine, self.cmdline, host_python=self.needs_guest_python, kernel=self.kernel
+        )
 
 
-def vm_config_for(spec: MachineSpec, cmdline: Cmdline, host_python: bool = False) -> VMConfig:
+def kernel_of(spec: MachineSpec) -> str:
+    """The bench kernel whose profile the machine names (the default kernel if none)."""
+    for version, prof in BENCH_KERNELS.items():
+        if prof == spec.profile.name:
+            return version
+    return DEFAULT_KERNEL
+
+
+def vm_config_for(
+    spec: MachineSpec, cmdline: Cmdline, host_python: bool = False, kernel: str | None = None
+) -> VMConfig:
     """Map a machine onto QEMU: per node its CPUs and boot memory, slots, maxmem.
 
     The machine's e820 map and hotplug windows must be what SeaBIOS and QEMU's SRAT
@@ -201,11 +251,14 @@ def vm_config_for(spec: MachineSpec, cmdline: Cmdline, host_python: bool = False
         nodes=nodes,
         slots=spec.slots,
         maxmem=spec.maxmem,
-        memhp_default_state=cmdline.memhp_default_state,
+        memhp_default_state=(
+            None if cmdline.memhp_default_state == "default" else cmdline.memhp_default_state
+        ),
         movable_node=cmdline.movable_node,
         memmap_on_memory=cmdline.memmap_on_memory,
         cmdline_extra=tuple(cmdline.extra_words()),
         host_python=host_python,
+        kernel=kernel or kernel_of(spec),
     )
 
 
@@ -316,16 +369,20 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<scenario>") -> Scenario
     badc = sorted(set(cl) - CMDLINE_KEYS)
     if badc:
         raise ScenarioError(f"{where}: cmdline.{badc[0]}: unknown kernel option")
-    state = cl.get("memhp_default_state", mdoc.get("auto_online_blocks", "offline"))
-    if state not in ONLINE_TYPES:
+    state = cl.get("memhp_default_state", mdoc.get("auto_online_blocks", "default"))
+    if state not in (*ONLINE_TYPES, "default"):
         raise ScenarioError(
-            f"{where}: cmdline.memhp_default_state: expected one of {ONLINE_TYPES}, got {state!r}"
+            f"{where}: cmdline.memhp_default_state: expected one of {ONLINE_TYPES} "
+            f"or 'default', got {state!r}"
         )
     mov = cl.get("movable_node", mdoc.get("movable_node", False))
     mom = cl.get("memmap_on_memory", mdoc.get("memmap_on_memory"))
-    for k, val in (("movable_node", mov), ("memmap_on_memory", mom)):
-        if val is not None and not isinstance(val, bool):
-            raise ScenarioError(f"{where}: cmdline.{k}: expected true or false, got {val!r}")
+    if not isinstance(mov, bool):
+        raise ScenarioError(f"{where}: cmdline.movable_node: expected true or false, got {mov!r}")
+    if mom is not None and not isinstance(mom, bool) and mom != "force":
+        raise ScenarioError(
+            f"{where}: cmdline.memmap_on_memory: expected true, false or 'force', got {mom!r}"
+        )
     nokaslr = cl.get("nokaslr", True)
     if not isinstance(nokaslr, bool):
         raise ScenarioError(f"{where}: cmdline.nokaslr: expected true or false, got {nokaslr!r}")
@@ -348,6 +405,21 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<scenario>") -> Scenario
     for key in ("online_policy", "auto_movable_ratio", "auto_movable_numa_aware"):
         if key in cl:
             mdoc[key] = cl[key]  # checked by parse_machine, errors name cmdline.KEY
+    kernels = tuple(BENCH_KERNELS)
+    if "kernels" in doc:
+        kernels = as_strings(doc["kernels"], f"{where}: kernels")
+        unknown = [k for k in kernels if k not in BENCH_KERNELS]
+        if unknown or not kernels:
+            raise ScenarioError(
+                f"{where}: kernels: expected bench kernels among {', '.join(BENCH_KERNELS)}, "
+                f"got {list(kernels)!r}"
+            )
+    # The machine's profile names the scenario's kernel, unless the scenario is not
+    # for that kernel: then it runs on (and models) the first one it is for.
+    kernel = next((v for v, p in BENCH_KERNELS.items() if p == mdoc.get("profile")), DEFAULT_KERNEL)
+    if kernel not in kernels:
+        kernel = kernels[0]
+        mdoc["profile"] = BENCH_KERNELS[kernel]
     try:
         spec = parse_machine(mdoc)
     except MachineError as e:
@@ -379,7 +451,7 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<scenario>") -> Scenario
         # Python in the guest needs `-cpu max` (numpy), whose CPU has pdpe1gb: 1 GiB
         # pages in the direct map and a hugepages-1048576kB pool, as on the model side.
         spec = replace(spec, gbpages=True)
-    return Scenario(name, path, desc, mdoc, spec, cmdline, tuple(steps), tags)
+    return Scenario(name, path, desc, mdoc, spec, cmdline, tuple(steps), tags, kernels, kernel)
 
 
 def load_scenario(path: str) -> Scenario:

@@ -34,6 +34,7 @@ from types import TracebackType
 from memhp.abi import units
 from memhp.bench.agent import AgentError, CommandResult, GuestAgent, GuestFS, sq
 from memhp.bench.initramfs import (
+    DEFAULT_KERNEL,
     NINEP_MODULES,
     REPO_ROOT,
     BenchSetupError,
@@ -89,11 +90,12 @@ class VMConfig:
     maxmem: int = 8 << 30
     memhp_default_state: str | None = "offline"  # offline/online/online_kernel/online_movable
     movable_node: bool = False
-    memmap_on_memory: bool | None = None
+    memmap_on_memory: bool | str | None = None  # or "force" (6.12)
     cmdline_extra: tuple[str, ...] = ()
     shares: tuple[Share, ...] = ()
     host_python: bool = False  # share /usr, this Python, its venv and the repo over 9p
     accel: str = "auto"  # auto/kvm/tcg
+    kernel: str = DEFAULT_KERNEL  # which Debian kernel boots (a key of BENCH_KERNELS)
     boot_timeout: float = 180.0  # TCG
     kvm_boot_timeout: float = 40.0
     kvm_silent_timeout: float = 10.0  # KVM boot with no console output at all: hung
@@ -119,7 +121,10 @@ class VMConfig:
         if self.movable_node:
             parts.append("movable_node")
         if self.memmap_on_memory is not None:
-            parts.append(f"memory_hotplug.memmap_on_memory={int(self.memmap_on_memory)}")
+            mom = self.memmap_on_memory
+            parts.append(
+                f"memory_hotplug.memmap_on_memory={mom if isinstance(mom, str) else int(mom)}"
+            )
         shares = self.all_shares()
         if shares:
             parts.append("memhp.9p=" + ",".join(f"{s.tag}:{s.guest_path}" for s in shares))
@@ -319,7 +324,7 @@ class GuestVM:
         self.stop()
 
     def start(self) -> None:
-        kernel = self.kernel or KernelImage.find()
+        kernel = self.kernel or KernelImage.find(self.config.kernel)
         self.kernel = kernel
         initrd = build_initramfs(kernel, find_busybox(), self.modules)
         attempts: list[str] = []
@@ -466,12 +471,12 @@ class GuestVM:
         return self.fs.run(script, timeout).check().text
 
 
-def bench_available() -> str | None:
-    """None when QEMU, busybox-static and the kernel are all present, else why not."""
+def bench_available(kernel: str = DEFAULT_KERNEL) -> str | None:
+    """None when QEMU, busybox-static and Linux ``kernel`` are all present, else why not."""
     try:
         find_qemu()
         find_busybox()
-        KernelImage.find()
+        KernelImage.find(kernel)
     except BenchSetupError as e:
         return str(e)
     return None

@@ -21,6 +21,7 @@ import shlex
 import sys
 from collections.abc import Callable
 
+from memhp.bench.initramfs import BENCH_KERNELS
 from memhp.cli.common import warnx
 
 
@@ -39,29 +40,38 @@ def run_diff(args: argparse.Namespace) -> int:
     from memhp.cli.main import run_with_sysfs
 
     try:
-        scenarios = [load_scenario(p) for p in scenario_paths(args.scenarios)]
+        loaded = [load_scenario(p) for p in scenario_paths(args.scenarios)]
     except ScenarioError as e:
         warnx("memhp bench diff", str(e))
         return 2
+    log = _log(args.quiet)
+    scenarios = []
+    for sc in loaded:
+        wanted = sc.kernels if args.kernel == "all" else (args.kernel or sc.kernel,)
+        for k in wanted:
+            if k in sc.kernels:
+                scenarios.append(sc.for_kernel(k))
+            elif log:
+                log(f"{sc.name}: skipped (not for Linux {k}; kernels = {list(sc.kernels)})")
     if not scenarios:
         warnx("memhp bench diff", "no scenarios")
         return 2
     if not args.model_only and args.replay is None:
-        missing = bench_available()
-        if missing is not None:
-            warnx("memhp bench diff", f"QEMU bench unavailable ({missing}); try --model-only")
-            return 2
-    log = _log(args.quiet)
+        for k in sorted({sc.kernel for sc in scenarios}):
+            missing = bench_available(k)
+            if missing is not None:
+                warnx("memhp bench diff", f"QEMU bench unavailable ({missing}); try --model-only")
+                return 2
     results = []
     for sc in scenarios:
         if log:
-            log(f"{sc.name} ({sc.path})")
+            log(f"{sc.label} ({sc.path}, Linux {sc.kernel})")
         replay = None
         if args.replay is not None:
             try:
                 replay = Recording.load(recording_path(sc, args.replay))
             except OSError as e:
-                warnx("memhp bench diff", f"{sc.name}: no recording: {e}")
+                warnx("memhp bench diff", f"{sc.label}: no recording: {e}")
                 return 2
         res = diff_scenario(
             sc,
@@ -85,7 +95,7 @@ BENCH_EPILOG = """\
 scenarios:
   The scenario format (TOML: a machine, a kernel command line, [[step]] tables)
   is documented in memhp/bench/scenario.py and README.md ("memhp bench");
-  adding a step action: CONTRIBUTING-bench.md.  The bundled scenarios are in
+  adding a step action: docs/contributing/bench.md.  The bundled scenarios are in
   tests/scenarios/ (the differential set) and tests/scenarios/trees/ (runs
   recorded for their trees); their recorded real runs in tests/data/real/scenarios/.
   The report is described in docs/bench-report.md.
@@ -145,7 +155,7 @@ def _vm_command(vm: object, line: str) -> str:
 
 
 def run_vm(args: argparse.Namespace) -> int:
-    from memhp.bench.scenario import Cmdline, vm_config_for
+    from memhp.bench.scenario import Cmdline, kernel_of, vm_config_for
     from memhp.bench.vm import GuestVM, bench_available
     from memhp.kernel.machine import MachineError
     from memhp.sim.config import builtin_machine_path, load_machine
@@ -155,19 +165,20 @@ def run_vm(args: argparse.Namespace) -> int:
     except MachineError as e:
         warnx("memhp bench vm", str(e))
         return 2
-    missing = bench_available()
+    kernel = args.kernel or kernel_of(spec)
+    missing = bench_available(kernel)
     if missing is not None:
         warnx("memhp bench vm", f"QEMU bench unavailable: {missing}")
         return 2
     cmdline = Cmdline(
         args.state or spec.auto_online_blocks,
         spec.movable_node,
-        spec.memmap_on_memory if spec.memmap_on_memory else None,
+        "force" if spec.memmap_on_memory_force else (True if spec.memmap_on_memory else None),
     )
-    cfg = vm_config_for(spec, cmdline, host_python=args.python)
+    cfg = vm_config_for(spec, cmdline, host_python=args.python, kernel=kernel)
     with GuestVM(cfg) as vm:
         assert vm.boot is not None
-        print(f"booted {spec.name} in {vm.boot.seconds:.1f}s ({vm.boot.accel}): "
+        print(f"booted {spec.name} on Linux {kernel} in {vm.boot.seconds:.1f}s ({vm.boot.accel}): "
               f"{cfg.cmdline()}", file=sys.stderr)  # fmt: skip
         if args.run:
             rc = 0
@@ -213,6 +224,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         choices=("offline", "online", "online_kernel", "online_movable"),
         help="memhp_default_state (default: the machine's auto_online_blocks)",
     )
+    v.add_argument(
+        "--kernel",
+        choices=tuple(BENCH_KERNELS),
+        help="the Debian kernel to boot (default: the one the machine's profile models)",
+    )
     v.set_defaults(func=run_vm)
     d = sub.add_parser("diff", help="run scenarios on QEMU and the model and compare")
     d.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="scenario files or dirs")
@@ -224,5 +240,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     d.add_argument("--replay", metavar="DIR", help="compare with recorded real runs in DIR")
     d.add_argument("--record", metavar="DIR", help="save the real runs in DIR (fixtures)")
+    d.add_argument(
+        "--kernel",
+        choices=(*BENCH_KERNELS, "all"),
+        help="the Debian kernel to run on (and the profile to model it): "
+        "default each scenario's machine's; 'all': every kernel the scenario is for",
+    )
     d.add_argument("-q", "--quiet", action="store_true", help="no per-step progress")
     d.set_defaults(func=run_diff)

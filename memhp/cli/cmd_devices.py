@@ -18,6 +18,9 @@ def run(args: argparse.Namespace) -> int:
 
         root = open_root(args)
         block_size(root)  # a root without memory blocks is an error
+        from memhp.cli.cmd_remove import note_previous_run
+
+        note_previous_run(args, root, "memhp devices")
         devs = list_devices(root, with_empty=args.all)
         if args.json:
             data = {

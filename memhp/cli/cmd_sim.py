@@ -16,14 +16,30 @@ from memhp.kernel.machine import MachineError
 
 
 def _start(args: argparse.Namespace) -> int:
-    from memhp.sim.config import builtin_machine_path
-    from memhp.sim.daemon import SimDaemonError, start
+    import signal
 
+    from memhp.sim.config import builtin_machine_path
+    from memhp.sim.daemon import SimDaemonError, SimStartInterrupted, start
+
+    got: list[int] = []
+
+    def on_term(signum: int, _frame: object) -> None:
+        got.append(signum)
+        raise SimStartInterrupted("SIGTERM")
+
+    # Detached, SIGTERM while the daemon boots stops it like Ctrl-C does.
+    old = None if args.foreground else signal.signal(signal.SIGTERM, on_term)
     try:
         st = start(builtin_machine_path(args.machine), args.mount, args.qmp, args.foreground)
+    except SimStartInterrupted as e:
+        print(f"memhp sim: {e}", file=sys.stderr)
+        return 128 + (got[0] if got else signal.SIGINT)
     except (SimDaemonError, MachineError) as e:
         print(f"memhp sim: {e}", file=sys.stderr)
         return 1
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
     if st is not None:
         print(
             f"memhp sim: {args.machine} mounted at {st.mount} (pid {st.pid})"

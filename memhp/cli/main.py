@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "offline": "offline memory blocks (util-linux chmem -d compatible)",
     "devices": "list memory devices (ACPI PNP0C80 DIMMs)",
     "remove": "hot-remove a memory device: offline its blocks reliably, then eject",
+    "restore": "online again the blocks an interrupted remove left offline",
     "why": "explain why a memory block cannot be offlined or removed",
     "map": "draw the physical memory map of a sysfs root",
     "sim": "run a simulated machine: sysfs mounted with FUSE, hardware over QMP",

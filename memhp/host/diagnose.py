@@ -165,8 +165,9 @@ def diagnose(root: SysfsRoot, index: int) -> Diagnosis:
         d.offlinable = False
     elif blk.zone is not None and blk.zone != ZONE_MOVABLE:
         r.append(
-            f"it is in zone {blk.zone}, not Movable: unmovable kernel allocations may pin it "
-            "(offline fails with EBUSY)"
+            f"it is in zone {blk.zone}, not Movable: the kernel's own unmovable pages there "
+            "make the offline fail (EBUSY, has_unmovable_pages), pages pinned by a driver "
+            "or I/O make it retry until the writer is interrupted (EINTR)"
         )
     if len(nodes) > 1:
         r.append(f"it spans several nodes ({', '.join(map(str, nodes))})")

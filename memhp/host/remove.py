@@ -8,6 +8,13 @@ first, retry the failures in further passes (at least two, then until
 the zone each block had (unless ``keep_offline``) and explain each failure.  When
 every block is offline, write ``1`` to the device's ``eject`` and wait until its
 blocks and ``physical_node`` links are gone.
+
+A write of ``offline`` can block in the kernel (6.1 retries migration until the
+writer gets a signal): with a :class:`~memhp.host.interrupt.WriteGuard` the
+write is interrupted when ``timeout`` passes (it counts as a failed attempt,
+then the run rolls back and explains), and SIGINT/SIGTERM stop the run, which
+re-onlines what it offlined (a second signal aborts at once, ``aborted``).  A
+:class:`~memhp.host.journal.RunJournal` records each block before it is offlined.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from memhp.abi.zones import KERNEL_ZONE_NAMES, ZONE_MOVABLE
 from memhp.host.devices import MemoryDevice, device_block_indices, find_device
 from memhp.host.diagnose import Diagnosis, diagnose
 from memhp.host.errors import SysfsError, UsageError
+from memhp.host.interrupt import Abort, WriteGuard, signal_name
+from memhp.host.journal import RunJournal
 from memhp.host.memory import block_state, set_state
 from memhp.host.root import SysfsRoot
 
@@ -46,9 +55,26 @@ class RemoveResult:
     ejected: bool = False
     removed: bool = False
     message: str = ""
+    #: The deadline passed while a write was blocked (it was interrupted).
+    timed_out: bool = False
+    #: SIGINT/SIGTERM stopped the run (rolled back) / a second one aborted it.
+    interrupted: int | None = None
+    aborted: int | None = None
+    #: Zone of each block of the device when the run started.
+    zones: dict[int, str | None] = field(default_factory=dict)
+
+    @property
+    def left_offline(self) -> list[int]:
+        """Blocks this run offlined and did not online again."""
+        if self.ejected:
+            return []
+        return sorted(i for i in self.offlined if i not in self.rolled_back)
 
     @property
     def code(self) -> int:
+        sig = self.aborted or self.interrupted
+        if sig is not None:
+            return 128 + sig
         if self.removed:
             return EXIT_OK
         if self.failures and self.offlined and not self.rolled_back:
@@ -82,6 +108,8 @@ def remove_device(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     min_passes: int = 2,
+    guard: WriteGuard | None = None,
+    journal: RunJournal | None = None,
 ) -> RemoveResult:
     """Offline every block of device ``spec``, then eject it (see module doc)."""
     dev: MemoryDevice = find_device(root, spec)
@@ -93,36 +121,106 @@ def remove_device(
     zones = {b.index: b.zone for b in dev.blocks}
     pending = [b.index for b in sorted(dev.blocks, key=lambda b: -b.index) if b.online]
     res.plan = list(pending)
+    res.zones = dict(zones)
     if dry_run:
         return res
+    g = guard if guard is not None else WriteGuard(None, catch_stop=False)
+    j = journal if journal is not None else RunJournal(None, dev.name)
+    j.entry.device = dev.name
+    fs = root.fs
+    root.fs = g.wrap(fs)
+    try:
+        with g:
+            _remove(
+                root,
+                dev,
+                res,
+                pending,
+                zones,
+                timeout,
+                keep_offline,
+                progress,
+                sleep,
+                clock,
+                min_passes,
+                g,
+                j,
+            )
+    except Abort as e:
+        res.aborted = e.signum
+    finally:
+        root.fs = fs
+    return res
+
+
+def _stopped(g: WriteGuard, res: RemoveResult) -> bool:
+    if g.stop_signal is not None:
+        res.interrupted = g.stop_signal
+        return True
+    return False
+
+
+def _remove(
+    root: SysfsRoot,
+    dev: MemoryDevice,
+    res: RemoveResult,
+    pending: list[int],
+    zones: dict[int, str | None],
+    timeout: float,
+    keep_offline: bool,
+    progress: Progress,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
+    min_passes: int,
+    g: WriteGuard,
+    j: RunJournal,
+) -> None:
     deadline = clock() + timeout
     errors: dict[int, SysfsError] = {}
     delay = 0.05
-    while pending:
+    while pending and not _stopped(g, res):
         res.passes += 1
         still: list[int] = []
         for n, idx in enumerate(pending, 1):
+            if _stopped(g, res):
+                still.extend(pending[n - 1 :])
+                break
             progress(f"pass {res.passes}: offlining memory{idx} ({n}/{len(pending)})")
+            j.offlining(idx, zones.get(idx))
             try:
                 set_state(root, idx, "offline")
             except SysfsError as e:
                 if block_state(root, idx) == "offline":
-                    res.offlined.append(idx)  # raced with someone else: fine
+                    res.offlined.append(idx)  # raced with someone else (or with a signal)
                     continue
+                j.online_again(idx)
+                if g.expired:
+                    res.timed_out = True
                 errors[idx] = e
                 still.append(idx)
                 continue
             errors.pop(idx, None)
             res.offlined.append(idx)
         pending = still
-        if not pending:
+        if not pending or _stopped(g, res):
             break
         now = clock()
-        if res.passes >= min_passes and now >= deadline:
+        if g.expired or (res.passes >= min_passes and now >= deadline):
+            res.timed_out = res.timed_out or g.expired
             break
         if res.passes >= min_passes:
             sleep(min(delay, max(0.0, deadline - now)))
             delay = min(delay * 2, 1.0)
+    g.disarm()  # rolling back must not be interrupted by the timer
+    if _stopped(g, res):
+        _rollback(root, res, zones, progress, j)
+        sig = signal_name(res.interrupted or 0)
+        res.message = (
+            f"{dev.name}: interrupted by {sig}: stopped after offlining "
+            f"{len(res.offlined)} of {len(res.plan)} blocks"
+            + (f"; onlined again: {_ranges(res.rolled_back)}" if res.rolled_back else "")
+        )
+        return
     if pending:
         for idx in pending:
             try:
@@ -131,32 +229,41 @@ def remove_device(
                 diag = None
             res.failures.append(BlockFailure(idx, errors[idx], diag))
         if not keep_offline:
-            for idx in reversed(res.offlined):
-                progress(f"rolling back: onlining memory{idx}")
-                try:
-                    set_state(root, idx, online_value(zones.get(idx)))
-                    res.rolled_back.append(idx)
-                except SysfsError as e:
-                    res.rollback_failures.append((idx, e))
-        res.message = (
-            f"{dev.name}: {len(pending)} of {len(res.plan)} blocks could not be offlined "
-            f"after {res.passes} passes"
+            _rollback(root, res, zones, progress, j)
+        else:
+            j.done()  # left offline on purpose (--keep-offline)
+        within = (
+            f"within {timeout:g}s (timed out)" if res.timed_out else (f"after {res.passes} passes")
         )
-        return res
+        res.message = (
+            f"{dev.name}: {len(pending)} of {len(res.plan)} blocks could not be offlined {within}"
+        )
+        return
     progress(f"ejecting {dev.name}")
     try:
         root.write(f"{dev.path}/eject", "1")
     except SysfsError as e:
         res.message = f"{dev.name}: eject failed: {e.strerror}"
-        return res
+        if not _stopped(g, res):
+            return
+        _rollback(root, res, zones, progress, j)
+        return
     res.ejected = True
     indices = [b.index for b in dev.blocks]
+    j.done(set(indices))
     wait_deadline = max(deadline, clock() + 1.0)
     while True:
         gone_blocks = not any(root.exists(f"{SYS_MEMORY}/memory{i}") for i in indices)
         if gone_blocks and not device_block_indices(root, dev.path):
             res.removed = True
-            return res
+            res.interrupted = None  # nothing was left to stop
+            return
+        if _stopped(g, res):
+            res.message = (
+                f"{dev.name}: interrupted by {signal_name(res.interrupted or 0)} while "
+                "waiting for the device to go away (its eject was requested)"
+            )
+            return
         if clock() >= wait_deadline:
             left = [i for i in indices if root.exists(f"{SYS_MEMORY}/memory{i}")]
             res.message = (
@@ -164,6 +271,46 @@ def remove_device(
                 f"{'memory blocks ' + ','.join(map(str, left)) if left else 'its links'} "
                 f"after {timeout:g}s"
             )
-            return res
+            return
         progress(f"waiting for {dev.name} to go away")
         sleep(0.05)
+
+
+def _rollback(
+    root: SysfsRoot,
+    res: RemoveResult,
+    zones: dict[int, str | None],
+    progress: Progress,
+    j: RunJournal,
+) -> None:
+    """Online again, in its zone, every block this run offlined."""
+    for idx in reversed(res.offlined):
+        if idx in res.rolled_back:
+            continue
+        progress(f"rolling back: onlining memory{idx}")
+        try:
+            set_state(root, idx, online_value(zones.get(idx)))
+        except SysfsError as e:
+            if block_state(root, idx) != "offline":
+                res.rolled_back.append(idx)
+                j.online_again(idx)
+            else:
+                res.rollback_failures.append((idx, e))
+            continue
+        res.rolled_back.append(idx)
+        j.online_again(idx)
+
+
+def block_ranges(idx: list[int]) -> str:
+    """Block indices as ranges: ``32-38,40``."""
+    runs: list[list[int]] = []
+    for i in sorted(set(idx)):
+        if runs and runs[-1][1] == i - 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def _ranges(idx: list[int]) -> str:
+    return "memory" + block_ranges(idx)

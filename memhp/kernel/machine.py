@@ -7,8 +7,9 @@ A machine is described by a TOML document (see ``machines/*.toml``)::
     block_size = "128M"                   # or "auto": probe_memory_block_size()
     hypervisor = true                     # X86_FEATURE_HYPERVISOR (for "auto")
     memcg = true                          # CONFIG_MEMCG
-    auto_online_blocks = "offline"        # memhp_default_state=
-    memmap_on_memory = false              # memory_hotplug.memmap_on_memory=
+    auto_online_blocks = "offline"        # memhp_default_state=; "default" or absent:
+                                          # the profile's default_online_type
+    memmap_on_memory = false              # memory_hotplug.memmap_on_memory= (or "force")
     movable_node = false                  # movable_node on the command line
     online_policy = "contig-zones"        # memory_hotplug.online_policy= (or "auto-movable")
     auto_movable_ratio = 301              # memory_hotplug.auto_movable_ratio=
@@ -48,7 +49,7 @@ already-decoded TOML mapping.  Every error names the key and the problem.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import pairwise
 
 from memhp.abi import units
@@ -111,18 +112,19 @@ class MachineSpec:
     nodes: tuple[NodeSpec, ...]
     slots: int
     maxmem: int
-    #: Sizes of the kernel's own boot allocations (see memhp.kernel.boot).
+    #: Sizes of the kernel's own boot allocations (see memhp.kernel.mm.memblock).
     kernel_image_size: int = 32 * MiB
     kernel_image_start: int = 16 * MiB
     swiotlb_size: int = 64 * MiB
     #: The embedded first percpu chunk per CPU (pcpu_embed_first_chunk, Debian 6.1: 62 pages).
     percpu_per_cpu: int = 248 * 1024
     boot_slab_per_node: int = 24 * MiB
+    #: memory_hotplug.memmap_on_memory=force (profile.memmap_on_memory_force).
+    memmap_on_memory_force: bool = False
     #: memory_hotplug.online_policy, auto_movable_ratio, auto_movable_numa_aware.
     online_policy: str = ONLINE_POLICIES[0]
     auto_movable_ratio: int = AUTO_MOVABLE_RATIO_DEFAULT
     auto_movable_numa_aware: bool = True
-    extra: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def boot_ram(self) -> list[tuple[int, int, int]]:
@@ -370,7 +372,9 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
         raise MachineError(
             "block_size", f"must be a power of two of at least 128M, got {block_size:#x}"
         )
-    aob = doc.get("auto_online_blocks", "offline")
+    aob = doc.get("auto_online_blocks", "default")
+    if aob == "default":  # no memhp_default_state=: the kernel's build-time default
+        aob = profile.default_online_type
     if aob not in ONLINE_TYPES:
         raise MachineError("auto_online_blocks", f"expected one of {ONLINE_TYPES}, got {aob!r}")
 
@@ -511,13 +515,19 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
                         f"node[{i}].hotplug[{j}]",
                         f"window must be aligned to the block size {block_size:#x} (auto)",
                     )
+    mom_force = doc.get("memmap_on_memory") == "force"
+    if mom_force and not profile.memmap_on_memory_force:
+        raise MachineError(
+            "memmap_on_memory", f"profile {profile.name} takes true or false, not 'force'"
+        )
     spec = MachineSpec(
         name=name,
         profile=profile,
         block_size=block_size,
         memcg=_bool(doc, "memcg", True),
         auto_online_blocks=str(aob),
-        memmap_on_memory=_bool(doc, "memmap_on_memory", False),
+        memmap_on_memory=mom_force or _bool(doc, "memmap_on_memory", False),
+        memmap_on_memory_force=mom_force,
         movable_node=_bool(doc, "movable_node", False),
         gbpages=_bool(doc, "gbpages", True),
         e820=tuple(e820),

@@ -26,6 +26,8 @@ import json
 import os
 import select
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import time
@@ -36,6 +38,11 @@ from memhp.sim.fuse import fuse_unavailable_reason, is_fuse_mount, lazy_unmount
 
 class SimDaemonError(Exception):
     """A start/stop request that cannot be done (the message says why)."""
+
+
+class SimStartInterrupted(SimDaemonError):
+    """``start`` was interrupted (SIGINT/SIGTERM) while the daemon booted; it was
+    stopped and everything it made removed."""
 
 
 @dataclass
@@ -207,7 +214,7 @@ def start(
         raise SimDaemonError(f"FUSE is not available: {reason}")
     mount = os.path.abspath(mount)
     if qmp:
-        check_qmp_path(qmp)
+        check_qmp_path(qmp, mount)
     created = _make_mountpoint(mount)
     try:
         check_mountpoint(mount)
@@ -241,9 +248,34 @@ def _make_mountpoint(mount: str) -> bool:
     return True
 
 
-def check_qmp_path(qmp: str) -> None:
-    """The QMP socket must be creatable: its directory exists, nothing is there yet."""
+def _socket_listens(path: str) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(1.0)
+        s.connect(path)
+    except OSError:
+        return False
+    finally:
+        s.close()
+    return True
+
+
+def check_qmp_path(qmp: str, mount: str | None = None) -> None:
+    """The QMP socket must be creatable: its directory exists, nothing is there yet.
+
+    A socket nobody listens on is what a killed simulator leaves: the message
+    says how to clean it up (``memhp sim stop DIR``).
+    """
     if os.path.lexists(qmp):
+        if stat.S_ISSOCK(os.lstat(qmp).st_mode) and not _socket_listens(qmp):
+            st = read_state(mount) if mount else None
+            where = mount if st is not None and st.qmp == os.path.abspath(qmp) else "DIR"
+            raise SimDaemonError(
+                f"{qmp}: a stale QMP socket (its simulator was killed); run "
+                f"'memhp sim stop {where}'"
+                + (" with the DIR it was mounted at" if where == "DIR" else "")
+                + f" or remove {qmp}"
+            )
         raise SimDaemonError(f"{qmp}: already exists")
     parent = os.path.dirname(os.path.abspath(qmp))
     if not os.path.isdir(parent):
@@ -271,6 +303,7 @@ def _start_detached(machine: str, mount: str, qmp: str | None, timeout: float) -
         logf.close()
     deadline = time.monotonic() + timeout
     msg = b""
+    interrupted: BaseException | None = None
     try:
         while b"\n" not in msg:
             left = deadline - time.monotonic()
@@ -283,10 +316,12 @@ def _start_detached(machine: str, mount: str, qmp: str | None, timeout: float) -
             if not chunk:
                 break
             msg += chunk
+    except (KeyboardInterrupt, SimStartInterrupted) as e:
+        interrupted = e  # Ctrl-C or SIGTERM while it boots: stop it, leave nothing
     finally:
         os.close(r)
     text = msg.decode(errors="replace").strip()
-    if text != "ok":
+    if interrupted is not None or text != "ok":
         if proc.poll() is None:
             proc.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -300,6 +335,14 @@ def _start_detached(machine: str, mount: str, qmp: str | None, timeout: float) -
         with contextlib.suppress(OSError):
             os.unlink(log_path(mount))
         _remove_state(mount, proc.pid)
+        if qmp and os.path.exists(qmp) and not _socket_listens(qmp):
+            with contextlib.suppress(OSError):
+                os.unlink(qmp)
+        if interrupted is not None:
+            raise SimStartInterrupted(
+                "interrupted while the simulator booted: stopped it and removed its mount, "
+                "socket and state"
+            ) from None
         raise SimDaemonError(f"the simulator did not start: {detail}")
     st = read_state(mount)
     if st is None:

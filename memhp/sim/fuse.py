@@ -24,6 +24,14 @@ What makes it behave like sysfs (fs/kernfs/file.c, fs/sysfs/file.c):
 - each ``write(2)`` is one call of the store handler, synchronously, and fails
   with its errno (``echo offline > .../state`` prints "Device or resource
   busy" where Linux does); ``O_TRUNC`` is accepted and ignored;
+- a write can block as in Linux: an offline whose pages cannot be migrated
+  keeps the writer waiting until it gets a signal, then fails with EINTR
+  (offline_pages(), "signal backoff").  The kernel sends FUSE_INTERRUPT when
+  the blocked writer is signalled; the handler polls ``fuse_interrupted()``
+  between migration rounds, with the model lock released so that readers
+  (lsmem) and other actors (QMP workloads freeing pages) go on.  Writes are
+  serialised like ``lock_device_hotplug_sysfs()``: a second writer waits
+  (interruptibly) for the blocked one;
 - modes as in sysfs (0444, 0644, 0200, links 0777), attributes report
   ``st_size`` 4096, directories and links 0; everything is owned by the user
   that mounted it, and the mount is private to that user (no ``allow_other``).
@@ -115,6 +123,9 @@ class SysfsOperations:
             self._listing = self._tracked_listing()
         fs.listeners.append(self._on_topology_change)
         fs.settlers.append(self._settle)
+        #: device_hotplug_lock as sysfs writers take it (lock_device_hotplug_sysfs()).
+        self._device_hotplug = threading.Lock()
+        self._fuse_interrupted: Callable[[], int] | None = None
 
     # ------------------------------------------------------------ lifecycle
     def init_with_config(self, conn: Any, config: Any) -> None:
@@ -143,6 +154,15 @@ class SysfsOperations:
                 threading.Thread(target=self._invalidator, name="fuse-inval", daemon=True).start()
         except (ImportError, AttributeError, OSError, ValueError):
             timeout = 0.0
+        try:
+            import mfusepy
+
+            intr = mfusepy._libfuse.fuse_interrupted
+            intr.argtypes = []
+            intr.restype = ctypes.c_int
+            self._fuse_interrupted = intr
+        except (ImportError, AttributeError, OSError):
+            self._fuse_interrupted = None
         if config is not None:
             for name, value in (
                 ("attr_timeout", timeout),
@@ -312,15 +332,51 @@ class SysfsOperations:
             raise
         return buf[offset : offset + size]
 
+    #: Seconds between two rounds of a blocked offline (and two polls of a waiting writer).
+    RETRY_POLL_S = 0.02
+
+    def _interrupted(self) -> bool:
+        """fuse_interrupted(): the writer of this request got a signal (FUSE_INTERRUPT)."""
+        fn = self._fuse_interrupted
+        return bool(fn is not None and fn())
+
     def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
-        """sysfs_kf_write(): one store call per write(2), the offset is ignored."""
+        """sysfs_kf_write(): one store call per write(2), the offset is ignored.
+
+        The store may block (a 6.1 offline_pages() retrying migration): the
+        kernel model calls :meth:`_retry_wait` between rounds until the writer
+        is interrupted.
+        """
+        # lock_device_hotplug_sysfs(): a writer waits while another one is blocked;
+        # a signal ends the wait (the kernel restarts the call after the handler).
+        while not self._device_hotplug.acquire(timeout=self.RETRY_POLL_S):
+            if self._interrupted():
+                raise OSError(errno.EINTR, os.strerror(errno.EINTR), path)
+        k = self.fs.k
+        writer = threading.get_ident()
+        cond = threading.Condition(self.fs.lock)
+
+        def retry_wait() -> bool:
+            # cond_resched() of the migration loop: the model lock is released
+            # while we wait, so readers and other actors (QMP) go on.
+            with cond:
+                cond.wait(self.RETRY_POLL_S)
+            return threading.get_ident() == writer and self._interrupted()
+
         try:
-            return self.fs.write(path, data)
+            with self.fs.lock:
+                prev, k.hotplug.retry_wait = k.hotplug.retry_wait, retry_wait
+            try:
+                return self.fs.write(path, data)
+            finally:
+                with self.fs.lock:
+                    k.hotplug.retry_wait = prev
         except OSError as e:
             if e.errno == errno.ENOENT and fh in self._handles:
                 raise OSError(errno.ENODEV, os.strerror(errno.ENODEV), path) from None
             raise
         finally:
+            self._device_hotplug.release()
             self._settle()  # e.g. an eject removed blocks: their entries are gone now
 
     def truncate(self, path: str, length: int, fh: int | None = None) -> int:

@@ -61,6 +61,10 @@ THP_ROWS: tuple[tuple[str, int], ...] = (
 )
 
 
+#: "Unaccepted:" (CONFIG_UNACCEPTED_MEMORY, 6.5+): the model accepts all memory.
+UNACCEPTED_ROWS: tuple[tuple[str, int], ...] = (("Unaccepted", 0),)
+
+
 def _lru_rows(anon: int, pinned: int) -> list[tuple[str, int]]:
     """The LRU lines shared by /proc/meminfo and node meminfo: the model's user
     memory is anonymous and active; pinned pages count as unevictable."""
@@ -103,12 +107,14 @@ def node_meminfo(k: Kernel, nid: int) -> str:
         ("SReclaimable", 0),
         ("SUnreclaim", _kb(c["slab"])),
         *THP_ROWS,
+        *UNACCEPTED_ROWS[: int(k.profile.unaccepted_memory_stats)],
     ]
     out = []
     for label, val in rows:
         # "Node %d MemTotal:       %8lu kB": the label and colon padded to 16 columns,
-        # except the two *Pages lines whose format has one space less.
-        pad = 15 if label in ("FileHugePages", "FilePmdMapped") else 16
+        # except (6.1) the two *Pages lines whose format has one space less.
+        short = label in ("FileHugePages", "FilePmdMapped")
+        pad = 15 if short and not k.profile.node_meminfo_file_huge_aligned else 16
         out.append(f"Node {nid} {(label + ':').ljust(pad)}{val:8d} kB\n")
     for label in ("HugePages_Total", "HugePages_Free", "HugePages_Surp"):
         out.append(f"Node {nid} {label}: {0:5d}\n")
@@ -212,8 +218,22 @@ def node_vmstat(k: Kernel, nid: int) -> str:
         "nr_anon_pages": anon,
         "nr_page_table_pages": c["pagetables"],
     }
-    names = VMSTAT_ZONE + VMSTAT_NUMA + VMSTAT_NODE
-    return "".join(f"{n} {known.get(n, 0)}\n" for n in names)
+    return "".join(f"{n} {known.get(n, 0)}\n" for n in vmstat_names(k))
+
+
+def vmstat_names(k: Kernel) -> tuple[str, ...]:
+    """vmstat_text[] of the profile's kernel: 6.1's items plus the newer ones."""
+    p = k.profile
+    zone = VMSTAT_ZONE + (("nr_unaccepted",) if p.unaccepted_memory_stats else ())
+    node: tuple[str, ...] = VMSTAT_NODE
+    if p.vmstat_iommu_and_pgdemote:
+        i = node.index("nr_sec_page_table_pages") + 1
+        node = (*node[:i], "nr_iommu_pages", *node[i:], *VMSTAT_PGDEMOTE)
+    return zone + VMSTAT_NUMA + node
+
+
+#: pgdemote_* as node items (6.9+, after pgpromote_candidate).
+VMSTAT_PGDEMOTE = ("pgdemote_kswapd", "pgdemote_direct", "pgdemote_khugepaged")
 
 
 def meminfo(k: Kernel) -> str:
@@ -265,6 +285,7 @@ def meminfo(k: Kernel) -> str:
         ("Percpu", 0),
         ("HardwareCorrupted", None),
         *THP_ROWS,
+        *UNACCEPTED_ROWS[: int(k.profile.unaccepted_memory_stats)],
     ]
     out = []
     for label, val in rows:

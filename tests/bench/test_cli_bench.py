@@ -63,7 +63,7 @@ def test_bench_help_says_where_and_what(capsys: pytest.CaptureFixture[str]) -> N
     out = capsys.readouterr().out
     for needle in (
         "memhp/bench/scenario.py",  # the scenario format
-        "CONTRIBUTING-bench.md",
+        "docs/contributing/bench.md",
         "tests/scenarios/",  # the bundled scenarios
         "tests/data/real/scenarios/",  # their recordings
         "bench vm MACHINE.toml",  # what bench vm opens
@@ -75,5 +75,5 @@ def test_bench_help_says_where_and_what(capsys: pytest.CaptureFixture[str]) -> N
         "3-4 minutes",
     ):
         assert needle in out, needle
-    for path in ("memhp/bench/scenario.py", "CONTRIBUTING-bench.md", "docs/bench-report.md"):
+    for path in ("memhp/bench/scenario.py", "docs/contributing/bench.md", "docs/bench-report.md"):
         assert os.path.exists(os.path.join(ROOT, path)), path

@@ -2,6 +2,7 @@
 
 Random sequences of platform hot-add and eject, sysfs writes (valid and invalid),
 workload allocations and frees, notifier error injection and memory failure,
+offlines interrupted by a signal or unblocked by a free while they retry,
 across both kernel profiles and with memmap-on-memory on and off.  After every
 step the invariant checker must pass, and a write that fails must change
 nothing.
@@ -14,6 +15,7 @@ is the long run (see benchmarks/results/stateful.json).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 
 from hypothesis import HealthCheck, settings
@@ -192,6 +194,53 @@ class HotplugMachine(RuleBasedStateMachine):
     def free_workload(self, data: st.DataObject) -> None:
         i = data.draw(st.integers(0, len(self.workloads) - 1))
         self.sim.free(self.workloads.pop(i))
+
+    @rule(data=st.data(), rounds=st.integers(0, 5))
+    def interrupted_offline(self, data: st.DataObject, rounds: int) -> None:
+        """An offline that retries (6.1) is interrupted after ``rounds`` failed rounds:
+        EINTR and no change at all; one that succeeds is not affected."""
+        b = data.draw(st.sampled_from(sorted(self.sim.kernel.memory.blocks)))
+        calls: list[int] = []
+
+        def signal_after() -> bool:
+            calls.append(1)
+            return len(calls) > rounds
+
+        hp = self.sim.kernel.hotplug
+        hp.retry_wait = signal_after
+        try:
+            self._write(f"/sys/devices/system/memory/memory{b}/state", b"offline")
+        finally:
+            hp.retry_wait = None
+        assert len(calls) <= rounds + 1
+
+    @precondition(lambda self: bool(self.workloads))
+    @rule(data=st.data(), rounds=st.integers(0, 3))
+    def offline_unblocked_by_free(self, data: st.DataObject, rounds: int) -> None:
+        """Another actor frees a workload while an offline retries: the next round
+        sees it; the offline then succeeds, or is interrupted later with EINTR."""
+        b = data.draw(st.sampled_from(sorted(self.sim.kernel.memory.blocks)))
+        i = data.draw(st.integers(0, len(self.workloads) - 1))
+        freed = self.workloads.pop(i)
+        calls: list[int] = []
+
+        def free_then_signal() -> bool:
+            calls.append(1)
+            if len(calls) == rounds + 1:
+                self.sim.free(freed)
+                return False
+            return len(calls) > rounds + 3
+
+        hp = self.sim.kernel.hotplug
+        hp.retry_wait = free_then_signal
+        try:
+            self.sim.sysfs.write(f"/sys/devices/system/memory/memory{b}/state", b"offline")
+        except OSError as e:
+            assert e.errno in (errno.EINTR, errno.EBUSY, errno.EINVAL, errno.ENOMEM), e
+        finally:
+            hp.retry_wait = None
+        if len(calls) <= rounds:
+            self.sim.free(freed)  # the offline ended before the free happened
 
     @rule(
         action=st.sampled_from(["MEM_GOING_ONLINE", "MEM_GOING_OFFLINE"]),

@@ -1,7 +1,9 @@
 """The kernel's own memory hotplug selftest against a simulated machine.
 
 tools/testing/selftests/memory-hotplug/mem-on-off-test.sh (from Debian's
-linux-source-6.1, extracted by .ci/selftests.sh into .cache/selftests) runs in a
+linux-source-6.1 and linux-source-6.12, extracted by .ci/selftests.sh into
+.cache/selftests and .cache/selftests-6.12) runs, each on a machine with the
+matching profile (machines/qemu-linux-6.1.toml, qemu-linux-6.12.toml), in a
 private mount namespace where the FUSE-mounted sysfs of a simulated machine is
 bind-mounted over /sys: it onlines and offlines every hot-pluggable block and
 uses memory-notifier-error-inject through debugfs, as on a real kernel.
@@ -21,12 +23,17 @@ import pytest
 from memhp.sim.fuse import fuse_unavailable_reason
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = Path(os.environ.get("MEMHP_SELFTEST", REPO / ".cache/selftests/mem-on-off-test.sh"))
+#: The selftest of each kernel and the machine (profile) it runs on.
+SELFTESTS = {
+    "6.1": (
+        Path(os.environ.get("MEMHP_SELFTEST", REPO / ".cache/selftests/mem-on-off-test.sh")),
+        "qemu-linux-6.1.toml",
+    ),
+    "6.12": (REPO / ".cache/selftests-6.12/mem-on-off-test.sh", "qemu-linux-6.12.toml"),
+}
 
 
 def _skip_reason() -> str | None:
-    if not SCRIPT.exists():
-        return f"{SCRIPT} not found (run .ci/selftests.sh to extract it)"
     reason = fuse_unavailable_reason()
     if reason:
         return f"FUSE unavailable: {reason}"
@@ -41,14 +48,19 @@ def _skip_reason() -> str | None:
 pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
 
 
-def test_mem_on_off_selftest_passes_on_the_simulated_machine() -> None:
+@pytest.mark.parametrize("kernel", list(SELFTESTS))
+def test_mem_on_off_selftest_passes_on_the_simulated_machine(kernel: str) -> None:
     from qemu.qmp.legacy import QEMUMonitorProtocol
+
+    script_path, machine_file = SELFTESTS[kernel]
+    if not script_path.exists():
+        pytest.skip(f"{script_path} not found (run .ci/selftests.sh to extract it)")
 
     top = Path(tempfile.mkdtemp(prefix="memhp-selftest-"))
     mnt, sock = top / "m", top / "qmp.sock"
     mnt.mkdir()
     cli = [sys.executable, "-m", "memhp.cli.main", "sim"]
-    machine = str(REPO / "machines" / "qemu-linux-6.1.toml")
+    machine = str(REPO / "machines" / machine_file)
     subprocess.run(
         [*cli, "start", machine, "--mount", str(mnt), "--qmp", str(sock)],
         check=True,
@@ -66,7 +78,7 @@ def test_mem_on_off_selftest_passes_on_the_simulated_machine() -> None:
         q.close()
         script = (
             "mount -t debugfs none /sys/kernel/debug 2>/dev/null; "
-            f"mount --bind {mnt}/sys /sys && bash {SCRIPT} -r 10"
+            f"mount --bind {mnt}/sys /sys && bash {script_path} -r 10"
         )
         res = subprocess.run(
             ["unshare", "-m", "bash", "-c", script], capture_output=True, text=True, timeout=300

@@ -48,4 +48,18 @@ def memory_failure(k: Kernel, pfn: int, soft: bool) -> int:
         int(pa.nid[sec]),
     )
     k.log("memory_failure", f"pfn {pfn:#x} poisoned ({'soft' if soft else 'hard'})")
+    num_poisoned_pages_inc(k, pfn)
+    if not soft:
+        # action_result() -> update_per_node_mf_stats(): a free (buddy) or clean
+        # movable page is recovered.
+        stats = k.pgdats[int(pa.nid[sec])].mf_stats
+        stats["total"] += 1
+        stats["recovered"] += 1
     return 0
+
+
+def num_poisoned_pages_inc(k: Kernel, pfn: int) -> None:
+    """num_poisoned_pages_inc() -> memblk_nr_poison_inc(): the block's counter."""
+    mem = k.memory.blocks.get(pfn // k.memory.pages_per_block)
+    if mem is not None:
+        mem.nr_hwpoison += 1

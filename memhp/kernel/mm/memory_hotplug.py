@@ -8,6 +8,7 @@ They return 0 or a negative errno, as the kernel does; nothing here does I/O.
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from memhp.abi.layout import (
@@ -83,8 +84,19 @@ class MemoryHotplug:
         self.migrate_page_cost_s = MIGRATE_PAGE_COST_S
         #: Simulated time one failed migration round costs (the loop's cond_resched/yield).
         self.migrate_retry_cost_s = 0.01
-        #: In 6.1, a writer blocked in offline_pages() gets a signal after this long.
+        #: In 6.1, a writer blocked in offline_pages() gets a signal after this long
+        #: (when no :attr:`retry_wait` is installed).
         self.signal_after_s = 120.0
+        #: The writing task as a 6.1 offline_pages() sees it between two failed
+        #: migration rounds (its cond_resched() and signal_pending(current) check):
+        #: called once per failed round, it may let other actors run (free or
+        #: unpin pages: the next round sees it) and returns True when the writer
+        #: has a signal pending, which ends the offline with -EINTR ("signal
+        #: backoff").  A FUSE server installs one that waits until the writing
+        #: process is interrupted; in-process callers install their own
+        #: cancellation hook.  None: the writer gets a signal after
+        #: ``signal_after_s`` of simulated time.
+        self.retry_wait: Callable[[], bool] | None = None
         self.last_offline_failure: OfflineFailure | None = None
         #: online_policy (index into ONLINE_POLICIES), auto_movable_ratio (uint),
         #: auto_movable_numa_aware: module parameters, also on the command line.
@@ -281,7 +293,15 @@ def _unmovable_owners(k: Kernel, secs: range, zone: Zone) -> list[str]:
 
 
 def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: int) -> int:
-    """offline_pages(): isolate, notify, migrate, check, take out of the buddy."""
+    """offline_pages(): isolate, notify, migrate, check, take out of the buddy.
+
+    In 6.1 the migration loop never gives up by itself: a range whose pages
+    cannot be migrated keeps the writer in the kernel until it gets a signal
+    (``signal_pending(current)`` -> -EINTR, "signal backoff"); each round is a
+    call of :attr:`MemoryHotplug.retry_wait`.  The 3.8 profile gives up after
+    ``offline_migrate_retry_max`` failed migrations (-EBUSY) or
+    ``offline_timeout_s`` (-EAGAIN), in simulated time.
+    """
     end_pfn = start_pfn + nr_pages
     first, last = pfn_to_section_nr(start_pfn), pfn_to_section_nr(end_pfn - 1)
     secs = range(first, last + 1)
@@ -353,9 +373,14 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
             # 3.8: the loop gives up after the timeout with -EAGAIN.
             k.clock = max(k.clock, start_clock + prof.offline_timeout_s)
             return undo("timeout", errno.EAGAIN, leftovers)
-        # 6.1: retried until the writer gets a signal.
-        k.clock = max(k.clock, start_clock + k.hotplug.signal_after_s)
-        return undo("signal backoff", errno.EINTR, leftovers)
+        # 6.1: retried until the writer gets a signal (the do { ... } while loop
+        # checks signal_pending(current) first thing in each round).
+        wait = k.hotplug.retry_wait
+        if wait is None:
+            k.clock = max(k.clock, start_clock + k.hotplug.signal_after_s)
+            return undo("signal backoff", errno.EINTR, leftovers)
+        if wait():
+            return undo("signal backoff", errno.EINTR, leftovers)
     # __offline_isolated_pages(): sections offline, free pages leave the buddy;
     # poisoned pages are dropped with them.
     for a, sec, n in [x for x in pa.owners_in(secs) if x[0].kind == "hwpoison"]:

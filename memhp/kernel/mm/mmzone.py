@@ -85,6 +85,10 @@ class Zone:
             self.spanned_pages = max(self.zone_end_pfn, end) - self.zone_start_pfn
 
 
+#: The memory_failure_stats counters, in nodeN/memory_failure (mm/memory-failure.c).
+MF_STATS = ("total", "ignored", "failed", "delayed", "recovered")
+
+
 @dataclass
 class PgData:
     """struct pglist_data: one NUMA node's zones and span."""
@@ -97,6 +101,9 @@ class PgData:
     allocation: int | None = None
     #: Times this pgdat was (re)initialised by hotadd_init_pgdat().
     init_count: int = 0
+    #: struct memory_failure_stats mf_stats (6.4+): memory_failure() results on
+    #: this node (update_per_node_mf_stats()); not reset by a hot-add.
+    mf_stats: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MF_STATS, 0))
 
     def __post_init__(self) -> None:
         if not self.node_zones:

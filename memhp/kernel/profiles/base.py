@@ -79,3 +79,34 @@ class KernelProfile:
     #: would walk the leaf as if it were a PMD table); the model splits it as the
     #: seed does and logs a warning.
     pgtable_split_needs_warning: bool
+    #: /sys/devices/system/memory/crash_hotplug, "0" with no crash kernel loaded
+    #: (CONFIG_CRASH_HOTPLUG, 6.5+: crash_hotplug_show() in drivers/base/memory.c,
+    #: crash_check_hotplug_support()); Debian's 6.12 has it, 6.1 not.
+    sysfs_crash_hotplug: bool
+    #: nodeN/memory_failure/{total,ignored,failed,delayed,recovered} (6.4+:
+    #: memory_failure_attr_group of mm/memory-failure.c in node_dev_groups[]).
+    sysfs_node_memory_failure: bool
+    #: "Unaccepted:" in /proc/meminfo and nodeN/meminfo and the zone item
+    #: nr_unaccepted in nodeN/vmstat (CONFIG_UNACCEPTED_MEMORY, 6.5+:
+    #: meminfo_proc_show(), node_read_meminfo(), vmstat_text[]).
+    unaccepted_memory_stats: bool
+    #: nodeN/vmstat has the node item nr_iommu_pages (6.11+, NR_IOMMU_PAGES) and
+    #: the pgdemote_{kswapd,direct,khugepaged} node items (6.9+: moved from the
+    #: vm events into the node stats, mm/vmstat.c vmstat_text[]).
+    vmstat_iommu_and_pgdemote: bool
+    #: nodeN/meminfo prints FileHugePages/FilePmdMapped aligned like the other
+    #: lines (6.12 node_read_meminfo(): "FileHugePages:  %8lu"); 6.1's format has
+    #: one space less.
+    node_meminfo_file_huge_aligned: bool
+    #: memory_hotplug.memmap_on_memory also takes "force" and then reads back
+    #: "force" (6.6+: set_memmap_mode()/get_memmap_mode(), MEMMAP_ON_MEMORY_FORCE:
+    #: the memmap is padded to whole pageblocks, memory_block_memmap_on_memory_pages());
+    #: in 6.1 it is a plain bool parameter.
+    memmap_on_memory_force: bool
+    #: auto_online_blocks when memhp_default_state= is not given: "offline" (6.1,
+    #: Debian's CONFIG_MEMORY_HOTPLUG_DEFAULT_ONLINE unset) or "online" (Debian's 6.12:
+    #: CONFIG_MHP_DEFAULT_ONLINE_TYPE_ONLINE_AUTO, mhp_get_default_online_type()).
+    default_online_type: str
+    #: memory_block_online() refuses a block with hwpoisoned pages (-EHWPOISON,
+    #: memblk_nr_poison(): per-block poison counter, 6.2+); 6.1 onlines it.
+    online_refuses_hwpoison: bool

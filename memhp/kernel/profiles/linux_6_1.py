@@ -25,4 +25,12 @@ PROFILE = KernelProfile(
     longterm_pin_migrates_movable=True,
     pgtable_free_pud_tables=False,
     pgtable_split_needs_warning=True,
+    sysfs_crash_hotplug=False,
+    sysfs_node_memory_failure=False,
+    unaccepted_memory_stats=False,
+    vmstat_iommu_and_pgdemote=False,
+    node_meminfo_file_huge_aligned=False,
+    memmap_on_memory_force=False,
+    default_online_type="offline",
+    online_refuses_hwpoison=False,
 )

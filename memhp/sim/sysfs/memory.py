@@ -148,7 +148,8 @@ def auto_online_blocks_store(k: Kernel, _o: None, buf: bytes) -> int:
     return memory.auto_online_blocks_store(k, t)
 
 
-#: memory_root_attrs[] (CONFIG_MEMORY_FAILURE, CONFIG_ARCH_MEMORY_PROBE by profile).
+#: memory_root_attrs[] (CONFIG_MEMORY_FAILURE; CONFIG_ARCH_MEMORY_PROBE and
+#: CONFIG_CRASH_HOTPLUG by profile).
 memory_root_attrs: AttrGroup[None] = {
     "block_size_bytes": ATTR_RO(lambda k, _o: f"{k.memory.block_size:x}\n"),
     "uevent": UEVENT,
@@ -160,6 +161,8 @@ memory_root_attrs: AttrGroup[None] = {
         auto_online_blocks_store,
         profile("sysfs_auto_online_blocks"),
     ),
+    # crash_hotplug_show(): crash_check_hotplug_support(); no crash kernel is loaded.
+    "crash_hotplug": ATTR_RO(lambda k, _o: "0\n", profile("sysfs_crash_hotplug")),
 }
 
 

@@ -60,13 +60,20 @@ memory_hotplug_params: AttrGroup[None] = {
     "auto_movable_ratio": ATTR_RW(
         lambda k, _o: f"{k.hotplug.auto_movable_ratio}\n", param_set_uint, _policies
     ),
-    "memmap_on_memory": ATTR_RO(lambda k, _o: "Y\n" if k.hotplug.memmap_on_memory else "N\n"),
+    "memmap_on_memory": ATTR_RO(lambda k, _o: memmap_on_memory_show(k)),
     "online_policy": ATTR_RW(
         lambda k, _o: f"{ONLINE_POLICIES[k.hotplug.online_policy]}\n",
         set_online_policy,
         _policies,
     ),
 }
+
+
+def memmap_on_memory_show(k: Kernel) -> str:
+    """get_memmap_mode() (6.6+: "force" for MEMMAP_ON_MEMORY_FORCE), else the bool."""
+    if k.spec.memmap_on_memory_force:
+        return "force\n"
+    return "Y\n" if k.hotplug.memmap_on_memory else "N\n"
 
 
 def module_dir(k: Kernel) -> Dir | None:

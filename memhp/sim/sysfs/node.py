@@ -11,6 +11,7 @@ import errno
 from dataclasses import dataclass
 
 from memhp.kernel.kernel import Kernel
+from memhp.kernel.mm.mmzone import MF_STATS
 from memhp.sim import procfs
 from memhp.sim.sysfs.attrs import cpumask_hex, kstrtoul, kstrtoull, nodelist
 from memhp.sim.sysfs.kernfs import (
@@ -85,6 +86,8 @@ def node_dir(k: Kernel, nid: int) -> Dir:
     fixed["x86"] = lambda: EMPTY_DIR if k.profile.sysfs_node_x86 else None
     fixed.update(group_entries(k, nid, node_dev_tail))
     fixed["hugepages"] = lambda: hugepages_dir(k, nid)
+    if k.profile.sysfs_node_memory_failure:
+        fixed["memory_failure"] = lambda: group_dir(k, nid, memory_failure_attrs)
     for cpu in k.nodes.cpus_of(nid):
         fixed[f"cpu{cpu}"] = _link(f"../../cpu/cpu{cpu}")
 
@@ -98,6 +101,14 @@ def node_dir(k: Kernel, nid: int) -> Dir:
         return None
 
     return indexed_dir("memory", blocks, child, fixed)
+
+
+#: memory_failure_attr[] of mm/memory-failure.c (6.4+): NODE_DATA(nid)->mf_stats.
+def _mf_stat(name: str) -> DeviceAttr[int]:
+    return ATTR_RO(lambda k, nid: f"{k.pgdats[nid].mf_stats[name]}\n")
+
+
+memory_failure_attrs: AttrGroup[int] = {name: _mf_stat(name) for name in MF_STATS}
 
 
 def _link(target: str) -> Entry:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from memhp.abi.fs import EHWPOISON
 from memhp.abi.layout import PAGE_SHIFT, SECTION_SIZE, section_nr_to_pfn
 from memhp.kernel.mm.mmzone import ZoneType
 from memhp.kernel.mm.page_alloc import PageState
@@ -100,6 +101,9 @@ class MemoryBlock:
     nodes: set[int] = field(default_factory=set)
     #: Name of the ACPI device bound to this block (firmware_node link), if any.
     acpi_device: str | None = None
+    #: mem->nr_hwpoison: pages of the block poisoned by memory_failure()
+    #: (memblk_nr_poison_inc()); kept while the block exists, offline or not.
+    nr_hwpoison: int = 0
 
     @property
     def name(self) -> str:
@@ -297,6 +301,8 @@ def memory_block_online(k: Kernel, mem: MemoryBlock) -> int:
     after its vmemmap pages, then the vmemmap pages join the zone (mem->zone set)."""
     from memhp.kernel.mm import memory_hotplug as mh
 
+    if k.profile.online_refuses_hwpoison and mem.nr_hwpoison:
+        return -EHWPOISON  # memblk_nr_poison() (6.2+)
     start_pfn = section_nr_to_pfn(mem.start_section_nr)
     nr_pages = k.memory.pages_per_block
     zone = mh.zone_for_pfn_range(k, mem.online_type, mem.nid, start_pfn, nr_pages, mem.group)
