@@ -157,6 +157,7 @@ def _vm_command(vm: object, line: str) -> str:
 def run_vm(args: argparse.Namespace) -> int:
     from memhp.bench.scenario import Cmdline, kernel_of, vm_config_for
     from memhp.bench.vm import GuestVM, bench_available
+    from memhp.abi.params import AUTO_MOVABLE_RATIO_DEFAULT, ONLINE_POLICIES
     from memhp.kernel.machine import MachineError
     from memhp.sim.config import builtin_machine_path, load_machine
 
@@ -174,6 +175,14 @@ def run_vm(args: argparse.Namespace) -> int:
         args.state or spec.auto_online_blocks,
         spec.movable_node,
         "force" if spec.memmap_on_memory_force else (True if spec.memmap_on_memory else None),
+        # the machine's memory_hotplug.* online policy, when not the kernel's default
+        online_policy=None if spec.online_policy == ONLINE_POLICIES[0] else spec.online_policy,
+        auto_movable_ratio=(
+            None
+            if spec.auto_movable_ratio == AUTO_MOVABLE_RATIO_DEFAULT
+            else spec.auto_movable_ratio
+        ),
+        auto_movable_numa_aware=None if spec.auto_movable_numa_aware else False,
     )
     cfg = vm_config_for(spec, cmdline, host_python=args.python, kernel=kernel)
     with GuestVM(cfg) as vm:
