@@ -16,7 +16,7 @@ Calibration: /proc/meminfo of the real Debian 6.1 guest (QEMU TCG, 2 CPUs) as th
 bench recorded it for tests/scenarios/fill-hotadded-offline-each.toml: writing a
 256 MiB tmpfs file raised ``Slab`` from 16392 kB to 17076 kB (+684 kB; the model's
 xarray nodes, 576-byte radix_tree_node objects, one per 64 pages per level, 7 per
-4 KiB page, plus the inode: +592 kB); ``PageTables`` moved by under 50 kB.  The
+4 KiB page, plus the inode: +600 kB); ``PageTables`` moved by under 50 kB.  The
 background rate (16 pages/s per CPU, 5% kept) is an upper bound from the same run:
 ``Slab`` grew by under 300 kB over the ~2 minutes of the other steps.
 """
