@@ -157,7 +157,7 @@ def per_operation() -> list[dict[str, object]]:
     t_on = (time.perf_counter() - t) / 512
     times = []
     for i in range(64):
-        b = first + i
+        b = first + 511 - i  # from the top: migration targets are the lowest blocks
         m.fill(PAGES_PER_SECTION, start=b << 27, end=(b + 1) << 27, owner=f"w{i}")
         t = time.perf_counter()
         m.sysfs.write(f"{MEM}/memory{b}/state", b"offline")
