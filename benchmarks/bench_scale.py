@@ -52,7 +52,10 @@ def tib_lifecycle() -> list[dict[str, object]]:
     t_fill = time.perf_counter() - t
     t = time.perf_counter()
     migrated0 = m.kernel.pa.migrated_pages
-    for i in range(15):
+    # highest device first: the workload sits in the lowest device of each node
+    # (onlined memory is used lowest address first), which goes last and migrates
+    # once into boot memory; ascending, each eject would move it to the next device
+    for i in reversed(range(15)):
         m.sysfs.write(f"/sys/bus/acpi/devices/PNP0C80:{i:02x}/eject", b"1")
     t_remove = time.perf_counter() - t
     removed = all(s.dimm is None for s in m.platform.slots)
