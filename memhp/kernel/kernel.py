@@ -62,7 +62,9 @@ class Kernel:
         #: Simulated time, in seconds.
         self.clock = 0.0
         self.pa = PageAllocator(
-            self.nr_sections, pin_excludes_movable=self.profile.longterm_pin_migrates_movable
+            self.nr_sections,
+            pin_excludes_movable=self.profile.longterm_pin_migrates_movable,
+            free_to_tail=self.profile.free_to_tail,
         )
         #: NODE_DATA(): the pgdat of each possible node.
         self.pgdats: dict[int, PgData] = {}

@@ -196,7 +196,9 @@ class FreeArea:
     changes, so placing and walking cost O(entries touched), never O(zone).
     """
 
-    def __init__(self, nr_sections: int) -> None:
+    def __init__(self, nr_sections: int, free_to_tail: bool = True) -> None:
+        #: False (before 5.10): "tail" placements go to the head, in the same order.
+        self.free_to_tail = free_to_tail
         self.rank: npt.NDArray[np.int64] = np.zeros(nr_sections, np.int64)
         self._head = 0
         self._tail = 0
@@ -222,6 +224,12 @@ class FreeArea:
     def to_tail(self, key: tuple[int, int], secs: npt.NDArray[np.int64]) -> None:
         """Free pages of ``secs`` (in that order) go to the tail of the lists."""
         if secs.size == 0:
+            return
+        if not self.free_to_tail:
+            heads = np.arange(self._head - 1, self._head - 1 - secs.size, -1, dtype=np.int64)
+            self._head -= secs.size
+            self.rank[secs] = heads
+            self._list(self._heads, key).append(secs.astype(np.int64), heads)
             return
         ranks = np.arange(self._tail + 1, self._tail + 1 + secs.size, dtype=np.int64)
         self._tail += secs.size

@@ -83,7 +83,9 @@ class Allocation:
 class PageAllocator:
     """Per-section page counters, the allocation registry and placement rules."""
 
-    def __init__(self, nr_sections: int, pin_excludes_movable: bool) -> None:
+    def __init__(
+        self, nr_sections: int, pin_excludes_movable: bool, free_to_tail: bool = True
+    ) -> None:
         self.nr_sections = nr_sections
         self.pin_excludes_movable = pin_excludes_movable
         #: counts[state, section]: pages of each state in each section.
@@ -95,7 +97,7 @@ class PageAllocator:
         self.nid: npt.NDArray[np.int16] = np.full(nr_sections, -1, np.int16)
         self.isolated: npt.NDArray[np.bool_] = np.zeros(nr_sections, np.bool_)
         #: The order of the free lists, per section.
-        self.free_area = FreeArea(nr_sections)
+        self.free_area = FreeArea(nr_sections, free_to_tail)
         #: Zone-level totals zstate[state, nid, zone] kept in step with counts.
         self.zstate: dict[tuple[int, int], npt.NDArray[np.int64]] = {}
         self.allocs: dict[int, Allocation] = {}

@@ -22,6 +22,7 @@ PROFILE = KernelProfile(
     sysfs_node_x86=False,
     sysfs_memory_hotplug_params=False,
     longterm_pin_migrates_movable=False,
+    free_to_tail=False,
     pgtable_free_pud_tables=True,
     pgtable_split_needs_warning=False,
 )

@@ -22,6 +22,7 @@ PROFILE = KernelProfile(
     sysfs_node_x86=True,
     sysfs_memory_hotplug_params=True,
     longterm_pin_migrates_movable=True,
+    free_to_tail=True,
     pgtable_free_pud_tables=False,
     pgtable_split_needs_warning=True,
 )
