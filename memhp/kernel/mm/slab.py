@@ -13,7 +13,8 @@ The model is deterministic: the background is a function of simulated time
 work done.  :class:`KernelAllocations` is ``k.kalloc``; its knobs are attributes.
 
 Calibration (docs/runtime-allocations.md): /proc/meminfo of the real Debian 6.1
-guest (QEMU TCG, 2 CPUs) as the bench recorded it for tests/scenarios/fill-hotadded-offline-each.toml: writing a
+guest (QEMU TCG, 2 CPUs) as the bench recorded it for
+tests/scenarios/fill-hotadded-offline-each.toml: writing a
 256 MiB tmpfs file raised ``Slab`` from 16392 kB to 17076 kB (+684 kB; the model's
 xarray nodes, 576-byte radix_tree_node objects, one per 64 pages per level, 7 per
 4 KiB page, plus the inode: +600 kB); ``PageTables`` moved by under 50 kB.  The
