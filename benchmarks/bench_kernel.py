@@ -46,7 +46,9 @@ def main() -> None:
         m.sysfs.write(f"/sys/devices/system/memory/memory{b}/state", b"online_movable")
     times = []
     for i in range(20):
-        b = first + i
+        # from the top: migration targets are taken lowest address first (onlined
+        # memory sits at the tail of the free lists), away from the blocks filled next
+        b = first + 511 - i
         m.fill(PAGES_PER_SECTION, start=b << 27, end=(b + 1) << 27, owner=f"wl{i}")
         t = time.perf_counter()
         m.sysfs.write(f"/sys/devices/system/memory/memory{b}/state", b"offline")

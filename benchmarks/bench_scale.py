@@ -52,7 +52,10 @@ def tib_lifecycle() -> list[dict[str, object]]:
     t_fill = time.perf_counter() - t
     t = time.perf_counter()
     migrated0 = m.kernel.pa.migrated_pages
-    for i in range(15):
+    # highest device first: the workload sits in the lowest device of each node
+    # (onlined memory is used lowest address first), which goes last and migrates
+    # once into boot memory; ascending, each eject would move it to the next device
+    for i in reversed(range(15)):
         m.sysfs.write(f"/sys/bus/acpi/devices/PNP0C80:{i:02x}/eject", b"1")
     t_remove = time.perf_counter() - t
     removed = all(s.dimm is None for s in m.platform.slots)
@@ -157,7 +160,7 @@ def per_operation() -> list[dict[str, object]]:
     t_on = (time.perf_counter() - t) / 512
     times = []
     for i in range(64):
-        b = first + i
+        b = first + 511 - i  # from the top: migration targets are the lowest blocks
         m.fill(PAGES_PER_SECTION, start=b << 27, end=(b + 1) << 27, owner=f"w{i}")
         t = time.perf_counter()
         m.sysfs.write(f"{MEM}/memory{b}/state", b"offline")

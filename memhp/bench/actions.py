@@ -224,6 +224,49 @@ class HotAddAction(Action):
 
 @action
 @dataclass(frozen=True)
+class Fill(Action):
+    """``fill = { size = "256M", node = 0, file = "a" }``: a workload writes a file of
+    that size to a tmpfs that prefers the node (guest: dd; model: the same tmpfs file)."""
+
+    key: ClassVar[str] = "fill"
+    options: ClassVar[frozenset[str]] = frozenset({"expect"})
+
+    size: int
+    node: int
+    file: str
+    expect: tuple[str, ...] = ("ok",)
+
+    @classmethod
+    def parse(cls, value: object, step: Mapping[str, Any], key: str) -> Action:
+        if not isinstance(value, Mapping) or set(value) - {"size", "node", "file"}:
+            raise ScenarioError(f"{key}.fill: expected a table {{size, node, file}}")
+        try:
+            size = parse_size(value.get("size", ""), "size")
+        except MachineError as e:
+            raise ScenarioError(f"{key}.fill.{e.key}: {e.problem}") from None
+        if size <= 0 or size % (1 << 20):
+            raise ScenarioError(f"{key}.fill.size: a positive multiple of 1M")
+        node = as_int(value.get("node", 0), f"{key}.fill.node")
+        name = as_str(value.get("file", "fill"), f"{key}.fill.file")
+        if not name.isidentifier():
+            raise ScenarioError(f"{key}.fill.file: letters, digits and _ only")
+        return cls(size, node, name, as_strings(step.get("expect", "ok"), f"{key}.expect"))
+
+    @classmethod
+    def default_name(cls, value: object, step: Mapping[str, Any]) -> str:
+        if isinstance(value, Mapping):
+            return f"fill-{value.get('file', 'fill')}"
+        return super().default_name(value, step)
+
+    def describe(self) -> str:
+        return f"write {size_text(self.size)} to tmpfs file {self.file} (node {self.node})"
+
+    def run(self, d: Driver) -> tuple[str, str, CmdResult | None]:
+        return d.fill(self.size, self.node, self.file), "", None
+
+
+@action
+@dataclass(frozen=True)
 class DeviceDel(Action):
     """``device_del = "dimm1"``: QMP device_del, the guest is asked to eject."""
 

@@ -127,6 +127,10 @@ class Driver(Protocol):
         """Plug a DIMM and wait until the OS took it: ``"ok"`` or the refusal."""
         ...
 
+    def fill(self, size: int, node: int, name: str) -> str:
+        """Write a ``size``-byte file ``name`` on a tmpfs preferring ``node``: "ok" or why not."""
+        ...
+
     def device_del(self, id: str, timeout: float) -> bool:
         """Platform eject request; True when the DIMM went away."""
         ...
@@ -255,6 +259,15 @@ class ModelDriver:
             return f"refused: {e}"
         return "ok"
 
+    def fill(self, size: int, node: int, name: str) -> str:
+        from memhp.kernel.mm.page_alloc import AllocError
+
+        try:
+            self.m.tmpfs_write(name, size, node)
+        except (AllocError, ValueError) as e:
+            return f"failed: {e}"
+        return "ok"
+
     def _gone(self, id: str) -> bool:
         return self.m.platform.slot_of(id) is None
 
@@ -280,7 +293,11 @@ class ModelDriver:
             return None, e.errno or errno.EIO
 
     def sleep(self, seconds: float) -> None:
-        pass  # the model has no deferred work
+        # no deferred work; simulated time passes for the run-time kernel allocations
+        with self.m.lock:
+            k = self.m.kernel
+            k.clock += seconds
+            k.kalloc.advance(k.clock)
 
     def memhp(self, args: Sequence[str], timeout: float) -> CmdResult:
         """The CLI in-process through the injected tool runner, on the model's sysfs."""
@@ -371,6 +388,27 @@ class QMPDriver:
         except QMPError as e:
             return f"no _OST: {e}"
         return "ok"
+
+    def fill(self, size: int, node: int, name: str) -> str:
+        if self.vm is None:
+            from memhp.bench.qmp import QMPError
+
+            args = {"size": size, "node": node, "file": name}
+            try:
+                self.platform.execute("x-memhp-tmpfs-write", **args)
+            except QMPError as e:
+                return f"failed: {e}"
+            return "ok"
+        # tmpfs (shmem) pages: GFP_HIGHUSER_MOVABLE, mpol=prefer:N as the model's
+        # zonelist of node N; dd from /dev/zero writes every page once.
+        mnt = "/run/memhp-fill"
+        script = (
+            f"mkdir -p {mnt} && {{ grep -q ' {mnt} ' /proc/mounts || "
+            f"mount -t tmpfs -o size=100%,mpol=prefer:{node} memhp-fill {mnt}; }} && "
+            f"dd if=/dev/zero of={mnt}/{shlex.quote(name)} bs=1M count={size >> 20} 2>&1"
+        )
+        r = self.vm.fs.run(script, 600.0)
+        return "ok" if r.rc == 0 else f"failed: {r.text.strip() or r.rc}"
 
     def device_del(self, id: str, timeout: float) -> bool:
         from memhp.bench.qmp import QMPError

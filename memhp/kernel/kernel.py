@@ -29,6 +29,7 @@ from memhp.kernel.mm.memory_hotplug import MemoryHotplug
 from memhp.kernel.mm.mmzone import PgData
 from memhp.kernel.mm.page_alloc import AllocError, PageAllocator, PageState
 from memhp.kernel.mm.page_cgroup import PageCgroup
+from memhp.kernel.mm.slab import KernelAllocations
 from memhp.kernel.mm.sparse import SparseMem
 
 
@@ -61,7 +62,9 @@ class Kernel:
         #: Simulated time, in seconds.
         self.clock = 0.0
         self.pa = PageAllocator(
-            self.nr_sections, pin_excludes_movable=self.profile.longterm_pin_migrates_movable
+            self.nr_sections,
+            pin_excludes_movable=self.profile.longterm_pin_migrates_movable,
+            free_to_tail=self.profile.free_to_tail,
         )
         #: NODE_DATA(): the pgdat of each possible node.
         self.pgdats: dict[int, PgData] = {}
@@ -75,6 +78,8 @@ class Kernel:
         self.hugetlb = Hugetlb(self)
         self.pgtables = KernelPageTables(self)
         self.acpi = AcpiBus(self, firmware.acpi_memory)
+        #: The kernel's own allocations at run time (slab, page tables).
+        self.kalloc = KernelAllocations(self)
         self._boot()
 
     def log(self, what: str, detail: str) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memhp.abi.layout import PAGE_SHIFT, pfn_to_section_nr
+from memhp.abi.layout import PAGE_SHIFT, PAGE_SIZE, pfn_to_section_nr
 from memhp.kernel.firmware import Firmware
 from memhp.kernel.kernel import Kernel
 from memhp.kernel.machine import MachineSpec
@@ -54,6 +54,8 @@ class SimMachine:
         self.lock = self.sysfs.lock
         #: QEMU's pc machine: memory backends and the pc-dimm rules, over the platform.
         self.qemu = QemuPcMachine.for_machine(spec, self.platform)
+        #: tmpfs files written by tmpfs_write(): their page-cache pages.
+        self.files: dict[str, list[Allocation]] = {}
 
     # ------------------------------------------------------------ platform
     def device_add(
@@ -151,6 +153,38 @@ class SimMachine:
                 + ")",
             )
             return out
+
+    def tmpfs_write(self, name: str, size: int, node: int) -> list[Allocation]:
+        """A task on ``node`` writes a new ``size``-byte file ``name`` to a tmpfs
+        (mpol=prefer:node): the kernel's objects for the file (k.kalloc), then its
+        page-cache pages, movable, by the allocator's rules.  Raises AllocError
+        (nothing allocated) or ValueError (a file of that name exists, no node)."""
+        nr = size // PAGE_SIZE
+        with self.lock:
+            k = self.kernel
+            if node not in k.pgdats:
+                raise ValueError(f"no node {node}")
+            key = f"tmpfs:{name}"
+            if key in k.kalloc.objects or key in self.files:
+                raise ValueError(f"file {name} exists")
+            k.kalloc.shmem_file(key, nr, node)
+            try:
+                data = k.pa.alloc(nr, PageState.MOVABLE, f"tmpfs file {name}", "workload", node)
+            except AllocError:
+                k.kalloc.release(key)
+                raise
+            self.files[key] = data
+            k.log("workload", f"tmpfs file {name}: {nr} pages on node {node}")
+            return data
+
+    def tmpfs_remove(self, name: str) -> None:
+        """rm of a tmpfs file: its pages and its kernel objects are freed (to the head)."""
+        with self.lock:
+            key = f"tmpfs:{name}"
+            if key not in self.files:
+                raise ValueError(f"no file {name}")
+            self.free(self.files.pop(key))
+            self.kernel.kalloc.release(key)
 
     def free(self, allocs: list[Allocation]) -> None:
         with self.lock:

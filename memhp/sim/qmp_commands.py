@@ -38,6 +38,9 @@ class QMPCommands:
             "query-memory-size-summary": self.query_memory_size_summary,
             "x-memhp-fill": self._cmd_fill,
             "x-memhp-free": self._cmd_free,
+            "x-memhp-tmpfs-write": self._cmd_tmpfs_write,
+            "x-memhp-tmpfs-remove": self._cmd_tmpfs_remove,
+            "x-memhp-kernel-allocs": self._cmd_kernel_allocs,
             "x-memhp-snapshot": self._cmd_snapshot,
             "x-memhp-check-invariants": self._cmd_check_invariants,
             "x-memhp-kernel-log": self._cmd_kernel_log,
@@ -169,6 +172,62 @@ class QMPCommands:
             for a in allocs:
                 self.allocations[a.id] = a
         return {"pages": nr, "allocations": [a.id for a in allocs]}
+
+    def _cmd_tmpfs_write(self, args: dict[str, Any]) -> object:
+        """x-memhp-tmpfs-write: a task on ``node`` writes a ``size``-byte tmpfs file."""
+        parse_args(args, {"size": "size", "file": "str"}, {"node": "uint"})
+        try:
+            allocs = self.sim.tmpfs_write(args["file"], int(args["size"]), args.get("node", 0))
+        except AllocError as e:
+            raise QMPError(f"cannot write {args['file']}: {e}") from None
+        except ValueError as e:
+            raise QMPError(str(e)) from None
+        return {"pages": sum(a.nr_pages for a in allocs)}
+
+    def _cmd_tmpfs_remove(self, args: dict[str, Any]) -> object:
+        """x-memhp-tmpfs-remove: rm of a file written by x-memhp-tmpfs-write."""
+        parse_args(args, {"file": "str"})
+        try:
+            self.sim.tmpfs_remove(args["file"])
+        except ValueError as e:
+            raise QMPError(str(e)) from None
+        return {}
+
+    def _cmd_kernel_allocs(self, args: dict[str, Any]) -> object:
+        """x-memhp-kernel-allocs: the run-time kernel allocation knobs (k.kalloc);
+        with no argument, only reports them; ``advance`` moves simulated time on."""
+        parse_args(
+            args,
+            {},
+            {
+                "enabled": "bool",
+                "rate": "number",
+                "keep": "number",
+                "seed": "int",
+                "advance": "number",
+            },
+        )
+        with self.sim.lock:
+            ka = self.sim.kernel.kalloc
+            try:
+                ka.configure(
+                    args.get("enabled"), args.get("rate"), args.get("keep"), args.get("seed")
+                )
+            except ValueError as e:
+                raise QMPError(str(e)) from None
+            adv = float(args.get("advance", 0.0))
+            if adv < 0:
+                raise QMPError("'advance' must be >= 0")
+            if adv:
+                self.sim.kernel.clock += adv
+                ka.advance(self.sim.kernel.clock)
+            return {
+                "enabled": ka.enabled,
+                "rate": ka.rate_pages_per_s,
+                "keep": ka.keep,
+                "seed": ka.seed,
+                "kept-pages": sum(a.nr_pages for a in ka.kept),
+            }
 
     def _cmd_free(self, args: dict[str, Any]) -> object:
         parse_args(args, {"allocations": "list"})

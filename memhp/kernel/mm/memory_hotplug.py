@@ -41,6 +41,7 @@ from memhp.kernel.mm.memory_hotplug_zones import (
 )
 from memhp.kernel.mm.mmzone import PGDAT_PAGES, Zone, ZoneType
 from memhp.kernel.mm.page_alloc import MIGRATE_PAGE_COST_S, AllocError, PageState
+from memhp.kernel.mm.page_isolation import start_isolate_page_range, undo_isolate_page_range
 
 if TYPE_CHECKING:
     from memhp.kernel.kernel import Kernel
@@ -332,14 +333,12 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
     owners = _unmovable_owners(k, secs, zone)
     if owners:
         return fail("failure to isolate range", errno.EBUSY, owners)
-    for sec in secs:
-        k.pa.isolated[sec] = True
+    start_isolate_page_range(k.pa, secs)
     change, change_normal = _status_change_offline(k, zone, nr_pages)
     arg = MemoryNotify(start_pfn, nr_pages, zone.nid, change, change_normal)
 
     def undo(reason: str, err: int, owners_: list[str] | None = None) -> int:
-        for sec in secs:
-            k.pa.isolated[sec] = False
+        undo_isolate_page_range(k.pa, secs)
         k.memory.memory_notify(MemAction.MEM_CANCEL_OFFLINE, arg)
         return fail(reason, err, owners_)
 

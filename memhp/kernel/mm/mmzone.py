@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
+
+import numpy as np
+import numpy.typing as npt
 
 from memhp.abi import zones
 
@@ -149,3 +153,127 @@ class PgData:
 
 #: sizeof(pg_data_t) on a 6.1 x86_64 build, rounded to pages (about 170 KiB).
 PGDAT_PAGES = 43
+
+
+class _Ranked:
+    """A growable list of (section, rank) entries; an entry is valid while the
+    section's rank is still the one recorded (lazy deletion)."""
+
+    __slots__ = ("limit", "n", "ranks", "secs", "start")
+
+    def __init__(self) -> None:
+        self.secs: npt.NDArray[np.int64] = np.zeros(64, np.int64)
+        self.ranks: npt.NDArray[np.int64] = np.zeros(64, np.int64)
+        self.n = 0
+        self.start = 0  # tails: entries before it are known invalid
+        self.limit = 1024  # heads: compact when this many entries
+
+    def append(self, secs: npt.NDArray[np.int64], ranks: npt.NDArray[np.int64]) -> None:
+        k = secs.size
+        if self.n + k > self.secs.size:
+            size = max(2 * self.secs.size, self.n + k)
+            self.secs = np.resize(self.secs, size)
+            self.ranks = np.resize(self.ranks, size)
+        self.secs[self.n : self.n + k] = secs
+        self.ranks[self.n : self.n + k] = ranks
+        self.n += k
+
+    def compact(self, rank: npt.NDArray[np.int64]) -> None:
+        s, r = self.secs[self.start : self.n], self.ranks[self.start : self.n]
+        keep = rank[s] == r
+        s, r = s[keep], r[keep]
+        self.n, self.start = s.size, 0
+        self.secs[: self.n] = s
+        self.ranks[: self.n] = r
+
+
+class FreeArea:
+    """The order of the free lists (struct free_area free_area[MAX_ORDER] of each
+    zone), kept per memory section rather than per page block.
+
+    Every section with free pages on a free list has a rank: pages freed to the
+    head of the lists (free_pages -> __free_one_page() without FPI_TO_TAIL, the
+    remainder of a split: expand()) get decreasing negative ranks, pages placed at
+    the tail (__free_pages_core() when memory is onlined or memblock_free_all()
+    releases boot memory, __putback_isolated_page() and move_to_free_list() when an
+    isolation is undone, all FPI_TO_TAIL/list_move_tail since 5.10) get increasing
+    positive ranks; 0 means on no free list.  The allocator takes from the head: the
+    most recent head entry first, then the tail entries oldest first.  Entries live
+    in two append-only arrays per zone and are dropped lazily when a section's rank
+    changes, so placing and walking cost O(entries touched), never O(zone).
+    """
+
+    def __init__(self, nr_sections: int, free_to_tail: bool = True) -> None:
+        #: False (before 5.10): "tail" placements go to the head, in the same order.
+        self.free_to_tail = free_to_tail
+        self.rank: npt.NDArray[np.int64] = np.zeros(nr_sections, np.int64)
+        self._head = 0
+        self._tail = 0
+        self._heads: dict[tuple[int, int], _Ranked] = {}
+        self._tails: dict[tuple[int, int], _Ranked] = {}
+
+    def _list(self, d: dict[tuple[int, int], _Ranked], key: tuple[int, int]) -> _Ranked:
+        lst = d.get(key)
+        if lst is None:
+            lst = d[key] = _Ranked()
+        return lst
+
+    def to_head(self, key: tuple[int, int], sec: int) -> None:
+        """Free pages of ``sec`` go to the head of the lists (most recent first)."""
+        self._head -= 1
+        self.rank[sec] = self._head
+        lst = self._list(self._heads, key)
+        lst.append(np.array([sec], np.int64), np.array([self._head], np.int64))
+        if lst.n >= lst.limit:
+            lst.compact(self.rank)
+            lst.limit = max(1024, 4 * lst.n)
+
+    def to_tail(self, key: tuple[int, int], secs: npt.NDArray[np.int64]) -> None:
+        """Free pages of ``secs`` (in that order) go to the tail of the lists."""
+        if secs.size == 0:
+            return
+        if not self.free_to_tail:
+            heads = np.arange(self._head - 1, self._head - 1 - secs.size, -1, dtype=np.int64)
+            self._head -= secs.size
+            self.rank[secs] = heads
+            self._list(self._heads, key).append(secs.astype(np.int64), heads)
+            return
+        ranks = np.arange(self._tail + 1, self._tail + 1 + secs.size, dtype=np.int64)
+        self._tail += secs.size
+        self.rank[secs] = ranks
+        self._list(self._tails, key).append(secs.astype(np.int64), ranks)
+
+    def remove(self, sec: int) -> None:
+        """``sec`` has no free pages left on the lists (all allocated, or offline)."""
+        self.rank[sec] = 0
+
+    def heads(self, key: tuple[int, int]) -> npt.NDArray[np.int64]:
+        """Sections at the head of the lists, most recently placed first."""
+        lst = self._heads.get(key)
+        if lst is None or lst.n == 0:
+            return np.zeros(0, np.int64)
+        s = lst.secs[: lst.n]
+        out: npt.NDArray[np.int64] = s[self.rank[s] == lst.ranks[: lst.n]][::-1]
+        return out
+
+    def tails(self, key: tuple[int, int], window: int) -> Iterator[npt.NDArray[np.int64]]:
+        """Sections placed at the tail, oldest first, in windows of ``window`` entries."""
+        lst = self._tails.get(key)
+        if lst is None:
+            return
+        first = True
+        pos = lst.start
+        while pos < lst.n:
+            end = min(lst.n, pos + window)
+            s = lst.secs[pos:end]
+            valid = self.rank[s] == lst.ranks[pos:end]
+            if first:
+                # entries before the first valid one never become valid again
+                nz = np.flatnonzero(valid)
+                lst.start = pos + (int(nz[0]) if nz.size else s.size)
+                first = not nz.size
+            if valid.any():
+                yield s[valid]
+            pos = end
+        if lst.start > 4096 and lst.start > lst.n // 2:
+            lst.compact(self.rank)

@@ -13,8 +13,13 @@ Placement follows the buddy allocator's observable rules, deterministically:
   where the profile says so (FOLL_LONGTERM migrates them out, 5.7+);
 * watermarks (__zone_watermark_ok): a zone gives pages only while its free
   pages stay above the min watermark;
-* within a zone, the most recently freed memory (highest addresses after
-  memblock_free_all() and after onlining) is handed out first;
+* within a zone, the order of the free lists (:class:`FreeArea`): pages freed
+  by a task (exit, munmap, the source of a migration) go to the head and are
+  reused first; memory released at boot and memory onlined go to the tail
+  (FPI_TO_TAIL, 5.10+), lowest address first, as do pages whose isolation is
+  undone; fragments (partly used sections) before whole blocks
+  (__rmqueue_smallest), and kernel allocations first in sections that already
+  hold unmovable pages, else by stealing a whole block (__rmqueue_fallback);
 * memblock allocations at boot are top-down (memblock_find_in_range_node).
 """
 
@@ -30,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memhp.abi.layout import PAGE_SIZE, PAGES_PER_SECTION, pfn_to_section_nr
-from memhp.kernel.mm.mmzone import KERNEL_ZONES, PgData, Zone, ZoneType
+from memhp.kernel.mm.mmzone import KERNEL_ZONES, FreeArea, PgData, Zone, ZoneType
 
 
 class PageState(IntEnum):
@@ -78,7 +83,9 @@ class Allocation:
 class PageAllocator:
     """Per-section page counters, the allocation registry and placement rules."""
 
-    def __init__(self, nr_sections: int, pin_excludes_movable: bool) -> None:
+    def __init__(
+        self, nr_sections: int, pin_excludes_movable: bool, free_to_tail: bool = True
+    ) -> None:
         self.nr_sections = nr_sections
         self.pin_excludes_movable = pin_excludes_movable
         #: counts[state, section]: pages of each state in each section.
@@ -89,6 +96,8 @@ class PageAllocator:
         self.zone: npt.NDArray[np.int8] = np.full(nr_sections, -1, np.int8)
         self.nid: npt.NDArray[np.int16] = np.full(nr_sections, -1, np.int16)
         self.isolated: npt.NDArray[np.bool_] = np.zeros(nr_sections, np.bool_)
+        #: The order of the free lists, per section.
+        self.free_area = FreeArea(nr_sections, free_to_tail)
         #: Zone-level totals zstate[state, nid, zone] kept in step with counts.
         self.zstate: dict[tuple[int, int], npt.NDArray[np.int64]] = {}
         self.allocs: dict[int, Allocation] = {}
@@ -191,6 +200,8 @@ class PageAllocator:
         arr += self.counts[:, sec]
         self.counts[PageState.FREE, sec] += n
         arr[PageState.FREE] += n
+        # online_pages_range() -> generic_online_page() -> __free_pages_core(): tail
+        self.free_area.to_tail((nid, int(zone)), np.array([sec], np.int64))
 
     def sections_online(self, secs: npt.NDArray[np.intp], zones: npt.NDArray[np.int8]) -> None:
         """section_online() for many sections at once (boot: memblock_free_all)."""
@@ -203,6 +214,8 @@ class PageAllocator:
                 sel = secs[(nids == nid) & (zones == z)]
                 arr = self._zkey(int(nid), int(z))
                 arr += self.counts[:, sel].sum(axis=1)
+                # memblock_free_all(): ascending, each range to the tail (FPI_TO_TAIL)
+                self.free_area.to_tail((int(nid), int(z)), np.sort(sel).astype(np.int64))
 
     def section_offline(self, sec: int) -> None:
         """Take the (all free) pages of ``sec`` out of the buddy (__offline_isolated_pages)."""
@@ -212,6 +225,21 @@ class PageAllocator:
         arr -= self.counts[:, sec]
         self.counts[PageState.FREE, sec] -= n
         self.zone[sec] = -1
+        self.free_area.remove(sec)
+
+    def _taken(self, sec: int) -> None:
+        """Pages were allocated from ``sec``: what is left is a split remainder,
+        at the head (expand()); a section with nothing left is on no list."""
+        if self.counts[PageState.FREE, sec] == 0:
+            self.free_area.remove(sec)
+        elif self.zone[sec] >= 0:
+            self.free_area.to_head((int(self.nid[sec]), int(self.zone[sec])), sec)
+
+    def _freed(self, sec: int) -> None:
+        """Pages were freed into ``sec`` (free_unref_page -> free_pcppages_bulk ->
+        __free_one_page, no FPI_TO_TAIL): to the head, unless isolated."""
+        if self.zone[sec] >= 0 and not self.isolated[sec]:
+            self.free_area.to_head((int(self.nid[sec]), int(self.zone[sec])), sec)
 
     def section_used(self, sec: int) -> int:
         """Pages of ``sec`` in use (neither free nor the block's own altmap)."""
@@ -317,45 +345,36 @@ class PageAllocator:
                 out.append(pgdat.zone(z))
         return out
 
-    #: Sections examined at a time when looking for free pages, from the top.
+    #: Tail entries examined at a time when looking for free pages.
     WINDOW = 4096
 
-    def _candidates(self, zone: Zone) -> Iterator[npt.NDArray[np.intp]]:
+    def _candidates(self, zone: Zone, state: PageState) -> Iterator[npt.NDArray[np.intp]]:
         """Sections of ``zone`` with free pages, in the order the buddy allocator uses them.
 
-        __rmqueue_smallest() takes the smallest free block that fits, so the
-        fragments left in partly used memory go first; whole free blocks are taken
-        from the head of the free list, i.e. the most recently freed (onlined),
-        highest addresses.  Hence: partly used sections, highest first, then
-        entirely free sections, highest first.  Yielded in windows from the top of
-        the zone so that a small allocation never scans a whole TiB zone.
+        __rmqueue_smallest() takes the smallest free block that fits, from the head
+        of its list: first the fragments of partly used sections (most recently
+        split or freed first) whose page blocks are of the request's migratetype
+        (holding unmovable pages or not), then whole blocks in free-list order
+        (head entries, then tail entries oldest first: boot memory and onlined
+        memory lowest address first).  Last the fragments of the other migratetype
+        (__rmqueue_fallback()).  An unmovable request that finds no fragment of its
+        type steals the largest block, i.e. a whole free section.
         """
         if zone.is_empty():
             return
-        s0 = zone.zone_start_pfn // PAGES_PER_SECTION
-        s1 = min(self.nr_sections, -(-zone.zone_end_pfn // PAGES_PER_SECTION))
-        whole_later: list[npt.NDArray[np.intp]] = []
-        hi = s1
-        while hi > s0:
-            lo = max(s0, hi - self.WINDOW)
-            sl = slice(lo, hi)
-            free = self.counts[PageState.FREE, sl]
-            mask = (
-                (self.zone[sl] == int(zone.idx))
-                & (self.nid[sl] == zone.nid)
-                & (free > 0)
-                & ~self.isolated[sl]
-            )
-            # online sections: all page states sum to the RAM pages
-            in_use = (self.ram[sl] - free - self.counts[PageState.ALTMAP, sl]) > 0
-            partly = np.flatnonzero(mask & in_use)
-            if partly.size:
-                yield partly[::-1] + lo
-            whole = np.flatnonzero(mask & ~in_use)
-            if whole.size:
-                whole_later.append(whole[::-1] + lo)
-            hi = lo
-        yield from whole_later
+        key = (zone.nid, int(zone.idx))
+        fa = self.free_area
+        heads = fa.heads(key)
+        heads = heads[(self.counts[PageState.FREE, heads] > 0) & ~self.isolated[heads]]
+        c = self.counts[:, heads]
+        partly = (self.ram[heads] - c[PageState.FREE] - c[PageState.ALTMAP]) > 0
+        unmov = (c[PageState.UNMOVABLE] + c[PageState.RESERVED]) > 0
+        same = unmov if state is PageState.UNMOVABLE else ~unmov
+        yield heads[partly & same]
+        yield heads[~partly]
+        for win in fa.tails(key, self.WINDOW):
+            yield win[(self.counts[PageState.FREE, win] > 0) & ~self.isolated[win]]
+        yield heads[partly & ~same]
 
     def available(self, zone: Zone, reserve: bool = True) -> int:
         """Pages ``zone`` can give before hitting its min watermark."""
@@ -392,7 +411,9 @@ class PageAllocator:
                 continue
             want = min(need, avail)
             used = 0
-            for cands in self._candidates(z):
+            for cands in self._candidates(z, state):
+                if not cands.size:
+                    continue
                 free = self.counts[PageState.FREE, cands].astype(np.int64)
                 csum = np.cumsum(free)
                 k = min(int(np.searchsorted(csum, want - used)), cands.size - 1)
@@ -425,6 +446,8 @@ class PageAllocator:
                 left -= take
                 cur_left -= take
             out.append(a)
+        for sec in dict.fromkeys(sec for sec, _ in plan):
+            self._taken(sec)
         return out
 
     def alloc_in_sections(
@@ -444,6 +467,7 @@ class PageAllocator:
             if take > 0:
                 self._move(sec, PageState.FREE, state, take)
                 self._index_add(a, sec, take)
+                self._taken(sec)
                 need -= take
             if need == 0:
                 break
@@ -476,6 +500,7 @@ class PageAllocator:
             else:
                 self._move(s, a.state, PageState.FREE, n)
             self._index_sub(a, s, n)
+            self._freed(s)
         if not a.extents:
             del self.allocs[a.id]
 

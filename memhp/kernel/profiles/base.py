@@ -71,6 +71,11 @@ class KernelProfile:
     #: check_and_migrate_movable_pages), so long-term pinned pages never sit in
     #: ZONE_MOVABLE; in 3.8 a pin may land there and block offlining.
     longterm_pin_migrates_movable: bool
+    #: Pages onlined or released at boot (__free_pages_core()) and pages whose
+    #: isolation is undone (move_to_free_list(), __putback_isolated_page()) go to
+    #: the tail of the free lists, so fresh memory is used last and lowest address
+    #: first (5.10+, FPI_TO_TAIL); in 3.8 they go to the head: highest first.
+    free_to_tail: bool
     #: remove_pagetable() frees empty PUD tables and syncs the global page
     #: directories (the seed's free_pud_table + sync_global_pgds); 6.1's
     #: remove_p4d_table() keeps PUD tables with 4-level paging.

@@ -23,6 +23,7 @@ PROFILE = KernelProfile(
     sysfs_memory_hotplug_params=False,
     online_policies=False,
     longterm_pin_migrates_movable=False,
+    free_to_tail=False,
     pgtable_free_pud_tables=True,
     pgtable_split_needs_warning=False,
     sysfs_crash_hotplug=False,

@@ -23,6 +23,7 @@ PROFILE = KernelProfile(
     sysfs_memory_hotplug_params=True,
     online_policies=True,
     longterm_pin_migrates_movable=True,
+    free_to_tail=True,
     pgtable_free_pud_tables=False,
     pgtable_split_needs_warning=True,
     sysfs_crash_hotplug=False,

@@ -1,0 +1,120 @@
+"""Free-list order (issue 14 part 2) and the kernel's run-time allocations (part 3)."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+from memhp.abi.layout import MiB
+from memhp.abi.paths import SYS_MEMORY
+from memhp.cli.main import main
+from memhp.kernel.mm.page_alloc import PageState
+from memhp.kernel.mm.page_isolation import start_isolate_page_range, undo_isolate_page_range
+from memhp.sim.machine import SimMachine
+from tests.support.sim import machine
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _onlined(how: str = "online_kernel") -> SimMachine:
+    m = SimMachine(machine("qemu-linux-6.1"))
+    m.device_add(1024 * MiB, 0, id="dimm1")
+    for b in range(32, 40):
+        m.sysfs.write(f"{SYS_MEMORY}/memory{b}/state", how.encode())
+    return m
+
+
+def _movable_in(m: SimMachine, block: int) -> int:
+    return int(m.kernel.pa.counts[PageState.MOVABLE, block])
+
+
+def test_onlined_memory_is_used_lowest_address_first() -> None:
+    """__free_pages_core() puts onlined pages at the tail: the lowest block fills first."""
+    m = _onlined("online_movable")
+    m.fill(40000, node=0, zone="Movable")
+    assert _movable_in(m, 32) == 32768
+    assert _movable_in(m, 33) == 40000 - 32768
+    assert all(_movable_in(m, b) == 0 for b in range(34, 40))
+
+
+def test_freed_pages_are_reused_first() -> None:
+    """Pages freed by a task go to the head of the lists: the next allocation takes them."""
+    m = _onlined("online_movable")
+    (a,) = m.fill(32768 * 3, node=0, zone="Movable")
+    m.free([a])
+    m.fill(100, node=0, zone="Movable")
+    # block 34 was split last, its pages freed last: at the head
+    assert _movable_in(m, 34) == 100
+    assert _movable_in(m, 32) == 0
+
+
+def test_undone_isolation_goes_to_the_tail() -> None:
+    """unset_migratetype_isolate(): the block's free pages go back at the tail."""
+    m = _onlined("online_movable")
+    pa = m.kernel.pa
+    start_isolate_page_range(pa, [32])
+    undo_isolate_page_range(pa, [32])
+    m.fill(100, node=0, zone="Movable")
+    assert _movable_in(m, 33) == 100
+    assert _movable_in(m, 32) == 0
+
+
+def test_tmpfs_file_kernel_objects_pin_the_lowest_block() -> None:
+    """The file's xarray nodes steal a whole free block (the lowest hot-added one):
+    that block refuses to go offline, the page-cache blocks migrate (as on 6.1)."""
+    m = _onlined()
+    m.tmpfs_write("a", 256 * MiB, 0)
+    pa = m.kernel.pa
+    # 1041 xarray nodes (1024 + 16 + 1), 7 per page: 149 pages, + 1 for the inode
+    assert int(pa.counts[PageState.UNMOVABLE, 32]) == 150
+    owners = {a.owner for a, _s, _n in pa.owners_in([32]) if a.state is PageState.UNMOVABLE}
+    assert owners == {
+        "slab (radix_tree_node: tmpfs:a)",
+        "slab (shmem_inode_cache, dentry: tmpfs:a)",
+    }
+    with pytest.raises(OSError) as e:
+        m.sysfs.write(f"{SYS_MEMORY}/memory32/state", b"offline")
+    assert e.value.errno == errno.EBUSY
+    for b in range(33, 40):
+        m.sysfs.write(f"{SYS_MEMORY}/memory{b}/state", b"offline")
+    m.tmpfs_remove("a")
+    m.sysfs.write(f"{SYS_MEMORY}/memory32/state", b"offline")
+
+
+def test_kernel_allocations_never_in_movable_and_knobs() -> None:
+    m = _onlined("online_movable")
+    ka = m.kernel.kalloc
+    ka.configure(rate_pages_per_s=1000.0, keep=0.5, seed=3)
+    m.kernel.clock += 10.0
+    ka.advance(m.kernel.clock)
+    assert ka.kept
+    assert int(m.kernel.pa.counts[PageState.UNMOVABLE, 32:40].sum()) == 0
+    with pytest.raises(ValueError, match="keep must be"):
+        ka.configure(keep=2.0)
+
+
+def test_kernel_allocations_are_deterministic() -> None:
+    def run() -> list[tuple[int, int]]:
+        m = _onlined()
+        m.kernel.kalloc.configure(rate_pages_per_s=200.0, seed=7)
+        m.kernel.clock += 30.0
+        m.kernel.kalloc.advance(m.kernel.clock)
+        return [(s, n) for a in m.kernel.kalloc.kept for s, n in a.extents.items()]
+
+    assert run() == run()
+
+
+def test_recorded_fill_scenario_replays(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(
+        [
+            "bench",
+            "diff",
+            "-q",
+            "--replay",
+            os.path.join(ROOT, "tests", "data", "real", "scenarios"),
+            os.path.join(ROOT, "tests", "scenarios", "fill-hotadded-offline-each.toml"),
+        ]
+    )
+    assert rc == 0, capsys.readouterr().out
