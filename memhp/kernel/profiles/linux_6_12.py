@@ -28,6 +28,7 @@ PROFILE = KernelProfile(
     sysfs_node_x86=True,
     sysfs_memory_hotplug_params=True,
     online_policies=True,
+    free_to_tail=True,
     longterm_pin_migrates_movable=True,
     pgtable_free_pud_tables=False,
     pgtable_split_needs_warning=True,
