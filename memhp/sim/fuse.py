@@ -522,8 +522,16 @@ class CachedSysfsOperations(SysfsOperations):
 
 
 def kernel_cache_available() -> bool:
-    """libfuse can invalidate the kernel's caches (its notify calls are exported)."""
-    if os.environ.get("MEMHP_FUSE_NO_CACHE"):
+    """Kernel caching is asked for (``MEMHP_FUSE_CACHE=1``, experimental) and libfuse
+    can invalidate the kernel's caches (its notify calls are exported).
+
+    Not the default: with zero-message open, writes go through the page cache, and a
+    write that blocks (an offline retrying migration) keeps the file's page locked
+    and its size "unstable" (FUSE_I_SIZE_UNSTABLE), so readers of that attribute wait
+    or see its old text until the write ends; fixing that needs per-open flags
+    (direct I/O for writers), i.e. libfuse's low-level API.
+    """
+    if os.environ.get("MEMHP_FUSE_CACHE") != "1":
         return False
     try:
         import mfusepy

@@ -32,7 +32,8 @@ def _best_read(path: str, n: int = 300) -> float:
 
 
 @pytest.mark.skipif(fuse_unavailable_reason() is not None, reason="FUSE is not available")
-def test_cached_read_within_15x_of_a_copy(tmp_path: Path) -> None:
+def test_cached_read_within_15x_of_a_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMHP_FUSE_CACHE", "1")
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     start(MACHINE, str(mnt))
