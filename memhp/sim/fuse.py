@@ -179,6 +179,11 @@ class SysfsOperations:
                 threading.Thread(target=self._invalidator, name="fuse-inval", daemon=True).start()
         except (ImportError, AttributeError, OSError, ValueError):
             cached = False
+        # The uncached operations (the default) keep the behaviour of issue 15:
+        # direct I/O, entries and attributes invalidated by path only.
+        legacy_timeout = self.CACHE_TIMEOUT if self._invalidate is not None else 0.0
+        if not isinstance(self, CachedSysfsOperations):
+            cached = False
         if not cached:
             self._inval_entry = None
         self.cached = cached
@@ -191,7 +196,7 @@ class SysfsOperations:
             self._fuse_interrupted = intr
         except (ImportError, AttributeError, OSError):
             self._fuse_interrupted = None
-        timeout = self.CACHE_TIMEOUT if cached else 0.0
+        timeout = legacy_timeout
         # With caching, the timeouts come from the mount options (mount_options()):
         # mfusepy's layout of struct fuse_config does not match every libfuse 3.x.
         if config is not None and not isinstance(self, CachedSysfsOperations):
