@@ -104,6 +104,8 @@ class SysfsOperations:
 
     #: mfusepy: times are integer nanoseconds.
     use_ns = True
+    #: The kernel may cache contents (memhp.sim.fuse_cache.CachedSysfsOperations).
+    KERNEL_CACHE = False
 
     def __init__(self, fs: KernelSysfs, on_ready: Callable[[], None] | None = None) -> None:
         self.fs = fs
@@ -182,7 +184,7 @@ class SysfsOperations:
         # The uncached operations (the default) keep the behaviour of issue 15:
         # direct I/O, entries and attributes invalidated by path only.
         legacy_timeout = self.CACHE_TIMEOUT if self._invalidate is not None else 0.0
-        if not isinstance(self, CachedSysfsOperations):
+        if not self.KERNEL_CACHE:
             cached = False
         if not cached:
             self._inval_entry = None
@@ -199,7 +201,7 @@ class SysfsOperations:
         timeout = legacy_timeout
         # With caching, the timeouts come from the mount options (mount_options()):
         # mfusepy's layout of struct fuse_config does not match every libfuse 3.x.
-        if config is not None and not isinstance(self, CachedSysfsOperations):
+        if config is not None and not self.KERNEL_CACHE:
             for name, value in (
                 ("attr_timeout", timeout),
                 ("entry_timeout", timeout),
@@ -270,12 +272,9 @@ class SysfsOperations:
 
         One ``fuse_lowlevel_notify_inval_entry()`` per top-level directory (``sys``,
         ``proc``, children of the root, FUSE_ROOT_ID): the kernel's d_invalidate()
-        drops the dentries below, their inodes are evicted with their page cache and
-        libfuse forgets them (FORGET).  Files open at that moment keep their inode;
-        their attributes were invalidated by the write (fuse_write_update_attr()) or
-        are refetched on expiry, and a new ``st_mtime`` (``_gen``) drops their pages.
-        Cheap when nothing was served since the last call.  Never under the model
-        lock: the kernel waits for lookups in flight, which wait for the lock.
+        drops the dentries below; unused inodes go with their page cache.  Open files
+        keep theirs: a new ``st_mtime`` (``_gen``) drops it at the next attribute
+        fetch.  Never under the model lock (the kernel waits for lookups in flight).
         """
         se, fn = self._session, self._inval_entry
         if se is None or fn is None:
@@ -472,88 +471,6 @@ class SysfsOperations:
         return 0
 
 
-class CachedSysfsOperations(SysfsOperations):
-    """The operations when the kernel may cache (libfuse can invalidate its caches).
-
-    ``open`` answers ENOSYS once: the kernel then opens files without asking
-    (FUSE "zero-message open", ``fc->no_open``) and keeps their contents in the page
-    cache (FOPEN_KEEP_CACHE) until :meth:`SysfsOperations._invalidate_all` drops
-    them.  ``flush``, ``release``, ``opendir``, ``releasedir`` and ``fsync`` are left
-    to libfuse (no Python call): a cached open+read+close makes no request at all.
-    kernfs_fop_open()'s EACCES for a direction the attribute lacks then comes from
-    the kernel's permission check (``default_permissions``) and, for root, from the
-    read or write itself.
-    """
-
-    flush = None  # type: ignore[assignment]
-    release = None  # type: ignore[assignment]
-    opendir = None  # type: ignore[assignment]
-    releasedir = None  # type: ignore[assignment]
-    fsync = None  # type: ignore[assignment]
-
-    def open(self, path: str, flags: int) -> int:
-        raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS), path)
-
-    def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
-        """st_size of an attribute is the length of its text (sysfs says 4096).
-
-        The kernel sets i_size to that length when a page-cache read comes short, and
-        drops the page cache when the next attributes (refetched by any stat, whose
-        atime the read invalidated) give another size (fuse_change_attributes()):
-        with 4096, every read of a cached attribute would cost a GETATTR and a READ.
-        """
-        self._served = True
-        with self.fs.lock:
-            st = self.fs.lstat(path)
-            d = self._stat_dict(st)
-            if st.kind is Kind.FILE:
-                node = self.fs.resolve(path, follow_last=False)[1]
-                if isinstance(node, Attr) and node.size is None and node.show is not None:
-                    try:
-                        d["st_size"] = len(node.show().encode())
-                    except OSError:  # the read will fail with it
-                        pass
-        return d
-
-    def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
-        """A page-cache fill: the text at ``offset`` (sysfs_kf_seq_show() of the node)."""
-        self._served = True
-        try:
-            return self.fs.read_at(path, offset, size)
-        except OSError as e:
-            if e.errno == errno.ENOENT:  # removed while open: kernfs deactivated it
-                raise OSError(errno.ENODEV, os.strerror(errno.ENODEV), path) from None
-            raise
-
-
-def kernel_cache_available() -> bool:
-    """Kernel caching is asked for (``MEMHP_FUSE_CACHE=1``, experimental) and libfuse
-    can invalidate the kernel's caches (its notify calls are exported).
-
-    Not the default: with zero-message open, writes go through the page cache, and a
-    write that blocks (an offline retrying migration) keeps the file's page locked
-    and its size "unstable" (FUSE_I_SIZE_UNSTABLE), so readers of that attribute wait
-    or see its old text until the write ends; fixing that needs per-open flags
-    (direct I/O for writers), i.e. libfuse's low-level API.
-    """
-    if os.environ.get("MEMHP_FUSE_CACHE") != "1":
-        return False
-    try:
-        import mfusepy
-
-        lib = mfusepy._libfuse
-        return all(
-            hasattr(lib, n)
-            for n in (
-                "fuse_get_session",
-                "fuse_lowlevel_notify_inval_entry",
-                "fuse_invalidate_path",
-            )
-        )
-    except (ImportError, OSError, AttributeError):
-        return False
-
-
 # ---------------------------------------------------------------- mount helpers
 def _unescape_mountinfo(field: str) -> str:
     out, i = [], 0
@@ -652,6 +569,8 @@ def serve(
     import mfusepy
 
     logging.getLogger("fuse").setLevel(logging.CRITICAL)
+    from memhp.sim.fuse_cache import CachedSysfsOperations, kernel_cache_available
+
     cached = kernel_cache_available()
     ops = (CachedSysfsOperations if cached else SysfsOperations)(fs, on_ready)
     opts = mount_options(fsname, cached)
