@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import os
 import stat as stat_mod
-from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol, runtime_checkable
 
@@ -35,13 +34,37 @@ class Kind(Enum):
     LINK = "L"
 
 
-@dataclass(frozen=True)
 class Stat:
-    """The little of ``stat(2)`` a sysfs client needs."""
+    """The little of ``stat(2)`` a sysfs client needs (immutable).
 
+    A plain class rather than a dataclass: importing dataclasses (inspect, ast)
+    would double the start-up time of ``memhp list``.
+    """
+
+    __slots__ = ("kind", "mode", "size")
     kind: Kind
     mode: int  # permission bits, e.g. 0o644, 0o200 for write-only attributes
-    size: int = 4096
+    size: int
+
+    def __init__(self, kind: Kind, mode: int, size: int = 4096) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "mode", mode)
+        object.__setattr__(self, "size", size)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def _key(self) -> tuple[Kind, int, int]:
+        return (self.kind, self.mode, self.size)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Stat) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Stat(kind={self.kind!r}, mode={self.mode!r}, size={self.size!r})"
 
 
 @runtime_checkable

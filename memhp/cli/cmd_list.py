@@ -7,11 +7,9 @@ only shown when asked for with ``-o``.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import TYPE_CHECKING
 
-from memhp.cli.common import (
+from memhp.cli.getoptlong import (
     NO_ARG,
     OPTIONAL_ARG,
     REQUIRED_ARG,
@@ -22,7 +20,11 @@ from memhp.cli.common import (
     tryhelp,
 )
 
+# Not typing.TYPE_CHECKING: ``memhp list`` starts without importing typing or argparse.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+
     from memhp.host.root import SysfsRoot
 
 PROG = "memhp list"
@@ -191,6 +193,8 @@ def _func(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    import argparse
+
     p = subparsers.add_parser(
         "list",
         help="list memory blocks (lsmem-compatible)",

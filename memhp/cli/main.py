@@ -11,16 +11,15 @@ tool, and a command whose extra is missing says which one in one line.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import importlib
-import importlib.util
-import io
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
+# Not typing.TYPE_CHECKING, and the heavier imports inside the functions: ``memhp
+# list`` runs without importing argparse, typing or importlib.util (see main()).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
     from memhp.abi.fs import SysfsFS
 
 #: Command modules and their one-line help, in the order ``memhp --help`` lists them.
@@ -74,11 +73,16 @@ def _needs_extra(command: str, extra: str) -> int:
 
 
 def _available(name: str) -> bool:
+    import importlib.util
+
     return importlib.util.find_spec(f"memhp.cli.cmd_{name}") is not None
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser; with ``only``, just that command's module is imported."""
+    import argparse
+    import importlib
+
     from memhp import __version__
     from memhp.cli.common import UtilParser
 
@@ -125,6 +129,9 @@ def run_with_sysfs(argv: Sequence[str], sysfs: SysfsFS) -> tuple[int, str, str]:
     The bench's tool runner (memhp.bench.drivers.ToolRunner): it runs memhp on the
     simulated kernel without the bench importing the CLI.
     """
+    import contextlib
+    import io
+
     from memhp.host.root import SysfsRoot
 
     args = list(argv)
@@ -139,8 +146,23 @@ def run_with_sysfs(argv: Sequence[str], sysfs: SysfsFS) -> tuple[int, str, str]:
     return rc, out.getvalue(), err.getvalue()
 
 
+def _list(argv: list[str]) -> int:
+    """``memhp list``: straight to its getopt parser, without building argparse's."""
+    from memhp.cli.cmd_list import run
+
+    try:
+        return run(argv)
+    except KeyboardInterrupt:
+        print("memhp: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] == "list":
+        return _list(args_list[1:])
     parser = build_parser(_command_of(args_list))
     args = parser.parse_args(args_list)
     try:

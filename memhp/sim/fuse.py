@@ -104,6 +104,8 @@ class SysfsOperations:
 
     #: mfusepy: times are integer nanoseconds.
     use_ns = True
+    #: The kernel may cache contents (memhp.sim.fuse_cache.CachedSysfsOperations).
+    KERNEL_CACHE = False
 
     def __init__(self, fs: KernelSysfs, on_ready: Callable[[], None] | None = None) -> None:
         self.fs = fs
@@ -119,6 +121,17 @@ class SysfsOperations:
         self._fuse_ptr: int | None = None
         self._invalidate: Callable[[int, bytes], int] | None = None
         self._inval_q: queue.Queue[str] = queue.Queue()
+        self._session: int | None = None
+        self._inval_entry: Callable[[int, int, bytes, int], int] | None = None
+        #: Whether the kernel caches (set at INIT, see init_with_config).
+        self.cached = False
+        #: Bumped on every change of the model; the files' st_mtime, so that the kernel
+        #: drops the cached contents of a file whose attributes it fetches again.
+        self._gen = 0
+        #: Something was served (so may be cached by the kernel) since the last
+        #: invalidation of everything.
+        self._served = False
+        self._inval_all_lock = threading.Lock()
         with fs.lock:
             self._listing = self._tracked_listing()
         fs.listeners.append(self._on_topology_change)
@@ -131,13 +144,14 @@ class SysfsOperations:
     def init_with_config(self, conn: Any, config: Any) -> None:
         """FUSE INIT: the mount is live.
 
-        Reads always reach the model (direct_io, no page cache).  Directory entries
-        and attributes are cached by the kernel for ``CACHE_TIMEOUT`` seconds, which
-        saves a LOOKUP per path component on every open; when sysfs objects vanish,
-        their entries are invalidated before the write (or QMP command) that removed
-        them returns.  Without fuse_invalidate_path() nothing is cached.
+        With libfuse's notification calls (``fuse_invalidate_path``,
+        ``fuse_lowlevel_notify_inval_entry``) the kernel caches directory entries,
+        attributes and file contents (page cache) for ``CACHE_TIMEOUT`` seconds, and
+        everything served is invalidated when the model changes (see
+        :meth:`_invalidate_all`).  Without them nothing is cached: timeouts 0 and
+        direct I/O, every read reaches the model.
         """
-        timeout = 0.0
+        cached = False
         try:
             import mfusepy
 
@@ -147,13 +161,34 @@ class SysfsOperations:
             fn = lib.fuse_invalidate_path
             fn.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
             fn.restype = ctypes.c_int
+            get_se = lib.fuse_get_session
+            get_se.argtypes = [ctypes.c_void_p]
+            get_se.restype = ctypes.c_void_p
+            inval_entry = lib.fuse_lowlevel_notify_inval_entry
+            inval_entry.argtypes = [
+                ctypes.c_void_p,
+                ctypes.c_uint64,
+                ctypes.c_char_p,
+                ctypes.c_size_t,
+            ]
+            inval_entry.restype = ctypes.c_int
             if fuse_ptr:
                 self._fuse_ptr = int(fuse_ptr)
                 self._invalidate = fn
-                timeout = self.CACHE_TIMEOUT
+                self._session = get_se(self._fuse_ptr)
+                self._inval_entry = inval_entry
+                cached = bool(self._session)
                 threading.Thread(target=self._invalidator, name="fuse-inval", daemon=True).start()
         except (ImportError, AttributeError, OSError, ValueError):
-            timeout = 0.0
+            cached = False
+        # The uncached operations (the default) keep the behaviour of issue 15:
+        # direct I/O, entries and attributes invalidated by path only.
+        legacy_timeout = self.CACHE_TIMEOUT if self._invalidate is not None else 0.0
+        if not self.KERNEL_CACHE:
+            cached = False
+        if not cached:
+            self._inval_entry = None
+        self.cached = cached
         try:
             import mfusepy
 
@@ -163,12 +198,15 @@ class SysfsOperations:
             self._fuse_interrupted = intr
         except (ImportError, AttributeError, OSError):
             self._fuse_interrupted = None
-        if config is not None:
+        timeout = legacy_timeout
+        # With caching, the timeouts come from the mount options (mount_options()):
+        # mfusepy's layout of struct fuse_config does not match every libfuse 3.x.
+        if config is not None and not self.KERNEL_CACHE:
             for name, value in (
                 ("attr_timeout", timeout),
                 ("entry_timeout", timeout),
                 ("negative_timeout", 0.0),
-                ("direct_io", 1),
+                ("direct_io", 0 if cached else 1),
                 ("kernel_cache", 0),
             ):
                 if hasattr(config, name):
@@ -214,17 +252,50 @@ class SysfsOperations:
                 self._inval_q.put(f"{d}/{name}")
 
     def _invalidator(self) -> None:
-        """fuse_invalidate_path() of each queued path (never under the model lock)."""
+        """fuse_invalidate_path() of each queued path (never under the model lock);
+        ``_ALL`` invalidates everything served."""
         while True:
             path = self._inval_q.get()
             try:
-                if self._invalidate is not None and self._fuse_ptr is not None:
+                if path == self._ALL:
+                    self._invalidate_all()
+                elif self._invalidate is not None and self._fuse_ptr is not None:
                     self._invalidate(self._fuse_ptr, path.encode())  # -ENOENT: never looked up
             finally:
                 self._inval_q.task_done()
 
+    #: The queued request to invalidate everything.
+    _ALL = "\0all"
+
+    def _invalidate_all(self) -> None:
+        """Drop everything the kernel caches of the mount (a global generation).
+
+        One ``fuse_lowlevel_notify_inval_entry()`` per top-level directory (``sys``,
+        ``proc``, children of the root, FUSE_ROOT_ID): the kernel's d_invalidate()
+        drops the dentries below; unused inodes go with their page cache.  Open files
+        keep theirs: a new ``st_mtime`` (``_gen``) drops it at the next attribute
+        fetch.  Never under the model lock (the kernel waits for lookups in flight).
+        """
+        se, fn = self._session, self._inval_entry
+        if se is None or fn is None:
+            return
+        with self._inval_all_lock:
+            if not self._served:
+                return
+            self._served = False
+            for name in (b"sys", b"proc"):
+                fn(se, 1, name, len(name))  # -ENOENT: not cached
+
+    def _changed(self) -> None:
+        """The model may have changed: new generation, cached contents dropped."""
+        self._gen += 1
+        if self.cached:
+            self._invalidate_all()
+
     def _settle(self) -> None:
-        """Wait until vanished entries are invalidated (the caller holds no model lock)."""
+        """After a write or QMP command (the caller holds no model lock): drop what
+        the kernel caches, wait until vanished entries are invalidated."""
+        self._changed()
         if self._invalidate is not None:
             self._inval_q.join()
 
@@ -242,11 +313,12 @@ class SysfsOperations:
             "st_gid": self.gid,
             "st_blksize": 4096,
             "st_atime": self.boot_ns,
-            "st_mtime": self.boot_ns,
+            "st_mtime": self.boot_ns + self._gen,
             "st_ctime": self.boot_ns,
         }
 
     def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
+        self._served = True
         return self._stat_dict(self.fs.lstat(path))
 
     def access(self, path: str, amode: int) -> int:
@@ -254,6 +326,7 @@ class SysfsOperations:
         return 0
 
     def readlink(self, path: str) -> str:
+        self._served = True
         return self.fs.readlink(path)
 
     def opendir(self, path: str) -> int:
@@ -263,6 +336,7 @@ class SysfsOperations:
 
     def readdir(self, path: str, fh: int) -> list[str | tuple[str, dict[str, int], int]]:
         """Names with their file type (d_type), computed in one pass under the lock."""
+        self._served = True
         out: list[str | tuple[str, dict[str, int], int]] = [
             (".", {"st_mode": stat.S_IFDIR}, 0),
             ("..", {"st_mode": stat.S_IFDIR}, 0),
@@ -316,6 +390,7 @@ class SysfsOperations:
         return 0
 
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+        self._served = True
         h = self._handles.get(fh)
         try:
             if h is not None and h.buf == b"":  # binary file: ranged reads
@@ -359,6 +434,11 @@ class SysfsOperations:
         def retry_wait() -> bool:
             # cond_resched() of the migration loop: the model lock is released
             # while we wait, so readers and other actors (QMP) go on.
+            # The store changed what readers see (e.g. state "going-offline"), and
+            # the next round may change more: drop the kernel's cached copies.
+            self._gen += 1
+            if self.cached:
+                self._inval_q.put(self._ALL)
             with cond:
                 cond.wait(self.RETRY_POLL_S)
             return threading.get_ident() == writer and self._interrupted()
@@ -372,7 +452,7 @@ class SysfsOperations:
                 with self.fs.lock:
                     k.hotplug.retry_wait = prev
         except OSError as e:
-            if e.errno == errno.ENOENT and fh in self._handles:
+            if e.errno == errno.ENOENT and (self.cached or fh in self._handles):
                 raise OSError(errno.ENODEV, os.strerror(errno.ENODEV), path) from None
             raise
         finally:
@@ -448,18 +528,24 @@ def lazy_unmount(path: str) -> bool:
 MAX_IDLE_THREADS = 10
 
 
-def mount_options(fsname: str = "memhp-sim") -> dict[str, object]:
-    """The FUSE options of a simulated sysfs mount (see the module docstring)."""
+def mount_options(fsname: str = "memhp-sim", cached: bool = False) -> dict[str, object]:
+    """The FUSE options of a simulated sysfs mount (see the module docstring).
+
+    ``cached``: the kernel keeps entries, attributes and contents until the model
+    changes (:class:`CachedSysfsOperations`); otherwise nothing is cached.
+    """
+    timeout = SysfsOperations.CACHE_TIMEOUT if cached else 0
     opts: dict[str, object] = {
         "foreground": True,
         "fsname": fsname,
         "subtype": "memhp",
         "default_permissions": True,
-        "attr_timeout": 0,
-        "entry_timeout": 0,
+        "attr_timeout": timeout,
+        "entry_timeout": timeout,
         "negative_timeout": 0,
-        "direct_io": True,
     }
+    if not cached:
+        opts["direct_io"] = True
     if shutil.which("fusermount3") and not os.environ.get("MEMHP_FUSE_NO_AUTO_UNMOUNT"):
         # fusermount3 keeps a watcher that unmounts when the daemon dies, even by SIGKILL.
         opts["auto_unmount"] = True
@@ -483,8 +569,11 @@ def serve(
     import mfusepy
 
     logging.getLogger("fuse").setLevel(logging.CRITICAL)
-    ops = SysfsOperations(fs, on_ready)
-    opts = mount_options(fsname)
+    from memhp.sim.fuse_cache import CachedSysfsOperations, kernel_cache_available
+
+    cached = kernel_cache_available()
+    ops = (CachedSysfsOperations if cached else SysfsOperations)(fs, on_ready)
+    opts = mount_options(fsname, cached)
     if getattr(mfusepy, "fuse_version_major", 3) == 3:
         # libfuse 3.12-3.15 default max_idle_threads to UINT_MAX ("unlimited") and then
         # warn "Ignoring invalid max threads value 4294967295" on every mount; a valid
