@@ -294,8 +294,8 @@ def _unmovable_owners(k: Kernel, secs: range, zone: Zone) -> list[str]:
         return []
     out: list[str] = []
     for a, sec, n in k.pa.owners_in(secs):
-        if a.kind == "hwpoison":
-            continue  # HWPoison pages are skipped by offlining
+        if a.kind in ("hwpoison", "offline"):
+            continue  # HWPoison and PageOffline pages are skipped by offlining
         if a.state in (PageState.UNMOVABLE, PageState.RESERVED):
             out.append(f"{a.owner} ({n} pages in section {sec})")
     return out
@@ -450,8 +450,16 @@ def mhp_supports_memmap_on_memory(k: Kernel, size: int) -> bool:
     )
 
 
-def add_memory(k: Kernel, nid: int, start: int, size: int, memmap_on_memory: bool = False) -> int:
-    """__add_memory() -> add_memory_resource(): sections, blocks, node, firmware entry."""
+def add_memory(
+    k: Kernel,
+    nid: int,
+    start: int,
+    size: int,
+    memmap_on_memory: bool = False,
+    firmware_map: bool = True,
+) -> int:
+    """__add_memory() -> add_memory_resource(): sections, blocks, node, firmware entry
+    (``firmware_map`` False: a driver-managed range, no firmware_map_add_hotplug())."""
     ret = check_hotplug_memory_range(k, start, size)
     if ret:
         return ret
@@ -489,11 +497,12 @@ def add_memory(k: Kernel, nid: int, start: int, size: int, memmap_on_memory: boo
         k.nodes.register_one_node(nid)
     for mem in blocks:
         mem.nodes.add(nid)
-    entry = k.fwmap.firmware_map_add_hotplug(start, start + size, "System RAM")
-    k.log(
-        "firmware_map_add_hotplug",
-        f"/sys/firmware/memmap/{entry.index}: {entry.start:#x}-{entry.end:#x} {entry.type}",
-    )
+    if firmware_map:
+        entry = k.fwmap.firmware_map_add_hotplug(start, start + size, "System RAM")
+        k.log(
+            "firmware_map_add_hotplug",
+            f"/sys/firmware/memmap/{entry.index}: {entry.start:#x}-{entry.end:#x} {entry.type}",
+        )
     if k.hotplug.mhp_default_online_type is not MMOP.MMOP_OFFLINE:
         for mem in blocks:
             mem.online_type = k.hotplug.mhp_default_online_type
@@ -567,4 +576,31 @@ def remove_memory(k: Kernel, start: int, size: int) -> int:
         still = offline_blocks_two_passes(k, k.memory.blocks_in_range(start, size))
         if still:
             return -errno.EBUSY
+    return try_remove_memory(k, start, size)
+
+
+def add_memory_driver_managed(k: Kernel, nid: int, start: int, size: int, name: str) -> int:
+    """add_memory_driver_managed(): add_memory_resource() of a range named ``name``
+    in /proc/iomem ("System RAM (virtio_mem)") and without a firmware memmap entry
+    (the range is not in the firmware map after a kexec)."""
+    if not name.startswith("System RAM (") or not name.endswith(")"):
+        return -errno.EINVAL
+    return add_memory(k, nid, start, size, firmware_map=False)
+
+
+def offline_and_remove_memory(k: Kernel, start: int, size: int) -> int:
+    """offline_and_remove_memory(): offline every online block of the range (in
+    order, re-onlining on failure) and remove it."""
+    blocks = k.memory.blocks_in_range(start, size)
+    if len(blocks) * k.memory.block_size != size:
+        return -errno.EINVAL
+    offlined: list[MemoryBlock] = []
+    for mem in blocks:
+        if mem.state is MemState.MEM_ONLINE:
+            ret = device_offline(k, mem)
+            if ret < 0:
+                for m in offlined:  # try_reonline_memory_block()
+                    device_online(k, m)
+                return ret
+            offlined.append(mem)
     return try_remove_memory(k, start, size)
