@@ -48,6 +48,7 @@ from itertools import pairwise
 
 from memhp.abi import units
 from memhp.abi.layout import MAX_PHYSMEM_BITS, SECTION_SIZE, GiB, MiB
+from memhp.kernel.machine_virtio_mem import VirtioMemSpec, parse_virtio_mem
 from memhp.kernel.profiles import PROFILES, KernelProfile
 
 E820_TYPES = (
@@ -87,22 +88,6 @@ class NodeSpec:
     distance: tuple[int, ...]
     memory: tuple[tuple[int, int], ...]  # [start, end)
     hotplug: tuple[tuple[int, int], ...]
-
-
-@dataclass(frozen=True)
-class VirtioMemSpec:
-    """A ``[[virtio_mem]]`` table: a memory-backend-ram and its virtio-mem-pci device.
-
-    Only the syntax is checked here; QEMU's rules are applied when the platform
-    realizes the device (memhp.platform.virtio_mem)."""
-
-    id: str
-    memdev: str
-    size: int
-    node: int
-    requested_size: int
-    block_size: int | None
-    memaddr: int | None
 
 
 @dataclass(frozen=True)
@@ -539,7 +524,7 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
         boot_slab_per_node=parse_size(
             kern.get("boot_slab_per_node", 24 * MiB), "kernel.boot_slab_per_node"
         ),
-        virtio_mem=_virtio_mem(doc.get("virtio_mem", [])),
+        virtio_mem=parse_virtio_mem(doc.get("virtio_mem", [])),
     )
     if not spec.boot_ram:
         raise MachineError("node", "no boot RAM: no node memory range is System RAM in the e820")
@@ -547,46 +532,6 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
         spec, "kernel.image_start" if "image_start" in kern else "kernel.image_size"
     )
     return spec
-
-
-def _virtio_mem(raw: object) -> tuple[VirtioMemSpec, ...]:
-    """Parse the ``[[virtio_mem]]`` tables."""
-    if not isinstance(raw, list):
-        raise MachineError("virtio_mem", "expected an array of tables ([[virtio_mem]])")
-    out: list[VirtioMemSpec] = []
-    known = {"id", "memdev", "size", "node", "requested_size", "block_size", "memaddr"}
-    for i, t in enumerate(raw):
-        key = f"virtio_mem[{i}]"
-        if not isinstance(t, Mapping):
-            raise MachineError(key, "expected a table")
-        bad = sorted(set(t) - known)
-        if bad:
-            raise MachineError(f"{key}.{bad[0]}", "unknown key")
-        vid = t.get("id")
-        if not isinstance(vid, str) or not vid:
-            raise MachineError(f"{key}.id", "a device id (string) is required")
-        memdev = t.get("memdev", f"mem-{vid}")
-        if not isinstance(memdev, str) or not memdev:
-            raise MachineError(f"{key}.memdev", "expected a string")
-        node = t.get("node", 0)
-        if not isinstance(node, int) or isinstance(node, bool) or node < 0:
-            raise MachineError(f"{key}.node", f"expected a node number, got {node!r}")
-        if "size" not in t:
-            raise MachineError(f"{key}.size", "the backend size is required")
-        out.append(
-            VirtioMemSpec(
-                id=vid,
-                memdev=memdev,
-                size=parse_size(t["size"], f"{key}.size"),
-                node=node,
-                requested_size=parse_size(t.get("requested_size", 0), f"{key}.requested_size"),
-                block_size=(
-                    parse_size(t["block_size"], f"{key}.block_size") if "block_size" in t else None
-                ),
-                memaddr=parse_size(t["memaddr"], f"{key}.memaddr") if "memaddr" in t else None,
-            )
-        )
-    return tuple(out)
 
 
 def _check_boot_allocations(spec: MachineSpec, image_key: str) -> None:

@@ -8,7 +8,8 @@ import pytest
 from memhp.abi.layout import MiB
 from memhp.abi.paths import block_dir
 from memhp.kernel.drivers.virtio.virtio_mem import Sbm
-from memhp.kernel.machine import MachineError, VirtioMemSpec
+from memhp.kernel.machine import MachineError
+from memhp.kernel.machine_virtio_mem import VirtioMemSpec
 from memhp.sim.machine import PlatformError, SimMachine
 from memhp.sim.qmp_commands import QMPCommands
 from memhp.sim.qmp_protocol import QMPError

@@ -580,20 +580,14 @@ def remove_memory(k: Kernel, start: int, size: int) -> int:
 
 
 def add_memory_driver_managed(k: Kernel, nid: int, start: int, size: int, name: str) -> int:
-    """add_memory_driver_managed(): add_memory_resource() of a range named ``name``
-    in /proc/iomem ("System RAM (virtio_mem)") and without a firmware memmap entry
-    (the range is not in the firmware map after a kexec)."""
-    if not name.startswith("System RAM (") or not name.endswith(")"):
-        return -errno.EINVAL
+    """add_memory_driver_managed(): a range named ``name`` in /proc/iomem, no firmware
+    memmap entry."""
     return add_memory(k, nid, start, size, firmware_map=False)
 
 
 def offline_and_remove_memory(k: Kernel, start: int, size: int) -> int:
-    """offline_and_remove_memory(): offline every online block of the range (in
-    order, re-onlining on failure) and remove it."""
+    """offline_and_remove_memory(): offline the online blocks (re-online on failure)."""
     blocks = k.memory.blocks_in_range(start, size)
-    if len(blocks) * k.memory.block_size != size:
-        return -errno.EINVAL
     offlined: list[MemoryBlock] = []
     for mem in blocks:
         if mem.state is MemState.MEM_ONLINE:
