@@ -43,3 +43,15 @@ def block_dir(index: int) -> str:
 def node_dir(nid: int) -> str:
     """``/sys/devices/system/node/node<nid>``."""
     return f"{SYS_NODE}/{NODE_PREFIX}{nid}"
+
+
+#: drivers/virtio/virtio.c: one ``virtioN`` link per virtio device, and the drivers.
+SYS_VIRTIO_DEVICES = "/sys/bus/virtio/devices"
+SYS_VIRTIO_DRIVERS = "/sys/bus/virtio/drivers"
+#: The PCI root the virtio-pci devices of QEMU's pc machine hang under.
+SYS_PCI_ROOT = "/sys/devices/pci0000:00"
+
+
+def pci_dev_dir(slot: int, fn: int = 0) -> str:
+    """``/sys/devices/pci0000:00/0000:00:SS.F``."""
+    return f"{SYS_PCI_ROOT}/0000:00:{slot:02x}.{fn}"

@@ -9,9 +9,9 @@ with them, as Linux does with the ACPI namespace.  A new kind of memory device
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 #: The kernel's entry point for ACPI notifications: (object index, notify value).
 NotifyHandler = Callable[[int, int], None]
@@ -59,11 +59,57 @@ class AcpiMemoryNamespace(Protocol):
         ...
 
 
+class VirtioMemConfig(NamedTuple):
+    """struct virtio_mem_config: the device's config space as the driver reads it."""
+
+    block_size: int
+    node_id: int
+    addr: int
+    region_size: int
+    usable_region_size: int
+    plugged_size: int
+    requested_size: int
+
+
+class VirtioMemDevice(Protocol):
+    """A virtio-mem device on the virtio-pci transport, as the driver sees it.
+
+    The config space (virtio_cread_le), the negotiated features, the request
+    virtqueue (virtio_mem_send_request(): one request, one response) and the
+    config-change interrupt (virtio_mem_config_changed()).
+    """
+
+    pci_slot: int
+
+    def read_config(self) -> VirtioMemConfig: ...
+
+    def features(self) -> int:
+        """The features both sides accept (virtio_finalize_features())."""
+        ...
+
+    def send_request(self, req_type: int, addr: int, nb_blocks: int) -> tuple[int, int]:
+        """One request on the queue: (response type, state of a STATE request)."""
+        ...
+
+    def install_config_handler(self, handler: Callable[[], None] | None) -> None: ...
+
+
+class VirtioBus(Protocol):
+    """The virtio devices of the machine's PCI bus (probed at boot and on hotplug)."""
+
+    def virtio_devices(self) -> Sequence[VirtioMemDevice]: ...
+
+    def install_probe_handler(self, handler: Callable[[VirtioMemDevice], None] | None) -> None:
+        """Where a hotplugged device goes (pciehp/acpiphp -> virtio_pci_probe)."""
+        ...
+
+
 @dataclass(frozen=True)
 class Firmware:
     """Every firmware interface of a machine (None: the machine has no such device)."""
 
     acpi_memory: AcpiMemoryNamespace | None = None
+    virtio: VirtioBus | None = None
 
 
 #: A machine without hotplug hardware (firmware memmap and boot RAM only).

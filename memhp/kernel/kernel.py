@@ -19,6 +19,7 @@ from memhp.kernel.drivers.acpi.acpi_memhotplug import AcpiBus
 from memhp.kernel.drivers.base.memory import MemorySubsys
 from memhp.kernel.drivers.base.node import Nodes
 from memhp.kernel.drivers.firmware.memmap import FirmwareMap
+from memhp.kernel.drivers.virtio.virtio import VirtioBusDriver
 from memhp.kernel.firmware import NO_FIRMWARE, Firmware
 from memhp.kernel.lib.kobject_uevent import ObjectEvents
 from memhp.kernel.machine import MachineSpec
@@ -80,6 +81,8 @@ class Kernel:
         self.acpi = AcpiBus(self, firmware.acpi_memory)
         #: The kernel's own allocations at run time (slab, page tables).
         self.kalloc = KernelAllocations(self)
+        #: The virtio bus and the virtio_mem driver (drivers/virtio).
+        self.virtio = VirtioBusDriver(self, firmware.virtio)
         self._boot()
 
     def log(self, what: str, detail: str) -> None:
@@ -127,6 +130,7 @@ class Kernel:
         if self.profile.page_cgroup_bytes_per_page and spec.memcg:
             PageCgroup(self).register()
         self.acpi.scan()
+        self.virtio.scan()
         self.log(
             "boot",
             f"{spec.name}: {len(self.memory.blocks)} memory blocks, "

@@ -42,6 +42,8 @@ A machine is described by a TOML document (see ``machines/*.toml``)::
     swiotlb = "64M"                       # swiotlb= (slabs of 2K) bounce buffer
     boot_slab_per_node = "24M"
 
+    [[virtio_mem]]                        # virtio-mem-pci devices: see machine_virtio_mem
+
 This module only parses and validates (no I/O): :func:`parse_machine` takes the
 already-decoded TOML mapping.  Every error names the key and the problem.
 """
@@ -53,20 +55,11 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from memhp.abi import units
+from memhp.abi.e820 import E820_TYPES
 from memhp.abi.layout import MAX_PHYSMEM_BITS, SECTION_SIZE, GiB, MiB
 from memhp.abi.params import AUTO_MOVABLE_RATIO_DEFAULT, ONLINE_POLICIES
+from memhp.kernel.machine_virtio_mem import VirtioMemSpec, parse_virtio_mem
 from memhp.kernel.profiles import PROFILES, KernelProfile
-
-E820_TYPES = (
-    "System RAM",
-    "Reserved",
-    "ACPI Tables",
-    "ACPI Non-volatile Storage",
-    "Unusable memory",
-    "Persistent Memory (legacy)",
-    "Persistent Memory",
-    "Soft Reserved",
-)
 
 ONLINE_TYPES = ("offline", "online", "online_kernel", "online_movable")
 
@@ -125,6 +118,8 @@ class MachineSpec:
     online_policy: str = ONLINE_POLICIES[0]
     auto_movable_ratio: int = AUTO_MOVABLE_RATIO_DEFAULT
     auto_movable_numa_aware: bool = True
+    #: virtio-mem devices on the QEMU command line, in command-line order.
+    virtio_mem: tuple[VirtioMemSpec, ...] = ()
 
     @property
     def boot_ram(self) -> list[tuple[int, int, int]]:
@@ -221,6 +216,7 @@ _KNOWN_TOP = {
     "name",
     "hypervisor",
     "profile",
+    "virtio_mem",
     "block_size",
     "memcg",
     "auto_online_blocks",
@@ -544,6 +540,7 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
         online_policy=policy,
         auto_movable_ratio=ratio,
         auto_movable_numa_aware=numa_aware,
+        virtio_mem=parse_virtio_mem(doc.get("virtio_mem", [])),
     )
     if not spec.boot_ram:
         raise MachineError("node", "no boot RAM: no node memory range is System RAM in the e820")

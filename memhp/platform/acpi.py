@@ -136,9 +136,15 @@ class AcpiPlatform:
                 return s.index
         return None
 
-    def find_addr(self, size: int, align: int) -> int | None:
-        """First address in the window where ``size`` fits (QEMU memory_device_get_free_addr)."""
-        used = sorted((s.dimm.addr, s.dimm.addr + s.dimm.size) for s in self.slots if s.dimm)
+    def find_addr(
+        self, size: int, align: int, others: list[tuple[int, int]] | None = None
+    ) -> int | None:
+        """First address in the window where ``size`` fits (QEMU memory_device_get_free_addr),
+        among the DIMMs and ``others`` (other memory devices' [start, end))."""
+        used = sorted(
+            [(s.dimm.addr, s.dimm.addr + s.dimm.size) for s in self.slots if s.dimm]
+            + (others or [])
+        )
         addr = -(-self.window_start // align) * align
         for us, ue in used:
             if addr + size <= us:

@@ -33,10 +33,13 @@ Pure model: no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memhp.kernel.machine import MachineSpec
 from memhp.platform.acpi import AcpiPlatform, Dimm
+
+if TYPE_CHECKING:
+    from memhp.platform.virtio_mem import VirtioPciBus
 
 KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
 
@@ -108,6 +111,8 @@ class QemuPcMachine:
     maxram_size: int
     backends: dict[str, Backend] = field(default_factory=dict)
     _dimm_seq: int = 0
+    #: The virtio-mem devices (memhp.platform.virtio_mem), None: not wired.
+    virtio_bus: VirtioPciBus | None = None
 
     @classmethod
     def for_machine(cls, spec: MachineSpec, platform: AcpiPlatform) -> QemuPcMachine:
@@ -146,7 +151,15 @@ class QemuPcMachine:
         for s in self.platform.slots:
             if s.dimm is not None and s.dimm.memdev == oid:
                 return s.dimm.id
+        for v in self.virtio_bus.devices if self.virtio_bus else []:
+            if v.memdev == oid:
+                return v.id
         return None
+
+    def _other_ranges(self) -> list[tuple[int, int, str]]:
+        """Memory devices other than DIMMs: (start, end, id)."""
+        vb = self.virtio_bus
+        return [(v.addr, v.addr + v.region_size, v.id) for v in vb.devices] if vb else []
 
     # ------------------------------------------------------------ pc-dimm
     def device_add(
@@ -252,6 +265,7 @@ class QemuPcMachine:
     def check_addable(self, size: int) -> None:
         """memory_device_check_addable(): DIMMs only, against maxmem - ram."""
         used = sum(s.dimm.size for s in self.platform.slots if s.dimm)
+        used += sum(e - s for s, e, _ in self._other_ranges())  # whole virtio-mem regions
         if used + size > self.device_memory_size:
             raise QemuError(
                 f"not enough space, currently {used:#x} in use of total space for memory "
@@ -276,8 +290,11 @@ class QemuPcMachine:
                 d = s.dimm
                 if d is not None and hint < d.addr + d.size and d.addr < hint + size:
                     raise QemuError(f"address range conflicts with memory device id='{d.id}'")
+            for vs, ve, vid in self._other_ranges():
+                if hint < ve and vs < hint + size:
+                    raise QemuError(f"address range conflicts with memory device id='{vid}'")
             return hint
-        found = p.find_addr(size, align)
+        found = p.find_addr(size, align, [(s, e) for s, e, _ in self._other_ranges()])
         if found is None:
             raise QemuError(
                 "could not find position in guest address space for memory device - memory "
@@ -288,6 +305,9 @@ class QemuPcMachine:
     def device_del(self, id: str) -> None:
         """qmp_device_del(): send the eject request; the guest decides."""
         name = id.removeprefix("/machine/peripheral/")
+        if self.virtio_bus is not None and self.virtio_bus.find(name) is not None:
+            # pc_virtio_md_pci_unplug_request()
+            raise QemuError("virtio based memory devices cannot be unplugged.")
         s = self.platform.slot_of(name)
         if s is None:
             raise QemuError(f"Device '{id}' not found", "DeviceNotFound")
@@ -297,25 +317,35 @@ class QemuPcMachine:
     def memory_devices(self) -> list[dict[str, object]]:
         """qmp_memory_device_list(): DIMMs sorted by address (memory_device_build_list)."""
         dimms = sorted((s.dimm for s in self.platform.slots if s.dimm), key=lambda d: d.addr)
-        return [
-            {
-                "type": "dimm",
-                "data": {
-                    "id": d.id,
-                    "addr": d.addr,
-                    "size": d.size,
-                    "slot": d.slot,
-                    "node": d.node,
-                    "memdev": f"/objects/{d.memdev}",
-                    "hotplugged": d.hotplugged,
-                    "hotpluggable": True,
+        out: list[tuple[int, dict[str, object]]] = [
+            (
+                d.addr,
+                {
+                    "type": "dimm",
+                    "data": {
+                        "id": d.id,
+                        "addr": d.addr,
+                        "size": d.size,
+                        "slot": d.slot,
+                        "node": d.node,
+                        "memdev": f"/objects/{d.memdev}",
+                        "hotplugged": d.hotplugged,
+                        "hotpluggable": True,
+                    },
                 },
-            }
+            )
             for d in dimms
         ]
+        out += (
+            [(v.addr, v.memory_device_info()) for v in self.virtio_bus.devices]
+            if self.virtio_bus
+            else []
+        )
+        return [info for _, info in sorted(out, key=lambda t: t[0])]
 
     def memory_size_summary(self) -> dict[str, int]:
         plugged = sum(s.dimm.size for s in self.platform.slots if s.dimm)
+        plugged += sum(v.size for v in self.virtio_bus.devices) if self.virtio_bus else 0
         return {"base-memory": self.ram_size, "plugged-memory": plugged}
 
 

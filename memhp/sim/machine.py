@@ -14,11 +14,12 @@ import numpy as np
 from memhp.abi.layout import PAGE_SHIFT, PAGE_SIZE, pfn_to_section_nr
 from memhp.kernel.firmware import Firmware
 from memhp.kernel.kernel import Kernel
-from memhp.kernel.machine import MachineSpec
+from memhp.kernel.machine import MachineError, MachineSpec
 from memhp.kernel.mm.mmzone import ZONE_NAMES
 from memhp.kernel.mm.page_alloc import Allocation, AllocError, PageState
 from memhp.platform.acpi import AcpiPlatform, Dimm
 from memhp.platform.qemu_pc import QemuError, QemuPcMachine
+from memhp.platform.virtio_mem import VirtioMemPci, VirtioPciBus, virtio_mem_device_add
 from memhp.sim.sysfs.view import KernelSysfs
 
 #: A platform request that QEMU refuses (QEMU's message; ``.cls`` its QMP error class).
@@ -49,13 +50,32 @@ class SimMachine:
     def __init__(self, spec: MachineSpec) -> None:
         self.spec = spec
         self.platform = AcpiPlatform.for_machine(spec)
-        self.kernel = Kernel(spec, Firmware(acpi_memory=self.platform))
-        self.sysfs = KernelSysfs(self.kernel)
-        self.lock = self.sysfs.lock
         #: QEMU's pc machine: memory backends and the pc-dimm rules, over the platform.
         self.qemu = QemuPcMachine.for_machine(spec, self.platform)
         #: tmpfs files written by tmpfs_write(): their page-cache pages.
         self.files: dict[str, list[Allocation]] = {}
+        #: The virtio-mem-pci devices (``[[virtio_mem]]``), realized before the guest boots.
+        self.virtio = VirtioPciBus()
+        self.qemu.virtio_bus = self.virtio
+        for i, v in enumerate(spec.virtio_mem):
+            try:
+                self.qemu.object_add("memory-backend-ram", v.memdev, {"size": v.size})
+                virtio_mem_device_add(
+                    self.qemu,
+                    self.virtio,
+                    v.id,
+                    v.memdev,
+                    v.node,
+                    v.requested_size,
+                    v.block_size,
+                    v.memaddr,
+                    hotplugged=False,
+                )
+            except QemuError as e:
+                raise MachineError(f"virtio_mem[{i}]", e.desc) from None
+        self.kernel = Kernel(spec, Firmware(acpi_memory=self.platform, virtio=self.virtio))
+        self.sysfs = KernelSysfs(self.kernel)
+        self.lock = self.sysfs.lock
 
     # ------------------------------------------------------------ platform
     def device_add(
@@ -77,6 +97,47 @@ class SimMachine:
                 return self.qemu.plug_dimm(size, node, id, addr, slot, memdev)
         finally:
             self.sysfs.notify_changed()
+
+    def virtio_mem_add(
+        self,
+        id: str,
+        size: int,
+        node: int = 0,
+        requested_size: int = 0,
+        block_size: int | None = None,
+    ) -> VirtioMemPci:
+        """object-add memory-backend-ram,id=mem-ID + device_add virtio-mem-pci (hotplug)."""
+        try:
+            with self.lock:
+                memdev = f"mem-{id}"
+                self.qemu.object_add("memory-backend-ram", memdev, {"size": size})
+                try:
+                    return virtio_mem_device_add(
+                        self.qemu, self.virtio, id, memdev, node, requested_size, block_size
+                    )
+                except QemuError:
+                    del self.qemu.backends[memdev]
+                    raise
+        finally:
+            self.sysfs.notify_changed()
+
+    def virtio_mem_resize(self, id: str, requested_size: int) -> None:
+        """qom-set ID requested-size SIZE: the guest driver works on it at once."""
+        try:
+            with self.lock:
+                dev = self.virtio.find(id)
+                if dev is None:
+                    raise QemuError(f"Device '{id}' not found", "DeviceNotFound")
+                dev.set_requested_size(requested_size)
+        finally:
+            self.sysfs.notify_changed()
+
+    def advance(self, seconds: float) -> None:
+        """Let simulated time pass: the kernel's timers (virtio_mem retries) fire."""
+        with self.lock:
+            self.kernel.clock += seconds
+            self.kernel.virtio.mem.run_timers()
+        self.sysfs.notify_changed()
 
     def device_del(self, id: str) -> None:
         """Ask the OS to eject a DIMM (QEMU device_del): the OS may refuse."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from memhp.kernel.mm.page_alloc import Allocation, AllocError
 from memhp.platform.qemu_pc import BACKEND_PROPS, BACKEND_TYPES, PC_DIMM_PROPS, QemuError
+from memhp.platform.virtio_mem import VIRTIO_MEM_PCI_PROPS, VirtioMemPci, virtio_mem_device_add
 from memhp.sim.machine import SimMachine, WorkloadMix
 from memhp.sim.qmp_protocol import QMPError, check_type, id_wellformed, parse_args
 
@@ -34,6 +35,8 @@ class QMPCommands:
             "object-del": self.object_del,
             "device_add": self.device_add,
             "device_del": self.device_del,
+            "qom-get": self.qom_get,
+            "qom-set": self.qom_set,
             "query-memory-devices": self.query_memory_devices,
             "query-memory-size-summary": self.query_memory_size_summary,
             "x-memhp-fill": self._cmd_fill,
@@ -78,7 +81,7 @@ class QMPCommands:
             raise QMPError("Parameter 'driver' is missing")
         check_type("driver", args["driver"], "str")
         driver = args["driver"]
-        if driver != "pc-dimm":
+        if driver not in ("pc-dimm", "virtio-mem-pci"):
             raise QMPError(f"'{driver}' is not a valid device model name")
         props = {k: v for k, v in args.items() if k not in ("driver", "bus", "id")}
         if "bus" in args:
@@ -89,6 +92,8 @@ class QMPCommands:
                 raise QMPError("Invalid parameter type for 'id', expected: string")
             if not id_wellformed(dev_id):
                 raise QMPError("Parameter 'id' expects an identifier")
+        if driver == "virtio-mem-pci":
+            return self._virtio_mem_add(dev_id, props)
         for k, v in props.items():
             if k not in PC_DIMM_PROPS:
                 raise QMPError(f"Property 'pc-dimm.{k}' not found")
@@ -101,6 +106,68 @@ class QMPCommands:
                 addr=int(props.get("addr", 0)),
                 slot=int(props.get("slot", -1)),
             )
+        return {}
+
+    def _virtio_mem_add(self, dev_id: str | None, props: dict[str, Any]) -> object:
+        """device_add driver=virtio-mem-pci (hotplug is allowed on pc in 7.2)."""
+        for k, v in props.items():
+            if k not in VIRTIO_MEM_PCI_PROPS:
+                raise QMPError(f"Property 'virtio-mem-pci.{k}' not found")
+            check_type(k, v, VIRTIO_MEM_PCI_PROPS[k])
+        with self.sim.lock, _qemu_errors():
+            virtio_mem_device_add(
+                self.sim.qemu,
+                self.sim.virtio,
+                dev_id,
+                props.get("memdev"),
+                node=int(props.get("node", 0)),
+                requested_size=int(props.get("requested-size", 0)),
+                block_size=props.get("block-size"),
+                memaddr=props.get("memaddr"),
+            )
+        self.sim.sysfs.notify_changed()
+        return {}
+
+    def _qom_virtio_mem(self, path: str) -> VirtioMemPci:
+        """object_resolve_path(): ``vm0`` (partial) or ``/machine/peripheral/vm0``."""
+        name = path.removeprefix("/machine/peripheral/")
+        dev = self.sim.virtio.find(name)
+        if dev is None:
+            raise QMPError(f"Device '{path}' not found", "DeviceNotFound")
+        return dev
+
+    def qom_get(self, args: dict[str, Any]) -> object:
+        """qom-get of a virtio-mem-pci's size, requested-size, block-size, memaddr, node."""
+        parse_args(args, {"path": "str", "property": "str"})
+        with self.sim.lock:
+            dev = self._qom_virtio_mem(args["path"])
+            values: dict[str, object] = {
+                "size": dev.size,
+                "requested-size": dev.requested_size,
+                "block-size": dev.block_size,
+                "memaddr": dev.addr,
+                "node": dev.node,
+                "memdev": f"/objects/{dev.memdev}",
+            }
+            prop = args["property"]
+            if prop not in values:
+                raise QMPError(f"Property 'virtio-mem-pci.{prop}' not found")
+            return values[prop]
+
+    def qom_set(self, args: dict[str, Any]) -> object:
+        """qom-set PATH requested-size VALUE: virtio_mem_set_requested_size()."""
+        parse_args(args, {"path": "str", "property": "str", "value": "any"})
+        with self.sim.lock:
+            dev = self._qom_virtio_mem(args["path"])
+            prop = args["property"]
+            if prop == "block-size":
+                raise QMPError("'block-size' cannot be changed")
+            if prop != "requested-size":
+                raise QMPError(f"Property 'virtio-mem-pci.{prop}' not found")
+            check_type(prop, args["value"], "size")
+            with _qemu_errors():
+                dev.set_requested_size(int(args["value"]))
+        self.sim.sysfs.notify_changed()
         return {}
 
     def device_del(self, args: dict[str, Any]) -> object:

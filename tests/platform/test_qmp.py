@@ -260,7 +260,10 @@ def test_object_and_device_errors(server: QMPServer) -> None:
         )
         assert err("object-del", {"id": "zz"}) == ("GenericError", "object 'zz' not found")
         assert err("device_add", {"driver": "virtio-mem-pci"})[1] == (
-            "'virtio-mem-pci' is not a valid device model name"
+            "'memdev' property must be set"
+        )
+        assert err("device_add", {"driver": "virtio-pmem-pci"})[1] == (
+            "'virtio-pmem-pci' is not a valid device model name"
         )
         assert err("device_add", {"driver": "pc-dimm", "memdev": "nope"}) == (
             "DeviceNotFound",

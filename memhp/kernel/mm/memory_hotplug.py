@@ -286,8 +286,8 @@ def _unmovable_owners(k: Kernel, secs: range, zone: Zone) -> list[str]:
         return []
     out: list[str] = []
     for a, sec, n in k.pa.owners_in(secs):
-        if a.kind == "hwpoison":
-            continue  # HWPoison pages are skipped by offlining
+        if a.kind in ("hwpoison", "offline"):
+            continue  # HWPoison and PageOffline pages are skipped by offlining
         if a.state in (PageState.UNMOVABLE, PageState.RESERVED):
             out.append(f"{a.owner} ({n} pages in section {sec})")
     return out
@@ -441,10 +441,17 @@ def mhp_supports_memmap_on_memory(k: Kernel, size: int) -> bool:
 
 
 def add_memory(
-    k: Kernel, nid: int, start: int, size: int, memmap_on_memory: bool = False, mgid: bool = False
+    k: Kernel,
+    nid: int,
+    start: int,
+    size: int,
+    memmap_on_memory: bool = False,
+    mgid: bool = False,
+    firmware_map: bool = True,
 ) -> int:
     """__add_memory() -> add_memory_resource(): sections, blocks, node, firmware entry.
-    With ``mgid`` (MHP_NID_IS_MGID) ``nid`` is a memory group id."""
+    With ``mgid`` (MHP_NID_IS_MGID) ``nid`` is a memory group id; ``firmware_map``
+    False: a driver-managed range, no firmware_map_add_hotplug()."""
     group = memory_group_find_by_id(k, nid) if mgid else None
     if mgid:
         if group is None:
@@ -487,11 +494,12 @@ def add_memory(
         k.nodes.register_one_node(nid)
     for mem in blocks:
         mem.nodes.add(nid)
-    entry = k.fwmap.firmware_map_add_hotplug(start, start + size, "System RAM")
-    k.log(
-        "firmware_map_add_hotplug",
-        f"/sys/firmware/memmap/{entry.index}: {entry.start:#x}-{entry.end:#x} {entry.type}",
-    )
+    if firmware_map:
+        entry = k.fwmap.firmware_map_add_hotplug(start, start + size, "System RAM")
+        k.log(
+            "firmware_map_add_hotplug",
+            f"/sys/firmware/memmap/{entry.index}: {entry.start:#x}-{entry.end:#x} {entry.type}",
+        )
     if k.hotplug.mhp_default_online_type is not MMOP.MMOP_OFFLINE:
         for mem in blocks:
             mem.online_type = k.hotplug.mhp_default_online_type
@@ -565,4 +573,25 @@ def remove_memory(k: Kernel, start: int, size: int) -> int:
         still = offline_blocks_two_passes(k, k.memory.blocks_in_range(start, size))
         if still:
             return -errno.EBUSY
+    return try_remove_memory(k, start, size)
+
+
+def add_memory_driver_managed(k: Kernel, nid: int, start: int, size: int, name: str) -> int:
+    """add_memory_driver_managed(): a range named ``name`` in /proc/iomem, no firmware
+    memmap entry."""
+    return add_memory(k, nid, start, size, firmware_map=False)
+
+
+def offline_and_remove_memory(k: Kernel, start: int, size: int) -> int:
+    """offline_and_remove_memory(): offline the online blocks (re-online on failure)."""
+    blocks = k.memory.blocks_in_range(start, size)
+    offlined: list[MemoryBlock] = []
+    for mem in blocks:
+        if mem.state is MemState.MEM_ONLINE:
+            ret = device_offline(k, mem)
+            if ret < 0:
+                for m in offlined:  # try_reonline_memory_block()
+                    device_online(k, m)
+                return ret
+            offlined.append(mem)
     return try_remove_memory(k, start, size)

@@ -36,6 +36,7 @@ from memhp.sim.sysfs.kernfs import EMPTY_DIR, Attr, Dir, Link, Node, static_dir
 from memhp.sim.sysfs.memory import memory_dir
 from memhp.sim.sysfs.module import module_dir
 from memhp.sim.sysfs.node import node_root
+from memhp.sim.sysfs.virtio import pci_root, virtio_bus
 
 
 class KernelSysfs:
@@ -84,10 +85,14 @@ class KernelSysfs:
                             }
                         ),
                         ACPI_ROOT: lambda: acpi_tree(self.k),
+                        "pci0000:00": lambda: pci_root(self.k),
                     }
                 ),
                 "bus": lambda: static_dir(
-                    {"acpi": lambda: static_dir({"devices": lambda: acpi_bus_devices(self.k)})}
+                    {
+                        "acpi": lambda: static_dir({"devices": lambda: acpi_bus_devices(self.k)}),
+                        "virtio": lambda: virtio_bus(self.k),
+                    }
                 ),
                 "firmware": lambda: static_dir({"memmap": lambda: memmap_dir(self.k)}),
                 "module": lambda: module_dir(self.k),

@@ -1,0 +1,1 @@
+"""drivers/virtio: the virtio bus and the virtio-mem driver."""
