@@ -179,6 +179,33 @@ def _entry(a: DeviceAttr[T] | DeviceLink[T], k: Kernel, obj: T) -> Entry:
     return lambda: a.node(k, obj)
 
 
+def lazy_group_dir(
+    k: Kernel,
+    obj: T,
+    group: AttrGroup[T],
+    extra: Callable[[], dict[str, Entry]] | None = None,
+) -> Dir:
+    """The directory of one object, resolved lazily: a lookup of one attribute looks
+    only at that attribute (the hot path of a sysfs write); ``extra`` gives the
+    entries that depend on the object's state (links), consulted only for names the
+    group does not have and for listings."""
+
+    def names() -> list[str]:
+        visible = [n for n, a in group.items() if a.visible is None or a.visible(k, obj)]
+        return visible + (list(extra()) if extra is not None else [])
+
+    def child(name: str) -> Node | None:
+        a = group.get(name)
+        if a is not None:
+            return a.node(k, obj) if a.visible is None or a.visible(k, obj) else None
+        if extra is None:
+            return None
+        f = extra().get(name)
+        return f() if f is not None else None
+
+    return Dir(names, child)
+
+
 def group_dir(k: Kernel, obj: T, *groups: AttrGroup[T]) -> Dir:
     """The directory of one object: its attribute groups."""
     return static_dir(group_entries(k, obj, *groups))

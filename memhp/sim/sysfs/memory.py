@@ -35,8 +35,8 @@ from memhp.sim.sysfs.kernfs import (
     Node,
     group_entries,
     indexed_dir,
+    lazy_group_dir,
     profile,
-    static_dir,
 )
 
 
@@ -110,14 +110,17 @@ memblk_attrs: AttrGroup[MemoryBlock] = {
 
 
 def block_dir(k: Kernel, mem: MemoryBlock) -> Dir:
-    e = group_entries(k, mem, memblk_attrs)
-    # register_memory_block_under_node(): a link per node the block spans
-    for nid in sorted(mem.nodes):
-        if nid in k.nodes.registered_nodes or nid == mem.nid:
-            e[f"node{nid}"] = _link(f"../../node/node{nid}")
-    if mem.acpi_device is not None:  # acpi_bind_one()
-        e["firmware_node"] = _link(f"../../../{ACPI_MEMORY_PARENT}/{mem.acpi_device}")
-    return static_dir(e)
+    def links() -> dict[str, Entry]:
+        e: dict[str, Entry] = {}
+        # register_memory_block_under_node(): a link per node the block spans
+        for nid in sorted(mem.nodes):
+            if nid in k.nodes.registered_nodes or nid == mem.nid:
+                e[f"node{nid}"] = _link(f"../../node/node{nid}")
+        if mem.acpi_device is not None:  # acpi_bind_one()
+            e["firmware_node"] = _link(f"../../../{ACPI_MEMORY_PARENT}/{mem.acpi_device}")
+        return e
+
+    return lazy_group_dir(k, mem, memblk_attrs, links)
 
 
 def _link(target: str) -> Entry:

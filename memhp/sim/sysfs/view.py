@@ -57,6 +57,9 @@ class KernelSysfs:
         #: wait until the listeners have acted (e.g. stale directory entries dropped).
         self.settlers: list[Callable[[], None]] = []
         self._notified_gen = self._topology_version()
+        #: /sys/devices/system/memory: its listing and children are computed on
+        #: demand, its global files depend only on the profile, so it is built once.
+        self._memory_dir = memory_dir(self.k)
         self.root = static_dir(
             {
                 "sys": lambda: self._sys,
@@ -80,7 +83,7 @@ class KernelSysfs:
                     {
                         "system": lambda: static_dir(
                             {
-                                "memory": lambda: memory_dir(self.k),
+                                "memory": lambda: self._memory_dir,
                                 "node": lambda: node_root(self.k),
                             }
                         ),
