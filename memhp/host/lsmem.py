@@ -330,7 +330,11 @@ class Lsmem:
                     pass
             if need_node:
                 node = node_map.get(name)
-                blk.node = node if node is not None else self._block_node(name)
+                # the kernel makes both links of a pair; a tree that has only
+                # nodeN/memoryM is read as lsmem reads it (the block's own links)
+                if node is None or not self.root.exists(f"{SYS_MEMORY}/{name}/node{node}"):
+                    node = self._block_node(name)
+                blk.node = node
             if need_zones:
                 try:
                     raw = read(base + "valid_zones")

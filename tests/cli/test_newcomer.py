@@ -4,6 +4,7 @@ that runs every command with bad input and checks no traceback reaches the user.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -263,3 +264,20 @@ def test_no_traceback_on_bad_input(tree: Path, tmp_path: Path) -> None:
         )
         assert "Traceback" not in p.stderr, (argv, p.stderr)
         assert p.returncode != 0 and p.stderr.strip(), (argv, p.returncode)
+
+
+def test_item9_block_without_its_node_link(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Only ``node1/memory33`` names the node: lsmem reads the block's own links (-1)."""
+    (tree / MEM / "memory33/node1").unlink()
+    rc, out, _ = run(["list", "-o", "BLOCK,NODE", "-s", str(tree)], capsys)
+    assert rc == 0
+    assert ["33", "-1"] in [line.split() for line in out.splitlines()], out
+    lsmem = shutil.which("lsmem")
+    if lsmem is not None:  # util-linux's own answer (installed by .ci/run)
+        real = subprocess.run(
+            [lsmem, "-o", "BLOCK,NODE", "--sysroot", str(tree)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert real.stdout == out
