@@ -203,3 +203,22 @@ def test_list_via_main(capsys: pytest.CaptureFixture[str], tree: Path) -> None:
     out = capsys.readouterr().out
     # lsmem prints nothing (not even padding) for an empty last cell
     assert out.splitlines()[:2] == ["  0-7 ", "32-35 PNP0C80:00"]
+
+
+def test_remove_keep_offline_names_the_blocks(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 16 item 14: --keep-offline (rc 64) says which blocks it left offline."""
+    m = dimm_machine(("online_movable", "online_kernel", "online_movable", "online_movable"))
+    pin(m, 33)
+    rc = run_on(m, ["remove", "--keep-offline", "--timeout", "0.2", "PNP0C80:00"])
+    err = capsys.readouterr().err
+    assert rc == 64
+    assert [state(m, b) for b in range(32, 36)] == ["offline", "online", "offline", "offline"]
+    assert "left offline (--keep-offline): memory32 memory34 memory35\n" in err
+
+
+def test_devices_all_empty_slots_not_ejectable(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 16 item 12: an empty slot has nothing to eject (EJECT '-')."""
+    assert run_on(dimm_machine(), ["devices", "-a"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert rows[0][0] == "PNP0C80:00" and rows[0][-1] == "yes"
+    assert [(r[0], r[-1]) for r in rows[1:]] == [(f"PNP0C80:0{i}", "-") for i in (1, 2, 3)]
