@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -92,15 +93,25 @@ def test_foreground_prints_no_libfuse_thread_warning(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+    lines: list[str] = []
+    assert p.stderr is not None
+    reader = threading.Thread(target=lambda: lines.extend(p.stderr or ()), daemon=True)
+    reader.start()
     try:
+        # ready: the mount is there and the daemon said so (on_ready runs just after
+        # the kernel shows the mount, so wait for the line, not only the mount)
         deadline = time.monotonic() + 60
-        while not is_fuse_mount(str(mount)) and time.monotonic() < deadline:
-            assert p.poll() is None, p.communicate()
+        while time.monotonic() < deadline and not (
+            is_fuse_mount(str(mount)) and any("mounted at" in line for line in lines)
+        ):
+            assert p.poll() is None, "".join(lines)
             time.sleep(0.05)
         assert is_fuse_mount(str(mount))
     finally:
         p.send_signal(signal.SIGTERM)
-        _, err = p.communicate(timeout=30)
+        p.wait(timeout=30)
+        reader.join(timeout=10)
+    err = "".join(lines)
     assert "Ignoring invalid max threads" not in err, err
     assert "mounted at" in err
     assert not is_fuse_mount(str(mount))
