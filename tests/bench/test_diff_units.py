@@ -294,21 +294,7 @@ def test_model_against_recorded_real_runs(path: str, kernel: str) -> None:
 #: (scenario, kernel) pairs whose real run is not recorded yet (QEMU time ran out on a
 #: loaded machine; record with `memhp bench diff FILE --kernel K --record
 #: tests/data/real/scenarios` and remove the pair here).
-NOT_YET_RECORDED = {
-    ("default-online-type.toml", "6.1"),
-    ("hwpoison-then-online.toml", "6.1"),
-    ("memmap-on-memory-per-block.toml", "6.1"),
-    ("readd-after-remove.toml", "6.12"),
-    ("several-dimms-several-nodes.toml", "6.12"),
-    # recorded on 6.1 only so far (wt-policies)
-    ("boot-blocks-2node.toml", "6.12"),
-    ("boot-blocks-3node-swiotlb.toml", "6.12"),
-    ("online-policy-auto-movable.toml", "6.12"),
-    ("online-policy-numa-aware.toml", "6.12"),
-    ("online-policy-ratios.toml", "6.12"),
-    # recorded on 6.1 only so far (wt-runtime)
-    ("fill-hotadded-offline-each.toml", "6.12"),
-}
+NOT_YET_RECORDED: set[tuple[str, str]] = set()
 
 
 def test_both_kernels_recorded() -> None:
