@@ -286,3 +286,24 @@ def test_list_does_not_import_matplotlib() -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"
+
+
+def test_kernel_pages_scenario_shows_run_time_allocations(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README picture: the kernel's run-time allocations are kinds of their own in
+    hot-added memory onlined to ZONE_NORMAL on the node with the CPUs."""
+    from memhp.viz.demo import kernel_pages_map
+
+    m = kernel_pages_map()
+    assert m.contents is not None
+    assert m.contents[32].pages == {"free": 32538, "runtime_slab": 230}
+    assert m.contents[33].pages == {"movable": 32768}
+    assert all("runtime_slab" not in m.contents[b].pages for b in range(33, 40))
+    assert "slab" not in m.contents[32].pages  # boot slab stays its own kind
+    out = tmp_path / "k.png"
+    rc = main(["map", "--machine", "qemu-linux-6.1", "--scenario", "kernel-pages", "-o", str(out)])
+    assert rc == 0 and out.stat().st_size > 0
+    assert capsys.readouterr().out == (
+        f"{out}: 16 blocks (7 online:DMA32, 8 online:Normal, 1 online:several)\n"
+    )

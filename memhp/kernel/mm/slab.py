@@ -155,6 +155,12 @@ class KernelAllocations:
         self.objects.setdefault(name, []).extend(out)
         return out
 
+    def allocation_ids(self) -> set[int]:
+        """Ids of the live allocations made here (kept background ones, workload objects)."""
+        ids = {a.id for a in self.kept}
+        ids.update(a.id for objs in self.objects.values() for a in objs)
+        return {i for i in ids if i in self.k.pa.allocs}
+
     def release(self, name: str) -> None:
         """The object is gone (file removed, process exited): its kernel pages are freed."""
         for a in self.objects.pop(name, []):
