@@ -307,3 +307,21 @@ def test_kernel_pages_scenario_shows_run_time_allocations(
     assert capsys.readouterr().out == (
         f"{out}: 16 blocks (7 online:DMA32, 8 online:Normal, 1 online:several)\n"
     )
+
+
+def test_readme_kernel_pages_command_verbatim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's `memhp map ... -o docs/map-kernel-pages.png` line runs as written
+    (from a checkout's top directory: here a copy with a docs/ directory)."""
+    import shlex
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    [line] = [ln.strip() for ln in readme.splitlines() if "--scenario kernel-pages" in ln]
+    argv = shlex.split(line)
+    assert argv[:2] == ["memhp", "map"] and argv[-1] == "docs/map-kernel-pages.png"
+    (tmp_path / "docs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(argv[1:]) == 0
+    assert (tmp_path / "docs/map-kernel-pages.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert capsys.readouterr().out.startswith("docs/map-kernel-pages.png: 16 blocks (")
