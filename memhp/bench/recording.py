@@ -7,6 +7,10 @@ with it without QEMU.  ONE format, ``tests/data/real/scenarios/<scenario>.json.g
                            "output": {"rc", "stdout", "stderr"},        # memhp, lsmem
                            "snapshot": {PATH: ENTRY}}}}                  # when captured
 
+A scenario with ``repeat = N`` keeps its first real run as above and the N-1 others
+in ``"runs": [{"order": [...], "steps": {...}}, ...]`` (same step format): the set of
+real outcomes of a step is the set over all runs.
+
 Steps are keyed by the scenario's step names (``boot`` first).  A snapshot is the
 whole capture of the real guest (:data:`memhp.abi.tree.MEMORY_ROOTS`, the PNP0C80
 device directories, /proc/meminfo, zoneinfo, iomem, buddyinfo), each entry as
@@ -57,21 +61,26 @@ class Recording:
     scenario: str
     meta: dict[str, Any] = field(default_factory=dict)
     steps: dict[str, RecordedStep] = field(default_factory=dict)
+    #: The other real runs of a ``repeat = N`` scenario (the first one is ``steps``).
+    more_runs: list[dict[str, RecordedStep]] = field(default_factory=list)
+
+    def runs(self) -> list[dict[str, RecordedStep]]:
+        """Every recorded real run, the first one first."""
+        return [self.steps, *self.more_runs]
+
+    def outcomes(self, step: str) -> list[str]:
+        """The distinct real outcomes of ``step`` over the runs, in run order."""
+        out: list[str] = []
+        for run in self.runs():
+            st = run.get(step)
+            if st is not None and st.result.outcome not in out:
+                out.append(st.result.outcome)
+        return out
 
     def save(self, path: str) -> None:
-        doc: dict[str, Any] = {
-            "scenario": self.scenario,
-            "meta": self.meta,
-            "order": list(self.steps),  # "steps" is saved with sorted keys
-            "steps": {},
-        }
-        for name, st in self.steps.items():
-            d: dict[str, Any] = {"result": asdict(st.result)}
-            if st.output is not None:
-                d["output"] = asdict(st.output)
-            if st.snapshot is not None:
-                d["snapshot"] = {p: st.snapshot[p].to_json() for p in sorted(st.snapshot)}
-            doc["steps"][name] = d
+        doc: dict[str, Any] = {"scenario": self.scenario, "meta": self.meta, **_dump(self.steps)}
+        if self.more_runs:
+            doc["runs"] = [_dump(r) for r in self.more_runs]
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with gzip.open(path, "wt", encoding="utf-8") as f:
             json.dump(doc, f, indent=0, sort_keys=True)
@@ -80,17 +89,8 @@ class Recording:
     def load(path: str) -> Recording:
         with gzip.open(path, "rt", encoding="utf-8") as f:
             doc = json.load(f)
-        rec = Recording(str(doc["scenario"]), dict(doc.get("meta") or {}))
-        order = doc.get("order") or list(doc["steps"])
-        for name in order:
-            d = doc["steps"][name]
-            out = d.get("output")
-            snap = d.get("snapshot")
-            rec.steps[name] = RecordedStep(
-                SideResult(**d["result"]),
-                CmdResult(**out) if out is not None else None,
-                {p: Entry.from_json(e) for p, e in snap.items()} if snap is not None else None,
-            )
+        rec = Recording(str(doc["scenario"]), dict(doc.get("meta") or {}), _load(doc))
+        rec.more_runs = [_load(r) for r in doc.get("runs") or []]
         return rec
 
     @staticmethod
@@ -112,6 +112,34 @@ class Recording:
         for name, st in self.steps.items():
             if st.snapshot is not None:
                 yield name, st.snapshot
+
+
+def _dump(steps: dict[str, RecordedStep]) -> dict[str, Any]:
+    """``order`` and ``steps`` of one run, as saved ("steps" is saved with sorted keys)."""
+    out: dict[str, Any] = {}
+    for name, st in steps.items():
+        d: dict[str, Any] = {"result": asdict(st.result)}
+        if st.output is not None:
+            d["output"] = asdict(st.output)
+        if st.snapshot is not None:
+            d["snapshot"] = {p: st.snapshot[p].to_json() for p in sorted(st.snapshot)}
+        out[name] = d
+    return {"order": list(steps), "steps": out}
+
+
+def _load(doc: dict[str, Any]) -> dict[str, RecordedStep]:
+    """The steps of one run from its ``order`` and ``steps``."""
+    steps: dict[str, RecordedStep] = {}
+    for name in doc.get("order") or list(doc["steps"]):
+        d = doc["steps"][name]
+        out = d.get("output")
+        snap = d.get("snapshot")
+        steps[name] = RecordedStep(
+            SideResult(**d["result"]),
+            CmdResult(**out) if out is not None else None,
+            {p: Entry.from_json(e) for p, e in snap.items()} if snap is not None else None,
+        )
+    return steps
 
 
 def load_recording(path: str) -> Recording:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from memhp.abi.tree import Snapshot
 from memhp.bench.compare import Difference, compare_trees, normalise, short
@@ -96,12 +96,25 @@ class _Run:
         self.outputs: dict[str, dict[str, CmdResult]] = {"real": {}, "model": {}}
         self.prev_r: Snapshot | None = None
         self.prev_m: Snapshot | None = None
+        #: A recording of several real runs: those whose outcomes so far are the model's.
+        self.runs = replay.runs() if replay is not None else []
+        self.cands = list(range(len(self.runs)))
 
-    def real_step(self, step: Step) -> SideResult | None:
+    def replayed(self, name: str, model_outcome: str | None = None) -> RecordedStep:
+        """The recorded step ``name`` of the real run the model follows: among the runs
+        that agreed with the model so far, the first with the model's outcome (those
+        stay the candidates), else the first candidate (an outcome difference)."""
+        for i in self.cands:
+            if name not in self.runs[i]:
+                raise KeyError(f"{self.sc.name}: the recording has no step {name!r}")
+        same = [i for i in self.cands if self.runs[i][name].result.outcome == model_outcome]
+        if same:
+            self.cands = same
+        return self.runs[self.cands[0]][name]
+
+    def real_step(self, step: Step, model_outcome: str | None = None) -> SideResult | None:
         if self.replay is not None:
-            rs = self.replay.steps.get(step.name)
-            if rs is None:
-                raise KeyError(f"{self.sc.name}: the recording has no step {step.name!r}")
+            rs = self.replayed(step.name, model_outcome)
             if rs.output is not None:
                 self.outputs["real"][step.name] = rs.output
             return rs.result
@@ -114,7 +127,7 @@ class _Run:
 
     def real_capture(self, name: str) -> Snapshot | None:
         if self.replay is not None:
-            snap = self.replay.steps[name].snapshot
+            snap = self.runs[self.cands[0]][name].snapshot
             if snap is None:
                 raise KeyError(f"{self.sc.name}: the recording has no tree after {name!r}")
             return normalise(snap)
@@ -141,7 +154,7 @@ class _Run:
     def boot(self) -> StepResult:
         boot = StepResult("boot", "the machine as booted", None, SideResult("ok"))
         if self.replay is not None:
-            boot.real = self.replay.steps["boot"].result
+            boot.real = self.replayed("boot", "ok").result
         elif self.real is not None:
             boot.real = SideResult("ok", events=[str(e) for e in self.real.take_events()])
             if self.record is not None:
@@ -152,8 +165,17 @@ class _Run:
 
     def step(self, step: Step) -> StepResult:
         sr = StepResult(step.name, step.describe(), None, SideResult())
-        sr.real = self.real_step(step)
-        sr.model = run_step(step, self.model, self.outputs["model"])
+        if self.replay is not None:  # the model first: its outcome picks the real run
+            sr.model = run_step(step, self.model, self.outputs["model"])
+            real_outcomes = [
+                o for o in self.replay.outcomes(step.name)
+                if any(self.runs[i][step.name].result.outcome == o for i in self.cands)
+            ]  # fmt: skip
+            sr.real = self.real_step(step, sr.model.outcome)
+        else:
+            real_outcomes = []
+            sr.real = self.real_step(step)
+            sr.model = run_step(step, self.model, self.outputs["model"])
         act = step.action
         for side, r in (("real", sr.real), ("model", sr.model)):
             if r is not None:
@@ -162,9 +184,12 @@ class _Run:
                 )
         if sr.real is not None:
             if sr.real.outcome != sr.model.outcome:
+                real_txt = short(sr.real.outcome, 400)
+                if len(real_outcomes) > 1:
+                    real_txt = "one of " + ", ".join(short(o, 120) for o in real_outcomes)
                 sr.differences.append(
                     Difference(step.name, "outcome", step.describe(),
-                               short(sr.real.outcome, 400), short(sr.model.outcome, 400))
+                               real_txt, short(sr.model.outcome, 400))
                 )  # fmt: skip
             sr.differences += act.compare(
                 step.name,
@@ -247,6 +272,8 @@ def diff_scenario(
     runs the memhp CLI on the model (the bench does not import the CLI).
     """
     t0 = time.monotonic()
+    if sc.repeat > 1:
+        return _diff_repeated(sc, model_only, log, replay, record_dir, tool)
     model = model_driver(sc, tool)
     if model_only or replay is not None:
         res = run_scenario(sc, model, None, log, replay=replay)
@@ -277,4 +304,77 @@ def diff_scenario(
         res = ScenarioResult(sc.label, sc.path, sc.description, False)
         res.error = f"{type(e).__name__}: {e}"
     res.seconds = round(time.monotonic() - t0, 2)
+    return res
+
+
+def seeded_model_driver(sc: Scenario, seed: int, tool: ToolRunner | None = None) -> ModelDriver:
+    """The simulated machine of ``sc`` with its run-time kernel allocations seeded ``seed``."""
+    spec = sc.machine
+    return ModelDriver.for_machine(
+        replace(spec, runtime_allocs=replace(spec.runtime_allocs, seed=seed)), tool
+    )
+
+
+def _diff_repeated(
+    sc: Scenario,
+    model_only: bool,
+    log: Log | None,
+    replay: Recording | None,
+    record_dir: str | None,
+    tool: ToolRunner | None,
+) -> ScenarioResult:
+    """``repeat = N``: the real side N times (one recording of N runs), the model over
+    seeds 0..N-1; each model run follows the real run whose outcomes it shares, and a
+    model outcome that no real run had is a difference.  The result is seed 0's, with
+    the other seeds' differences added to their steps (marked ``seed K:``)."""
+    t0 = time.monotonic()
+    accel = f"replay of {replay.meta.get('accel', '?')}" if replay is not None else ""
+    if not model_only and replay is None:
+        merged: Recording | None = None
+        for k in range(sc.repeat):
+            try:
+                with real_driver(sc.vm_config()) as real:
+                    vm = real.vm
+                    assert vm is not None and vm.boot is not None
+                    if log:
+                        log(f"  real run {k + 1}/{sc.repeat}: booted in {vm.boot.seconds:.1f}s")
+                    rec = Recording(sc.label)
+                    run_scenario(sc, model_driver(sc, tool), real, None, record=rec)
+                    accel = vm.boot.accel
+                    rec.meta = {
+                        "accel": vm.boot.accel,
+                        "kernel": vm.kernel.release if vm.kernel else "",
+                        "cmdline": vm.config.cmdline(),
+                        "description": sc.description,
+                        "boot_seconds": round(vm.boot.seconds, 2),
+                        "repeat": sc.repeat,
+                    }
+            except Exception as e:  # a guest that did not boot or hung: the scenario fails
+                res = ScenarioResult(sc.label, sc.path, sc.description, False)
+                res.error = f"{type(e).__name__}: {e}"
+                res.seconds = round(time.monotonic() - t0, 2)
+                return res
+            if merged is None:
+                merged = rec
+            else:
+                merged.more_runs.append(rec.steps)
+        assert merged is not None
+        if record_dir is not None:
+            merged.save(recording_path(sc, record_dir))
+        replay = merged
+    res = ScenarioResult(sc.label, sc.path, sc.description, replay is None)
+    for k in range(sc.repeat):
+        rk = run_scenario(sc, seeded_model_driver(sc, k, tool), None, log if k == 0 else None,
+                          replay=replay)  # fmt: skip
+        if k == 0:
+            res = rk
+            continue
+        by_name = {s.name: s for s in res.steps}
+        for st in rk.steps:
+            for d in st.differences:
+                by_name[st.name].differences.append(replace(d, path=f"seed {k}: {d.path}"))
+    res.accel = accel
+    res.seconds = round(time.monotonic() - t0, 2)
+    if log:
+        log(f"  {sc.repeat} model seeds against {len(replay.runs()) if replay else 0} real runs")
     return res

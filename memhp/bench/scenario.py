@@ -7,6 +7,11 @@ kernel (:mod:`memhp.bench.runner`)::
     kernels = ["6.1", "6.12"]                  # the bench kernels it runs on (default:
                                                # all); the machine's profile picks the
                                                # default one, --kernel another
+    repeat = 4                                 # runs: the real side N times (the set
+                                               # of its outcomes per step), the model
+                                               # over seeds 0..N-1 of its run-time
+                                               # kernel allocations; each model outcome
+                                               # must be one of the real ones (default 1)
     machine = "machines/qemu-linux-6.1.toml"   # a machine file (relative to the
                                                # scenario, else to the repository),
                                                # or an inline [machine] table; with
@@ -85,7 +90,11 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 #: Where the bundled scenarios live (the differential set; trees/: recorded for their trees).
 SCENARIO_DIR = os.path.join(REPO_ROOT, "tests", "scenarios")
 #: Top-level keys of a scenario file.
-SCENARIO_KEYS = frozenset({"name", "description", "machine", "cmdline", "step", "tags", "kernels"})
+SCENARIO_KEYS = frozenset(
+    {"name", "description", "machine", "cmdline", "step", "tags", "kernels", "repeat"}
+)
+#: Most runs a ``repeat`` scenario may ask for (each real run boots a guest).
+MAX_REPEAT = 16
 #: Keys only a machine file has: such a file given as a scenario is named as such.
 MACHINE_KEYS = frozenset(
     {"e820", "node", "hotplug", "kernel", "profile", "block_size", "auto_online_blocks"}
@@ -191,6 +200,8 @@ class Scenario:
     kernels: tuple[str, ...] = tuple(BENCH_KERNELS)
     #: The kernel this instance runs on (QEMU) and models (the machine's profile).
     kernel: str = DEFAULT_KERNEL
+    #: ``repeat = N``: real runs, and model seeds, to compare as sets of outcomes.
+    repeat: int = 1
 
     @property
     def label(self) -> str:
@@ -451,7 +462,14 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<scenario>") -> Scenario
         # Python in the guest needs `-cpu max` (numpy), whose CPU has pdpe1gb: 1 GiB
         # pages in the direct map and a hugepages-1048576kB pool, as on the model side.
         spec = replace(spec, gbpages=True)
-    return Scenario(name, path, desc, mdoc, spec, cmdline, tuple(steps), tags, kernels, kernel)
+    repeat = doc.get("repeat", 1)
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
+        raise ScenarioError(
+            f"{where}: repeat: expected a number of runs 1..{MAX_REPEAT}, got {repeat!r}"
+        )
+    return Scenario(
+        name, path, desc, mdoc, spec, cmdline, tuple(steps), tags, kernels, kernel, repeat
+    )
 
 
 def load_scenario(path: str) -> Scenario:

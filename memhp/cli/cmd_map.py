@@ -1,7 +1,7 @@
 """``memhp map``: the physical memory map of a sysfs root, as a picture or as text.
 
     memhp map [-s DIR] [-o FILE.png|FILE.svg] [--text] [--width N]
-    memhp map --machine seed [--scenario seed|boot] [-o FILE] [--text]
+    memhp map --machine seed [--scenario seed|seed-after|kernel-pages|boot] [-o FILE] [--text]
 
 With ``--sysroot`` (or ``/``) it reads sysfs like the other commands; with
 ``--machine`` it boots a simulated machine (a TOML in machines/ or a path), runs
@@ -18,7 +18,7 @@ import sys
 from memhp.cli.common import add_root_option, guarded, open_root
 
 PROG = "memhp map"
-SCENARIOS = ("boot", "seed", "seed-after")
+SCENARIOS = ("boot", "seed", "seed-after", "kernel-pages")
 
 
 def _machine_map(args: argparse.Namespace) -> object:
@@ -42,6 +42,10 @@ def _machine_map(args: argparse.Namespace) -> object:
         except (AllocError, PlatformError) as e:
             raise UsageError(f"{spec.name}: {e}") from None
         return before if args.scenario == "seed" else after
+    if args.scenario == "kernel-pages":
+        from memhp.viz.demo import kernel_pages_map
+
+        return kernel_pages_map(spec)
     from memhp.kernel.mm.page_alloc import AllocError
     from memhp.sim.machine import SimMachine
     from memhp.viz.model import machine_map
@@ -145,6 +149,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         choices=SCENARIOS,
         default=None,
         help="with --machine: state to draw (boot; seed: device on node 1 online; "
-        "seed-after: after its eject)",
+        "seed-after: after its eject; kernel-pages: a 1G DIMM on a node with CPUs onlined "
+        "to ZONE_NORMAL, then a 256M tmpfs file: kernel pages land in hot-added memory)",
     )
     p.set_defaults(func=run)

@@ -59,8 +59,39 @@ PAGE_KINDS: tuple[tuple[str, int], ...] = (
 )
 #: Kinds that offline_pages cannot migrate away (the others usually can be).  Mlocked
 #: and unevictable pages are migrated like any LRU page; only the kernel's own pages
-#: (and pinned ones, which /proc/kpageflags does not show) block offlining.
-UNMOVABLE_KINDS = ("reserved", "slab", "pagetable", "hwpoison", "other")
+#: (and pinned ones, which /proc/kpageflags does not show) block offlining.  A
+#: poisoned page is skipped by offline_pages (do_migrate_range(),
+#: test_pages_isolated() with MEMORY_OFFLINE).
+UNMOVABLE_KINDS = ("reserved", "slab", "pagetable", "other")
+#: The kernel's own allocations made after boot, by owner: pages with PG_slab (kmalloc
+#: and the object caches: inodes, dentries, page-cache xarray nodes...), with
+#: PG_table (page tables), or with no flag at all (alloc_pages() of the kernel: the
+#: memmap of hot-added memory, large kmalloc, vmalloc).  ``reserved`` pages are boot
+#: reservations (memblock: kernel image, boot memmap, firmware) or the memmap that
+#: memmap_on_memory placed on the block itself.
+RUNTIME_KINDS = ("slab", "pagetable", "other")
+#: How each kind is named in the report.
+KIND_LABELS: dict[str, str] = {
+    "nopage": "no page (offline or hole)",
+    "offline": "offline (logically offline: balloon, virtio-mem)",
+    "hwpoison": "poisoned (hwpoison)",
+    "free": "free",
+    "reserved": "reserved (boot reservation, memmap on memory)",
+    "slab": "slab (kernel objects)",
+    "pagetable": "page tables",
+    "hugetlb": "hugetlb",
+    "unevictable": "unevictable / mlocked",
+    "thp": "transparent huge pages",
+    "lru": "user / page cache (LRU)",
+    "other": "kernel, no page flag (alloc_pages)",
+}
+#: The owner of each unmovable kind, in the reasons.
+_OWNER: dict[str, str] = {
+    "slab": "slab",
+    "pagetable": "page tables",
+    "other": "unflagged kernel pages",
+    "reserved": "reserved",
+}
 
 
 def classify(flags: int) -> str:
@@ -97,6 +128,11 @@ class Diagnosis:
             "memmap_on_memory": self.memmap_on_memory,
             "holes": self.holes,
             "pages": self.pages,
+            "runtime_kernel_pages": (
+                {k: self.pages[k] for k in RUNTIME_KINDS if self.pages.get(k)}
+                if self.pages is not None
+                else None
+            ),
             "offlinable": self.offlinable,
             "reasons": self.reasons,
         }
@@ -185,11 +221,17 @@ def diagnose(root: SysfsRoot, index: int) -> Diagnosis:
     if device is None and blk.online:
         r.append("it belongs to no hot-pluggable device (boot memory): it cannot be ejected")
     if pages is not None and blk.online:
-        pinned = {k: v for k, v in pages.items() if k in UNMOVABLE_KINDS and v}
-        if pinned:
-            desc = ", ".join(f"{v} {k}" for k, v in sorted(pinned.items()))
-            r.append(f"pages of the kernel's own that it cannot migrate: {desc}")
+        runtime = [(k, pages.get(k, 0)) for k in RUNTIME_KINDS if pages.get(k, 0)]
+        if runtime:
+            desc = ", ".join(f"{v} {_OWNER[k]}" for k, v in runtime)
+            r.append(f"the kernel allocated pages here at run time that it cannot migrate: {desc}")
             d.offlinable = False
+        if pages.get("reserved", 0):
+            r.append(
+                f"{pages['reserved']} reserved pages (boot reservations, or the memmap "
+                "that memmap_on_memory put on the block)"
+            )
+            d.offlinable = d.offlinable and device is not None and bool(d.memmap_on_memory)
     return d
 
 
@@ -215,7 +257,7 @@ def format_diagnosis(d: Diagnosis) -> str:
         total = sum(d.pages.values())
         lines.append(f"  pages ({total}):")
         for kind, n in sorted(d.pages.items(), key=lambda kv: -kv[1]):
-            lines.append(f"    {kind:<12} {n:>8}")
+            lines.append(f"    {KIND_LABELS.get(kind, kind):<36} {n:>8}")
     else:
         lines.append(f"  pages:            unknown ({d.pages_error})")
     if d.reasons:

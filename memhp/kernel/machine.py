@@ -42,6 +42,8 @@ A machine is described by a TOML document (see ``machines/*.toml``)::
     swiotlb = "64M"                       # swiotlb= (slabs of 2K) bounce buffer
     boot_slab_per_node = "24M"
 
+    [kernel.runtime_allocs]               # enabled, rate, keep, seed: see machine_runtime
+
     [[virtio_mem]]                        # virtio-mem-pci devices: see machine_virtio_mem
 
 This module only parses and validates (no I/O): :func:`parse_machine` takes the
@@ -51,13 +53,14 @@ already-decoded TOML mapping.  Every error names the key and the problem.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 
 from memhp.abi import units
 from memhp.abi.e820 import E820_TYPES
 from memhp.abi.layout import MAX_PHYSMEM_BITS, SECTION_SIZE, GiB, MiB
 from memhp.abi.params import AUTO_MOVABLE_RATIO_DEFAULT, ONLINE_POLICIES
+from memhp.kernel.machine_runtime import RuntimeAllocsSpec, parse_runtime_allocs
 from memhp.kernel.machine_virtio_mem import VirtioMemSpec, parse_virtio_mem
 from memhp.kernel.profiles import PROFILES, KernelProfile
 
@@ -120,6 +123,8 @@ class MachineSpec:
     auto_movable_numa_aware: bool = True
     #: virtio-mem devices on the QEMU command line, in command-line order.
     virtio_mem: tuple[VirtioMemSpec, ...] = ()
+    #: [kernel.runtime_allocs]: the knobs of the run-time kernel allocations.
+    runtime_allocs: RuntimeAllocsSpec = field(default_factory=RuntimeAllocsSpec)
 
     @property
     def boot_ram(self) -> list[tuple[int, int, int]]:
@@ -212,6 +217,8 @@ def _int_list(v: object, key: str) -> tuple[int, ...]:
     return tuple(v)
 
 
+_KERNEL_KEYS = {"image_start", "image_size", "swiotlb", "percpu_per_cpu", "runtime_allocs"}
+_KERNEL_KEYS |= {"boot_slab_per_node"}
 _KNOWN_TOP = {
     "name",
     "hypervisor",
@@ -495,9 +502,7 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
     kern = doc.get("kernel", {})
     if not isinstance(kern, Mapping):
         raise MachineError("kernel", "expected a table")
-    bad = sorted(
-        set(kern) - {"image_start", "image_size", "swiotlb", "boot_slab_per_node", "percpu_per_cpu"}
-    )
+    bad = sorted(set(kern) - _KERNEL_KEYS)
     if bad:
         raise MachineError(f"kernel.{bad[0]}", "unknown key")
 
@@ -541,6 +546,7 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
         auto_movable_ratio=ratio,
         auto_movable_numa_aware=numa_aware,
         virtio_mem=parse_virtio_mem(doc.get("virtio_mem", [])),
+        runtime_allocs=parse_runtime_allocs(kern.get("runtime_allocs", {})),
     )
     if not spec.boot_ram:
         raise MachineError("node", "no boot RAM: no node memory range is System RAM in the e820")

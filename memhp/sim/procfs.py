@@ -15,6 +15,7 @@ from memhp.abi.kpageflags import (
     KPF_BUDDY,
     KPF_COMPOUND_HEAD,
     KPF_HUGE,
+    KPF_HWPOISON,
     KPF_LRU,
     KPF_MMAP,
     KPF_NOPAGE,
@@ -309,25 +310,45 @@ def meminfo(k: Kernel) -> str:
     return "".join(out)
 
 
+#: stable_page_flags() (fs/proc/page.c) of the kernel's unmovable pages by owner kind:
+#: page tables carry PG_table (KPF_PGTABLE, pgtable_pte_page_ctor()), slab pages
+#: PG_slab; a poisoned page PG_hwpoison; what the page allocator hands out directly
+#: (the memmap of hot-added memory: vmemmap_alloc_block() -> alloc_pages_node(); a
+#: pgdat or page_cgroup table: kmalloc_large()/alloc_pages_exact()) carries no flag
+#: at all.  Any other kernel allocation of the model is a slab page (kmalloc).
+_UNMOVABLE_FLAGS: dict[str, int] = {
+    "pagetable": 1 << KPF_PGTABLE,
+    "hwpoison": 1 << KPF_HWPOISON,
+    "memmap": 0,
+    "pgdat": 0,
+    "page_cgroup": 0,
+    "slab": 1 << KPF_SLAB,
+}
+
+
 def _section_flags(k: Kernel, sec: int) -> np.ndarray:
     """stable_page_flags() of every page of one section, in a deterministic layout.
 
     Offline or absent pages are KPF_NOPAGE (pfn_to_online_page() is NULL); in an
-    online section: the altmap first, then reserved, kernel, pinned, movable and
-    free pages, then holes (PG_reserved).
+    online section: the altmap first, then reserved, the kernel's unmovable pages
+    by owner (page tables, poisoned, unflagged, slab: :data:`_UNMOVABLE_FLAGS`),
+    pinned, movable and free pages, then holes (PG_reserved).
     """
     flags = np.full(PAGES_PER_SECTION, 1 << KPF_NOPAGE, np.uint64)
     if sec >= k.nr_sections or not k.sparse.online[sec]:
         return flags
     c = k.pa.counts[:, sec]
     owners = k.pa.by_section.get(sec, {})
-    pt = sum(n for aid, n in owners.items() if k.pa.allocs[aid].kind == "pagetable")
     huge = sum(n for aid, n in owners.items() if k.pa.allocs[aid].kind == "hugetlb")
+    unmovable = {flag: 0 for flag in (1 << KPF_PGTABLE, 1 << KPF_HWPOISON, 0, 1 << KPF_SLAB)}
+    for aid, n in owners.items():
+        a = k.pa.allocs[aid]
+        if a.state is PageState.UNMOVABLE:
+            unmovable[_UNMOVABLE_FLAGS.get(a.kind, 1 << KPF_SLAB)] += n
     seq = [
         (int(c[PageState.ALTMAP]), 1 << KPF_RESERVED),
         (int(c[PageState.RESERVED]), 1 << KPF_RESERVED),
-        (pt, 1 << KPF_PGTABLE),
-        (int(c[PageState.UNMOVABLE]) - pt, 1 << KPF_SLAB),
+        *((n, f) for f, n in unmovable.items()),
         (
             int(c[PageState.PINNED]),
             (1 << KPF_LRU)

@@ -111,3 +111,46 @@ def seed_scenario_maps(spec: MachineSpec | None = None) -> tuple[MemoryMap, Memo
     m.sysfs.write("/sys/bus/acpi/devices/PNP0C80:00/eject", b"1\n")
     after = machine_map(m, title=f"{spec.name}: after echo 1 > PNP0C80:00/eject")
     return before, after
+
+
+def kernel_pages_map(spec: MachineSpec | None = None) -> MemoryMap:
+    """A workload on a node with CPUs after its hot-added memory went to a kernel zone.
+
+    A 1G DIMM on the first node with CPUs, its blocks onlined to ZONE_NORMAL lowest
+    first (``online_kernel``); a task on that node writes a 256M tmpfs file, then a
+    minute of simulated time passes
+    (the background slab churn of ``k.kalloc``).  The file's xarray nodes and the
+    kept background slabs are unmovable kernel pages in hot-added memory (the
+    situation of tests/scenarios/fill-hotadded-offline-each.toml on Linux 6.1).
+    Raises :class:`~memhp.host.errors.UsageError` when the machine cannot do it.
+    """
+    from memhp.host.errors import UsageError
+    from memhp.kernel.mm.page_alloc import AllocError
+    from memhp.sim.config import builtin_machine_path, load_machine
+    from memhp.sim.machine import PlatformError, SimMachine
+    from memhp.viz.model import machine_map
+
+    spec = spec or load_machine(builtin_machine_path("qemu-linux-6.1"))
+    size = GiB
+    nid = next((n.id for n in spec.nodes if n.cpus), None)
+    if nid is None:
+        raise UsageError(f"{spec.name}: no node has CPUs")
+    try:
+        m = SimMachine(spec)
+        m.device_add(size, nid, id="dimm1")
+        blocks = sorted(b for b, blk in m.kernel.memory.blocks.items() if not blk.online)
+        for b in blocks:
+            m.sysfs.write(f"/sys/devices/system/memory/memory{b}/state", b"online_kernel\n")
+        m.tmpfs_write("data", 256 * MiB, nid)
+        with m.lock:
+            k = m.kernel
+            k.clock += 60.0
+            k.kalloc.advance(k.clock)
+    except (AllocError, PlatformError, OSError, ValueError) as e:
+        raise UsageError(f"{spec.name}: {e}") from None
+    first, last = (blocks[0], blocks[-1]) if blocks else (0, -1)
+    return machine_map(
+        m,
+        title=f"{spec.name}: 1G DIMM on node {nid} online_kernel (memory{first}..memory{last}), "
+        "256M tmpfs file written, 60 s later",
+    )

@@ -3,7 +3,8 @@
 Reads the model directly (this is not the host tool): the blocks, their zones
 (also on a 3.8 kernel, whose sysfs has no ``valid_zones``), the pages of each
 block by owner kind (from ``k.pa.counts`` and the allocation registry
-``k.pa.by_section``), and the dependencies between blocks: the memmap of a
+``k.pa.by_section``; the kernel's run-time allocations, ``k.kalloc``, are kinds of
+their own), and the dependencies between blocks: the memmap of a
 hot-added section (``k.sparse.memmap_alloc``) and its page_cgroup table
 (``k.sparse.page_cgroup``, 3.8 + MEMCG) are allocations whose extents may lie in other
 blocks; the block holding them cannot be offlined while the described block is
@@ -68,6 +69,7 @@ def block_contents(k: Kernel) -> dict[int, BlockContents]:
         s0 = bid * spb
         n = int(free[s0 : s0 + spb].sum())
         out[bid] = {"free": n} if n else {}
+    runtime = k.kalloc.allocation_ids()
     for sec, owners in pa.by_section.items():
         d = out.get(sec // spb)
         if d is None:
@@ -75,6 +77,8 @@ def block_contents(k: Kernel) -> dict[int, BlockContents]:
         for aid, n in owners.items():
             a = pa.allocs[aid]
             key = _content_kind(a.kind, a.state.name)
+            if aid in runtime and key in ("slab", "pagetable"):
+                key = f"runtime_{key}"
             d[key] = d.get(key, 0) + n
     return {b: BlockContents(d) for b, d in out.items()}
 

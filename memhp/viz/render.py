@@ -56,6 +56,8 @@ CONTENT_COLORS: dict[str, str] = {
     "memmap": "#6a51a3",
     "altmap": "#9e9ac8",
     "page_cgroup": "#e31a1c",
+    "runtime_slab": "#ae017e",
+    "runtime_pagetable": "#543005",
     "pagetable": "#8c510a",
     "slab": "#f768a1",
     "pgdat": "#dfc27d",

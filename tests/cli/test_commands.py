@@ -184,7 +184,7 @@ def test_why_on_sim(capsys: pytest.CaptureFixture[str]) -> None:
     pin(m, 35, pages=10)
     assert run_on(m, ["why", "35"]) == 0
     out = capsys.readouterr().out
-    assert "pages of the kernel's own that it cannot migrate: 10 slab" in out
+    assert "the kernel allocated pages here at run time that it cannot migrate: 10 slab" in out
 
 
 def test_why(capsys: pytest.CaptureFixture[str], tree: Path) -> None:

@@ -15,7 +15,7 @@ from memhp.abi.tree import write_tree
 from memhp.cli.main import build_parser
 from memhp.host import chmem
 from memhp.host.devices import device_of_block, find_device, list_devices
-from memhp.host.diagnose import classify, diagnose
+from memhp.host.diagnose import classify, diagnose, format_diagnosis
 from memhp.host.errors import InvalidArgument, NotFound, UsageError
 from memhp.host.memory import block_indices, block_size, firmware_memmap, read_block
 from memhp.host.remove import online_value, remove_device
@@ -303,7 +303,8 @@ def test_why_counts_pages_and_explains() -> None:
     d = diagnose(SysfsRoot(m.sysfs), 35)
     assert d.pages == {"slab": 10, "free": PAGES_PER_BLOCK - 10}
     assert not d.offlinable
-    assert "pages of the kernel's own that it cannot migrate: 10 slab" in d.reasons
+    why = "the kernel allocated pages here at run time that it cannot migrate: 10 slab"
+    assert why in d.reasons
     d0 = diagnose(SysfsRoot(m.sysfs), 0)
     assert any("spans several zones" in r for r in d0.reasons)
     assert d0.pages is not None and sum(d0.pages.values()) == PAGES_PER_BLOCK
@@ -361,3 +362,33 @@ def test_write_errors_are_typed() -> None:
     assert "cannot write 'offline'" in str(ei.value)
     with pytest.raises(NotFound):
         root.write(f"{MEM}/memory0/nothing", "1")
+
+
+def test_why_names_run_time_kernel_allocations() -> None:
+    """A tmpfs file written on a node with CPUs after its hot-added memory went to
+    ZONE_NORMAL: the file's xarray nodes are slab pages (KPF_SLAB) in memory32, the
+    page tables of a process PG_table pages (KPF_PGTABLE), named as on Linux."""
+    m = SimMachine(machine("qemu-linux-6.1"))
+    m.device_add(1 << 30, 0, id="dimm1")
+    for b in range(32, 40):
+        m.sysfs.write(f"/sys/devices/system/memory/memory{b}/state", b"online_kernel")
+    m.tmpfs_write("data", 256 << 20, 0)
+    d = diagnose(SysfsRoot(m.sysfs), 32)
+    assert d.pages == {"slab": 150, "free": PAGES_PER_BLOCK - 150}
+    assert not d.offlinable
+    assert "the kernel allocated pages here at run time that it cannot migrate: 150 slab" in (
+        d.reasons
+    )
+    assert d.to_json()["runtime_kernel_pages"] == {"slab": 150}
+    assert "slab (kernel objects)" in format_diagnosis(d)
+    d33 = diagnose(SysfsRoot(m.sysfs), 33)
+    assert d33.pages == {"lru": PAGES_PER_BLOCK}
+    assert d33.to_json()["runtime_kernel_pages"] == {}
+    [pt] = m.kernel.kalloc.process_page_tables("proc:1", 1 << 18, 0)
+    assert pt.extents == {32: 514}  # the slab's block: its section had free pages left
+    d = diagnose(SysfsRoot(m.sysfs), 32)
+    assert d.pages == {"pagetable": 514, "slab": 150, "free": PAGES_PER_BLOCK - 664}
+    assert d.reasons[-1] == (
+        "the kernel allocated pages here at run time that it cannot migrate: "
+        "150 slab, 514 page tables"
+    )

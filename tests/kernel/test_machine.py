@@ -100,6 +100,37 @@ def test_shipped_machines_load(name: str) -> None:
         (with_(hotplug={"slots": -1}), "hotplug.slots", "0..256"),
         (with_(hotplug={"maxmem": "1M"}), "hotplug.maxmem", "smaller"),
         (with_(kernel={"imagesize": "1M"}), "kernel.imagesize", "unknown key"),
+        (with_(kernel={"runtime_allocs": 3}), "kernel.runtime_allocs", "expected a table"),
+        (
+            with_(kernel={"runtime_allocs": {"speed": 1}}),
+            "kernel.runtime_allocs.speed",
+            "unknown key (known: enabled, rate, keep, seed)",
+        ),
+        (
+            with_(kernel={"runtime_allocs": {"enabled": "yes"}}),
+            "kernel.runtime_allocs.enabled",
+            "expected true or false, got 'yes'",
+        ),
+        (
+            with_(kernel={"runtime_allocs": {"rate": -1}}),
+            "kernel.runtime_allocs.rate",
+            "must be in [0, 1e+06], got -1",
+        ),
+        (
+            with_(kernel={"runtime_allocs": {"keep": "half"}}),
+            "kernel.runtime_allocs.keep",
+            "expected a number, got 'half'",
+        ),
+        (
+            with_(kernel={"runtime_allocs": {"keep": 1.5}}),
+            "kernel.runtime_allocs.keep",
+            "must be in [0, 1], got 1.5",
+        ),
+        (
+            with_(kernel={"runtime_allocs": {"seed": -3}}),
+            "kernel.runtime_allocs.seed",
+            "expected an integer >= 0, got -3",
+        ),
         (with_(node=[{"id": 0, "cpus": [], "memory": [["0", "1G"]]}]), "node", "CPUs"),
     ],
 )
@@ -189,3 +220,31 @@ def test_qemu_pc_splits_memory_at_3g() -> None:
     with pytest.raises(MachineError) as ei:
         parse_machine({"platform": "sparc", "node": []})
     assert ei.value.key == "platform"
+
+
+def test_runtime_allocs_knobs_reach_the_kernel() -> None:
+    """[kernel.runtime_allocs] sets k.kalloc as QMP x-memhp-kernel-allocs would; the
+    seed decides the background: same seed, same pages; rate 0 or off, none."""
+    from memhp.sim.machine import SimMachine
+
+    def kept_after(knobs: dict[str, object], seconds: float = 600.0) -> list[tuple[int, ...]]:
+        doc = with_(kernel={"runtime_allocs": knobs})
+        spec = parse_machine(doc)
+        m = SimMachine(spec)
+        ka = m.kernel.kalloc
+        assert (ka.enabled, ka.rate_pages_per_s, ka.keep, ka.seed) == (
+            knobs.get("enabled", True),
+            float(knobs.get("rate", 16.0)),  # type: ignore[arg-type]
+            float(knobs.get("keep", 0.05)),  # type: ignore[arg-type]
+            knobs.get("seed", 0),
+        )
+        m.kernel.clock += seconds
+        ka.advance(m.kernel.clock)
+        return [tuple(sorted(a.extents)) for a in ka.kept]
+
+    assert parse_machine(BASE).runtime_allocs.enabled is True
+    a = kept_after({"seed": 7, "rate": 64, "keep": 0.5})
+    assert len(a) > 0
+    assert kept_after({"seed": 7, "rate": 64, "keep": 0.5}) == a
+    assert kept_after({"enabled": False, "rate": 64}) == []
+    assert kept_after({"rate": 0}) == []

@@ -286,3 +286,42 @@ def test_list_does_not_import_matplotlib() -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"
+
+
+def test_kernel_pages_scenario_shows_run_time_allocations(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README picture: the kernel's run-time allocations are kinds of their own in
+    hot-added memory onlined to ZONE_NORMAL on the node with the CPUs."""
+    from memhp.viz.demo import kernel_pages_map
+
+    m = kernel_pages_map()
+    assert m.contents is not None
+    assert m.contents[32].pages == {"free": 32538, "runtime_slab": 230}
+    assert m.contents[33].pages == {"movable": 32768}
+    assert all("runtime_slab" not in m.contents[b].pages for b in range(33, 40))
+    assert "slab" not in m.contents[32].pages  # boot slab stays its own kind
+    out = tmp_path / "k.png"
+    rc = main(["map", "--machine", "qemu-linux-6.1", "--scenario", "kernel-pages", "-o", str(out)])
+    assert rc == 0 and out.stat().st_size > 0
+    assert capsys.readouterr().out == (
+        f"{out}: 16 blocks (7 online:DMA32, 8 online:Normal, 1 online:several)\n"
+    )
+
+
+def test_readme_kernel_pages_command_verbatim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's `memhp map ... -o docs/map-kernel-pages.png` line runs as written
+    (from a checkout's top directory: here a copy with a docs/ directory)."""
+    import shlex
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    [line] = [ln.strip() for ln in readme.splitlines() if "--scenario kernel-pages" in ln]
+    argv = shlex.split(line)
+    assert argv[:2] == ["memhp", "map"] and argv[-1] == "docs/map-kernel-pages.png"
+    (tmp_path / "docs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(argv[1:]) == 0
+    assert (tmp_path / "docs/map-kernel-pages.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert capsys.readouterr().out.startswith("docs/map-kernel-pages.png: 16 blocks (")

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from memhp.abi.layout import PAGE_SIZE
+from memhp.kernel.machine_runtime import RATE_MAX
 from memhp.kernel.mm.page_alloc import Allocation, AllocError, PageState
 
 if TYPE_CHECKING:
@@ -48,14 +49,15 @@ class KernelAllocations:
 
     def __init__(self, k: Kernel) -> None:
         self.k = k
+        spec = k.spec.runtime_allocs  # [kernel.runtime_allocs] of the machine file
         #: On by default (a Linux machine always allocates); off: the model never
         #: allocates kernel memory after boot.
-        self.enabled = True
+        self.enabled = spec.enabled
         #: Background slab churn, in pages per second of simulated time, per CPU.
-        self.rate_pages_per_s = 16.0
+        self.rate_pages_per_s = spec.rate
         #: Fraction of background allocations that stays (the rest is freed).
-        self.keep = 0.05
-        self.seed = 0
+        self.keep = spec.keep
+        self.seed = spec.seed
         self._rng = np.random.default_rng(self.seed)
         self._last = k.clock
         #: Background allocations still held (kept ones), oldest first.
@@ -71,10 +73,12 @@ class KernelAllocations:
         seed: int | None = None,
     ) -> None:
         """Set knobs (ValueError for a bad value); a new seed restarts the generator."""
-        if rate_pages_per_s is not None and not (0 <= rate_pages_per_s <= 1e6):
-            raise ValueError("rate must be in [0, 1e6] pages per second")
+        if rate_pages_per_s is not None and not (0 <= rate_pages_per_s <= RATE_MAX):
+            raise ValueError(f"rate must be in [0, {RATE_MAX:g}] pages per second")
         if keep is not None and not (0 <= keep <= 1):
             raise ValueError("keep must be in [0, 1]")
+        if seed is not None and seed < 0:
+            raise ValueError("seed must be >= 0")
         if enabled is not None:
             self.enabled = enabled
         if rate_pages_per_s is not None:
@@ -154,6 +158,12 @@ class KernelAllocations:
         out = [a] if a is not None else []
         self.objects.setdefault(name, []).extend(out)
         return out
+
+    def allocation_ids(self) -> set[int]:
+        """Ids of the live allocations made here (kept background ones, workload objects)."""
+        ids = {a.id for a in self.kept}
+        ids.update(a.id for objs in self.objects.values() for a in objs)
+        return {i for i in ids if i in self.k.pa.allocs}
 
     def release(self, name: str) -> None:
         """The object is gone (file removed, process exited): its kernel pages are freed."""
