@@ -98,7 +98,8 @@ def _dask(
     per_run: list[float],
     progress: Progress,
 ) -> tuple[str, int]:
-    from distributed import Client, as_completed as dask_completed
+    from distributed import Client
+    from distributed import as_completed as dask_completed
 
     with Client(scheduler, timeout="10s") as client:
         nworkers = len(client.scheduler_info().get("workers", {}))

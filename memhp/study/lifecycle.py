@@ -147,7 +147,7 @@ def run_lifecycle(study: Study, cell: Cell, seed: int) -> dict[str, Any]:
     _, _, kfree = _zone_pages(m)
 
     # The removal: memhp remove's algorithm, device by device.
-    order = devices if study.remove_order == "first-first" else devices[::-1]
+    order = devices if cell.get("remove_order") == "first-first" else devices[::-1]
     t_remove = k.clock
     out_devs: list[dict[str, object]] = []
     refused: list[dict[str, object]] = []

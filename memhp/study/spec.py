@@ -10,7 +10,6 @@
     sim_time = 60            # simulated seconds the workload runs
     steps = 12               # workload events over sim_time
     remove_timeout = 30      # memhp remove --timeout, in simulated seconds
-    remove_order = "last-first"   # or "first-first": the order devices are removed
 
     [[dimm]]                 # hot-added ACPI DIMMs (pc-dimm), plugged in this order
     size = "64G"
@@ -27,6 +26,7 @@
     memmap_on_memory = false
     memcg = true
     workload = "mixed"
+    remove_order = "last-first"  # or "first-first": the order devices are removed
 
     [workloads.mixed]        # fractions of the machine's free memory after onlining
     fill = 0.6               # allocated by the workload (its pages: the mix below)
@@ -51,7 +51,7 @@ import itertools
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from memhp.abi import units
@@ -69,6 +69,7 @@ PARAM_DEFAULTS: dict[str, object] = {
     "memmap_on_memory": False,
     "memcg": True,
     "workload": "default",
+    "remove_order": "last-first",
 }
 
 WORKLOAD_KEYS: dict[str, tuple[type, float, float, float]] = {
@@ -91,7 +92,6 @@ TOP_KEYS = (
     "sim_time",
     "steps",
     "remove_timeout",
-    "remove_order",
     "dimm",
     "params",
     "workloads",
@@ -130,10 +130,13 @@ class Cell:
     """One point of the grid: every parameter's value."""
 
     params: tuple[tuple[str, object], ...]
+    #: The grid's keys: what names the cell.
+    axes: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
-        return ",".join(f"{k}={_fmt(v)}" for k, v in self.params)
+        p = dict(self.params)
+        return ",".join(f"{k}={_fmt(p[k])}" for k in self.axes) or "default"
 
     def get(self, key: str) -> Any:
         return dict(self.params)[key]
@@ -153,8 +156,6 @@ class Study:
     sim_time: float = 60.0
     steps: int = 12
     remove_timeout: float = 30.0
-    remove_order: str = "last-first"
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 def _fmt(v: object) -> str:
@@ -199,6 +200,8 @@ def _check_param(key: str, v: object, workloads: Mapping[str, Workload]) -> obje
     elif key in ("auto_movable_numa_aware", "memmap_on_memory", "memcg"):
         if not isinstance(v, bool):
             raise StudyError(key, f"expected true or false, got {v!r}")
+    elif key == "remove_order" and v not in REMOVE_ORDERS:
+        raise StudyError(key, f"expected one of {', '.join(REMOVE_ORDERS)}, got {v!r}")
     elif key == "workload" and v not in workloads:
         raise StudyError(key, f"no [workloads.{v}] (known: {', '.join(sorted(workloads))})")
     return v
@@ -321,10 +324,7 @@ def parse_study(doc: Mapping[str, object], base: str = ".") -> Study:
     for combo in itertools.product(*axes):
         p = dict(params)
         p.update(dict(combo))
-        cells.append(Cell(tuple(p.items())))
-    order = doc.get("remove_order", "last-first")
-    if order not in REMOVE_ORDERS:
-        raise StudyError("remove_order", f"expected one of {', '.join(REMOVE_ORDERS)}")
+        cells.append(Cell(tuple(p.items()), tuple(grid)))
     return Study(
         name=name,
         description=desc,
@@ -338,7 +338,6 @@ def parse_study(doc: Mapping[str, object], base: str = ".") -> Study:
         sim_time=_num(doc, "sim_time", 60.0, 0.0, 1e7),
         steps=_int(doc, "steps", 12, 0, 10**5),
         remove_timeout=_num(doc, "remove_timeout", 30.0, 0.0, 1e6),
-        remove_order=str(order),
     )
 
 
