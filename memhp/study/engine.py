@@ -101,11 +101,11 @@ def _dask(
     from distributed import Client
     from distributed import as_completed as dask_completed
 
-    with Client(scheduler, timeout="10s") as client:
+    with Client(scheduler, timeout="10s") as client:  # type: ignore[no-untyped-call]
         nworkers = len(client.scheduler_info().get("workers", {}))
         [sfut] = client.scatter([study], broadcast=True)
         futs = [client.submit(_task, sfut, c, r, pure=False) for c, r in tasks]
-        for n, f in enumerate(dask_completed(futs), 1):
+        for n, f in enumerate(dask_completed(futs), 1):  # type: ignore[no-untyped-call]
             c, r, res, dt = f.result()
             runs[c][r] = res
             per_run.append(dt)
