@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "pgtables": "show the kernel page tables of a simulated machine",
     "bench": "real Linux under QEMU against the simulated kernel",
     "demo": "run the seed's hot-remove scenario on a simulated machine",
+    "study": "capacity study: how much hot-added memory comes out, how often, how fast",
 }
 
 #: The install extra (``pip install 'memhp[<extra>]'``) each command needs beyond
@@ -46,6 +47,7 @@ COMMAND_EXTRAS: dict[str, str] = {
     "pgtables": "sim",
     "bench": "bench",
     "demo": "map",
+    "study": "study",
 }
 #: Top-level modules that only an extra installs, and that extra.
 OPTIONAL_MODULES: dict[str, str] = {
@@ -53,6 +55,7 @@ OPTIONAL_MODULES: dict[str, str] = {
     "mfusepy": "sim",
     "matplotlib": "map",
     "qemu": "bench",
+    "distributed": "study",
 }
 
 

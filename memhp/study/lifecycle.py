@@ -1,0 +1,200 @@
+"""One run of a study: a full hot-add / online / workload / remove lifecycle.
+
+Everything is a function of the study, the cell and the seed (the model is
+deterministic, simulated time is the kernel's clock): the same seed gives the
+same result on any worker.  Onlining by user space and the removal go through a
+:class:`~memhp.host.root.SysfsRoot` over the machine's sysfs with the tool's own
+library (:func:`memhp.host.memory.set_state`, :func:`memhp.host.remove.remove_device`,
+whose clock and sleep are the kernel's simulated clock).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from memhp.abi.layout import PAGE_SIZE
+from memhp.host.devices import list_devices
+from memhp.host.errors import SysfsError
+from memhp.host.memory import set_state
+from memhp.host.remove import remove_device
+from memhp.host.root import SysfsRoot
+from memhp.kernel.machine import MachineError, MachineSpec, parse_machine
+from memhp.kernel.mm.mmzone import ZoneType
+from memhp.kernel.mm.page_alloc import Allocation, AllocError
+from memhp.sim.machine import PlatformError, SimMachine, WorkloadMix
+from memhp.study.spec import ONLINE_BY_KERNEL, Cell, Study, StudyError
+
+_SPECS: dict[tuple[str, str], MachineSpec] = {}
+
+
+def machine_doc(study: Study, cell: Cell) -> dict[str, object]:
+    """The study's machine with the cell's kernel parameters on its command line."""
+    doc = dict(study.machine)
+    online = cell.get("online")
+    doc["memcg"] = cell.get("memcg")
+    if cell.get("memmap_on_memory") or "memmap_on_memory" in doc:
+        doc["memmap_on_memory"] = cell.get("memmap_on_memory")
+    if online in ONLINE_BY_KERNEL:
+        doc["auto_online_blocks"] = "online"
+        doc["online_policy"] = online
+        doc["auto_movable_ratio"] = cell.get("auto_movable_ratio")
+        doc["auto_movable_numa_aware"] = cell.get("auto_movable_numa_aware")
+    else:
+        doc["auto_online_blocks"] = "offline"
+    return doc
+
+
+def cell_spec(study: Study, cell: Cell) -> MachineSpec:
+    """The parsed machine of a cell (cached per process); StudyError when the
+    machine does not take the cell's parameters."""
+    key = (study.name, cell.id)
+    spec = _SPECS.get(key)
+    if spec is None:
+        try:
+            spec = parse_machine(machine_doc(study, cell))
+        except MachineError as e:
+            raise StudyError(f"cell {cell.id}", f"machine: {e}") from None
+        _SPECS[key] = spec
+    return spec
+
+
+def _advance(m: SimMachine, seconds: float) -> None:
+    """Simulated time passes: the kernel's timers and its run-time allocations."""
+    m.advance(seconds)
+    m.kernel.kalloc.advance(m.kernel.clock)
+
+
+def _zone_pages(m: SimMachine) -> tuple[int, int, int]:
+    """(kernel-zone present pages, Movable present pages, kernel-zone free pages)."""
+    k = m.kernel
+    kern = mov = free = 0
+    for pg in k.pgdats.values():
+        for z in pg.node_zones:
+            if z.idx == ZoneType.MOVABLE:
+                mov += z.present_pages
+            else:
+                kern += z.present_pages
+                free += k.pa.zone_free(z)
+    return kern, mov, free
+
+
+def run_lifecycle(study: Study, cell: Cell, seed: int) -> dict[str, Any]:
+    """One seeded lifecycle; a JSON-able dict with no wall-clock figure in it."""
+    spec = cell_spec(study, cell)
+    wl = study.workloads[cell.get("workload")]
+    m = SimMachine(spec)
+    k = m.kernel
+    k.kalloc.configure(
+        enabled=wl.kernel_rate > 0, rate_pages_per_s=wl.kernel_rate, keep=wl.kernel_keep, seed=seed
+    )
+    rng = np.random.default_rng(seed)
+    root = SysfsRoot(m.sysfs, "sim")
+    before = {d.name for d in list_devices(root)}
+    for i, d in enumerate(study.dimms):
+        try:
+            m.device_add(d.size, d.node, id=f"dimm{i}", addr=d.addr)
+        except PlatformError as e:
+            raise StudyError(f"dimm[{i}]", f"QEMU refuses it: {e}") from None
+    devices = sorted(
+        (d for d in list_devices(root) if d.name not in before), key=lambda d: d.start or 0
+    )
+    online_failures: list[dict[str, object]] = []
+    online = cell.get("online")
+    if online not in ONLINE_BY_KERNEL:
+        for dev in devices:
+            for b in dev.blocks:
+                try:
+                    set_state(root, b.index, online)
+                except SysfsError as e:
+                    online_failures.append({"block": b.index, "error": e.errname})
+    kern, mov, _ = _zone_pages(m)
+    movable_ratio = round(100.0 * mov / kern, 3) if kern else 0.0
+
+    # The workload: allocations, frees, tmpfs files, the kernel's own pages.
+    nodes = sorted({n.id for n in spec.nodes if n.cpus}) or [0]
+    free0 = sum(k.pa.zone_free(z) for pg in k.pgdats.values() for z in pg.node_zones)
+    steps = max(study.steps, 1)
+    chunk = wl.fill * free0 / steps
+    file_bytes = int(wl.tmpfs * free0 / steps) * PAGE_SIZE
+    mix = WorkloadMix(unmovable=wl.unmovable, pinned=wl.pinned)
+    live: list[tuple[str, list[Allocation]]] = []
+    failures = {"workload": 0, "tmpfs": 0}
+    dt = study.sim_time / steps
+    for step in range(steps):
+        _advance(m, dt)
+        if live and rng.random() < wl.churn:
+            name, allocs = live.pop(int(rng.integers(len(live))))
+            m.free(allocs)
+            k.kalloc.release(name)
+            continue
+        nid = int(nodes[int(rng.integers(len(nodes)))])
+        n = int(chunk * rng.uniform(0.5, 1.5))
+        if n > 0:
+            name = f"task{step}"
+            try:
+                allocs = m.fill(n, node=nid, mix=mix, owner=name)
+                k.kalloc.process_page_tables(name, n, nid)
+                live.append((name, allocs))
+            except AllocError:
+                failures["workload"] += 1
+        if file_bytes > 0:
+            try:
+                m.tmpfs_write(f"file{step}", file_bytes, nid)
+            except AllocError:
+                failures["tmpfs"] += 1
+    _, _, kfree = _zone_pages(m)
+
+    # The removal: memhp remove's algorithm, device by device.
+    order = devices if cell.get("remove_order") == "first-first" else devices[::-1]
+    t_remove = k.clock
+    out_devs: list[dict[str, object]] = []
+    refused: list[dict[str, object]] = []
+    removed = 0
+    for dev in order:
+        t0 = k.clock
+        res = remove_device(
+            root,
+            dev.name,
+            timeout=study.remove_timeout,
+            sleep=lambda s: _advance(m, s),
+            clock=lambda: k.clock,
+        )
+        if res.removed:
+            removed += dev.size
+        for f in res.failures:
+            refused.append(
+                {
+                    "device": dev.name,
+                    "block": f.index,
+                    "error": f.error.errname,
+                    "reasons": list(f.diagnosis.reasons) if f.diagnosis else [],
+                }
+            )
+        out_devs.append(
+            {
+                "device": dev.name,
+                "bytes": dev.size,
+                "removed": res.removed,
+                "passes": res.passes,
+                "timed_out": res.timed_out,
+                "seconds": round(k.clock - t0, 6),
+                "message": res.message,
+            }
+        )
+    requested = sum(d.size for d in devices)
+    return {
+        "seed": seed,
+        "requested_bytes": requested,
+        "removed_bytes": removed,
+        "success": removed == requested,
+        "movable_ratio": movable_ratio,
+        "online_failures": online_failures,
+        "alloc_failures": failures,
+        "kernel_free_bytes_before_remove": kfree * PAGE_SIZE,
+        "refused": refused,
+        "devices": out_devs,
+        "remove_seconds": round(k.clock - t_remove, 6),
+        "sim_seconds": round(k.clock, 6),
+    }
