@@ -11,13 +11,15 @@ between steps.  Model bugs found by the bench are not listed here but in the tes
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from dataclasses import dataclass
 from typing import Literal
 
 from memhp.abi.acpi import ACPI_ROOT
 from memhp.abi.fs import Kind
-from memhp.abi.paths import PROC_MEMINFO, SYS_FIRMWARE_MEMMAP, SYS_MEMORY, SYS_NODE
+from memhp.abi.iomem import KERNEL_CODE, KERNEL_IMAGE_NAMES, is_memory_resource, parse_line
+from memhp.abi.paths import PROC_IOMEM, PROC_MEMINFO, SYS_FIRMWARE_MEMMAP, SYS_MEMORY, SYS_NODE
 from memhp.abi.tree import Entry, Snapshot
 from memhp.bench.drivers import ACPI_DEVICES, ACPI_FOLLOW, errno_label
 
@@ -29,10 +31,10 @@ from memhp.bench.drivers import ACPI_DEVICES, ACPI_FOLLOW, errno_label
 #: Under /sys/devices/LNXSYSTM:00 only the PNP0C80 directories and their parents.
 def in_scope(path: str) -> bool:
     """True for paths the comparison covers (the rest is other subsystems)."""
-    if path == PROC_MEMINFO:
-        return True
+    if path in (PROC_MEMINFO, PROC_IOMEM):
+        return True  # /proc/iomem through iomem_memory_lines()
     if path.startswith("/proc"):
-        return False  # zoneinfo, iomem, buddyinfo: compared through meminfo only
+        return False  # zoneinfo, buddyinfo: compared through meminfo only
     for root in (SYS_MEMORY, SYS_NODE, SYS_FIRMWARE_MEMMAP):
         if path == root or path.startswith(root + "/"):
             return True
@@ -104,9 +106,42 @@ def rule_for(path: str) -> Rule | None:
     return None
 
 
+def iomem_memory_lines(text: str) -> str:
+    """/proc/iomem as the comparison sees it: the memory lines only.
+
+    Kept: RAM, firmware-reserved ranges and other e820 types, "RAM buffer", the
+    kernel image, hot-added "System RAM", the virtio-mem regions "virtioN" and
+    their "System RAM (virtio_mem)" (:func:`memhp.abi.iomem.is_memory_resource`),
+    each with its indentation (its nesting) as printed.  Dropped: what the model
+    does not model (PCI windows and BARs, ROMs, IOAPIC, HPET, APIC: QEMU's pc
+    machine fixes them, and 6.12 prints no "Local APIC").  The kernel image lines
+    are given as offsets from "Kernel code" (``+0-+e01d31 : Kernel code``): without
+    ``nokaslr`` the real image sits at a random address the model cannot know;
+    the layout inside the image (a fact of the kernel build, the profile's
+    ``kernel_image_layout``) is compared.
+    """
+    lines = [p for p in map(parse_line, text.splitlines()) if p is not None]
+    base = next((p.start for p in lines if p.name == KERNEL_CODE), 0)
+    out: list[str] = []
+    for p in lines:
+        if not is_memory_resource(p.name):
+            continue
+        if p.name in KERNEL_IMAGE_NAMES:
+            span = f"+{p.start - base:x}-+{p.end - base:x}"
+        else:
+            span = f"{p.start:08x}-{p.end:08x}"
+        out.append(f"{'  ' * p.depth}{span} : {p.name}\n")
+    return "".join(out)
+
+
 def normalise(snap: Snapshot) -> Snapshot:
-    """Keep what is compared: the paths :func:`in_scope` accepts."""
-    return {p: e for p, e in snap.items() if in_scope(p)}
+    """Keep what is compared: the paths :func:`in_scope` accepts, /proc/iomem
+    through :func:`iomem_memory_lines`."""
+    out = {p: e for p, e in snap.items() if in_scope(p)}
+    io = out.get(PROC_IOMEM)
+    if io is not None and io.value is not None:
+        out[PROC_IOMEM] = dataclasses.replace(io, value=iomem_memory_lines(io.value))
+    return out
 
 
 def counters(text: str) -> dict[str, int | None]:
@@ -194,6 +229,8 @@ def compare_trees(
     paths = sorted(set(real) | set(model))
     for path in paths:
         r, m = real.get(path), model.get(path)
+        if path == PROC_IOMEM and r is None:
+            continue  # recordings made before /proc/iomem was compared
         if r is None or m is None:
             diffs.append(
                 Difference(

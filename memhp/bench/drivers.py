@@ -194,7 +194,7 @@ def capture_fs(fs: SysfsFS) -> Snapshot:
         while parent.startswith("/sys/") and parent not in snap:
             snap[parent] = Entry(Kind.DIR, mode=0o755)
             parent = parent.rsplit("/", 1)[0]
-    _add_proc(snap, fs)
+    _add_proc(snap, fs, (PROC_MEMINFO, PROC_IOMEM))
     return snap
 
 

@@ -32,6 +32,7 @@ from memhp.kernel.mm.page_alloc import AllocError, PageAllocator, PageState
 from memhp.kernel.mm.page_cgroup import PageCgroup
 from memhp.kernel.mm.slab import KernelAllocations
 from memhp.kernel.mm.sparse import SparseMem
+from memhp.kernel.resource import Iomem
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class Kernel:
         self.sparse = SparseMem(self.nr_sections)
         self.memblock = Memblock()
         self.fwmap = FirmwareMap(objects=self.objects)
+        #: iomem_resource (kernel/resource.c): filled by setup_arch().
+        self.iomem = Iomem()
         self.memory = MemorySubsys(self, spec.block_size)
         self.nodes = Nodes(self)
         self.hotplug = MemoryHotplug(spec)

@@ -1,4 +1,4 @@
-"""Formatting of meminfo, numastat, vmstat and /proc/kpageflags from the model.
+"""Formatting of meminfo, numastat, vmstat, /proc/iomem and /proc/kpageflags from the model.
 
 drivers/base/node.c (node_read_meminfo, node_read_numastat, node_read_vmstat),
 fs/proc/meminfo.c (meminfo_proc_show) and fs/proc/page.c (kpageflags_read,
@@ -390,3 +390,10 @@ def kpageflags(k: Kernel, offset: int, size: int) -> bytes:
         out.append(_section_flags(k, sec)[lo:hi].tobytes())
         pfn = sec * PAGES_PER_SECTION + hi
     return b"".join(out)
+
+
+def iomem(k: Kernel, cap_sys_admin: bool = True) -> str:
+    """/proc/iomem (kernel/resource.c ioresources_init() -> r_show() over
+    iomem_resource): the model's resource tree.  The simulation has no reader
+    credentials, so it answers as to root; without CAP_SYS_ADMIN 6.1 prints zeros."""
+    return k.iomem.render(show_addresses=cap_sys_admin)

@@ -448,8 +448,11 @@ def add_memory(
     memmap_on_memory: bool = False,
     mgid: bool = False,
     firmware_map: bool = True,
+    resource_name: str = "System RAM",
 ) -> int:
     """__add_memory() -> add_memory_resource(): sections, blocks, node, firmware entry.
+    register_memory_resource() requests ``resource_name`` in /proc/iomem (busy,
+    IORESOURCE_SYSRAM_DRIVER_MANAGED unless it is "System RAM").
     With ``mgid`` (MHP_NID_IS_MGID) ``nid`` is a memory group id; ``firmware_map``
     False: a driver-managed range, no firmware_map_add_hotplug()."""
     group = memory_group_find_by_id(k, nid) if mgid else None
@@ -472,21 +475,27 @@ def add_memory(
     for e in k.spec.e820:  # other iomem resources of the firmware map
         if e.start < start + size and start < e.end:
             return -errno.EEXIST
+    res = k.iomem.register_memory_resource(start, size, resource_name)
+    if res is None:
+        return -errno.EEXIST
     new_node = False
     if nid not in k.nodes.node_states["N_ONLINE"]:
         ret = hotadd_init_pgdat(k, nid)
         if ret:
+            k.iomem.release_resource(res)
             return ret
         new_node = True
     altmap_pages = 0
     if memmap_on_memory:
         if not mhp_supports_memmap_on_memory(k, size):
+            k.iomem.release_resource(res)
             return -errno.EINVAL
         altmap_pages = altmap_pages_per_block(k)
     ret = k.sparse.arch_add_memory(k, nid, first, last + 1, altmap_pages)
     if ret:
         if new_node:
             rollback_node_hotadd(k, nid)
+        k.iomem.release_resource(res)  # release_memory_resource()
         return ret
     blocks = k.memory.create_memory_block_devices(start, size, altmap_pages, nid, group)
     if new_node:
@@ -552,6 +561,7 @@ def try_remove_memory(k: Kernel, start: int, size: int) -> int:
     first = pfn_to_section_nr(start >> PAGE_SHIFT)
     last = pfn_to_section_nr((start + size - 1) >> PAGE_SHIFT)
     k.sparse.arch_remove_memory(k, first, last + 1)
+    k.iomem.release_mem_region_adjustable(start, size)
     if nid != NUMA_NO_NODE:
         try_offline_node(k, nid)
     return 0
@@ -579,7 +589,7 @@ def remove_memory(k: Kernel, start: int, size: int) -> int:
 def add_memory_driver_managed(k: Kernel, nid: int, start: int, size: int, name: str) -> int:
     """add_memory_driver_managed(): a range named ``name`` in /proc/iomem, no firmware
     memmap entry."""
-    return add_memory(k, nid, start, size, firmware_map=False)
+    return add_memory(k, nid, start, size, firmware_map=False, resource_name=name)
 
 
 def offline_and_remove_memory(k: Kernel, start: int, size: int) -> int:

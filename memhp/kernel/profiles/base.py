@@ -58,6 +58,11 @@ class KernelProfile:
     #: empty ``x86`` group directory (SGX, 5.11+).
     sysfs_generic_initiator: bool
     sysfs_node_x86: bool
+    #: Where the kernel build puts its sections, as offsets from _text: the
+    #: [start, end) of "Kernel code", "Kernel rodata", "Kernel data" and "Kernel
+    #: bss" in /proc/iomem (arch/x86/kernel/setup.c code_resource... from _etext,
+    #: __start_rodata, __end_rodata, _sdata, _edata, __bss_start, __bss_stop).
+    kernel_image_layout: tuple[tuple[int, int], ...]
     #: /sys/module/memory_hotplug/parameters exists (memmap_on_memory, 5.12+ as a
     #: module parameter of mm/memory_hotplug.c).
     sysfs_memory_hotplug_params: bool

@@ -69,6 +69,7 @@ class KernelSysfs:
         self._proc = static_dir(
             {
                 "meminfo": lambda: Attr(lambda: procfs.meminfo(self.k)),
+                "iomem": lambda: Attr(lambda: procfs.iomem(self.k)),
                 "kpageflags": lambda: Attr(
                     None,
                     mode=0o400,

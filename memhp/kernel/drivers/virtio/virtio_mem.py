@@ -58,6 +58,7 @@ from memhp.kernel.drivers.virtio.virtio_mem_sbm import (
 )
 from memhp.kernel.mm.mmzone import ZoneType
 from memhp.kernel.mm.page_alloc import PageState
+from memhp.kernel.resource import IORESOURCE_BUSY, IORESOURCE_EXCLUSIVE, IORESOURCE_SYSTEM_RAM
 
 if TYPE_CHECKING:
     from memhp.kernel.drivers.virtio.virtio import VirtioDevice
@@ -106,7 +107,15 @@ class VirtioMemDriver(VirtioMemSbm):
             self._info(vm, f"subblock size: {vm.sb_size:#x}")
         else:
             self._info(vm, f"big block size: {vm.bb_size:#x}")
-        # virtio_mem_create_resource(): the parent resource "virtioN" (/proc/iomem).
+        # virtio_mem_create_resource(): the parent resource "virtioN" (/proc/iomem),
+        # not busy so that add_memory_driver_managed() goes inside it.
+        res = self.k.iomem.request_region(
+            vm.addr, vm.region_size, vm.name, IORESOURCE_SYSTEM_RAM | IORESOURCE_EXCLUSIVE
+        )
+        if res is None:
+            self.k.log("virtio_mem", f"virtio_mem {vm.name}: could not reserve device region")
+            return -errno.EBUSY
+        res.flags &= ~IORESOURCE_BUSY
         # SEAM: memory_group_register_dynamic(vm->nid, unit_pages) -> vm.mgid.
         if vm.plugged_size:
             vm.unplug_all_required = True

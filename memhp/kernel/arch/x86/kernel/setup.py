@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from memhp.abi.layout import PAGE_SIZE, pfn_to_section_nr
+from memhp.kernel.arch.x86.kernel.e820 import e820_reserve_resources
 
 if TYPE_CHECKING:
     from memhp.kernel.kernel import Kernel
@@ -20,6 +21,7 @@ def setup_arch(k: Kernel) -> None:
     """setup_arch(): e820 -> firmware map; memblock RAM per section, node of each section."""
     for e in k.spec.e820:
         k.fwmap.firmware_map_add_early(e.start, e.end, e.type)
+    k.iomem = e820_reserve_resources(k)  # and the kernel image: /proc/iomem
     for start, end, nid in k.spec.boot_ram:
         pfn, epfn = -(-start // PAGE_SIZE), end // PAGE_SIZE
         k.pa.add_ram_range(pfn, epfn, nid)
