@@ -3,9 +3,9 @@
 ACPI memory devices (PNP0C80) are found under ``/sys/bus/acpi/devices``; their
 blocks are the ``physical_node``, ``physical_node1``... links the ACPI glue
 creates (drivers/acpi/glue.c), mirrored by each block's ``firmware_node`` link.
-A device can be ejected when it has a writable ``eject`` attribute.  The
-:class:`MemoryDevice` type leaves room for virtio-mem and dax/kmem devices
-(``kind``), which have no ACPI companion.
+A device can be ejected when it has a writable ``eject`` attribute.  virtio-mem
+devices have no ACPI companion: they are in :mod:`memhp.host.virtio_mem`, and a
+block of theirs is found by its address in their /proc/iomem region.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from memhp.abi.acpi import MEMORY_DEVICE_HID as ACPI_MEMORY_HID
 from memhp.abi.paths import SYS_ACPI_DEVICES, SYS_MEMORY
 from memhp.host.errors import SysfsError, UsageError
+from memhp.host.iomem import virtio_regions
 from memhp.host.memory import MemoryBlock, block_size, read_block
 from memhp.host.root import SysfsRoot
 
@@ -142,6 +143,16 @@ def find_device(root: SysfsRoot, spec: str) -> MemoryDevice:
 
 
 def device_of_block(root: SysfsRoot, index: int) -> str | None:
-    """Name of the device block ``index`` belongs to (its ``firmware_node``)."""
+    """Name of the device block ``index`` belongs to: its ``firmware_node`` (an ACPI
+    memory device), else the virtio-mem device whose /proc/iomem region holds it."""
     target = root.link_target(f"{SYS_MEMORY}/memory{index}/firmware_node")
-    return target.rsplit("/", 1)[-1] if target else None
+    if target:
+        return target.rsplit("/", 1)[-1]
+    try:
+        start = index * block_size(root)
+    except UsageError:
+        return None
+    for r in virtio_regions(root).values():
+        if r.contains(start):
+            return r.name
+    return None

@@ -29,6 +29,7 @@ from memhp.abi.kpageflags import (
     KPF_THP,
     KPF_UNEVICTABLE,
 )
+from memhp.abi.iomem import is_virtio_parent
 from memhp.abi.layout import PAGE_SIZE
 from memhp.abi.paths import PROC_KPAGEFLAGS, SYS_MEMORY
 from memhp.abi.zones import ZONE_MOVABLE
@@ -169,7 +170,8 @@ def diagnose(root: SysfsRoot, index: int) -> Diagnosis:
     device = device_of_block(root, index)
     entries = firmware_memmap(root)
     holes: bool | None = None
-    if entries:
+    # memory a driver added (virtio-mem) has no firmware memmap entry by design
+    if entries and not is_virtio_parent(device or ""):
         covered = 0
         for e in entries:
             if e.type != "System RAM":

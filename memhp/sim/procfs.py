@@ -19,6 +19,7 @@ from memhp.abi.kpageflags import (
     KPF_LRU,
     KPF_MMAP,
     KPF_NOPAGE,
+    KPF_OFFLINE,
     KPF_PGTABLE,
     KPF_RESERVED,
     KPF_SLAB,
@@ -332,7 +333,7 @@ def _section_flags(k: Kernel, sec: int) -> np.ndarray:
     Offline or absent pages are KPF_NOPAGE (pfn_to_online_page() is NULL); in an
     online section: the altmap first, then reserved, the kernel's unmovable pages
     by owner (page tables, poisoned, unflagged, slab: :data:`_UNMOVABLE_FLAGS`),
-    pinned, movable and free pages, then holes (PG_reserved).
+    pinned, movable and free pages, PG_offline pages, then holes (PG_reserved).
     """
     flags = np.full(PAGES_PER_SECTION, 1 << KPF_NOPAGE, np.uint64)
     if sec >= k.nr_sections or not k.sparse.online[sec]:
@@ -340,6 +341,9 @@ def _section_flags(k: Kernel, sec: int) -> np.ndarray:
     c = k.pa.counts[:, sec]
     owners = k.pa.by_section.get(sec, {})
     huge = sum(n for aid, n in owners.items() if k.pa.allocs[aid].kind == "hugetlb")
+    # PG_offline (virtio-mem's fake-offline sub-blocks): KPF_OFFLINE, at the end of
+    # the section (the driver unplugs a block from its last sub-block).
+    offline = sum(n for aid, n in owners.items() if k.pa.allocs[aid].kind == "offline")
     unmovable = {flag: 0 for flag in (1 << KPF_PGTABLE, 1 << KPF_HWPOISON, 0, 1 << KPF_SLAB)}
     for aid, n in owners.items():
         a = k.pa.allocs[aid]
@@ -347,7 +351,7 @@ def _section_flags(k: Kernel, sec: int) -> np.ndarray:
             unmovable[_UNMOVABLE_FLAGS.get(a.kind, 1 << KPF_SLAB)] += n
     seq = [
         (int(c[PageState.ALTMAP]), 1 << KPF_RESERVED),
-        (int(c[PageState.RESERVED]), 1 << KPF_RESERVED),
+        (int(c[PageState.RESERVED]) - offline, 1 << KPF_RESERVED),
         *((n, f) for f, n in unmovable.items()),
         (
             int(c[PageState.PINNED]),
@@ -363,6 +367,7 @@ def _section_flags(k: Kernel, sec: int) -> np.ndarray:
         ),
         (huge, (1 << KPF_HUGE) | (1 << KPF_COMPOUND_HEAD)),
         (int(c[PageState.FREE]), 1 << KPF_BUDDY),
+        (offline, 1 << KPF_OFFLINE),
     ]
     pos = 0
     for n, f in seq:
