@@ -14,6 +14,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from memhp.abi.iomem import is_virtio_parent
 from memhp.abi.kpageflags import (
     KPF_BUDDY,
     KPF_ENTRY_SIZE,
@@ -29,7 +30,6 @@ from memhp.abi.kpageflags import (
     KPF_THP,
     KPF_UNEVICTABLE,
 )
-from memhp.abi.iomem import is_virtio_parent
 from memhp.abi.layout import PAGE_SIZE
 from memhp.abi.paths import PROC_KPAGEFLAGS, SYS_MEMORY
 from memhp.abi.zones import ZONE_MOVABLE

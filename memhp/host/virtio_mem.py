@@ -116,9 +116,7 @@ def block_unplug(root: SysfsRoot, blk: MemoryBlock) -> BlockUnplug:
     reasons: tuple[str, ...] = ()
     if held_sbs:
         what = ", ".join(f"{v} {KIND_LABELS.get(k, k)}" for k, v in sorted(held.items()))
-        reasons = (
-            f"{held_sbs} sub-blocks hold pages alloc_contig_range() cannot move: {what}",
-        )
+        reasons = (f"{held_sbs} sub-blocks hold pages alloc_contig_range() cannot move: {what}",)
     return BlockUnplug(blk, plugged, unpluggable, reasons)
 
 
@@ -162,4 +160,3 @@ def find_virtio_mem(root: SysfsRoot, spec: str) -> VirtioMemDevice:
         if d.name == name:
             return d
     raise UsageError(f"unknown virtio-mem device: {spec}")
-

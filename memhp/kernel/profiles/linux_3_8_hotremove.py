@@ -21,7 +21,12 @@ PROFILE = KernelProfile(
     sysfs_generic_initiator=False,
     sysfs_node_x86=False,
     # Not recorded for 3.8: 6.1's layout (only the names matter here).
-    kernel_image_layout=((0, 0xE01D32), (0x1000000, 0x18EB000), (0x1A00000, 0x1C48980), (0x2310000, 0x3400000)),
+    kernel_image_layout=(
+        (0, 0xE01D32),
+        (0x1000000, 0x18EB000),
+        (0x1A00000, 0x1C48980),
+        (0x2310000, 0x3400000),
+    ),
     sysfs_memory_hotplug_params=False,
     online_policies=False,
     longterm_pin_migrates_movable=False,

@@ -21,7 +21,12 @@ PROFILE = KernelProfile(
     sysfs_generic_initiator=True,
     sysfs_node_x86=True,
     # Debian 6.1.0-57-amd64 (nokaslr /proc/iomem: code 0x1000000-0x1e01d31 ...).
-    kernel_image_layout=((0, 0xE01D32), (0x1000000, 0x18EB000), (0x1A00000, 0x1C48980), (0x2310000, 0x3400000)),
+    kernel_image_layout=(
+        (0, 0xE01D32),
+        (0x1000000, 0x18EB000),
+        (0x1A00000, 0x1C48980),
+        (0x2310000, 0x3400000),
+    ),
     sysfs_memory_hotplug_params=True,
     online_policies=True,
     longterm_pin_migrates_movable=True,

@@ -27,7 +27,12 @@ PROFILE = KernelProfile(
     sysfs_generic_initiator=True,
     sysfs_node_x86=True,
     # Debian's 6.12 (nokaslr /proc/iomem: code 0x1000000-0x1ffffff ...).
-    kernel_image_layout=((0, 0x1000000), (0x1000000, 0x1B71000), (0x1C00000, 0x1E70F80), (0x2736000, 0x2C00000)),
+    kernel_image_layout=(
+        (0, 0x1000000),
+        (0x1000000, 0x1B71000),
+        (0x1C00000, 0x1E70F80),
+        (0x2736000, 0x2C00000),
+    ),
     sysfs_memory_hotplug_params=True,
     online_policies=True,
     free_to_tail=True,

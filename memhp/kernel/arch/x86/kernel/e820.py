@@ -104,7 +104,7 @@ def e820_reserve_resources(k: Kernel) -> Iomem:
             late.append(res)
     for res in late:  # e820__reserve_resources_late()
         iomem.insert_resource_expand_to_fit(res)
-    for s, e, t in table:
+    for _s, e, t in table:
         if t != SYSTEM_RAM:
             continue
         end = -(-e // ram_alignment(e)) * ram_alignment(e) - 1
