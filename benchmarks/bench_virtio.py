@@ -28,9 +28,11 @@ MACHINES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 SIZE = 1 * TiB
 
 
-def spec() -> MachineSpec:
+def spec(block_size: int) -> MachineSpec:
     """machines/virtio-mem.toml grown to a 1 TiB device, with 64 GiB of boot RAM on
-    node 0 for the memmap of the hot-added memory (16 GiB for 1 TiB)."""
+    node 0 for the memmap of the hot-added memory (16 GiB for 1 TiB).  6.1's
+    probe_memory_block_size() gives such a guest (X86_FEATURE_HYPERVISOR, boot
+    memory ending at 64 GiB) 2 GiB memory blocks; 128 MiB is the small-guest case."""
     base = load_machine(os.path.join(MACHINES, "virtio-mem.toml"))
     n0 = dataclasses.replace(base.node(0), memory=((0, 64 * GiB),))
     n1 = dataclasses.replace(base.node(1), hotplug=((64 * GiB, 64 * GiB + 2 * SIZE),))
@@ -46,12 +48,13 @@ def spec() -> MachineSpec:
         maxmem=4 * TiB,
         virtio_mem=(vm,),
         auto_online_blocks="online_movable",
+        block_size=block_size,
     )
 
 
-def main() -> None:
+def cycle(block_size: int) -> list[dict[str, object]]:
     t = time.perf_counter()
-    m = SimMachine(spec())
+    m = SimMachine(spec(block_size))
     boot = time.perf_counter() - t
     dev = m.virtio.devices[0]
     nblocks = len(m.kernel.memory.blocks)
@@ -59,25 +62,33 @@ def main() -> None:
     dev.set_requested_size(SIZE)
     plug = time.perf_counter() - t
     assert dev.size == SIZE, dev.size
-    assert len(m.kernel.memory.blocks) - nblocks == SIZE // (128 * MiB)
+    assert len(m.kernel.memory.blocks) - nblocks == SIZE // block_size
     t = time.perf_counter()
     dev.set_requested_size(0)
     unplug = time.perf_counter() - t
     assert dev.size == 0, dev.size
     assert len(m.kernel.memory.blocks) == nblocks
-    rows = [
-        {"what": "boot (64 GiB RAM, 1 TiB virtio-mem region)", "value": boot, "unit": "s"},
-        {"what": "plug 0 -> 1 TiB (2 MiB sub-blocks, online_movable)", "value": plug, "unit": "s"},
-        {"what": "unplug 1 TiB -> 0", "value": unplug, "unit": "s"},
+    mb = f"{block_size // MiB}M blocks"
+    return [
+        {"what": f"{mb}: boot (64 GiB RAM, 1 TiB virtio-mem region)", "value": boot, "unit": "s"},
         {
-            "what": "plug + full unplug",
+            "what": f"{mb}: plug 0 -> 1 TiB (2 MiB sub-blocks, online_movable)",
+            "value": plug,
+            "unit": "s",
+        },
+        {"what": f"{mb}: unplug 1 TiB -> 0", "value": unplug, "unit": "s"},
+        {
+            "what": f"{mb}: plug + full unplug",
             "value": plug + unplug,
             "unit": "s",
-            "target": 10.0,
-            "ok": plug + unplug < 10.0,
+            **({"target": 10.0, "ok": plug + unplug < 10.0} if block_size == 2 * GiB else {}),
         },
-        {"what": "peak RSS", "value": peak_rss_mib(), "unit": "MiB"},
     ]
+
+
+def main() -> None:
+    rows = cycle(2 * GiB) + cycle(128 * MiB)
+    rows.append({"what": "peak RSS", "value": peak_rss_mib(), "unit": "MiB"})
     record("virtio", rows)
 
 

@@ -22,7 +22,7 @@ sys.path.insert(0, ROOT)
 
 from benchmarks._common import RESULTS, environment  # noqa: E402
 
-ORDER = ["kernel", "scale", "pgtable", "list", "fuse", "qemu", "stateful"]
+ORDER = ["kernel", "scale", "pgtable", "virtio", "list", "fuse", "qemu", "stateful"]
 
 
 def run(names: list[str]) -> dict[str, str]:

@@ -178,18 +178,17 @@ class Iomem:
         split it."""
         end = start + size - 1
         parent = self.root
-        i = 0
-        while i < len(parent.children):
-            res = parent.children[i]
-            if res.start >= end:
+        while True:
+            # children are sorted and disjoint: only the last one starting at or
+            # before ``start`` can hold the range
+            i = parent._slot(start) - 1
+            if i < 0:
                 return
-            if res.start > start or res.end < end:
-                i += 1
-                continue
-            if not res.flags & IORESOURCE_MEM:
+            res = parent.children[i]
+            if res.end < end or not res.flags & IORESOURCE_MEM:
                 return
             if not res.busy:
-                parent, i = res, 0
+                parent = res
                 continue
             if res.start == start and res.end == end:
                 del parent.children[i]
