@@ -180,6 +180,10 @@ def _check_out(out: str) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.virtio_mem:
+        from memhp.cli import demo_virtio
+
+        return demo_virtio.run(args)
     from memhp.host.errors import UsageError
     from memhp.kernel.mm.page_alloc import AllocError
     from memhp.sim.machine import PlatformError
@@ -213,5 +217,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--out",
         default=os.environ.get("MEMHP_DEMO_OUT", "out/demo"),
         help="where pictures go (default: out/demo)",
+    )
+    p.add_argument(
+        "--virtio-mem",
+        action="store_true",
+        help="plug, online and unplug a virtio-mem device with something in the way "
+        "(machines/virtio-mem.toml)",
     )
     p.set_defaults(func=run)

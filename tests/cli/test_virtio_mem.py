@@ -111,3 +111,13 @@ def test_vm_resize_against_the_live_sim(tmp_path: Path) -> None:
     r = memhp("vm", "resize", "vm0", "1G", "--sock", str(tmp_path / "none.sock"))
     assert r.returncode == 1 and r.stderr.count("\n") == 1
     assert r.stderr.startswith(f"memhp vm resize: cannot talk QMP on {tmp_path}/none.sock: ")
+
+
+def test_demo_virtio_mem_unplugs_around_the_kernel_pages_then_finishes() -> None:
+    r = memhp("demo", "--virtio-mem")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert "QEMU: vm0 size 8M, requested 0M\n" in r.stdout
+    assert "  memory39 holds 8M: 4 sub-blocks hold pages" in r.stdout
+    assert r.stdout.endswith(
+        "QEMU: vm0 size 0M, requested 0M\n/proc/iomem:\n  100000000-1ffffffff : virtio0\n"
+    )
