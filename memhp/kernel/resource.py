@@ -154,6 +154,18 @@ class Iomem:
                 continue
             return None
 
+    def region_available(self, start: int, n: int) -> bool:
+        """Whether :meth:`request_region` of [start, start+n) would succeed (the
+        check register_memory_resource() makes before add_memory_resource())."""
+        parent, res = self.root, Resource(start, start + n - 1, "")
+        while True:
+            c = self._conflict(parent, res)
+            if c is None:
+                return True
+            if c is parent or c.busy:
+                return False
+            parent = c
+
     def register_memory_resource(self, start: int, size: int, name: str) -> Resource | None:
         """The request of mm/memory_hotplug.c register_memory_resource(): busy System
         RAM, driver managed unless named "System RAM" (None: -EEXIST)."""

@@ -451,8 +451,6 @@ def add_memory(
     resource_name: str = "System RAM",
 ) -> int:
     """__add_memory() -> add_memory_resource(): sections, blocks, node, firmware entry.
-    register_memory_resource() requests ``resource_name`` in /proc/iomem (busy,
-    IORESOURCE_SYSRAM_DRIVER_MANAGED unless it is "System RAM").
     With ``mgid`` (MHP_NID_IS_MGID) ``nid`` is a memory group id; ``firmware_map``
     False: a driver-managed range, no firmware_map_add_hotplug()."""
     group = memory_group_find_by_id(k, nid) if mgid else None
@@ -470,33 +468,28 @@ def add_memory(
     last = (start + size - 1) >> (PAGE_SHIFT + 15)
     if last >= k.nr_sections:
         return -errno.E2BIG
-    if k.sparse.present[first : last + 1].any():
+    if k.sparse.present[first : last + 1].any() or not k.iomem.region_available(start, size):
         return -errno.EEXIST
     for e in k.spec.e820:  # other iomem resources of the firmware map
         if e.start < start + size and start < e.end:
             return -errno.EEXIST
-    res = k.iomem.register_memory_resource(start, size, resource_name)
-    if res is None:
-        return -errno.EEXIST
     new_node = False
     if nid not in k.nodes.node_states["N_ONLINE"]:
         ret = hotadd_init_pgdat(k, nid)
         if ret:
-            k.iomem.release_resource(res)
             return ret
         new_node = True
     altmap_pages = 0
     if memmap_on_memory:
         if not mhp_supports_memmap_on_memory(k, size):
-            k.iomem.release_resource(res)
             return -errno.EINVAL
         altmap_pages = altmap_pages_per_block(k)
     ret = k.sparse.arch_add_memory(k, nid, first, last + 1, altmap_pages)
     if ret:
         if new_node:
             rollback_node_hotadd(k, nid)
-        k.iomem.release_resource(res)  # release_memory_resource()
         return ret
+    k.iomem.register_memory_resource(start, size, resource_name)  # checked above
     blocks = k.memory.create_memory_block_devices(start, size, altmap_pages, nid, group)
     if new_node:
         k.nodes.node_set_online(nid)
