@@ -110,7 +110,9 @@ def scenario_text(
     res = run_lifecycle(study, cell, seed, trace)
     fails = [e for e in trace if e["op"] == "alloc_failure"]
     if fails:
-        raise StudyError(f"cell {cell.id} seed {seed}", f"allocation failure in the model: {fails[0]}")
+        raise StudyError(
+            f"cell {cell.id} seed {seed}", f"allocation failure in the model: {fails[0]}"
+        )
     verdict = tuple(bool(e["ok"]) for e in trace if e["op"] == "remove")
     online = cell.get("online")
     by_kernel = online in ONLINE_BY_KERNEL
@@ -140,7 +142,12 @@ def scenario_text(
     lines += ["", "[machine.kernel.runtime_allocs]"]
     _table(
         lines,
-        {"enabled": wl.kernel_rate > 0, "rate": wl.kernel_rate, "keep": wl.kernel_keep, "seed": seed},
+        {
+            "enabled": wl.kernel_rate > 0,
+            "rate": wl.kernel_rate,
+            "keep": wl.kernel_keep,
+            "seed": seed,
+        },
     )
     lines += ["", "[cmdline]", f"memhp_default_state = {_q('online' if by_kernel else 'offline')}"]
     if cell.get("memmap_on_memory"):
