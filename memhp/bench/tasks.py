@@ -14,10 +14,22 @@ from __future__ import annotations
 import os
 import shlex
 import weakref
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from memhp.abi.layout import PAGE_SIZE
-from memhp.bench.drivers import Driver, ModelDriver, QMPDriver
+from memhp.bench.actions import (
+    Action,
+    ScenarioError,
+    action,
+    as_int,
+    as_str,
+    as_strings,
+    size_text,
+)
+from memhp.bench.drivers import CmdResult, Driver, ModelDriver, QMPDriver
+from memhp.kernel.machine import MachineError, parse_size
 
 if TYPE_CHECKING:
     from memhp.kernel.mm.page_alloc import Allocation
@@ -87,3 +99,87 @@ def end_task(d: Driver, name: str) -> str:
         r = d.vm.fs.run(script, 120.0)
         return "ok" if r.rc == 0 else f"failed: {r.text.strip()}"
     return "failed: tasks need a QEMU guest or the in-process model"
+
+
+# --- workload tasks (memhp.bench.tasks; used by the scenarios memhp study exports) ---------
+
+
+@action
+@dataclass(frozen=True)
+class TaskAction(Action):
+    """``task = { name = "task0", movable = "300M", unmovable = "64M", node = 0 }``: a
+    process holding that much anonymous memory and unmovable kernel memory (guest:
+    pipe buffers, see memhp/bench/guest_task.py; model: the pages and page tables
+    of a study workload task) until ``end_task``; sizes in whole pages."""
+
+    key: ClassVar[str] = "task"
+    options: ClassVar[frozenset[str]] = frozenset({"expect"})
+    capture_by_default: ClassVar[bool] = False
+    guest_python: ClassVar[bool] = True
+
+    name: str
+    movable: int
+    unmovable: int
+    node: int
+    expect: tuple[str, ...] = ("ok",)
+
+    @classmethod
+    def parse(cls, value: object, step: Mapping[str, Any], key: str) -> Action:
+        known = {"name", "movable", "unmovable", "node"}
+        if not isinstance(value, Mapping) or set(value) - known or "name" not in value:
+            raise ScenarioError(f"{key}.task: expected a table {{name, movable, unmovable, node}}")
+        sizes = []
+        for k in ("movable", "unmovable"):
+            try:
+                n = parse_size(value.get(k, 0), k)
+            except MachineError as e:
+                raise ScenarioError(f"{key}.task.{e.key}: {e.problem}") from None
+            if n < 0 or n % 4096:
+                raise ScenarioError(f"{key}.task.{k}: a multiple of 4K")
+            sizes.append(n)
+        name = as_str(value["name"], f"{key}.task.name")
+        if not name.isidentifier():
+            raise ScenarioError(f"{key}.task.name: letters, digits and _ only")
+        node = as_int(value.get("node", 0), f"{key}.task.node")
+        expect = as_strings(step.get("expect", "ok"), f"{key}.expect")
+        return cls(name, sizes[0], sizes[1], node, expect)
+
+    @classmethod
+    def default_name(cls, value: object, step: Mapping[str, Any]) -> str:
+        if isinstance(value, Mapping):
+            return f"task-{value.get('name', '?')}"
+        return super().default_name(value, step)
+
+    def describe(self) -> str:
+        return (
+            f"task {self.name} on node {self.node}: {size_text(self.movable)} movable, "
+            f"{size_text(self.unmovable)} unmovable"
+        )
+
+    def run(self, d: Driver) -> tuple[str, str, CmdResult | None]:
+        return start_task(d, self.name, self.movable, self.unmovable, self.node), "", None
+
+
+@action
+@dataclass(frozen=True)
+class EndTaskAction(Action):
+    """``end_task = "task0"``: the task exits; its memory is freed."""
+
+    key: ClassVar[str] = "end_task"
+    options: ClassVar[frozenset[str]] = frozenset({"expect"})
+    capture_by_default: ClassVar[bool] = False
+    guest_python: ClassVar[bool] = True
+
+    name: str
+    expect: tuple[str, ...] = ("ok",)
+
+    @classmethod
+    def parse(cls, value: object, step: Mapping[str, Any], key: str) -> Action:
+        expect = as_strings(step.get("expect", "ok"), f"{key}.expect")
+        return cls(as_str(value, f"{key}.end_task"), expect)
+
+    def describe(self) -> str:
+        return f"end task {self.name}"
+
+    def run(self, d: Driver) -> tuple[str, str, CmdResult | None]:
+        return end_task(d, self.name), "", None

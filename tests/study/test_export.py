@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from memhp.bench.actions import EndTaskAction, HotAddAction, Memhp, TaskAction, Write
+from memhp.bench.actions import HotAddAction, Memhp, Write
 from memhp.bench.recording import Recording, recording_path
 from memhp.bench.scenario import SCENARIO_DIR, load_scenario
+from memhp.bench.tasks import EndTaskAction, TaskAction
 from memhp.cli.main import main
 from memhp.study.export import export_scenarios
 from memhp.study.lifecycle import cell_spec, run_lifecycle
