@@ -552,3 +552,7 @@ class Capture(Action):
 
     def run(self, d: Driver) -> tuple[str, str, CmdResult | None]:
         return "ok", "", None
+
+
+# The workload task actions (task, end_task) live with their drivers' side.
+from memhp.bench import tasks as _tasks  # noqa: E402,F401  (registers them)

@@ -64,6 +64,13 @@ kernel (:mod:`memhp.bench.runner`)::
     wait = 0.5                        # seconds; or wait = { removed = "dimm1", timeout = 60 }
 
     [[step]]
+    task = { name = "t0", movable = "300M", unmovable = "64M", node = 0 }
+                                      # a process holding anonymous memory and unmovable
+                                      # kernel memory (guest: pipe buffers) until
+    [[step]]                          # end_task (memhp study --export-scenarios)
+    end_task = "t0"
+
+    [[step]]
     capture = "after-online"          # only a capture (the name names the step)
 
 Every step may have ``name`` (default: its action and argument); names are unique.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 PROG = "memhp study"
 
@@ -34,6 +35,35 @@ def _scheduler(text: str) -> str:
     return text
 
 
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2, got '{text}'") from None
+    if any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"expected non-negative seeds, got '{text}'")
+    return seeds
+
+
+def _export(args: argparse.Namespace, study: Any) -> int:
+    """--export-scenarios DIR: the chosen runs as bench scenarios (memhp.study.export)."""
+    from memhp.study.export import export_scenarios
+    from memhp.study.spec import StudyError
+
+    try:
+        done = export_scenarios(study, args.study, args.export_scenarios, args.cell, args.seeds)
+    except StudyError as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"{PROG}: {args.export_scenarios}: {e.strerror}", file=sys.stderr)
+        return 1
+    for x in done:
+        verdict = " ".join("removed" if ok else "refused" for ok in x.removed)
+        print(f"{x.path}: cell {x.cell}, seed {x.seed}: model {verdict}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import dataclasses
     import os
@@ -47,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.runs is not None:
         study = dataclasses.replace(study, runs=args.runs)
+    if args.export_scenarios is not None:
+        return _export(args, study)
     out = args.output or os.path.join("study-results", study.name)
     if os.path.exists(out) and not os.path.isdir(out):
         print(f"{PROG}: {out}: not a directory", file=sys.stderr)
@@ -106,5 +138,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument(
         "-o", "--output", metavar="DIR", help="output directory (default: study-results/NAME)"
+    )
+    p.add_argument(
+        "--export-scenarios",
+        metavar="DIR",
+        help="instead of running, write a bench scenario per cell and seed into DIR: the "
+        "same lifecycle on Linux in QEMU (memhp bench diff), the model's verdict as expect_rc",
+    )
+    p.add_argument(
+        "--cell",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="with --export-scenarios: a cell (its id or index; repeatable; default: all)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=_seeds,
+        default=[],
+        metavar="S,S,...",
+        help="with --export-scenarios: the seeds (default: the study's runs)",
     )
     p.set_defaults(func=run)

@@ -80,8 +80,16 @@ def _zone_pages(m: SimMachine) -> tuple[int, int, int]:
     return kern, mov, free
 
 
-def run_lifecycle(study: Study, cell: Cell, seed: int) -> dict[str, Any]:
-    """One seeded lifecycle; a JSON-able dict with no wall-clock figure in it."""
+def run_lifecycle(
+    study: Study, cell: Cell, seed: int, trace: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """One seeded lifecycle; a JSON-able dict with no wall-clock figure in it.
+
+    ``trace``: when given, the run's events are appended to it (the workload's
+    tasks, frees and tmpfs files, simulated waits, each device's removal), which
+    :mod:`memhp.study.export` turns into a bench scenario.
+    """
+    ev = trace.append if trace is not None else None
     spec = cell_spec(study, cell)
     wl = study.workloads[cell.get("workload")]
     m = SimMachine(spec)
@@ -105,6 +113,8 @@ def run_lifecycle(study: Study, cell: Cell, seed: int) -> dict[str, Any]:
     if online not in ONLINE_BY_KERNEL:
         for dev in devices:
             for b in dev.blocks:
+                if ev:
+                    ev({"op": "online", "block": b.index, "state": online})
                 try:
                     set_state(root, b.index, online)
                 except SysfsError as e:
@@ -124,10 +134,14 @@ def run_lifecycle(study: Study, cell: Cell, seed: int) -> dict[str, Any]:
     dt = study.sim_time / steps
     for step in range(steps):
         _advance(m, dt)
+        if ev:
+            ev({"op": "wait", "seconds": dt})
         if live and rng.random() < wl.churn:
             name, allocs = live.pop(int(rng.integers(len(live))))
             m.free(allocs)
             k.kalloc.release(name)
+            if ev:
+                ev({"op": "end_task", "task": name})
             continue
         nid = int(nodes[int(rng.integers(len(nodes)))])
         n = int(chunk * rng.uniform(0.5, 1.5))
@@ -137,13 +151,21 @@ def run_lifecycle(study: Study, cell: Cell, seed: int) -> dict[str, Any]:
                 allocs = m.fill(n, node=nid, mix=mix, owner=name)
                 k.kalloc.process_page_tables(name, n, nid)
                 live.append((name, allocs))
+                if ev:
+                    ev({"op": "task", "task": name, "node": nid, "pages": n})
             except AllocError:
                 failures["workload"] += 1
+                if ev:
+                    ev({"op": "alloc_failure", "task": name})
         if file_bytes > 0:
             try:
                 m.tmpfs_write(f"file{step}", file_bytes, nid)
+                if ev:
+                    ev({"op": "tmpfs", "file": f"file{step}", "bytes": file_bytes, "node": nid})
             except AllocError:
                 failures["tmpfs"] += 1
+                if ev:
+                    ev({"op": "alloc_failure", "file": f"file{step}"})
     _, _, kfree = _zone_pages(m)
 
     # The removal: memhp remove's algorithm, device by device.
@@ -163,6 +185,8 @@ def run_lifecycle(study: Study, cell: Cell, seed: int) -> dict[str, Any]:
         )
         if res.removed:
             removed += dev.size
+        if ev:
+            ev({"op": "remove", "device": dev.name, "dimm": devices.index(dev), "ok": res.removed})
         for f in res.failures:
             refused.append(
                 {

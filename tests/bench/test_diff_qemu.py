@@ -39,9 +39,13 @@ LIVE_612 = (
     "crash-hotplug",
     "hwpoison-then-online",
 )
-RUNS = [(p, "6.1") for p in PATHS if "6.1" in load_scenario(p).kernels] + [
-    (p, "6.12") for p in PATHS if os.path.basename(p)[:-5] in LIVE_612
-]
+#: Scenarios exported from a study (tag "study": ~90 s each on TCG) are replayed only
+#: (tests/bench/test_diff_units.py, tests/study/test_export.py).
+RUNS = [
+    (p, "6.1")
+    for p in PATHS
+    if "6.1" in load_scenario(p).kernels and "study" not in load_scenario(p).tags
+] + [(p, "6.12") for p in PATHS if os.path.basename(p)[:-5] in LIVE_612]
 
 
 @pytest.mark.timeout(240)
