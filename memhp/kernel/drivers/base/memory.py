@@ -82,7 +82,7 @@ class MemoryGroup:
     memory_blocks: list[int] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class MemoryBlock:
     """struct memory_block."""
 
@@ -229,32 +229,41 @@ class MemorySubsys:
 
         A block's zone is set only when all of it lies in one zone of one node
         (early_node_zone_for_memory_block()); otherwise it cannot be offlined.
+        The per-block facts are computed for all blocks at once (numpy), then the
+        devices are registered in block order.
         """
         k = self.k
         spb = self.sections_per_block
         present = k.sparse.present.reshape(-1, spb)
-        nids = np.where(k.sparse.present, k.pa.nid, -1).reshape(-1, spb)
         bids = np.flatnonzero(present.any(axis=1))
+        pres = present[bids]
+        nids = np.where(k.sparse.present, k.pa.nid, -1).reshape(-1, spb)[bids]
+        first = nids[np.arange(len(bids)), pres.argmax(axis=1)]
+        mixed = ((nids != first[:, None]) & pres).any(axis=1)
         ppb = self.pages_per_block
-        zone_bounds = {
-            nid: [
-                (z.idx, z.zone_start_pfn, z.zone_end_pfn) for z in p.node_zones if not z.is_empty()
-            ]
-            for nid, p in k.pgdats.items()
-        }
-        for bid in bids.tolist():
-            row = nids[bid][present[bid]]
-            nid = int(row[0])
-            mixed = bool((row != nid).any())
-            mem = MemoryBlock(
-                bid, bid * spb, MemState.MEM_ONLINE, NUMA_NO_NODE if mixed else nid, early=True
-            )
-            mem.nodes = {int(x) for x in np.unique(row)} if mixed else {nid}
-            if not mixed:
-                pfn0 = bid * ppb
-                hit = [z for z, s, e in zone_bounds[nid] if pfn0 < e and s < pfn0 + ppb]
-                if len(hit) == 1:
-                    mem.zone = hit[0]
+        pfn0 = bids * ppb
+        nhit = np.zeros(len(bids), np.int64)
+        zone = np.full(len(bids), -1, np.int64)
+        for nid, p in k.pgdats.items():
+            for z in p.node_zones:
+                if not z.is_empty():
+                    hit = (first == nid) & (pfn0 < z.zone_end_pfn) & (z.zone_start_pfn < pfn0 + ppb)
+                    nhit += hit
+                    zone[hit] = z.idx
+        zone[(nhit != 1) | mixed] = -1
+        zones = {int(x): ZoneType(x) for x in np.unique(zone) if x >= 0}
+        online = MemState.MEM_ONLINE
+        for bid, nid, mx, zi in zip(
+            bids.tolist(), first.tolist(), mixed.tolist(), zone.tolist(), strict=True
+        ):
+            if mx:
+                row = nids[bids.searchsorted(bid)][pres[bids.searchsorted(bid)]]
+                mem = MemoryBlock(bid, bid * spb, online, NUMA_NO_NODE, early=True)
+                mem.nodes = {int(x) for x in np.unique(row)}
+            else:
+                mem = MemoryBlock(bid, bid * spb, online, nid, early=True, nodes={nid})
+                if zi >= 0:
+                    mem.zone = zones[zi]
             self._register(mem)
 
     def create_memory_block_devices(
