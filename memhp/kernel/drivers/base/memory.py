@@ -32,6 +32,7 @@ import numpy as np
 
 from memhp.abi.fs import EHWPOISON
 from memhp.abi.layout import PAGE_SHIFT, SECTION_SIZE, section_nr_to_pfn
+from memhp.kernel.lib.xarray import XArray
 from memhp.kernel.mm.mmzone import ZoneType
 from memhp.kernel.mm.page_alloc import PageState
 
@@ -185,7 +186,7 @@ class MemorySubsys:
         self.sections_per_block = block_size // SECTION_SIZE
         self.pages_per_block = block_size >> PAGE_SHIFT
         #: memory_blocks (the xarray of block devices), by block id.
-        self.blocks: dict[int, MemoryBlock] = {}
+        self.blocks: XArray[MemoryBlock] = XArray()
         #: Memory blocks per node id (mem->nid), so that node checks never scan all blocks.
         self.node_blocks: dict[int, int] = {}
         self.chain = MemoryChain()
@@ -229,8 +230,8 @@ class MemorySubsys:
 
         A block's zone is set only when all of it lies in one zone of one node
         (early_node_zone_for_memory_block()); otherwise it cannot be offlined.
-        The per-block facts are computed for all blocks at once (numpy), then the
-        devices are registered in block order.
+        The per-block facts are computed for all blocks at once (numpy); the block
+        objects are built on first access (:class:`~memhp.kernel.lib.xarray.XArray`).
         """
         k = self.k
         spb = self.sections_per_block
@@ -251,20 +252,31 @@ class MemorySubsys:
                     nhit += hit
                     zone[hit] = z.idx
         zone[(nhit != 1) | mixed] = -1
-        zones = {int(x): ZoneType(x) for x in np.unique(zone) if x >= 0}
+        zones: dict[int, ZoneType | None] = {-1: None}
+        zones.update({int(x): ZoneType(x) for x in np.unique(zone) if x >= 0})
+        mem_nid = np.where(mixed, NUMA_NO_NODE, first)
+        mixed_nodes = {
+            int(bids[j]): {int(x) for x in np.unique(nids[j][pres[j]])}
+            for j in np.flatnonzero(mixed)
+        }
+        size = int(bids[-1]) + 1 if len(bids) else 0
+        nid_of, zone_of = [0] * size, [-1] * size
+        for bid, nid, zi in zip(bids.tolist(), mem_nid.tolist(), zone.tolist(), strict=True):
+            nid_of[bid], zone_of[bid] = nid, zi
         online = MemState.MEM_ONLINE
-        for bid, nid, mx, zi in zip(
-            bids.tolist(), first.tolist(), mixed.tolist(), zone.tolist(), strict=True
-        ):
-            if mx:
-                row = nids[bids.searchsorted(bid)][pres[bids.searchsorted(bid)]]
-                mem = MemoryBlock(bid, bid * spb, online, NUMA_NO_NODE, early=True)
-                mem.nodes = {int(x) for x in np.unique(row)}
-            else:
-                mem = MemoryBlock(bid, bid * spb, online, nid, early=True, nodes={nid})
-                if zi >= 0:
-                    mem.zone = zones[zi]
-            self._register(mem)
+
+        def make(bid: int) -> MemoryBlock:
+            nid = nid_of[bid]
+            nodes = mixed_nodes[bid] if nid == NUMA_NO_NODE else {nid}
+            return MemoryBlock(
+                bid, bid * spb, online, nid, zone=zones[zone_of[bid]], early=True, nodes=nodes
+            )
+
+        self.blocks.store_lazy(bids.tolist(), make)
+        for nid in mem_nid.tolist():  # __add_memory_block(): the per-node counts
+            self.node_blocks[nid] = self.node_blocks.get(nid, 0) + 1
+        for bid in bids.tolist():
+            self.k.objects.emit("memory_block", bid, True)
 
     def create_memory_block_devices(
         self, start: int, size: int, vmemmap_pages: int, nid: int, group: MemoryGroup | None = None
