@@ -72,6 +72,10 @@ class XArray(MutableMapping[int, T], Generic[T]):
     def __len__(self) -> int:
         return len(self._d)
 
+    def raw_items(self) -> Iterable[tuple[int, T | None]]:
+        """(index, object), None for an entry not built yet: a walk that builds nothing."""
+        return self._d.items()
+
     def built(self) -> int:
         """How many entries exist as objects (for tests and benchmarks)."""
         return sum(v is not None for v in self._d.values())

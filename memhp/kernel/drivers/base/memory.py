@@ -187,6 +187,9 @@ class MemorySubsys:
         self.pages_per_block = block_size >> PAGE_SHIFT
         #: memory_blocks (the xarray of block devices), by block id.
         self.blocks: XArray[MemoryBlock] = XArray()
+        #: mem->nid of the boot blocks not built yet (-1: see _early_mixed), by block id.
+        self._early_nid: list[int] = []
+        self._early_mixed: dict[int, set[int]] = {}
         #: Memory blocks per node id (mem->nid), so that node checks never scan all blocks.
         self.node_blocks: dict[int, int] = {}
         self.chain = MemoryChain()
@@ -212,6 +215,19 @@ class MemorySubsys:
         first = start // self.block_size
         last = (start + size - 1) // self.block_size
         return [self.blocks[b] for b in range(first, last + 1) if b in self.blocks]
+
+    def node_block_ids(self, nid: int) -> list[int]:
+        """The blocks linked under node ``nid`` (register_memory_block_under_node()),
+        in block order; builds no block object."""
+        en, mixed = self._early_nid, self._early_mixed
+        out = []
+        for bid, m in self.blocks.raw_items():
+            if m is not None:
+                if nid in m.nodes:
+                    out.append(bid)
+            elif en[bid] == nid or (en[bid] == NUMA_NO_NODE and nid in mixed[bid]):
+                out.append(bid)
+        return out
 
     def _register(self, mem: MemoryBlock) -> None:
         """__add_memory_block() -> device_register()."""
@@ -273,6 +289,7 @@ class MemorySubsys:
             )
 
         self.blocks.store_lazy(bids.tolist(), make)
+        self._early_nid, self._early_mixed = nid_of, mixed_nodes
         for nid in mem_nid.tolist():  # __add_memory_block(): the per-node counts
             self.node_blocks[nid] = self.node_blocks.get(nid, 0) + 1
         for bid in bids.tolist():
