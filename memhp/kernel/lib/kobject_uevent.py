@@ -43,6 +43,8 @@ class ObjectEvents:
 
     def emit(self, kind: str, id_: int | str, added: bool) -> None:
         """kobject_uevent(): tell every observer, in subscription order."""
+        if not self._listeners:
+            return
         ev = ObjectEvent(kind, id_, added)
         for fn in list(self._listeners):
             fn(ev)

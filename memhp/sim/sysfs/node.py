@@ -92,7 +92,7 @@ def node_dir(k: Kernel, nid: int) -> Dir:
         fixed[f"cpu{cpu}"] = _link(f"../../cpu/cpu{cpu}")
 
     def blocks() -> list[int]:
-        return [m.id for m in k.memory.blocks.values() if nid in m.nodes]
+        return k.memory.node_block_ids(nid)
 
     def child(bid: int) -> Node | None:
         mem = k.memory.blocks.get(bid)

@@ -32,6 +32,7 @@ import numpy as np
 
 from memhp.abi.fs import EHWPOISON
 from memhp.abi.layout import PAGE_SHIFT, SECTION_SIZE, section_nr_to_pfn
+from memhp.kernel.lib.xarray import XArray
 from memhp.kernel.mm.mmzone import ZoneType
 from memhp.kernel.mm.page_alloc import PageState
 
@@ -82,7 +83,7 @@ class MemoryGroup:
     memory_blocks: list[int] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class MemoryBlock:
     """struct memory_block."""
 
@@ -185,7 +186,10 @@ class MemorySubsys:
         self.sections_per_block = block_size // SECTION_SIZE
         self.pages_per_block = block_size >> PAGE_SHIFT
         #: memory_blocks (the xarray of block devices), by block id.
-        self.blocks: dict[int, MemoryBlock] = {}
+        self.blocks: XArray[MemoryBlock] = XArray()
+        #: mem->nid of the boot blocks not built yet (-1: see _early_mixed), by block id.
+        self._early_nid: list[int] = []
+        self._early_mixed: dict[int, set[int]] = {}
         #: Memory blocks per node id (mem->nid), so that node checks never scan all blocks.
         self.node_blocks: dict[int, int] = {}
         self.chain = MemoryChain()
@@ -212,6 +216,19 @@ class MemorySubsys:
         last = (start + size - 1) // self.block_size
         return [self.blocks[b] for b in range(first, last + 1) if b in self.blocks]
 
+    def node_block_ids(self, nid: int) -> list[int]:
+        """The blocks linked under node ``nid`` (register_memory_block_under_node()),
+        in block order; builds no block object."""
+        en, mixed = self._early_nid, self._early_mixed
+        out = []
+        for bid, m in self.blocks.raw_items():
+            if m is not None:
+                if nid in m.nodes:
+                    out.append(bid)
+            elif en[bid] == nid or (en[bid] == NUMA_NO_NODE and nid in mixed[bid]):
+                out.append(bid)
+        return out
+
     def _register(self, mem: MemoryBlock) -> None:
         """__add_memory_block() -> device_register()."""
         self.blocks[mem.id] = mem
@@ -229,33 +246,54 @@ class MemorySubsys:
 
         A block's zone is set only when all of it lies in one zone of one node
         (early_node_zone_for_memory_block()); otherwise it cannot be offlined.
+        The per-block facts are computed for all blocks at once (numpy); the block
+        objects are built on first access (:class:`~memhp.kernel.lib.xarray.XArray`).
         """
         k = self.k
         spb = self.sections_per_block
         present = k.sparse.present.reshape(-1, spb)
-        nids = np.where(k.sparse.present, k.pa.nid, -1).reshape(-1, spb)
         bids = np.flatnonzero(present.any(axis=1))
+        pres = present[bids]
+        nids = np.where(k.sparse.present, k.pa.nid, -1).reshape(-1, spb)[bids]
+        first = nids[np.arange(len(bids)), pres.argmax(axis=1)]
+        mixed = ((nids != first[:, None]) & pres).any(axis=1)
         ppb = self.pages_per_block
-        zone_bounds = {
-            nid: [
-                (z.idx, z.zone_start_pfn, z.zone_end_pfn) for z in p.node_zones if not z.is_empty()
-            ]
-            for nid, p in k.pgdats.items()
+        pfn0 = bids * ppb
+        nhit = np.zeros(len(bids), np.int64)
+        zone = np.full(len(bids), -1, np.int64)
+        for nid, p in k.pgdats.items():
+            for z in p.node_zones:
+                if not z.is_empty():
+                    hit = (first == nid) & (pfn0 < z.zone_end_pfn) & (z.zone_start_pfn < pfn0 + ppb)
+                    nhit += hit
+                    zone[hit] = z.idx
+        zone[(nhit != 1) | mixed] = -1
+        zones: dict[int, ZoneType | None] = {-1: None}
+        zones.update({int(x): ZoneType(x) for x in np.unique(zone) if x >= 0})
+        mem_nid = np.where(mixed, NUMA_NO_NODE, first)
+        mixed_nodes = {
+            int(bids[j]): {int(x) for x in np.unique(nids[j][pres[j]])}
+            for j in np.flatnonzero(mixed)
         }
-        for bid in bids.tolist():
-            row = nids[bid][present[bid]]
-            nid = int(row[0])
-            mixed = bool((row != nid).any())
-            mem = MemoryBlock(
-                bid, bid * spb, MemState.MEM_ONLINE, NUMA_NO_NODE if mixed else nid, early=True
+        size = int(bids[-1]) + 1 if len(bids) else 0
+        nid_of, zone_of = [0] * size, [-1] * size
+        for bid, nid, zi in zip(bids.tolist(), mem_nid.tolist(), zone.tolist(), strict=True):
+            nid_of[bid], zone_of[bid] = nid, zi
+        online = MemState.MEM_ONLINE
+
+        def make(bid: int) -> MemoryBlock:
+            nid = nid_of[bid]
+            nodes = mixed_nodes[bid] if nid == NUMA_NO_NODE else {nid}
+            return MemoryBlock(
+                bid, bid * spb, online, nid, zone=zones[zone_of[bid]], early=True, nodes=nodes
             )
-            mem.nodes = {int(x) for x in np.unique(row)} if mixed else {nid}
-            if not mixed:
-                pfn0 = bid * ppb
-                hit = [z for z, s, e in zone_bounds[nid] if pfn0 < e and s < pfn0 + ppb]
-                if len(hit) == 1:
-                    mem.zone = hit[0]
-            self._register(mem)
+
+        self.blocks.store_lazy(bids.tolist(), make)
+        self._early_nid, self._early_mixed = nid_of, mixed_nodes
+        for nid in mem_nid.tolist():  # __add_memory_block(): the per-node counts
+            self.node_blocks[nid] = self.node_blocks.get(nid, 0) + 1
+        for bid in bids.tolist():
+            self.k.objects.emit("memory_block", bid, True)
 
     def create_memory_block_devices(
         self, start: int, size: int, vmemmap_pages: int, nid: int, group: MemoryGroup | None = None

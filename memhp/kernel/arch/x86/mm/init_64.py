@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from memhp.abi.layout import (
     PAGE_SHIFT,
@@ -477,22 +478,47 @@ class KernelPageTables(PageTableTree):
         each node's memmap buffer, then register_page_bootmem_info()."""
         k = self.k
         self._boot_direct_map()
-        pmd = 1 << 21
         for nid, buf in sorted(k.sparse.boot_memmap.items()):
-            secs = [
-                int(s)
-                for s in np.flatnonzero(k.sparse.present & (k.pa.nid[: k.nr_sections] == nid))
-            ]
+            secs = np.flatnonzero(k.sparse.present & (k.pa.nid[: k.nr_sections] == nid))
             chunks = self._carve(buf, len(secs))
-            blocks = {self.section_vmemmap(s)[0]: c for s, c in zip(secs, chunks, strict=True)}
-            for sec in secs:
-                s, e = self.section_vmemmap(sec)
-                assert s % pmd == 0
-                self.vmemmap_populate(s, e, nid, blocks)
-                self.vmemmap_sec[sec] = True
+            if len(chunks) != len(secs):
+                raise ValueError(f"node {nid}: memmap buffer too small for its sections")
+            for g in np.split(secs, np.flatnonzero(np.diff(secs >> 9)) + 1) if len(secs) else []:
+                self._boot_vmemmap_run(g, chunks[: len(g)], nid)
+                chunks = chunks[len(g) :]
         self.after_bootmem = True
         for nid in sorted(k.nodes.node_states["N_ONLINE"]):
             self.register_page_bootmem_info_node(nid)
+
+    def _boot_vmemmap_run(
+        self, secs: npt.NDArray[np.intp], chunks: list[PageSrc], nid: int
+    ) -> None:
+        """vmemmap_populate() of each section of ``secs`` (all under one PMD table:
+        1 GiB of vmemmap, 512 sections) with its 2 MiB block of the memmap buffer.
+
+        The first section takes the general path (it may populate the PUD and PMD
+        tables); the others only fill empty PMD entries with leaves, which is what
+        the general path does for them, done as one slice operation.
+        """
+        first, _ = self.section_vmemmap(int(secs[0]))
+        self.vmemmap_populate(first, first + SECTION_MEMMAP_BYTES, nid, {first: chunks[0]})
+        self.vmemmap_sec[secs[0]] = True
+        rest, srcs = secs[1:], chunks[1:]
+        t = self.pgd
+        while t.level > Level.PMD and t.kind[t.index(first)] == TABLE:
+            t = t.children[t.index(first)]
+        idx = (rest - int(secs[0])) + t.index(first) if t.level == Level.PMD else rest
+        if t.level != Level.PMD or (t.kind[idx] != NONE).any():
+            for sec, src in zip(rest.tolist(), srcs, strict=True):  # the general path
+                s, e = self.section_vmemmap(sec)
+                self.vmemmap_populate(s, e, nid, {s: src})
+                self.vmemmap_sec[sec] = True
+            return
+        t.kind[idx] = LEAF
+        t.backing.update(zip(idx.tolist(), srcs, strict=True))
+        self.vmemmap_pages["bootmem"] += 512 * len(srcs)
+        self.sync_global_pgds_calls += len(srcs)
+        self.vmemmap_sec[rest] = True
 
     @staticmethod
     def _carve(buf: Allocation, n: int) -> list[PageSrc]:
@@ -502,7 +528,12 @@ class KernelPageTables(PageTableTree):
         need = 512
         for sec in sorted(buf.extents):
             have = buf.extents[sec]
-            while have:
+            while have and len(out) < n:
+                if need == 512 and have >= 512:  # whole pieces inside this section
+                    m = min(have // 512, n - len(out))
+                    out.extend(PageSrc("bootmem", buf, 512, [(sec, 512)]) for _ in range(m))
+                    have -= 512 * m
+                    continue
                 take = min(have, need)
                 pieces.append((sec, take))
                 have -= take
@@ -513,17 +544,20 @@ class KernelPageTables(PageTableTree):
         return out[:n]
 
     def register_page_bootmem_info_node(self, nid: int) -> None:
-        """register_page_bootmem_info_node(): each present section of the node."""
+        """register_page_bootmem_info_node(): register_page_bootmem_memmap() of each
+        present section of the node, a PMD table's sections (1 GiB of vmemmap) at once."""
         k = self.k
-        for sec in np.flatnonzero(k.sparse.present & (k.pa.nid[: k.nr_sections] == nid)):
-            self.register_page_bootmem_memmap(int(sec))
+        secs = np.flatnonzero(k.sparse.present & (k.pa.nid[: k.nr_sections] == nid))
+        for g in np.split(secs, np.flatnonzero(np.diff(secs >> 9)) + 1) if len(secs) else []:
+            self.register_page_bootmem_memmap(g.tolist())
 
-    def register_page_bootmem_memmap(self, sec: int) -> None:
-        """register_page_bootmem_memmap(): get_page_bootmem() on the vmemmap page tables
-        (MIX_SECTION_INFO: the PUD table twice, via pgd_page and the folded p4d_page)
-        and on every page of the section's 2 MiB memmap block (SECTION_INFO: the v6
-        fix, "Repeatedly register bootmem pages when using hugepage")."""
-        s, _ = self.section_vmemmap(sec)
+    def register_page_bootmem_memmap(self, secs: list[int]) -> None:
+        """register_page_bootmem_memmap() of sections under one PMD table: get_page_bootmem()
+        on the vmemmap page tables (MIX_SECTION_INFO: the PUD table twice, via pgd_page
+        and the folded p4d_page) and on every page of each section's 2 MiB memmap
+        block (SECTION_INFO: the v6 fix, "Repeatedly register bootmem pages when
+        using hugepage")."""
+        s, _ = self.section_vmemmap(secs[0])
         t = self.pgd
         while True:
             i = t.index(s)
@@ -531,21 +565,22 @@ class KernelPageTables(PageTableTree):
                 break
             c = t.children[i]
             gets = 2 if c.level == Level.PUD else 1
-            for _ in range(gets):
-                self.get_page_bootmem(c.src, MIX_SECTION_INFO)
+            self.get_page_bootmem(c.src, MIX_SECTION_INFO, gets * len(secs))
             t = c
             if t.level == Level.PMD:
                 break
         if t.level == Level.PMD:
-            i = t.index(s)
-            src = t.backing.get(i)
-            if t.kind[i] == LEAF and src is not None:
-                self.get_page_bootmem(src, SECTION_INFO)
+            idx = [i - secs[0] + t.index(s) for i in secs]
+            for i, leaf in zip(idx, (t.kind[idx] == LEAF).tolist(), strict=True):
+                src = t.backing.get(i)
+                if leaf and src is not None:
+                    self.get_page_bootmem(src, SECTION_INFO)
 
     @staticmethod
-    def get_page_bootmem(src: PageSrc, magic: int) -> None:
-        """get_page_bootmem(): tag the page(s) and take a reference (bootmem only)."""
+    def get_page_bootmem(src: PageSrc, magic: int, times: int = 1) -> None:
+        """get_page_bootmem() (``times`` times): tag the page(s) and take a reference
+        each time (bootmem only)."""
         if src.kind != "bootmem":
             return
         src.magic = magic
-        src.refs += 1
+        src.refs += times

@@ -100,7 +100,7 @@ LEAF_NAME = {Level.PUD: "1G", Level.PMD: "2M", Level.PTE: "4k"}
 NONE, TABLE, LEAF = 0, 1, 2
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class PageSrc:
     """Where the page(s) of a table or of a vmemmap leaf come from, and how to free them.
 

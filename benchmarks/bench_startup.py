@@ -1,0 +1,120 @@
+"""``memhp list`` start-up against the interpreter's bare start-up (issue 17, goal b).
+
+Goal: ``memhp list`` on a real-size tree (512 blocks) within 30 ms of
+``python -I -S -c pass`` measured in the same run.  Each command runs ``--runs``
+times; the best wall time and the best CPU time (user + system of the child, which
+the other processes on a shared machine disturb much less) are recorded.
+
+The console script is the one next to this interpreter (``bin/memhp``).  How the
+package is installed matters: an editable install made without
+``--config-settings editable_mode=compat`` puts an import finder in a ``.pth``
+file that imports pathlib, re, urllib.parse... on *every* start of that
+interpreter (~30-50 ms); the compat mode (``make venv``) writes a plain path
+entry instead.  The kind of install found is recorded with the results.
+
+Usage: ``python benchmarks/bench_startup.py [--runs N]``; writes
+``benchmarks/results/startup.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import record
+from memhp.abi.tree import write_tree
+from tests.support.trees import BlockSpec, make_snapshot
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def best(cmd: list[str], runs: int) -> tuple[float, float]:
+    """(best wall seconds, best CPU seconds) of ``runs`` runs after one warm-up."""
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+    wall = cpu = float("inf")
+    for _ in range(runs):
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+        w = time.perf_counter() - t
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        c = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+        wall, cpu = min(wall, w), min(cpu, c)
+    return wall, cpu
+
+
+def install_kind() -> str:
+    site = Path(sysconfig.get_paths()["purelib"])
+    if list(site.glob("__editable___memhp*_finder.py")):
+        return "editable (import finder in a .pth: not compat mode)"
+    if list(site.glob("__editable__.memhp*.pth")):
+        return "editable, compat mode (a path entry)"
+    return "regular or not installed"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=30)
+    args = ap.parse_args()
+    py = sys.executable
+    script = str(Path(py).parent / "memhp")
+    entry = (
+        f"import sys; sys.path.insert(0, {str(REPO)!r}); "
+        "from memhp.cli.main import main; sys.exit(main())"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = str(Path(tmp) / "tree")
+        write_tree(make_snapshot([BlockSpec(i) for i in range(512)]), tree)
+        cases = {
+            "python -I -S -c pass": [py, "-I", "-S", "-c", "pass"],
+            "python -c pass (site)": [py, "-c", "pass"],
+            "memhp list -V": [script, "list", "-V"],
+            "memhp list (512 blocks)": [script, "list", "-s", tree],
+            "python -I -S memhp.cli.main list (512 blocks)": [
+                py,
+                "-I",
+                "-S",
+                "-c",
+                entry,
+                "list",
+                "-s",
+                tree,
+            ],
+            "lsmem (512 blocks)": ["lsmem", "-s", tree],
+        }
+        res = {name: best(cmd, args.runs) for name, cmd in cases.items()}
+    bare_w, bare_c = res["python -I -S -c pass"]
+    rows: list[dict[str, object]] = [
+        {"what": f"install: {install_kind()}", "value": 0, "unit": "-"}
+    ]
+    for name, (w, c) in res.items():
+        rows.append({"what": f"{name}: best wall", "value": w * 1e3, "unit": "ms"})
+        rows.append({"what": f"{name}: best cpu", "value": c * 1e3, "unit": "ms"})
+    for name in ("memhp list -V", "memhp list (512 blocks)"):
+        w, c = res[name]
+        rows.append(
+            {
+                "what": f"{name} - bare interpreter: wall",
+                "value": (w - bare_w) * 1e3,
+                "unit": "ms",
+                "target": 30,
+                "ok": (w - bare_w) * 1e3 <= 30,
+            }
+        )
+        rows.append(
+            {"what": f"{name} - bare interpreter: cpu", "value": (c - bare_c) * 1e3, "unit": "ms"}
+        )
+    record("startup", rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
