@@ -21,7 +21,8 @@ What makes it behave like sysfs (fs/kernfs/file.c, fs/sysfs/file.c):
 - a write can block as in Linux: an offline whose pages cannot be migrated
   keeps the writer waiting until it gets a signal, then fails with EINTR
   (offline_pages(), "signal backoff").  The kernel sends FUSE_INTERRUPT when
-  the blocked writer is signalled; the handler polls for it between migration rounds, with the model lock released so that readers
+  the blocked writer is signalled; the handler polls for it between
+  migration rounds, with the model lock released so that readers
   (lsmem) and other actors (QMP workloads freeing pages) go on.  Writes are
   serialised like ``lock_device_hotplug_sysfs()``: a second writer waits
   (interruptibly) for the blocked one;
