@@ -38,7 +38,8 @@ def _best_read(path: str, n: int = 300) -> float:
 def _recorded(what: str) -> float:
     data = json.loads((REPO / "benchmarks" / "results" / "fuse.json").read_text())
     rows = [r for r in data["results"] if r["what"].startswith(what)]
-    assert rows, what
+    if not rows:
+        pytest.skip(f"benchmarks/bench_fuse.py has not recorded {what!r} yet")
     return float(rows[0]["value"])
 
 
