@@ -41,6 +41,7 @@ from collections.abc import Callable
 from memhp.abi.fs import Kind, Stat
 from memhp.abi.layout import PAGE_SIZE
 from memhp.sim import fuse_proto as P
+from memhp.sim.sysfs.kernfs import Node
 from memhp.sim.sysfs.view import Attr, Dir, KernelSysfs, Link
 
 log = logging.getLogger("memhp.sim.fuse")
@@ -62,7 +63,17 @@ class _Ino:
         self.nlookup = 0
         self.gen = gen
         self.text: bytes | None = None  # the attribute's text in generation ``gen``
-        self.listing: list[tuple[bytes, Kind]] | None = None
+        self.listing: list[tuple[bytes, Kind, Node | None]] | None = None
+
+
+def _node_stat(node: Node) -> Stat:
+    """KernelSysfs.lstat() of a node already resolved."""
+    if isinstance(node, Dir):
+        return Stat(Kind.DIR, node.mode)
+    if isinstance(node, Link):
+        return Stat(Kind.LINK, 0o777, len(node.target))
+    assert isinstance(node, Attr)
+    return Stat(Kind.FILE, node.mode, node.size() if node.size else PAGE_SIZE)
 
 
 class _Reply(Exception):
@@ -88,6 +99,9 @@ class SysfsServer:
         self._paths: dict[str, int] = {}
         self._next = P.ROOT_ID + 1
         self._served = False
+        #: Inodes whose contents (text, listing) the kernel may have cached since the
+        #: last change: their attributes are invalidated at the next one.
+        self._cached: set[int] = set()
         self._inval_lock = threading.Lock()
         self._pending: set[int] = set()  # uniques of writes being served
         self._intr: set[int] = set()
@@ -180,7 +194,8 @@ class SysfsServer:
     def _init(self, unique: int, body: memoryview) -> None:
         major, minor, readahead, offered = P.INIT_IN.unpack_from(body)
         want = (
-            P.BIG_WRITES
+            P.AUTO_INVAL_DATA
+            | P.BIG_WRITES
             | P.DO_READDIRPLUS
             | P.NO_OPEN_SUPPORT
             | P.NO_OPENDIR_SUPPORT
@@ -229,30 +244,36 @@ class SysfsServer:
                     del self._paths[ino.path]
 
     def _attr(self, nodeid: int, st: Stat, size: int) -> bytes:
+        """struct fuse_attr; the mtime of files and directories carries the generation
+        in its nanoseconds, so that the kernel (FUSE_AUTO_INVAL_DATA) drops the pages
+        and directory listing it cached in an older one when it refreshes them."""
         t = self.t0
         nlink = 2 if st.kind is Kind.DIR else 1
         mode = _IFMT[st.kind] | st.mode
+        ns = 0 if st.kind is Kind.LINK else self._gen % 1_000_000_000
         return P.ATTR.pack(
-            nodeid, size, 0, t, t, t, 0, 0, 0, mode, nlink, self.uid, self.gid, 0, 4096, 0
+            nodeid, size, 0, t, t, t, 0, ns, 0, mode, nlink, self.uid, self.gid, 0, 4096, 0
         )
 
-    def _file_attr(self, nodeid: int, ino: _Ino) -> bytes:
-        """The attributes of an inode; an attribute's size is its text's (with fs.lock)."""
-        st = self.fs.lstat(ino.path or "/")
+    def _file_attr(self, nodeid: int, ino: _Ino, node: Node | None = None) -> bytes:
+        """The attributes of an inode; an attribute's size is its text's (with fs.lock);
+        ``node``: its node if known (a listing's), else it is looked up."""
+        st = self.fs.lstat(ino.path or "/") if node is None else _node_stat(node)
         size = st.size
         if st.kind is Kind.FILE:
-            text = self._text(ino)
+            text = self._text(ino, node)
             if text is not None:
                 size = len(text)
         elif st.kind is Kind.DIR:
             size = 0
         return self._attr(nodeid, st, size)
 
-    def _text(self, ino: _Ino) -> bytes | None:
+    def _text(self, ino: _Ino, node: Node | None = None) -> bytes | None:
         """The text of a show-only attribute in this generation (with fs.lock)."""
         if ino.text is not None and ino.gen == self._gen:
             return ino.text
-        node = self.fs.resolve(ino.path, follow_last=False)[1]
+        if node is None:
+            node = self.fs.resolve(ino.path, follow_last=False)[1]
         if not isinstance(node, Attr) or node.read_at is not None or node.show is None:
             return None
         try:
@@ -294,6 +315,8 @@ class SysfsServer:
         _, off, size, _ = P.READ_IN.unpack_from(body)
         self._served = True
         ino = self._path(nodeid)
+        with self._lock:  # before the text is taken: see settle()
+            self._cached.add(nodeid)
         try:
             with self.fs.lock:
                 text = self._text(ino)
@@ -308,14 +331,15 @@ class SysfsServer:
     def statfs(self, unique: int, nodeid: int, body: memoryview) -> bytes:
         return P.STATFS_OUT.pack(0, 0, 0, 0, 0, 4096, 255, 4096)
 
-    def _listing(self, ino: _Ino) -> list[tuple[bytes, Kind]]:
+    def _listing(self, ino: _Ino) -> list[tuple[bytes, Kind, Node | None]]:
         if ino.listing is not None and ino.gen == self._gen:
             return ino.listing
         with self.fs.lock:
             _, node = self.fs.resolve(ino.path or "/", follow_last=True)
             if not isinstance(node, Dir):
                 raise _Reply(errno.ENOTDIR)
-            out = [(b".", Kind.DIR), (b"..", Kind.DIR)]
+            out: list[tuple[bytes, Kind, Node | None]] = [(b".", Kind.DIR, None)]
+            out.append((b"..", Kind.DIR, None))
             for name in node.names():
                 child = node.child(name)
                 if child is None:
@@ -327,7 +351,7 @@ class SysfsServer:
                     if isinstance(child, Link)
                     else Kind.FILE
                 )
-                out.append((name.encode("utf-8", "surrogateescape"), kind))
+                out.append((name.encode("utf-8", "surrogateescape"), kind, child))
         ino.listing, ino.gen = out, self._gen
         return out
 
@@ -338,34 +362,34 @@ class SysfsServer:
         return self._readdir(nodeid, body, plus=True)
 
     def _readdir(self, nodeid: int, body: memoryview, plus: bool) -> bytes:
-        """Entries from ``offset``; with ``plus`` those of directories and links come
-        with their inode (files are looked up when opened: nodeid 0)."""
+        """Entries from ``offset``; with ``plus`` every entry comes with its inode and
+        attributes (a file's size is its text's, computed now and kept for the READ
+        that follows), so that opening what was listed makes no LOOKUP."""
         _, off, size, _ = P.READ_IN.unpack_from(body)
         self._served = True
         ino = self._path(nodeid)
+        with self._lock:
+            self._cached.add(nodeid)
         listing = self._listing(ino)
         out = bytearray()
         base = ino.path
-        for i in range(off, len(listing)):
-            name, kind = listing[i]
-            if len(out) + P.dirent_size(name, plus) > size:
-                break
-            fake = (1 << 62) + i  # d_ino of an entry without an inode yet
-            if plus:
-                entry = b"\0" * (P.ENTRY_OUT.size + P.ATTR.size)
-                if kind is not Kind.FILE and i >= 2:
-                    path = base + "/" + name.decode("utf-8", "surrogateescape")
-                    try:
-                        with self.fs.lock:
-                            st = self.fs.lstat(path)
-                            with self._lock:
-                                child = self._ino_for(path)
-                    except OSError:
-                        continue
-                    entry = self._entry(child, self._attr(child, st, st.size))
-                    fake = child
-                out += entry
-            P.dirent(out, fake, i + 1, name, _DT[kind])
+        blank = b"\0" * (P.ENTRY_OUT.size + P.ATTR.size)
+        with self.fs.lock:
+            for i in range(off, len(listing)):
+                name, kind, node = listing[i]
+                if len(out) + P.dirent_size(name, plus) > size:
+                    break
+                d_ino = (1 << 62) + i  # "." and ".." (the kernel skips their entries)
+                if plus:
+                    entry = blank
+                    if node is not None:
+                        path = base + "/" + name.decode("utf-8", "surrogateescape")
+                        with self._lock:
+                            d_ino = self._ino_for(path)
+                            child = self._inos[d_ino]
+                        entry = self._entry(d_ino, self._file_attr(d_ino, child, node))
+                    out += entry
+                P.dirent(out, d_ino, i + 1, name, _DT[kind])
         return bytes(out)
 
     # ------------------------------------------------------------ writes
@@ -450,14 +474,42 @@ class SysfsServer:
             served, self._served = self._served, False
         return served
 
+    def _invalidate(self) -> None:
+        """The kernel's side of a new generation (with _inval_lock; never from the
+        reading thread, which must stay free to answer what the kernel waits for).
+
+        The trees are d_invalidate()d (FUSE_NOTIFY_INVAL_ENTRY): new walks get new
+        inodes.  What a walk no longer reaches, an open descriptor still does: the
+        attributes of every inode whose contents were served since the last change
+        (and that the kernel has not forgotten) are invalidated
+        (FUSE_NOTIFY_INVAL_INODE, offset -1: fuse_reverse_inval_inode() then takes no
+        page lock, so a write in flight, whose page stays locked until we answer,
+        cannot block it).  The next read(2) or getdents(2) at 0 on such a descriptor
+        refreshes them (FUSE_AUTO_INVAL_DATA: fuse_cache_read_iter(),
+        fuse_readdir_cached()), sees the new generation in the mtime and drops the
+        cached pages or listing (fuse_change_attributes(), fuse_rdc_reset()).
+        """
+        for name in (b"sys", b"proc"):
+            payload = P.INVAL_ENTRY.pack(P.ROOT_ID, len(name), 0) + name + b"\0"
+            self._notify(P.NOTIFY_INVAL_ENTRY, payload)
+        with self._lock:
+            cached, self._cached = self._cached, set()
+        inos, pack, write, fd = self._inos, P.INVAL_INODE.pack, os.write, self.fd
+        head = P.OUT_HEADER.pack(16 + P.INVAL_INODE.size, P.NOTIFY_INVAL_INODE, 0)
+        for nodeid in cached:
+            if nodeid in inos:  # else FORGET-ten: nothing of it is cached
+                try:
+                    write(fd, head + pack(nodeid, -1, 0))
+                except OSError:  # ENOENT: evicted (its FORGET is on its way)
+                    pass
+
     def settle(self) -> None:
         """After a write or QMP command (no model lock held): the kernel forgets the
-        trees; the next walk of any path gets the new generation."""
+        trees and what open descriptors cached; the next read of any path, and of any
+        open descriptor, sees the new generation."""
         with self._inval_lock:
             if self._new_generation():
-                for name in (b"sys", b"proc"):
-                    payload = P.INVAL_ENTRY.pack(P.ROOT_ID, len(name), 0) + name + b"\0"
-                    self._notify(P.NOTIFY_INVAL_ENTRY, payload)
+                self._invalidate()
 
     def _invalidator(self) -> None:
         """The kernel's side of :meth:`_new_generation` for a blocked write's rounds."""
@@ -465,9 +517,7 @@ class SysfsServer:
             self._inval_wake.wait()
             self._inval_wake.clear()
             with self._inval_lock:
-                for name in (b"sys", b"proc"):
-                    payload = P.INVAL_ENTRY.pack(P.ROOT_ID, len(name), 0) + name + b"\0"
-                    self._notify(P.NOTIFY_INVAL_ENTRY, payload)
+                self._invalidate()
 
 
 __all__ = ["CACHE_TIMEOUT", "SysfsServer"]

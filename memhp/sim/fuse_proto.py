@@ -22,6 +22,7 @@ ACCESS, INTERRUPT, DESTROY, BATCH_FORGET, READDIRPLUS = 34, 36, 38, 42, 44
 
 # ---------------------------------------------------------------- INIT flags
 ASYNC_READ = 1 << 0
+AUTO_INVAL_DATA = 1 << 12
 BIG_WRITES = 1 << 5
 DO_READDIRPLUS = 1 << 13
 NO_OPEN_SUPPORT = 1 << 17
