@@ -1,6 +1,7 @@
 """Loose guards of the speed goals of issue 17 (benchmarks/bench_fuse.py, bench_list.py
 measure them properly): ratios measured side by side, asserted at ~3x the goal, and the
-ratios recorded by the benchmarks (benchmarks/results/fuse.json) checked loosely."""
+figures recorded by the benchmarks (benchmarks/results/fuse.json) checked with 2x slack;
+those skip until the benchmark has recorded them."""
 
 from __future__ import annotations
 
@@ -44,11 +45,16 @@ def _recorded(what: str) -> float:
 
 
 def test_recorded_read_ratio_meets_the_goal() -> None:
-    assert _recorded("read LIVE / COPY") <= 5.0 * 1.5  # goal 5x (was 77x)
+    assert _recorded("read LIVE / COPY") <= 5.0 * 2  # goal 5x (was 77x)
 
 
 def test_recorded_lsmem_ratio_meets_the_goal() -> None:
-    assert _recorded("lsmem LIVE / COPY (default) (16384 blocks), warm") <= 3.0 * 1.5  # goal 3x
+    assert _recorded("lsmem LIVE / COPY (default) (16384 blocks), warm") <= 3.0 * 2  # goal 3x
+
+
+def test_recorded_big16t_lsmem_summary_meets_the_goal() -> None:
+    # goal 10 s once the mount is ready (was 2 min 58 s)
+    assert _recorded("lsmem --summary=only LIVE big-16t (131072 blocks), warm") <= 10.0 * 2
 
 
 @pytest.mark.skipif(fuse_unavailable_reason() is not None, reason="FUSE is not available")
