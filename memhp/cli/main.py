@@ -5,7 +5,7 @@ Each command module exposes ``register(subparsers)`` which adds its parser and s
 Only the module of the command being run is imported, so that ``memhp list``
 starts as fast as util-linux's lsmem (the simulated kernel and numpy are not
 loaded for it).  Command modules import what an install extra provides (numpy,
-matplotlib, mfusepy, qemu.qmp) only when they run: ``pip install memhp`` is the
+matplotlib, qemu.qmp) only when they run: ``pip install memhp`` is the
 tool, and a command whose extra is missing says which one in one line.
 """
 
@@ -54,7 +54,6 @@ COMMAND_EXTRAS: dict[str, str] = {
 #: Top-level modules that only an extra installs, and that extra.
 OPTIONAL_MODULES: dict[str, str] = {
     "numpy": "sim",
-    "mfusepy": "sim",
     "matplotlib": "map",
     "qemu": "bench",
     "distributed": "study",

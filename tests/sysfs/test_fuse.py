@@ -125,7 +125,8 @@ def test_tree_equals_in_process_model(sim: Sim) -> None:
 
 def test_modes_sizes_and_links(sim: Sim) -> None:
     st = os.lstat(sim.path(f"{MEM}/memory1/state"))
-    assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o644 and st.st_size == 4096
+    # st_size is the text's length (sysfs says 4096; the mount's page cache needs it)
+    assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o644 and st.st_size == 7
     assert stat.S_IMODE(os.lstat(sim.path(f"{MEM}/block_size_bytes")).st_mode) == 0o444
     assert stat.S_IMODE(os.lstat(sim.path(f"{MEM}/hard_offline_page")).st_mode) == 0o200
     assert st.st_uid == os.getuid()
@@ -157,6 +158,60 @@ def test_reads_are_live(sim: Sim) -> None:
     assert sh(f"cat {p}").stdout == "offline\n"
     p.write_text("online")
     assert p.read_text() == "online\n"
+
+
+def _pread(fd: int) -> bytes:
+    return os.pread(fd, 65536, 0)
+
+
+def test_open_descriptors_see_writes(sim: Sim) -> None:
+    """procps keeps /proc/meminfo open and re-reads it at 0; scripts do the same with
+    sysfs attributes: a descriptor kept across a write reads the new text."""
+    state = sim.path(f"{MEM}/memory1/state")
+    fds = {
+        "meminfo": os.open(sim.path("proc/meminfo"), os.O_RDONLY),
+        "state": os.open(state, os.O_RDONLY),
+        "writer": os.open(state, os.O_RDWR),  # the written descriptor itself
+    }
+    try:
+        before = {k: _pread(fd) for k, fd in fds.items()}
+        assert before["state"] == before["writer"] == b"online\n"
+        os.write(fds["writer"], b"offline")
+        try:
+            after = {k: _pread(fd) for k, fd in fds.items()}
+            assert after["state"] == after["writer"] == b"offline\n"
+            assert after["meminfo"] == sim.path("proc/meminfo").read_bytes()
+            assert after["meminfo"] != before["meminfo"]  # MemTotal, MemFree went down
+            os.lseek(fds["state"], 0, os.SEEK_SET)  # lseek + read, as top does
+            assert os.read(fds["state"], 4096) == b"offline\n"
+        finally:
+            state.write_text("online")
+        assert {k: _pread(fd) for k, fd in fds.items()} == before
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+
+
+def test_open_descriptors_see_qmp_commands(sim: Sim) -> None:
+    """The same across a QMP command: a hot-added DIMM shows in the _STA of its ACPI
+    slot and in the listing of a directory kept open (rewound), before the reply."""
+    status = sim.path("sys/bus/acpi/devices/PNP0C80:00/status")
+    sta = os.open(status, os.O_RDONLY)
+    mem = os.open(sim.path(MEM), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        before, names = _pread(sta), set(os.listdir(mem))
+        dev = sim.hotadd(512 << 20, 1)
+        try:
+            assert _pread(sta) == status.read_bytes() != before
+            added = {"memory32", "memory33", "memory34", "memory35"}
+            assert set(os.listdir(mem)) - names == added
+        finally:
+            sim.unplug(dev)
+        assert _pread(sta) == before
+        assert set(os.listdir(mem)) == names
+    finally:
+        os.close(sta)
+        os.close(mem)
 
 
 # ------------------------------------------------------------------ lsmem

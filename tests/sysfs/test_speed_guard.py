@@ -1,8 +1,12 @@
 """Loose guards of the speed goals of issue 17 (benchmarks/bench_fuse.py, bench_list.py
-measure them properly): ratios measured side by side, asserted at ~3x the goal."""
+measure them properly): ratios measured side by side, asserted at ~3x the goal, and the
+figures recorded by the benchmarks (benchmarks/results/fuse.json) checked with 2x slack;
+those skip until the benchmark has recorded them."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import time
@@ -25,15 +29,36 @@ def _best_read(path: str, n: int = 300) -> float:
     best = 1.0
     for _ in range(n):
         t = time.perf_counter()
-        with open(path, "rb") as f:
-            f.read()
+        fd = os.open(path, os.O_RDONLY)
+        os.read(fd, 4096)
+        os.close(fd)
         best = min(best, time.perf_counter() - t)
     return best
 
 
+def _recorded(what: str) -> float:
+    data = json.loads((REPO / "benchmarks" / "results" / "fuse.json").read_text())
+    rows = [r for r in data["results"] if r["what"].startswith(what)]
+    if not rows:
+        pytest.skip(f"benchmarks/bench_fuse.py has not recorded {what!r} yet")
+    return float(rows[0]["value"])
+
+
+def test_recorded_read_ratio_meets_the_goal() -> None:
+    assert _recorded("read LIVE / COPY") <= 5.0 * 2  # goal 5x (was 77x)
+
+
+def test_recorded_lsmem_ratio_meets_the_goal() -> None:
+    assert _recorded("lsmem LIVE / COPY (default) (16384 blocks), warm") <= 3.0 * 2  # goal 3x
+
+
+def test_recorded_big16t_lsmem_summary_meets_the_goal() -> None:
+    # goal 10 s once the mount is ready (was 2 min 58 s)
+    assert _recorded("lsmem --summary=only LIVE big-16t (131072 blocks), warm") <= 10.0 * 2
+
+
 @pytest.mark.skipif(fuse_unavailable_reason() is not None, reason="FUSE is not available")
-def test_cached_read_within_15x_of_a_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MEMHP_FUSE_CACHE", "1")
+def test_read_within_15x_of_a_copy(tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     start(MACHINE, str(mnt))

@@ -1,0 +1,523 @@
+"""The FUSE server of a simulated sysfs: the kernel protocol on /dev/fuse, in Python.
+
+Design (benchmarks/NOTES.md, issue 17): the kernel caches everything and the model
+invalidates it.
+
+- Zero-message open: OPEN and OPENDIR answer ENOSYS once, so the kernel opens files
+  and directories without a request and keeps their contents in the page cache
+  (FOPEN_KEEP_CACHE, FOPEN_CACHE_DIR); FLUSH, FSYNC, ACCESS, xattrs answer ENOSYS once
+  too.  Entries and attributes are cached for :data:`CACHE_TIMEOUT`; READDIRPLUS hands
+  the entries of directories and links with the listing.  An attribute's ``st_size``
+  is the length of its text (the kernel takes a short read as the file's end and drops
+  the page cache when a later GETATTR gives another size); the text computed for
+  LOOKUP/GETATTR is kept with the inode and serves the READ that follows.
+- Fresh inodes per generation: every change of the model (a sysfs write, a QMP
+  command, a round of a blocked offline) starts a generation: the path -> inode map is
+  emptied and ``FUSE_NOTIFY_INVAL_ENTRY(root, "sys" | "proc")`` makes the kernel
+  d_invalidate() the trees, before the write or QMP reply returns.  The next walk looks
+  every component up again and gets new inode numbers, so no page cache, attribute or
+  directory listing of an older generation is ever reached again by path.  A write
+  goes through the page cache of its inode (zero-message open has no per-open
+  direct I/O) and a blocked one keeps that page locked: its inode's entry is
+  invalidated as the write starts, so readers walk to a new inode and are not blocked.
+- Threads: one thread reads requests and answers them (the model lock serialises
+  them anyway); each WRITE runs in its own thread, since a store may block (offline
+  retrying migration); FUSE_INTERRUPT marks the write's request, which the model's
+  ``retry_wait`` polls (offline_pages()'s signal backoff).  Notifications are never
+  sent by the reading thread (the kernel may wait for a lookup it has queued) nor
+  under the model lock.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable
+
+from memhp.abi.fs import Kind, Stat
+from memhp.abi.layout import PAGE_SIZE
+from memhp.sim import fuse_proto as P
+from memhp.sim.sysfs.kernfs import Node
+from memhp.sim.sysfs.view import Attr, Dir, KernelSysfs, Link
+
+log = logging.getLogger("memhp.sim.fuse")
+
+#: Seconds the kernel may keep entries and attributes (until the model changes).
+CACHE_TIMEOUT = 60
+_IFMT = {Kind.DIR: stat.S_IFDIR, Kind.FILE: stat.S_IFREG, Kind.LINK: stat.S_IFLNK}
+_DT = {Kind.DIR: 4, Kind.FILE: 8, Kind.LINK: 10}  # DT_DIR, DT_REG, DT_LNK
+#: Sysfs writes are one page; reads of /proc/kpageflags are ranged.
+MAX_WRITE = 4 * PAGE_SIZE
+_BUFSIZE = MAX_WRITE + 2 * PAGE_SIZE
+
+
+class _Ino:
+    __slots__ = ("gen", "listing", "nlookup", "path", "text")
+
+    def __init__(self, path: str, gen: int) -> None:
+        self.path = path
+        self.nlookup = 0
+        self.gen = gen
+        self.text: bytes | None = None  # the attribute's text in generation ``gen``
+        self.listing: list[tuple[bytes, Kind, Node | None]] | None = None
+
+
+def _node_stat(node: Node) -> Stat:
+    """KernelSysfs.lstat() of a node already resolved."""
+    if isinstance(node, Dir):
+        return Stat(Kind.DIR, node.mode)
+    if isinstance(node, Link):
+        return Stat(Kind.LINK, 0o777, len(node.target))
+    assert isinstance(node, Attr)
+    return Stat(Kind.FILE, node.mode, node.size() if node.size else PAGE_SIZE)
+
+
+class _Reply(Exception):
+    def __init__(self, err: int) -> None:
+        self.err = err
+
+
+class SysfsServer:
+    """Serves a :class:`KernelSysfs` on an open /dev/fuse descriptor."""
+
+    #: Seconds between two rounds of a blocked offline (and two polls of a waiting writer).
+    RETRY_POLL_S = 0.02
+
+    def __init__(self, fs: KernelSysfs, fd: int, on_ready: Callable[[], None] | None) -> None:
+        self.fs = fs
+        self.fd = fd
+        self.on_ready = on_ready
+        self.uid, self.gid = os.getuid(), os.getgid()
+        self.t0 = int(time.time())
+        self._lock = threading.Lock()  # the inode tables
+        self._gen = 0
+        self._inos: dict[int, _Ino] = {P.ROOT_ID: _Ino("", 0)}
+        self._paths: dict[str, int] = {}
+        self._next = P.ROOT_ID + 1
+        self._served = False
+        #: Inodes whose contents (text, listing) the kernel may have cached since the
+        #: last change: their attributes are invalidated at the next one.
+        self._cached: set[int] = set()
+        self._inval_lock = threading.Lock()
+        self._pending: set[int] = set()  # uniques of writes being served
+        self._intr: set[int] = set()
+        self._tls = threading.local()
+        self._device_hotplug = threading.Lock()  # lock_device_hotplug_sysfs()
+        self._inval_wake = threading.Event()
+        fs.settlers.append(self.settle)
+        self._ops: dict[int, Callable[[int, int, memoryview], bytes | None]] = {
+            P.LOOKUP: self.lookup,
+            P.GETATTR: self.getattr,
+            P.SETATTR: self.getattr,  # O_TRUNC, truncate(2): accepted and ignored
+            P.READLINK: self.readlink,
+            P.READ: self.read,
+            P.READDIR: self.readdir,
+            P.READDIRPLUS: self.readdirplus,
+            P.STATFS: self.statfs,
+            P.RELEASE: self.empty,
+            P.RELEASEDIR: self.empty,
+        }
+
+    # ------------------------------------------------------------ replies
+    def _send(self, unique: int, err: int, data: bytes = b"") -> None:
+        try:
+            os.write(self.fd, P.OUT_HEADER.pack(16 + len(data), -err, unique) + data)
+        except OSError as e:  # ENOENT: the request was interrupted and answered
+            if e.errno not in (errno.ENOENT, errno.ENODEV):
+                raise
+
+    def _notify(self, code: int, payload: bytes) -> None:
+        try:
+            os.write(self.fd, P.OUT_HEADER.pack(16 + len(payload), code, 0) + payload)
+        except OSError:  # ENOENT: not cached; ENODEV: unmounted
+            pass
+
+    # ------------------------------------------------------------ the loop
+    def loop(self) -> None:
+        buf = bytearray(_BUFSIZE)
+        mv = memoryview(buf)
+        ops = self._ops
+        threading.Thread(target=self._invalidator, name="fuse-inval", daemon=True).start()
+        while True:
+            try:
+                n = os.readv(self.fd, [buf])
+            except OSError as e:
+                if e.errno in (errno.ENOENT, errno.EINTR, errno.EAGAIN):
+                    continue
+                if e.errno == errno.ENODEV:  # unmounted
+                    return
+                raise
+            _, opcode, unique, nodeid, _, _, _, _, _ = P.IN_HEADER.unpack_from(buf)
+            fn = ops.get(opcode)
+            if fn is not None:
+                try:
+                    data = fn(unique, nodeid, mv[40:n])
+                except _Reply as r:
+                    self._send(unique, r.err)
+                except OSError as e:
+                    self._send(unique, e.errno or errno.EIO)
+                except Exception:
+                    log.exception("FUSE request %d failed", opcode)
+                    self._send(unique, errno.EIO)
+                else:
+                    if data is not None:
+                        self._send(unique, 0, data)
+            elif opcode == P.WRITE:
+                with self._lock:
+                    self._pending.add(unique)
+                args = (unique, nodeid, bytes(mv[40:n]))
+                threading.Thread(target=self.write, args=args, daemon=True).start()
+            elif opcode == P.INTERRUPT:
+                (target,) = P.U64.unpack_from(buf, 40)
+                with self._lock:
+                    if target in self._pending:
+                        self._intr.add(target)
+            elif opcode == P.FORGET:
+                self._forget(nodeid, P.U64.unpack_from(buf, 40)[0])
+            elif opcode == P.BATCH_FORGET:
+                (count,) = P.U64.unpack_from(buf, 40)
+                count &= 0xFFFFFFFF
+                for i in range(count):
+                    ino, nl = P.FORGET_ONE.unpack_from(buf, 48 + 16 * i)
+                    self._forget(ino, nl)
+            elif opcode == P.INIT:
+                self._init(unique, mv[40:n])
+            elif opcode == P.DESTROY:
+                self._send(unique, 0)
+            else:  # OPEN, OPENDIR, FLUSH, FSYNC, ACCESS, xattrs...: never asked again
+                self._send(unique, errno.ENOSYS)
+
+    def _init(self, unique: int, body: memoryview) -> None:
+        major, minor, readahead, offered = P.INIT_IN.unpack_from(body)
+        want = (
+            P.AUTO_INVAL_DATA
+            | P.BIG_WRITES
+            | P.DO_READDIRPLUS
+            | P.NO_OPEN_SUPPORT
+            | P.NO_OPENDIR_SUPPORT
+            | P.PARALLEL_DIROPS
+            | P.CACHE_SYMLINKS
+            | P.MAX_PAGES
+        )
+        if major != P.KERNEL_MAJOR:
+            self._send(unique, errno.EPROTO)
+            return
+        minor = min(minor, P.KERNEL_MINOR)
+        out = P.INIT_OUT.pack(
+            P.KERNEL_MAJOR, minor, readahead, offered & want, 16, 12, MAX_WRITE, 1, 4, 0, 0
+        )
+        self._send(unique, 0, out)
+        if self.on_ready is not None:
+            self.on_ready()
+
+    # ------------------------------------------------------------ inodes
+    def _path(self, nodeid: int) -> _Ino:
+        ino = self._inos.get(nodeid)
+        if ino is None:
+            raise _Reply(errno.ESTALE)
+        return ino
+
+    def _ino_for(self, path: str) -> int:
+        """The inode number of ``path`` in this generation, one more lookup (with _lock)."""
+        nodeid = self._paths.get(path)
+        if nodeid is None:
+            nodeid = self._next
+            self._next += 1
+            self._inos[nodeid] = _Ino(path, self._gen)
+            self._paths[path] = nodeid
+        self._inos[nodeid].nlookup += 1
+        return nodeid
+
+    def _forget(self, nodeid: int, n: int) -> None:
+        with self._lock:
+            ino = self._inos.get(nodeid)
+            if ino is None or nodeid == P.ROOT_ID:
+                return
+            ino.nlookup -= n
+            if ino.nlookup <= 0:
+                del self._inos[nodeid]
+                if self._paths.get(ino.path) == nodeid:
+                    del self._paths[ino.path]
+
+    def _attr(self, nodeid: int, st: Stat, size: int) -> bytes:
+        """struct fuse_attr; the mtime of files and directories carries the generation
+        in its nanoseconds, so that the kernel (FUSE_AUTO_INVAL_DATA) drops the pages
+        and directory listing it cached in an older one when it refreshes them."""
+        t = self.t0
+        nlink = 2 if st.kind is Kind.DIR else 1
+        mode = _IFMT[st.kind] | st.mode
+        ns = 0 if st.kind is Kind.LINK else self._gen % 1_000_000_000
+        return P.ATTR.pack(
+            nodeid, size, 0, t, t, t, 0, ns, 0, mode, nlink, self.uid, self.gid, 0, 4096, 0
+        )
+
+    def _file_attr(self, nodeid: int, ino: _Ino, node: Node | None = None) -> bytes:
+        """The attributes of an inode; an attribute's size is its text's (with fs.lock);
+        ``node``: its node if known (a listing's), else it is looked up."""
+        st = self.fs.lstat(ino.path or "/") if node is None else _node_stat(node)
+        size = st.size
+        if st.kind is Kind.FILE:
+            text = self._text(ino, node)
+            if text is not None:
+                size = len(text)
+        elif st.kind is Kind.DIR:
+            size = 0
+        return self._attr(nodeid, st, size)
+
+    def _text(self, ino: _Ino, node: Node | None = None) -> bytes | None:
+        """The text of a show-only attribute in this generation (with fs.lock)."""
+        if ino.text is not None and ino.gen == self._gen:
+            return ino.text
+        if node is None:
+            node = self.fs.resolve(ino.path, follow_last=False)[1]
+        if not isinstance(node, Attr) or node.read_at is not None or node.show is None:
+            return None
+        try:
+            text = node.show().encode()
+        except OSError:
+            return None
+        ino.text, ino.gen = text, self._gen
+        return text
+
+    def _entry(self, nodeid: int, attr: bytes) -> bytes:
+        return P.ENTRY_OUT.pack(nodeid, 0, CACHE_TIMEOUT, CACHE_TIMEOUT, 0, 0) + attr
+
+    # ------------------------------------------------------------ requests
+    def empty(self, unique: int, nodeid: int, body: memoryview) -> bytes:
+        return b""
+
+    def lookup(self, unique: int, parent: int, body: memoryview) -> bytes:
+        name = bytes(body).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        self._served = True
+        with self.fs.lock:
+            path = self._path(parent).path + "/" + name
+            self.fs.lstat(path)  # ENOENT: not cached (negative entries are not kept)
+            with self._lock:
+                nodeid = self._ino_for(path)
+                ino = self._inos[nodeid]
+            return self._entry(nodeid, self._file_attr(nodeid, ino))
+
+    def getattr(self, unique: int, nodeid: int, body: memoryview) -> bytes:
+        self._served = True
+        with self.fs.lock:
+            attr = self._file_attr(nodeid, self._path(nodeid))
+        return P.ATTR_OUT.pack(CACHE_TIMEOUT, 0, 0) + attr
+
+    def readlink(self, unique: int, nodeid: int, body: memoryview) -> bytes:
+        self._served = True
+        return self.fs.readlink(self._path(nodeid).path).encode()
+
+    def read(self, unique: int, nodeid: int, body: memoryview) -> bytes:
+        _, off, size, _ = P.READ_IN.unpack_from(body)
+        self._served = True
+        ino = self._path(nodeid)
+        with self._lock:  # before the text is taken: see settle()
+            self._cached.add(nodeid)
+        try:
+            with self.fs.lock:
+                text = self._text(ino)
+                if text is None:
+                    return self.fs.read_at(ino.path, off, size)
+        except OSError as e:
+            if e.errno == errno.ENOENT:  # removed while open: kernfs deactivated it
+                raise _Reply(errno.ENODEV) from None
+            raise
+        return text[off : off + size]
+
+    def statfs(self, unique: int, nodeid: int, body: memoryview) -> bytes:
+        return P.STATFS_OUT.pack(0, 0, 0, 0, 0, 4096, 255, 4096)
+
+    def _listing(self, ino: _Ino) -> list[tuple[bytes, Kind, Node | None]]:
+        if ino.listing is not None and ino.gen == self._gen:
+            return ino.listing
+        with self.fs.lock:
+            _, node = self.fs.resolve(ino.path or "/", follow_last=True)
+            if not isinstance(node, Dir):
+                raise _Reply(errno.ENOTDIR)
+            out: list[tuple[bytes, Kind, Node | None]] = [(b".", Kind.DIR, None)]
+            out.append((b"..", Kind.DIR, None))
+            for name in node.names():
+                child = node.child(name)
+                if child is None:
+                    continue
+                kind = (
+                    Kind.DIR
+                    if isinstance(child, Dir)
+                    else Kind.LINK
+                    if isinstance(child, Link)
+                    else Kind.FILE
+                )
+                out.append((name.encode("utf-8", "surrogateescape"), kind, child))
+        ino.listing, ino.gen = out, self._gen
+        return out
+
+    def readdir(self, unique: int, nodeid: int, body: memoryview) -> bytes:
+        return self._readdir(nodeid, body, plus=False)
+
+    def readdirplus(self, unique: int, nodeid: int, body: memoryview) -> bytes:
+        return self._readdir(nodeid, body, plus=True)
+
+    def _readdir(self, nodeid: int, body: memoryview, plus: bool) -> bytes:
+        """Entries from ``offset``; with ``plus`` every entry comes with its inode and
+        attributes (a file's size is its text's, computed now and kept for the READ
+        that follows), so that opening what was listed makes no LOOKUP."""
+        _, off, size, _ = P.READ_IN.unpack_from(body)
+        self._served = True
+        ino = self._path(nodeid)
+        with self._lock:
+            self._cached.add(nodeid)
+        listing = self._listing(ino)
+        out = bytearray()
+        base = ino.path
+        blank = b"\0" * (P.ENTRY_OUT.size + P.ATTR.size)
+        with self.fs.lock:
+            for i in range(off, len(listing)):
+                name, kind, node = listing[i]
+                if len(out) + P.dirent_size(name, plus) > size:
+                    break
+                d_ino = (1 << 62) + i  # "." and ".." (the kernel skips their entries)
+                if plus:
+                    entry = blank
+                    if node is not None:
+                        path = base + "/" + name.decode("utf-8", "surrogateescape")
+                        with self._lock:
+                            d_ino = self._ino_for(path)
+                            child = self._inos[d_ino]
+                        entry = self._entry(d_ino, self._file_attr(d_ino, child, node))
+                    out += entry
+                P.dirent(out, d_ino, i + 1, name, _DT[kind])
+        return bytes(out)
+
+    # ------------------------------------------------------------ writes
+    def _interrupted(self) -> bool:
+        """FUSE_INTERRUPT: the writer of this thread's request got a signal."""
+        return getattr(self._tls, "unique", None) in self._intr
+
+    def write(self, unique: int, nodeid: int, body: bytes) -> None:
+        """sysfs_kf_write(): one store call per write(2), the offset is ignored."""
+        _, _, size, _, _, _, _ = P.WRITE_IN.unpack_from(body)
+        data = body[P.WRITE_IN.size : P.WRITE_IN.size + size]
+        self._tls.unique = unique
+        try:
+            ino = self._path(nodeid)
+            self._unshare(ino.path)
+            n = self._store(ino.path, data)
+        except _Reply as r:
+            self._send(unique, r.err)
+        except OSError as e:
+            err = e.errno or errno.EIO
+            self._send(unique, errno.ENODEV if err == errno.ENOENT else err)
+        except Exception:
+            log.exception("FUSE write failed")
+            self._send(unique, errno.EIO)
+        else:
+            self._send(unique, 0, P.WRITE_OUT.pack(n, 0))
+        finally:
+            with self._lock:
+                self._pending.discard(unique)
+                self._intr.discard(unique)
+
+    def _unshare(self, path: str) -> None:
+        """The writer's page of its inode is locked until the store returns: new opens
+        of ``path`` get a new inode (its entry is dropped from the kernel's cache)."""
+        parent, _, name = path.rpartition("/")
+        with self._lock:
+            self._paths.pop(path, None)
+            pnode = P.ROOT_ID if not parent else self._paths.get(parent)
+        if pnode is not None:
+            nb = name.encode("utf-8", "surrogateescape")
+            self._notify(P.NOTIFY_INVAL_ENTRY, P.INVAL_ENTRY.pack(pnode, len(nb), 0) + nb + b"\0")
+
+    def _store(self, path: str, data: bytes) -> int:
+        # lock_device_hotplug_sysfs(): a writer waits while another one is blocked;
+        # a signal ends the wait (the kernel restarts the call after the handler).
+        while not self._device_hotplug.acquire(timeout=self.RETRY_POLL_S):
+            if self._interrupted():
+                raise OSError(errno.EINTR, os.strerror(errno.EINTR), path)
+        k = self.fs.k
+        writer = threading.get_ident()
+        cond = threading.Condition(self.fs.lock)
+
+        def retry_wait() -> bool:
+            # cond_resched() of the migration loop: the model lock is released while
+            # we wait, so readers and other actors (QMP) go on; what they see changed
+            # (state "going-offline"): a new generation.
+            self._new_generation()
+            self._inval_wake.set()
+            with cond:
+                cond.wait(self.RETRY_POLL_S)
+            return threading.get_ident() == writer and self._interrupted()
+
+        try:
+            with self.fs.lock:
+                prev, k.hotplug.retry_wait = k.hotplug.retry_wait, retry_wait
+            try:
+                return self.fs.write(path, data)
+            finally:
+                with self.fs.lock:
+                    k.hotplug.retry_wait = prev
+        finally:
+            self._device_hotplug.release()
+            self.settle()  # e.g. an eject removed blocks: their entries are gone now
+
+    # ------------------------------------------------------------ invalidation
+    def _new_generation(self) -> bool:
+        """Forget every path -> inode (new numbers from now on); True if the kernel may
+        cache something of the last generation."""
+        with self._lock:
+            self._gen += 1
+            self._paths.clear()
+            served, self._served = self._served, False
+        return served
+
+    def _invalidate(self) -> None:
+        """The kernel's side of a new generation (with _inval_lock; never from the
+        reading thread, which must stay free to answer what the kernel waits for).
+
+        The trees are d_invalidate()d (FUSE_NOTIFY_INVAL_ENTRY): new walks get new
+        inodes.  What a walk no longer reaches, an open descriptor still does: the
+        attributes of every inode whose contents were served since the last change
+        (and that the kernel has not forgotten) are invalidated
+        (FUSE_NOTIFY_INVAL_INODE, offset -1: fuse_reverse_inval_inode() then takes no
+        page lock, so a write in flight, whose page stays locked until we answer,
+        cannot block it).  The next read(2) or getdents(2) at 0 on such a descriptor
+        refreshes them (FUSE_AUTO_INVAL_DATA: fuse_cache_read_iter(),
+        fuse_readdir_cached()), sees the new generation in the mtime and drops the
+        cached pages or listing (fuse_change_attributes(), fuse_rdc_reset()).
+        """
+        for name in (b"sys", b"proc"):
+            payload = P.INVAL_ENTRY.pack(P.ROOT_ID, len(name), 0) + name + b"\0"
+            self._notify(P.NOTIFY_INVAL_ENTRY, payload)
+        with self._lock:
+            cached, self._cached = self._cached, set()
+        inos, pack, write, fd = self._inos, P.INVAL_INODE.pack, os.write, self.fd
+        head = P.OUT_HEADER.pack(16 + P.INVAL_INODE.size, P.NOTIFY_INVAL_INODE, 0)
+        for nodeid in cached:
+            if nodeid in inos:  # else FORGET-ten: nothing of it is cached
+                try:
+                    write(fd, head + pack(nodeid, -1, 0))
+                except OSError:  # ENOENT: evicted (its FORGET is on its way)
+                    pass
+
+    def settle(self) -> None:
+        """After a write or QMP command (no model lock held): the kernel forgets the
+        trees and what open descriptors cached; the next read of any path, and of any
+        open descriptor, sees the new generation."""
+        with self._inval_lock:
+            if self._new_generation():
+                self._invalidate()
+
+    def _invalidator(self) -> None:
+        """The kernel's side of :meth:`_new_generation` for a blocked write's rounds."""
+        while True:
+            self._inval_wake.wait()
+            self._inval_wake.clear()
+            with self._inval_lock:
+                self._invalidate()
+
+
+__all__ = ["CACHE_TIMEOUT", "SysfsServer"]
