@@ -17,6 +17,7 @@ from memhp.bench.compare import Difference, compare_trees, normalise, short
 from memhp.bench.drivers import CmdResult, Driver, ModelDriver, SideResult, ToolRunner, real_driver
 from memhp.bench.recording import RecordedStep, Recording, recording_path
 from memhp.bench.scenario import Scenario, Step
+from memhp.bench.virtio import comparable_events
 
 Log = Callable[[str], None]
 
@@ -196,11 +197,11 @@ class _Run:
                 self.outputs["real"].get(step.name),
                 self.outputs["model"].get(step.name),
             )
-            if sr.real.events != sr.model.events:
+            ev_r, ev_m = comparable_events(sr.real.events), comparable_events(sr.model.events)
+            if ev_r != ev_m:
                 sr.differences.append(
                     Difference(step.name, "events", "QMP events",
-                               "; ".join(sr.real.events) or "(none)",
-                               "; ".join(sr.model.events) or "(none)")
+                               "; ".join(ev_r) or "(none)", "; ".join(ev_m) or "(none)")
                 )  # fmt: skip
         if step.capture:
             self.capture_both(sr)
