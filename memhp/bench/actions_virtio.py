@@ -172,55 +172,59 @@ class VirtioMemResize(Action):
     the device's size is the requested one or has not moved for ``settle`` seconds
     (the model lets that simulated time pass: the driver's retry timer); outcome the
     size reached (``512M``) or "error: QEMU's message"; the device's
-    query-memory-devices entry and qom-get size are compared."""
+    query-memory-devices entry and qom-get size are compared.  ``size = ["1G",
+    "256M"]`` with ``gap = 0.5``: several qom-sets ``gap`` seconds apart (a request
+    changed while the driver works on the previous one), then the wait."""
 
     key: ClassVar[str] = "virtio_mem_resize"
-    options: ClassVar[frozenset[str]] = frozenset({"expect", "settle", "timeout", "wait"})
+    options: ClassVar[frozenset[str]] = frozenset({"expect", "settle", "timeout", "gap"})
 
     id: str
-    size: int
+    sizes: tuple[int, ...]
     expect: tuple[str, ...] = ()
     settle: float = DEFAULT_SETTLE
     timeout: float = DEFAULT_TIMEOUT
-    #: False: return right after qom-set (a request that runs while the next comes)
-    wait: bool = True
+    gap: float = 0.0
 
     @classmethod
     def parse(cls, value: object, step: Mapping[str, Any], key: str) -> Action:
         k = f"{key}.virtio_mem_resize"
         if not isinstance(value, Mapping) or set(value) != {"id", "size"}:
             raise ScenarioError(f"{k}: expected a table {{id, size}}")
-        wait = step.get("wait", True)
-        if not isinstance(wait, bool):
-            raise ScenarioError(f"{key}.wait: expected true or false, got {wait!r}")
+        raw = value["size"]
+        sizes = raw if isinstance(raw, list) and raw else [raw]
         return cls(
             as_str(value["id"], f"{k}.id"),
-            _size(value["size"], f"{k}.size"),
+            tuple(_size(x, f"{k}.size") for x in sizes),
             as_strings(step["expect"], f"{key}.expect") if "expect" in step else (),
             as_seconds(step.get("settle", DEFAULT_SETTLE), f"{key}.settle"),
             as_seconds(step.get("timeout", DEFAULT_TIMEOUT), f"{key}.timeout"),
-            wait,
+            as_seconds(step.get("gap", 0.0), f"{key}.gap"),
         )
 
     @classmethod
     def default_name(cls, value: object, step: Mapping[str, Any]) -> str:
         if isinstance(value, Mapping):
-            return f"virtio_mem_resize-{value.get('id', '?')}={value.get('size', '?')}"
+            size = value.get("size", "?")
+            text = ",".join(str(x) for x in size) if isinstance(size, list) else size
+            return f"virtio_mem_resize-{value.get('id', '?')}={text}"
         return super().default_name(value, step)
 
     def describe(self) -> str:
-        return f"qom-set {self.id} requested-size {_size_word(self.size)}"
+        sizes = " then ".join(_size_word(x) for x in self.sizes)
+        return f"qom-set {self.id} requested-size {sizes}"
 
     def run(self, d: Driver) -> tuple[str, str, CmdResult | None]:
-        args = {"path": self.id, "property": "requested-size", "value": self.size}
-        ok, err = d.qmp("qom-set", args)
-        if not ok:
-            return f"error: {err}", "", None
-        if not self.wait:
-            return "ok", "", None
+        for i, size in enumerate(self.sizes):
+            if i:
+                d.sleep(self.gap)
+            args = {"path": self.id, "property": "requested-size", "value": size}
+            ok, err = d.qmp("qom-set", args)
+            if not ok:
+                return f"error: {err}", "", None
         d.settle_virtio_mem(self.id, self.settle, self.timeout)
-        size, out = _virtio_state(d, self.id)
-        return size, "", out
+        size_now, out = _virtio_state(d, self.id)
+        return size_now, "", out
 
     def compare(
         self, step: str, real: CmdResult | None, model: CmdResult | None

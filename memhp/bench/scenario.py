@@ -70,8 +70,9 @@ kernel (:mod:`memhp.bench.runner`)::
     virtio_mem_resize = { id = "vm0", size = "512M" }   # are on QEMU's command line)
     settle = 4                        # qom-set requested-size, then wait until size is
     timeout = 180                     # reached or still for `settle` s; outcome the size
-    expect = "512M"                   # reached (or "error: QEMU's message"); wait = false:
-                                      # return at once; the QMP replies are compared
+    expect = "512M"                   # reached (or "error: QEMU's message"); the QMP
+                                      # replies compared; size = ["1G", "256M"] with
+                                      # gap = 0.5: qom-sets 0.5 s apart, then the wait
 
     [[step]]
     virtio_mem_add = { id = "vm1", size = "1G", node = 1, requested_size = "256M" }

@@ -576,10 +576,12 @@ def remove_memory(k: Kernel, start: int, size: int) -> int:
     return try_remove_memory(k, start, size)
 
 
-def add_memory_driver_managed(k: Kernel, nid: int, start: int, size: int, name: str) -> int:
+def add_memory_driver_managed(
+    k: Kernel, nid: int, start: int, size: int, name: str, mgid: bool = False
+) -> int:
     """add_memory_driver_managed(): a range named ``name`` in /proc/iomem, no firmware
-    memmap entry."""
-    return add_memory(k, nid, start, size, firmware_map=False)
+    memmap entry; ``mgid`` (MHP_NID_IS_MGID): ``nid`` is a memory group id."""
+    return add_memory(k, nid, start, size, mgid=mgid, firmware_map=False)
 
 
 def offline_and_remove_memory(k: Kernel, start: int, size: int) -> int:

@@ -45,7 +45,12 @@ from memhp.abi.virtio import (
     VIRTIO_MEM_REQ_UNPLUG,
     VIRTIO_MEM_REQ_UNPLUG_ALL,
 )
-from memhp.kernel.drivers.base.memory import MemAction, MemoryNotify, MemState
+from memhp.kernel.drivers.base.memory import (
+    MemAction,
+    MemoryNotify,
+    MemState,
+    memory_group_register_dynamic,
+)
 from memhp.kernel.drivers.virtio.virtio_mem_sbm import (
     UNPLUG_ONLINE,
     VIRTIO_MEM_DEFAULT_OFFLINE_THRESHOLD,
@@ -107,7 +112,13 @@ class VirtioMemDriver(VirtioMemSbm):
         else:
             self._info(vm, f"big block size: {vm.bb_size:#x}")
         # virtio_mem_create_resource(): the parent resource "virtioN" (/proc/iomem).
-        # SEAM: memory_group_register_dynamic(vm->nid, unit_pages) -> vm.mgid.
+        # memory_group_register_dynamic(): memory comes and goes in memory blocks (SBM)
+        # or big blocks (BBM).
+        unit = (mbs if vm.in_sbm else vm.bb_size) >> PAGE_SHIFT
+        rc = memory_group_register_dynamic(self.k, vm.nid, unit)
+        if rc < 0:
+            return rc
+        vm.mgid = rc
         if vm.plugged_size:
             vm.unplug_all_required = True
             self._info(vm, "unplugging all memory is required")
