@@ -27,8 +27,8 @@ from memhp.bench.actions import (
     as_strings,
     size_text,
 )
-from memhp.bench.drivers import CmdResult, Driver
 from memhp.bench.compare import Difference, short
+from memhp.bench.drivers import CmdResult, Driver
 from memhp.kernel.machine import MachineError, parse_size
 
 #: Default seconds without a size change after which a resize is taken as done.
@@ -56,9 +56,7 @@ def _reply(ok: bool, value: Any) -> tuple[str, CmdResult]:
 def _virtio_state(d: Driver, id: str) -> tuple[str, CmdResult]:
     """The device's ``query-memory-devices`` entry and ``qom-get size``: (size, output)."""
     ok, devs = d.qmp("query-memory-devices", {})
-    entry = next(
-        (x for x in (devs if ok else []) if (x.get("data") or {}).get("id") == id), None
-    )
+    entry = next((x for x in (devs if ok else []) if (x.get("data") or {}).get("id") == id), None)
     ok2, size = d.qmp("qom-get", {"path": id, "property": "size"})
     out = {"query-memory-devices": entry, "qom-get size": size if ok2 else f"error: {size}"}
     text = json.dumps(out, sort_keys=True, indent=1) + "\n"
@@ -257,7 +255,9 @@ class Qmp(Action):
     @classmethod
     def default_name(cls, value: object, step: Mapping[str, Any]) -> str:
         args = step.get("arguments", {})
-        tail = "".join(f"-{v}" for _, v in sorted(args.items())) if isinstance(args, Mapping) else ""
+        if not isinstance(args, Mapping):
+            args = {}
+        tail = "".join(f"-{v}" for _, v in sorted(args.items()))
         return f"qmp-{value}{tail}"
 
     def describe(self) -> str:

@@ -26,8 +26,8 @@ from memhp.abi.paths import (
     SYS_VIRTIO_DEVICES,
     SYS_VIRTIO_DRIVERS,
 )
-from memhp.abi.virtio import VIRTIO_MEM_DRIVER
 from memhp.abi.tree import Entry, Snapshot
+from memhp.abi.virtio import VIRTIO_MEM_DRIVER
 from memhp.bench.drivers import ACPI_DEVICES, ACPI_FOLLOW, errno_label
 
 # --- normalisation and the allowlist -----------------------------------------------------

@@ -38,8 +38,8 @@ from memhp.abi.paths import (
     SYS_VIRTIO_DEVICES,
     SYS_VIRTIO_DRIVERS,
 )
-from memhp.abi.virtio import VIRTIO_MEM_DRIVER
 from memhp.abi.tree import Entry, Snapshot, walk, write_tree
+from memhp.abi.virtio import VIRTIO_MEM_DRIVER
 
 if TYPE_CHECKING:
     from memhp.bench.qmp import QMPPlatform
@@ -394,7 +394,8 @@ class QMPDriver:
             return CmdResult(r.rc, r.text, r.stderr.decode("utf-8", "replace"))
 
         def capture() -> Snapshot:
-            snap = fs.capture(CAPTURE_ROOTS, follow=(f"{ACPI_DEVICES}/{ACPI_FOLLOW}", VIRTIO_FOLLOW))
+            follow = (f"{ACPI_DEVICES}/{ACPI_FOLLOW}", VIRTIO_FOLLOW)
+            snap = fs.capture(CAPTURE_ROOTS, follow=follow)
             _add_proc(snap, fs, PROC_FILES)
             return snap
 

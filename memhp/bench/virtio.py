@@ -89,9 +89,7 @@ def _guest_blocks(fs: GuestFS) -> str:
     return r.text
 
 
-def real_settle(
-    p: QMPPlatform, fs: GuestFS | None, id: str, settle: float, timeout: float
-) -> None:
+def real_settle(p: QMPPlatform, fs: GuestFS | None, id: str, settle: float, timeout: float) -> None:
     """Poll ``query-memory-devices`` until the size is the requested one or has not
     moved for ``settle`` seconds; then wait out the event throttle and until the
     guest's memory blocks stop changing (the last block is added after its plug)."""

@@ -36,8 +36,8 @@ from memhp.bench.agent import AgentError, CommandResult, GuestAgent, GuestFS, sq
 from memhp.bench.initramfs import (
     DEFAULT_KERNEL,
     NINEP_MODULES,
-    VIRTIO_MEM_MODULES,
     REPO_ROOT,
+    VIRTIO_MEM_MODULES,
     BenchSetupError,
     KernelImage,
     build_initramfs,

@@ -2,10 +2,11 @@
 QEMU and on the simulated kernel, tree by tree after each step.
 
 Live runs (QEMU) are the expensive part of CI, so: every scenario meant for 6.1 runs
-live on 6.1 but the virtio-mem ones not in :data:`LIVE_VIRTIO`; on 6.12 only :data:`LIVE_612` (the scenarios of what 6.12 changed) runs
-live.  Every scenario is also replayed against its recorded real run on each of its
-kernels (tests/bench/test_diff_units.py, no QEMU), which is how CI checks the other
-scenarios on 6.12.
+live on 6.1 but the virtio-mem ones not in :data:`LIVE_VIRTIO`; on 6.12 only
+:data:`LIVE_612` (the scenarios of what 6.12 changed) runs live.  Every scenario is
+also replayed against its recorded real run on each of its kernels
+(tests/bench/test_diff_units.py, no QEMU), which is how CI checks the other scenarios
+on 6.12.
 
 One guest boot per scenario (~5-8 s with TCG); the two scenarios that run memhp and
 lsmem inside the guest boot with the host's Python over 9p (``-cpu max``, ~10 s,
