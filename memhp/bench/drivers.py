@@ -314,11 +314,12 @@ class ModelDriver:
             return None, e.errno or errno.EIO
 
     def sleep(self, seconds: float) -> None:
-        # no deferred work; simulated time passes for the run-time kernel allocations
+        # simulated time passes for the run-time kernel allocations and the timers
+        # (virtio_mem's retry timer)
         with self.m.lock:
             k = self.m.kernel
-            k.clock += seconds
-            k.kalloc.advance(k.clock)
+            k.kalloc.advance(k.clock + seconds)
+        self.m.advance(seconds)
 
     def memhp(self, args: Sequence[str], timeout: float) -> CmdResult:
         """The CLI in-process through the injected tool runner, on the model's sysfs."""
