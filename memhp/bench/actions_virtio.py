@@ -273,4 +273,37 @@ class Qmp(Action):
         return _compare_output(step, real, model)
 
 
-__all__ = ["Qmp", "VirtioMemAdd", "VirtioMemResize"]
+@action
+@dataclass(frozen=True)
+class Dmesg(Action):
+    """``dmesg = "virtio_mem virtio0"``: the kernel log lines containing the text
+    (without timestamps; the model: its printk lines), compared between the sides."""
+
+    key: ClassVar[str] = "dmesg"
+    capture_by_default: ClassVar[bool] = False
+
+    pattern: str
+
+    @classmethod
+    def parse(cls, value: object, step: Mapping[str, Any], key: str) -> Action:
+        pattern = as_str(value, f"{key}.dmesg")
+        if not pattern:
+            raise ScenarioError(f"{key}.dmesg: expected the text the lines contain")
+        return cls(pattern)
+
+    def describe(self) -> str:
+        return f"dmesg | grep -F {self.pattern!r}"
+
+    def run(self, d: Driver) -> tuple[str, str, CmdResult | None]:
+        lines = d.kernel_messages(self.pattern)
+        return "ok", f"{len(lines)} lines", CmdResult(0, "".join(f"{x}\n" for x in lines), "")
+
+    def compare(
+        self, step: str, real: CmdResult | None, model: CmdResult | None
+    ) -> list[Difference]:
+        if real is None or model is None or real.stdout == model.stdout:
+            return []
+        return [Difference(step, "output", "kernel log", real.stdout, model.stdout)]
+
+
+__all__ = ["Dmesg", "Qmp", "VirtioMemAdd", "VirtioMemResize"]

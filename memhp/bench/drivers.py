@@ -177,6 +177,10 @@ class Driver(Protocol):
         """One QMP command: (True, its return value) or (False, "Class: desc")."""
         ...
 
+    def kernel_messages(self, pattern: str) -> list[str]:
+        """The kernel log lines (dmesg, without timestamps) containing ``pattern``."""
+        ...
+
     def settle_virtio_mem(self, id: str, settle: float, timeout: float) -> None:
         """Wait until virtio-mem ``id``'s size reaches its requested size or stops
         moving for ``settle`` seconds (at most ``timeout``), and the guest is done."""
@@ -343,6 +347,10 @@ class ModelDriver:
         from memhp.bench.virtio import model_qmp
 
         return model_qmp(self.m, cmd, args)
+
+    def kernel_messages(self, pattern: str) -> list[str]:
+        with self.m.lock:
+            return [e.detail for e in self.m.kernel.events if pattern in e.detail]
 
     def settle_virtio_mem(self, id: str, settle: float, timeout: float) -> None:
         from memhp.bench.virtio import model_settle
@@ -515,6 +523,17 @@ class QMPDriver:
             return True, self.platform.execute(cmd, **args)
         except QMPError as e:
             return False, str(e).removeprefix(f"{cmd}: ")
+
+    def kernel_messages(self, pattern: str) -> list[str]:
+        if self.vm is None:
+            ok, log = self.qmp("x-memhp-kernel-log", {})
+            lines = [str(e.get("detail", "")) for e in log] if ok else []
+        else:
+            lines = [
+                line.split("] ", 1)[-1] if line.startswith("[") else line
+                for line in self.vm.fs.run("dmesg").text.splitlines()
+            ]
+        return [line for line in lines if pattern in line]
 
     def settle_virtio_mem(self, id: str, settle: float, timeout: float) -> None:
         from memhp.bench.virtio import real_settle

@@ -8,8 +8,9 @@ import os
 import pytest
 
 from memhp.bench.actions import ScenarioError
-from memhp.bench.actions_virtio import Qmp, VirtioMemAdd, VirtioMemResize
+from memhp.bench.actions_virtio import Dmesg, Qmp, VirtioMemAdd, VirtioMemResize
 from memhp.bench.compare import in_scope
+from memhp.bench.runner import model_driver
 from memhp.bench.initramfs import VIRTIO_MEM_MODULES
 from memhp.bench.scenario import load_scenario, parse_scenario
 from memhp.bench.virtio import comparable_events
@@ -103,3 +104,32 @@ def test_virtio_paths_compared() -> None:
     assert not in_scope("/sys/bus/virtio/drivers/virtio_mem/module")
     assert in_scope("/sys/devices/pci0000:00/0000:00:02.0/virtio0/features")
     assert not in_scope("/sys/devices/pci0000:00/0000:00:02.0/vendor")
+
+
+def test_dmesg_parses() -> None:
+    sc = parse_scenario(_doc({"dmesg": "virtio_mem virtio0"}), "x.toml")
+    act = sc.steps[0].action
+    assert isinstance(act, Dmesg) and act.pattern == "virtio_mem virtio0"
+    assert not sc.steps[0].capture
+    with pytest.raises(ScenarioError, match="dmesg: expected the text"):
+        parse_scenario(_doc({"dmesg": ""}), "x.toml")
+
+
+def test_a_wait_fires_the_retry_timer_on_the_model() -> None:
+    """The poisoned sub-block keeps 2M plugged; the driver retries after 50 s, then
+    after 100 s (virtio_mem_timer_expired doubles the interval), in simulated time."""
+    sc = load_scenario(os.path.join(SCENARIOS, "virtio-unplug-hwpoison.toml"))
+    d = model_driver(sc)
+    for st in sc.steps:
+        st.action.run(d)
+    vm = d.m.kernel.virtio.mem.vms[0]
+    assert vm.plugged_size == 2 << 20 and vm.retry_at is not None
+    assert vm.retry_timer_ms == 50000
+    d.sleep(45)  # the resize waited settle = 4 s already
+    assert vm.retry_timer_ms == 50000
+    d.sleep(2)
+    assert vm.retry_timer_ms == 100000 and vm.plugged_size == 2 << 20
+    lines = d.kernel_messages("virtio_mem virtio0: requested size")
+    assert lines == ["virtio_mem virtio0: requested size: 0x10000000"] + [
+        "virtio_mem virtio0: requested size: 0x0"
+    ]
