@@ -18,6 +18,9 @@ VIRTIO_MEM_F_UNPLUGGED_INACCESSIBLE = 1
 VIRTIO_RING_F_INDIRECT_DESC = 28
 VIRTIO_RING_F_EVENT_IDX = 29
 VIRTIO_F_VERSION_1 = 32
+#: Per-queue reset: QEMU 7.2's virtio-pci offers it (queue_reset=on), 6.1 keeps it
+#: (vring_transport_features()).
+VIRTIO_F_RING_RESET = 40
 
 #: Device status bits after a successful probe (ACKNOWLEDGE|DRIVER|DRIVER_OK|FEATURES_OK).
 VIRTIO_CONFIG_S_PROBED = 0x0F

@@ -115,6 +115,8 @@ class Action:
     capture_by_default: ClassVar[bool] = True
     #: True when the guest needs the host's Python and /usr (memhp, lsmem in the guest)
     guest_python: ClassVar[bool] = False
+    #: True when the guest needs the virtio_mem driver loaded (a device comes later)
+    needs_virtio_mem: ClassVar[bool] = False
 
     @classmethod
     def parse(cls, value: object, step: Mapping[str, Any], key: str) -> Action:

@@ -19,11 +19,23 @@ from typing import Literal
 from memhp.abi.acpi import ACPI_ROOT
 from memhp.abi.fs import Kind
 from memhp.abi.iomem import KERNEL_CODE, KERNEL_IMAGE_NAMES, is_memory_resource, parse_line
-from memhp.abi.paths import PROC_IOMEM, PROC_MEMINFO, SYS_FIRMWARE_MEMMAP, SYS_MEMORY, SYS_NODE
+from memhp.abi.paths import (
+    PROC_IOMEM,
+    PROC_MEMINFO,
+    SYS_FIRMWARE_MEMMAP,
+    SYS_MEMORY,
+    SYS_NODE,
+    SYS_PCI_ROOT,
+    SYS_VIRTIO_DEVICES,
+    SYS_VIRTIO_DRIVERS,
+)
 from memhp.abi.tree import Entry, Snapshot
+from memhp.abi.virtio import VIRTIO_MEM_DRIVER
 from memhp.bench.drivers import ACPI_DEVICES, ACPI_FOLLOW, errno_label
 
 # --- normalisation and the allowlist -----------------------------------------------------
+
+VIRTIO_BUS = SYS_VIRTIO_DEVICES.rsplit("/", 1)[0]
 
 
 #: Captured paths outside the memory hotplug subsystem that only the real side has.
@@ -42,6 +54,16 @@ def in_scope(path: str) -> bool:
         return True
     if path.startswith(ACPI_DEVICES + "/"):
         return fnmatch.fnmatch(path[len(ACPI_DEVICES) + 1 :], ACPI_FOLLOW)
+    if path.startswith(VIRTIO_BUS + "/"):
+        # the virtio devices and the virtio_mem driver's bound devices (its bind,
+        # unbind, uevent files and module link are the driver core's, not modelled)
+        return fnmatch.fnmatch(path, f"{SYS_VIRTIO_DEVICES}/*") or fnmatch.fnmatch(
+            path, f"{SYS_VIRTIO_DRIVERS}/{VIRTIO_MEM_DRIVER}/virtio*"
+        )
+    if path.startswith(SYS_PCI_ROOT + "/"):
+        # the virtioN directories under their virtio-pci functions (followed links)
+        parts = path.split("/")
+        return len(parts) > 5 and parts[5].startswith("virtio")
     if path.startswith(f"/sys/devices/{ACPI_ROOT}"):
         parts = path.split("/")
         # the ancestors LNXSYSTM:00, LNXSYBUS:00, PNP0A06:04 and everything in PNP0C80:*

@@ -35,8 +35,11 @@ from memhp.abi.paths import (
     PROC_MEMINFO,
     PROC_ZONEINFO,
     SYS_ACPI_DEVICES,
+    SYS_VIRTIO_DEVICES,
+    SYS_VIRTIO_DRIVERS,
 )
 from memhp.abi.tree import Entry, Snapshot, walk, write_tree
+from memhp.abi.virtio import VIRTIO_MEM_DRIVER
 
 if TYPE_CHECKING:
     from memhp.bench.qmp import QMPPlatform
@@ -49,6 +52,11 @@ ACPI_DEVICES = SYS_ACPI_DEVICES
 PROC_FILES = (PROC_MEMINFO, PROC_ZONEINFO, PROC_IOMEM, PROC_BUDDYINFO)
 #: The ACPI device directories the ``PNP0C80`` links point to are captured too.
 ACPI_FOLLOW = f"{MEMORY_DEVICE_HID}:*"
+#: The virtio bus's devices and the virtio_mem driver's directory (its bound devices),
+#: captured beside the memory trees; the ``virtioN`` device directories under their
+#: PCI functions are followed from the bus's links.
+CAPTURE_ROOTS = (*MEMORY_ROOTS, SYS_VIRTIO_DEVICES, f"{SYS_VIRTIO_DRIVERS}/{VIRTIO_MEM_DRIVER}")
+VIRTIO_FOLLOW = f"{SYS_VIRTIO_DEVICES}/virtio*"
 
 
 #: Runs the memhp CLI in-process on a sysfs: (argv, sysfs) -> (rc, stdout, stderr).
@@ -118,6 +126,10 @@ class Event:
         return f"{self.name} {json.dumps(self.data, sort_keys=True)}"
 
 
+#: A QMP reply: (True, the return value) or (False, "ErrorClass: description").
+QmpReply = tuple[bool, Any]
+
+
 class Driver(Protocol):
     """One side of a differential run: hardware, sysfs, commands, captures."""
 
@@ -161,6 +173,19 @@ class Driver(Protocol):
         """QMP events since the last call."""
         ...
 
+    def qmp(self, cmd: str, args: dict[str, Any]) -> QmpReply:
+        """One QMP command: (True, its return value) or (False, "Class: desc")."""
+        ...
+
+    def kernel_messages(self, pattern: str) -> list[str]:
+        """The kernel log lines (dmesg, without timestamps) containing ``pattern``."""
+        ...
+
+    def settle_virtio_mem(self, id: str, settle: float, timeout: float) -> None:
+        """Wait until virtio-mem ``id``'s size reaches its requested size or stops
+        moving for ``settle`` seconds (at most ``timeout``), and the guest is done."""
+        ...
+
     def capture(self) -> Snapshot:
         """The memory hotplug trees (see :func:`capture_fs`) plus /proc/meminfo."""
         ...
@@ -175,15 +200,13 @@ def capture_fs(fs: SysfsFS) -> Snapshot:
     the followed device directories included, ``power/`` left out).
     """
     snap: Snapshot = {}
-    for top in MEMORY_ROOTS:
+    for top in CAPTURE_ROOTS:
         for path, entry in walk(fs, top):
             snap[path] = entry
     for path, entry in list(snap.items()):
-        parent, _, name = path.rpartition("/")
-        if (
-            parent == ACPI_DEVICES
-            and entry.kind is Kind.LINK
-            and fnmatch.fnmatch(name, ACPI_FOLLOW)
+        if entry.kind is Kind.LINK and (
+            fnmatch.fnmatch(path, f"{ACPI_DEVICES}/{ACPI_FOLLOW}")
+            or fnmatch.fnmatch(path, VIRTIO_FOLLOW)
         ):
             assert entry.target is not None
             for p, e in walk(fs, resolve_link(path, entry.target)):
@@ -241,7 +264,9 @@ class ModelDriver:
     def __init__(self, machine: SimMachine, tool: ToolRunner | None = None) -> None:
         self.m = machine
         self.tool = tool
-        self._seen = 0
+        # The QMP client connects once the guest has booted: QEMU sends events only to
+        # negotiated monitors, so what the devices signalled during boot is not seen.
+        self._seen = len(machine.platform.events)
 
     @classmethod
     def for_machine(cls, spec: MachineSpec, tool: ToolRunner | None = None) -> ModelDriver:
@@ -293,11 +318,12 @@ class ModelDriver:
             return None, e.errno or errno.EIO
 
     def sleep(self, seconds: float) -> None:
-        # no deferred work; simulated time passes for the run-time kernel allocations
+        # simulated time passes for the run-time kernel allocations and the timers
+        # (virtio_mem's retry timer)
         with self.m.lock:
             k = self.m.kernel
-            k.clock += seconds
-            k.kalloc.advance(k.clock)
+            k.kalloc.advance(k.clock + seconds)
+        self.m.advance(seconds)
 
     def memhp(self, args: Sequence[str], timeout: float) -> CmdResult:
         """The CLI in-process through the injected tool runner, on the model's sysfs."""
@@ -316,6 +342,20 @@ class ModelDriver:
 
     def capture(self) -> Snapshot:
         return capture_fs(self.m.sysfs)
+
+    def qmp(self, cmd: str, args: dict[str, Any]) -> QmpReply:
+        from memhp.bench.virtio import model_qmp
+
+        return model_qmp(self.m, cmd, args)
+
+    def kernel_messages(self, pattern: str) -> list[str]:
+        with self.m.lock:
+            return [e.detail for e in self.m.kernel.events if pattern in e.detail]
+
+    def settle_virtio_mem(self, id: str, settle: float, timeout: float) -> None:
+        from memhp.bench.virtio import model_settle
+
+        model_settle(self.m, id, settle, timeout)
 
     def close(self) -> None:
         pass
@@ -363,7 +403,8 @@ class QMPDriver:
             return CmdResult(r.rc, r.text, r.stderr.decode("utf-8", "replace"))
 
         def capture() -> Snapshot:
-            snap = fs.capture(MEMORY_ROOTS, follow=(f"{ACPI_DEVICES}/{ACPI_FOLLOW}",))
+            follow = (f"{ACPI_DEVICES}/{ACPI_FOLLOW}", VIRTIO_FOLLOW)
+            snap = fs.capture(CAPTURE_ROOTS, follow=follow)
             _add_proc(snap, fs, PROC_FILES)
             return snap
 
@@ -474,6 +515,30 @@ class QMPDriver:
         if self._capture is not None:
             return self._capture()
         return capture_fs(self.fs)
+
+    def qmp(self, cmd: str, args: dict[str, Any]) -> QmpReply:
+        from memhp.bench.qmp import QMPError
+
+        try:
+            return True, self.platform.execute(cmd, **args)
+        except QMPError as e:
+            return False, str(e).removeprefix(f"{cmd}: ")
+
+    def kernel_messages(self, pattern: str) -> list[str]:
+        if self.vm is None:
+            ok, log = self.qmp("x-memhp-kernel-log", {})
+            lines = [str(e.get("detail", "")) for e in log] if ok else []
+        else:
+            lines = [
+                line.split("] ", 1)[-1] if line.startswith("[") else line
+                for line in self.vm.fs.run("dmesg").text.splitlines()
+            ]
+        return [line for line in lines if pattern in line]
+
+    def settle_virtio_mem(self, id: str, settle: float, timeout: float) -> None:
+        from memhp.bench.virtio import real_settle
+
+        real_settle(self.platform, self.vm.fs if self.vm is not None else None, id, settle, timeout)
 
     def close(self) -> None:
         if self.vm is not None:

@@ -45,6 +45,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: Modules for 9p file sharing over virtio (dependencies are added automatically).
 NINEP_MODULES: tuple[str, ...] = ("virtio_pci", "9pnet_virtio", "9p")
+#: Modules for virtio-mem-pci devices (virtio, virtio_ring... come as dependencies).
+VIRTIO_MEM_MODULES: tuple[str, ...] = ("virtio_pci", "virtio_mem")
 
 
 #: The Debian kernels the bench boots: version -> the memhp kernel profile that models it.

@@ -73,6 +73,22 @@ kernel (:mod:`memhp.bench.runner`)::
     [[step]]
     capture = "after-online"          # only a capture (the name names the step)
 
+    [[step]]                          # virtio-mem (the machine's [[virtio_mem]] devices
+    virtio_mem_resize = { id = "vm0", size = "512M" }   # are on QEMU's command line)
+    settle = 4                        # qom-set requested-size, then wait until size is
+    timeout = 180                     # reached or still for `settle` s; outcome the size
+    expect = "512M"                   # reached (or "error: QEMU's message"); the QMP
+                                      # replies compared; size = ["1G", "256M"] with
+                                      # gap = 0.5: qom-sets 0.5 s apart, then the wait
+
+    [[step]]
+    virtio_mem_add = { id = "vm1", size = "1G", node = 1, requested_size = "256M" }
+                                      # + block_size: object-add + device_add (hotplug)
+
+    [[step]]
+    qmp = "qom-get"                   # any QMP command: outcome "ok" (the reply compared)
+    arguments = { path = "vm0", property = "size" }   # or "error: Class: message"
+
 Every step may have ``name`` (default: its action and argument); names are unique.
 Errors in a scenario file raise :class:`ScenarioError` naming the file, the step
 and the key.  The actions are classes in :mod:`memhp.bench.actions` (one class per
@@ -87,6 +103,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import memhp.bench.actions_virtio  # noqa: F401  (registers the virtio-mem and QMP actions)
 from memhp.bench.actions import ACTIONS, Action, ScenarioError, as_str, as_strings
 from memhp.bench.drivers import HotAdd, errno_label, errno_value
 from memhp.bench.initramfs import BENCH_KERNELS, DEFAULT_KERNEL
@@ -238,9 +255,12 @@ class Scenario:
 
     def vm_config(self) -> VMConfig:
         """The QEMU guest for this scenario's machine and command line."""
-        return vm_config_for(
+        cfg = vm_config_for(
             self.machine, self.cmdline, host_python=self.needs_guest_python, kernel=self.kernel
         )
+        if any(s.action.needs_virtio_mem for s in self.steps):
+            cfg = replace(cfg, virtio_mem_driver=True)
+        return cfg
 
 
 def kernel_of(spec: MachineSpec) -> str:
@@ -277,6 +297,7 @@ def vm_config_for(
         cmdline_extra=tuple(cmdline.extra_words()),
         host_python=host_python,
         kernel=kernel or kernel_of(spec),
+        virtio_mem=spec.virtio_mem,
     )
 
 

@@ -37,6 +37,7 @@ from memhp.bench.initramfs import (
     DEFAULT_KERNEL,
     NINEP_MODULES,
     REPO_ROOT,
+    VIRTIO_MEM_MODULES,
     BenchSetupError,
     KernelImage,
     build_initramfs,
@@ -45,6 +46,7 @@ from memhp.bench.initramfs import (
     find_qemu,
 )
 from memhp.bench.qmp import QMPPlatform
+from memhp.kernel.machine_virtio_mem import VirtioMemSpec
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -100,6 +102,11 @@ class VMConfig:
     kvm_boot_timeout: float = 40.0
     kvm_silent_timeout: float = 10.0  # KVM boot with no console output at all: hung
     extra_qemu_args: tuple[str, ...] = ()
+    #: virtio-mem-pci devices (the machine file's ``[[virtio_mem]]``, one format for both
+    #: sides): each a memory-backend-ram and its device; the guest loads virtio_mem.ko
+    virtio_mem: tuple[VirtioMemSpec, ...] = ()
+    #: load virtio_pci and virtio_mem even without devices at boot (hotplugged later)
+    virtio_mem_driver: bool = False
     #: -cpu for TCG; None: qemu64 (what the reference used), or "max" with host_python
     #: (numpy needs x86-64-v2 instructions that qemu64 lacks)
     tcg_cpu: str | None = None
@@ -194,6 +201,7 @@ def qemu_args(
             args += ["-object", f"memory-backend-ram,id=m{i},size={qemu_size(node.mem)}"]
             spec += f",memdev=m{i}"
         args += ["-numa", spec]
+    args += virtio_mem_args(cfg.virtio_mem)
     args += [
         "-kernel",
         str(kernel.vmlinuz),
@@ -218,6 +226,24 @@ def qemu_args(
             f"local,path={s.host_path},mount_tag={s.tag},security_model=none,readonly=on",
         ]
     args += list(cfg.extra_qemu_args)
+    return args
+
+
+def virtio_mem_args(devices: Sequence[VirtioMemSpec]) -> list[str]:
+    """``-object memory-backend-ram,id=MEMDEV,size=MAX -device virtio-mem-pci,id=ID,
+    memdev=MEMDEV,node=N,requested-size=S[,block-size=B][,memaddr=A]`` per device."""
+    args: list[str] = []
+    for v in devices:
+        dev = (
+            f"virtio-mem-pci,id={v.id},memdev={v.memdev},node={v.node},"
+            f"requested-size={qemu_size(v.requested_size) if v.requested_size else 0}"
+        )
+        if v.block_size is not None:
+            dev += f",block-size={qemu_size(v.block_size)}"
+        if v.memaddr is not None:
+            dev += f",memaddr={v.memaddr:#x}"
+        args += ["-object", f"memory-backend-ram,id={v.memdev},size={qemu_size(v.size)}"]
+        args += ["-device", dev]
     return args
 
 
@@ -298,11 +324,11 @@ class GuestVM:
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="memhp-vm-"))
         self.kernel = kernel
-        self.modules = (
-            tuple(modules)
-            if modules is not None
-            else (NINEP_MODULES if self.config.all_shares() else ())
-        )
+        if modules is None:
+            modules = NINEP_MODULES if self.config.all_shares() else ()
+            if self.config.virtio_mem or self.config.virtio_mem_driver:
+                modules = tuple(dict.fromkeys((*modules, *VIRTIO_MEM_MODULES)))
+        self.modules = tuple(modules)
         self.proc: subprocess.Popen[bytes] | None = None
         self.agent: GuestAgent | None = None
         self._platform: QMPPlatform | None = None

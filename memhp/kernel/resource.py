@@ -33,6 +33,7 @@ from memhp.abi.iomem import SYSTEM_RAM, format_line
 IORESOURCE_MEM = 0x00000200
 IORESOURCE_SYSRAM = 0x01000000
 IORESOURCE_SYSRAM_DRIVER_MANAGED = 0x02000000
+IORESOURCE_SYSRAM_MERGEABLE = 0x04000000
 IORESOURCE_EXCLUSIVE = 0x08000000
 IORESOURCE_BUSY = 0x80000000
 IORESOURCE_SYSTEM_RAM = IORESOURCE_MEM | IORESOURCE_SYSRAM
@@ -166,13 +167,40 @@ class Iomem:
                 return False
             parent = c
 
-    def register_memory_resource(self, start: int, size: int, name: str) -> Resource | None:
+    def register_memory_resource(
+        self, start: int, size: int, name: str, merge: bool = False
+    ) -> Resource | None:
         """The request of mm/memory_hotplug.c register_memory_resource(): busy System
-        RAM, driver managed unless named "System RAM" (None: -EEXIST)."""
+        RAM, driver managed unless named "System RAM" (None: -EEXIST).  ``merge``
+        (MHP_MERGE_RESOURCE): add_memory_resource() then calls
+        merge_system_ram_resource() once the memory is added."""
         flags = IORESOURCE_SYSTEM_RAM | IORESOURCE_BUSY
         if name != SYSTEM_RAM:
             flags |= IORESOURCE_SYSRAM_DRIVER_MANAGED
-        return self.request_region(start, size, name, flags)
+        res = self.request_region(start, size, name, flags)
+        if merge and res is not None:
+            self.merge_system_ram_resource(res)
+        return res
+
+    def merge_system_ram_resource(self, res: Resource) -> None:
+        """merge_system_ram_resource(): mark ``res`` mergeable and fold it into its
+        next, then its previous sibling when system_ram_resources_mergeable() (same
+        flags, name, adjacent, no children); release_mem_region_adjustable() splits
+        again on remove."""
+        want = IORESOURCE_SYSTEM_RAM | IORESOURCE_BUSY
+        parent = res.parent
+        if res.flags & want != want or parent is None:
+            return
+        res.flags |= IORESOURCE_SYSRAM_MERGEABLE
+        i = parent.children.index(res)
+        if i + 1 < len(parent.children) and _mergeable(res, parent.children[i + 1]):
+            nxt = parent.children.pop(i + 1)
+            res.end = nxt.end
+            nxt.parent = None
+        if i > 0 and _mergeable(parent.children[i - 1], res):
+            parent.children[i - 1].end = res.end
+            del parent.children[i]
+            res.parent = None
 
     # ------------------------------------------------------------------ releasing
     def release_resource(self, old: Resource) -> None:
@@ -256,3 +284,14 @@ class Iomem:
             for d, r in self.walk()
         ]
         return "".join(line + "\n" for line in lines)
+
+
+def _mergeable(r1: Resource, r2: Resource) -> bool:
+    """system_ram_resources_mergeable(): r1 directly before r2, alike, childless."""
+    return (
+        r1.flags == r2.flags
+        and r1.end + 1 == r2.start
+        and r1.name == r2.name
+        and not r1.children
+        and not r2.children
+    )

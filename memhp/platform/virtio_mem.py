@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memhp.abi.virtio import (
+    VIRTIO_F_RING_RESET,
     VIRTIO_F_VERSION_1,
     VIRTIO_MEM_F_ACPI_PXM,
     VIRTIO_MEM_REQ_PLUG,
@@ -179,10 +180,11 @@ class VirtioMemPci:
 
     def features(self) -> int:
         """virtio_mem_get_features() & the driver's: ACPI_PXM with NUMA (ACPI built in),
-        the ring features and VERSION_1; UNPLUGGED_INACCESSIBLE is off for an anonymous
+        the ring features, VERSION_1 and RING_RESET (virtio-pci's queue_reset, on by
+        default since QEMU 7.2); UNPLUGGED_INACCESSIBLE is off for an anonymous
         RAM backend (auto: the shared zeropage exists)."""
         bits = 1 << VIRTIO_RING_F_INDIRECT_DESC | 1 << VIRTIO_RING_F_EVENT_IDX
-        bits |= 1 << VIRTIO_F_VERSION_1
+        bits |= 1 << VIRTIO_F_VERSION_1 | 1 << VIRTIO_F_RING_RESET
         if self.nr_nodes > 0:
             bits |= 1 << VIRTIO_MEM_F_ACPI_PXM
         return bits

@@ -84,11 +84,30 @@ def test_hot_add_and_virtio_mem_resources() -> None:
     m = SimMachine(machine("virtio-mem"))
     m.virtio.devices[0].set_requested_size(200 * MiB)
     text = m.sysfs.read("/proc/iomem").decode()
+    # two memory blocks added one by one, merged (MHP_MERGE_RESOURCE), as real 6.1 shows
     assert text.endswith(
         "100000000-1ffffffff : virtio0\n"
-        "  100000000-107ffffff : System RAM (virtio_mem)\n"
-        "  108000000-10fffffff : System RAM (virtio_mem)\n"
+        "  100000000-10fffffff : System RAM (virtio_mem)\n"
         "fd00000000-ffffffffff : Reserved\n"
+    )
+    # unplugging the first block splits the merged resource (release_mem_region_adjustable)
+    m.kernel.iomem.release_mem_region_adjustable(0x100000000, 128 * MiB)
+    assert (
+        m.sysfs.read("/proc/iomem")
+        .decode()
+        .endswith(
+            "100000000-1ffffffff : virtio0\n"
+            "  108000000-10fffffff : System RAM (virtio_mem)\n"
+            "fd00000000-ffffffffff : Reserved\n"
+        )
+    )
+    m.kernel.iomem.register_memory_resource(0x100000000, 128 * MiB, "System RAM (virtio_mem)", True)
+    assert (
+        m.sysfs.read("/proc/iomem")
+        .decode()
+        .endswith(
+            "  100000000-10fffffff : System RAM (virtio_mem)\nfd00000000-ffffffffff : Reserved\n"
+        )
     )
     m.virtio.devices[0].set_requested_size(0)
     assert "virtio_mem)" not in m.sysfs.read("/proc/iomem").decode()

@@ -1,8 +1,7 @@
 """The mm side of memory hotplug (mm/memory_hotplug.c).
 
-Functions are named after the kernel functions they model and take the
-:class:`~memhp.kernel.kernel.Kernel` as first argument (the kernel's globals).
-They return 0 or a negative errno, as the kernel does; nothing here does I/O.
+Functions are named after the kernel functions they model, take the Kernel (the kernel's
+globals) first and return 0 or a negative errno, as the kernel does; nothing does I/O.
 """
 
 from __future__ import annotations
@@ -447,12 +446,12 @@ def add_memory(
     size: int,
     memmap_on_memory: bool = False,
     mgid: bool = False,
-    firmware_map: bool = True,
+    merge_resource: bool = False,
     resource_name: str = "System RAM",
 ) -> int:
     """__add_memory() -> add_memory_resource(): sections, blocks, node, firmware entry.
-    With ``mgid`` (MHP_NID_IS_MGID) ``nid`` is a memory group id; ``firmware_map``
-    False: a driver-managed range, no firmware_map_add_hotplug()."""
+    With ``mgid`` (MHP_NID_IS_MGID) ``nid`` is a memory group id; ``merge_resource``:
+    MHP_MERGE_RESOURCE; a name other than "System RAM": no firmware_map_add_hotplug()."""
     group = memory_group_find_by_id(k, nid) if mgid else None
     if mgid:
         if group is None:
@@ -489,14 +488,14 @@ def add_memory(
         if new_node:
             rollback_node_hotadd(k, nid)
         return ret
-    k.iomem.register_memory_resource(start, size, resource_name)  # checked above
+    k.iomem.register_memory_resource(start, size, resource_name, merge_resource)  # checked
     blocks = k.memory.create_memory_block_devices(start, size, altmap_pages, nid, group)
     if new_node:
         k.nodes.node_set_online(nid)
         k.nodes.register_one_node(nid)
     for mem in blocks:
         mem.nodes.add(nid)
-    if firmware_map:
+    if resource_name == "System RAM":  # add_memory_resource(): no entry when driver managed
         entry = k.fwmap.firmware_map_add_hotplug(start, start + size, "System RAM")
         k.log(
             "firmware_map_add_hotplug",
@@ -579,10 +578,11 @@ def remove_memory(k: Kernel, start: int, size: int) -> int:
     return try_remove_memory(k, start, size)
 
 
-def add_memory_driver_managed(k: Kernel, nid: int, start: int, size: int, name: str) -> int:
-    """add_memory_driver_managed(): a range named ``name`` in /proc/iomem, no firmware
-    memmap entry."""
-    return add_memory(k, nid, start, size, firmware_map=False, resource_name=name)
+def add_memory_driver_managed(
+    k: Kernel, nid: int, start: int, size: int, name: str, mgid: bool
+) -> int:
+    """add_memory_driver_managed(): ``name`` in /proc/iomem, no firmware memmap entry."""
+    return add_memory(k, nid, start, size, mgid=mgid, merge_resource=True, resource_name=name)
 
 
 def offline_and_remove_memory(k: Kernel, start: int, size: int) -> int:

@@ -14,6 +14,7 @@ from memhp.kernel.drivers.virtio.virtio import VirtioDevice
 from memhp.kernel.kernel import Kernel
 from memhp.sim.sysfs.kernfs import (
     ATTR_RO,
+    ATTR_RW,
     LINK,
     AttrGroup,
     Dir,
@@ -21,6 +22,7 @@ from memhp.sim.sysfs.kernfs import (
     Node,
     group_entries,
     static_dir,
+    uevent_store,
 )
 
 
@@ -35,7 +37,11 @@ virtio_dev_attrs: AttrGroup[VirtioDevice] = {
     "status": ATTR_RO(lambda k, d: f"0x{d.status:08x}\n"),
     "modalias": ATTR_RO(lambda k, d: _modalias(d) + "\n"),
     "features": ATTR_RO(lambda k, d: features_string(d.features)),
-    "uevent": ATTR_RO(lambda k, d: f"MODALIAS={_modalias(d)}\n"),
+    # dev_uevent(): DRIVER= of a bound device, then virtio_uevent()'s MODALIAS=
+    "uevent": ATTR_RW(
+        lambda k, d: (f"DRIVER={d.driver}\n" if d.driver else "") + f"MODALIAS={_modalias(d)}\n",
+        uevent_store,
+    ),
     "subsystem": LINK(lambda k, d: "../../../../bus/virtio"),
     "driver": LINK(
         lambda k, d: f"../../../../bus/virtio/drivers/{d.driver}",

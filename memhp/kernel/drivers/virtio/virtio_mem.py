@@ -45,7 +45,12 @@ from memhp.abi.virtio import (
     VIRTIO_MEM_REQ_UNPLUG,
     VIRTIO_MEM_REQ_UNPLUG_ALL,
 )
-from memhp.kernel.drivers.base.memory import MemAction, MemoryNotify, MemState
+from memhp.kernel.drivers.base.memory import (
+    MemAction,
+    MemoryNotify,
+    MemState,
+    memory_group_register_dynamic,
+)
 from memhp.kernel.drivers.virtio.virtio_mem_sbm import (
     UNPLUG_ONLINE,
     VIRTIO_MEM_DEFAULT_OFFLINE_THRESHOLD,
@@ -116,7 +121,13 @@ class VirtioMemDriver(VirtioMemSbm):
             self.k.log("virtio_mem", f"virtio_mem {vm.name}: could not reserve device region")
             return -errno.EBUSY
         res.flags &= ~IORESOURCE_BUSY
-        # SEAM: memory_group_register_dynamic(vm->nid, unit_pages) -> vm.mgid.
+        # memory_group_register_dynamic(): memory comes and goes in memory blocks (SBM)
+        # or big blocks (BBM).
+        unit = (mbs if vm.in_sbm else vm.bb_size) >> PAGE_SHIFT
+        rc = memory_group_register_dynamic(self.k, vm.nid, unit)
+        if rc < 0:
+            return rc
+        vm.mgid = rc
         if vm.plugged_size:
             vm.unplug_all_required = True
             self._info(vm, "unplugging all memory is required")

@@ -94,8 +94,8 @@ class VirtioMem:
     retry_timer_ms: int = VIRTIO_MEM_RETRY_TIMER_MIN_MS
     #: When the armed retry timer fires (simulated seconds), None: not armed.
     retry_at: float | None = None
-    #: SEAM: memory_group_register_dynamic(nid, unit_pages) once the model has
-    #: memory groups (MHP_NID_IS_MGID, the auto-movable policy); the group id.
+    #: The dynamic memory group (memory_group_register_dynamic(nid, unit_pages)) its
+    #: memory is added to with MHP_NID_IS_MGID (the auto-movable policy counts per group).
     mgid: int | None = None
 
     @property
@@ -154,7 +154,11 @@ class VirtioMemSbm:
     def _add_memory(self, vm: VirtioMem, addr: int, size: int) -> int:
         """virtio_mem_add_memory() -> add_memory_driver_managed()."""
         vm.offline_size += size
-        rc = mh.add_memory_driver_managed(self.k, vm.nid, addr, size, VIRTIO_MEM_RESOURCE_NAME)
+        # MHP_NID_IS_MGID: the device's dynamic memory group (auto-movable per group)
+        assert vm.mgid is not None
+        rc = mh.add_memory_driver_managed(
+            self.k, vm.mgid, addr, size, VIRTIO_MEM_RESOURCE_NAME, mgid=True
+        )
         if rc:
             vm.offline_size -= size
             self.k.log("virtio_mem", f"virtio_mem {vm.name}: adding memory failed: {rc}")
