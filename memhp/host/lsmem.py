@@ -16,7 +16,12 @@ from memhp.abi.units import size_to_human_string
 from memhp.abi.zones import ZONE_NAMES as KERNEL_ZONE_TABLE
 from memhp.host.errors import SysfsError
 from memhp.host.root import SysfsRoot
-from memhp.host.scols import Column, Format, render
+from memhp.host.scols import Column, render
+
+# Not typing.TYPE_CHECKING: ``memhp list`` starts without importing typing.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from memhp.host.scols import Format
 
 STATE_ONLINE, STATE_OFFLINE, STATE_GOING_OFFLINE, STATE_UNKNOWN = 0, 1, 2, 3
 

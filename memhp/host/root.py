@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
 
 from memhp.abi.fs import DirectoryFS, Kind, Stat, SysfsFS, is_missing, normpath, resolve_link
 from memhp.host.errors import SysfsError, sysfs_error
+
+# Not typing.TYPE_CHECKING: ``memhp list`` starts without importing typing or collections.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class SysfsRoot:
