@@ -12,13 +12,22 @@ file that imports pathlib, re, urllib.parse... on *every* start of that
 interpreter (~30-50 ms); the compat mode (``make venv``) writes a plain path
 entry instead.  The kind of install found is recorded with the results.
 
-Usage: ``python benchmarks/bench_startup.py [--runs N]``; writes
+Also ``memhp list`` against util-linux ``lsmem`` on the 16,384-block tree of
+bench_list.py (same bytes checked), for each option set of bench_list.py: best
+wall and best CPU time of each, and their ratios (goal <= 0.8x).  CPU time is the
+figure to trust on a shared machine: wall times there mostly measure the others.
+
+pip's console-script wrapper (``bin/memhp``) imports ``re`` before memhp runs;
+``python -I -S -c "import re"`` is measured so that cost is on record.
+
+Usage: ``python benchmarks/bench_startup.py [--runs N] [--lsmem-runs N]``; writes
 ``benchmarks/results/startup.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import subprocess
 import sys
@@ -30,20 +39,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import record
+from benchmarks.bench_list import CASES, build_tree
 from memhp.abi.tree import write_tree
 from tests.support.trees import BlockSpec, make_snapshot
 
 REPO = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, LC_ALL="C")
 
 
 def best(cmd: list[str], runs: int) -> tuple[float, float]:
     """(best wall seconds, best CPU seconds) of ``runs`` runs after one warm-up."""
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True, env=ENV)
     wall = cpu = float("inf")
     for _ in range(runs):
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
-        subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True, env=ENV)
         w = time.perf_counter() - t
         r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         c = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
@@ -63,6 +74,7 @@ def install_kind() -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--lsmem-runs", type=int, default=7)
     args = ap.parse_args()
     py = sys.executable
     script = str(Path(py).parent / "memhp")
@@ -75,6 +87,7 @@ def main() -> int:
         write_tree(make_snapshot([BlockSpec(i) for i in range(512)]), tree)
         cases = {
             "python -I -S -c pass": [py, "-I", "-S", "-c", "pass"],
+            "python -I -S -c 'import re' (console script)": [py, "-I", "-S", "-c", "import re"],
             "python -c pass (site)": [py, "-c", "pass"],
             "memhp list -V": [script, "list", "-V"],
             "memhp list (512 blocks)": [script, "list", "-s", tree],
@@ -91,6 +104,24 @@ def main() -> int:
             "lsmem (512 blocks)": ["lsmem", "-s", tree],
         }
         res = {name: best(cmd, args.runs) for name, cmd in cases.items()}
+        big = str(Path(tmp) / "big")
+        build_tree(big, 16384)
+        ratios = []
+        for case in CASES:
+            lsmem = ["lsmem", "-s", big, *case]
+            memhp = [py, "-I", "-S", "-c", entry, "list", "-s", big, *case]
+            same = (
+                subprocess.run(lsmem, capture_output=True, env=ENV).stdout
+                == subprocess.run(memhp, capture_output=True, env=ENV).stdout
+            )
+            ratios.append(
+                (
+                    " ".join(case) or "(default)",
+                    same,
+                    *best(lsmem, args.lsmem_runs),
+                    *best(memhp, args.lsmem_runs),
+                )
+            )
     bare_w, bare_c = res["python -I -S -c pass"]
     rows: list[dict[str, object]] = [
         {"what": f"install: {install_kind()}", "value": 0, "unit": "-"}
@@ -111,6 +142,32 @@ def main() -> int:
         )
         rows.append(
             {"what": f"{name} - bare interpreter: cpu", "value": (c - bare_c) * 1e3, "unit": "ms"}
+        )
+    for name in ("python -I -S memhp.cli.main list (512 blocks)",):
+        w, c = res[name]
+        rows.append(
+            {
+                "what": f"{name} - bare interpreter: cpu",
+                "value": (c - bare_c) * 1e3,
+                "unit": "ms",
+                "target": 30,
+                "ok": (c - bare_c) * 1e3 <= 30,
+            }
+        )
+    for opts, same, lw, lc, mw, mc in ratios:
+        what = f"memhp list / lsmem, 16384 blocks, {opts}"
+        rows.append({"what": f"{what}: same output", "value": int(same), "unit": "bool"})
+        rows.append({"what": f"{what}: lsmem best wall", "value": lw * 1e3, "unit": "ms"})
+        rows.append({"what": f"{what}: memhp best wall", "value": mw * 1e3, "unit": "ms"})
+        rows.append({"what": f"{what}: wall ratio", "value": mw / lw, "unit": "x"})
+        rows.append(
+            {
+                "what": f"{what}: cpu ratio",
+                "value": mc / lc,
+                "unit": "x",
+                "target": 0.8,
+                "ok": mc / lc <= 0.8,
+            }
         )
     record("startup", rows)
     return 0

@@ -17,7 +17,31 @@ import errno
 import os
 import stat as stat_mod
 from enum import Enum
-from typing import Protocol, runtime_checkable
+
+# Not typing.TYPE_CHECKING: importing typing (~10 ms) would be most of the start-up
+# of ``memhp list``.  Type checkers see a runtime-checkable Protocol; at run time
+# SysfsFS is an ABC whose isinstance() checks for the same methods.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol as _Structural
+    from typing import runtime_checkable
+else:
+    from abc import ABC
+
+    class _Structural(ABC):  # noqa: B024 (no abstract methods: structural)
+        """What ``@runtime_checkable`` gives a Protocol: ``isinstance(x, C)`` is true
+        when ``x`` has every public method ``C`` declares."""
+
+        @classmethod
+        def __subclasshook__(cls, sub):
+            names = [n for n, v in vars(cls).items() if callable(v) and not n.startswith("_")]
+            if names and all(callable(getattr(sub, n, None)) for n in names):
+                return True
+            return NotImplemented
+
+    def runtime_checkable(cls):
+        return cls
+
 
 #: EHWPOISON (include/uapi/asm-generic/errno.h: "Memory page has hardware error"),
 #: which Python's errno module does not name.
@@ -68,7 +92,7 @@ class Stat:
 
 
 @runtime_checkable
-class SysfsFS(Protocol):
+class SysfsFS(_Structural):
     """Read, write and walk a sysfs root (paths are absolute within the root)."""
 
     def lstat(self, path: str) -> Stat:

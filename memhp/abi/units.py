@@ -10,16 +10,17 @@ Callers that need stricter rules (no hex, a typed error) wrap :func:`parse_size`
 
 from __future__ import annotations
 
-import re
-
 SUFFIXES = "KMGTPE"
-_SIZE_RE = re.compile(r"^\s*(0[xX][0-9a-fA-F]+|\d+)\s*(?:([KMGTPEkmgtpe])(i[Bb]|[Bb])?)?\s*$")
+#: Compiled on first use (``re`` is not imported by ``memhp list``, which only prints).
+_SIZE_RE = r"^\s*(0[xX][0-9a-fA-F]+|\d+)\s*(?:([KMGTPEkmgtpe])(i[Bb]|[Bb])?)?\s*$"
 
 
 def parse_size(text: str, default_unit: int = 1) -> int:
     """Bytes in ``text`` (``512M``, ``2g``, ``1GiB``, ``1GB``, ``0x8000000``);
     :class:`ValueError` when it does not follow the grammar."""
-    m = _SIZE_RE.match(text)
+    import re  # compiled patterns are cached by re
+
+    m = re.match(_SIZE_RE, text)
     if not m:
         raise ValueError(f"invalid size: {text!r}")
     n = int(m.group(1), 0)

@@ -12,7 +12,11 @@ without importing argparse or typing.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+
+# Not typing.TYPE_CHECKING: ``memhp list`` starts without importing typing or collections.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

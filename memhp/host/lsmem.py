@@ -16,7 +16,12 @@ from memhp.abi.units import size_to_human_string
 from memhp.abi.zones import ZONE_NAMES as KERNEL_ZONE_TABLE
 from memhp.host.errors import SysfsError
 from memhp.host.root import SysfsRoot
-from memhp.host.scols import Column, Format, render
+from memhp.host.scols import Column, render
+
+# Not typing.TYPE_CHECKING: ``memhp list`` starts without importing typing.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from memhp.host.scols import Format
 
 STATE_ONLINE, STATE_OFFLINE, STATE_GOING_OFFLINE, STATE_UNKNOWN = 0, 1, 2, 3
 
@@ -228,6 +233,10 @@ def parse_zones(raw: bytes) -> tuple[int, ...]:
     return tuple(_ZONE_IDS.get(t.lower(), ZONE_UNKNOWN) for t in toks)
 
 
+def _block_number(name: str) -> int:
+    return int(name[6:])
+
+
 class Lsmem:
     """Reads the blocks of a root the way lsmem does and renders the table."""
 
@@ -265,12 +274,13 @@ class Lsmem:
         if not self.root.exists(f"{SYS_MEMORY}/block_size_bytes"):
             raise LsmemError("This system does not support memory blocks")
         entries = self.root.listdir(SYS_MEMORY)
-        names = [d for d in entries if d.startswith("memory") and d[6:].isdigit() and d[6:]]
+        names = [d for d in entries if d[:6] == "memory" and d[6:].isdigit()]
         if not names:
             real = self.root.real_path(SYS_MEMORY) or SYS_MEMORY
             # lsmem prints a stale errno here; say what is wrong instead.
             raise LsmemError(f"Failed to read {real}: no memory blocks")
-        names.sort(key=lambda d: (int(d[6:]), d))
+        names.sort()  # then by number, stably: the order of the key (number, name)
+        names.sort(key=_block_number)
         self.names = names
         if self._block_node(names[0]) != -1:
             self.have_nodes = True
@@ -302,99 +312,154 @@ class Lsmem:
         need_memmap = COL_MEMMAP in cols
         need_device = COL_DEVICE in cols
         merge = not o.list_all and not summary_only
+        state_of = {b"online\n": STATE_ONLINE, b"offline\n": STATE_OFFLINE}
+        if summary_only:
+            self._count_states(state_of)
+            root.close()
+            return
         node_map = self._node_map() if need_node else {}
+        read = root.quiet_reader(SYS_MEMORY)
+        exists = root.exists_checker(SYS_MEMORY) if need_node else None
+        removable_of: dict[bytes | None, bool] = {}
+        zones_of: dict[bytes | None, tuple[int, ...]] = {None: ()}
         blocks = self.blocks
-        read = root.dir_reader(SYS_MEMORY)
-        zone_cache: dict[bytes, tuple[int, ...]] = {}
         online = offline = 0
         curr: Block | None = None
+        # The raw contents of the previous block's attributes: a block whose raw
+        # contents are the same as its predecessor's merges without parsing.
+        prev_key: tuple[object, ...] | None = None
+        curr_mergeable = False  # curr has no Unknown zone (split on ZONES)
         for name in self.names:
-            base = name + "/"
-            blk = Block(int(name[6:]))
-            try:
-                blk.state = _state_id(read(base + "state"))
-            except SysfsError as e:
-                if e.errno in (errno.ENOTDIR, errno.ELOOP):
-                    # not a directory (a plain file, a symlink loop): lsmem cannot open it
-                    raise LsmemError(f"Failed to open {name}: {e.strerror}") from None
-            if blk.state == STATE_ONLINE:
+            index = int(name[6:])
+            raw_state = read(name + "/state")
+            if raw_state is None:
+                state = self._state_error(name)
+            else:
+                state = state_of.get(raw_state, -1)
+                if state == -1:
+                    state = state_of[raw_state] = _state_id(raw_state)
+            if state == STATE_ONLINE:
                 online += bs
             else:
                 offline += bs
-            if summary_only:
-                continue
-            if need_removable:
-                try:
-                    blk.removable = parse_s32(read(base + "removable")) == 1
-                except SysfsError:
-                    pass
+            raw_removable = read(name + "/removable") if need_removable else None
+            node = -1
             if need_node:
-                node = node_map.get(name)
+                link = node_map.get(name)
                 # the kernel makes both links of a pair; a tree that has only
                 # nodeN/memoryM is read as lsmem reads it (the block's own links)
-                if node is None or not self.root.exists(f"{SYS_MEMORY}/{name}/node{node}"):
+                if link is None or exists is None or not exists(name + link[0]):
                     node = self._block_node(name)
-                blk.node = node
-            if need_zones:
-                try:
-                    raw = read(base + "valid_zones")
-                    zones = zone_cache.get(raw)
-                    if zones is None:
-                        zones = zone_cache[raw] = parse_zones(raw)
-                    blk.zones = zones
-                except SysfsError:
-                    pass
-            if need_config:
-                blk.config = self._yes_no(f"{SYS_FIRMWARE_MEMORY}/{name}/config")
-            if need_memmap:
-                blk.memmap = self._yes_no(f"{SYS_FIRMWARE_MEMORY}/{name}/memmap_on_memory")
-            if need_device:
-                blk.device = self._device(f"{SYS_MEMORY}/{name}/")
+                else:
+                    node = link[1]
+            raw_zones = read(name + "/valid_zones") if need_zones else None
+            config = self._yes_no(f"{SYS_FIRMWARE_MEMORY}/{name}/config") if need_config else ""
+            memmap = (
+                self._yes_no(f"{SYS_FIRMWARE_MEMORY}/{name}/memmap_on_memory")
+                if need_memmap
+                else ""
+            )
+            device = self._device(f"{SYS_MEMORY}/{name}/") if need_device else ""
+            key = (state, raw_removable, node, raw_zones, config, memmap, device)
+            contiguous = merge and curr is not None and curr.index + curr.count == index
+            if contiguous and key == prev_key and curr_mergeable:
+                assert curr is not None
+                curr.count += 1
+                continue
+            prev_key = key
+            removable = removable_of.get(raw_removable)
+            if removable is None:
+                removable = removable_of[raw_removable] = (
+                    raw_removable is not None and parse_s32(raw_removable) == 1
+                )
+            zones = zones_of.get(raw_zones)
+            if zones is None:
+                assert raw_zones is not None
+                zones = zones_of[raw_zones] = parse_zones(raw_zones)
             if (
-                merge
+                contiguous
                 and curr is not None
-                and curr.index + curr.count == blk.index
-                and not (split_state and curr.state != blk.state)
-                and not (split_removable and curr.removable != blk.removable)
-                and not (split_node and curr.node != blk.node)
-                and not (split_zones and (curr.zones != blk.zones or ZONE_UNKNOWN in curr.zones))
-                and curr.config == blk.config
-                and curr.memmap == blk.memmap
-                and curr.device == blk.device
+                and not (split_state and curr.state != state)
+                and not (split_removable and curr.removable != removable)
+                and not (split_node and curr.node != node)
+                and not (split_zones and (curr.zones != zones or ZONE_UNKNOWN in curr.zones))
+                and curr.config == config
+                and curr.memmap == memmap
+                and curr.device == device
             ):
                 curr.count += 1
                 continue
+            blk = Block(index)
+            blk.state = state
+            blk.removable = removable
+            blk.node = node
+            blk.zones = zones
+            blk.config = config
+            blk.memmap = memmap
+            blk.device = device
             blocks.append(blk)
             curr = blk
+            curr_mergeable = not (split_zones and ZONE_UNKNOWN in zones)
         self.mem_online = online
         self.mem_offline = offline
         root.close()
 
-    def _node_map(self) -> dict[str, int]:
-        """Block name -> node from the ``nodeN/memoryM`` links (one listdir per node).
+    def _state_error(self, name: str) -> int:
+        """The state of a block whose ``state`` could not be read: unknown, unless
+        the block is no directory (lsmem cannot open it: fatal)."""
+        try:
+            self.root.dir_reader(SYS_MEMORY)(name + "/state")
+        except SysfsError as e:
+            if e.errno in (errno.ENOTDIR, errno.ELOOP):
+                raise LsmemError(f"Failed to open {name}: {e.strerror}") from None
+            return STATE_UNKNOWN
+        return STATE_UNKNOWN  # it reads now: it changed under us; lsmem saw it fail
+
+    def _count_states(self, state_of: dict[bytes, int]) -> None:
+        """``--summary=only``: online and offline totals, reading only ``state``."""
+        bs = self.block_size
+        read = self.root.quiet_reader(SYS_MEMORY)
+        online = offline = 0
+        for name in self.names:
+            raw = read(name + "/state")
+            if raw is None:
+                state = self._state_error(name)
+            else:
+                state = state_of.get(raw, -1)
+                if state == -1:
+                    state = state_of[raw] = _state_id(raw)
+            if state == STATE_ONLINE:
+                online += bs
+            else:
+                offline += bs
+        self.mem_online = online
+        self.mem_offline = offline
+
+    def _node_map(self) -> dict[str, tuple[str, int]]:
+        """Block name -> (``/nodeN``, N) from the ``nodeN/memoryM`` links (one
+        listdir per node, matched against the block names as sets).
 
         The kernel creates both links of a pair together; a block named by more than
         one node, or by none, is looked up in its own directory as lsmem does.
         """
-        out: dict[str, int] = {}
-        dup: set[str] = set()
+        out: dict[str, tuple[str, int]] = {}
         try:
             nodes = self.root.listdir(SYS_NODE)
         except SysfsError:
             return out
+        blocks = set(self.names)
+        seen: set[str] = set()
+        dup: set[str] = set()
         for nd in nodes:
             if not (nd.startswith("node") and nd[4:].isdigit()):
                 continue
-            nid = int(nd[4:])
             try:
-                entries = self.root.listdir(f"{SYS_NODE}/{nd}")
+                linked = blocks.intersection(self.root.listdir(f"{SYS_NODE}/{nd}"))
             except SysfsError:
                 continue
-            for e in entries:
-                if e.startswith("memory") and e[6:].isdigit():
-                    if e in out:
-                        dup.add(e)
-                    out[e] = nid
+            dup |= seen & linked
+            seen |= linked
+            out.update(dict.fromkeys(linked, ("/" + nd, int(nd[4:]))))
         for e in dup:
             del out[e]
         return out

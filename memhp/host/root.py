@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
 
 from memhp.abi.fs import DirectoryFS, Kind, Stat, SysfsFS, is_missing, normpath, resolve_link
 from memhp.host.errors import SysfsError, sysfs_error
+
+# Not typing.TYPE_CHECKING: ``memhp list`` starts without importing typing or collections.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class SysfsRoot:
@@ -85,8 +89,67 @@ class SysfsRoot:
 
         return read
 
+    def quiet_reader(self, path: str) -> Callable[[str], bytes | None]:
+        """Like :meth:`dir_reader`, but a failed read gives None instead of raising
+        (use :meth:`dir_reader` again to learn why): the listing loop of 16,384
+        blocks pays no exception set-up per attribute."""
+        if self._dir is None:
+            base = path.rstrip("/") + "/"
+            fs_read = self.fs.read
+
+            def read_fs(rel: str) -> bytes | None:
+                try:
+                    return fs_read(base + rel)
+                except OSError:
+                    return None
+
+            return read_fs
+        try:
+            dfd = os.open(self._dir + path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as e:
+            raise sysfs_error("list", path, e) from None
+        self._fds.append(dfd)
+        o_open, o_read, o_close, rdonly = os.open, os.read, os.close, os.O_RDONLY
+
+        def read(rel: str) -> bytes | None:
+            try:
+                fd = o_open(rel, rdonly, dir_fd=dfd)
+            except OSError:
+                return None
+            try:
+                return o_read(fd, 65536)
+            except OSError:
+                return None
+            finally:
+                o_close(fd)
+
+        return read
+
+    def exists_checker(self, path: str) -> Callable[[str], bool]:
+        """:meth:`exists` for paths relative to directory ``path`` (on a real
+        directory: an ``fstatat`` relative to a directory descriptor)."""
+        if self._dir is None:
+            base = path.rstrip("/") + "/"
+            return lambda rel: self.exists(base + rel)
+        try:
+            dfd = os.open(self._dir + path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as e:
+            raise sysfs_error("list", path, e) from None
+        self._fds.append(dfd)
+        o_lstat = os.lstat
+
+        def exists(rel: str) -> bool:
+            try:
+                o_lstat(rel, dir_fd=dfd)
+            except OSError:
+                return False
+            return True
+
+        return exists
+
     def close(self) -> None:
-        """Release directory descriptors held by :meth:`dir_reader` readers."""
+        """Release directory descriptors held by :meth:`dir_reader` and
+        :meth:`quiet_reader` readers."""
         while self._fds:
             os.close(self._fds.pop())
 

@@ -8,14 +8,17 @@ pipe or file, which is what scripts and the golden tests see, is byte-identical)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import IO, Literal
-
 #: Re-exported: lsmem-style sizes (``1.5G``) are spelled in memhp.abi.units.
 from memhp.abi.units import size_to_human_string as size_to_human_string
 
-JsonType = Literal["string", "number", "boolean"]
-Format = Literal["human", "raw", "export", "json"]
+# Not typing.TYPE_CHECKING: ``memhp list`` starts without importing typing or collections.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import IO, Literal
+
+    JsonType = Literal["string", "number", "boolean"]
+    Format = Literal["human", "raw", "export", "json"]
 
 
 class Column:
