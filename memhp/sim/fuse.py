@@ -47,8 +47,11 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from memhp.sim.sysfs.view import KernelSysfs
+if TYPE_CHECKING:
+    from memhp.sim.sysfs.view import KernelSysfs
+
 
 log = logging.getLogger("memhp.sim.fuse")
 
