@@ -265,8 +265,7 @@ def online_pages(k: Kernel, pfn: int, nr_pages: int, zone: Zone) -> int:
     first = pfn_to_section_nr(pfn)
     last = pfn_to_section_nr(pfn + nr_pages - 1)
     k.sparse.set_online(range(first, last + 1), True)
-    for sec in range(first, last + 1):
-        k.pa.section_online(sec, nid, zone.idx)
+    k.pa.section_online(first, last + 1, nid, zone.idx)
     # adjust_present_page_count() and the managed pages the buddy now holds.
     zone.present_pages += nr_pages
     zone.managed_pages += nr_pages
@@ -384,9 +383,7 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
     # poisoned pages are dropped with them.
     for a, sec, n in [x for x in pa.owners_in(secs) if x[0].kind == "hwpoison"]:
         pa.free(a, sec, n)
-    for sec in secs:
-        k.pa.section_offline(sec)
-        k.pa.isolated[sec] = False
+    k.pa.section_offline(secs.start, secs.stop)
     k.sparse.set_online(secs, False)
     zone.managed_pages -= nr_pages
     zone.present_pages -= nr_pages
