@@ -293,14 +293,13 @@ class FreeArea:
             end = min(lst.n, pos + step)
             step = min(4 * step, window)
             s = lst.secs[pos:end]
-            valid = self.rank[s] == lst.ranks[pos:end]
+            nz = np.flatnonzero(self.rank[s] == lst.ranks[pos:end])  # valid entries
             if first:
                 # entries before the first valid one never become valid again
-                nz = np.flatnonzero(valid)
                 lst.start = pos + (int(nz[0]) if nz.size else s.size)
                 first = not nz.size
-            if valid.any():
-                yield s[valid]
+            if nz.size:
+                yield s[nz]
             pos = end
         if lst.start > 4096 and lst.start > lst.n // 2:
             lst.compact(self.rank)

@@ -354,8 +354,7 @@ class PageAllocator:
     WINDOW = 4096
 
     def _free_lists(self, zone: Zone, state: PageState) -> Iterator[list[tuple[int, int]]]:
-        """(section, free pages) of ``zone``, in the order the buddy allocator uses them.
-
+        """(section, free pages) of ``zone``, in the order the buddy allocator uses them:
         __rmqueue_smallest() takes the smallest free block that fits, from the head
         of its list: first the fragments of partly used sections (most recently
         split or freed first) whose page blocks are of the request's migratetype
@@ -383,8 +382,9 @@ class PageAllocator:
             yield lists[0]
             yield lists[1]
         for win in self.free_area.tails(key, self.WINDOW):
-            win = win[(counts[_FREE, win] > 0) & ~isolated[win]]
-            yield list(zip(win.tolist(), counts[_FREE, win].tolist(), strict=True))
+            f = counts[_FREE, win]
+            keep = (f > 0) & ~isolated[win]
+            yield list(zip(win[keep].tolist(), f[keep].tolist(), strict=True))
         yield lists[2]
 
     def _top(self, zone: Zone, state: PageState) -> int:
