@@ -320,14 +320,11 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
         return fail("misaligned range", errno.EINVAL)
     # walk_system_ram_range(): no holes.
     pa = k.pa
-    altmap = pa.counts[PageState.ALTMAP]
-    ram = sum(int(pa.ram[s]) - int(altmap[s]) for s in secs)
-    if ram != nr_pages:
+    span = slice(first, last + 1)
+    if int(pa.ram[span].sum()) - int(pa.counts[PageState.ALTMAP, span].sum()) != nr_pages:
         return fail("memory holes", errno.EINVAL)
-    zidx = int(zone.idx)
-    for sec in secs:
-        if pa.zone[sec] != zidx or pa.nid[sec] != zone.nid:
-            return fail("multizone range", errno.EINVAL)
+    if (pa.zone[span] != int(zone.idx)).any() or (pa.nid[span] != zone.nid).any():
+        return fail("multizone range", errno.EINVAL)
     # start_isolate_page_range() -> has_unmovable_pages().
     owners = _unmovable_owners(k, secs, zone)
     if owners:
