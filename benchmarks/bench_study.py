@@ -59,7 +59,7 @@ def scaling(study: Study, reference: list[list[dict[str, Any]]]) -> list[dict[st
     """runs/s with 1-4 workers: the local process pool, then a Dask LocalCluster."""
     from distributed import LocalCluster
 
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = [_load("before the scaling runs")]
     cores = os.cpu_count() or 1
     for workers in range(1, 5):
         t = run_study(study, workers=workers).timings
@@ -90,7 +90,13 @@ def scaling(study: Study, reference: list[list[dict[str, Any]]]) -> list[dict[st
     rows.append(
         {"what": "Dask results identical to the local run", "value": same, "unit": "", "ok": same}
     )
+    rows.append(_load("after the scaling runs"))
     return rows
+
+
+def _load(when: str) -> dict[str, Any]:
+    """The machine's 1-minute load average: other processes share the cores."""
+    return {"what": f"load average (1 min) {when}", "value": os.getloadavg()[0], "unit": ""}
 
 
 def main() -> None:
@@ -101,7 +107,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     study = dataclasses.replace(parse_study(STUDY), runs=args.runs)
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = [_load("at the start")]
     results = {}
     for workers in (1, 2):
         out = run_study(study, workers=workers)
