@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import sys
 from pathlib import Path
@@ -74,7 +75,11 @@ def scaling(study: Study, reference: list[list[dict[str, Any]]]) -> list[dict[st
     warm = dataclasses.replace(study, runs=1)
     for workers in range(1, 5):
         with LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.CRITICAL,  # (heartbeats racing the shutdown)
         ) as cluster:
             addr = cluster.scheduler_address
             run_study(warm, scheduler=addr)
