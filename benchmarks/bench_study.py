@@ -8,20 +8,29 @@ unmovable and pinned pages, tmpfs files, the kernel's run-time allocations), the
 (probe_memory_block_size(): 2 GiB blocks on bare metal with >= 64 GiB).  The
 10,000-run sweep time is projected from the measured rate (it is not run).
 
+Scaling (``--scaling-runs N`` runs per cell, 0 to skip): runs/s against the number
+of workers, 1-4, for the local process pool and for a Dask ``LocalCluster`` (one
+single-threaded worker process each; the cluster is started and warmed up -- the
+workers import memhp and parse the machine -- before the timed study).  This
+machine has 2 cores: above 2 workers the workers share them, so the figure
+can only stay flat.
+
 Writes ``benchmarks/results/study.json``.  Usage:
-``python benchmarks/bench_study.py [--runs N]`` (runs per cell; 2 cells).
+``python benchmarks/bench_study.py [--runs N] [--scaling-runs N]`` (runs per cell; 2 cells).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from memhp.study.engine import run_study
-from memhp.study.spec import parse_study
+from memhp.study.spec import Study, parse_study
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -47,12 +56,63 @@ STUDY: dict[str, Any] = {
 }
 
 
+def scaling(study: Study, reference: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """runs/s with 1-4 workers: the local process pool, then a Dask LocalCluster."""
+    from distributed import LocalCluster
+
+    rows: list[dict[str, Any]] = [_load("before the scaling runs")]
+    cores = os.cpu_count() or 1
+    for workers in range(1, 5):
+        t = run_study(study, workers=workers).timings
+        rows.append(
+            {
+                "what": f"scaling: local pool, {workers} worker(s) on {cores} cores: runs/s",
+                "value": t["runs_per_second"],
+                "unit": "runs/s",
+            }
+        )
+    same = True
+    warm = dataclasses.replace(study, runs=1)
+    for workers in range(1, 5):
+        with LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.CRITICAL,  # (heartbeats racing the shutdown)
+        ) as cluster:
+            addr = cluster.scheduler_address
+            run_study(warm, scheduler=addr)
+            out = run_study(study, scheduler=addr)
+        same = same and out.runs == reference
+        rows.append(
+            {
+                "what": f"scaling: Dask LocalCluster, {workers} worker(s) on {cores} cores: runs/s",
+                "value": out.timings["runs_per_second"],
+                "unit": "runs/s",
+            }
+        )
+    rows.append(
+        {"what": "Dask results identical to the local run", "value": same, "unit": "", "ok": same}
+    )
+    rows.append(_load("after the scaling runs"))
+    return rows
+
+
+def _load(when: str) -> dict[str, Any]:
+    """The machine's 1-minute load average: other processes share the cores."""
+    return {"what": f"load average (1 min) {when}", "value": os.getloadavg()[0], "unit": ""}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=10, help="runs per cell (2 cells)")
+    ap.add_argument(
+        "--scaling-runs", type=int, default=20, help="runs per cell of the scaling part (0: skip)"
+    )
     args = ap.parse_args()
     study = dataclasses.replace(parse_study(STUDY), runs=args.runs)
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = [_load("at the start")]
     results = {}
     for workers in (1, 2):
         out = run_study(study, workers=workers)
@@ -87,6 +147,10 @@ def main() -> None:
             "ok": results[1] == results[2],
         }
     )
+    if args.scaling_runs > 0:
+        sstudy = dataclasses.replace(study, runs=args.scaling_runs)
+        reference = run_study(sstudy, workers=1).runs
+        rows += scaling(sstudy, reference)
     record("study", rows)
 
 

@@ -88,6 +88,13 @@ class Kernel:
         self.virtio = VirtioBusDriver(self, firmware.virtio)
         self._boot()
 
+    def advance(self, seconds: float) -> None:
+        """Simulated time passes: the kernel's timers fire (virtio_mem retries), then
+        its run-time allocations (:attr:`kalloc`) catch up with the clock."""
+        self.clock += seconds
+        self.virtio.mem.run_timers()
+        self.kalloc.advance(self.clock)
+
     def log(self, what: str, detail: str) -> None:
         self.events.append(LogEntry(what, detail))
 

@@ -133,10 +133,10 @@ class SimMachine:
             self.sysfs.notify_changed()
 
     def advance(self, seconds: float) -> None:
-        """Let simulated time pass: the kernel's timers (virtio_mem retries) fire."""
+        """Let simulated time pass: the kernel's timers (virtio_mem retries) fire and
+        its run-time allocations follow the clock (Kernel.advance)."""
         with self.lock:
-            self.kernel.clock += seconds
-            self.kernel.virtio.mem.run_timers()
+            self.kernel.advance(seconds)
         self.sysfs.notify_changed()
 
     def device_del(self, id: str) -> None:

@@ -27,6 +27,7 @@ from memhp.sim.machine import PlatformError, SimMachine, WorkloadMix
 from memhp.study.spec import ONLINE_BY_KERNEL, Cell, Study, StudyError
 
 _SPECS: dict[tuple[str, str], MachineSpec] = {}
+_BOOT_DEVICES: dict[tuple[str, str], set[str]] = {}
 
 
 def machine_doc(study: Study, cell: Cell) -> dict[str, object]:
@@ -58,12 +59,6 @@ def cell_spec(study: Study, cell: Cell) -> MachineSpec:
             raise StudyError(f"cell {cell.id}", f"machine: {e}") from None
         _SPECS[key] = spec
     return spec
-
-
-def _advance(m: SimMachine, seconds: float) -> None:
-    """Simulated time passes: the kernel's timers and its run-time allocations."""
-    m.advance(seconds)
-    m.kernel.kalloc.advance(m.kernel.clock)
 
 
 def _zone_pages(m: SimMachine) -> tuple[int, int, int]:
@@ -99,7 +94,11 @@ def run_lifecycle(
     )
     rng = np.random.default_rng(seed)
     root = SysfsRoot(m.sysfs, "sim")
-    before = {d.name for d in list_devices(root)}
+    # the devices present at boot (the same for every seed of the cell: boot is
+    # deterministic and the seed is used from the hot-add on)
+    before = _BOOT_DEVICES.get((study.name, cell.id))
+    if before is None:
+        before = _BOOT_DEVICES[study.name, cell.id] = {d.name for d in list_devices(root)}
     for i, d in enumerate(study.dimms):
         try:
             m.device_add(d.size, d.node, id=f"dimm{i}", addr=d.addr)
@@ -133,7 +132,7 @@ def run_lifecycle(
     failures = {"workload": 0, "tmpfs": 0}
     dt = study.sim_time / steps
     for step in range(steps):
-        _advance(m, dt)
+        m.advance(dt)
         if ev:
             ev({"op": "wait", "seconds": dt})
         if live and rng.random() < wl.churn:
@@ -180,7 +179,7 @@ def run_lifecycle(
             root,
             dev.name,
             timeout=study.remove_timeout,
-            sleep=lambda s: _advance(m, s),
+            sleep=m.advance,
             clock=lambda: k.clock,
         )
         if res.removed:

@@ -6,10 +6,32 @@ import errno
 from typing import TYPE_CHECKING
 
 from memhp.abi.layout import pfn_to_section_nr, section_nr_to_pfn
-from memhp.kernel.mm.page_alloc import AllocError, PageState, page_state_at
+from memhp.kernel.mm.page_alloc import AllocError, PageAllocator, PageState
 
 if TYPE_CHECKING:
     from memhp.kernel.kernel import Kernel
+
+
+#: The order in which a section's pages are laid out when a single pfn must be
+#: named (kpageflags, memory_failure): the model counts pages, it does not place them.
+LAYOUT_ORDER = (
+    PageState.ALTMAP,
+    PageState.RESERVED,
+    PageState.UNMOVABLE,
+    PageState.PINNED,
+    PageState.MOVABLE,
+    PageState.FREE,
+)
+
+
+def page_state_at(pa: PageAllocator, sec: int, index: int) -> PageState | None:
+    """The state of page ``index`` of section ``sec`` in the canonical layout (None: hole)."""
+    pos = 0
+    for st in LAYOUT_ORDER:
+        pos += int(pa.counts[st, sec])
+        if index < pos:
+            return st
+    return None
 
 
 def memory_failure(k: Kernel, pfn: int, soft: bool) -> int:

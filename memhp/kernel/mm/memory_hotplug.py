@@ -264,8 +264,7 @@ def online_pages(k: Kernel, pfn: int, nr_pages: int, zone: Zone) -> int:
     first = pfn_to_section_nr(pfn)
     last = pfn_to_section_nr(pfn + nr_pages - 1)
     k.sparse.set_online(range(first, last + 1), True)
-    for sec in range(first, last + 1):
-        k.pa.section_online(sec, nid, zone.idx)
+    k.pa.section_online(first, last + 1, nid, zone.idx)
     # adjust_present_page_count() and the managed pages the buddy now holds.
     zone.present_pages += nr_pages
     zone.managed_pages += nr_pages
@@ -320,14 +319,11 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
         return fail("misaligned range", errno.EINVAL)
     # walk_system_ram_range(): no holes.
     pa = k.pa
-    altmap = pa.counts[PageState.ALTMAP]
-    ram = sum(int(pa.ram[s]) - int(altmap[s]) for s in secs)
-    if ram != nr_pages:
+    span = slice(first, last + 1)
+    if int(pa.ram[span].sum()) - int(pa.counts[PageState.ALTMAP, span].sum()) != nr_pages:
         return fail("memory holes", errno.EINVAL)
-    zidx = int(zone.idx)
-    for sec in secs:
-        if pa.zone[sec] != zidx or pa.nid[sec] != zone.nid:
-            return fail("multizone range", errno.EINVAL)
+    if (pa.zone[span] != int(zone.idx)).any() or (pa.nid[span] != zone.nid).any():
+        return fail("multizone range", errno.EINVAL)
     # start_isolate_page_range() -> has_unmovable_pages().
     owners = _unmovable_owners(k, secs, zone)
     if owners:
@@ -383,9 +379,7 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
     # poisoned pages are dropped with them.
     for a, sec, n in [x for x in pa.owners_in(secs) if x[0].kind == "hwpoison"]:
         pa.free(a, sec, n)
-    for sec in secs:
-        k.pa.section_offline(sec)
-        k.pa.isolated[sec] = False
+    k.pa.section_offline(secs.start, secs.stop)
     k.sparse.set_online(secs, False)
     zone.managed_pages -= nr_pages
     zone.present_pages -= nr_pages

@@ -166,7 +166,7 @@ class _Ranked:
         self.ranks: npt.NDArray[np.int64] = np.zeros(64, np.int64)
         self.n = 0
         self.start = 0  # tails: entries before it are known invalid
-        self.limit = 1024  # heads: compact when this many entries
+        self.limit = 64  # heads: compact when this many entries
 
     def append(self, secs: npt.NDArray[np.int64], ranks: npt.NDArray[np.int64]) -> None:
         k = secs.size
@@ -177,6 +177,14 @@ class _Ranked:
         self.secs[self.n : self.n + k] = secs
         self.ranks[self.n : self.n + k] = ranks
         self.n += k
+
+    def append_one(self, sec: int, rank: int) -> None:
+        if self.n == self.secs.size:
+            self.secs = np.resize(self.secs, 2 * self.n)
+            self.ranks = np.resize(self.ranks, 2 * self.n)
+        self.secs[self.n] = sec
+        self.ranks[self.n] = rank
+        self.n += 1
 
     def compact(self, rank: npt.NDArray[np.int64]) -> None:
         s, r = self.secs[self.start : self.n], self.ranks[self.start : self.n]
@@ -222,11 +230,14 @@ class FreeArea:
         """Free pages of ``sec`` go to the head of the lists (most recent first)."""
         self._head -= 1
         self.rank[sec] = self._head
-        lst = self._list(self._heads, key)
-        lst.append(np.array([sec], np.int64), np.array([self._head], np.int64))
+        lst = self._heads.get(key)
+        if lst is None:
+            lst = self._heads[key] = _Ranked()
+        lst.append_one(sec, self._head)
         if lst.n >= lst.limit:
+            # (when to drop stale entries changes no result, only the cost of a walk)
             lst.compact(self.rank)
-            lst.limit = max(1024, 4 * lst.n)
+            lst.limit = max(64, 4 * lst.n)
 
     def to_tail(self, key: tuple[int, int], secs: npt.NDArray[np.int64]) -> None:
         """Free pages of ``secs`` (in that order) go to the tail of the lists."""
@@ -247,6 +258,19 @@ class FreeArea:
         """``sec`` has no free pages left on the lists (all allocated, or offline)."""
         self.rank[sec] = 0
 
+    def top(self, key: tuple[int, int]) -> int:
+        """The section most recently placed at the head (-1: none among the last few
+        entries; then use :meth:`heads`)."""
+        lst = self._heads.get(key)
+        if lst is None:
+            return -1
+        rank, secs, ranks = self.rank, lst.secs, lst.ranks
+        for i in range(lst.n - 1, max(lst.n - 9, -1), -1):
+            s = int(secs[i])
+            if rank[s] == ranks[i]:
+                return s
+        return -1
+
     def heads(self, key: tuple[int, int]) -> npt.NDArray[np.int64]:
         """Sections at the head of the lists, most recently placed first."""
         lst = self._heads.get(key)
@@ -263,17 +287,19 @@ class FreeArea:
             return
         first = True
         pos = lst.start
+        # small windows first: an allocation usually needs only the first entries
+        step = min(64, window)
         while pos < lst.n:
-            end = min(lst.n, pos + window)
+            end = min(lst.n, pos + step)
+            step = min(4 * step, window)
             s = lst.secs[pos:end]
-            valid = self.rank[s] == lst.ranks[pos:end]
+            nz = np.flatnonzero(self.rank[s] == lst.ranks[pos:end])  # valid entries
             if first:
                 # entries before the first valid one never become valid again
-                nz = np.flatnonzero(valid)
                 lst.start = pos + (int(nz[0]) if nz.size else s.size)
                 first = not nz.size
-            if valid.any():
-                yield s[valid]
+            if nz.size:
+                yield s[nz]
             pos = end
         if lst.start > 4096 and lst.start > lst.n // 2:
             lst.compact(self.rank)

@@ -50,6 +50,8 @@ class PageState(IntEnum):
 
 
 NR_STATES = len(PageState)
+#: Plain int indices (cheaper for numpy than the enum): FREE, UNMOVABLE, RESERVED, ALTMAP.
+_FREE, _UNMOVABLE, _RESERVED, _ALTMAP = (int(s) for s in PageState if s.name[0] in "FURA")
 
 #: Simulated cost of migrating one 4 KiB page, in seconds.  Linux migrates base
 #: pages at well under 1 GB/s single-threaded (Yan et al., "Nimble Page Management
@@ -188,20 +190,21 @@ class PageAllocator:
             self.ram[s1] += end_pfn - s1 * PAGES_PER_SECTION
         self.nid[s0 : s1 + 1] = nid
 
-    def section_online(self, sec: int, nid: int, zone: ZoneType) -> None:
-        """Hand the RAM pages of ``sec`` to the buddy allocator (online_pages_range).
-
-        Pages already in use (the memmap-on-memory altmap) stay as they are.
-        """
-        self.zone[sec] = int(zone)
-        self.nid[sec] = nid
-        n = int(self.ram[sec]) - int(self.counts[:, sec].sum())
+    def section_online(self, first: int, end: int, nid: int, zone: ZoneType) -> None:
+        """Hand the RAM pages of sections [first, end) to the buddy allocator
+        (online_pages_range -> generic_online_page -> __free_pages_core(): to the
+        tail, lowest address first).  Pages already in use (the memmap-on-memory
+        altmap) stay as they are."""
+        secs = slice(first, end)
+        self.zone[secs] = int(zone)
+        self.nid[secs] = nid
+        c = self.counts[:, secs]
+        n = self.ram[secs] - c.sum(axis=0)
         arr = self._zkey(nid, int(zone))
-        arr += self.counts[:, sec]
-        self.counts[PageState.FREE, sec] += n
-        arr[PageState.FREE] += n
-        # online_pages_range() -> generic_online_page() -> __free_pages_core(): tail
-        self.free_area.to_tail((nid, int(zone)), np.array([sec], np.int64))
+        arr += c.sum(axis=1)
+        c[_FREE] += n
+        arr[_FREE] += int(n.sum())
+        self.free_area.to_tail((nid, int(zone)), np.arange(first, end, dtype=np.int64))
 
     def sections_online(self, secs: npt.NDArray[np.intp], zones: npt.NDArray[np.int8]) -> None:
         """section_online() for many sections at once (boot: memblock_free_all)."""
@@ -217,15 +220,17 @@ class PageAllocator:
                 # memblock_free_all(): ascending, each range to the tail (FPI_TO_TAIL)
                 self.free_area.to_tail((int(nid), int(z)), np.sort(sel).astype(np.int64))
 
-    def section_offline(self, sec: int) -> None:
-        """Take the (all free) pages of ``sec`` out of the buddy (__offline_isolated_pages)."""
-        z = int(self.zone[sec])
-        arr = self._zkey(int(self.nid[sec]), z)
-        n = int(self.counts[PageState.FREE, sec])
-        arr -= self.counts[:, sec]
-        self.counts[PageState.FREE, sec] -= n
-        self.zone[sec] = -1
-        self.free_area.remove(sec)
+    def section_offline(self, first: int, end: int) -> None:
+        """Take the (all free) pages of sections [first, end), all of one zone, out of
+        the buddy and undo their isolation (__offline_isolated_pages)."""
+        secs = slice(first, end)
+        c = self.counts[:, secs]
+        arr = self._zkey(int(self.nid[first]), int(self.zone[first]))
+        arr -= c.sum(axis=1)
+        c[_FREE] = 0
+        self.zone[secs] = -1
+        self.isolated[secs] = False
+        self.free_area.rank[secs] = 0  # FreeArea.remove()
 
     def _taken(self, sec: int) -> None:
         """Pages were allocated from ``sec``: what is left is a split remainder,
@@ -348,9 +353,8 @@ class PageAllocator:
     #: Tail entries examined at a time when looking for free pages.
     WINDOW = 4096
 
-    def _candidates(self, zone: Zone, state: PageState) -> Iterator[npt.NDArray[np.intp]]:
-        """Sections of ``zone`` with free pages, in the order the buddy allocator uses them.
-
+    def _free_lists(self, zone: Zone, state: PageState) -> Iterator[list[tuple[int, int]]]:
+        """(section, free pages) of ``zone``, in the order the buddy allocator uses them:
         __rmqueue_smallest() takes the smallest free block that fits, from the head
         of its list: first the fragments of partly used sections (most recently
         split or freed first) whose page blocks are of the request's migratetype
@@ -363,18 +367,37 @@ class PageAllocator:
         if zone.is_empty():
             return
         key = (zone.nid, int(zone.idx))
-        fa = self.free_area
-        heads = fa.heads(key)
-        heads = heads[(self.counts[PageState.FREE, heads] > 0) & ~self.isolated[heads]]
-        c = self.counts[:, heads]
-        partly = (self.ram[heads] - c[PageState.FREE] - c[PageState.ALTMAP]) > 0
-        unmov = (c[PageState.UNMOVABLE] + c[PageState.RESERVED]) > 0
-        same = unmov if state is PageState.UNMOVABLE else ~unmov
-        yield heads[partly & same]
-        yield heads[~partly]
-        for win in fa.tails(key, self.WINDOW):
-            yield win[(self.counts[PageState.FREE, win] > 0) & ~self.isolated[win]]
-        yield heads[partly & ~same]
+        counts, isolated = self.counts, self.isolated
+        lists: tuple[list[tuple[int, int]], ...] = ([], [], [])  # same type, whole, other
+        heads = self.free_area.heads(key)
+        if heads.size:
+            heads = heads[(counts[_FREE, heads] > 0) & ~isolated[heads]]
+        if heads.size:
+            c = counts[:, heads]
+            partly = ((self.ram[heads] - c[_FREE] - c[_ALTMAP]) > 0).tolist()
+            unmov = ((c[_UNMOVABLE] + c[_RESERVED]) > 0).tolist()
+            want = state is PageState.UNMOVABLE
+            for sec, f, p, u in zip(heads.tolist(), c[_FREE].tolist(), partly, unmov, strict=True):
+                lists[0 if p and u == want else 2 if p else 1].append((sec, f))
+            yield lists[0]
+            yield lists[1]
+        for win in self.free_area.tails(key, self.WINDOW):
+            f = counts[_FREE, win]
+            keep = (f > 0) & ~isolated[win]
+            yield list(zip(win[keep].tolist(), f[keep].tolist(), strict=True))
+        yield lists[2]
+
+    def _top(self, zone: Zone, state: PageState) -> int:
+        """The first section of :meth:`_free_lists` if it is the latest head entry, or -1."""
+        if zone.is_empty():
+            return -1
+        h = self.free_area.top((zone.nid, int(zone.idx)))
+        if h < 0 or self.isolated[h]:
+            return -1
+        free, _, _, unmov, reserved, altmap = self.counts[:, h].tolist()
+        if free <= 0 or int(self.ram[h]) - free - altmap <= 0:
+            return -1
+        return h if (unmov + reserved > 0) == (state is PageState.UNMOVABLE) else -1
 
     def available(self, zone: Zone, reserve: bool = True) -> int:
         """Pages ``zone`` can give before hitting its min watermark."""
@@ -410,19 +433,19 @@ class PageAllocator:
             if avail <= 0:
                 continue
             want = min(need, avail)
+            h = self._top(z, state)
+            if h >= 0 and self.counts[_FREE, h] >= want:  # the first candidate has room
+                plan.append((h, want))
+                need -= want
+                continue
             used = 0
-            for cands in self._candidates(z, state):
-                if not cands.size:
-                    continue
-                free = self.counts[PageState.FREE, cands].astype(np.int64)
-                csum = np.cumsum(free)
-                k = min(int(np.searchsorted(csum, want - used)), cands.size - 1)
-                for i in range(k + 1):
-                    take = min(int(free[i]), want - used)
-                    if take <= 0:
-                        break
-                    plan.append((int(cands[i]), take))
+            for free in self._free_lists(z, state):
+                for sec, f in free:
+                    take = min(f, want - used)
+                    plan.append((sec, take))
                     used += take
+                    if used >= want:
+                        break
                 if used >= want:
                     break
             need -= used
@@ -575,25 +598,3 @@ class PageAllocator:
                 zone.watermark_min = wmin
                 zone.watermark_low = wmin + delta
                 zone.watermark_high = wmin + 2 * delta
-
-
-#: The order in which a section's pages are laid out when a single pfn must be
-#: named (kpageflags, memory_failure): the model counts pages, it does not place them.
-LAYOUT_ORDER = (
-    PageState.ALTMAP,
-    PageState.RESERVED,
-    PageState.UNMOVABLE,
-    PageState.PINNED,
-    PageState.MOVABLE,
-    PageState.FREE,
-)
-
-
-def page_state_at(pa: PageAllocator, sec: int, index: int) -> PageState | None:
-    """The state of page ``index`` of section ``sec`` in the canonical layout (None: hole)."""
-    pos = 0
-    for st in LAYOUT_ORDER:
-        pos += int(pa.counts[st, sec])
-        if index < pos:
-            return st
-    return None
