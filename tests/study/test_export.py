@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from memhp.bench.actions import HotAddAction, Memhp, Write
+from memhp.bench.actions import HotAddAction, Memhp, Wait, Write
 from memhp.bench.recording import Recording, recording_path
 from memhp.bench.scenario import SCENARIO_DIR, load_scenario
 from memhp.bench.tasks import EndTaskAction, TaskAction
 from memhp.cli.main import main
-from memhp.study.export import export_scenarios
+from memhp.study.export import REPEAT_WAIT, export_scenarios
 from memhp.study.lifecycle import cell_spec, run_lifecycle
 from memhp.study.spec import StudyError, load_study
 
@@ -73,6 +73,23 @@ def test_user_space_online_and_churn_are_steps(tmp_path: Path) -> None:
     assert [s.action.name for s in sc.steps if isinstance(s.action, EndTaskAction)] == ["task0"]
 
 
+def test_a_probabilistic_cell_is_a_repeat_scenario(tmp_path: Path) -> None:
+    """--repeat N: repeat = N real runs, no expected verdict, a wait for each removal
+    whose outcome is compared (the cell's outcome depends on where run-time kernel
+    allocations land)."""
+    study = load_study(STUDY)
+    [x] = export_scenarios(study, STUDY, str(tmp_path), ["2"], [0], repeat=4)
+    sc = load_scenario(x.path)
+    assert sc.repeat == 4
+    assert sc.machine.runtime_allocs.seed == 0
+    removes = [s.action for s in sc.steps if isinstance(s.action, Memhp)]
+    assert [(r.args[1], r.expect_rc) for r in removes] == [("PNP0C80:01", ()), ("PNP0C80:00", ())]
+    waits = [(s.action.removed, s.action.timeout) for s in sc.steps if isinstance(s.action, Wait)]
+    assert waits[-2:] == [("dimm1", REPEAT_WAIT), ("dimm0", REPEAT_WAIT)]
+    with pytest.raises(StudyError, match="expected a number of real runs >= 1, got 0"):
+        export_scenarios(study, STUDY, str(tmp_path), ["2"], [0], repeat=0)
+
+
 def test_export_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     study = load_study(STUDY)
     with pytest.raises(StudyError, match="no cell 'nope'"):
@@ -82,6 +99,9 @@ def test_export_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFi
     assert "no cell '99'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["study", STUDY, "--export-scenarios", str(tmp_path), "--seeds", "a"])
+    with pytest.raises(SystemExit):
+        main(["study", STUDY, "--export-scenarios", str(tmp_path), "--repeat", "17"])
+    assert "expected a number of real runs 1..16, got '17'" in capsys.readouterr().err
     vm = str(REPO / "studies" / "vm-shrink.toml")
     with pytest.raises(StudyError, match="pinned pages have no guest counterpart"):
         export_scenarios(
