@@ -19,7 +19,8 @@ Placement follows the buddy allocator's observable rules, deterministically:
   (FPI_TO_TAIL, 5.10+), lowest address first, as do pages whose isolation is
   undone; fragments (partly used sections) before whole blocks
   (__rmqueue_smallest), and kernel allocations first in sections that already
-  hold unmovable pages, else by stealing a whole block (__rmqueue_fallback);
+  hold unmovable pages or did (stolen blocks stay MIGRATE_UNMOVABLE when freed:
+  steal_suitable_fallback), else by stealing a whole block (__rmqueue_fallback);
 * memblock allocations at boot are top-down (memblock_find_in_range_node).
 """
 
@@ -96,6 +97,8 @@ class PageAllocator:
         self.zone: npt.NDArray[np.int8] = np.full(nr_sections, -1, np.int8)
         self.nid: npt.NDArray[np.int16] = np.full(nr_sections, -1, np.int16)
         self.isolated: npt.NDArray[np.bool_] = np.zeros(nr_sections, np.bool_)
+        #: Sections with MIGRATE_UNMOVABLE blocks since online (steal_suitable_fallback).
+        self.unmovable_block: npt.NDArray[np.bool_] = np.zeros(nr_sections, np.bool_)
         #: The order of the free lists, per section.
         self.free_area = FreeArea(nr_sections, free_to_tail)
         #: Zone-level totals zstate[state, nid, zone] kept in step with counts.
@@ -195,6 +198,7 @@ class PageAllocator:
         """
         self.zone[sec] = int(zone)
         self.nid[sec] = nid
+        self.unmovable_block[sec] = False
         n = int(self.ram[sec]) - int(self.counts[:, sec].sum())
         arr = self._zkey(nid, int(zone))
         arr += self.counts[:, sec]
@@ -352,13 +356,13 @@ class PageAllocator:
         """Sections of ``zone`` with free pages, in the order the buddy allocator uses them.
 
         __rmqueue_smallest() takes the smallest free block that fits, from the head
-        of its list: first the fragments of partly used sections (most recently
-        split or freed first) whose page blocks are of the request's migratetype
-        (holding unmovable pages or not), then whole blocks in free-list order
-        (head entries, then tail entries oldest first: boot memory and onlined
-        memory lowest address first).  Last the fragments of the other migratetype
-        (__rmqueue_fallback()).  An unmovable request that finds no fragment of its
-        type steals the largest block, i.e. a whole free section.
+        of its list: first the free pages of sections whose page blocks are of the
+        request's migratetype (holding unmovable pages or having held them:
+        :attr:`unmovable_block`; partly used, most recently split or freed first),
+        then whole blocks in free-list order (head entries, then tail entries oldest
+        first: boot and onlined memory lowest address first).  Last the other
+        migratetype's (__rmqueue_fallback()).  An unmovable request that finds no
+        free page of its type steals the largest block, i.e. a whole free section.
         """
         if zone.is_empty():
             return
@@ -368,13 +372,14 @@ class PageAllocator:
         heads = heads[(self.counts[PageState.FREE, heads] > 0) & ~self.isolated[heads]]
         c = self.counts[:, heads]
         partly = (self.ram[heads] - c[PageState.FREE] - c[PageState.ALTMAP]) > 0
-        unmov = (c[PageState.UNMOVABLE] + c[PageState.RESERVED]) > 0
+        unmov = ((c[PageState.UNMOVABLE] + c[PageState.RESERVED]) > 0) | self.unmovable_block[heads]
+        typed = partly | unmov  # not a whole free block of no migratetype yet
         same = unmov if state is PageState.UNMOVABLE else ~unmov
-        yield heads[partly & same]
-        yield heads[~partly]
+        yield heads[typed & same]
+        yield heads[~typed]
         for win in fa.tails(key, self.WINDOW):
             yield win[(self.counts[PageState.FREE, win] > 0) & ~self.isolated[win]]
-        yield heads[partly & ~same]
+        yield heads[typed & ~same]
 
     def available(self, zone: Zone, reserve: bool = True) -> int:
         """Pages ``zone`` can give before hitting its min watermark."""
@@ -448,6 +453,8 @@ class PageAllocator:
             out.append(a)
         for sec in dict.fromkeys(sec for sec, _ in plan):
             self._taken(sec)
+        if state is PageState.UNMOVABLE:
+            self.unmovable_block[[sec for sec, _ in plan]] = True
         return out
 
     def alloc_in_sections(
@@ -579,14 +586,8 @@ class PageAllocator:
 
 #: The order in which a section's pages are laid out when a single pfn must be
 #: named (kpageflags, memory_failure): the model counts pages, it does not place them.
-LAYOUT_ORDER = (
-    PageState.ALTMAP,
-    PageState.RESERVED,
-    PageState.UNMOVABLE,
-    PageState.PINNED,
-    PageState.MOVABLE,
-    PageState.FREE,
-)
+_LAYOUT = ("ALTMAP", "RESERVED", "UNMOVABLE", "PINNED", "MOVABLE", "FREE")
+LAYOUT_ORDER = tuple(PageState[n] for n in _LAYOUT)
 
 
 def page_state_at(pa: PageAllocator, sec: int, index: int) -> PageState | None:
