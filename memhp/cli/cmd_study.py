@@ -45,13 +45,29 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
+def _repeat(text: str) -> int:
+    from memhp.bench.scenario import MAX_REPEAT
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_REPEAT:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of real runs 1..{MAX_REPEAT}, got '{text}'"
+        )
+    return n
+
+
 def _export(args: argparse.Namespace, study: Any) -> int:
     """--export-scenarios DIR: the chosen runs as bench scenarios (memhp.study.export)."""
     from memhp.study.export import export_scenarios
     from memhp.study.spec import StudyError
 
     try:
-        done = export_scenarios(study, args.study, args.export_scenarios, args.cell, args.seeds)
+        done = export_scenarios(
+            study, args.study, args.export_scenarios, args.cell, args.seeds, args.repeat
+        )
     except StudyError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 1
@@ -158,5 +174,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default=[],
         metavar="S,S,...",
         help="with --export-scenarios: the seeds (default: the study's runs)",
+    )
+    p.add_argument(
+        "--repeat",
+        type=_repeat,
+        default=1,
+        metavar="N",
+        help="with --export-scenarios: a probabilistic cell: repeat = N real runs compared "
+        "as a set of outcomes with the model over N run-time allocation seeds",
     )
     p.set_defaults(func=run)

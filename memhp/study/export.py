@@ -28,6 +28,13 @@ removal                     ``memhp remove DEVICE --timeout T`` in the guest, in
                             run's order; ``expect_rc`` is the model's verdict
 ==========================  ============================================================
 
+``--repeat N`` (N > 1) exports a probabilistic cell, one whose per-device outcome
+depends on where the kernel's own run-time allocations land (kernel-zone DIMMs with
+a movable workload): the scenario gets ``repeat = N`` (N real runs, their outcomes
+compared as a set with the model over run-time allocation seeds 0..N-1, see
+:mod:`memhp.bench.scenario`), no ``expect_rc`` on the removals and a ``wait`` for
+each DIMM's removal whose outcome (``removed``/``kept``) is compared on both sides.
+
 ``pinned`` pages have no guest counterpart (a long-term pin, FOLL_LONGTERM,
 migrates the page out of ZONE_MOVABLE first in 6.1: check_and_migrate_movable_pages()
 in mm/gup.c), so a cell whose workload pins pages is not exported.  A run whose
@@ -53,6 +60,8 @@ from memhp.study.spec import ONLINE_BY_KERNEL, Cell, Study, StudyError
 MIB = 1 << 20
 #: Guest-side seconds memhp remove may take beyond --timeout (Python start-up under TCG).
 REMOVE_SLACK = 240.0
+#: Seconds a probabilistic cell's scenario waits for a DIMM that may stay (refused).
+REPEAT_WAIT = 20
 
 
 @dataclass(frozen=True)
@@ -98,9 +107,16 @@ def scenario_name(study: Study, index: int, seed: int) -> str:
 
 
 def scenario_text(
-    study: Study, cell: Cell, index: int, seed: int, machine_path: str, out_dir: str
+    study: Study,
+    cell: Cell,
+    index: int,
+    seed: int,
+    machine_path: str,
+    out_dir: str,
+    repeat: int = 1,
 ) -> tuple[str, tuple[bool, ...]]:
-    """The scenario of one run, and the model's per-device verdict in removal order."""
+    """The scenario of one run, and the model's per-device verdict in removal order;
+    ``repeat`` > 1: a probabilistic cell (module doc)."""
     wl = study.workloads[cell.get("workload")]
     if wl.pinned > 0:
         raise StudyError(
@@ -128,6 +144,7 @@ def scenario_text(
         f"description = {_q(desc)}",
         'kernels = ["6.1"]',
         'tags = ["guest-python", "study"]',
+        *([f"repeat = {repeat}"] if repeat > 1 else []),
         "",
         "[machine]",
         f"base = {_q(os.path.relpath(machine_path, out_dir))}",
@@ -190,7 +207,10 @@ def scenario_text(
                 "compare_output": False,
                 "timeout": study.remove_timeout + REMOVE_SLACK,
             }
-            if e["ok"]:
+            if repeat > 1:
+                steps.append(step)
+                steps.append({"wait": {"removed": f"dimm{e['dimm']}", "timeout": REPEAT_WAIT}})
+            elif e["ok"]:
                 step["expect_rc"] = 0
                 steps.append(step)
                 steps.append({"wait": {"removed": f"dimm{e['dimm']}", "timeout": 60}})
@@ -215,9 +235,13 @@ def export_scenarios(
     out_dir: str,
     cells: Sequence[str] = (),
     seeds: Sequence[int] = (),
+    repeat: int = 1,
 ) -> list[Exported]:
     """Write the scenarios of the chosen cells (ids or indexes; all by default) and
-    seeds (default: the study's first ``runs``); StudyError for an unknown cell."""
+    seeds (default: the study's first ``runs``); StudyError for an unknown cell.
+    ``repeat`` > 1: probabilistic cells (module doc)."""
+    if repeat < 1:
+        raise StudyError("--repeat", f"expected a number of real runs >= 1, got {repeat}")
     chosen: list[tuple[int, Cell]] = []
     for c in cells or [str(i) for i in range(len(study.cells))]:
         idx = next((i for i, x in enumerate(study.cells) if c in (x.id, str(i))), None)
@@ -231,7 +255,7 @@ def export_scenarios(
     out: list[Exported] = []
     for idx, cell in chosen:
         for seed in seeds:
-            text, verdict = scenario_text(study, cell, idx, seed, mpath, out_dir)
+            text, verdict = scenario_text(study, cell, idx, seed, mpath, out_dir, repeat)
             path = os.path.join(out_dir, scenario_name(study, idx, seed) + ".toml")
             with open(path, "w") as f:
                 f.write(text)

@@ -1,25 +1,23 @@
 """Page state and the page allocator (mm/page_alloc.c, mm/memblock.c).
 
-There is no Python object per page.  Pages are counted per memory section in
-numpy arrays, one row per :class:`PageState`; a registry of
-:class:`Allocation` objects records who owns which pages (section-granular
-extents), so that a failure can name the owner ("page_cgroup of section 37").
+No Python object per page: pages are counted per section in numpy arrays, one row per
+:class:`PageState`; :class:`Allocation` objects record who owns which pages
+(section-granular extents), so that a failure can name the owner.
 
 Placement follows the buddy allocator's observable rules, deterministically:
 
-* zonelists (build_zonelists): nodes in order of distance from the preferred node,
-  then zones from the highest allowed down; kernel allocations never use
-  ZONE_MOVABLE (gfp_zone() of GFP_KERNEL), long-term pinned pages do not either
-  where the profile says so (FOLL_LONGTERM migrates them out, 5.7+);
-* watermarks (__zone_watermark_ok): a zone gives pages only while its free
-  pages stay above the min watermark;
+* zonelists (build_zonelists): nodes by distance, then zones from the highest allowed
+  down; kernel allocations never use ZONE_MOVABLE (gfp_zone()), long-term pinned
+  pages neither where the profile says so (FOLL_LONGTERM migrates them out, 5.7+);
+* watermarks (__zone_watermark_ok): free pages stay above the min watermark;
 * within a zone, the order of the free lists (:class:`FreeArea`): pages freed
   by a task (exit, munmap, the source of a migration) go to the head and are
   reused first; memory released at boot and memory onlined go to the tail
   (FPI_TO_TAIL, 5.10+), lowest address first, as do pages whose isolation is
   undone; fragments (partly used sections) before whole blocks
   (__rmqueue_smallest), and kernel allocations first in sections that already
-  hold unmovable pages, else by stealing a whole block (__rmqueue_fallback);
+  hold unmovable pages or did (stolen blocks stay MIGRATE_UNMOVABLE when freed:
+  steal_suitable_fallback), else by stealing a whole block (__rmqueue_fallback);
 * memblock allocations at boot are top-down (memblock_find_in_range_node).
 """
 
@@ -98,6 +96,8 @@ class PageAllocator:
         self.zone: npt.NDArray[np.int8] = np.full(nr_sections, -1, np.int8)
         self.nid: npt.NDArray[np.int16] = np.full(nr_sections, -1, np.int16)
         self.isolated: npt.NDArray[np.bool_] = np.zeros(nr_sections, np.bool_)
+        #: Sections with MIGRATE_UNMOVABLE blocks since online (steal_suitable_fallback).
+        self.unmovable_block: npt.NDArray[np.bool_] = np.zeros(nr_sections, np.bool_)
         #: The order of the free lists, per section.
         self.free_area = FreeArea(nr_sections, free_to_tail)
         #: Zone-level totals zstate[state, nid, zone] kept in step with counts.
@@ -111,7 +111,6 @@ class PageAllocator:
         self.migrated_pages = 0
         self._wmark_dirty = True
 
-    # ------------------------------------------------------------------ counters
     def _zkey(self, nid: int, z: int) -> npt.NDArray[np.int64]:
         key = (nid, z)
         arr = self.zstate.get(key)
@@ -198,6 +197,7 @@ class PageAllocator:
         secs = slice(first, end)
         self.zone[secs] = int(zone)
         self.nid[secs] = nid
+        self.unmovable_block[secs] = False
         c = self.counts[:, secs]
         n = self.ram[secs] - c.sum(axis=0)
         arr = self._zkey(nid, int(zone))
@@ -257,7 +257,6 @@ class PageAllocator:
             for aid, n in sorted(self.by_section.get(sec, {}).items()):
                 yield self.allocs[aid], sec, n
 
-    # --------------------------------------------------------------- memblock
     def memblock_reserve(
         self, start_pfn: int, nr_pages: int, owner: str, kind: str, nid: int
     ) -> Allocation:
@@ -355,14 +354,11 @@ class PageAllocator:
 
     def _free_lists(self, zone: Zone, state: PageState) -> Iterator[list[tuple[int, int]]]:
         """(section, free pages) of ``zone``, in the order the buddy allocator uses them:
-        __rmqueue_smallest() takes the smallest free block that fits, from the head
-        of its list: first the fragments of partly used sections (most recently
-        split or freed first) whose page blocks are of the request's migratetype
-        (holding unmovable pages or not), then whole blocks in free-list order
-        (head entries, then tail entries oldest first: boot memory and onlined
-        memory lowest address first).  Last the fragments of the other migratetype
-        (__rmqueue_fallback()).  An unmovable request that finds no fragment of its
-        type steals the largest block, i.e. a whole free section.
+        __rmqueue_smallest(): first free pages in blocks of the request's migratetype
+        (holding or having held unmovable pages, :attr:`unmovable_block`; most recently
+        split or freed first), then whole blocks in free-list order (head, then tail
+        oldest first), last the other migratetype's (__rmqueue_fallback()); an
+        unmovable request finding none of its type steals a whole free section.
         """
         if zone.is_empty():
             return
@@ -374,11 +370,12 @@ class PageAllocator:
             heads = heads[(counts[_FREE, heads] > 0) & ~isolated[heads]]
         if heads.size:
             c = counts[:, heads]
-            partly = ((self.ram[heads] - c[_FREE] - c[_ALTMAP]) > 0).tolist()
-            unmov = ((c[_UNMOVABLE] + c[_RESERVED]) > 0).tolist()
+            unmov = ((c[_UNMOVABLE] + c[_RESERVED]) > 0) | self.unmovable_block[heads]
+            typed = ((self.ram[heads] - c[_FREE] - c[_ALTMAP]) > 0) | unmov
             want = state is PageState.UNMOVABLE
-            for sec, f, p, u in zip(heads.tolist(), c[_FREE].tolist(), partly, unmov, strict=True):
-                lists[0 if p and u == want else 2 if p else 1].append((sec, f))
+            hl, fl, tl, ul = heads.tolist(), c[_FREE].tolist(), typed.tolist(), unmov.tolist()
+            for sec, f, t, u in zip(hl, fl, tl, ul, strict=True):
+                lists[0 if t and u == want else 2 if t else 1].append((sec, f))
             yield lists[0]
             yield lists[1]
         for win in self.free_area.tails(key, self.WINDOW):
@@ -395,9 +392,10 @@ class PageAllocator:
         if h < 0 or self.isolated[h]:
             return -1
         free, _, _, unmov, reserved, altmap = self.counts[:, h].tolist()
-        if free <= 0 or int(self.ram[h]) - free - altmap <= 0:
+        u = unmov + reserved > 0 or bool(self.unmovable_block[h])
+        if free <= 0 or (int(self.ram[h]) - free - altmap <= 0 and not u):
             return -1
-        return h if (unmov + reserved > 0) == (state is PageState.UNMOVABLE) else -1
+        return h if u == (state is PageState.UNMOVABLE) else -1
 
     def available(self, zone: Zone, reserve: bool = True) -> int:
         """Pages ``zone`` can give before hitting its min watermark."""
@@ -471,6 +469,8 @@ class PageAllocator:
             out.append(a)
         for sec in dict.fromkeys(sec for sec, _ in plan):
             self._taken(sec)
+        if state is PageState.UNMOVABLE:
+            self.unmovable_block[[sec for sec, _ in plan]] = True
         return out
 
     def alloc_in_sections(
