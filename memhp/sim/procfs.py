@@ -334,6 +334,9 @@ def _section_flags(k: Kernel, sec: int) -> np.ndarray:
     online section: the altmap first, then reserved, the kernel's unmovable pages
     by owner (page tables, poisoned, unflagged, slab: :data:`_UNMOVABLE_FLAGS`),
     pinned, movable and free pages, PG_offline pages, then holes (PG_reserved).
+    In a virtio-mem Sub-Block Mode block the PG_offline pages are moved to the
+    unplugged sub-blocks (:func:`_unplugged_pages`) and the rest keeps its order in
+    the plugged ones.  stable_page_flags() reports PageOffline() as KPF_OFFLINE.
     """
     flags = np.full(PAGES_PER_SECTION, 1 << KPF_NOPAGE, np.uint64)
     if sec >= k.nr_sections or not k.sparse.online[sec]:
@@ -374,7 +377,33 @@ def _section_flags(k: Kernel, sec: int) -> np.ndarray:
         flags[pos : pos + n] = f
         pos += n
     flags[pos:] = 1 << KPF_RESERVED
+    if offline:
+        unplugged = _unplugged_pages(k, sec)
+        if unplugged is not None and int(unplugged.sum()) == offline:
+            # The PG_offline pages where the driver's bitmap says, the rest in order.
+            rest = np.delete(flags, np.s_[pos - offline : pos])
+            flags[unplugged] = 1 << KPF_OFFLINE
+            flags[~unplugged] = rest
     return flags
+
+
+def _unplugged_pages(k: Kernel, sec: int) -> np.ndarray | None:
+    """Which pages of section ``sec`` lie in sub-blocks virtio-mem holds unplugged
+    (``vm->sbm.sb_states``, virtio_mem_sbm_test_sb_unplugged()); None outside Sub-Block
+    Mode blocks.  virtio_mem_set_fake_offline() marks exactly those pages
+    PageOffline(), whether kept back by virtio_mem_online_page() at onlining or taken
+    by virtio_mem_fake_offline() (alloc_contig_range()) later."""
+    spb = k.memory.sections_per_block
+    mb = sec // spb
+    for vm in k.virtio.mem.vms:
+        bits = vm.sb_plugged.get(mb) if vm.in_sbm else None
+        if bits is None:
+            continue
+        sb_pages = vm.sb_size // PAGE_SIZE
+        first = (sec - mb * spb) * PAGES_PER_SECTION
+        page_plugged = np.repeat(np.array(bits, dtype=bool), sb_pages)
+        return ~page_plugged[first : first + PAGES_PER_SECTION]
+    return None
 
 
 def kpageflags(k: Kernel, offset: int, size: int) -> bytes:
