@@ -89,7 +89,9 @@ class AddressScale:
     """Addresses to axis units (0..1).
 
     ``major`` ranges (memory blocks, System RAM) are drawn to scale.  ``minor``
-    ranges (other firmware memmap types) and holes are drawn to scale too, unless
+    ranges (other firmware memmap types), ``regions`` (like minor ranges, but kept
+    apart from them: virtio-mem regions without memory block) and holes are drawn
+    to scale too, unless
     larger than ``hole_fraction`` of the major address space: those are drawn
     ``hole_width`` wide (``compressed``), so that a far-away reserved range or a
     1 TiB hole does not squeeze the memory into a corner.
@@ -101,16 +103,27 @@ class AddressScale:
         minor: Iterable[tuple[int, int]] = (),
         hole_fraction: float = 0.15,
         hole_width: float = 0.04,
+        regions: Iterable[tuple[int, int]] = (),
     ) -> None:
         majors = _merge(major)
         minors = _merge(minor)
+        extras = _merge(regions)
         if not majors and not minors:
             majors = [(0, 1)]
-        bounds = sorted({p for a, b in majors + minors for p in (a, b)})
+        bounds = sorted({p for a, b in majors + minors + extras for p in (a, b)})
         total = sum(b - a for a, b in majors) or (bounds[-1] - bounds[0])
-        pieces: list[list[int]] = []  # [start, end, class] 0 major, 1 minor, 2 gap
+        # [start, end, class] 0 major, 1 minor, 2 gap, 3 region (a minor of its own)
+        pieces: list[list[int]] = []
         for a, b in pairwise(bounds):
-            cls = 0 if _covered(majors, a) else 1 if _covered(minors, a) else 2
+            cls = (
+                0
+                if _covered(majors, a)
+                else 3
+                if _covered(extras, a)
+                else 1
+                if _covered(minors, a)
+                else 2
+            )
             if pieces and pieces[-1][2] == cls:
                 pieces[-1][1] = b
             else:
@@ -186,8 +199,7 @@ def map_scale(m: MemoryMap) -> AddressScale:
         (f.start, f.end) for f in m.firmware if f.type == "System RAM"
     ]
     minor = [(f.start, f.end) for f in m.firmware if f.type != "System RAM"]
-    minor += [p for r in m.virtio for p in r.not_added()]
-    return AddressScale(major, minor)
+    return AddressScale(major, minor, regions=[p for r in m.virtio for p in r.not_added()])
 
 
 # -- aggregation -------------------------------------------------------------------------

@@ -242,7 +242,7 @@ def _blocks(idx: Sequence[int]) -> str:
         return "no memory block added"
     first, last = min(idx), max(idx)
     names = f"memory{first}" if first == last else f"memory{first}-{last}"
-    return f"{names} added"
+    return f"{names} added ({len(idx)} blocks)"
 
 
 def text_legend(regions: Sequence[VirtioRegionMap], tags: dict[str, str]) -> list[str]:
@@ -262,8 +262,7 @@ def text_legend(regions: Sequence[VirtioRegionMap], tags: dict[str, str]) -> lis
         node = f"node {r.node}" if r.node is not None else "node unknown"
         lines.append(
             f"  [{tags.get(r.name, '?')}-]  device {r.name}: virtio-mem region "
-            f"{_span(r.start, r.end)} ({human(r.size)}), {node}, {_blocks(r.blocks)} "
-            f"({human(sum(b - a for a, b in r.added))})"
+            f"{_span(r.start, r.end)} ({human(r.size)}), {node}, {_blocks(r.blocks)}"
         )
         partial = [s for s in r.subblocks if not all(s.plugged)]
         for s in partial[:MAX_BLOCK_LINES]:

@@ -494,12 +494,13 @@ def save_maps(
 
     major: list[tuple[int, int]] = []
     minor: list[tuple[int, int]] = []
+    regions: list[tuple[int, int]] = []
     for m in maps:
         major += [(b.start, b.end) for b in m.blocks]
         major += [(f.start, f.end) for f in m.firmware if f.type == "System RAM"]
         minor += [(f.start, f.end) for f in m.firmware if f.type != "System RAM"]
-        minor += [p for r in m.virtio for p in r.not_added()]
-    scale = AddressScale(major, minor)
+        regions += [p for r in m.virtio for p in r.not_added()]
+    scale = AddressScale(major, minor, regions=regions)
     heights = [_figure_height(m) for m in maps]
     fig = Figure(figsize=(14.0, sum(heights)), layout="constrained")
     axes = fig.subplots(len(maps), 1, height_ratios=heights, squeeze=False)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 NOT_PLUGGED_COLOR = "#fff7bc"
 NOT_PLUGGED_HATCH = ".."
-SUBBLOCK_COLORS: dict[str, str] = {"plugged": "#252525", "unplugged": "#fec44f"}
+SUBBLOCK_COLORS: dict[str, str] = {"plugged": "#01665e", "unplugged": "#fec44f"}
 #: The sub-block strip's share of the block row (at its bottom).
 STRIP = 0.3
 
