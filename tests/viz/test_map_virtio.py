@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memhp.abi.kpageflags import KPF_OFFLINE
+from memhp.abi.kpageflags import KPF_DIRTY, KPF_OFFLINE
 from memhp.abi.layout import PAGE_SIZE, MiB
 from memhp.abi.paths import PROC_KPAGEFLAGS, block_dir
 from memhp.cli.main import main
@@ -68,6 +68,22 @@ def test_kpageflags_offline_exactly_in_the_unplugged_sub_blocks(guest: SimMachin
         assert off == [False] * boundary + [True] * (n - boundary), b
     vm = guest.kernel.virtio.mem.vms[0]
     assert vm.sb_plugged[34] == [True] * PLUGGED_34 + [False] * (64 - PLUGGED_34)
+
+
+def test_kpageflags_fake_offline_flags_as_linux_6_1(guest: SimMachine) -> None:
+    """memory34 was onlined with sub-blocks 22..63 unplugged: virtio_mem_online_page()
+    kept them fake offline with onlined=false, PG_offline + PG_dirty (and not
+    PG_reserved); 12..21 were unplugged later by virtio_mem_fake_offline()
+    (alloc_contig_range()): PG_offline only."""
+    root = SysfsRoot(guest.sysfs, "guest")
+    n = BLOCK // PAGE_SIZE
+    raw = root.read_at(PROC_KPAGEFLAGS, 34 * BLOCK // PAGE_SIZE * 8, n * 8)
+    flags = struct.unpack(f"<{n}Q", raw)
+    per_sb = [set(flags[i : i + 512]) for i in range(0, n, 512)]
+    offline, dirty = 1 << KPF_OFFLINE, 1 << KPF_DIRTY
+    assert all(not any(f & offline for f in s) for s in per_sb[:PLUGGED_34])
+    assert per_sb[PLUGGED_34:22] == [{offline}] * (22 - PLUGGED_34)
+    assert per_sb[22:] == [{offline | dirty}] * 42
 
 
 def test_regions_from_sysfs_equal_the_driver_state(guest: SimMachine, guest_map: MemoryMap) -> None:
