@@ -32,9 +32,8 @@ from memhp.abi.units import human_size as human
 from memhp.host.errors import SysfsError
 from memhp.host.iomem import virtio_regions
 from memhp.host.root import SysfsRoot
+from memhp.host.virtio_mem import SUB_BLOCK as SUB_BLOCK  # bytes per drawn sub-block
 
-#: Bytes per drawn sub-block (pageblock_order pages).
-SUB_BLOCK = PAGEBLOCK_NR_PAGES * PAGE_SIZE
 #: Text map characters: the region with no memory block (node row) and the
 #: sub-block row's plugged / unplugged / both-in-one-column.
 NOT_ADDED_CHAR = "_"
