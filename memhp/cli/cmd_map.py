@@ -1,12 +1,14 @@
 """``memhp map``: the physical memory map of a sysfs root, as a picture or as text.
 
     memhp map [-s DIR] [-o FILE.png|FILE.svg] [--text] [--width N]
-    memhp map --machine seed [--scenario seed|seed-after|kernel-pages|boot] [-o FILE] [--text]
+    memhp map --machine seed [--scenario seed|seed-after|kernel-pages|virtio-mem|boot] [-o FILE]
 
 With ``--sysroot`` (or ``/``) it reads sysfs like the other commands; with
 ``--machine`` it boots a simulated machine (a TOML in machines/ or a path), runs
 the scenario and also shows what is inside each block and which block holds the
-metadata of which.  Without ``-o`` the text map is printed.  matplotlib is only
+metadata of which.  virtio-mem devices are drawn with their whole region (the part
+without memory block: not plugged) and, in their online blocks, the plugged and
+unplugged (PG_offline) sub-blocks.  Without ``-o`` the text map is printed.  matplotlib is only
 imported when a picture is written.
 """
 
@@ -18,7 +20,7 @@ import sys
 from memhp.cli.common import add_root_option, guarded, open_root
 
 PROG = "memhp map"
-SCENARIOS = ("boot", "seed", "seed-after", "kernel-pages")
+SCENARIOS = ("boot", "seed", "seed-after", "kernel-pages", "virtio-mem")
 
 
 def _machine_map(args: argparse.Namespace) -> object:
@@ -46,6 +48,10 @@ def _machine_map(args: argparse.Namespace) -> object:
         from memhp.viz.demo import kernel_pages_map
 
         return kernel_pages_map(spec)
+    if args.scenario == "virtio-mem":
+        from memhp.viz.demo import virtio_mem_map
+
+        return virtio_mem_map(spec)
     from memhp.kernel.mm.page_alloc import AllocError
     from memhp.sim.machine import SimMachine
     from memhp.viz.model import machine_map
@@ -128,7 +134,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "map",
         help="draw the physical memory map of a sysfs root",
         description="Draw the physical memory map: each memory block with its state, zone, "
-        "node and device, and the holes between them. With --sysroot (default /) it reads "
+        "node and device, and the holes between them; virtio-mem devices with their region "
+        "(not plugged where no block was added) and the plugged and unplugged (PG_offline in "
+        "/proc/kpageflags) sub-blocks of their online blocks. With --sysroot (default /) it reads "
         "sysfs; with --machine it boots a simulated machine, runs --scenario and also shows "
         "what is inside each block and which block holds the memmap of which. Without -o "
         "the text map is printed; -o FILE.png or FILE.svg writes a picture.",
@@ -150,6 +158,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         help="with --machine: state to draw (boot; seed: device on node 1 online; "
         "seed-after: after its eject; kernel-pages: a 1G DIMM on a node with CPUs onlined "
-        "to ZONE_NORMAL, then a 256M tmpfs file: kernel pages land in hot-added memory)",
+        "to ZONE_NORMAL, then a 256M tmpfs file: kernel pages land in hot-added memory; "
+        "virtio-mem: the first virtio-mem device asked for 300M, its blocks onlined "
+        "movable, then 280M: an online block partly unplugged)",
     )
     p.set_defaults(func=run)

@@ -6,11 +6,13 @@ which re-exports everything here.
 :func:`read_memory_map` turns any :class:`~memhp.host.root.SysfsRoot` (``/sys``, a
 captured tree, a simulated machine) into a :class:`MemoryMap`: the memory blocks
 with their state, zone, node and device, the memory devices (ACPI PNP0C80, from
-their ``physical_node`` links, or the blocks' ``firmware_node`` links), the
-firmware memmap ranges with their types, and the holes (address ranges no block
-covers).  :class:`AddressScale` maps addresses to a drawing axis where large holes
-are compressed, and :func:`bin_blocks` aggregates blocks into columns when there
-are more blocks than can be drawn one by one (both in memmap_view).
+their ``physical_node`` links, or the blocks' ``firmware_node`` links), the firmware
+memmap ranges with their types, the virtio-mem device regions with their plugged and
+unplugged sub-blocks (:mod:`memhp.host.memmap_virtio`), and the holes (address
+ranges no block covers). :class:`AddressScale` maps addresses to a drawing axis
+where large holes are compressed, and :func:`bin_blocks` aggregates blocks into
+columns when there are more blocks than can be drawn one by one (both in
+memmap_view).
 
 A simulated machine can add what the host cannot see (:mod:`memhp.viz.model`):
 what each block contains (:class:`BlockContents`) and which block holds the
@@ -27,6 +29,7 @@ from memhp.abi.paths import SYS_ACPI_DEVICES, SYS_MEMORY, SYS_NODE
 from memhp.abi.zones import VALID_ZONES_NONE, ZONE_NAMES
 from memhp.host.devices import device_block_indices
 from memhp.host.errors import SysfsError
+from memhp.host.memmap_virtio import VirtioRegionMap, read_virtio_map
 from memhp.host.memory import block_indices, block_size, firmware_memmap, node_ids
 from memhp.host.root import SysfsRoot
 
@@ -87,6 +90,7 @@ CONTENT_KINDS: tuple[tuple[str, str], ...] = (
     ("slab", "unmovable: slab / kernel data (boot)"),
     ("pgdat", "unmovable: pgdat"),
     ("unmovable", "unmovable: other"),
+    ("offline", "logically offline: virtio-mem unplugged (PG_offline)"),
     ("kernel_image", "reserved: kernel image"),
     ("reserved", "reserved: memblock / firmware"),
 )
@@ -210,6 +214,11 @@ class MemoryMap:
     contents: dict[int, BlockContents] | None = None
     deps: list[Dependency] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: virtio-mem device regions (:mod:`memhp.host.memmap_virtio`).
+    virtio: list[VirtioRegionMap] = field(default_factory=list)
+
+    def node_virtio(self, node: int | None) -> list[VirtioRegionMap]:
+        return [r for r in self.virtio if r.node == node]
 
     def node_blocks(self, node: int | None) -> list[MapBlock]:
         return [b for b in self.blocks if b.node == node]
@@ -219,7 +228,7 @@ class MemoryMap:
         seen: set[int] = set(self.nodes)
         seen.update(b.node for b in self.blocks if b.node is not None)
         out: list[int | None] = list(sorted(seen))
-        if any(b.node is None for b in self.blocks):
+        if any(b.node is None for b in self.blocks) or any(r.node is None for r in self.virtio):
             out.append(None)
         return out
 
@@ -233,6 +242,7 @@ class MemoryMap:
     def span(self) -> tuple[int, int]:
         """[lowest, highest) address of blocks and firmware ranges."""
         ranges = [(b.start, b.end) for b in self.blocks] + [(f.start, f.end) for f in self.firmware]
+        ranges += [(r.start, r.end) for r in self.virtio]
         if not ranges:
             return 0, self.block_size or 1
         return min(a for a, _ in ranges), max(b for _, b in ranges)
@@ -339,6 +349,14 @@ def read_memory_map(root: SysfsRoot, title: str | None = None) -> MemoryMap:
             blocks.append(MapBlock(i, i * bsize, bsize, state, zones, nodes.get(i), dev_of.get(i)))
     finally:
         root.close()
+    virtio = read_virtio_map(root, ((b.index, b.start, b.end, b.state, b.node) for b in blocks))
+    in_region = {i: r.name for r in virtio for i in r.blocks}
+    blocks = [
+        MapBlock(b.index, b.start, b.size, b.state, b.valid_zones, b.node, in_region[b.index])
+        if b.index in in_region and b.device is None
+        else b
+        for b in blocks
+    ]
     fw = [FirmwareRange(e.start, e.end + 1, e.type) for e in firmware_memmap(root)]
     return MemoryMap(
         title=title if title is not None else f"memory map of {root.name}",
@@ -347,4 +365,5 @@ def read_memory_map(root: SysfsRoot, title: str | None = None) -> MemoryMap:
         devices=devices,
         firmware=fw,
         nodes=node_ids(root),
+        virtio=virtio,
     )

@@ -34,6 +34,13 @@ from memhp.host.memmap import (
     block_category,
     read_memory_map,
 )
+from memhp.host.memmap_virtio import (
+    VirtioRegionMap,
+    mark_not_added,
+    not_added_label,
+    subblock_row,
+    text_legend,
+)
 
 __all__ = [
     "CATEGORIES",
@@ -54,6 +61,7 @@ __all__ = [
     "MapDevice",
     "MemoryMap",
     "Segment",
+    "VirtioRegionMap",
     "bin_blocks",
     "block_category",
     "human",
@@ -81,7 +89,9 @@ class AddressScale:
     """Addresses to axis units (0..1).
 
     ``major`` ranges (memory blocks, System RAM) are drawn to scale.  ``minor``
-    ranges (other firmware memmap types) and holes are drawn to scale too, unless
+    ranges (other firmware memmap types), ``regions`` (like minor ranges, but kept
+    apart from them: virtio-mem regions without memory block) and holes are drawn
+    to scale too, unless
     larger than ``hole_fraction`` of the major address space: those are drawn
     ``hole_width`` wide (``compressed``), so that a far-away reserved range or a
     1 TiB hole does not squeeze the memory into a corner.
@@ -93,16 +103,27 @@ class AddressScale:
         minor: Iterable[tuple[int, int]] = (),
         hole_fraction: float = 0.15,
         hole_width: float = 0.04,
+        regions: Iterable[tuple[int, int]] = (),
     ) -> None:
         majors = _merge(major)
         minors = _merge(minor)
+        extras = _merge(regions)
         if not majors and not minors:
             majors = [(0, 1)]
-        bounds = sorted({p for a, b in majors + minors for p in (a, b)})
+        bounds = sorted({p for a, b in majors + minors + extras for p in (a, b)})
         total = sum(b - a for a, b in majors) or (bounds[-1] - bounds[0])
-        pieces: list[list[int]] = []  # [start, end, class] 0 major, 1 minor, 2 gap
+        # [start, end, class] 0 major, 1 minor, 2 gap, 3 region (a minor of its own)
+        pieces: list[list[int]] = []
         for a, b in pairwise(bounds):
-            cls = 0 if _covered(majors, a) else 1 if _covered(minors, a) else 2
+            cls = (
+                0
+                if _covered(majors, a)
+                else 3
+                if _covered(extras, a)
+                else 1
+                if _covered(minors, a)
+                else 2
+            )
             if pieces and pieces[-1][2] == cls:
                 pieces[-1][1] = b
             else:
@@ -172,13 +193,13 @@ def _covered(spans: Sequence[tuple[int, int]], addr: int) -> bool:
 
 
 def map_scale(m: MemoryMap) -> AddressScale:
-    """The axis of a map: blocks and System RAM to scale, other firmware ranges and
-    holes compressed when large."""
+    """The axis of a map: blocks and System RAM to scale, other firmware ranges,
+    virtio-mem regions without memory block and holes compressed when large."""
     major = [(b.start, b.end) for b in m.blocks] + [
         (f.start, f.end) for f in m.firmware if f.type == "System RAM"
     ]
     minor = [(f.start, f.end) for f in m.firmware if f.type != "System RAM"]
-    return AddressScale(major, minor)
+    return AddressScale(major, minor, regions=[p for r in m.virtio for p in r.not_added()])
 
 
 # -- aggregation -------------------------------------------------------------------------
@@ -284,7 +305,9 @@ def text_map(m: MemoryMap, width: int = 72) -> str:
     width = max(8, width)
     col_w = 1.0 / width
     label_w = max(
-        [len("firmware")] + [len(f"node{n}") if n is not None else 7 for n in m.band_nodes()]
+        [len("firmware")]
+        + [len(f"node{n}") if n is not None else 7 for n in m.band_nodes()]
+        + [len(r.name) for r in m.virtio if r.subblocks]
     )
     lines = [m.title]
     nb = len(m.blocks)
@@ -320,9 +343,14 @@ def text_map(m: MemoryMap, width: int = 72) -> str:
             key = CATEGORY_KEYS[max(range(len(cnt)), key=lambda i: cnt[i])]
             used_cats.add(key)
             row.append(CATEGORY_CHAR[key])
+        regions = m.node_virtio(nid)
+        mark_not_added(row, regions, scale.x)
         name = f"node{nid}" if nid is not None else "no node"
         lines.append(f"{name:<{label_w}} |{''.join(row)}|")
-        devs = [d for d in m.devices if any(m_b.device == d.name for m_b in blocks)]
+        devs: list[MapDevice | VirtioRegionMap] = [
+            d for d in m.devices if any(m_b.device == d.name for m_b in blocks)
+        ]
+        devs += regions
         if devs:
             drow = [" "] * width
             for d in devs:
@@ -338,6 +366,10 @@ def text_map(m: MemoryMap, width: int = 72) -> str:
                 if c1 - c0 >= 2:
                     drow[c0 + 1] = tag
             lines.append(f"{'':<{label_w}}  {''.join(drow).rstrip()}")
+        for r in regions:
+            sub = subblock_row(r, scale.x, width)
+            if sub is not None:
+                lines.append(f"{r.name:<{label_w}} |{sub}|")
     # the axis: labels of the start and end of each segment that fit.
     axis = [" "] * (width + 2)
     for xv, text in scale.ticks(target=max(2, width // 14)):
@@ -347,8 +379,9 @@ def text_map(m: MemoryMap, width: int = 72) -> str:
     lines.append(f"{'':<{label_w}} {''.join(axis).rstrip()}")
     for s in scale.segments:
         if s.compressed:
+            what = not_added_label(m.virtio, s.start, s.end) or "hole"
             lines.append(
-                f"{'':<{label_w}}  (hole {human(s.start)}-{human(s.end)}, "
+                f"{'':<{label_w}}  ({what} {human(s.start)}-{human(s.end)}, "
                 f"{human(s.end - s.start)}, drawn narrower)"
             )
     lines.append("")
@@ -361,11 +394,15 @@ def text_map(m: MemoryMap, width: int = 72) -> str:
     if m.firmware:
         types = sorted({f.type for f in m.firmware})
         lines.append("  firmware: " + ", ".join(f"{FIRMWARE_CHARS.get(t, 'o')} {t}" for t in types))
+    tags = {name: chr(ord("a") + i % 26) for i, name in enumerate(dev_names)}
+    lines += text_legend([r for r in m.virtio if r.name in tags], tags)
     for i, name in enumerate(dev_names):
-        d = next(x for x in m.devices if x.name == name)
+        acpi = next((x for x in m.devices if x.name == name), None)
+        if acpi is None:
+            continue  # a virtio-mem region: in text_legend
         lines.append(
-            f"  [{chr(ord('a') + i % 26)}-]  device {name}: memory{d.blocks[0]}-"
-            f"memory{d.blocks[-1]} ({human(d.size)})"
+            f"  [{chr(ord('a') + i % 26)}-]  device {name}: memory{acpi.blocks[0]}-"
+            f"memory{acpi.blocks[-1]} ({human(acpi.size)})"
         )
     counts = m.category_counts()
     lines.append(

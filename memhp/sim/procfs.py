@@ -14,6 +14,7 @@ from memhp.abi.kpageflags import (
     KPF_ANON,
     KPF_BUDDY,
     KPF_COMPOUND_HEAD,
+    KPF_DIRTY,
     KPF_HUGE,
     KPF_HWPOISON,
     KPF_LRU,
@@ -334,6 +335,9 @@ def _section_flags(k: Kernel, sec: int) -> np.ndarray:
     online section: the altmap first, then reserved, the kernel's unmovable pages
     by owner (page tables, poisoned, unflagged, slab: :data:`_UNMOVABLE_FLAGS`),
     pinned, movable and free pages, PG_offline pages, then holes (PG_reserved).
+    In a virtio-mem Sub-Block Mode block the PG_offline pages are moved to the
+    unplugged sub-blocks (:func:`_unplugged_pages`) and the rest keeps its order in
+    the plugged ones.  stable_page_flags() reports PageOffline() as KPF_OFFLINE.
     """
     flags = np.full(PAGES_PER_SECTION, 1 << KPF_NOPAGE, np.uint64)
     if sec >= k.nr_sections or not k.sparse.online[sec]:
@@ -374,7 +378,40 @@ def _section_flags(k: Kernel, sec: int) -> np.ndarray:
         flags[pos : pos + n] = f
         pos += n
     flags[pos:] = 1 << KPF_RESERVED
+    if offline:
+        pages = _unplugged_pages(k, sec)
+        if pages is not None and int(np.count_nonzero(pages)) == offline:
+            # The PG_offline pages where the driver's bitmap says, the rest in order.
+            rest = np.delete(flags, np.s_[pos - offline : pos])
+            unplugged = pages != 0
+            flags[~unplugged] = rest
+            flags[unplugged] = pages[unplugged]
     return flags
+
+
+def _unplugged_pages(k: Kernel, sec: int) -> np.ndarray | None:
+    """The flags of the pages of section ``sec`` in sub-blocks virtio-mem holds
+    unplugged (``vm->sbm.sb_states``, virtio_mem_sbm_test_sb_unplugged()), 0 for the
+    others; None outside Sub-Block Mode blocks.  virtio_mem_set_fake_offline() marks
+    exactly those pages PageOffline() (KPF_OFFLINE); those kept back by
+    virtio_mem_online_page() when the block was onlined (``onlined`` false) also get
+    SetPageDirty() (KPF_DIRTY), those virtio_mem_fake_offline() took later with
+    alloc_contig_range() do not."""
+    spb = k.memory.sections_per_block
+    mb = sec // spb
+    for vm in k.virtio.mem.vms:
+        bits = vm.sb_plugged.get(mb) if vm.in_sbm else None
+        if bits is None:
+            continue
+        never = vm.sb_never_onlined.get(mb, set())
+        sb_flags = [
+            0 if p else (1 << KPF_OFFLINE) | ((1 << KPF_DIRTY) if i in never else 0)
+            for i, p in enumerate(bits)
+        ]
+        first = (sec - mb * spb) * PAGES_PER_SECTION
+        per_page = np.repeat(np.array(sb_flags, dtype=np.uint64), vm.sb_size // PAGE_SIZE)
+        return per_page[first : first + PAGES_PER_SECTION]
+    return None
 
 
 def kpageflags(k: Kernel, offset: int, size: int) -> bytes:

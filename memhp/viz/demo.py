@@ -154,3 +154,42 @@ def kernel_pages_map(spec: MachineSpec | None = None) -> MemoryMap:
         title=f"{spec.name}: 1G DIMM on node {nid} online_kernel (memory{first}..memory{last}), "
         "256M tmpfs file written, 60 s later",
     )
+
+
+def virtio_mem_map(spec: MachineSpec | None = None) -> MemoryMap:
+    """A virtio-mem device partly plugged, with an online block partly unplugged.
+
+    The machine's first ``[[virtio_mem]]`` device is asked for 300M: the driver adds
+    memory blocks to its region and plugs them lowest first (with 128M blocks and
+    2M sub-blocks: two whole blocks and 22 sub-blocks of the third, whose other
+    sub-blocks stay fake offline when it is onlined).  The added blocks are onlined
+    to ZONE_MOVABLE, then 280M is requested: the driver unplugs 10 more sub-blocks
+    of the online third block (alloc_contig_range(), PG_offline).
+    Raises :class:`~memhp.host.errors.UsageError` when the machine cannot do it.
+    """
+    from memhp.host.errors import UsageError
+    from memhp.kernel.mm.page_alloc import AllocError
+    from memhp.platform.qemu_pc import QemuError
+    from memhp.sim.config import builtin_machine_path, load_machine
+    from memhp.sim.machine import PlatformError, SimMachine
+    from memhp.viz.model import machine_map
+
+    spec = spec or load_machine(builtin_machine_path("virtio-mem"))
+    if not spec.virtio_mem:
+        raise UsageError(f"{spec.name}: no virtio-mem device ([[virtio_mem]])")
+    try:
+        m = SimMachine(spec)
+        dev = m.virtio.devices[0]
+        dev.set_requested_size(300 * MiB)
+        blocks = sorted(b for b, blk in m.kernel.memory.blocks.items() if not blk.online)
+        for b in blocks:
+            m.sysfs.write(f"/sys/devices/system/memory/memory{b}/state", b"online_movable\n")
+        dev.set_requested_size(280 * MiB)
+    except QemuError as e:
+        raise UsageError(f"{spec.name}: {spec.virtio_mem[0].id}: {e.desc}") from None
+    except (AllocError, PlatformError, OSError, ValueError) as e:
+        raise UsageError(f"{spec.name}: {e}") from None
+    return machine_map(
+        m,
+        title=f"{spec.name}: {dev.id} asked for 300M, its blocks online_movable, then 280M",
+    )

@@ -13,6 +13,7 @@ online.  In the seed scenario the page_cgroup of memory9..11 lives in memory8.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from memhp.host.memmap_view import (
@@ -23,6 +24,7 @@ from memhp.host.memmap_view import (
     MapDevice,
     MemoryMap,
 )
+from memhp.host.memmap_virtio import SUB_BLOCK, SubBlocks, VirtioRegionMap, merge_spans
 
 if TYPE_CHECKING:
     from memhp.kernel.kernel import Kernel
@@ -39,6 +41,7 @@ _KIND_OF: dict[str, str] = {
     "pgdat": "pgdat",
     "kernel_image": "kernel_image",
     "memblock": "reserved",
+    "offline": "offline",  # virtio-mem's fake-offline sub-blocks
 }
 
 
@@ -51,6 +54,8 @@ def _content_kind(kind: str, state_name: str) -> str:
         return "altmap"
     if state_name == "FREE":
         return "free"
+    if kind == "offline":
+        return "offline"
     k = _KIND_OF.get(kind)
     if k is not None:
         return k
@@ -147,6 +152,34 @@ def dependencies(k: Kernel, max_single: int = MAX_SINGLE_DEPS) -> list[Dependenc
     return sorted(out, key=lambda x: (x.src_first, x.dst))
 
 
+def virtio_regions(k: Kernel) -> list[VirtioRegionMap]:
+    """The virtio-mem device regions from the driver's state (struct virtio_mem):
+    ``addr``/``region_size``, the memory blocks added in it, and for its online blocks
+    the plugged sub-blocks (Sub-Block Mode: ``vm->sbm.sb_states``; Big-Block Mode adds
+    whole big blocks, all plugged), in :data:`SUB_BLOCK` units."""
+    from memhp.kernel.drivers.base.memory import MemState
+
+    bs = k.memory.block_size
+    out = []
+    for vm in sorted(k.virtio.mem.vms, key=lambda v: v.addr):
+        end = vm.addr + vm.region_size
+        mine = sorted(b for b in k.memory.blocks if vm.addr <= b * bs < end)
+        subs = []
+        for b in mine:
+            if k.memory.blocks[b].state is not MemState.MEM_ONLINE:
+                continue
+            units = bs // SUB_BLOCK
+            bits = vm.sb_plugged.get(b) if vm.in_sbm else None
+            if bits is None:
+                plugged = (True,) * units
+            else:
+                plugged = tuple(p for p in bits for _ in range(vm.sb_size // SUB_BLOCK))
+            subs.append(SubBlocks(b, b * bs, plugged))
+        added = merge_spans((b * bs, (b + 1) * bs) for b in mine)
+        out.append(VirtioRegionMap(vm.name, vm.addr, end, vm.nid, added, tuple(mine), tuple(subs)))
+    return out
+
+
 def machine_map(m: SimMachine | Kernel, title: str | None = None) -> MemoryMap:
     """The map of a simulated machine at this instant, with contents and dependencies.
 
@@ -178,6 +211,11 @@ def machine_map(m: SimMachine | Kernel, title: str | None = None) -> MemoryMap:
             MapDevice(name, "acpi", tuple(idx), idx[0] * bs, (idx[-1] + 1) * bs, True)
             for name, idx in sorted(by_dev.items())
         ]
+        virtio = virtio_regions(k)
+        in_region = {i: r.name for r in virtio for i in r.blocks}
+        blocks = [
+            replace(b, device=in_region[b.index]) if b.index in in_region else b for b in blocks
+        ]
         fw = [FirmwareRange(e.start, e.end + 1, e.type) for e in k.fwmap.entries]
         fw.sort(key=lambda f: f.start)
         return MemoryMap(
@@ -190,6 +228,7 @@ def machine_map(m: SimMachine | Kernel, title: str | None = None) -> MemoryMap:
             contents=block_contents(k),
             deps=dependencies(k),
             notes=[f"{k.profile.name}, MEMCG {'on' if k.spec.memcg else 'off'}"],
+            virtio=virtio,
         )
     finally:
         if with_lock:

@@ -1,13 +1,14 @@
 """Drawing a :class:`~memhp.host.memmap_view.MemoryMap` with matplotlib (PNG, SVG).
 
-Layout, top to bottom: the firmware memmap (one colour per type), then one band
-per NUMA node: its blocks coloured by state and zone, and on a simulated machine
-a second row with what each block contains (stacked by kind: free, movable,
-pinned, unmovable by owner...).  Memory devices are outlined and labelled;
-holes are hatched; large holes are drawn narrower (their size is written on
-them); arrows show which block holds the memmap / page_cgroup of which.  When a
-band has more runs of blocks than the axis has room for, blocks are counted per
-column and each column is stacked by category.
+Layout, top to bottom: the firmware memmap (one colour per type), then one band per
+NUMA node: its blocks coloured by state and zone, and on a simulated machine a
+second row with what each block contains (stacked by kind: free, movable, pinned,
+unmovable by owner...). Memory devices are outlined and labelled (virtio-mem regions
+with their not-plugged part and sub-blocks: :mod:`memhp.viz.render_virtio`); holes
+are hatched; large holes are drawn narrower (their size is written on them); arrows
+show which block holds the memmap / page_cgroup of which. When a band has more runs
+of blocks than the axis has room for, blocks are counted per column and each column
+is stacked by category.
 
 matplotlib is imported inside the functions (Agg backend), so importing this
 module costs nothing.  Every drawn block element carries a ``gid``
@@ -32,6 +33,7 @@ from memhp.host.memmap_view import (
     human,
     map_scale,
 )
+from memhp.viz.render_virtio import draw_regions, legend_handles
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -62,6 +64,7 @@ CONTENT_COLORS: dict[str, str] = {
     "slab": "#f768a1",
     "pgdat": "#dfc27d",
     "unmovable": "#525252",
+    "offline": "#fec44f",
     "kernel_image": "#252525",
     "reserved": "#969696",
 }
@@ -102,6 +105,8 @@ class RenderInfo:
     arrows: list[str] = field(default_factory=list)
     bands: list[str] = field(default_factory=list)
     holes: int = 0
+    #: virtio-mem: not-plugged ranges drawn, plugged and unplugged sub-blocks.
+    virtio: dict[str, int] = field(default_factory=dict)
     path: str | None = None
 
 
@@ -282,6 +287,7 @@ def draw_on(
                     )
             y += _ROW_H
         band_rows[nid] = (top, y)
+        info.devices += draw_regions(ax, m.node_virtio(nid), scale, top, _ROW_H, y, info.virtio)
         # devices of this band
         for d in m.devices:
             mine = [b for b in blocks if b.device == d.name]
@@ -416,6 +422,7 @@ def draw_on(
         handles.append(
             Patch(facecolor="white", edgecolor="#969696", hatch=HOLE_HATCH, label="hole")
         )
+    handles += legend_handles(info.virtio)
     if info.devices:
         handles.append(
             Patch(facecolor="white", edgecolor="black", linewidth=1.8, label="memory device")
@@ -487,11 +494,13 @@ def save_maps(
 
     major: list[tuple[int, int]] = []
     minor: list[tuple[int, int]] = []
+    regions: list[tuple[int, int]] = []
     for m in maps:
         major += [(b.start, b.end) for b in m.blocks]
         major += [(f.start, f.end) for f in m.firmware if f.type == "System RAM"]
         minor += [(f.start, f.end) for f in m.firmware if f.type != "System RAM"]
-    scale = AddressScale(major, minor)
+        regions += [p for r in m.virtio for p in r.not_added()]
+    scale = AddressScale(major, minor, regions=regions)
     heights = [_figure_height(m) for m in maps]
     fig = Figure(figsize=(14.0, sum(heights)), layout="constrained")
     axes = fig.subplots(len(maps), 1, height_ratios=heights, squeeze=False)

@@ -332,6 +332,7 @@ class VirtioMemDriver(VirtioMemSbm):
             vm.mb_state[mb] = Sbm.MOVABLE_PARTIAL if partial else Sbm.MOVABLE
         else:
             vm.mb_state[mb] = Sbm.KERNEL_PARTIAL if partial else Sbm.KERNEL
+        vm.sb_never_onlined[mb] = {i for i, p in enumerate(vm.sb_plugged[mb]) if not p}
         self._online_unplugged(vm, mb)
 
     def _online_unplugged(self, vm: VirtioMem, mb: int) -> None:

@@ -84,6 +84,10 @@ class VirtioMem:
     sb_plugged: dict[int, list[bool]] = field(default_factory=dict)
     #: Fake-offline pages per memory block (PG_offline, RESERVED, unmanaged).
     fake_offline: dict[int, Allocation] = field(default_factory=dict)
+    #: SBM: sub-blocks of an online block kept fake offline since it was onlined
+    #: (virtio_mem_online_page(): virtio_mem_set_fake_offline(onlined=false) also sets
+    #: PG_dirty, which virtio_mem_fake_online() clears when they are plugged).
+    sb_never_onlined: dict[int, set[int]] = field(default_factory=dict)
     offline_size: int = 0
     offline_threshold: int = 0
     unplug_all_required: bool = False
@@ -259,6 +263,7 @@ class VirtioMemSbm:
             nb[0] -= count
             if old != Sbm.OFFLINE_PARTIAL:
                 self._fake_online(vm, mb, count)
+                vm.sb_never_onlined.get(mb, set()).difference_update(range(sb, sb + count))
         if all(bits):
             vm.mb_state[mb] = old - 1
         return 0
