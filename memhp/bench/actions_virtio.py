@@ -77,9 +77,18 @@ def _compare_output(step: str, real: CmdResult | None, model: CmdResult | None) 
     ]
 
 
+class _QmpRepliesCompared(Action):
+    """An action whose output is QMP replies, compared whole between the sides."""
+
+    def compare(
+        self, step: str, real: CmdResult | None, model: CmdResult | None
+    ) -> list[Difference]:
+        return _compare_output(step, real, model)
+
+
 @action
 @dataclass(frozen=True)
-class VirtioMemAdd(Action):
+class VirtioMemAdd(_QmpRepliesCompared):
     """``virtio_mem_add = { id = "vm1", size = "1G", node = 1, requested_size = "0",
     block_size = "2M" }``: QMP object-add memory-backend-ram,id=mem-ID,size=SIZE and
     device_add virtio-mem-pci (hotplug); outcome "ok" or "error: QEMU's message";
@@ -156,15 +165,10 @@ class VirtioMemAdd(Action):
         size, out = _virtio_state(d, self.id)
         return "ok", f"size {size}", out
 
-    def compare(
-        self, step: str, real: CmdResult | None, model: CmdResult | None
-    ) -> list[Difference]:
-        return _compare_output(step, real, model)
-
 
 @action
 @dataclass(frozen=True)
-class VirtioMemResize(Action):
+class VirtioMemResize(_QmpRepliesCompared):
     """``virtio_mem_resize = { id = "vm0", size = "512M" }`` (+ ``settle = 4``,
     ``timeout = 180``, ``expect = "512M"``): qom-set requested-size, then wait until
     the device's size is the requested one or has not moved for ``settle`` seconds
@@ -224,15 +228,10 @@ class VirtioMemResize(Action):
         size_now, out = _virtio_state(d, self.id)
         return size_now, "", out
 
-    def compare(
-        self, step: str, real: CmdResult | None, model: CmdResult | None
-    ) -> list[Difference]:
-        return _compare_output(step, real, model)
-
 
 @action
 @dataclass(frozen=True)
-class Qmp(Action):
+class Qmp(_QmpRepliesCompared):
     """``qmp = "query-memory-devices"`` (+ ``arguments = { ... }``): a QMP command;
     outcome "ok" (the reply compared) or "error: Class: QEMU's message"."""
 
@@ -266,11 +265,6 @@ class Qmp(Action):
     def run(self, d: Driver) -> tuple[str, str, CmdResult | None]:
         outcome, out = _reply(*d.qmp(self.command, dict(self.arguments)))
         return outcome, "", out
-
-    def compare(
-        self, step: str, real: CmdResult | None, model: CmdResult | None
-    ) -> list[Difference]:
-        return _compare_output(step, real, model)
 
 
 @action
