@@ -57,10 +57,12 @@ _DT = {Kind.DIR: 4, Kind.FILE: 8, Kind.LINK: 10}  # DT_DIR, DT_REG, DT_LNK
 #: Sysfs writes are one page; reads of /proc/kpageflags are ranged.
 MAX_WRITE = 4 * PAGE_SIZE
 _BUFSIZE = MAX_WRITE + 2 * PAGE_SIZE
+#: File handles: an open through the page cache, an open doing direct I/O.
+_CACHED, _DIRECT = 0, 1
 
 
 class _Ino:
-    __slots__ = ("gen", "listing", "nlookup", "path", "text")
+    __slots__ = ("gen", "listing", "nlookup", "path", "text", "told")
 
     def __init__(self, path: str, gen: int) -> None:
         self.path = path
@@ -68,6 +70,8 @@ class _Ino:
         self.gen = gen
         self.text: bytes | None = None  # the attribute's text in generation ``gen``
         self.listing: list[tuple[bytes, Kind, Node | None]] | None = None
+        #: The text whose length the kernel was last given as the size.
+        self.told: bytes | None = None
 
 
 def _node_stat(node: Node) -> Stat:
@@ -268,6 +272,7 @@ class SysfsServer:
             text = self._text(ino, node)
             if text is not None:
                 size = len(text)
+                ino.told = text
         elif st.kind is Kind.DIR:
             size = 0
         return self._attr(nodeid, st, size)
@@ -318,8 +323,8 @@ class SysfsServer:
             if accmode != os.O_RDONLY and (not node.mode & 0o222 or node.store is None):
                 raise _Reply(errno.EACCES)
         if accmode == os.O_RDONLY:
-            return P.OPEN_OUT.pack(0, P.FOPEN_KEEP_CACHE | P.FOPEN_NOFLUSH, 0)
-        return P.OPEN_OUT.pack(0, P.FOPEN_DIRECT_IO | P.FOPEN_NOFLUSH, 0)
+            return P.OPEN_OUT.pack(_CACHED, P.FOPEN_KEEP_CACHE | P.FOPEN_NOFLUSH, 0)
+        return P.OPEN_OUT.pack(_DIRECT, P.FOPEN_DIRECT_IO | P.FOPEN_NOFLUSH, 0)
 
     def lookup(self, unique: int, parent: int, body: memoryview) -> bytes:
         name = bytes(body).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
@@ -343,7 +348,14 @@ class SysfsServer:
         return self.fs.readlink(self._path(nodeid).path).encode()
 
     def read(self, unique: int, nodeid: int, body: memoryview) -> bytes:
-        _, off, size, _ = P.READ_IN.unpack_from(body)
+        """The text of now.  Through the page cache the kernel cuts what it reads at
+        the size it was last given (a short read shrinks it: fuse_short_read()), so a
+        text longer than that is torn ("going-o"); that happens when the READ comes
+        after a change and before the kernel has refreshed the inode's attributes
+        (the inode was looked up but not yet read, or the change is that instant):
+        then the read gets the text the size was given for, whole, one generation
+        old.  Direct reads (descriptors open for writing) are not cut."""
+        fh, off, size, _ = P.READ_IN.unpack_from(body)
         self._served = True
         ino = self._path(nodeid)
         with self._lock:  # before the text is taken: see settle()
@@ -351,6 +363,9 @@ class SysfsServer:
         try:
             with self.fs.lock:
                 text = self._text(ino)
+                told = ino.told
+                if fh == _CACHED and text is not None and told and len(text) > len(told):
+                    text = told
                 if text is None:
                     return self.fs.read_at(ino.path, off, size)
         except OSError as e:
