@@ -12,9 +12,9 @@ What makes it behave like sysfs (fs/kernfs/file.c, fs/sysfs/file.c):
   entries and attributes, and every change (write, QMP command) invalidates them
   before it returns; negative lookups are never cached, so directories appear and
   vanish with the model;
-- EACCES for a direction an attribute lacks (``kernfs_fop_open()``): from the
-  kernel's permission check (``default_permissions``) for users, at the read or
-  write for root (opens make no request);
+- EACCES at open(2) for a direction an attribute lacks (``kernfs_fop_open()``), for
+  root too (the server checks every OPEN; ``default_permissions`` checks the mode
+  first for users);
 - each ``write(2)`` is one call of the store handler, synchronously, and fails
   with its errno (``echo offline > .../state`` prints "Device or resource
   busy" where Linux does); ``O_TRUNC`` is accepted and ignored;

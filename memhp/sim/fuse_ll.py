@@ -3,10 +3,14 @@
 Design (benchmarks/NOTES.md, issue 17): the kernel caches everything and the model
 invalidates it.
 
-- Zero-message open: OPEN and OPENDIR answer ENOSYS once, so the kernel opens files
-  and directories without a request and keeps their contents in the page cache
-  (FOPEN_KEEP_CACHE, FOPEN_CACHE_DIR); FLUSH, FSYNC, ACCESS, xattrs answer ENOSYS once
-  too.  Entries and attributes are cached for :data:`CACHE_TIMEOUT`; READDIRPLUS hands
+- OPEN checks the direction as kernfs_fop_open() does (EACCES) and picks the cache
+  mode: a read-only open keeps the contents in the page cache (FOPEN_KEEP_CACHE), an
+  open for writing does direct I/O (FOPEN_DIRECT_IO: each write(2) is one WRITE, no
+  page of the inode is locked while a store blocks, so readers never wait for a
+  writer).  OPENDIR answers ENOSYS once (directories are opened without a request and
+  their listings cached, FOPEN_CACHE_DIR); FLUSH (FOPEN_NOFLUSH), FSYNC, ACCESS, xattrs
+  answer ENOSYS once too; RELEASE is asynchronous for the kernel and answered at once.
+  Entries and attributes are cached for :data:`CACHE_TIMEOUT`; READDIRPLUS hands
   the entries of directories and links with the listing.  An attribute's ``st_size``
   is the length of its text (the kernel takes a short read as the file's end and drops
   the page cache when a later GETATTR gives another size); the text computed for
@@ -16,10 +20,10 @@ invalidates it.
   emptied and ``FUSE_NOTIFY_INVAL_ENTRY(root, "sys" | "proc")`` makes the kernel
   d_invalidate() the trees, before the write or QMP reply returns.  The next walk looks
   every component up again and gets new inode numbers, so no page cache, attribute or
-  directory listing of an older generation is ever reached again by path.  A write
-  goes through the page cache of its inode (zero-message open has no per-open
-  direct I/O) and a blocked one keeps that page locked: its inode's entry is
-  invalidated as the write starts, so readers walk to a new inode and are not blocked.
+  directory listing of an older generation is ever reached again by path.  A blocked
+  direct write keeps its inode's i_rwsem (fuse_direct_write_iter()), which an
+  ``O_TRUNC`` open takes: the writer's entry is invalidated as the write starts, so
+  other writers walk to a new inode.
 - Threads: one thread reads requests and answers them (the model lock serialises
   them anyway); each WRITE runs in its own thread, since a store may block (offline
   retrying migration); FUSE_INTERRUPT marks the write's request, which the model's
@@ -53,10 +57,12 @@ _DT = {Kind.DIR: 4, Kind.FILE: 8, Kind.LINK: 10}  # DT_DIR, DT_REG, DT_LNK
 #: Sysfs writes are one page; reads of /proc/kpageflags are ranged.
 MAX_WRITE = 4 * PAGE_SIZE
 _BUFSIZE = MAX_WRITE + 2 * PAGE_SIZE
+#: File handles: an open through the page cache, an open doing direct I/O.
+_CACHED, _DIRECT = 0, 1
 
 
 class _Ino:
-    __slots__ = ("gen", "listing", "nlookup", "path", "text")
+    __slots__ = ("gen", "listing", "nlookup", "path", "text", "told")
 
     def __init__(self, path: str, gen: int) -> None:
         self.path = path
@@ -64,6 +70,8 @@ class _Ino:
         self.gen = gen
         self.text: bytes | None = None  # the attribute's text in generation ``gen``
         self.listing: list[tuple[bytes, Kind, Node | None]] | None = None
+        #: The text whose length the kernel was last given as the size.
+        self.told: bytes | None = None
 
 
 def _node_stat(node: Node) -> Stat:
@@ -114,6 +122,7 @@ class SysfsServer:
             P.GETATTR: self.getattr,
             P.SETATTR: self.getattr,  # O_TRUNC, truncate(2): accepted and ignored
             P.READLINK: self.readlink,
+            P.OPEN: self.open,
             P.READ: self.read,
             P.READDIR: self.readdir,
             P.READDIRPLUS: self.readdirplus,
@@ -188,7 +197,7 @@ class SysfsServer:
                 self._init(unique, mv[40:n])
             elif opcode == P.DESTROY:
                 self._send(unique, 0)
-            else:  # OPEN, OPENDIR, FLUSH, FSYNC, ACCESS, xattrs...: never asked again
+            else:  # OPENDIR, FLUSH, FSYNC, ACCESS, xattrs...: never asked again
                 self._send(unique, errno.ENOSYS)
 
     def _init(self, unique: int, body: memoryview) -> None:
@@ -197,7 +206,6 @@ class SysfsServer:
             P.AUTO_INVAL_DATA
             | P.BIG_WRITES
             | P.DO_READDIRPLUS
-            | P.NO_OPEN_SUPPORT
             | P.NO_OPENDIR_SUPPORT
             | P.PARALLEL_DIROPS
             | P.CACHE_SYMLINKS
@@ -264,6 +272,7 @@ class SysfsServer:
             text = self._text(ino, node)
             if text is not None:
                 size = len(text)
+                ino.told = text
         elif st.kind is Kind.DIR:
             size = 0
         return self._attr(nodeid, st, size)
@@ -290,6 +299,33 @@ class SysfsServer:
     def empty(self, unique: int, nodeid: int, body: memoryview) -> bytes:
         return b""
 
+    def open(self, unique: int, nodeid: int, body: memoryview) -> bytes:
+        """kernfs_fop_open() of sysfs (KERNFS_ROOT_EXTRA_OPEN_PERM_CHECK): EACCES when
+        the attribute's mode or handlers lack a direction the open asks, for root too
+        (procfs files are held to their handlers the same way).  A read-only open keeps
+        the page cache; an open for writing does direct I/O (fuse_file_open())."""
+        (flags, _) = P.OPEN_IN.unpack_from(body)
+        self._served = True
+        ino = self._path(nodeid)
+        accmode = flags & os.O_ACCMODE
+        try:
+            with self.fs.lock:
+                node = self.fs.resolve(ino.path, follow_last=False)[1]
+        except OSError as e:
+            if e.errno == errno.ENOENT:  # removed: kernfs_get_active() fails
+                raise _Reply(errno.ENODEV) from None
+            raise
+        if isinstance(node, Attr):
+            if accmode != os.O_WRONLY and (
+                not node.mode & 0o444 or (node.show is None and node.read_at is None)
+            ):
+                raise _Reply(errno.EACCES)
+            if accmode != os.O_RDONLY and (not node.mode & 0o222 or node.store is None):
+                raise _Reply(errno.EACCES)
+        if accmode == os.O_RDONLY:
+            return P.OPEN_OUT.pack(_CACHED, P.FOPEN_KEEP_CACHE | P.FOPEN_NOFLUSH, 0)
+        return P.OPEN_OUT.pack(_DIRECT, P.FOPEN_DIRECT_IO | P.FOPEN_NOFLUSH, 0)
+
     def lookup(self, unique: int, parent: int, body: memoryview) -> bytes:
         name = bytes(body).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
         self._served = True
@@ -312,7 +348,14 @@ class SysfsServer:
         return self.fs.readlink(self._path(nodeid).path).encode()
 
     def read(self, unique: int, nodeid: int, body: memoryview) -> bytes:
-        _, off, size, _ = P.READ_IN.unpack_from(body)
+        """The text of now.  Through the page cache the kernel cuts what it reads at
+        the size it was last given (a short read shrinks it: fuse_short_read()), so a
+        text longer than that is torn ("going-o"); that happens when the READ comes
+        after a change and before the kernel has refreshed the inode's attributes
+        (the inode was looked up but not yet read, or the change is that instant):
+        then the read gets the text the size was given for, whole, one generation
+        old.  Direct reads (descriptors open for writing) are not cut."""
+        fh, off, size, _ = P.READ_IN.unpack_from(body)
         self._served = True
         ino = self._path(nodeid)
         with self._lock:  # before the text is taken: see settle()
@@ -320,6 +363,9 @@ class SysfsServer:
         try:
             with self.fs.lock:
                 text = self._text(ino)
+                told = ino.told
+                if fh == _CACHED and text is not None and told and len(text) > len(told):
+                    text = told
                 if text is None:
                     return self.fs.read_at(ino.path, off, size)
         except OSError as e:
@@ -422,8 +468,10 @@ class SysfsServer:
                 self._intr.discard(unique)
 
     def _unshare(self, path: str) -> None:
-        """The writer's page of its inode is locked until the store returns: new opens
-        of ``path`` get a new inode (its entry is dropped from the kernel's cache)."""
+        """The writer's inode stays locked (i_rwsem, fuse_direct_write_iter()) until
+        the store returns, and an ``O_TRUNC`` open of it would wait uninterruptibly for
+        that lock: new opens of ``path`` get a new inode (its entry is dropped from the
+        kernel's cache)."""
         parent, _, name = path.rpartition("/")
         with self._lock:
             self._paths.pop(path, None)

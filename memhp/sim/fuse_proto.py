@@ -25,11 +25,15 @@ ASYNC_READ = 1 << 0
 AUTO_INVAL_DATA = 1 << 12
 BIG_WRITES = 1 << 5
 DO_READDIRPLUS = 1 << 13
-NO_OPEN_SUPPORT = 1 << 17
 PARALLEL_DIROPS = 1 << 18
 MAX_PAGES = 1 << 22
 CACHE_SYMLINKS = 1 << 23
 NO_OPENDIR_SUPPORT = 1 << 24
+
+# ---------------------------------------------------------------- OPEN reply flags (FOPEN_*)
+FOPEN_DIRECT_IO = 1 << 0
+FOPEN_KEEP_CACHE = 1 << 1
+FOPEN_NOFLUSH = 1 << 5
 
 KERNEL_MAJOR, KERNEL_MINOR = 7, 31
 ROOT_ID = 1
@@ -42,6 +46,8 @@ OUT_HEADER = struct.Struct("<IiQ")  # len error unique
 ATTR = struct.Struct("<QQQQQQIIIIIIIIII")
 ENTRY_OUT = struct.Struct("<QQQQII")  # nodeid generation entry_valid attr_valid (nsec x2)
 ATTR_OUT = struct.Struct("<QII")  # attr_valid attr_valid_nsec dummy
+OPEN_IN = struct.Struct("<II")  # flags (of open(2)) open_flags
+OPEN_OUT = struct.Struct("<QII")  # fh open_flags padding
 READ_IN = struct.Struct("<QQII")  # fh offset size read_flags (lock_owner, flags follow)
 WRITE_IN = struct.Struct("<QQIIQII")  # fh offset size write_flags lock_owner flags pad
 WRITE_OUT = struct.Struct("<II")

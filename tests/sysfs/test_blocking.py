@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,6 +147,45 @@ def test_offline_blocks_without_a_signal_and_sigalrm_gives_eintr(machine: Machin
     e, t = _write_offline(machine, b, 1.0)
     assert e == errno.EINTR
     assert 1.0 <= t < 2.0
+    assert machine.states() == before
+
+
+def _poll_state(path: str, stop: threading.Event, seen: set[str], longest: list[float]) -> None:
+    """open(2) + read(2) + close(2) of ``path`` until ``stop``, as a script polling for
+    "going-offline" does; the longest of them in ``longest[0]``."""
+    while not stop.is_set():
+        t = time.monotonic()
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            seen.add(os.read(fd, 4096).decode().strip())
+        finally:
+            os.close(fd)
+        longest[0] = max(longest[0], time.monotonic() - t)
+
+
+def test_readers_never_wait_for_a_blocked_offline(machine: Machine) -> None:
+    """In sysfs a reader of the state of a block being offlined gets "going-offline" at
+    once, whenever it opened the file: no read waits for the blocked writer (with
+    writes through the page cache, one that reached the writer's inode first waited
+    for the locked page until the write ended).  Repeated to catch the race at the
+    write's start; 1 s is a functional bound (the write blocks 1.3 s), not a speed one."""
+    b = machine.pinned_block()
+    before = machine.states()
+    path = str(machine.mount / MEM / f"memory{b}" / "state")
+    for _ in range(20):
+        stop, seen, longest = threading.Event(), set[str](), [0.0]
+        reader = threading.Thread(target=_poll_state, args=(path, stop, seen, longest))
+        reader.start()
+        try:
+            e, _ = _write_offline(machine, b, 1.3)
+        finally:
+            stop.set()
+            reader.join(10)
+        assert not reader.is_alive()
+        assert e == errno.EINTR
+        assert longest[0] < 1.0, longest
+        assert "going-offline" in seen, seen
+        assert seen <= {"online", "going-offline"}
     assert machine.states() == before
 
 

@@ -142,6 +142,11 @@ def test_modes_sizes_and_links(sim: Sim) -> None:
         f.seek(8 * 256)
         assert len(f.read(64)) == 64
     # A write-only attribute cannot be read, a read-only one cannot be written (kernfs_fop_open).
+    # ... at open(2), for root too (KERNFS_ROOT_EXTRA_OPEN_PERM_CHECK)
+    for name, flags in (("hard_offline_page", os.O_RDONLY), ("block_size_bytes", os.O_WRONLY)):
+        with pytest.raises(PermissionError):
+            os.close(os.open(sim.path(f"{MEM}/{name}"), flags))
+    os.close(os.open(sim.path(f"{MEM}/hard_offline_page"), os.O_WRONLY))
     with pytest.raises(PermissionError):
         sim.path(f"{MEM}/hard_offline_page").read_bytes()
     r = sh(f"echo 1 > {sim.path(MEM)}/block_size_bytes")
