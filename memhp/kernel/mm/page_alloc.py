@@ -366,16 +366,16 @@ class PageAllocator:
         counts, isolated = self.counts, self.isolated
         lists: tuple[list[tuple[int, int]], ...] = ([], [], [])  # same type, whole, other
         heads = self.free_area.heads(key)
-        if heads.size:
-            heads = heads[(counts[_FREE, heads] > 0) & ~isolated[heads]]
-        if heads.size:
-            c = counts[:, heads]
-            unmov = ((c[_UNMOVABLE] + c[_RESERVED]) > 0) | self.unmovable_block[heads]
-            typed = ((self.ram[heads] - c[_FREE] - c[_ALTMAP]) > 0) | unmov
-            want = state is PageState.UNMOVABLE
-            hl, fl, tl, ul = heads.tolist(), c[_FREE].tolist(), typed.tolist(), unmov.tolist()
-            for sec, f, t, u in zip(hl, fl, tl, ul, strict=True):
-                lists[0 if t and u == want else 2 if t else 1].append((sec, f))
+        if heads.size:  # (one read of each array, then plain Python per entry)
+            fr, _, _, un, rs, al = counts[:, heads].tolist()
+            iso, ub = isolated[heads].tolist(), self.unmovable_block[heads].tolist()
+            rm, want = self.ram[heads].tolist(), state is PageState.UNMOVABLE
+            for i, sec in enumerate(heads.tolist()):
+                f = fr[i]
+                if f > 0 and not iso[i]:
+                    u = un[i] + rs[i] > 0 or ub[i]
+                    t = rm[i] - f - al[i] > 0 or u
+                    lists[0 if t and u == want else 2 if t else 1].append((sec, f))
             yield lists[0]
             yield lists[1]
         for win in self.free_area.tails(key, self.WINDOW):

@@ -39,6 +39,14 @@ from memhp.sim.sysfs.node import node_root
 from memhp.sim.sysfs.virtio import pci_root, virtio_bus
 
 
+class _Fail(Exception):
+    """A lookup failed with ``errno`` (reported against the whole path)."""
+
+    def __init__(self, err: int) -> None:
+        super().__init__(err)
+        self.errno = err
+
+
 class KernelSysfs:
     """A sysfs root (``/sys``, ``/proc``) served from a simulated kernel."""
 
@@ -120,51 +128,52 @@ class KernelSysfs:
     def resolve(self, path: str, follow_last: bool = True) -> tuple[str, Node]:
         """The canonical path and node that ``path`` names (links followed as asked).
 
-        Results are cached until the kernel next adds or removes a sysfs object
-        (:meth:`_topology_version`).
+        Results, and those of every directory on the way, are cached until the
+        kernel next adds or removes a sysfs object (:meth:`_topology_version`).
         """
         with self.lock:
             gen = self._topology_version()
             if gen != self._gen:
                 self._cache.clear()
                 self._gen = gen
-            key = (path, follow_last)
-            hit = self._cache.get(key)
-            if hit is None:
-                hit = self._resolve(path, follow_last)
-                if len(self._cache) > 65536:
-                    self._cache.clear()
-                self._cache[key] = hit
-            return hit
+            hit = self._cache.get((path, follow_last))
+            if hit is not None:
+                return hit
+            path = normpath(path)
+            try:
+                return self._lookup(path, follow_last, [0])
+            except _Fail as e:
+                raise oserror(e.errno, path) from None
 
-    def _resolve(self, path: str, follow_last: bool) -> tuple[str, Node]:
-        path = normpath(path)
-        hops = 0
-        parts = [p for p in path.split("/") if p]
-        node: Node = self.root
-        done: list[str] = []
-        i = 0
-        while i < len(parts):
-            name = parts[i]
-            if not isinstance(node, Dir):
-                raise oserror(errno.ENOTDIR, path)
-            nxt = node.child(name)
+    def _lookup(self, path: str, follow_last: bool, hops: list[int]) -> tuple[str, Node]:
+        """resolve() of a normalised path: its parent directory (cached), then the
+        last name in it; a link is followed from its canonical place (at most 40)."""
+        key = (path, follow_last)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        if path == "/":
+            hit = ("/", self.root)
+        else:
+            parent, name = path.rsplit("/", 1)
+            pcanon, pnode = self._lookup(parent or "/", True, hops)
+            if not isinstance(pnode, Dir):
+                raise _Fail(errno.ENOTDIR)
+            nxt = pnode.child(name)
             if nxt is None:
-                raise oserror(errno.ENOENT, path)
-            cur = "/" + "/".join([*done, name])
-            last = i == len(parts) - 1
-            if isinstance(nxt, Link) and (not last or follow_last):
-                hops += 1
-                if hops > 40:
-                    raise oserror(errno.ELOOP, path)
-                target = resolve_link(cur, nxt.target)
-                parts = [p for p in target.split("/") if p] + parts[i + 1 :]
-                node, done, i = self.root, [], 0
-                continue
-            node = nxt
-            done.append(name)
-            i += 1
-        return "/" + "/".join(done), node
+                raise _Fail(errno.ENOENT)
+            cur = pcanon.rstrip("/") + "/" + name
+            if isinstance(nxt, Link) and follow_last:
+                hops[0] += 1
+                if hops[0] > 40:
+                    raise _Fail(errno.ELOOP)
+                hit = self._lookup(resolve_link(cur, nxt.target), True, hops)
+            else:
+                hit = (cur, nxt)
+        if len(self._cache) > 65536:
+            self._cache.clear()
+        self._cache[key] = hit
+        return hit
 
     # ================================================================ SysfsFS
     def lstat(self, path: str) -> Stat:
