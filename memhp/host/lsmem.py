@@ -233,10 +233,6 @@ def parse_zones(raw: bytes) -> tuple[int, ...]:
     return tuple(_ZONE_IDS.get(t.lower(), ZONE_UNKNOWN) for t in toks)
 
 
-def _block_number(name: str) -> int:
-    return int(name[6:])
-
-
 class Lsmem:
     """Reads the blocks of a root the way lsmem does and renders the table."""
 
@@ -250,6 +246,7 @@ class Lsmem:
         self.have_zones = False
         self.blocks: list[Block] = []
         self.names: list[str] = []
+        self.indices: list[int] = []  # the block numbers of ``names``
 
     # -- reading -------------------------------------------------------------------
 
@@ -279,9 +276,10 @@ class Lsmem:
             real = self.root.real_path(SYS_MEMORY) or SYS_MEMORY
             # lsmem prints a stale errno here; say what is wrong instead.
             raise LsmemError(f"Failed to read {real}: no memory blocks")
-        names.sort()  # then by number, stably: the order of the key (number, name)
-        names.sort(key=_block_number)
-        self.names = names
+        # by number, then by name: one sort of (number, name) pairs
+        pairs = sorted(zip([int(d[6:]) for d in names], names, strict=True))
+        self.indices = [p[0] for p in pairs]
+        self.names = names = [p[1] for p in pairs]
         if self._block_node(names[0]) != -1:
             self.have_nodes = True
         # "The valid_zones sysmem attribute was introduced with kernel 3.18"
@@ -329,8 +327,7 @@ class Lsmem:
         # contents are the same as its predecessor's merges without parsing.
         prev_key: tuple[object, ...] | None = None
         curr_mergeable = False  # curr has no Unknown zone (split on ZONES)
-        for name in self.names:
-            index = int(name[6:])
+        for index, name in zip(self.indices, self.names, strict=True):
             raw_state = read(name + "/state")
             if raw_state is None:
                 state = self._state_error(name)

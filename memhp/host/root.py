@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 
+#: Descriptors :meth:`SysfsRoot.quiet_reader` keeps open before closing them at once.
+_BATCH = 192
+
+
 class SysfsRoot:
     """Typed access to a sysfs root (paths are absolute within the root)."""
 
@@ -34,6 +38,7 @@ class SysfsRoot:
         # matters when listing tens of thousands of blocks.
         self._dir: str | None = fs.root if isinstance(fs, DirectoryFS) else None
         self._fds: list[int] = []
+        self._pending: list[int] = []  # read by quiet_reader, closed in batches
 
     @classmethod
     def open(cls, sysroot: str | None = None) -> SysfsRoot:
@@ -92,7 +97,9 @@ class SysfsRoot:
     def quiet_reader(self, path: str) -> Callable[[str], bytes | None]:
         """Like :meth:`dir_reader`, but a failed read gives None instead of raising
         (use :meth:`dir_reader` again to learn why): the listing loop of 16,384
-        blocks pays no exception set-up per attribute."""
+        blocks pays no exception set-up per attribute.  On a real directory the
+        descriptors are closed in batches (see :meth:`_flush`): a third of the
+        system calls of a listing are closes."""
         if self._dir is None:
             base = path.rstrip("/") + "/"
             fs_read = self.fs.read
@@ -109,21 +116,54 @@ class SysfsRoot:
         except OSError as e:
             raise sysfs_error("list", path, e) from None
         self._fds.append(dfd)
-        o_open, o_read, o_close, rdonly = os.open, os.read, os.close, os.O_RDONLY
+        o_open, o_read, rdonly = os.open, os.read, os.O_RDONLY
+        pending = self._pending
+        flush = self._flush
 
         def read(rel: str) -> bytes | None:
             try:
                 fd = o_open(rel, rdonly, dir_fd=dfd)
-            except OSError:
-                return None
+            except OSError as e:
+                if e.errno not in (errno.EMFILE, errno.ENFILE) or not pending:
+                    return None
+                flush()
+                try:
+                    fd = o_open(rel, rdonly, dir_fd=dfd)
+                except OSError:
+                    return None
+            pending.append(fd)
             try:
-                return o_read(fd, 65536)
+                # a small first read: the bytes object is allocated at this size
+                # (65,536 bytes, shrunk, cost 0.35 us more per read)
+                data = o_read(fd, 256)
+                if len(data) == 256:
+                    data += o_read(fd, 65536 - 256)
+                return data
             except OSError:
                 return None
             finally:
-                o_close(fd)
+                if len(pending) >= _BATCH:
+                    flush()
 
         return read
+
+    def _flush(self) -> None:
+        """Close the descriptors :meth:`quiet_reader` left open: one ``close_range``
+        per run of consecutive numbers (the kernel hands out the lowest free
+        descriptor, so they are mostly one run; an inherited descriptor in between
+        splits it), never a descriptor that is not ours."""
+        pending = self._pending
+        if not pending:
+            return
+        pending.sort()
+        start = prev = pending[0]
+        for fd in pending[1:]:
+            if fd != prev + 1:
+                os.closerange(start, prev + 1)
+                start = fd
+            prev = fd
+        os.closerange(start, prev + 1)
+        pending.clear()
 
     def exists_checker(self, path: str) -> Callable[[str], bool]:
         """:meth:`exists` for paths relative to directory ``path`` (on a real
@@ -150,6 +190,7 @@ class SysfsRoot:
     def close(self) -> None:
         """Release directory descriptors held by :meth:`dir_reader` and
         :meth:`quiet_reader` readers."""
+        self._flush()
         while self._fds:
             os.close(self._fds.pop())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import struct
 from pathlib import Path
 
@@ -392,3 +393,26 @@ def test_why_names_run_time_kernel_allocations() -> None:
         "the kernel allocated pages here at run time that it cannot migrate: "
         "150 slab, 514 page tables"
     )
+
+
+def test_quiet_reader_closes_its_descriptors_in_batches_and_only_its_own(
+    tmp_path: Path,
+) -> None:
+    """quiet_reader leaves descriptors open and closes them in runs (close_range):
+    every read sees its own file, nothing leaks, and a descriptor opened by someone
+    else in the middle of a batch stays open."""
+    for i in range(400):
+        (tmp_path / f"f{i}").write_text(f"{i}\n")
+    root = SysfsRoot.open(str(tmp_path))
+    read = root.quiet_reader("/")
+    before = set(os.listdir("/proc/self/fd"))
+    assert [read(f"f{i}") for i in range(5)] == [f"{i}\n".encode() for i in range(5)]
+    foreign = os.open(str(tmp_path / "f0"), os.O_RDONLY)  # splits the run
+    try:
+        assert [read(f"f{i}") for i in range(5, 400)] == [f"{i}\n".encode() for i in range(5, 400)]
+        assert read("missing") is None
+        root.close()
+        assert os.read(foreign, 16) == b"0\n"
+        assert set(os.listdir("/proc/self/fd")) - before == {str(foreign)}
+    finally:
+        os.close(foreign)

@@ -28,8 +28,8 @@ def test_recorded_big_machine_start_within_twice_the_goal() -> None:
     start = next(v for k, v in rows.items() if "sim start to a usable mount" in k)
     rss = next(v for k, v in rows.items() if k.endswith("daemon RSS after start"))
     cpu = next(v for k, v in rows.items() if "daemon CPU time" in k)
-    assert start < 8.0, start  # goal 2 s (was 6.9 s); wall time on a shared machine
-    assert cpu < 2.0, cpu  # CPU time of the daemon to ready (1.05 s recorded)
+    assert start < 2 * 2.0, start  # goal 2 s (was 6.9 s; 1.19 s recorded on a quiet moment)
+    assert cpu < 2.0, cpu  # CPU time of the daemon to ready (1.01 s recorded)
     assert rss < 2 * 286, rss  # goal 300 MB
 
 
@@ -50,7 +50,8 @@ def test_recorded_list_against_lsmem_within_the_goal_loosely() -> None:
     assert len(ratios) == 5, sorted(ratios)
     for what, ratio in ratios.items():
         assert rows[what.replace("cpu ratio", "same output")] == 1, what
-        assert ratio < 1.2, (what, ratio)  # goal 0.8x; CPU time on a shared machine
+        # goal 0.8x (0.37-0.94x recorded; -o +NODE,ZONES and -J --output-all miss it)
+        assert ratio < 1.2, (what, ratio)
 
 
 def test_boot_blocks_are_built_on_first_access() -> None:
