@@ -156,10 +156,32 @@ def iomem_memory_lines(text: str) -> str:
     return "".join(out)
 
 
+#: The driver of the bench's own virtio devices: the 9p shares a guest running memhp
+#: or a task mounts (memhp.bench.initramfs NINEP_MODULES), not part of any machine.
+BENCH_SHARE_DRIVER = "9pnet_virtio"
+
+
+def bench_share_devices(snap: Snapshot) -> frozenset[str]:
+    """The virtioN devices bound to :data:`BENCH_SHARE_DRIVER` (the bench's 9p shares)."""
+    out = set()
+    for p, e in snap.items():
+        if p.startswith(SYS_PCI_ROOT + "/") and p.endswith("/driver") and e.target is not None:
+            parts = p.split("/")
+            if len(parts) == 7 and e.target.rsplit("/", 1)[-1] == BENCH_SHARE_DRIVER:
+                out.add(parts[5])
+    return frozenset(out)
+
+
 def normalise(snap: Snapshot) -> Snapshot:
-    """Keep what is compared: the paths :func:`in_scope` accepts, /proc/iomem
-    through :func:`iomem_memory_lines`."""
-    out = {p: e for p, e in snap.items() if in_scope(p)}
+    """Keep what is compared: the paths :func:`in_scope` accepts (less the bench's
+    9p share devices, :func:`bench_share_devices`), /proc/iomem through
+    :func:`iomem_memory_lines`."""
+    shares = bench_share_devices(snap)
+    out = {
+        p: e
+        for p, e in snap.items()
+        if in_scope(p) and not (shares and shares.intersection(p.split("/")))
+    }
     io = out.get(PROC_IOMEM)
     if io is not None and io.value is not None:
         out[PROC_IOMEM] = dataclasses.replace(io, value=iomem_memory_lines(io.value))
