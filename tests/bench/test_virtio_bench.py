@@ -7,9 +7,11 @@ import os
 
 import pytest
 
+from memhp.abi.fs import Kind
+from memhp.abi.tree import Entry
 from memhp.bench.actions import ScenarioError
 from memhp.bench.actions_virtio import Dmesg, Qmp, VirtioMemAdd, VirtioMemResize
-from memhp.bench.compare import in_scope
+from memhp.bench.compare import in_scope, normalise
 from memhp.bench.initramfs import VIRTIO_MEM_MODULES
 from memhp.bench.runner import model_driver
 from memhp.bench.scenario import load_scenario, parse_scenario
@@ -104,6 +106,28 @@ def test_virtio_paths_compared() -> None:
     assert not in_scope("/sys/bus/virtio/drivers/virtio_mem/module")
     assert in_scope("/sys/devices/pci0000:00/0000:00:02.0/virtio0/features")
     assert not in_scope("/sys/devices/pci0000:00/0000:00:02.0/vendor")
+
+
+def test_the_bench_9p_shares_are_not_compared() -> None:
+    """A guest running Python has the bench's 9p shares as virtio devices too."""
+    pci = "/sys/devices/pci0000:00"
+    snap = {
+        "/sys/bus/virtio/devices/virtio0": Entry(Kind.LINK, target="../virtio0"),
+        "/sys/bus/virtio/devices/virtio1": Entry(Kind.LINK, target="../virtio1"),
+        f"{pci}/0000:00:02.0/virtio0": Entry(Kind.DIR),
+        f"{pci}/0000:00:02.0/virtio0/driver": Entry(
+            Kind.LINK, target="../../../../bus/virtio/drivers/virtio_mem"
+        ),
+        f"{pci}/0000:00:03.0/virtio1": Entry(Kind.DIR),
+        f"{pci}/0000:00:03.0/virtio1/driver": Entry(
+            Kind.LINK, target="../../../../bus/virtio/drivers/9pnet_virtio"
+        ),
+    }
+    assert sorted(normalise(snap)) == [
+        "/sys/bus/virtio/devices/virtio0",
+        f"{pci}/0000:00:02.0/virtio0",
+        f"{pci}/0000:00:02.0/virtio0/driver",
+    ]
 
 
 def test_dmesg_parses() -> None:
