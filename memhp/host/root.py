@@ -37,7 +37,7 @@ class SysfsRoot:
         # Fast path for real directories: plain os calls on the real path, which
         # matters when listing tens of thousands of blocks.
         self._dir: str | None = fs.root if isinstance(fs, DirectoryFS) else None
-        self._fds: list[int] = []
+        self._fds: dict[str, int] = {}  # directory descriptors, by path
         self._pending: list[int] = []  # read by quiet_reader, closed in batches
 
     @classmethod
@@ -68,6 +68,19 @@ class SysfsRoot:
         except OSError as e:
             raise sysfs_error("read", path, e) from None
 
+    def _dir_fd(self, path: str) -> int:
+        """A descriptor of real directory ``path``, opened once and shared by the
+        readers and checkers made for it until :meth:`close`."""
+        dfd = self._fds.get(path)
+        if dfd is None:
+            assert self._dir is not None
+            try:
+                dfd = os.open(self._dir + path, os.O_RDONLY | os.O_DIRECTORY)
+            except OSError as e:
+                raise sysfs_error("list", path, e) from None
+            self._fds[path] = dfd
+        return dfd
+
     def dir_reader(self, path: str) -> Callable[[str], bytes]:
         """A reader of files relative to directory ``path`` (same errors as
         :meth:`read_bytes`); on a real directory it opens relative to a directory
@@ -75,11 +88,7 @@ class SysfsRoot:
         if self._dir is None:
             base = path.rstrip("/") + "/"
             return lambda rel: self.read_bytes(base + rel)
-        try:
-            dfd = os.open(self._dir + path, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as e:
-            raise sysfs_error("list", path, e) from None
-        self._fds.append(dfd)
+        dfd = self._dir_fd(path)
         o_open, o_read, o_close, rdonly = os.open, os.read, os.close, os.O_RDONLY
 
         def read(rel: str) -> bytes:
@@ -111,11 +120,7 @@ class SysfsRoot:
                     return None
 
             return read_fs
-        try:
-            dfd = os.open(self._dir + path, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as e:
-            raise sysfs_error("list", path, e) from None
-        self._fds.append(dfd)
+        dfd = self._dir_fd(path)
         o_open, o_read, rdonly = os.open, os.read, os.O_RDONLY
         pending = self._pending
         flush = self._flush
@@ -171,11 +176,7 @@ class SysfsRoot:
         if self._dir is None:
             base = path.rstrip("/") + "/"
             return lambda rel: self.exists(base + rel)
-        try:
-            dfd = os.open(self._dir + path, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as e:
-            raise sysfs_error("list", path, e) from None
-        self._fds.append(dfd)
+        dfd = self._dir_fd(path)
         o_lstat = os.lstat
 
         def exists(rel: str) -> bool:
@@ -192,7 +193,7 @@ class SysfsRoot:
         :meth:`quiet_reader` readers."""
         self._flush()
         while self._fds:
-            os.close(self._fds.pop())
+            os.close(self._fds.popitem()[1])
 
     def write(self, path: str, value: str) -> None:
         """Write ``value`` to attribute ``path`` in one call (like ``echo``)."""
