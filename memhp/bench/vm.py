@@ -356,7 +356,10 @@ class GuestVM:
         attempts: list[str] = []
         accels = choose_accels(self.config.accel)
         last: Exception | None = None
-        for accel in accels:
+        tries = [(a, n) for a in accels for n in range(2)]  # a panicked boot: once more
+        for accel, n in tries:
+            if n and not (attempts and "Kernel panic" in attempts[-1]):
+                continue
             timeout = self.config.kvm_boot_timeout if accel == "kvm" else self.config.boot_timeout
             t0 = time.monotonic()
             try:
