@@ -12,9 +12,10 @@ What makes it behave like sysfs (fs/kernfs/file.c, fs/sysfs/file.c):
   entries and attributes, and every change (write, QMP command) invalidates them
   before it returns; negative lookups are never cached, so directories appear and
   vanish with the model;
-- EACCES at open(2) for a direction an attribute lacks (``kernfs_fop_open()``), for
-  root too (the server checks every OPEN; ``default_permissions`` checks the mode
-  first for users);
+- EACCES for a direction an attribute lacks (``kernfs_fop_open()``), for root too:
+  at the read(2) or write(2), since opens make no request (``default_permissions``
+  checks the mode at open(2) for users); with ``MEMHP_FUSE_EXACT_OPEN=1`` in the
+  daemon's environment every open(2) is a request and fails as in sysfs;
 - each ``write(2)`` is one call of the store handler, synchronously, and fails
   with its errno (``echo offline > .../state`` prints "Device or resource
   busy" where Linux does); ``O_TRUNC`` is accepted and ignored;
@@ -34,7 +35,7 @@ The server speaks the FUSE protocol on /dev/fuse itself
 (:mod:`memhp.sim.fuse_ll`, :mod:`memhp.sim.fuse_proto`): no libfuse, no binding, no
 compiler; ``fusermount3`` mounts.  The kernel caches entries, attributes and contents;
 every change of the model invalidates them before the write or QMP reply returns (see
-:mod:`memhp.sim.fuse_ll` and benchmarks/NOTES.md).  Unlike sysfs, an attribute's
+:mod:`memhp.sim.fuse_ll`, :mod:`memhp.sim.fuse_cache` and benchmarks/NOTES.md).  Unlike sysfs, an attribute's
 ``st_size`` is the length of its text (the page cache needs it).
 """
 
@@ -166,7 +167,8 @@ def serve(
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        SysfsServer(fs, fd, on_ready).loop()
+        exact = bool(os.environ.get("MEMHP_FUSE_EXACT_OPEN"))
+        SysfsServer(fs, fd, on_ready, mountpoint, exact_open=exact).loop()
     finally:
         for s, h in old.items():
             signal.signal(s, h)

@@ -1,35 +1,32 @@
 """The FUSE server of a simulated sysfs: the kernel protocol on /dev/fuse, in Python.
 
 Design (benchmarks/NOTES.md, issue 17): the kernel caches everything and the model
-invalidates it.
+invalidates it (:mod:`memhp.sim.fuse_cache`).
 
-- OPEN checks the direction as kernfs_fop_open() does (EACCES) and picks the cache
-  mode: a read-only open keeps the contents in the page cache (FOPEN_KEEP_CACHE), an
-  open for writing does direct I/O (FOPEN_DIRECT_IO: each write(2) is one WRITE, no
-  page of the inode is locked while a store blocks, so readers never wait for a
-  writer).  OPENDIR answers ENOSYS once (directories are opened without a request and
-  their listings cached, FOPEN_CACHE_DIR); FLUSH (FOPEN_NOFLUSH), FSYNC, ACCESS, xattrs
-  answer ENOSYS once too; RELEASE is asynchronous for the kernel and answered at once.
-  Entries and attributes are cached for :data:`CACHE_TIMEOUT`; READDIRPLUS hands
-  the entries of directories and links with the listing.  An attribute's ``st_size``
-  is the length of its text (the kernel takes a short read as the file's end and drops
-  the page cache when a later GETATTR gives another size); the text computed for
-  LOOKUP/GETATTR is kept with the inode and serves the READ that follows.
-- Fresh inodes per generation: every change of the model (a sysfs write, a QMP
-  command, a round of a blocked offline) starts a generation: the path -> inode map is
-  emptied and ``FUSE_NOTIFY_INVAL_ENTRY(root, "sys" | "proc")`` makes the kernel
-  d_invalidate() the trees, before the write or QMP reply returns.  The next walk looks
-  every component up again and gets new inode numbers, so no page cache, attribute or
-  directory listing of an older generation is ever reached again by path.  A blocked
-  direct write keeps its inode's i_rwsem (fuse_direct_write_iter()), which an
-  ``O_TRUNC`` open takes: the writer's entry is invalidated as the write starts, so
-  other writers walk to a new inode.
+- Opens make no request (the default): OPEN and OPENDIR answer ENOSYS once, and the
+  kernel opens every file and directory from then on by itself, with the contents in
+  the page cache and listings in the directory cache (fuse_file_open(): ``no_open``,
+  FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR).  A read of what did not change since the last
+  read costs no request at all.  The price: kernfs_fop_open()'s EACCES for a
+  direction an attribute lacks comes from the read(2) or write(2) instead of the
+  open(2) (same errno), and a write goes through the page cache (one WRITE per
+  write(2) all the same; the written inode leaves the tree as the write starts).
+  With ``exact_open`` every OPEN is answered as kernfs_fop_open() does (EACCES at
+  open(2)); a read-only open keeps the page cache (FOPEN_KEEP_CACHE), an open for
+  writing does direct I/O (FOPEN_DIRECT_IO).
+- FLUSH, FSYNC, ACCESS and the other xattr requests answer ENOSYS once (never asked
+  again); GETXATTR answers ENODATA (see KernelCache._getxattr); RELEASE at once.
+- Entries and attributes are cached for :data:`CACHE_TIMEOUT`; READDIRPLUS hands the
+  entries of directories and links with the listing (an entry the kernel already
+  holds in this generation is sent without its inode: fuse_direntplus_link() leaves
+  it alone).  An attribute's ``st_size`` is the length of its text (the kernel takes
+  a short read as the file's end and drops the page cache when a later GETATTR gives
+  another size); the text computed for LOOKUP/GETATTR is kept with the inode and
+  serves the READ that follows.
 - Threads: one thread reads requests and answers them (the model lock serialises
   them anyway); each WRITE runs in its own thread, since a store may block (offline
   retrying migration); FUSE_INTERRUPT marks the write's request, which the model's
-  ``retry_wait`` polls (offline_pages()'s signal backoff).  Notifications are never
-  sent by the reading thread (the kernel may wait for a lookup it has queued) nor
-  under the model lock.
+  ``retry_wait`` polls (offline_pages()'s signal backoff).
 """
 
 from __future__ import annotations
@@ -45,13 +42,14 @@ from collections.abc import Callable
 from memhp.abi.fs import Kind, Stat
 from memhp.abi.layout import PAGE_SIZE
 from memhp.sim import fuse_proto as P
+from memhp.sim.fuse_cache import Ino, KernelCache
 from memhp.sim.sysfs.kernfs import Node
 from memhp.sim.sysfs.view import Attr, Dir, KernelSysfs, Link
 
 log = logging.getLogger("memhp.sim.fuse")
 
 #: Seconds the kernel may keep entries and attributes (until the model changes).
-CACHE_TIMEOUT = 60
+CACHE_TIMEOUT = 3600
 _IFMT = {Kind.DIR: stat.S_IFDIR, Kind.FILE: stat.S_IFREG, Kind.LINK: stat.S_IFLNK}
 _DT = {Kind.DIR: 4, Kind.FILE: 8, Kind.LINK: 10}  # DT_DIR, DT_REG, DT_LNK
 #: Sysfs writes are one page; reads of /proc/kpageflags are ranged.
@@ -59,19 +57,6 @@ MAX_WRITE = 4 * PAGE_SIZE
 _BUFSIZE = MAX_WRITE + 2 * PAGE_SIZE
 #: File handles: an open through the page cache, an open doing direct I/O.
 _CACHED, _DIRECT = 0, 1
-
-
-class _Ino:
-    __slots__ = ("gen", "listing", "nlookup", "path", "text", "told")
-
-    def __init__(self, path: str, gen: int) -> None:
-        self.path = path
-        self.nlookup = 0
-        self.gen = gen
-        self.text: bytes | None = None  # the attribute's text in generation ``gen``
-        self.listing: list[tuple[bytes, Kind, Node | None]] | None = None
-        #: The text whose length the kernel was last given as the size.
-        self.told: bytes | None = None
 
 
 def _node_stat(node: Node) -> Stat:
@@ -89,21 +74,33 @@ class _Reply(Exception):
         self.err = err
 
 
-class SysfsServer:
+class SysfsServer(KernelCache):
     """Serves a :class:`KernelSysfs` on an open /dev/fuse descriptor."""
 
     #: Seconds between two rounds of a blocked offline (and two polls of a waiting writer).
     RETRY_POLL_S = 0.02
 
-    def __init__(self, fs: KernelSysfs, fd: int, on_ready: Callable[[], None] | None) -> None:
+    #: Seconds a listing read to its last entry waits for its reader to read its end.
+    COMPLETE_DELAY_S = 0.05
+
+    def __init__(
+        self,
+        fs: KernelSysfs,
+        fd: int,
+        on_ready: Callable[[], None] | None,
+        mountpoint: str | None = None,
+        exact_open: bool = False,
+    ) -> None:
         self.fs = fs
         self.fd = fd
         self.on_ready = on_ready
+        self.mountpoint = mountpoint
+        self.exact_open = exact_open
         self.uid, self.gid = os.getuid(), os.getgid()
         self.t0 = int(time.time())
         self._lock = threading.Lock()  # the inode tables
         self._gen = 0
-        self._inos: dict[int, _Ino] = {P.ROOT_ID: _Ino("", 0)}
+        self._inos: dict[int, Ino] = {P.ROOT_ID: Ino("", 0)}
         self._paths: dict[str, int] = {}
         self._next = P.ROOT_ID + 1
         self._served = False
@@ -116,6 +113,11 @@ class SysfsServer:
         self._tls = threading.local()
         self._device_hotplug = threading.Lock()  # lock_device_hotplug_sysfs()
         self._inval_wake = threading.Event()
+        #: Directories (nodeid -> path, generation) read to their last entry, not to
+        #: their end; those whose end was read (an empty reply) since.
+        self._incomplete: dict[int, tuple[str, int, int]] = {}
+        self._ended: set[int] = set()
+        self._complete_wake = threading.Event()
         fs.settlers.append(self.settle)
         self._ops: dict[int, Callable[[int, int, memoryview], bytes | None]] = {
             P.LOOKUP: self.lookup,
@@ -131,26 +133,14 @@ class SysfsServer:
             P.RELEASEDIR: self.empty,
         }
 
-    # ------------------------------------------------------------ replies
-    def _send(self, unique: int, err: int, data: bytes = b"") -> None:
-        try:
-            os.write(self.fd, P.OUT_HEADER.pack(16 + len(data), -err, unique) + data)
-        except OSError as e:  # ENOENT: the request was interrupted and answered
-            if e.errno not in (errno.ENOENT, errno.ENODEV):
-                raise
-
-    def _notify(self, code: int, payload: bytes) -> None:
-        try:
-            os.write(self.fd, P.OUT_HEADER.pack(16 + len(payload), code, 0) + payload)
-        except OSError:  # ENOENT: not cached; ENODEV: unmounted
-            pass
-
     # ------------------------------------------------------------ the loop
     def loop(self) -> None:
         buf = bytearray(_BUFSIZE)
         mv = memoryview(buf)
         ops = self._ops
         threading.Thread(target=self._invalidator, name="fuse-inval", daemon=True).start()
+        if self.mountpoint is not None:
+            threading.Thread(target=self._completer, name="fuse-readdir", daemon=True).start()
         while True:
             try:
                 n = os.readv(self.fd, [buf])
@@ -180,6 +170,8 @@ class SysfsServer:
                     self._pending.add(unique)
                 args = (unique, nodeid, bytes(mv[40:n]))
                 threading.Thread(target=self.write, args=args, daemon=True).start()
+            elif opcode == P.GETXATTR:
+                self._getxattr(unique, nodeid, mv[40:n])
             elif opcode == P.INTERRUPT:
                 (target,) = P.U64.unpack_from(buf, 40)
                 with self._lock:
@@ -223,7 +215,7 @@ class SysfsServer:
             self.on_ready()
 
     # ------------------------------------------------------------ inodes
-    def _path(self, nodeid: int) -> _Ino:
+    def _path(self, nodeid: int) -> Ino:
         ino = self._inos.get(nodeid)
         if ino is None:
             raise _Reply(errno.ESTALE)
@@ -235,7 +227,7 @@ class SysfsServer:
         if nodeid is None:
             nodeid = self._next
             self._next += 1
-            self._inos[nodeid] = _Ino(path, self._gen)
+            self._inos[nodeid] = Ino(path, self._gen)
             self._paths[path] = nodeid
         self._inos[nodeid].nlookup += 1
         return nodeid
@@ -263,7 +255,7 @@ class SysfsServer:
             nodeid, size, 0, t, t, t, 0, ns, 0, mode, nlink, self.uid, self.gid, 0, 4096, 0
         )
 
-    def _file_attr(self, nodeid: int, ino: _Ino, node: Node | None = None) -> bytes:
+    def _file_attr(self, nodeid: int, ino: Ino, node: Node | None = None) -> bytes:
         """The attributes of an inode; an attribute's size is its text's (with fs.lock);
         ``node``: its node if known (a listing's), else it is looked up."""
         st = self.fs.lstat(ino.path or "/") if node is None else _node_stat(node)
@@ -277,7 +269,7 @@ class SysfsServer:
             size = 0
         return self._attr(nodeid, st, size)
 
-    def _text(self, ino: _Ino, node: Node | None = None) -> bytes | None:
+    def _text(self, ino: Ino, node: Node | None = None) -> bytes | None:
         """The text of a show-only attribute in this generation (with fs.lock)."""
         if ino.text is not None and ino.gen == self._gen:
             return ino.text
@@ -304,6 +296,8 @@ class SysfsServer:
         the attribute's mode or handlers lack a direction the open asks, for root too
         (procfs files are held to their handlers the same way).  A read-only open keeps
         the page cache; an open for writing does direct I/O (fuse_file_open())."""
+        if not self.exact_open:
+            raise _Reply(errno.ENOSYS)  # no_open: never asked again
         (flags, _) = P.OPEN_IN.unpack_from(body)
         self._served = True
         ino = self._path(nodeid)
@@ -331,11 +325,12 @@ class SysfsServer:
         self._served = True
         with self.fs.lock:
             path = self._path(parent).path + "/" + name
-            self.fs.lstat(path)  # ENOENT: not cached (negative entries are not kept)
+            # ENOENT: not cached (negative entries are not kept)
+            node = self.fs.resolve(path, follow_last=False)[1]
             with self._lock:
                 nodeid = self._ino_for(path)
                 ino = self._inos[nodeid]
-            return self._entry(nodeid, self._file_attr(nodeid, ino))
+            return self._entry(nodeid, self._file_attr(nodeid, ino, node))
 
     def getattr(self, unique: int, nodeid: int, body: memoryview) -> bytes:
         self._served = True
@@ -377,7 +372,7 @@ class SysfsServer:
     def statfs(self, unique: int, nodeid: int, body: memoryview) -> bytes:
         return P.STATFS_OUT.pack(0, 0, 0, 0, 0, 4096, 255, 4096)
 
-    def _listing(self, ino: _Ino) -> list[tuple[bytes, Kind, Node | None]]:
+    def _listing(self, ino: Ino) -> list[tuple[bytes, Kind, Node | None]]:
         if ino.listing is not None and ino.gen == self._gen:
             return ino.listing
         with self.fs.lock:
@@ -420,6 +415,8 @@ class SysfsServer:
         out = bytearray()
         base = ino.path
         blank = b"\0" * (P.ENTRY_OUT.size + P.ATTR.size)
+        paths, gen = self._paths, ino.gen
+        i = off
         with self.fs.lock:
             for i in range(off, len(listing)):
                 name, kind, node = listing[i]
@@ -431,11 +428,22 @@ class SysfsServer:
                     if node is not None:
                         path = base + "/" + name.decode("utf-8", "surrogateescape")
                         with self._lock:
-                            d_ino = self._ino_for(path)
-                            child = self._inos[d_ino]
-                        entry = self._entry(d_ino, self._file_attr(d_ino, child, node))
+                            known = path in paths
+                            if not known:
+                                d_ino = self._ino_for(path)
+                                child = self._inos[d_ino]
+                        if not known:
+                            entry = self._entry(d_ino, self._file_attr(d_ino, child, node))
                     out += entry
                 P.dirent(out, d_ino, i + 1, name, _DT[kind])
+            else:
+                i = len(listing)
+        with self._lock:
+            if not out:
+                self._ended.add(nodeid)
+            elif i == len(listing) and gen == self._gen and nodeid not in self._ended:
+                self._incomplete[nodeid] = (base, gen, len(listing))
+                self._complete_wake.set()
         return bytes(out)
 
     # ------------------------------------------------------------ writes
@@ -466,19 +474,6 @@ class SysfsServer:
             with self._lock:
                 self._pending.discard(unique)
                 self._intr.discard(unique)
-
-    def _unshare(self, path: str) -> None:
-        """The writer's inode stays locked (i_rwsem, fuse_direct_write_iter()) until
-        the store returns, and an ``O_TRUNC`` open of it would wait uninterruptibly for
-        that lock: new opens of ``path`` get a new inode (its entry is dropped from the
-        kernel's cache)."""
-        parent, _, name = path.rpartition("/")
-        with self._lock:
-            self._paths.pop(path, None)
-            pnode = P.ROOT_ID if not parent else self._paths.get(parent)
-        if pnode is not None:
-            nb = name.encode("utf-8", "surrogateescape")
-            self._notify(P.NOTIFY_INVAL_ENTRY, P.INVAL_ENTRY.pack(pnode, len(nb), 0) + nb + b"\0")
 
     def _store(self, path: str, data: bytes) -> int:
         # lock_device_hotplug_sysfs(): a writer waits while another one is blocked;
@@ -511,61 +506,6 @@ class SysfsServer:
         finally:
             self._device_hotplug.release()
             self.settle()  # e.g. an eject removed blocks: their entries are gone now
-
-    # ------------------------------------------------------------ invalidation
-    def _new_generation(self) -> bool:
-        """Forget every path -> inode (new numbers from now on); True if the kernel may
-        cache something of the last generation."""
-        with self._lock:
-            self._gen += 1
-            self._paths.clear()
-            served, self._served = self._served, False
-        return served
-
-    def _invalidate(self) -> None:
-        """The kernel's side of a new generation (with _inval_lock; never from the
-        reading thread, which must stay free to answer what the kernel waits for).
-
-        The trees are d_invalidate()d (FUSE_NOTIFY_INVAL_ENTRY): new walks get new
-        inodes.  What a walk no longer reaches, an open descriptor still does: the
-        attributes of every inode whose contents were served since the last change
-        (and that the kernel has not forgotten) are invalidated
-        (FUSE_NOTIFY_INVAL_INODE, offset -1: fuse_reverse_inval_inode() then takes no
-        page lock, so a write in flight, whose page stays locked until we answer,
-        cannot block it).  The next read(2) or getdents(2) at 0 on such a descriptor
-        refreshes them (FUSE_AUTO_INVAL_DATA: fuse_cache_read_iter(),
-        fuse_readdir_cached()), sees the new generation in the mtime and drops the
-        cached pages or listing (fuse_change_attributes(), fuse_rdc_reset()).
-        """
-        for name in (b"sys", b"proc"):
-            payload = P.INVAL_ENTRY.pack(P.ROOT_ID, len(name), 0) + name + b"\0"
-            self._notify(P.NOTIFY_INVAL_ENTRY, payload)
-        with self._lock:
-            cached, self._cached = self._cached, set()
-        inos, pack, write, fd = self._inos, P.INVAL_INODE.pack, os.write, self.fd
-        head = P.OUT_HEADER.pack(16 + P.INVAL_INODE.size, P.NOTIFY_INVAL_INODE, 0)
-        for nodeid in cached:
-            if nodeid in inos:  # else FORGET-ten: nothing of it is cached
-                try:
-                    write(fd, head + pack(nodeid, -1, 0))
-                except OSError:  # ENOENT: evicted (its FORGET is on its way)
-                    pass
-
-    def settle(self) -> None:
-        """After a write or QMP command (no model lock held): the kernel forgets the
-        trees and what open descriptors cached; the next read of any path, and of any
-        open descriptor, sees the new generation."""
-        with self._inval_lock:
-            if self._new_generation():
-                self._invalidate()
-
-    def _invalidator(self) -> None:
-        """The kernel's side of :meth:`_new_generation` for a blocked write's rounds."""
-        while True:
-            self._inval_wake.wait()
-            self._inval_wake.clear()
-            with self._inval_lock:
-                self._invalidate()
 
 
 __all__ = ["CACHE_TIMEOUT", "SysfsServer"]

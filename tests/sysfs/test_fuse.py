@@ -141,12 +141,22 @@ def test_modes_sizes_and_links(sim: Sim) -> None:
     with open(sim.path("proc/kpageflags"), "rb") as f:
         f.seek(8 * 256)
         assert len(f.read(64)) == 64
-    # A write-only attribute cannot be read, a read-only one cannot be written (kernfs_fop_open).
-    # ... at open(2), for root too (KERNFS_ROOT_EXTRA_OPEN_PERM_CHECK)
-    for name, flags in (("hard_offline_page", os.O_RDONLY), ("block_size_bytes", os.O_WRONLY)):
+    # A write-only attribute cannot be read, a read-only one cannot be written
+    # (kernfs_fop_open(), for root too): the mount opens without a request, so the
+    # read(2) or write(2) fails, with the same errno, and nothing changes.
+    fd = os.open(sim.path(f"{MEM}/hard_offline_page"), os.O_RDONLY)
+    try:
         with pytest.raises(PermissionError):
-            os.close(os.open(sim.path(f"{MEM}/{name}"), flags))
-    os.close(os.open(sim.path(f"{MEM}/hard_offline_page"), os.O_WRONLY))
+            os.read(fd, 64)
+    finally:
+        os.close(fd)
+    fd = os.open(sim.path(f"{MEM}/block_size_bytes"), os.O_WRONLY)
+    try:
+        with pytest.raises(PermissionError):
+            os.write(fd, b"1")
+    finally:
+        os.close(fd)
+    assert sim.read(f"{MEM}/block_size_bytes") == "8000000\n"
     with pytest.raises(PermissionError):
         sim.path(f"{MEM}/hard_offline_page").read_bytes()
     r = sh(f"echo 1 > {sim.path(MEM)}/block_size_bytes")
@@ -507,6 +517,61 @@ def test_sigkilled_daemon_leaves_no_mount_after_stop(
     assert st2 is not None
     stop(str(mount))
     assert not is_fuse_mount(str(mount))
+
+
+def test_exact_open_answers_every_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MEMHP_FUSE_EXACT_OPEN=1: every open(2) is a request, answered as
+    kernfs_fop_open() does (EACCES at open, for root too); reads and writes as
+    in the default mount."""
+    from memhp.sim.daemon import start, stop
+
+    monkeypatch.setenv("MEMHP_FUSE_EXACT_OPEN", "1")
+    mount = tmp_path / "m"
+    mount.mkdir()
+    start(MACHINE, str(mount), str(tmp_path / "qmp.sock"))
+    s = Sim(mount, tmp_path / "qmp.sock")
+    try:
+        s.hotadd(512 << 20, 1)
+        mem = mount / MEM
+        for name, flags in (("hard_offline_page", os.O_RDONLY), ("block_size_bytes", os.O_WRONLY)):
+            with pytest.raises(PermissionError):
+                os.close(os.open(mem / name, flags))
+        os.close(os.open(mem / "hard_offline_page", os.O_WRONLY))
+        r = sh(f"echo 1 > {mem}/block_size_bytes")
+        assert r.returncode == 1 and "Permission denied" in r.stderr
+        (mem / "memory33/state").write_text("online_movable")
+        assert (mem / "memory33/state").read_text() == "online\n"
+        assert (mem / "memory33/valid_zones").read_text() == "Movable\n"
+        (mem / "memory33/state").write_text("offline")
+        assert (mem / "memory33/state").read_text() == "offline\n"
+    finally:
+        s.qmp.close()
+        stop(str(mount))
+
+
+def test_listings_read_to_their_last_entry_are_completed(sim: Sim) -> None:
+    """lsmem stops reading a block's directory at its node link; the server reads
+    the rest, so that the kernel keeps the listing: later listings, and a listing
+    after a change, are the model's."""
+    d = sim.path(f"{MEM}/memory1")
+    for _ in range(3):
+        with os.scandir(d) as it:
+            first = next(e.name for e in it if e.name.startswith("node"))
+        assert first == "node0"
+        time.sleep(0.2)
+    names = sorted(os.listdir(d))
+    assert names == sorted(SimMachine(load_machine(MACHINE)).sysfs.listdir(f"/{MEM}/memory1"))
+    dev = sim.hotadd(128 << 20, 1)
+    try:
+        assert "memory32" in os.listdir(sim.path(MEM))
+        with os.scandir(sim.path(f"{MEM}/memory32")) as it:
+            assert next(e.name for e in it if e.name.startswith("node")) == "node1"
+        time.sleep(0.2)
+        hot = sorted({*names, "firmware_node", "node1", "valid_zones"} - {"node0"})
+        assert sorted(os.listdir(sim.path(f"{MEM}/memory32"))) == hot
+    finally:
+        sim.unplug(dev)
+    assert not sim.path(f"{MEM}/memory32").exists()
 
 
 def test_start_refuses_bad_requests(tmp_path: Path) -> None:

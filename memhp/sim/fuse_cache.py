@@ -1,0 +1,237 @@
+"""What the kernel caches of a simulated sysfs mount, and how the server keeps it true.
+
+The kernel caches entries, attributes, file contents (page cache) and directory
+listings; :class:`KernelCache` (a part of :class:`~memhp.sim.fuse_ll.SysfsServer`)
+takes back what a change of the model made wrong:
+
+- Fresh inodes per generation: every change of the model (a sysfs write, a QMP
+  command, a round of a blocked offline) starts a generation: the path -> inode map is
+  emptied and ``FUSE_NOTIFY_INVAL_ENTRY(root, "sys" | "proc")`` makes the kernel
+  d_invalidate() the trees, before the write or QMP reply returns.  The next walk looks
+  every component up again and gets new inode numbers, so no page cache, attribute or
+  directory listing of an older generation is ever reached again by path; descriptors
+  kept open get their attributes invalidated (:meth:`KernelCache._invalidate`).
+- A written inode leaves the tree as its write starts (:meth:`KernelCache._unshare`,
+  on the kernel's ``security.capability`` query that precedes every write through the
+  page cache): readers walk to a new inode, so none sees the written bytes in the
+  page or waits on its lock while the store blocks; the writer keeps its inode's
+  i_rwsem, which an ``O_TRUNC`` open takes, so other writers walk to a new one too.
+- Listings read to their last entry but not to their end (lsmem stops at a block's
+  ``node*`` link) are read to their end by a completer thread through the mount:
+  fuse_readdir_cache_end() marks the cached listing complete, and the next
+  opendir(3)+readdir(3) of it makes no request.
+
+Notifications are never sent by the reading thread (the kernel may wait for a lookup
+it has queued) nor under the model lock.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import threading
+import time
+
+from memhp.abi.fs import Kind
+from memhp.abi.layout import PAGE_SIZE
+from memhp.sim import fuse_proto as P
+from memhp.sim.sysfs.kernfs import Node
+
+
+def read_dir_end(fd: int, end: int) -> None:
+    """getdents64(2) on a directory descriptor from offset ``end``."""
+    if _GETDENTS is None:  # another architecture: read it all (two requests more)
+        os.listdir(fd)
+        return
+    os.lseek(fd, end, os.SEEK_SET)
+    buf = ctypes.create_string_buffer(PAGE_SIZE)
+    if _LIBC.syscall(_GETDENTS, fd, buf, PAGE_SIZE) < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+#: The number of getdents64(2) (asm-generic: 61; x86_64: 217).
+_GETDENTS = {"x86_64": 217, "aarch64": 61, "riscv64": 61}.get(os.uname().machine)
+
+
+class Ino:
+    """An inode the kernel holds: its path, lookups, and what it was last given."""
+
+    __slots__ = ("gen", "listing", "nlookup", "path", "text", "told")
+
+    def __init__(self, path: str, gen: int) -> None:
+        self.path = path
+        self.nlookup = 0
+        self.gen = gen
+        self.text: bytes | None = None  # the attribute's text in generation ``gen``
+        self.listing: list[tuple[bytes, Kind, Node | None]] | None = None
+        #: The text whose length the kernel was last given as the size.
+        self.told: bytes | None = None
+
+
+class KernelCache:
+    """The cache-keeping part of :class:`~memhp.sim.fuse_ll.SysfsServer` (a mixin:
+    the server owns the state declared here)."""
+
+    fd: int
+    mountpoint: str | None
+    exact_open: bool
+    COMPLETE_DELAY_S: float
+    _lock: threading.Lock
+    _gen: int
+    _inos: dict[int, Ino]
+    _paths: dict[str, int]
+    _served: bool
+    _cached: set[int]
+    _inval_lock: threading.Lock
+    _inval_wake: threading.Event
+    _incomplete: dict[int, tuple[str, int, int]]
+    _ended: set[int]
+    _complete_wake: threading.Event
+
+    # ------------------------------------------------------------ replies
+    def _send(self, unique: int, err: int, data: bytes = b"") -> None:
+        try:
+            os.write(self.fd, P.OUT_HEADER.pack(16 + len(data), -err, unique) + data)
+        except OSError as e:  # ENOENT: the request was interrupted and answered
+            if e.errno not in (errno.ENOENT, errno.ENODEV):
+                raise
+
+    def _notify(self, code: int, payload: bytes) -> None:
+        try:
+            os.write(self.fd, P.OUT_HEADER.pack(16 + len(payload), code, 0) + payload)
+        except OSError:  # ENOENT: not cached; ENODEV: unmounted
+            pass
+
+    # ------------------------------------------------------------ writes
+    def _getxattr(self, unique: int, nodeid: int, body: memoryview) -> None:
+        """No attribute has extended attributes (ENODATA; never ENOSYS, which would
+        stop the kernel from asking).  The kernel asks for ``security.capability``
+        at the start of every write(2) through the page cache, before it copies the
+        bytes into the inode's page (fuse_cache_write_iter(): file_remove_privs(),
+        cap_inode_need_killpriv(); fuse clears SB_NOSEC): that is when the writer's
+        inode is taken out of the tree (:meth:`_unshare`), so that no walk from then on
+        reaches the page the written bytes go into, or waits on its lock while the
+        store blocks.  A helper thread does it (a notification, see the module's
+        docstring) and answers once the kernel has dropped the entry."""
+        name = bytes(body[8:]).split(b"\0", 1)[0]
+        ino = self._inos.get(nodeid)
+        if name != b"security.capability" or ino is None or self.exact_open:
+            self._send(unique, errno.ENODATA)
+            return
+
+        def unshare(path: str) -> None:
+            try:
+                self._unshare(path)
+            finally:
+                self._send(unique, errno.ENODATA)
+
+        threading.Thread(target=unshare, args=(ino.path,), daemon=True).start()
+
+    def _unshare(self, path: str) -> None:
+        """The writer's inode stays locked (i_rwsem, fuse_direct_write_iter()) until
+        the store returns, and an ``O_TRUNC`` open of it would wait uninterruptibly for
+        that lock: new opens of ``path`` get a new inode (its entry is dropped from the
+        kernel's cache)."""
+        parent, _, name = path.rpartition("/")
+        with self._lock:
+            self._paths.pop(path, None)
+            pnode = P.ROOT_ID if not parent else self._paths.get(parent)
+        if pnode is not None:
+            nb = name.encode("utf-8", "surrogateescape")
+            self._notify(P.NOTIFY_INVAL_ENTRY, P.INVAL_ENTRY.pack(pnode, len(nb), 0) + nb + b"\0")
+
+    # ------------------------------------------------------------ invalidation
+    def _new_generation(self) -> bool:
+        """Forget every path -> inode (new numbers from now on); True if the kernel may
+        cache something of the last generation."""
+        with self._lock:
+            self._gen += 1
+            self._paths.clear()
+            self._ended.clear()
+            self._incomplete.clear()
+            served, self._served = self._served, False
+        return served
+
+    def _invalidate(self) -> None:
+        """The kernel's side of a new generation (with _inval_lock; never from the
+        reading thread, which must stay free to answer what the kernel waits for).
+
+        The trees are d_invalidate()d (FUSE_NOTIFY_INVAL_ENTRY): new walks get new
+        inodes.  What a walk no longer reaches, an open descriptor still does: the
+        attributes of every inode whose contents were served since the last change
+        (and that the kernel has not forgotten) are invalidated
+        (FUSE_NOTIFY_INVAL_INODE, offset -1: fuse_reverse_inval_inode() then takes no
+        page lock, so a write in flight, whose page stays locked until we answer,
+        cannot block it).  The next read(2) or getdents(2) at 0 on such a descriptor
+        refreshes them (FUSE_AUTO_INVAL_DATA: fuse_cache_read_iter(),
+        fuse_readdir_cached()), sees the new generation in the mtime and drops the
+        cached pages or listing (fuse_change_attributes(), fuse_rdc_reset()).
+        """
+        for name in (b"sys", b"proc"):
+            payload = P.INVAL_ENTRY.pack(P.ROOT_ID, len(name), 0) + name + b"\0"
+            self._notify(P.NOTIFY_INVAL_ENTRY, payload)
+        with self._lock:
+            cached, self._cached = self._cached, set()
+        inos, pack, write, fd = self._inos, P.INVAL_INODE.pack, os.write, self.fd
+        head = P.OUT_HEADER.pack(16 + P.INVAL_INODE.size, P.NOTIFY_INVAL_INODE, 0)
+        for nodeid in cached:
+            if nodeid in inos:  # else FORGET-ten: nothing of it is cached
+                try:
+                    write(fd, head + pack(nodeid, -1, 0))
+                except OSError:  # ENOENT: evicted (its FORGET is on its way)
+                    pass
+
+    def settle(self) -> None:
+        """After a write or QMP command (no model lock held): the kernel forgets the
+        trees and what open descriptors cached; the next read of any path, and of any
+        open descriptor, sees the new generation."""
+        with self._inval_lock:
+            if self._new_generation():
+                self._invalidate()
+
+    def _completer(self) -> None:
+        """Read to their end the listings the kernel was given to their last entry
+        only, through the mount (see the module's docstring): getdents(2) at the end
+        offset, one empty READDIRPLUS, then fstat(2): the kernel's uncached readdir
+        marked the directory's atime stale (fuse_invalidate_atime()), which the next
+        fstat(2) -- opendir(3)'s -- would otherwise refresh with a GETATTR."""
+        assert self.mountpoint is not None
+        while True:
+            self._complete_wake.wait()
+            time.sleep(self.COMPLETE_DELAY_S)  # its reader may go on to the end itself
+            with self._lock:
+                self._complete_wake.clear()
+                todo, self._incomplete = self._incomplete, {}
+                todo = {
+                    n: v
+                    for n, v in todo.items()
+                    if v[1] == self._gen and n not in self._ended and n in self._inos
+                }
+            for path, gen, end in todo.values():
+                if gen != self._gen:
+                    break
+                try:
+                    fd = os.open(self.mountpoint + path, os.O_RDONLY | os.O_DIRECTORY)
+                except OSError:  # gone, or unmounted
+                    continue
+                try:
+                    read_dir_end(fd, end)
+                    os.fstat(fd)
+                except OSError:
+                    pass
+                finally:
+                    os.close(fd)
+
+    def _invalidator(self) -> None:
+        """The kernel's side of :meth:`_new_generation` for a blocked write's rounds."""
+        while True:
+            self._inval_wake.wait()
+            self._inval_wake.clear()
+            with self._inval_lock:
+                self._invalidate()
+
+
+__all__ = ["Ino", "KernelCache", "read_dir_end"]
