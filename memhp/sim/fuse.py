@@ -35,8 +35,9 @@ The server speaks the FUSE protocol on /dev/fuse itself
 (:mod:`memhp.sim.fuse_ll`, :mod:`memhp.sim.fuse_proto`): no libfuse, no binding, no
 compiler; ``fusermount3`` mounts.  The kernel caches entries, attributes and contents;
 every change of the model invalidates them before the write or QMP reply returns (see
-:mod:`memhp.sim.fuse_ll`, :mod:`memhp.sim.fuse_cache` and benchmarks/NOTES.md).  Unlike sysfs, an attribute's
-``st_size`` is the length of its text (the page cache needs it).
+:mod:`memhp.sim.fuse_ll`, :mod:`memhp.sim.fuse_cache` and benchmarks/NOTES.md).
+Unlike sysfs, an attribute's ``st_size`` is the length of its text (the page cache
+needs it).
 """
 
 from __future__ import annotations

@@ -118,6 +118,7 @@ class SysfsServer(KernelCache):
         self._incomplete: dict[int, tuple[str, int, int]] = {}
         self._ended: set[int] = set()
         self._complete_wake = threading.Event()
+        self._forgotten = 0  # FORGETs taken (KernelCache._drain_forgets())
         fs.settlers.append(self.settle)
         self._ops: dict[int, Callable[[int, int, memoryview], bytes | None]] = {
             P.LOOKUP: self.lookup,
@@ -233,6 +234,7 @@ class SysfsServer(KernelCache):
         return nodeid
 
     def _forget(self, nodeid: int, n: int) -> None:
+        self._forgotten += 1
         with self._lock:
             ino = self._inos.get(nodeid)
             if ino is None or nodeid == P.ROOT_ID:
