@@ -11,11 +11,13 @@ takes back what a change of the model made wrong:
   every component up again and gets new inode numbers, so no page cache, attribute or
   directory listing of an older generation is ever reached again by path; descriptors
   kept open get their attributes invalidated (:meth:`KernelCache._invalidate`).
-- A written inode leaves the tree as its write starts (:meth:`KernelCache._unshare`,
-  on the kernel's ``security.capability`` query that precedes every write through the
-  page cache): readers walk to a new inode, so none sees the written bytes in the
-  page or waits on its lock while the store blocks; the writer keeps its inode's
-  i_rwsem, which an ``O_TRUNC`` open takes, so other writers walk to a new one too.
+- A generation starts as a write starts, on the kernel's ``security.capability``
+  query that precedes every write through the page cache
+  (:meth:`KernelCache._getxattr`): readers walk to new inodes, so none sees the
+  written bytes in the page or waits on its lock while the store blocks, and those
+  that hold the writer's inode refresh it before they read.  The writer keeps its
+  inode's i_rwsem, which an ``O_TRUNC`` open takes, so its entry is dropped too
+  (:meth:`KernelCache._unshare`): other writers walk to a new inode.
 - Listings read to their last entry but not to their end (lsmem stops at a block's
   ``node*`` link) are read to their end by a completer thread through the mount:
   fuse_readdir_cache_end() marks the cached listing complete, and the next
@@ -112,24 +114,25 @@ class KernelCache:
         stop the kernel from asking).  The kernel asks for ``security.capability``
         at the start of every write(2) through the page cache, before it copies the
         bytes into the inode's page (fuse_cache_write_iter(): file_remove_privs(),
-        cap_inode_need_killpriv(); fuse clears SB_NOSEC): that is when the writer's
-        inode is taken out of the tree (:meth:`_unshare`), so that no walk from then on
-        reaches the page the written bytes go into, or waits on its lock while the
-        store blocks.  A helper thread does it (a notification, see the module's
-        docstring) and answers once the kernel has dropped the entry."""
+        cap_inode_need_killpriv(); fuse clears SB_NOSEC): a new generation starts
+        then (:meth:`settle`), so that no walk from then on reaches the writer's
+        inode, and a reader that reached it before (a descriptor kept open, or opened
+        just before) refreshes its attributes at its next read, sees the new mtime
+        and drops the page the written bytes went into (FUSE_AUTO_INVAL_DATA) rather
+        than read them.  A helper thread does it (notifications, see the module's
+        docstring) and answers once the kernel has taken them."""
         name = bytes(body[8:]).split(b"\0", 1)[0]
-        ino = self._inos.get(nodeid)
-        if name != b"security.capability" or ino is None or self.exact_open:
+        if name != b"security.capability" or nodeid not in self._inos or self.exact_open:
             self._send(unique, errno.ENODATA)
             return
 
-        def unshare(path: str) -> None:
+        def new_generation() -> None:
             try:
-                self._unshare(path)
+                self.settle()
             finally:
                 self._send(unique, errno.ENODATA)
 
-        threading.Thread(target=unshare, args=(ino.path,), daemon=True).start()
+        threading.Thread(target=new_generation, daemon=True).start()
 
     def _unshare(self, path: str) -> None:
         """The writer's inode stays locked (i_rwsem, fuse_direct_write_iter()) until
