@@ -93,6 +93,13 @@ class KernelCache:
     _ended: set[int]
     _complete_wake: threading.Event
     _forgotten: int
+    #: Inodes being written: (token, uniques of the GETATTRs held) (_getxattr()).
+    _writing: dict[int, tuple[int, list[int]]]
+    #: Inodes written (counts): their attributes keep the size last given until the
+    #: write is answered (the kernel would ignore another: FUSE_I_SIZE_UNSTABLE).
+    _frozen: dict[int, int]
+    #: Seconds a write's readers are held at most.
+    WRITE_WAIT_S = 0.1
 
     # ------------------------------------------------------------ replies
     def _send(self, unique: int, err: int, data: bytes = b"") -> None:
@@ -114,25 +121,91 @@ class KernelCache:
         stop the kernel from asking).  The kernel asks for ``security.capability``
         at the start of every write(2) through the page cache, before it copies the
         bytes into the inode's page (fuse_cache_write_iter(): file_remove_privs(),
-        cap_inode_need_killpriv(); fuse clears SB_NOSEC): a new generation starts
-        then (:meth:`settle`), so that no walk from then on reaches the writer's
-        inode, and a reader that reached it before (a descriptor kept open, or opened
-        just before) refreshes its attributes at its next read, sees the new mtime
-        and drops the page the written bytes went into (FUSE_AUTO_INVAL_DATA) rather
-        than read them.  A helper thread does it (notifications, see the module's
-        docstring) and answers once the kernel has taken them."""
+        cap_inode_need_killpriv(); fuse clears SB_NOSEC).  Then:
+
+        - a new generation starts (:meth:`settle`): no walk from then on reaches the
+          writer's inode;
+        - a reader that reached it before (a descriptor kept open, or opened just
+          before) finds its attributes invalidated, so its next read asks for them
+          (fuse_cache_read_iter(), FUSE_AUTO_INVAL_DATA); that GETATTR is held until
+          the WRITE arrives (the bytes are in the page by then) and the page is
+          dropped (:meth:`_written`), so the reader reads the model, never the
+          written bytes, and does not wait for the store.
+
+        A helper thread sends the notifications and answers (see the module's
+        docstring)."""
         name = bytes(body[8:]).split(b"\0", 1)[0]
         if name != b"security.capability" or nodeid not in self._inos or self.exact_open:
             self._send(unique, errno.ENODATA)
             return
+        token = unique
+        with self._lock:
+            held = self._writing.get(nodeid)
+            self._writing[nodeid] = (token, held[1] if held else [])
+            self._frozen[nodeid] = self._frozen.get(nodeid, 0) + 1
 
         def new_generation() -> None:
             try:
                 self.settle()
+                self._notify(P.NOTIFY_INVAL_INODE, P.INVAL_INODE.pack(nodeid, -1, 0))
             finally:
                 self._send(unique, errno.ENODATA)
+            time.sleep(self.WRITE_WAIT_S)
+            if self._release(nodeid, token):  # no WRITE came (an error before it)
+                self._unfreeze(nodeid)
 
         threading.Thread(target=new_generation, daemon=True).start()
+
+    def _written(self, nodeid: int) -> None:
+        """A WRITE of an inode whose readers are held arrived: the written bytes are
+        in its page, which the writer left unlocked (uptodate).  The page is dropped
+        (FUSE_NOTIFY_INVAL_INODE at offset 0 locks it: if the writer holds it after
+        all -- the page was not uptodate -- the wait is cut short and the readers
+        wait for the page instead), then the readers get their attributes."""
+        with self._lock:
+            held = self._writing.get(nodeid)
+        if held is None:
+            return
+        payload = P.INVAL_INODE.pack(nodeid, 0, 0)
+        t = threading.Thread(target=self._notify, args=(P.NOTIFY_INVAL_INODE, payload), daemon=True)
+        t.start()
+        t.join(self.WRITE_WAIT_S)
+        self._release(nodeid, held[0])
+
+    def _release(self, nodeid: int, token: int) -> bool:
+        """Answer the GETATTRs held for a write (token: the write's query); False if
+        they were answered already."""
+        with self._lock:
+            held = self._writing.get(nodeid)
+            if held is None or held[0] != token:
+                return False
+            del self._writing[nodeid]
+        if held[1]:
+            reply = self._frozen_attr(nodeid)
+            for unique in held[1]:
+                if isinstance(reply, int):
+                    self._send(unique, reply)
+                else:
+                    self._send(unique, 0, reply)
+        return True
+
+    def _unfreeze(self, nodeid: int) -> None:
+        """The write of ``nodeid`` was answered: from now on its attributes are those
+        of the model again, which its holders fetch at their next read (the kernel
+        clears FUSE_I_SIZE_UNSTABLE as the write returns)."""
+        with self._lock:
+            n = self._frozen.get(nodeid, 0) - 1
+            if n > 0:
+                self._frozen[nodeid] = n
+            else:
+                self._frozen.pop(nodeid, None)
+        self._notify(P.NOTIFY_INVAL_INODE, P.INVAL_INODE.pack(nodeid, -1, 0))
+
+    def _frozen_attr(self, nodeid: int) -> bytes | int:
+        """The GETATTR reply for an inode being written: the size last given (the
+        kernel ignores sizes while a write extends the file, FUSE_I_SIZE_UNSTABLE,
+        and a READ is cut at the size it has), the mtime of now; or an errno."""
+        raise NotImplementedError
 
     def _unshare(self, path: str) -> None:
         """The writer's inode stays locked (i_rwsem, fuse_direct_write_iter()) until

@@ -119,6 +119,8 @@ class SysfsServer(KernelCache):
         self._ended: set[int] = set()
         self._complete_wake = threading.Event()
         self._forgotten = 0  # FORGETs taken (KernelCache._drain_forgets())
+        self._writing: dict[int, tuple[int, list[int]]] = {}
+        self._frozen: dict[int, int] = {}
         fs.settlers.append(self.settle)
         self._ops: dict[int, Callable[[int, int, memoryview], bytes | None]] = {
             P.LOOKUP: self.lookup,
@@ -169,6 +171,9 @@ class SysfsServer(KernelCache):
             elif opcode == P.WRITE:
                 with self._lock:
                     self._pending.add(unique)
+                    written = nodeid in self._writing
+                if written:
+                    threading.Thread(target=self._written, args=(nodeid,), daemon=True).start()
                 args = (unique, nodeid, bytes(mv[40:n]))
                 threading.Thread(target=self.write, args=args, daemon=True).start()
             elif opcode == P.GETXATTR:
@@ -334,11 +339,34 @@ class SysfsServer(KernelCache):
                 ino = self._inos[nodeid]
             return self._entry(nodeid, self._file_attr(nodeid, ino, node))
 
-    def getattr(self, unique: int, nodeid: int, body: memoryview) -> bytes:
+    def getattr(self, unique: int, nodeid: int, body: memoryview) -> bytes | None:
         self._served = True
+        with self._lock:
+            held = self._writing.get(nodeid)
+            if held is not None:  # answered when the write's bytes are gone (_written())
+                held[1].append(unique)
+                return None
+            frozen = nodeid in self._frozen
+        if frozen:
+            reply = self._frozen_attr(nodeid)
+            if isinstance(reply, int):
+                raise _Reply(reply)
+            return reply
         with self.fs.lock:
             attr = self._file_attr(nodeid, self._path(nodeid))
         return P.ATTR_OUT.pack(CACHE_TIMEOUT, 0, 0) + attr
+
+    def _frozen_attr(self, nodeid: int) -> bytes | int:
+        ino = self._inos.get(nodeid)
+        if ino is None:
+            return errno.ESTALE
+        try:
+            with self.fs.lock:
+                st = self.fs.lstat(ino.path or "/")
+        except OSError as e:
+            return e.errno or errno.EIO
+        size = len(ino.told) if ino.told is not None else st.size
+        return P.ATTR_OUT.pack(CACHE_TIMEOUT, 0, 0) + self._attr(nodeid, st, size)
 
     def readlink(self, unique: int, nodeid: int, body: memoryview) -> bytes:
         self._served = True
@@ -458,24 +486,27 @@ class SysfsServer(KernelCache):
         _, _, size, _, _, _, _ = P.WRITE_IN.unpack_from(body)
         data = body[P.WRITE_IN.size : P.WRITE_IN.size + size]
         self._tls.unique = unique
+        err, out = 0, b""
         try:
             ino = self._path(nodeid)
             self._unshare(ino.path)
-            n = self._store(ino.path, data)
+            out = P.WRITE_OUT.pack(self._store(ino.path, data), 0)
         except _Reply as r:
-            self._send(unique, r.err)
+            err = r.err
         except OSError as e:
             err = e.errno or errno.EIO
-            self._send(unique, errno.ENODEV if err == errno.ENOENT else err)
+            err = errno.ENODEV if err == errno.ENOENT else err
         except Exception:
             log.exception("FUSE write failed")
-            self._send(unique, errno.EIO)
-        else:
-            self._send(unique, 0, P.WRITE_OUT.pack(n, 0))
+            err = errno.EIO
         finally:
             with self._lock:
                 self._pending.discard(unique)
                 self._intr.discard(unique)
+                frozen = nodeid in self._frozen
+            if frozen:  # before the answer: the writer reads right after it
+                self._unfreeze(nodeid)
+            self._send(unique, err, out)
 
     def _store(self, path: str, data: bytes) -> int:
         # lock_device_hotplug_sysfs(): a writer waits while another one is blocked;
