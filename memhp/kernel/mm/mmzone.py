@@ -215,6 +215,7 @@ class FreeArea:
         #: False (before 5.10): "tail" placements go to the head, in the same order.
         self.free_to_tail = free_to_tail
         self.rank: npt.NDArray[np.int64] = np.zeros(nr_sections, np.int64)
+        self._rv = memoryview(self.rank)  # per-entry access (Python ints)
         self._head = 0
         self._tail = 0
         self._heads: dict[tuple[int, int], _Ranked] = {}
@@ -229,7 +230,7 @@ class FreeArea:
     def to_head(self, key: tuple[int, int], sec: int) -> None:
         """Free pages of ``sec`` go to the head of the lists (most recent first)."""
         self._head -= 1
-        self.rank[sec] = self._head
+        self._rv[sec] = self._head
         lst = self._heads.get(key)
         if lst is None:
             lst = self._heads[key] = _Ranked()
@@ -256,7 +257,7 @@ class FreeArea:
 
     def remove(self, sec: int) -> None:
         """``sec`` has no free pages left on the lists (all allocated, or offline)."""
-        self.rank[sec] = 0
+        self._rv[sec] = 0
 
     def top(self, key: tuple[int, int]) -> int:
         """The section most recently placed at the head (-1: none among the last few
@@ -264,11 +265,12 @@ class FreeArea:
         lst = self._heads.get(key)
         if lst is None:
             return -1
-        rank, secs, ranks = self.rank, lst.secs, lst.ranks
-        for i in range(lst.n - 1, max(lst.n - 9, -1), -1):
-            s = int(secs[i])
-            if rank[s] == ranks[i]:
-                return s
+        lo = max(lst.n - 8, 0)
+        rank = self._rv
+        secs, ranks = lst.secs[lo : lst.n].tolist(), lst.ranks[lo : lst.n].tolist()
+        for i in range(len(secs) - 1, -1, -1):
+            if rank[secs[i]] == ranks[i]:
+                return secs[i]
         return -1
 
     def heads(self, key: tuple[int, int]) -> npt.NDArray[np.int64]:

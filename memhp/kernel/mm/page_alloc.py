@@ -110,17 +110,37 @@ class PageAllocator:
         #: Pages migrated so far (offlining, soft offline).
         self.migrated_pages = 0
         self._wmark_dirty = True
+        # Views of the same buffers for per-section access (a Python int per read,
+        # several times cheaper than numpy scalar indexing; the arrays stay the state).
+        self._cv, self._zv, self._nv = (
+            memoryview(self.counts),
+            memoryview(self.zone),
+            memoryview(self.nid),
+        )
+        self._iv, self._uv, self._rv = (
+            memoryview(self.isolated),
+            memoryview(self.unmovable_block),
+            memoryview(self.ram),
+        )
+        self._zsv: dict[tuple[int, int], memoryview] = {}
 
     def _zkey(self, nid: int, z: int) -> npt.NDArray[np.int64]:
         key = (nid, z)
         arr = self.zstate.get(key)
         if arr is None:
-            arr = np.zeros(NR_STATES, np.int64)
-            self.zstate[key] = arr
+            arr = self.zstate[key] = np.zeros(NR_STATES, np.int64)
+            self._zsv[key] = memoryview(arr)
         return arr
 
+    def _zview(self, nid: int, z: int) -> memoryview:
+        v = self._zsv.get((nid, z))
+        if v is None:
+            self._zkey(nid, z)
+            v = self._zsv[nid, z]
+        return v
+
     def zone_count(self, zone: Zone, state: PageState) -> int:
-        return int(self._zkey(zone.nid, int(zone.idx))[state])
+        return self._zview(zone.nid, int(zone.idx))[state]
 
     def zone_free(self, zone: Zone) -> int:
         return self.zone_count(zone, PageState.FREE)
@@ -129,13 +149,14 @@ class PageAllocator:
         """Move ``n`` pages of section ``sec`` from state ``src`` to ``dst``."""
         if n == 0:
             return
-        self.counts[src, sec] -= n
-        self.counts[dst, sec] += n
-        z = int(self.zone[sec])
+        cv = self._cv
+        cv[src, sec] -= n
+        cv[dst, sec] += n
+        z = self._zv[sec]
         if z >= 0:
-            arr = self._zkey(int(self.nid[sec]), z)
-            arr[src] -= n
-            arr[dst] += n
+            v = self._zview(self._nv[sec], z)
+            v[src] -= n
+            v[dst] += n
 
     def _index_add(self, a: Allocation, sec: int, n: int) -> None:
         a.extents[sec] = a.extents.get(sec, 0) + n
@@ -235,16 +256,16 @@ class PageAllocator:
     def _taken(self, sec: int) -> None:
         """Pages were allocated from ``sec``: what is left is a split remainder,
         at the head (expand()); a section with nothing left is on no list."""
-        if self.counts[PageState.FREE, sec] == 0:
+        if self._cv[_FREE, sec] == 0:
             self.free_area.remove(sec)
-        elif self.zone[sec] >= 0:
-            self.free_area.to_head((int(self.nid[sec]), int(self.zone[sec])), sec)
+        elif (z := self._zv[sec]) >= 0:
+            self.free_area.to_head((self._nv[sec], z), sec)
 
     def _freed(self, sec: int) -> None:
         """Pages were freed into ``sec`` (free_unref_page -> free_pcppages_bulk ->
         __free_one_page, no FPI_TO_TAIL): to the head, unless isolated."""
-        if self.zone[sec] >= 0 and not self.isolated[sec]:
-            self.free_area.to_head((int(self.nid[sec]), int(self.zone[sec])), sec)
+        if (z := self._zv[sec]) >= 0 and not self._iv[sec]:
+            self.free_area.to_head((self._nv[sec], z), sec)
 
     def section_used(self, sec: int) -> int:
         """Pages of ``sec`` in use (neither free nor the block's own altmap)."""
@@ -389,11 +410,12 @@ class PageAllocator:
         if zone.is_empty():
             return -1
         h = self.free_area.top((zone.nid, int(zone.idx)))
-        if h < 0 or self.isolated[h]:
+        if h < 0 or self._iv[h]:
             return -1
-        free, _, _, unmov, reserved, altmap = self.counts[:, h].tolist()
-        u = unmov + reserved > 0 or bool(self.unmovable_block[h])
-        if free <= 0 or (int(self.ram[h]) - free - altmap <= 0 and not u):
+        cv = self._cv
+        free, altmap = cv[_FREE, h], cv[_ALTMAP, h]
+        u = cv[_UNMOVABLE, h] + cv[_RESERVED, h] > 0 or self._uv[h]
+        if free <= 0 or (self._rv[h] - free - altmap <= 0 and not u):
             return -1
         return h if u == (state is PageState.UNMOVABLE) else -1
 
@@ -432,7 +454,7 @@ class PageAllocator:
                 continue
             want = min(need, avail)
             h = self._top(z, state)
-            if h >= 0 and self.counts[_FREE, h] >= want:  # the first candidate has room
+            if h >= 0 and self._cv[_FREE, h] >= want:  # the first candidate has room
                 plan.append((h, want))
                 need -= want
                 continue
