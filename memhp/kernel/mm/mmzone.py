@@ -273,35 +273,43 @@ class FreeArea:
                 return secs[i]
         return -1
 
-    def heads(self, key: tuple[int, int]) -> npt.NDArray[np.int64]:
-        """Sections at the head of the lists, most recently placed first."""
+    def heads(self, key: tuple[int, int]) -> Iterator[int]:
+        """Sections at the head of the lists, most recently placed first (lazily: a
+        walk usually stops after the first few)."""
         lst = self._heads.get(key)
-        if lst is None or lst.n == 0:
-            return np.zeros(0, np.int64)
-        s = lst.secs[: lst.n]
-        out: npt.NDArray[np.int64] = s[self.rank[s] == lst.ranks[: lst.n]][::-1]
-        return out
+        if lst is None:
+            return
+        rank, secs, ranks = self._rv, memoryview(lst.secs), memoryview(lst.ranks)
+        for i in range(lst.n - 1, -1, -1):
+            if rank[s := secs[i]] == ranks[i]:
+                yield s
 
-    def tails(self, key: tuple[int, int], window: int) -> Iterator[npt.NDArray[np.int64]]:
-        """Sections placed at the tail, oldest first, in windows of ``window`` entries."""
+    def tails(self, key: tuple[int, int], window: int) -> Iterator[list[int]]:
+        """Sections placed at the tail, oldest first, in windows of up to ``window``
+        entries (the first ones small: an allocation usually needs only a few)."""
         lst = self._tails.get(key)
         if lst is None:
             return
         first = True
         pos = lst.start
-        # small windows first: an allocation usually needs only the first entries
-        step = min(64, window)
+        step = min(16, window)
         while pos < lst.n:
             end = min(lst.n, pos + step)
             step = min(4 * step, window)
-            s = lst.secs[pos:end]
-            nz = np.flatnonzero(self.rank[s] == lst.ranks[pos:end])  # valid entries
+            if end - pos <= 16:  # (plain Python below a few entries, numpy above)
+                s, r, rank = lst.secs[pos:end].tolist(), lst.ranks[pos:end].tolist(), self._rv
+                nz = [i for i, x in enumerate(s) if rank[x] == r[i]]  # valid entries
+                valid = [s[i] for i in nz]
+            else:
+                sa = lst.secs[pos:end]
+                nz = np.flatnonzero(self.rank[sa] == lst.ranks[pos:end]).tolist()
+                valid = sa[nz].tolist()
             if first:
                 # entries before the first valid one never become valid again
-                lst.start = pos + (int(nz[0]) if nz.size else s.size)
-                first = not nz.size
-            if nz.size:
-                yield s[nz]
+                lst.start = pos + (nz[0] if nz else end - pos)
+                first = not nz
+            if valid:
+                yield valid
             pos = end
         if lst.start > 4096 and lst.start > lst.n // 2:
             lst.compact(self.rank)

@@ -373,7 +373,7 @@ class PageAllocator:
     #: Tail entries examined at a time when looking for free pages.
     WINDOW = 4096
 
-    def _free_lists(self, zone: Zone, state: PageState) -> Iterator[list[tuple[int, int]]]:
+    def _free_lists(self, zone: Zone, state: PageState) -> Iterator[Iterable[tuple[int, int]]]:
         """(section, free pages) of ``zone``, in the order the buddy allocator uses them:
         __rmqueue_smallest(): first free pages in blocks of the request's migratetype
         (holding or having held unmovable pages, :attr:`unmovable_block`; most recently
@@ -384,26 +384,46 @@ class PageAllocator:
         if zone.is_empty():
             return
         key = (zone.nid, int(zone.idx))
-        counts, isolated = self.counts, self.isolated
-        lists: tuple[list[tuple[int, int]], ...] = ([], [], [])  # same type, whole, other
-        heads = self.free_area.heads(key)
-        if heads.size:  # (one read of each array, then plain Python per entry)
-            fr, _, _, un, rs, al = counts[:, heads].tolist()
-            iso, ub = isolated[heads].tolist(), self.unmovable_block[heads].tolist()
-            rm, want = self.ram[heads].tolist(), state is PageState.UNMOVABLE
-            for i, sec in enumerate(heads.tolist()):
-                f = fr[i]
-                if f > 0 and not iso[i]:
-                    u = un[i] + rs[i] > 0 or ub[i]
-                    t = rm[i] - f - al[i] > 0 or u
-                    lists[0 if t and u == want else 2 if t else 1].append((sec, f))
-            yield lists[0]
-            yield lists[1]
+        whole: list[tuple[int, int]] = []
+        other: list[tuple[int, int]] = []
+        # the request's type is yielded as found (plain Python per entry: a walk
+        # rarely goes past the first few); the other two are complete once it is walked
+        yield self._heads_of_type(key, state is PageState.UNMOVABLE, whole, other)
+        yield whole
         for win in self.free_area.tails(key, self.WINDOW):
-            f = counts[_FREE, win]
-            keep = (f > 0) & ~isolated[win]
-            yield list(zip(win[keep].tolist(), f[keep].tolist(), strict=True))
-        yield lists[2]
+            yield self._usable(win)
+        yield other
+
+    def _heads_of_type(
+        self,
+        key: tuple[int, int],
+        want: bool,
+        whole: list[tuple[int, int]],
+        other: list[tuple[int, int]],
+    ) -> Iterator[tuple[int, int]]:
+        """(section, free pages) of the head entries in blocks of the request's type,
+        most recent first; whole free blocks and the other type go to ``whole`` and
+        ``other``."""
+        cv, iv, uv, rv = self._cv, self._iv, self._uv, self._rv
+        for sec in self.free_area.heads(key):
+            f = cv[_FREE, sec]
+            if f > 0 and not iv[sec]:
+                u = cv[_UNMOVABLE, sec] + cv[_RESERVED, sec] > 0 or uv[sec]
+                if rv[sec] - f - cv[_ALTMAP, sec] > 0 or u:
+                    if u == want:
+                        yield sec, f
+                    else:
+                        other.append((sec, f))
+                else:
+                    whole.append((sec, f))
+
+    def _usable(self, secs: list[int]) -> Iterator[tuple[int, int]]:
+        """(section, free pages) of ``secs`` that have free pages and are not isolated."""
+        cv, iv = self._cv, self._iv
+        for sec in secs:
+            f = cv[_FREE, sec]
+            if f > 0 and not iv[sec]:
+                yield sec, f
 
     def _top(self, zone: Zone, state: PageState) -> int:
         """The first section of :meth:`_free_lists` if it is the latest head entry, or -1."""
