@@ -159,14 +159,13 @@ class _Ranked:
     """A growable list of (section, rank) entries; an entry is valid while the
     section's rank is still the one recorded (lazy deletion)."""
 
-    __slots__ = ("limit", "n", "ranks", "secs", "start")
+    __slots__ = ("n", "ranks", "secs", "start")
 
     def __init__(self) -> None:
         self.secs: npt.NDArray[np.int64] = np.zeros(64, np.int64)
         self.ranks: npt.NDArray[np.int64] = np.zeros(64, np.int64)
         self.n = 0
-        self.start = 0  # tails: entries before it are known invalid
-        self.limit = 64  # heads: compact when this many entries
+        self.start = 0  # entries before it are known invalid
 
     def append(self, secs: npt.NDArray[np.int64], ranks: npt.NDArray[np.int64]) -> None:
         k = secs.size
@@ -177,14 +176,6 @@ class _Ranked:
         self.secs[self.n : self.n + k] = secs
         self.ranks[self.n : self.n + k] = ranks
         self.n += k
-
-    def append_one(self, sec: int, rank: int) -> None:
-        if self.n == self.secs.size:
-            self.secs = np.resize(self.secs, 2 * self.n)
-            self.ranks = np.resize(self.ranks, 2 * self.n)
-        self.secs[self.n] = sec
-        self.ranks[self.n] = rank
-        self.n += 1
 
     def compact(self, rank: npt.NDArray[np.int64]) -> None:
         s, r = self.secs[self.start : self.n], self.ranks[self.start : self.n]
@@ -206,9 +197,11 @@ class FreeArea:
     releases boot memory, __putback_isolated_page() and move_to_free_list() when an
     isolation is undone, all FPI_TO_TAIL/list_move_tail since 5.10) get increasing
     positive ranks; 0 means on no free list.  The allocator takes from the head: the
-    most recent head entry first, then the tail entries oldest first.  Entries live
-    in two append-only arrays per zone and are dropped lazily when a section's rank
-    changes, so placing and walking cost O(entries touched), never O(zone).
+    most recent head entry first, then the tail entries oldest first.  Head entries
+    live in an insertion-ordered dict per zone (a section placed again moves to the
+    end), tail entries in an append-only array per zone; both are dropped lazily when
+    a section's rank changes, so placing and walking cost O(entries touched), never
+    O(zone).
     """
 
     def __init__(self, nr_sections: int, free_to_tail: bool = True) -> None:
@@ -218,27 +211,27 @@ class FreeArea:
         self._rv = memoryview(self.rank)  # per-entry access (Python ints)
         self._head = 0
         self._tail = 0
-        self._heads: dict[tuple[int, int], _Ranked] = {}
+        self._heads: dict[tuple[int, int], dict[int, int]] = {}  # section -> rank
+        self._limit: dict[tuple[int, int], int] = {}
         self._tails: dict[tuple[int, int], _Ranked] = {}
-
-    def _list(self, d: dict[tuple[int, int], _Ranked], key: tuple[int, int]) -> _Ranked:
-        lst = d.get(key)
-        if lst is None:
-            lst = d[key] = _Ranked()
-        return lst
 
     def to_head(self, key: tuple[int, int], sec: int) -> None:
         """Free pages of ``sec`` go to the head of the lists (most recent first)."""
         self._head -= 1
         self._rv[sec] = self._head
-        lst = self._heads.get(key)
-        if lst is None:
-            lst = self._heads[key] = _Ranked()
-        lst.append_one(sec, self._head)
-        if lst.n >= lst.limit:
-            # (when to drop stale entries changes no result, only the cost of a walk)
-            lst.compact(self.rank)
-            lst.limit = max(64, 4 * lst.n)
+        d = self._heads.get(key)
+        if d is None:
+            d = self._heads[key] = {}
+        d.pop(sec, None)
+        d[sec] = self._head
+        if len(d) >= self._limit.get(key, 64):
+            self._drop_stale(key, d)
+
+    def _drop_stale(self, key: tuple[int, int], d: dict[int, int]) -> None:
+        """(when to drop stale head entries changes no result, only a walk's cost)"""
+        rank = self._rv
+        d = self._heads[key] = {s: r for s, r in d.items() if rank[s] == r}
+        self._limit[key] = max(64, 4 * len(d))
 
     def to_tail(self, key: tuple[int, int], secs: npt.NDArray[np.int64]) -> None:
         """Free pages of ``secs`` (in that order) go to the tail of the lists."""
@@ -248,12 +241,20 @@ class FreeArea:
             heads = np.arange(self._head - 1, self._head - 1 - secs.size, -1, dtype=np.int64)
             self._head -= secs.size
             self.rank[secs] = heads
-            self._list(self._heads, key).append(secs.astype(np.int64), heads)
+            d = self._heads.setdefault(key, {})
+            for sec, r in zip(secs.tolist(), heads.tolist(), strict=True):
+                d.pop(sec, None)
+                d[sec] = r
+            if len(d) >= self._limit.get(key, 64):
+                self._drop_stale(key, d)
             return
         ranks = np.arange(self._tail + 1, self._tail + 1 + secs.size, dtype=np.int64)
         self._tail += secs.size
         self.rank[secs] = ranks
-        self._list(self._tails, key).append(secs.astype(np.int64), ranks)
+        lst = self._tails.get(key)
+        if lst is None:
+            lst = self._tails[key] = _Ranked()
+        lst.append(secs.astype(np.int64), ranks)
 
     def remove(self, sec: int) -> None:
         """``sec`` has no free pages left on the lists (all allocated, or offline)."""
@@ -262,27 +263,25 @@ class FreeArea:
     def top(self, key: tuple[int, int]) -> int:
         """The section most recently placed at the head (-1: none among the last few
         entries; then use :meth:`heads`)."""
-        lst = self._heads.get(key)
-        if lst is None:
-            return -1
-        lo = max(lst.n - 8, 0)
-        rank = self._rv
-        secs, ranks = lst.secs[lo : lst.n].tolist(), lst.ranks[lo : lst.n].tolist()
-        for i in range(len(secs) - 1, -1, -1):
-            if rank[secs[i]] == ranks[i]:
-                return secs[i]
+        d = self._heads.get(key)
+        if d:
+            rank = self._rv
+            for i, (sec, r) in enumerate(reversed(d.items())):
+                if rank[sec] == r:
+                    return sec
+                if i == 7:
+                    break
         return -1
 
     def heads(self, key: tuple[int, int]) -> Iterator[int]:
         """Sections at the head of the lists, most recently placed first (lazily: a
         walk usually stops after the first few)."""
-        lst = self._heads.get(key)
-        if lst is None:
-            return
-        rank, secs, ranks = self._rv, memoryview(lst.secs), memoryview(lst.ranks)
-        for i in range(lst.n - 1, -1, -1):
-            if rank[s := secs[i]] == ranks[i]:
-                yield s
+        d = self._heads.get(key)
+        if d:
+            rank = self._rv
+            for sec, r in reversed(d.items()):
+                if rank[sec] == r:
+                    yield sec
 
     def tails(self, key: tuple[int, int], window: int) -> Iterator[list[int]]:
         """Sections placed at the tail, oldest first, in windows of up to ``window``
