@@ -373,60 +373,64 @@ class PageAllocator:
     #: Tail entries examined at a time when looking for free pages.
     WINDOW = 4096
 
-    def _free_lists(self, zone: Zone, state: PageState) -> Iterator[Iterable[tuple[int, int]]]:
-        """(section, free pages) of ``zone``, in the order the buddy allocator uses them:
-        __rmqueue_smallest(): first free pages in blocks of the request's migratetype
-        (holding or having held unmovable pages, :attr:`unmovable_block`; most recently
-        split or freed first), then whole blocks in free-list order (head, then tail
-        oldest first), last the other migratetype's (__rmqueue_fallback()); an
-        unmovable request finding none of its type steals a whole free section.
+    def _walk(self, zone: Zone, state: PageState, want: int, plan: list[tuple[int, int]]) -> int:
+        """Plan up to ``want`` pages of ``zone`` in the order the buddy allocator uses
+        them; returns the pages planned.  __rmqueue_smallest(): first free pages in
+        blocks of the request's migratetype (holding or having held unmovable pages,
+        :attr:`unmovable_block`; most recently split or freed first), then whole
+        blocks in free-list order (head, then tail oldest first), last the other
+        migratetype's (__rmqueue_fallback()); an unmovable request finding none of
+        its type steals a whole free section.  (Plain Python per entry, stopping as
+        soon as the request is met: a walk rarely goes past the first few entries.)
         """
         if zone.is_empty():
-            return
+            return 0
         key = (zone.nid, int(zone.idx))
+        cv, iv, uv, rv = self._cv, self._iv, self._uv, self._rv
+        wu = state is PageState.UNMOVABLE
+        used = 0
         whole: list[tuple[int, int]] = []
         other: list[tuple[int, int]] = []
-        # the request's type is yielded as found (plain Python per entry: a walk
-        # rarely goes past the first few); the other two are complete once it is walked
-        yield self._heads_of_type(key, state is PageState.UNMOVABLE, whole, other)
-        yield whole
-        for win in self.free_area.tails(key, self.WINDOW):
-            yield self._usable(win)
-        yield other
-
-    def _heads_of_type(
-        self,
-        key: tuple[int, int],
-        want: bool,
-        whole: list[tuple[int, int]],
-        other: list[tuple[int, int]],
-    ) -> Iterator[tuple[int, int]]:
-        """(section, free pages) of the head entries in blocks of the request's type,
-        most recent first; whole free blocks and the other type go to ``whole`` and
-        ``other``."""
-        cv, iv, uv, rv = self._cv, self._iv, self._uv, self._rv
         for sec in self.free_area.heads(key):
             f = cv[_FREE, sec]
             if f > 0 and not iv[sec]:
                 u = cv[_UNMOVABLE, sec] + cv[_RESERVED, sec] > 0 or uv[sec]
                 if rv[sec] - f - cv[_ALTMAP, sec] > 0 or u:
-                    if u == want:
-                        yield sec, f
-                    else:
+                    if u != wu:
                         other.append((sec, f))
+                        continue
+                    take = min(f, want - used)
+                    plan.append((sec, take))
+                    used += take
+                    if used >= want:
+                        return used
                 else:
                     whole.append((sec, f))
-
-    def _usable(self, secs: list[int]) -> Iterator[tuple[int, int]]:
-        """(section, free pages) of ``secs`` that have free pages and are not isolated."""
-        cv, iv = self._cv, self._iv
-        for sec in secs:
-            f = cv[_FREE, sec]
-            if f > 0 and not iv[sec]:
-                yield sec, f
+        for sec, f in whole:
+            take = min(f, want - used)
+            plan.append((sec, take))
+            used += take
+            if used >= want:
+                return used
+        for win in self.free_area.tails(key, self.WINDOW):
+            for sec in win:
+                f = cv[_FREE, sec]
+                if f > 0 and not iv[sec]:
+                    take = min(f, want - used)
+                    plan.append((sec, take))
+                    used += take
+                    if used >= want:
+                        return used
+        for sec, f in other:
+            take = min(f, want - used)
+            plan.append((sec, take))
+            used += take
+            if used >= want:
+                return used
+        return used
 
     def _top(self, zone: Zone, state: PageState) -> int:
-        """The first section of :meth:`_free_lists` if it is the latest head entry, or -1."""
+        """The first section of :meth:`_walk` if it is the latest head entry, or -1."""
         if zone.is_empty():
             return -1
         h = self.free_area.top((zone.nid, int(zone.idx)))
@@ -478,17 +482,7 @@ class PageAllocator:
                 plan.append((h, want))
                 need -= want
                 continue
-            used = 0
-            for free in self._free_lists(z, state):
-                for sec, f in free:
-                    take = min(f, want - used)
-                    plan.append((sec, take))
-                    used += take
-                    if used >= want:
-                        break
-                if used >= want:
-                    break
-            need -= used
+            need -= self._walk(z, state, want, plan)
         if need:
             raise AllocError(
                 f"cannot allocate {total * PAGE_SIZE >> 10} kB on node {nid} for {owner} "
