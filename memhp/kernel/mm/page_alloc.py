@@ -467,8 +467,43 @@ class PageAllocator:
         Raises :class:`AllocError` when the zonelist cannot provide them above the
         watermarks; nothing is allocated then.
         """
-        total = nr_pages * chunks
-        plan: list[tuple[int, int]] = []  # (section, pages) in allocation order
+        plan = self._plan(nr_pages * chunks, state, owner, nid, this_node, zone)
+        out: list[Allocation] = []
+        it = iter(plan)
+        cur_sec, cur_left = next(it)
+        for c in range(chunks):
+            a = self._new(chunk_owner(c) if chunk_owner else owner, kind, state, nid)
+            left = nr_pages
+            while left:
+                if cur_left == 0:
+                    cur_sec, cur_left = next(it)
+                take = min(left, cur_left)
+                self._move(cur_sec, PageState.FREE, state, take)
+                self._index_add(a, cur_sec, take)
+                left -= take
+                cur_left -= take
+            out.append(a)
+        self._taken_all(plan, state)
+        return out
+
+    def _taken_all(self, plan: list[tuple[int, int]], state: PageState) -> None:
+        for sec in dict.fromkeys(sec for sec, _ in plan):
+            self._taken(sec)
+        if state is PageState.UNMOVABLE:
+            self.unmovable_block[[sec for sec, _ in plan]] = True
+
+    def _plan(
+        self,
+        total: int,
+        state: PageState,
+        owner: str,
+        nid: int,
+        this_node: bool = False,
+        zone: ZoneType | None = None,
+    ) -> list[tuple[int, int]]:
+        """(section, pages) to take, in allocation order; AllocError when the zonelist
+        cannot provide ``total`` pages above the watermarks."""
+        plan: list[tuple[int, int]] = []
         need = total
         for z in self.zonelist(nid, state, this_node, zone):
             if need == 0:
@@ -488,26 +523,7 @@ class PageAllocator:
                 f"cannot allocate {total * PAGE_SIZE >> 10} kB on node {nid} for {owner} "
                 f"({'this node only' if this_node else 'with fallback'})"
             )
-        out: list[Allocation] = []
-        it = iter(plan)
-        cur_sec, cur_left = next(it)
-        for c in range(chunks):
-            a = self._new(chunk_owner(c) if chunk_owner else owner, kind, state, nid)
-            left = nr_pages
-            while left:
-                if cur_left == 0:
-                    cur_sec, cur_left = next(it)
-                take = min(left, cur_left)
-                self._move(cur_sec, PageState.FREE, state, take)
-                self._index_add(a, cur_sec, take)
-                left -= take
-                cur_left -= take
-            out.append(a)
-        for sec in dict.fromkeys(sec for sec, _ in plan):
-            self._taken(sec)
-        if state is PageState.UNMOVABLE:
-            self.unmovable_block[[sec for sec, _ in plan]] = True
-        return out
+        return plan
 
     def alloc_in_sections(
         self,
@@ -586,12 +602,18 @@ class PageAllocator:
                 continue
             if a.state is not PageState.MOVABLE:
                 continue
+            # the new pages, as alloc() would give them, go straight to the owner
+            # (what alloc() + absorb() do, without the intermediate allocation)
             try:
-                dst = self.alloc(n, PageState.MOVABLE, a.owner, a.kind, a.nid)[0]
+                plan = self._plan(n, PageState.MOVABLE, a.owner, a.nid)
             except AllocError:
                 failed += n
                 continue
-            self.absorb(a, dst)
+            self._next_id += 1  # (the id that allocation would have had)
+            for s, take in plan:
+                self._move(s, PageState.FREE, PageState.MOVABLE, take)
+                self._index_add(a, s, take)
+            self._taken_all(plan, PageState.MOVABLE)
             self._move(sec, PageState.MOVABLE, PageState.FREE, n)
             self._index_sub(a, sec, n)
             moved += n
