@@ -251,14 +251,19 @@ class FreeArea:
         ranks = np.arange(self._tail + 1, self._tail + 1 + secs.size, dtype=np.int64)
         self._tail += secs.size
         self.rank[secs] = ranks
+        if d := self._heads.get(key):
+            for sec in secs.tolist():
+                d.pop(sec, None)  # (its head entry, else dropped lazily)
         lst = self._tails.get(key)
         if lst is None:
             lst = self._tails[key] = _Ranked()
         lst.append(secs.astype(np.int64), ranks)
 
-    def remove(self, sec: int) -> None:
-        """``sec`` has no free pages left on the lists (all allocated, or offline)."""
+    def remove(self, sec: int, key: tuple[int, int] | None = None) -> None:
+        """``sec`` (of zone ``key``, if known) has no free pages left on the lists."""
         self._rv[sec] = 0
+        if key is not None and (d := self._heads.get(key)):
+            d.pop(sec, None)  # (else dropped lazily)
 
     def top(self, key: tuple[int, int]) -> int:
         """The section most recently placed at the head (-1: none among the last few

@@ -256,9 +256,10 @@ class PageAllocator:
     def _taken(self, sec: int) -> None:
         """Pages were allocated from ``sec``: what is left is a split remainder,
         at the head (expand()); a section with nothing left is on no list."""
+        z = self._zv[sec]
         if self._cv[_FREE, sec] == 0:
-            self.free_area.remove(sec)
-        elif (z := self._zv[sec]) >= 0:
+            self.free_area.remove(sec, (self._nv[sec], z) if z >= 0 else None)
+        elif z >= 0:
             self.free_area.to_head((self._nv[sec], z), sec)
 
     def _freed(self, sec: int) -> None:
