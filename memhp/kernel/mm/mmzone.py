@@ -265,19 +265,6 @@ class FreeArea:
         if key is not None and (d := self._heads.get(key)):
             d.pop(sec, None)  # (else dropped lazily)
 
-    def top(self, key: tuple[int, int]) -> int:
-        """The section most recently placed at the head (-1: none among the last few
-        entries; then use :meth:`heads`)."""
-        d = self._heads.get(key)
-        if d:
-            rank = self._rv
-            for i, (sec, r) in enumerate(reversed(d.items())):
-                if rank[sec] == r:
-                    return sec
-                if i == 7:
-                    break
-        return -1
-
     def heads(self, key: tuple[int, int]) -> Iterator[int]:
         """Sections at the head of the lists, most recently placed first (lazily: a
         walk usually stops after the first few)."""

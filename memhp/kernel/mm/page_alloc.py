@@ -430,20 +430,6 @@ class PageAllocator:
                 return used
         return used
 
-    def _top(self, zone: Zone, state: PageState) -> int:
-        """The first section of :meth:`_walk` if it is the latest head entry, or -1."""
-        if zone.is_empty():
-            return -1
-        h = self.free_area.top((zone.nid, int(zone.idx)))
-        if h < 0 or self._iv[h]:
-            return -1
-        cv = self._cv
-        free, altmap = cv[_FREE, h], cv[_ALTMAP, h]
-        u = cv[_UNMOVABLE, h] + cv[_RESERVED, h] > 0 or self._uv[h]
-        if free <= 0 or (self._rv[h] - free - altmap <= 0 and not u):
-            return -1
-        return h if u == (state is PageState.UNMOVABLE) else -1
-
     def available(self, zone: Zone, reserve: bool = True) -> int:
         """Pages ``zone`` can give before hitting its min watermark."""
         self.ensure_watermarks()
@@ -506,19 +492,13 @@ class PageAllocator:
         cannot provide ``total`` pages above the watermarks."""
         plan: list[tuple[int, int]] = []
         need = total
+        self.ensure_watermarks()
         for z in self.zonelist(nid, state, this_node, zone):
             if need == 0:
                 break
-            avail = self.available(z)
-            if avail <= 0:
-                continue
-            want = min(need, avail)
-            h = self._top(z, state)
-            if h >= 0 and self._cv[_FREE, h] >= want:  # the first candidate has room
-                plan.append((h, want))
-                need -= want
-                continue
-            need -= self._walk(z, state, want, plan)
+            avail = self._zview(z.nid, int(z.idx))[_FREE] - z.watermark_min  # available()
+            if avail > 0:
+                need -= self._walk(z, state, min(need, avail), plan)
         if need:
             raise AllocError(
                 f"cannot allocate {total * PAGE_SIZE >> 10} kB on node {nid} for {owner} "
