@@ -283,6 +283,7 @@ class FreeArea:
             return
         first = True
         pos = lst.start
+        seen = 0
         step = min(16, window)
         while pos < lst.n:
             end = min(lst.n, pos + step)
@@ -300,7 +301,8 @@ class FreeArea:
                 lst.start = pos + (nz[0] if nz else end - pos)
                 first = not nz
             if valid:
+                seen += len(valid)
                 yield valid
             pos = end
-        if lst.start > 4096 and lst.start > lst.n // 2:
-            lst.compact(self.rank)
+        if (lst.start > 4096 and lst.start > lst.n // 2) or 4 * seen + 64 < lst.n - lst.start:
+            lst.compact(self.rank)  # (mostly stale entries walked to the end)
