@@ -208,7 +208,7 @@ class FreeArea:
         #: False (before 5.10): "tail" placements go to the head, in the same order.
         self.free_to_tail = free_to_tail
         self.rank: npt.NDArray[np.int64] = np.zeros(nr_sections, np.int64)
-        self._rv = memoryview(self.rank)  # per-entry access (Python ints)
+        self._rv = self.rank.data  # per-entry access (Python ints)
         self._head = 0
         self._tail = 0
         self._heads: dict[tuple[int, int], dict[int, int]] = {}  # section -> rank
@@ -251,9 +251,9 @@ class FreeArea:
         ranks = np.arange(self._tail + 1, self._tail + 1 + secs.size, dtype=np.int64)
         self._tail += secs.size
         self.rank[secs] = ranks
-        if d := self._heads.get(key):
+        if hd := self._heads.get(key):
             for sec in secs.tolist():
-                d.pop(sec, None)  # (its head entry, else dropped lazily)
+                hd.pop(sec, None)  # (its head entry, else dropped lazily)
         lst = self._tails.get(key)
         if lst is None:
             lst = self._tails[key] = _Ranked()

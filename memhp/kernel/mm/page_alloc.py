@@ -51,12 +51,6 @@ NR_STATES = len(PageState)
 #: Plain int indices (cheaper for numpy than the enum): FREE, UNMOVABLE, RESERVED, ALTMAP.
 _FREE, _UNMOVABLE, _RESERVED, _ALTMAP = (int(s) for s in PageState if s.name[0] in "FURA")
 
-#: Simulated cost of migrating one 4 KiB page, in seconds.  Linux migrates base
-#: pages at well under 1 GB/s single-threaded (Yan et al., "Nimble Page Management
-#: for Tiered Memory Systems", ASPLOS 2019, Fig. 2: ~0.5-1 GB/s for 4 KiB pages
-#: with move_pages/migrate_pages), i.e. about 4 us per page.
-MIGRATE_PAGE_COST_S = 4e-6
-
 
 class AllocError(Exception):
     """An allocation could not be satisfied (the kernel's -ENOMEM)."""
@@ -112,16 +106,8 @@ class PageAllocator:
         self._wmark_dirty = True
         # Views of the same buffers for per-section access (a Python int per read,
         # several times cheaper than numpy scalar indexing; the arrays stay the state).
-        self._cv, self._zv, self._nv = (
-            memoryview(self.counts),
-            memoryview(self.zone),
-            memoryview(self.nid),
-        )
-        self._iv, self._uv, self._rv = (
-            memoryview(self.isolated),
-            memoryview(self.unmovable_block),
-            memoryview(self.ram),
-        )
+        self._cv, self._zv, self._nv = self.counts.data, self.zone.data, self.nid.data
+        self._iv, self._uv, self._rv = self.isolated.data, self.unmovable_block.data, self.ram.data
         self._zsv: dict[tuple[int, int], memoryview] = {}
 
     def _zkey(self, nid: int, z: int) -> npt.NDArray[np.int64]:
@@ -129,15 +115,12 @@ class PageAllocator:
         arr = self.zstate.get(key)
         if arr is None:
             arr = self.zstate[key] = np.zeros(NR_STATES, np.int64)
-            self._zsv[key] = memoryview(arr)
+            self._zsv[key] = arr.data
         return arr
 
     def _zview(self, nid: int, z: int) -> memoryview:
         v = self._zsv.get((nid, z))
-        if v is None:
-            self._zkey(nid, z)
-            v = self._zsv[nid, z]
-        return v
+        return v if v is not None else self._zkey(nid, z).data
 
     def zone_count(self, zone: Zone, state: PageState) -> int:
         return self._zview(zone.nid, int(zone.idx))[state]
@@ -362,14 +345,8 @@ class PageAllocator:
         if only is not None:
             zones = tuple(z for z in zones if z is only)
         nodes = [nid] if this_node else self.node_order.get(nid, [nid])
-        out: list[Zone] = []
-        for n in nodes:
-            pgdat = self.pgdats.get(n)
-            if pgdat is None:
-                continue
-            for z in zones:
-                out.append(pgdat.zone(z))
-        return out
+        pgdats = [p for p in map(self.pgdats.get, nodes) if p is not None]
+        return [pgdat.zone(z) for pgdat in pgdats for z in zones]
 
     #: Tail entries examined at a time when looking for free pages.
     WINDOW = 4096
@@ -392,6 +369,13 @@ class PageAllocator:
         used = 0
         whole: list[tuple[int, int]] = []
         other: list[tuple[int, int]] = []
+
+        def put(sec: int, f: int) -> bool:  # True: the request is met
+            nonlocal used
+            plan.append((sec, take := min(f, want - used)))
+            used += take
+            return used >= want
+
         for sec in self.free_area.heads(key):
             f = cv[_FREE, sec]
             if f > 0 and not iv[sec]:
@@ -399,34 +383,19 @@ class PageAllocator:
                 if rv[sec] - f - cv[_ALTMAP, sec] > 0 or u:
                     if u != wu:
                         other.append((sec, f))
-                        continue
-                    take = min(f, want - used)
-                    plan.append((sec, take))
-                    used += take
-                    if used >= want:
+                    elif put(sec, f):
                         return used
                 else:
                     whole.append((sec, f))
         for sec, f in whole:
-            take = min(f, want - used)
-            plan.append((sec, take))
-            used += take
-            if used >= want:
+            if put(sec, f):
                 return used
         for win in self.free_area.tails(key, self.WINDOW):
             for sec in win:
-                f = cv[_FREE, sec]
-                if f > 0 and not iv[sec]:
-                    take = min(f, want - used)
-                    plan.append((sec, take))
-                    used += take
-                    if used >= want:
-                        return used
+                if (f := cv[_FREE, sec]) > 0 and not iv[sec] and put(sec, f):
+                    return used
         for sec, f in other:
-            take = min(f, want - used)
-            plan.append((sec, take))
-            used += take
-            if used >= want:
+            if put(sec, f):
                 return used
         return used
 
@@ -457,21 +426,33 @@ class PageAllocator:
         plan = self._plan(nr_pages * chunks, state, owner, nid, this_node, zone)
         out: list[Allocation] = []
         it = iter(plan)
-        cur_sec, cur_left = next(it)
-        for c in range(chunks):
-            a = self._new(chunk_owner(c) if chunk_owner else owner, kind, state, nid)
-            left = nr_pages
-            while left:
-                if cur_left == 0:
-                    cur_sec, cur_left = next(it)
-                take = min(left, cur_left)
-                self._move(cur_sec, PageState.FREE, state, take)
-                self._index_add(a, cur_sec, take)
+        sec = left = 0
+        for c in range(chunks):  # each chunk: the next nr_pages of the plan
+            part, need = (plan, 0) if chunks == 1 else ([], nr_pages)
+            while need:
+                if not left:
+                    sec, left = next(it)
+                part.append((sec, take := min(need, left)))
+                need -= take
                 left -= take
-                cur_left -= take
-            out.append(a)
+            out.append(self._new(chunk_owner(c) if chunk_owner else owner, kind, state, nid))
+            self._take(out[-1], part, state)
         self._taken_all(plan, state)
         return out
+
+    def _take(self, a: Allocation, plan: list[tuple[int, int]], state: int) -> None:
+        """Free pages of the plan become ``a``'s (_move() and _index_add() of each entry)."""
+        cv, zv, nv, ext, by = self._cv, self._zv, self._nv, a.extents, self.by_section
+        for sec, n in plan:
+            cv[_FREE, sec] -= n
+            cv[state, sec] += n
+            if (z := zv[sec]) >= 0:
+                v = self._zview(nv[sec], z)
+                v[_FREE] -= n
+                v[state] += n
+            ext[sec] = ext.get(sec, 0) + n
+            d = by.setdefault(sec, {})
+            d[a.id] = d.get(a.id, 0) + n
 
     def _taken_all(self, plan: list[tuple[int, int]], state: PageState) -> None:
         for sec in dict.fromkeys(sec for sec, _ in plan):
@@ -567,39 +548,17 @@ class PageAllocator:
             self._index_add(owner, sec, n)
         del self.allocs[new.id]
 
-    # ---------------------------------------------------------------- migration
-    def migrate_section(self, sec: int) -> tuple[int, int]:
-        """do_migrate_range() over one isolated section.
-
-        Every MOVABLE page gets a new page allocated by the usual rules (isolated
-        sections excluded) and its owner's extents follow it.  Returns
-        (pages migrated, pages that could not be migrated: pinned or no room).
-        """
-        moved = failed = 0
-        for aid, n in sorted(self.by_section.get(sec, {}).items()):
-            a = self.allocs[aid]
-            if a.state is PageState.PINNED:
-                failed += n
-                continue
-            if a.state is not PageState.MOVABLE:
-                continue
-            # the new pages, as alloc() would give them, go straight to the owner
-            # (what alloc() + absorb() do, without the intermediate allocation)
-            try:
-                plan = self._plan(n, PageState.MOVABLE, a.owner, a.nid)
-            except AllocError:
-                failed += n
-                continue
-            self._next_id += 1  # (the id that allocation would have had)
-            for s, take in plan:
-                self._move(s, PageState.FREE, PageState.MOVABLE, take)
-                self._index_add(a, s, take)
-            self._taken_all(plan, PageState.MOVABLE)
-            self._move(sec, PageState.MOVABLE, PageState.FREE, n)
-            self._index_sub(a, sec, n)
-            moved += n
-        self.migrated_pages += moved
-        return moved, failed
+    def move_pages(self, a: Allocation, sec: int, n: int) -> None:
+        """``n`` pages of ``a`` in ``sec`` move to pages allocated by the usual rules
+        (alloc(), whose new allocation's id is used up, then absorb()); the old ones
+        are freed where they are, on no free list (an isolated section).  AllocError
+        when there is no room: nothing changes then."""
+        plan = self._plan(n, a.state, a.owner, a.nid)
+        self._next_id += 1
+        self._take(a, plan, a.state)
+        self._taken_all(plan, a.state)
+        self._move(sec, a.state, PageState.FREE, n)
+        self._index_sub(a, sec, n)
 
     # --------------------------------------------------------------- watermarks
     def init_per_zone_wmark_min(self) -> None:
