@@ -156,34 +156,23 @@ PGDAT_PAGES = 43
 
 
 class _Ranked:
-    """A growable list of (section, rank) entries; an entry is valid while the
-    section's rank is still the one recorded (lazy deletion)."""
+    """A list of (section, rank) entries; an entry is valid while the section's rank
+    is still the one recorded (lazy deletion)."""
 
-    __slots__ = ("n", "ranks", "secs", "start")
+    __slots__ = ("ranks", "secs", "start")
 
     def __init__(self) -> None:
-        self.secs: npt.NDArray[np.int64] = np.zeros(64, np.int64)
-        self.ranks: npt.NDArray[np.int64] = np.zeros(64, np.int64)
-        self.n = 0
+        self.secs: list[int] = []
+        self.ranks: list[int] = []
         self.start = 0  # entries before it are known invalid
 
-    def append(self, secs: npt.NDArray[np.int64], ranks: npt.NDArray[np.int64]) -> None:
-        k = secs.size
-        if self.n + k > self.secs.size:
-            size = max(2 * self.secs.size, self.n + k)
-            self.secs = np.resize(self.secs, size)
-            self.ranks = np.resize(self.ranks, size)
-        self.secs[self.n : self.n + k] = secs
-        self.ranks[self.n : self.n + k] = ranks
-        self.n += k
-
-    def compact(self, rank: npt.NDArray[np.int64]) -> None:
-        s, r = self.secs[self.start : self.n], self.ranks[self.start : self.n]
-        keep = rank[s] == r
-        s, r = s[keep], r[keep]
-        self.n, self.start = s.size, 0
-        self.secs[: self.n] = s
-        self.ranks[: self.n] = r
+    def compact(self, rank: memoryview) -> None:
+        keep = [
+            (s, r)
+            for s, r in zip(self.secs[self.start :], self.ranks[self.start :], strict=True)
+            if rank[s] == r
+        ]
+        self.secs, self.ranks, self.start = [s for s, _ in keep], [r for _, r in keep], 0
 
 
 class FreeArea:
@@ -257,7 +246,8 @@ class FreeArea:
         lst = self._tails.get(key)
         if lst is None:
             lst = self._tails[key] = _Ranked()
-        lst.append(secs.astype(np.int64), ranks)
+        lst.secs.extend(secs.tolist())
+        lst.ranks.extend(ranks.tolist())
 
     def remove(self, sec: int, key: tuple[int, int] | None = None) -> None:
         """``sec`` (of zone ``key``, if known) has no free pages left on the lists."""
@@ -281,28 +271,27 @@ class FreeArea:
         lst = self._tails.get(key)
         if lst is None:
             return
+        rank, secs, ranks = self._rv, lst.secs, lst.ranks
         first = True
         pos = lst.start
         seen = 0
-        step = min(16, window)
-        while pos < lst.n:
-            end = min(lst.n, pos + step)
+        step = min(4, window)
+        while pos < len(secs):
+            end = min(len(secs), pos + step)
             step = min(4 * step, window)
-            if end - pos <= 16:  # (plain Python below a few entries, numpy above)
-                s, r, rank = lst.secs[pos:end].tolist(), lst.ranks[pos:end].tolist(), self._rv
-                nz = [i for i, x in enumerate(s) if rank[x] == r[i]]  # valid entries
-                valid = [s[i] for i in nz]
-            else:
-                sa = lst.secs[pos:end]
-                nz = np.flatnonzero(self.rank[sa] == lst.ranks[pos:end]).tolist()
-                valid = sa[nz].tolist()
+            valid = []
+            for i in range(pos, end):
+                if rank[s := secs[i]] == ranks[i]:
+                    if first:
+                        # entries before the first valid one never become valid again
+                        lst.start, first = i, False
+                    valid.append(s)
             if first:
-                # entries before the first valid one never become valid again
-                lst.start = pos + (nz[0] if nz else end - pos)
-                first = not nz
+                lst.start = end
             if valid:
                 seen += len(valid)
                 yield valid
             pos = end
-        if (lst.start > 4096 and lst.start > lst.n // 2) or 4 * seen + 64 < lst.n - lst.start:
-            lst.compact(self.rank)  # (mostly stale entries walked to the end)
+        rest = len(secs) - lst.start
+        if (lst.start > 4096 and lst.start > rest) or 4 * seen + 64 < rest:
+            lst.compact(rank)  # (mostly stale entries walked to the end)
