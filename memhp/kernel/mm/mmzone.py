@@ -188,9 +188,11 @@ class FreeArea:
     positive ranks; 0 means on no free list.  The allocator takes from the head: the
     most recent head entry first, then the tail entries oldest first.  Head entries
     live in an insertion-ordered dict per zone (a section placed again moves to the
-    end), tail entries in an append-only array per zone; both are dropped lazily when
-    a section's rank changes, so placing and walking cost O(entries touched), never
-    O(zone).
+    end), tail entries in an append-only list per zone; both are dropped lazily when
+    a section's rank changes (a head entry at once when its section leaves the lists
+    through :meth:`remove` or :meth:`to_tail`), so placing and walking cost
+    O(entries touched), never O(zone).  Plain Python per entry: a walk usually stops
+    after the first few.
     """
 
     def __init__(self, nr_sections: int, free_to_tail: bool = True) -> None:
