@@ -251,11 +251,6 @@ class PageAllocator:
         if (z := self._zv[sec]) >= 0 and not self._iv[sec]:
             self.free_area.to_head((self._nv[sec], z), sec)
 
-    def section_used(self, sec: int) -> int:
-        """Pages of ``sec`` in use (neither free nor the block's own altmap)."""
-        c = self.counts[:, sec]
-        return int(c.sum() - c[PageState.FREE] - c[PageState.ALTMAP])
-
     def owners_in(self, secs: Iterable[int]) -> Iterator[tuple[Allocation, int, int]]:
         """(allocation, section, pages) of every owner with pages in ``secs``."""
         for sec in secs:
@@ -399,12 +394,6 @@ class PageAllocator:
                 return used
         return used
 
-    def available(self, zone: Zone, reserve: bool = True) -> int:
-        """Pages ``zone`` can give before hitting its min watermark."""
-        self.ensure_watermarks()
-        free = self.zone_free(zone)
-        return max(0, free - (zone.watermark_min if reserve else 0))
-
     def alloc(
         self,
         nr_pages: int,
@@ -477,7 +466,7 @@ class PageAllocator:
         for z in self.zonelist(nid, state, this_node, zone):
             if need == 0:
                 break
-            avail = self._zview(z.nid, int(z.idx))[_FREE] - z.watermark_min  # available()
+            avail = self._zview(z.nid, int(z.idx))[_FREE] - z.watermark_min
             if avail > 0:
                 need -= self._walk(z, state, min(need, avail), plan)
         if need:
@@ -520,8 +509,9 @@ class PageAllocator:
             if sec is not None
             else list(a.extents.items())
         )
+        st, cv, zv, nv = a.state, self._cv, self._zv, self._nv
         for s, n in items:
-            if a.state is PageState.RESERVED or a.state is PageState.ALTMAP:
+            if st is PageState.RESERVED or st is PageState.ALTMAP:
                 # free_reserved_page()/put_page_bootmem(): to the buddy if online,
                 # where they become managed pages (adjust_managed_page_count).
                 self.counts[a.state, s] -= n
@@ -534,10 +524,16 @@ class PageAllocator:
                         pgdat = self.pgdats.get(int(self.nid[s]))
                         if pgdat is not None:
                             pgdat.zone(ZoneType(int(self.zone[s]))).managed_pages += n
-            else:
-                self._move(s, a.state, PageState.FREE, n)
+            elif n:  # _move(s, st, FREE, n)
+                cv[st, s] -= n
+                cv[_FREE, s] += n
+                if (z := zv[s]) >= 0:
+                    v = self._zview(nv[s], z)
+                    v[st] -= n
+                    v[_FREE] += n
             self._index_sub(a, s, n)
-            self._freed(s)
+            if (z := zv[s]) >= 0 and not self._iv[s]:  # _freed()
+                self.free_area.to_head((nv[s], z), s)
         if not a.extents:
             del self.allocs[a.id]
 
