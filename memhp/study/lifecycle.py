@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from memhp.abi.layout import PAGE_SIZE
-from memhp.host.devices import list_devices
+from memhp.host.devices import MemoryDevice, list_devices
 from memhp.host.errors import SysfsError
 from memhp.host.memory import set_state
 from memhp.host.remove import remove_device
@@ -28,6 +28,7 @@ from memhp.study.spec import ONLINE_BY_KERNEL, Cell, Study, StudyError
 
 _SPECS: dict[tuple[str, str], MachineSpec] = {}
 _BOOT_DEVICES: dict[tuple[str, str], set[str]] = {}
+_DEVICES: dict[tuple[str, str], list[MemoryDevice]] = {}
 
 
 def machine_doc(study: Study, cell: Cell) -> dict[str, object]:
@@ -104,9 +105,14 @@ def run_lifecycle(
             m.device_add(d.size, d.node, id=f"dimm{i}", addr=d.addr)
         except PlatformError as e:
             raise StudyError(f"dimm[{i}]", f"QEMU refuses it: {e}") from None
-    devices = sorted(
-        (d for d in list_devices(root) if d.name not in before), key=lambda d: d.start or 0
-    )
+    # the hot-added devices (names, blocks, addresses): the same for every seed too
+    # (the hot-add uses no clock and no random number); their blocks' state is read
+    # afresh wherever it matters (onlining, memhp remove)
+    devices = _DEVICES.get((study.name, cell.id))
+    if devices is None:
+        devices = _DEVICES[study.name, cell.id] = sorted(
+            (d for d in list_devices(root) if d.name not in before), key=lambda d: d.start or 0
+        )
     online_failures: list[dict[str, object]] = []
     online = cell.get("online")
     if online not in ONLINE_BY_KERNEL:

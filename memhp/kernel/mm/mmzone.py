@@ -156,43 +156,23 @@ PGDAT_PAGES = 43
 
 
 class _Ranked:
-    """A growable list of (section, rank) entries; an entry is valid while the
-    section's rank is still the one recorded (lazy deletion)."""
+    """A list of (section, rank) entries; an entry is valid while the section's rank
+    is still the one recorded (lazy deletion)."""
 
-    __slots__ = ("limit", "n", "ranks", "secs", "start")
+    __slots__ = ("ranks", "secs", "start")
 
     def __init__(self) -> None:
-        self.secs: npt.NDArray[np.int64] = np.zeros(64, np.int64)
-        self.ranks: npt.NDArray[np.int64] = np.zeros(64, np.int64)
-        self.n = 0
-        self.start = 0  # tails: entries before it are known invalid
-        self.limit = 64  # heads: compact when this many entries
+        self.secs: list[int] = []
+        self.ranks: list[int] = []
+        self.start = 0  # entries before it are known invalid
 
-    def append(self, secs: npt.NDArray[np.int64], ranks: npt.NDArray[np.int64]) -> None:
-        k = secs.size
-        if self.n + k > self.secs.size:
-            size = max(2 * self.secs.size, self.n + k)
-            self.secs = np.resize(self.secs, size)
-            self.ranks = np.resize(self.ranks, size)
-        self.secs[self.n : self.n + k] = secs
-        self.ranks[self.n : self.n + k] = ranks
-        self.n += k
-
-    def append_one(self, sec: int, rank: int) -> None:
-        if self.n == self.secs.size:
-            self.secs = np.resize(self.secs, 2 * self.n)
-            self.ranks = np.resize(self.ranks, 2 * self.n)
-        self.secs[self.n] = sec
-        self.ranks[self.n] = rank
-        self.n += 1
-
-    def compact(self, rank: npt.NDArray[np.int64]) -> None:
-        s, r = self.secs[self.start : self.n], self.ranks[self.start : self.n]
-        keep = rank[s] == r
-        s, r = s[keep], r[keep]
-        self.n, self.start = s.size, 0
-        self.secs[: self.n] = s
-        self.ranks[: self.n] = r
+    def compact(self, rank: memoryview) -> None:
+        keep = [
+            (s, r)
+            for s, r in zip(self.secs[self.start :], self.ranks[self.start :], strict=True)
+            if rank[s] == r
+        ]
+        self.secs, self.ranks, self.start = [s for s, _ in keep], [r for _, r in keep], 0
 
 
 class FreeArea:
@@ -206,38 +186,43 @@ class FreeArea:
     releases boot memory, __putback_isolated_page() and move_to_free_list() when an
     isolation is undone, all FPI_TO_TAIL/list_move_tail since 5.10) get increasing
     positive ranks; 0 means on no free list.  The allocator takes from the head: the
-    most recent head entry first, then the tail entries oldest first.  Entries live
-    in two append-only arrays per zone and are dropped lazily when a section's rank
-    changes, so placing and walking cost O(entries touched), never O(zone).
+    most recent head entry first, then the tail entries oldest first.  Head entries
+    live in an insertion-ordered dict per zone (a section placed again moves to the
+    end), tail entries in an append-only list per zone; both are dropped lazily when
+    a section's rank changes (a head entry at once when its section leaves the lists
+    through :meth:`remove` or :meth:`to_tail`), so placing and walking cost
+    O(entries touched), never O(zone).  Plain Python per entry: a walk usually stops
+    after the first few.
     """
 
     def __init__(self, nr_sections: int, free_to_tail: bool = True) -> None:
         #: False (before 5.10): "tail" placements go to the head, in the same order.
         self.free_to_tail = free_to_tail
         self.rank: npt.NDArray[np.int64] = np.zeros(nr_sections, np.int64)
+        self._rv = self.rank.data  # per-entry access (Python ints)
         self._head = 0
         self._tail = 0
-        self._heads: dict[tuple[int, int], _Ranked] = {}
+        self._heads: dict[tuple[int, int], dict[int, int]] = {}  # section -> rank
+        self._limit: dict[tuple[int, int], int] = {}
         self._tails: dict[tuple[int, int], _Ranked] = {}
-
-    def _list(self, d: dict[tuple[int, int], _Ranked], key: tuple[int, int]) -> _Ranked:
-        lst = d.get(key)
-        if lst is None:
-            lst = d[key] = _Ranked()
-        return lst
 
     def to_head(self, key: tuple[int, int], sec: int) -> None:
         """Free pages of ``sec`` go to the head of the lists (most recent first)."""
         self._head -= 1
-        self.rank[sec] = self._head
-        lst = self._heads.get(key)
-        if lst is None:
-            lst = self._heads[key] = _Ranked()
-        lst.append_one(sec, self._head)
-        if lst.n >= lst.limit:
-            # (when to drop stale entries changes no result, only the cost of a walk)
-            lst.compact(self.rank)
-            lst.limit = max(64, 4 * lst.n)
+        self._rv[sec] = self._head
+        d = self._heads.get(key)
+        if d is None:
+            d = self._heads[key] = {}
+        d.pop(sec, None)
+        d[sec] = self._head
+        if len(d) >= self._limit.get(key, 64):
+            self._drop_stale(key, d)
+
+    def _drop_stale(self, key: tuple[int, int], d: dict[int, int]) -> None:
+        """(when to drop stale head entries changes no result, only a walk's cost)"""
+        rank = self._rv
+        d = self._heads[key] = {s: r for s, r in d.items() if rank[s] == r}
+        self._limit[key] = max(64, 4 * len(d))
 
     def to_tail(self, key: tuple[int, int], secs: npt.NDArray[np.int64]) -> None:
         """Free pages of ``secs`` (in that order) go to the tail of the lists."""
@@ -247,59 +232,68 @@ class FreeArea:
             heads = np.arange(self._head - 1, self._head - 1 - secs.size, -1, dtype=np.int64)
             self._head -= secs.size
             self.rank[secs] = heads
-            self._list(self._heads, key).append(secs.astype(np.int64), heads)
+            d = self._heads.setdefault(key, {})
+            for sec, r in zip(secs.tolist(), heads.tolist(), strict=True):
+                d.pop(sec, None)
+                d[sec] = r
+            if len(d) >= self._limit.get(key, 64):
+                self._drop_stale(key, d)
             return
         ranks = np.arange(self._tail + 1, self._tail + 1 + secs.size, dtype=np.int64)
         self._tail += secs.size
         self.rank[secs] = ranks
-        self._list(self._tails, key).append(secs.astype(np.int64), ranks)
-
-    def remove(self, sec: int) -> None:
-        """``sec`` has no free pages left on the lists (all allocated, or offline)."""
-        self.rank[sec] = 0
-
-    def top(self, key: tuple[int, int]) -> int:
-        """The section most recently placed at the head (-1: none among the last few
-        entries; then use :meth:`heads`)."""
-        lst = self._heads.get(key)
+        if hd := self._heads.get(key):
+            for sec in secs.tolist():
+                hd.pop(sec, None)  # (its head entry, else dropped lazily)
+        lst = self._tails.get(key)
         if lst is None:
-            return -1
-        rank, secs, ranks = self.rank, lst.secs, lst.ranks
-        for i in range(lst.n - 1, max(lst.n - 9, -1), -1):
-            s = int(secs[i])
-            if rank[s] == ranks[i]:
-                return s
-        return -1
+            lst = self._tails[key] = _Ranked()
+        lst.secs.extend(secs.tolist())
+        lst.ranks.extend(ranks.tolist())
 
-    def heads(self, key: tuple[int, int]) -> npt.NDArray[np.int64]:
-        """Sections at the head of the lists, most recently placed first."""
-        lst = self._heads.get(key)
-        if lst is None or lst.n == 0:
-            return np.zeros(0, np.int64)
-        s = lst.secs[: lst.n]
-        out: npt.NDArray[np.int64] = s[self.rank[s] == lst.ranks[: lst.n]][::-1]
-        return out
+    def remove(self, sec: int, key: tuple[int, int] | None = None) -> None:
+        """``sec`` (of zone ``key``, if known) has no free pages left on the lists."""
+        self._rv[sec] = 0
+        if key is not None and (d := self._heads.get(key)):
+            d.pop(sec, None)  # (else dropped lazily)
 
-    def tails(self, key: tuple[int, int], window: int) -> Iterator[npt.NDArray[np.int64]]:
-        """Sections placed at the tail, oldest first, in windows of ``window`` entries."""
+    def heads(self, key: tuple[int, int]) -> Iterator[int]:
+        """Sections at the head of the lists, most recently placed first (lazily: a
+        walk usually stops after the first few)."""
+        d = self._heads.get(key)
+        if d:
+            rank = self._rv
+            for sec, r in reversed(d.items()):
+                if rank[sec] == r:
+                    yield sec
+
+    def tails(self, key: tuple[int, int], window: int) -> Iterator[list[int]]:
+        """Sections placed at the tail, oldest first, in windows of up to ``window``
+        entries (the first ones small: an allocation usually needs only a few)."""
         lst = self._tails.get(key)
         if lst is None:
             return
+        rank, secs, ranks = self._rv, lst.secs, lst.ranks
         first = True
         pos = lst.start
-        # small windows first: an allocation usually needs only the first entries
-        step = min(64, window)
-        while pos < lst.n:
-            end = min(lst.n, pos + step)
+        seen = 0
+        step = min(4, window)
+        while pos < len(secs):
+            end = min(len(secs), pos + step)
             step = min(4 * step, window)
-            s = lst.secs[pos:end]
-            nz = np.flatnonzero(self.rank[s] == lst.ranks[pos:end])  # valid entries
+            valid = []
+            for i in range(pos, end):
+                if rank[s := secs[i]] == ranks[i]:
+                    if first:
+                        # entries before the first valid one never become valid again
+                        lst.start, first = i, False
+                    valid.append(s)
             if first:
-                # entries before the first valid one never become valid again
-                lst.start = pos + (int(nz[0]) if nz.size else s.size)
-                first = not nz.size
-            if nz.size:
-                yield s[nz]
+                lst.start = end
+            if valid:
+                seen += len(valid)
+                yield valid
             pos = end
-        if lst.start > 4096 and lst.start > lst.n // 2:
-            lst.compact(self.rank)
+        rest = len(secs) - lst.start
+        if (lst.start > 4096 and lst.start > rest) or 4 * seen + 64 < rest:
+            lst.compact(rank)  # (mostly stale entries walked to the end)

@@ -51,12 +51,6 @@ NR_STATES = len(PageState)
 #: Plain int indices (cheaper for numpy than the enum): FREE, UNMOVABLE, RESERVED, ALTMAP.
 _FREE, _UNMOVABLE, _RESERVED, _ALTMAP = (int(s) for s in PageState if s.name[0] in "FURA")
 
-#: Simulated cost of migrating one 4 KiB page, in seconds.  Linux migrates base
-#: pages at well under 1 GB/s single-threaded (Yan et al., "Nimble Page Management
-#: for Tiered Memory Systems", ASPLOS 2019, Fig. 2: ~0.5-1 GB/s for 4 KiB pages
-#: with move_pages/migrate_pages), i.e. about 4 us per page.
-MIGRATE_PAGE_COST_S = 4e-6
-
 
 class AllocError(Exception):
     """An allocation could not be satisfied (the kernel's -ENOMEM)."""
@@ -110,17 +104,26 @@ class PageAllocator:
         #: Pages migrated so far (offlining, soft offline).
         self.migrated_pages = 0
         self._wmark_dirty = True
+        # Views of the same buffers for per-section access (a Python int per read,
+        # several times cheaper than numpy scalar indexing; the arrays stay the state).
+        self._cv, self._zv, self._nv = self.counts.data, self.zone.data, self.nid.data
+        self._iv, self._uv, self._rv = self.isolated.data, self.unmovable_block.data, self.ram.data
+        self._zsv: dict[tuple[int, int], memoryview] = {}
 
     def _zkey(self, nid: int, z: int) -> npt.NDArray[np.int64]:
         key = (nid, z)
         arr = self.zstate.get(key)
         if arr is None:
-            arr = np.zeros(NR_STATES, np.int64)
-            self.zstate[key] = arr
+            arr = self.zstate[key] = np.zeros(NR_STATES, np.int64)
+            self._zsv[key] = arr.data
         return arr
 
+    def _zview(self, nid: int, z: int) -> memoryview:
+        v = self._zsv.get((nid, z))
+        return v if v is not None else self._zkey(nid, z).data
+
     def zone_count(self, zone: Zone, state: PageState) -> int:
-        return int(self._zkey(zone.nid, int(zone.idx))[state])
+        return self._zview(zone.nid, int(zone.idx))[state]
 
     def zone_free(self, zone: Zone) -> int:
         return self.zone_count(zone, PageState.FREE)
@@ -129,13 +132,14 @@ class PageAllocator:
         """Move ``n`` pages of section ``sec`` from state ``src`` to ``dst``."""
         if n == 0:
             return
-        self.counts[src, sec] -= n
-        self.counts[dst, sec] += n
-        z = int(self.zone[sec])
+        cv = self._cv
+        cv[src, sec] -= n
+        cv[dst, sec] += n
+        z = self._zv[sec]
         if z >= 0:
-            arr = self._zkey(int(self.nid[sec]), z)
-            arr[src] -= n
-            arr[dst] += n
+            v = self._zview(self._nv[sec], z)
+            v[src] -= n
+            v[dst] += n
 
     def _index_add(self, a: Allocation, sec: int, n: int) -> None:
         a.extents[sec] = a.extents.get(sec, 0) + n
@@ -235,21 +239,17 @@ class PageAllocator:
     def _taken(self, sec: int) -> None:
         """Pages were allocated from ``sec``: what is left is a split remainder,
         at the head (expand()); a section with nothing left is on no list."""
-        if self.counts[PageState.FREE, sec] == 0:
-            self.free_area.remove(sec)
-        elif self.zone[sec] >= 0:
-            self.free_area.to_head((int(self.nid[sec]), int(self.zone[sec])), sec)
+        z = self._zv[sec]
+        if self._cv[_FREE, sec] == 0:
+            self.free_area.remove(sec, (self._nv[sec], z) if z >= 0 else None)
+        elif z >= 0:
+            self.free_area.to_head((self._nv[sec], z), sec)
 
     def _freed(self, sec: int) -> None:
         """Pages were freed into ``sec`` (free_unref_page -> free_pcppages_bulk ->
         __free_one_page, no FPI_TO_TAIL): to the head, unless isolated."""
-        if self.zone[sec] >= 0 and not self.isolated[sec]:
-            self.free_area.to_head((int(self.nid[sec]), int(self.zone[sec])), sec)
-
-    def section_used(self, sec: int) -> int:
-        """Pages of ``sec`` in use (neither free nor the block's own altmap)."""
-        c = self.counts[:, sec]
-        return int(c.sum() - c[PageState.FREE] - c[PageState.ALTMAP])
+        if (z := self._zv[sec]) >= 0 and not self._iv[sec]:
+            self.free_area.to_head((self._nv[sec], z), sec)
 
     def owners_in(self, secs: Iterable[int]) -> Iterator[tuple[Allocation, int, int]]:
         """(allocation, section, pages) of every owner with pages in ``secs``."""
@@ -340,68 +340,59 @@ class PageAllocator:
         if only is not None:
             zones = tuple(z for z in zones if z is only)
         nodes = [nid] if this_node else self.node_order.get(nid, [nid])
-        out: list[Zone] = []
-        for n in nodes:
-            pgdat = self.pgdats.get(n)
-            if pgdat is None:
-                continue
-            for z in zones:
-                out.append(pgdat.zone(z))
-        return out
+        pgdats = [p for p in map(self.pgdats.get, nodes) if p is not None]
+        return [pgdat.zone(z) for pgdat in pgdats for z in zones]
 
     #: Tail entries examined at a time when looking for free pages.
     WINDOW = 4096
 
-    def _free_lists(self, zone: Zone, state: PageState) -> Iterator[list[tuple[int, int]]]:
-        """(section, free pages) of ``zone``, in the order the buddy allocator uses them:
-        __rmqueue_smallest(): first free pages in blocks of the request's migratetype
-        (holding or having held unmovable pages, :attr:`unmovable_block`; most recently
-        split or freed first), then whole blocks in free-list order (head, then tail
-        oldest first), last the other migratetype's (__rmqueue_fallback()); an
-        unmovable request finding none of its type steals a whole free section.
+    def _walk(self, zone: Zone, state: PageState, want: int, plan: list[tuple[int, int]]) -> int:
+        """Plan up to ``want`` pages of ``zone`` in the order the buddy allocator uses
+        them; returns the pages planned.  __rmqueue_smallest(): first free pages in
+        blocks of the request's migratetype (holding or having held unmovable pages,
+        :attr:`unmovable_block`; most recently split or freed first), then whole
+        blocks in free-list order (head, then tail oldest first), last the other
+        migratetype's (__rmqueue_fallback()); an unmovable request finding none of
+        its type steals a whole free section.  (Plain Python per entry, stopping as
+        soon as the request is met: a walk rarely goes past the first few entries.)
         """
         if zone.is_empty():
-            return
+            return 0
         key = (zone.nid, int(zone.idx))
-        counts, isolated = self.counts, self.isolated
-        lists: tuple[list[tuple[int, int]], ...] = ([], [], [])  # same type, whole, other
-        heads = self.free_area.heads(key)
-        if heads.size:  # (one read of each array, then plain Python per entry)
-            fr, _, _, un, rs, al = counts[:, heads].tolist()
-            iso, ub = isolated[heads].tolist(), self.unmovable_block[heads].tolist()
-            rm, want = self.ram[heads].tolist(), state is PageState.UNMOVABLE
-            for i, sec in enumerate(heads.tolist()):
-                f = fr[i]
-                if f > 0 and not iso[i]:
-                    u = un[i] + rs[i] > 0 or ub[i]
-                    t = rm[i] - f - al[i] > 0 or u
-                    lists[0 if t and u == want else 2 if t else 1].append((sec, f))
-            yield lists[0]
-            yield lists[1]
+        cv, iv, uv, rv = self._cv, self._iv, self._uv, self._rv
+        wu = state is PageState.UNMOVABLE
+        used = 0
+        whole: list[tuple[int, int]] = []
+        other: list[tuple[int, int]] = []
+
+        def put(sec: int, f: int) -> bool:  # True: the request is met
+            nonlocal used
+            plan.append((sec, take := min(f, want - used)))
+            used += take
+            return used >= want
+
+        for sec in self.free_area.heads(key):
+            f = cv[_FREE, sec]
+            if f > 0 and not iv[sec]:
+                u = cv[_UNMOVABLE, sec] + cv[_RESERVED, sec] > 0 or uv[sec]
+                if rv[sec] - f - cv[_ALTMAP, sec] > 0 or u:
+                    if u != wu:
+                        other.append((sec, f))
+                    elif put(sec, f):
+                        return used
+                else:
+                    whole.append((sec, f))
+        for sec, f in whole:
+            if put(sec, f):
+                return used
         for win in self.free_area.tails(key, self.WINDOW):
-            f = counts[_FREE, win]
-            keep = (f > 0) & ~isolated[win]
-            yield list(zip(win[keep].tolist(), f[keep].tolist(), strict=True))
-        yield lists[2]
-
-    def _top(self, zone: Zone, state: PageState) -> int:
-        """The first section of :meth:`_free_lists` if it is the latest head entry, or -1."""
-        if zone.is_empty():
-            return -1
-        h = self.free_area.top((zone.nid, int(zone.idx)))
-        if h < 0 or self.isolated[h]:
-            return -1
-        free, _, _, unmov, reserved, altmap = self.counts[:, h].tolist()
-        u = unmov + reserved > 0 or bool(self.unmovable_block[h])
-        if free <= 0 or (int(self.ram[h]) - free - altmap <= 0 and not u):
-            return -1
-        return h if u == (state is PageState.UNMOVABLE) else -1
-
-    def available(self, zone: Zone, reserve: bool = True) -> int:
-        """Pages ``zone`` can give before hitting its min watermark."""
-        self.ensure_watermarks()
-        free = self.zone_free(zone)
-        return max(0, free - (zone.watermark_min if reserve else 0))
+            for sec in win:
+                if (f := cv[_FREE, sec]) > 0 and not iv[sec] and put(sec, f):
+                    return used
+        for sec, f in other:
+            if put(sec, f):
+                return used
+        return used
 
     def alloc(
         self,
@@ -421,57 +412,69 @@ class PageAllocator:
         Raises :class:`AllocError` when the zonelist cannot provide them above the
         watermarks; nothing is allocated then.
         """
-        total = nr_pages * chunks
-        plan: list[tuple[int, int]] = []  # (section, pages) in allocation order
+        plan = self._plan(nr_pages * chunks, state, owner, nid, this_node, zone)
+        out: list[Allocation] = []
+        it = iter(plan)
+        sec = left = 0
+        for c in range(chunks):  # each chunk: the next nr_pages of the plan
+            part, need = (plan, 0) if chunks == 1 else ([], nr_pages)
+            while need:
+                if not left:
+                    sec, left = next(it)
+                part.append((sec, take := min(need, left)))
+                need -= take
+                left -= take
+            out.append(self._new(chunk_owner(c) if chunk_owner else owner, kind, state, nid))
+            self._take(out[-1], part, state)
+        self._taken_all(plan, state)
+        return out
+
+    def _take(self, a: Allocation, plan: list[tuple[int, int]], state: int) -> None:
+        """Free pages of the plan become ``a``'s (_move() and _index_add() of each entry)."""
+        cv, zv, nv, ext, by = self._cv, self._zv, self._nv, a.extents, self.by_section
+        for sec, n in plan:
+            cv[_FREE, sec] -= n
+            cv[state, sec] += n
+            if (z := zv[sec]) >= 0:
+                v = self._zview(nv[sec], z)
+                v[_FREE] -= n
+                v[state] += n
+            ext[sec] = ext.get(sec, 0) + n
+            d = by.setdefault(sec, {})
+            d[a.id] = d.get(a.id, 0) + n
+
+    def _taken_all(self, plan: list[tuple[int, int]], state: PageState) -> None:
+        for sec in dict.fromkeys(sec for sec, _ in plan):
+            self._taken(sec)
+        if state is PageState.UNMOVABLE:
+            self.unmovable_block[[sec for sec, _ in plan]] = True
+
+    def _plan(
+        self,
+        total: int,
+        state: PageState,
+        owner: str,
+        nid: int,
+        this_node: bool = False,
+        zone: ZoneType | None = None,
+    ) -> list[tuple[int, int]]:
+        """(section, pages) to take, in allocation order; AllocError when the zonelist
+        cannot provide ``total`` pages above the watermarks."""
+        plan: list[tuple[int, int]] = []
         need = total
+        self.ensure_watermarks()
         for z in self.zonelist(nid, state, this_node, zone):
             if need == 0:
                 break
-            avail = self.available(z)
-            if avail <= 0:
-                continue
-            want = min(need, avail)
-            h = self._top(z, state)
-            if h >= 0 and self.counts[_FREE, h] >= want:  # the first candidate has room
-                plan.append((h, want))
-                need -= want
-                continue
-            used = 0
-            for free in self._free_lists(z, state):
-                for sec, f in free:
-                    take = min(f, want - used)
-                    plan.append((sec, take))
-                    used += take
-                    if used >= want:
-                        break
-                if used >= want:
-                    break
-            need -= used
+            avail = self._zview(z.nid, int(z.idx))[_FREE] - z.watermark_min
+            if avail > 0:
+                need -= self._walk(z, state, min(need, avail), plan)
         if need:
             raise AllocError(
                 f"cannot allocate {total * PAGE_SIZE >> 10} kB on node {nid} for {owner} "
                 f"({'this node only' if this_node else 'with fallback'})"
             )
-        out: list[Allocation] = []
-        it = iter(plan)
-        cur_sec, cur_left = next(it)
-        for c in range(chunks):
-            a = self._new(chunk_owner(c) if chunk_owner else owner, kind, state, nid)
-            left = nr_pages
-            while left:
-                if cur_left == 0:
-                    cur_sec, cur_left = next(it)
-                take = min(left, cur_left)
-                self._move(cur_sec, PageState.FREE, state, take)
-                self._index_add(a, cur_sec, take)
-                left -= take
-                cur_left -= take
-            out.append(a)
-        for sec in dict.fromkeys(sec for sec, _ in plan):
-            self._taken(sec)
-        if state is PageState.UNMOVABLE:
-            self.unmovable_block[[sec for sec, _ in plan]] = True
-        return out
+        return plan
 
     def alloc_in_sections(
         self,
@@ -506,8 +509,9 @@ class PageAllocator:
             if sec is not None
             else list(a.extents.items())
         )
+        st, cv, zv, nv = a.state, self._cv, self._zv, self._nv
         for s, n in items:
-            if a.state is PageState.RESERVED or a.state is PageState.ALTMAP:
+            if st is PageState.RESERVED or st is PageState.ALTMAP:
                 # free_reserved_page()/put_page_bootmem(): to the buddy if online,
                 # where they become managed pages (adjust_managed_page_count).
                 self.counts[a.state, s] -= n
@@ -520,10 +524,16 @@ class PageAllocator:
                         pgdat = self.pgdats.get(int(self.nid[s]))
                         if pgdat is not None:
                             pgdat.zone(ZoneType(int(self.zone[s]))).managed_pages += n
-            else:
-                self._move(s, a.state, PageState.FREE, n)
+            elif n:  # _move(s, st, FREE, n)
+                cv[st, s] -= n
+                cv[_FREE, s] += n
+                if (z := zv[s]) >= 0:
+                    v = self._zview(nv[s], z)
+                    v[st] -= n
+                    v[_FREE] += n
             self._index_sub(a, s, n)
-            self._freed(s)
+            if (z := zv[s]) >= 0 and not self._iv[s]:  # _freed()
+                self.free_area.to_head((nv[s], z), s)
         if not a.extents:
             del self.allocs[a.id]
 
@@ -534,33 +544,17 @@ class PageAllocator:
             self._index_add(owner, sec, n)
         del self.allocs[new.id]
 
-    # ---------------------------------------------------------------- migration
-    def migrate_section(self, sec: int) -> tuple[int, int]:
-        """do_migrate_range() over one isolated section.
-
-        Every MOVABLE page gets a new page allocated by the usual rules (isolated
-        sections excluded) and its owner's extents follow it.  Returns
-        (pages migrated, pages that could not be migrated: pinned or no room).
-        """
-        moved = failed = 0
-        for aid, n in sorted(self.by_section.get(sec, {}).items()):
-            a = self.allocs[aid]
-            if a.state is PageState.PINNED:
-                failed += n
-                continue
-            if a.state is not PageState.MOVABLE:
-                continue
-            try:
-                dst = self.alloc(n, PageState.MOVABLE, a.owner, a.kind, a.nid)[0]
-            except AllocError:
-                failed += n
-                continue
-            self.absorb(a, dst)
-            self._move(sec, PageState.MOVABLE, PageState.FREE, n)
-            self._index_sub(a, sec, n)
-            moved += n
-        self.migrated_pages += moved
-        return moved, failed
+    def move_pages(self, a: Allocation, sec: int, n: int) -> None:
+        """``n`` pages of ``a`` in ``sec`` move to pages allocated by the usual rules
+        (alloc(), whose new allocation's id is used up, then absorb()); the old ones
+        are freed where they are, on no free list (an isolated section).  AllocError
+        when there is no room: nothing changes then."""
+        plan = self._plan(n, a.state, a.owner, a.nid)
+        self._next_id += 1
+        self._take(a, plan, a.state)
+        self._taken_all(plan, a.state)
+        self._move(sec, a.state, PageState.FREE, n)
+        self._index_sub(a, sec, n)
 
     # --------------------------------------------------------------- watermarks
     def init_per_zone_wmark_min(self) -> None:

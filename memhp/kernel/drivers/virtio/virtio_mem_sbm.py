@@ -24,6 +24,7 @@ from memhp.abi.virtio import (
     VIRTIO_MEM_RESP_NACK,
 )
 from memhp.kernel.mm import memory_hotplug as mh
+from memhp.kernel.mm.migrate import migrate_section
 from memhp.kernel.mm.mmzone import ZoneType
 from memhp.kernel.mm.page_alloc import Allocation, AllocError, PageState
 
@@ -297,7 +298,7 @@ class VirtioMemSbm:
         if sum(int(pa.counts[PageState.FREE, s]) for s in secs) < need:
             for s in secs:  # migrate the movable pages out of the range
                 pa.isolated[s] = True
-                moved, _ = pa.migrate_section(s)
+                moved, _ = migrate_section(pa, s)
                 k.clock += moved * k.hotplug.migrate_page_cost_s
                 pa.isolated[s] = False
         try:

@@ -303,8 +303,14 @@ class KernelPageTables(PageTableTree):
                 allocs = []
             for c, a in enumerate(allocs):
                 blocks[self.section_vmemmap(first + c)[0]] = PageSrc("buddy", a, 512)
+        done = first  # (sections before it mapped by vmemmap_fill(): a PMD table at once)
         for sec in range(first, end):
             s, e = self.section_vmemmap(sec)
+            if sec < done:
+                continue
+            if s in blocks and (nr := self.vmemmap_fill(sec, end, blocks)):
+                done = sec + nr
+                continue
             am = altmaps.get(sec) if altmaps else None
             ret = self.vmemmap_populate(s, e, nid, blocks, am)
             if ret:

@@ -283,6 +283,36 @@ class PageTableTree:
         self.nr_tables[c.level] -= 1
         self._free_src(c.src)
 
+    def vmemmap_fill(self, sec: int, end: int, blocks: dict[int, PageSrc]) -> int:
+        """What vmemmap_populate() (init_64.py) does for each section of [sec, end), up
+        to the end of their PMD table, when the table exists with all their entries
+        empty and every section's 2 MiB block is in ``blocks`` (keyed by the
+        section's vmemmap address; taken from it): a leaf per section, no
+        allocation; here as one slice operation.  Returns the sections done (0: the
+        case does not hold, nothing done)."""
+        step = SECTION_MEMMAP_BYTES
+        va0 = VMEMMAP_START + sec * step
+        vas = range(va0, va0 + (min(end, (sec | 511) + 1) - sec) * step, step)
+        t = self.pgd
+        while t.level > Level.PMD and t.kind[t.index(va0)] == TABLE:
+            t = t.children[t.index(va0)]
+        i0 = t.index(va0)
+        i1 = i0 + len(vas)
+        if t.level != Level.PMD or i1 > PTRS_PER_TABLE or t.kind[i0:i1].any():
+            return 0
+        if not all(va in blocks for va in vas):
+            return 0
+        srcs = [blocks.pop(va) for va in vas]
+        t.kind[i0:i1] = LEAF
+        t.backing.update(zip(range(i0, i1), srcs, strict=True))
+        for src in srcs:
+            self.vmemmap_pages[src.kind] += 512
+        self.sync_global_pgds_calls += len(vas)  # (one per vmemmap_populate() call)
+        self._pgd_changed = False
+        self._pool_drain()
+        self.vmemmap_sec[sec : sec + len(vas)] = True
+        return len(vas)
+
     def walk_leaf(self, va: int) -> tuple[Level, Table, int] | None:
         """lookup_address(): the leaf mapping ``va`` (level, table, index), or None."""
         t = self.pgd
