@@ -315,55 +315,81 @@ class Lsmem:
             self._count_states(state_of)
             root.close()
             return
-        node_map = self._node_map() if need_node else {}
-        read = root.quiet_reader(SYS_MEMORY)
-        exists = root.exists_checker(SYS_MEMORY) if need_node else None
+        names = self.names
+        n = len(names)
+        # One pass of reads, row by row: the attributes of each block, in lsmem's
+        # order of interest (a failed read is None, as lsmem ignores it).
+        attrs = ("state",)
+        if need_removable:
+            attrs += ("removable",)
+        if need_zones:
+            attrs += ("valid_zones",)
+        raw = root.read_table(SYS_MEMORY, names, attrs)
+        k = len(attrs)
+        states = raw[0::k]
+        nothing: list[bytes | None] = [None] * n
+        removables = raw[1::k] if need_removable else nothing
+        valid_zones = raw[k - 1 :: k] if need_zones else nothing
+        del raw
+        # The node of each block where the ``nodeN/`` listings name it once and the
+        # block's own ``nodeN`` entry exists; None: read its directory as lsmem does.
+        nodes: list[int | None]
+        if need_node:
+            node_map = self._node_map()
+            probes = [name + node_map[name][0] for name in names if name in node_map]
+            found = iter(root.probe_table(SYS_MEMORY, probes))
+            nodes = [
+                node_map[name][1] if name in node_map and next(found) else None for name in names
+            ]
+        else:
+            nodes = [-1] * n
+        extras = need_config or need_memmap or need_device
         removable_of: dict[bytes | None, bool] = {}
         zones_of: dict[bytes | None, tuple[int, ...]] = {None: ()}
         blocks = self.blocks
-        online = offline = 0
         curr: Block | None = None
+        nxt = -1  # the index that continues curr (-1: nothing merges into curr)
         # The raw contents of the previous block's attributes: a block whose raw
         # contents are the same as its predecessor's merges without parsing.
         prev_key: tuple[object, ...] | None = None
         curr_mergeable = False  # curr has no Unknown zone (split on ZONES)
-        for index, name in zip(self.indices, self.names, strict=True):
-            raw_state = read(name + "/state")
+        for index, name, raw_state, raw_removable, raw_zones, node in zip(
+            self.indices, names, states, removables, valid_zones, nodes, strict=True
+        ):
             if raw_state is None:
                 state = self._state_error(name)
+            if node is None:
+                node = self._block_node(name)
+            if extras:
+                config = (
+                    self._yes_no(f"{SYS_FIRMWARE_MEMORY}/{name}/config") if need_config else ""
+                )
+                memmap = (
+                    self._yes_no(f"{SYS_FIRMWARE_MEMORY}/{name}/memmap_on_memory")
+                    if need_memmap
+                    else ""
+                )
+                device = self._device(f"{SYS_MEMORY}/{name}/") if need_device else ""
+                key: tuple[object, ...] = (
+                    raw_state,
+                    raw_removable,
+                    node,
+                    raw_zones,
+                    config,
+                    memmap,
+                    device,
+                )
             else:
+                config = memmap = device = ""
+                key = (raw_state, raw_removable, node, raw_zones)
+            if index == nxt and key == prev_key and curr_mergeable:
+                nxt += 1
+                continue
+            prev_key = key
+            if raw_state is not None:
                 state = state_of.get(raw_state, -1)
                 if state == -1:
                     state = state_of[raw_state] = _state_id(raw_state)
-            if state == STATE_ONLINE:
-                online += bs
-            else:
-                offline += bs
-            raw_removable = read(name + "/removable") if need_removable else None
-            node = -1
-            if need_node:
-                link = node_map.get(name)
-                # the kernel makes both links of a pair; a tree that has only
-                # nodeN/memoryM is read as lsmem reads it (the block's own links)
-                if link is None or exists is None or not exists(name + link[0]):
-                    node = self._block_node(name)
-                else:
-                    node = link[1]
-            raw_zones = read(name + "/valid_zones") if need_zones else None
-            config = self._yes_no(f"{SYS_FIRMWARE_MEMORY}/{name}/config") if need_config else ""
-            memmap = (
-                self._yes_no(f"{SYS_FIRMWARE_MEMORY}/{name}/memmap_on_memory")
-                if need_memmap
-                else ""
-            )
-            device = self._device(f"{SYS_MEMORY}/{name}/") if need_device else ""
-            key = (state, raw_removable, node, raw_zones, config, memmap, device)
-            contiguous = merge and curr is not None and curr.index + curr.count == index
-            if contiguous and key == prev_key and curr_mergeable:
-                assert curr is not None
-                curr.count += 1
-                continue
-            prev_key = key
             removable = removable_of.get(raw_removable)
             if removable is None:
                 removable = removable_of[raw_removable] = (
@@ -374,7 +400,7 @@ class Lsmem:
                 assert raw_zones is not None
                 zones = zones_of[raw_zones] = parse_zones(raw_zones)
             if (
-                contiguous
+                index == nxt
                 and curr is not None
                 and not (split_state and curr.state != state)
                 and not (split_removable and curr.removable != removable)
@@ -384,8 +410,10 @@ class Lsmem:
                 and curr.memmap == memmap
                 and curr.device == device
             ):
-                curr.count += 1
+                nxt += 1
                 continue
+            if curr is not None and nxt != -1:
+                curr.count = nxt - curr.index
             blk = Block(index)
             blk.state = state
             blk.removable = removable
@@ -396,7 +424,16 @@ class Lsmem:
             blk.device = device
             blocks.append(blk)
             curr = blk
+            nxt = index + 1 if merge else -1
             curr_mergeable = not (split_zones and ZONE_UNKNOWN in zones)
+        if curr is not None and nxt != -1:
+            curr.count = nxt - curr.index
+        # online and offline totals: one count of the raw contents that mean online
+        for raw_state in set(states):
+            if raw_state is not None and state_of.get(raw_state, -1) == -1:
+                state_of[raw_state] = _state_id(raw_state)
+        online = sum(states.count(r) for r, s in state_of.items() if s == STATE_ONLINE) * bs
+        offline = n * bs - online
         self.mem_online = online
         self.mem_offline = offline
         root.close()

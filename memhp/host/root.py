@@ -152,6 +152,65 @@ class SysfsRoot:
 
         return read
 
+    def read_table(
+        self, path: str, names: list[str], attrs: tuple[str, ...]
+    ) -> list[bytes | None]:
+        """The contents of ``NAME/ATTR`` under directory ``path`` for every name and
+        attribute, row by row (``attrs`` of ``names[0]``, then of ``names[1]``...);
+        None for a file that cannot be read, as :meth:`quiet_reader` gives.
+
+        On a real directory this is :meth:`quiet_reader`'s loop without a call per
+        file: the paths are built as bytes (``os.open`` then has no text to
+        encode) and the descriptors are closed in the same batches."""
+        if self._dir is None or not names or not attrs:
+            read = self.quiet_reader(path)
+            return [read(f"{n}/{a}") for n in names for a in attrs]
+        dfd = self._dir_fd(path)
+        o_open, o_read, rdonly = os.open, os.read, os.O_RDONLY
+        pending = self._pending
+        keep = pending.append
+        flush = self._flush
+        tails = [("/" + a).encode() for a in attrs]
+        out: list[bytes | None] = []
+        put = out.append
+        for rel in [n.encode() + t for n in names for t in tails]:
+            try:
+                fd = o_open(rel, rdonly, dir_fd=dfd)
+            except OSError as e:
+                if e.errno not in (errno.EMFILE, errno.ENFILE) or not pending:
+                    put(None)
+                    continue
+                flush()
+                try:
+                    fd = o_open(rel, rdonly, dir_fd=dfd)
+                except OSError:
+                    put(None)
+                    continue
+            keep(fd)
+            try:
+                data = o_read(fd, 256)  # see quiet_reader
+                if len(data) == 256:
+                    data += o_read(fd, 65536 - 256)
+            except OSError:
+                put(None)
+            else:
+                put(data)
+            if len(pending) >= _BATCH:
+                flush()
+        return out
+
+    def probe_table(self, path: str, rels: list[str]) -> list[bool]:
+        """:meth:`exists` for each of ``rels`` (relative to directory ``path``): on
+        a real directory one ``faccessat(F_OK, AT_SYMLINK_NOFOLLOW)`` each, true
+        for exactly the paths ``lstat`` finds (a dangling link too) without
+        building a stat result."""
+        if self._dir is None:
+            base = path.rstrip("/") + "/"
+            return [self.exists(base + r) for r in rels]
+        dfd = self._dir_fd(path)
+        access, f_ok = os.access, os.F_OK
+        return [access(r.encode(), f_ok, dir_fd=dfd, follow_symlinks=False) for r in rels]
+
     def _flush(self) -> None:
         """Close the descriptors :meth:`quiet_reader` left open: one ``close_range``
         per run of consecutive numbers (the kernel hands out the lowest free
