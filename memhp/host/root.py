@@ -173,7 +173,7 @@ class SysfsRoot:
         tails = [("/" + a).encode() for a in attrs]
         out: list[bytes | None] = []
         put = out.append
-        for rel in [n.encode() + t for n in names for t in tails]:
+        for rel in [b + t for b in [n.encode() for n in names] for t in tails]:
             try:
                 fd = o_open(rel, rdonly, dir_fd=dfd)
             except OSError as e:
