@@ -10,6 +10,7 @@ change and listing 16,384 blocks stays fast.
 from __future__ import annotations
 
 import errno
+import itertools
 
 from memhp.abi.paths import SYS_FIRMWARE_MEMORY, SYS_MEMORY, SYS_NODE
 from memhp.abi.units import size_to_human_string
@@ -247,13 +248,14 @@ class Lsmem:
         self.blocks: list[Block] = []
         self.names: list[str] = []
         self.indices: list[int] = []  # the block numbers of ``names``
+        self.entries: list[str] | None = None  # the listing check_root made
 
     # -- reading -------------------------------------------------------------------
 
     def check_root(self) -> None:
         """``cannot open /sys/devices/system/memory`` when the root has none."""
         try:
-            self.root.listdir(SYS_MEMORY)
+            self.entries = self.root.listdir(SYS_MEMORY)
         except SysfsError as e:
             raise LsmemError(f"cannot open {SYS_MEMORY}: {e.strerror}") from None
 
@@ -270,16 +272,25 @@ class Lsmem:
     def read_basic_info(self) -> None:
         if not self.root.exists(f"{SYS_MEMORY}/block_size_bytes"):
             raise LsmemError("This system does not support memory blocks")
-        entries = self.root.listdir(SYS_MEMORY)
-        names = [d for d in entries if d[:6] == "memory" and d[6:].isdigit()]
+        entries = self.entries
+        if entries is None:
+            entries = self.root.listdir(SYS_MEMORY)
+        # isdigit() also takes digits that are not ASCII (lsmem's isdigit() does not)
+        names = [d for d in entries if d[:6] == "memory" and d[6:].isdigit() and d.isascii()]
         if not names:
             real = self.root.real_path(SYS_MEMORY) or SYS_MEMORY
             # lsmem prints a stale errno here; say what is wrong instead.
             raise LsmemError(f"Failed to read {real}: no memory blocks")
-        # by number, then by name: one sort of (number, name) pairs
-        pairs = sorted(zip([int(d[6:]) for d in names], names, strict=True))
-        self.indices = [p[0] for p in pairs]
-        self.names = names = [p[1] for p in pairs]
+        # by number, then by name ("memory01" and "memory1" are both block 1)
+        numbers = [int(d[6:]) for d in names]
+        by_number = dict(zip(numbers, names, strict=True))
+        if len(by_number) == len(names):
+            self.indices = sorted(by_number)
+            self.names = names = [by_number[i] for i in self.indices]
+        else:
+            pairs = sorted(zip(numbers, names, strict=True))
+            self.indices = [p[0] for p in pairs]
+            self.names = names = [p[1] for p in pairs]
         if self._block_node(names[0]) != -1:
             self.have_nodes = True
         # "The valid_zones sysmem attribute was introduced with kernel 3.18"
@@ -310,7 +321,7 @@ class Lsmem:
         need_memmap = COL_MEMMAP in cols
         need_device = COL_DEVICE in cols
         merge = not o.list_all and not summary_only
-        state_of = {b"online\n": STATE_ONLINE, b"offline\n": STATE_OFFLINE}
+        state_of: dict[bytes | None, int] = {b"online\n": STATE_ONLINE, b"offline\n": STATE_OFFLINE}
         if summary_only:
             self._count_states(state_of)
             root.close()
@@ -319,31 +330,47 @@ class Lsmem:
         n = len(names)
         # One pass of reads, row by row: the attributes of each block, in lsmem's
         # order of interest (a failed read is None, as lsmem ignores it).
-        attrs = ("state",)
+        attrs: tuple[str, ...] = ("state",)
         if need_removable:
             attrs += ("removable",)
         if need_zones:
             attrs += ("valid_zones",)
-        raw = root.read_table(SYS_MEMORY, names, attrs)
+        table = root.read_table(SYS_MEMORY, names, attrs)
         k = len(attrs)
-        states = raw[0::k]
+        states = table[0::k]
         nothing: list[bytes | None] = [None] * n
-        removables = raw[1::k] if need_removable else nothing
-        valid_zones = raw[k - 1 :: k] if need_zones else nothing
-        del raw
+        removables = table[1::k] if need_removable else nothing
+        valid_zones = table[k - 1 :: k] if need_zones else nothing
+        del table
         # The node of each block where the ``nodeN/`` listings name it once and the
         # block's own ``nodeN`` entry exists; None: read its directory as lsmem does.
-        nodes: list[int | None]
-        if need_node:
-            node_map = self._node_map()
-            probes = [name + node_map[name][0] for name in names if name in node_map]
-            found = iter(root.probe_table(SYS_MEMORY, probes))
-            nodes = [
-                node_map[name][1] if name in node_map and next(found) else None for name in names
-            ]
-        else:
-            nodes = [-1] * n
+        nodes: list[int | None] = self._nodes() if need_node else [-1] * n
+        if None in states or None in nodes:
+            # lsmem's order: the state, then the node of each block in turn (either
+            # may end the listing); a state that cannot be read is unknown.
+            for i, name in enumerate(names):
+                if states[i] is None:
+                    self._state_error(name)
+                if nodes[i] is None:
+                    nodes[i] = self._block_node(name)
+        per_block: list[list[bytes | None] | list[int | None] | list[str]] = [
+            states,
+            removables,
+            nodes,
+            valid_zones,
+        ]
         extras = need_config or need_memmap or need_device
+        if extras:
+            fw = SYS_FIRMWARE_MEMORY
+            empty = [""] * n
+            per_block += [
+                [self._yes_no(f"{fw}/{m}/config") for m in names] if need_config else empty,
+                [self._yes_no(f"{fw}/{m}/memmap_on_memory") for m in names]
+                if need_memmap
+                else empty,
+                [self._device(f"{SYS_MEMORY}/{m}/") for m in names] if need_device else empty,
+            ]
+        state_of[None] = STATE_UNKNOWN
         removable_of: dict[bytes | None, bool] = {}
         zones_of: dict[bytes | None, tuple[int, ...]] = {None: ()}
         blocks = self.blocks
@@ -353,43 +380,18 @@ class Lsmem:
         # contents are the same as its predecessor's merges without parsing.
         prev_key: tuple[object, ...] | None = None
         curr_mergeable = False  # curr has no Unknown zone (split on ZONES)
-        for index, name, raw_state, raw_removable, raw_zones, node in zip(
-            self.indices, names, states, removables, valid_zones, nodes, strict=True
-        ):
-            if raw_state is None:
-                state = self._state_error(name)
-            if node is None:
-                node = self._block_node(name)
-            if extras:
-                config = (
-                    self._yes_no(f"{SYS_FIRMWARE_MEMORY}/{name}/config") if need_config else ""
-                )
-                memmap = (
-                    self._yes_no(f"{SYS_FIRMWARE_MEMORY}/{name}/memmap_on_memory")
-                    if need_memmap
-                    else ""
-                )
-                device = self._device(f"{SYS_MEMORY}/{name}/") if need_device else ""
-                key: tuple[object, ...] = (
-                    raw_state,
-                    raw_removable,
-                    node,
-                    raw_zones,
-                    config,
-                    memmap,
-                    device,
-                )
-            else:
-                config = memmap = device = ""
-                key = (raw_state, raw_removable, node, raw_zones)
+        config = memmap = device = ""
+        for index, key in zip(self.indices, zip(*per_block, strict=True), strict=True):
             if index == nxt and key == prev_key and curr_mergeable:
                 nxt += 1
                 continue
             prev_key = key
-            if raw_state is not None:
-                state = state_of.get(raw_state, -1)
-                if state == -1:
-                    state = state_of[raw_state] = _state_id(raw_state)
+            raw_state, raw_removable, node, raw_zones = key[:4]
+            if extras:
+                config, memmap, device = key[4:]
+            state = state_of.get(raw_state, -1)
+            if state == -1:
+                state = state_of[raw_state] = _state_id(raw_state)
             removable = removable_of.get(raw_removable)
             if removable is None:
                 removable = removable_of[raw_removable] = (
@@ -430,7 +432,8 @@ class Lsmem:
             curr.count = nxt - curr.index
         # online and offline totals: one count of the raw contents that mean online
         for raw_state in set(states):
-            if raw_state is not None and state_of.get(raw_state, -1) == -1:
+            if raw_state not in state_of:
+                assert raw_state is not None
                 state_of[raw_state] = _state_id(raw_state)
         online = sum(states.count(r) for r, s in state_of.items() if s == STATE_ONLINE) * bs
         offline = n * bs - online
@@ -449,7 +452,7 @@ class Lsmem:
             return STATE_UNKNOWN
         return STATE_UNKNOWN  # it reads now: it changed under us; lsmem saw it fail
 
-    def _count_states(self, state_of: dict[bytes, int]) -> None:
+    def _count_states(self, state_of: dict[bytes | None, int]) -> None:
         """``--summary=only``: online and offline totals, reading only ``state``."""
         bs = self.block_size
         read = self.root.quiet_reader(SYS_MEMORY)
@@ -469,34 +472,41 @@ class Lsmem:
         self.mem_online = online
         self.mem_offline = offline
 
-    def _node_map(self) -> dict[str, tuple[str, int]]:
-        """Block name -> (``/nodeN``, N) from the ``nodeN/memoryM`` links (one
-        listdir per node, matched against the block names as sets).
+    def _nodes(self) -> list[int | None]:
+        """The node of each block (in ``names`` order) where the ``nodeN/memoryM``
+        links name it once and the block's own ``nodeN`` entry exists (one listdir
+        per node, one ``faccessat`` per block); None where lsmem's way must be
+        taken (the block's directory read: :meth:`_block_node`).
 
-        The kernel creates both links of a pair together; a block named by more than
-        one node, or by none, is looked up in its own directory as lsmem does.
+        The kernel creates both links of a pair together; a block named by more
+        than one node, or by none, or without its own link is read as lsmem does.
         """
-        out: dict[str, tuple[str, int]] = {}
+        root = self.root
+        names = self.names
         try:
-            nodes = self.root.listdir(SYS_NODE)
+            entries = root.listdir(SYS_NODE)
         except SysfsError:
-            return out
-        blocks = set(self.names)
+            return [None] * len(names)
+        blocks = set(names)
+        linked: list[tuple[str, int, set[str]]] = []
         seen: set[str] = set()
         dup: set[str] = set()
-        for nd in nodes:
-            if not (nd.startswith("node") and nd[4:].isdigit()):
+        for nd in entries:
+            if not (nd[:4] == "node" and nd[4:].isdigit() and nd.isascii()):
                 continue
             try:
-                linked = blocks.intersection(self.root.listdir(f"{SYS_NODE}/{nd}"))
+                mine = blocks.intersection(root.listdir(f"{SYS_NODE}/{nd}"))
             except SysfsError:
                 continue
-            dup |= seen & linked
-            seen |= linked
-            out.update(dict.fromkeys(linked, ("/" + nd, int(nd[4:]))))
-        for e in dup:
-            del out[e]
-        return out
+            dup |= seen & mine
+            seen |= mine
+            linked.append(("/" + nd, int(nd[4:]), mine))
+        node_of: dict[str, int] = {}
+        for link, node, mine in linked:
+            mine -= dup
+            ok = root.probe_table(SYS_MEMORY, [name + link for name in mine])
+            node_of.update(dict.fromkeys(itertools.compress(mine, ok), node))
+        return [node_of.get(name) for name in names]
 
     def _yes_no(self, path: str) -> str:
         try:

@@ -152,9 +152,7 @@ class SysfsRoot:
 
         return read
 
-    def read_table(
-        self, path: str, names: list[str], attrs: tuple[str, ...]
-    ) -> list[bytes | None]:
+    def read_table(self, path: str, names: list[str], attrs: tuple[str, ...]) -> list[bytes | None]:
         """The contents of ``NAME/ATTR`` under directory ``path`` for every name and
         attribute, row by row (``attrs`` of ``names[0]``, then of ``names[1]``...);
         None for a file that cannot be read, as :meth:`quiet_reader` gives.
