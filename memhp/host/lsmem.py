@@ -275,19 +275,21 @@ class Lsmem:
         entries = self.entries
         if entries is None:
             entries = self.root.listdir(SYS_MEMORY)
+        tails = [d[6:] for d in entries if d[:6] == "memory"]
         # isdigit() also takes digits that are not ASCII (lsmem's isdigit() does not)
-        names = [d for d in entries if d[:6] == "memory" and d[6:].isdigit() and d.isascii()]
-        if not names:
+        tails = [t for t in tails if t.isdigit() and t.isascii()]
+        if not tails:
             real = self.root.real_path(SYS_MEMORY) or SYS_MEMORY
             # lsmem prints a stale errno here; say what is wrong instead.
             raise LsmemError(f"Failed to read {real}: no memory blocks")
         # by number, then by name ("memory01" and "memory1" are both block 1)
-        numbers = [int(d[6:]) for d in names]
-        by_number = dict(zip(numbers, names, strict=True))
-        if len(by_number) == len(names):
+        numbers = list(map(int, tails))
+        by_number = dict(zip(numbers, tails, strict=True))
+        if len(by_number) == len(tails):
             self.indices = sorted(by_number)
-            self.names = names = [by_number[i] for i in self.indices]
+            self.names = names = ["memory" + by_number[i] for i in self.indices]
         else:
+            names = ["memory" + t for t in tails]
             pairs = sorted(zip(numbers, names, strict=True))
             self.indices = [p[0] for p in pairs]
             self.names = names = [p[1] for p in pairs]

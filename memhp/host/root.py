@@ -199,15 +199,19 @@ class SysfsRoot:
 
     def probe_table(self, path: str, rels: list[str]) -> list[bool]:
         """:meth:`exists` for each of ``rels`` (relative to directory ``path``): on
-        a real directory one ``faccessat(F_OK, AT_SYMLINK_NOFOLLOW)`` each, true
-        for exactly the paths ``lstat`` finds (a dangling link too) without
-        building a stat result."""
+        a real directory one ``faccessat2(F_OK, AT_SYMLINK_NOFOLLOW | AT_EACCESS)``
+        each: true for exactly the paths ``lstat`` finds (a dangling link too; the
+        effective ids search the directories, as for ``lstat``), without building
+        a stat result (and without the kernel's switch to the real ids)."""
         if self._dir is None:
             base = path.rstrip("/") + "/"
             return [self.exists(base + r) for r in rels]
         dfd = self._dir_fd(path)
         access, f_ok = os.access, os.F_OK
-        return [access(r.encode(), f_ok, dir_fd=dfd, follow_symlinks=False) for r in rels]
+        return [
+            access(r.encode(), f_ok, dir_fd=dfd, effective_ids=True, follow_symlinks=False)
+            for r in rels
+        ]
 
     def _flush(self) -> None:
         """Close the descriptors :meth:`quiet_reader` left open: one ``close_range``
