@@ -13,6 +13,7 @@ return ``None`` for it (feature probing, never version checks).
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 
 from memhp.abi.fs import DirectoryFS, Kind, Stat, SysfsFS, is_missing, normpath, resolve_link
@@ -26,6 +27,26 @@ if TYPE_CHECKING:
 
 #: Descriptors :meth:`SysfsRoot.quiet_reader` keeps open before closing them at once.
 _BATCH = 192
+
+
+def _close_all(fds: list[int]) -> None:
+    """Close descriptors ``fds`` (all open, ours): one ``close_range`` per run of
+    consecutive numbers (the kernel hands out the lowest free descriptor, so they
+    are mostly one run; an inherited descriptor in between splits it), never a
+    descriptor that is not in ``fds``."""
+    if not fds:
+        return
+    fds.sort()
+    if fds[-1] - fds[0] == len(fds) - 1:  # distinct numbers: one run
+        os.closerange(fds[0], fds[-1] + 1)
+        return
+    start = prev = fds[0]
+    for fd in fds[1:]:
+        if fd != prev + 1:
+            os.closerange(start, prev + 1)
+            start = fd
+        prev = fd
+    os.closerange(start, prev + 1)
 
 
 class SysfsRoot:
@@ -157,44 +178,41 @@ class SysfsRoot:
         attribute, row by row (``attrs`` of ``names[0]``, then of ``names[1]``...);
         None for a file that cannot be read, as :meth:`quiet_reader` gives.
 
-        On a real directory this is :meth:`quiet_reader`'s loop without a call per
-        file: the paths are built as bytes (``os.open`` then has no text to
-        encode) and the descriptors are closed in the same batches."""
+        On a real directory the paths are built as bytes (``os.open`` then has no
+        text to encode) and read in batches of :data:`_BATCH` files: a loop of
+        opens, one ``map`` of 256-byte reads, the batch's descriptors closed by
+        ``close_range``.  A batch where anything fails (or a file fills its first
+        read) is read again file by file, as :meth:`quiet_reader` reads."""
         if self._dir is None or not names or not attrs:
             read = self.quiet_reader(path)
             return [read(f"{n}/{a}") for n in names for a in attrs]
         dfd = self._dir_fd(path)
         o_open, o_read, rdonly = os.open, os.read, os.O_RDONLY
-        pending = self._pending
-        keep = pending.append
-        flush = self._flush
+        close_all = _close_all
         tails = [("/" + a).encode() for a in attrs]
+        rels = [b + t for b in [n.encode("utf-8", "surrogateescape") for n in names] for t in tails]
         out: list[bytes | None] = []
-        put = out.append
-        for rel in [b + t for b in [n.encode() for n in names] for t in tails]:
+        slow = None
+        for i in range(0, len(rels), _BATCH):
+            batch = rels[i : i + _BATCH]
+            fds: list[int] = []
+            keep = fds.append
+            got: list[bytes] | None = None
             try:
-                fd = o_open(rel, rdonly, dir_fd=dfd)
-            except OSError as e:
-                if e.errno not in (errno.EMFILE, errno.ENFILE) or not pending:
-                    put(None)
-                    continue
-                flush()
-                try:
-                    fd = o_open(rel, rdonly, dir_fd=dfd)
-                except OSError:
-                    put(None)
-                    continue
-            keep(fd)
-            try:
-                data = o_read(fd, 256)  # see quiet_reader
-                if len(data) == 256:
-                    data += o_read(fd, 65536 - 256)
+                for rel in batch:
+                    keep(o_open(rel, rdonly, dir_fd=dfd))
+                got = list(map(o_read, fds, itertools.repeat(256)))
             except OSError:
-                put(None)
+                pass
+            finally:
+                close_all(fds)
+            if got is None or 256 in map(len, got):
+                if slow is None:
+                    slow = self.quiet_reader(path)
+                out += [slow(r.decode("utf-8", "surrogateescape")) for r in batch]
+                self._flush()
             else:
-                put(data)
-            if len(pending) >= _BATCH:
-                flush()
+                out += got
         return out
 
     def probe_table(self, path: str, rels: list[str]) -> list[bool]:
@@ -209,27 +227,20 @@ class SysfsRoot:
         dfd = self._dir_fd(path)
         access, f_ok = os.access, os.F_OK
         return [
-            access(r.encode(), f_ok, dir_fd=dfd, effective_ids=True, follow_symlinks=False)
+            access(
+                r.encode("utf-8", "surrogateescape"),
+                f_ok,
+                dir_fd=dfd,
+                effective_ids=True,
+                follow_symlinks=False,
+            )
             for r in rels
         ]
 
     def _flush(self) -> None:
-        """Close the descriptors :meth:`quiet_reader` left open: one ``close_range``
-        per run of consecutive numbers (the kernel hands out the lowest free
-        descriptor, so they are mostly one run; an inherited descriptor in between
-        splits it), never a descriptor that is not ours."""
-        pending = self._pending
-        if not pending:
-            return
-        pending.sort()
-        start = prev = pending[0]
-        for fd in pending[1:]:
-            if fd != prev + 1:
-                os.closerange(start, prev + 1)
-                start = fd
-            prev = fd
-        os.closerange(start, prev + 1)
-        pending.clear()
+        """Close the descriptors :meth:`quiet_reader` left open (:func:`_close_all`)."""
+        _close_all(self._pending)
+        self._pending.clear()
 
     def exists_checker(self, path: str) -> Callable[[str], bool]:
         """:meth:`exists` for paths relative to directory ``path`` (on a real
