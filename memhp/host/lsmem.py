@@ -10,6 +10,7 @@ change and listing 16,384 blocks stays fast.
 from __future__ import annotations
 
 import errno
+import gc
 import itertools
 
 from memhp.abi.paths import SYS_FIRMWARE_MEMORY, SYS_MEMORY, SYS_NODE
@@ -579,7 +580,20 @@ class Lsmem:
         )
 
     def run(self) -> str:
-        """Everything lsmem prints on stdout (raises :class:`LsmemError`)."""
+        """Everything lsmem prints on stdout (raises :class:`LsmemError`).
+
+        The cyclic garbage collector is paused meanwhile: the tens of thousands
+        of tuples and lists of a listing hold no cycles, and its passes over
+        them were ~2% of the CPU time of a listing of 16,384 blocks."""
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._run()
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _run(self) -> str:
         self.check_root()
         o = self.opts
         if not o.want_table and o.want_summary:
