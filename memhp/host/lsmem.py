@@ -349,13 +349,7 @@ class Lsmem:
         # block's own ``nodeN`` entry exists; None: read its directory as lsmem does.
         nodes: list[int | None] = self._nodes() if need_node else [-1] * n
         if None in states or None in nodes:
-            # lsmem's order: the state, then the node of each block in turn (either
-            # may end the listing); a state that cannot be read is unknown.
-            for i, name in enumerate(names):
-                if states[i] is None:
-                    self._state_error(name)
-                if nodes[i] is None:
-                    nodes[i] = self._block_node(name)
+            self._read_errors(states, nodes)
         per_block: list[list[bytes | None] | list[int | None] | list[str]] = [
             states,
             removables,
@@ -433,15 +427,7 @@ class Lsmem:
             curr_mergeable = not (split_zones and ZONE_UNKNOWN in zones)
         if curr is not None and nxt != -1:
             curr.count = nxt - curr.index
-        # online and offline totals: one count of the raw contents that mean online
-        for raw_state in set(states):
-            if raw_state not in state_of:
-                assert raw_state is not None
-                state_of[raw_state] = _state_id(raw_state)
-        online = sum(states.count(r) for r, s in state_of.items() if s == STATE_ONLINE) * bs
-        offline = n * bs - online
-        self.mem_online = online
-        self.mem_offline = offline
+        self._totals(states, state_of)
         root.close()
 
     def _state_error(self, name: str) -> int:
@@ -455,25 +441,39 @@ class Lsmem:
             return STATE_UNKNOWN
         return STATE_UNKNOWN  # it reads now: it changed under us; lsmem saw it fail
 
+    def _read_errors(self, states: list[bytes | None], nodes: list[int | None]) -> None:
+        """What lsmem does, block by block, where a state could not be read or a
+        node is to be read from the block's directory (``nodes[i]`` None, set
+        here): the state first, then the node (either may end the listing: a
+        block that is no directory).  lsmem reads the node of every block when
+        the first has one, whatever the columns: a block whose state could not be
+        read has its directory read too."""
+        have_nodes = self.have_nodes
+        for i, name in enumerate(self.names):
+            if states[i] is None:
+                self._state_error(name)
+                if have_nodes and nodes[i] is not None:
+                    self._block_node(name)
+            if nodes[i] is None:
+                nodes[i] = self._block_node(name)
+
     def _count_states(self, state_of: dict[bytes | None, int]) -> None:
         """``--summary=only``: online and offline totals, reading only ``state``."""
+        names = self.names
+        states = self.root.read_table(SYS_MEMORY, names, ("state",))
+        if None in states:
+            self._read_errors(states, [-1] * len(names))
+        self._totals(states, state_of)
+
+    def _totals(self, states: list[bytes | None], state_of: dict[bytes | None, int]) -> None:
+        """Online and offline totals: one count of each raw content that means online."""
+        for raw_state in set(states):
+            if raw_state not in state_of:
+                state_of[raw_state] = STATE_UNKNOWN if raw_state is None else _state_id(raw_state)
         bs = self.block_size
-        read = self.root.quiet_reader(SYS_MEMORY)
-        online = offline = 0
-        for name in self.names:
-            raw = read(name + "/state")
-            if raw is None:
-                state = self._state_error(name)
-            else:
-                state = state_of.get(raw, -1)
-                if state == -1:
-                    state = state_of[raw] = _state_id(raw)
-            if state == STATE_ONLINE:
-                online += bs
-            else:
-                offline += bs
+        online = sum(states.count(r) for r, s in state_of.items() if s == STATE_ONLINE) * bs
         self.mem_online = online
-        self.mem_offline = offline
+        self.mem_offline = len(states) * bs - online
 
     def _nodes(self) -> list[int | None]:
         """The node of each block (in ``names`` order) where the ``nodeN/memoryM``
@@ -506,10 +506,10 @@ class Lsmem:
             linked.append(("/" + nd, int(nd[4:]), mine))
         node_of: dict[str, int] = {}
         for link, node, mine in linked:
-            mine -= dup
-            ok = root.probe_table(SYS_MEMORY, [name + link for name in mine])
-            node_of.update(dict.fromkeys(itertools.compress(mine, ok), node))
-        return [node_of.get(name) for name in names]
+            these = list(mine - dup)
+            ok = root.probe_table(SYS_MEMORY, these, link)
+            node_of.update(dict.fromkeys(itertools.compress(these, ok), node))
+        return list(map(node_of.get, names))
 
     def _yes_no(self, path: str) -> str:
         try:

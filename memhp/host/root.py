@@ -215,26 +215,22 @@ class SysfsRoot:
                 out += got
         return out
 
-    def probe_table(self, path: str, rels: list[str]) -> list[bool]:
-        """:meth:`exists` for each of ``rels`` (relative to directory ``path``): on
-        a real directory one ``faccessat2(F_OK, AT_SYMLINK_NOFOLLOW | AT_EACCESS)``
-        each: true for exactly the paths ``lstat`` finds (a dangling link too; the
-        effective ids search the directories, as for ``lstat``), without building
-        a stat result (and without the kernel's switch to the real ids)."""
+    def probe_table(self, path: str, names: list[str], tail: str) -> list[bool]:
+        """:meth:`exists` for ``NAME + tail`` of each of ``names`` (relative to
+        directory ``path``): on a real directory one ``faccessat2(F_OK,
+        AT_SYMLINK_NOFOLLOW | AT_EACCESS)`` each: true for exactly the paths
+        ``lstat`` finds (a dangling link too; the effective ids search the
+        directories, as for ``lstat``), without building a stat result (and
+        without the kernel's switch to the real ids)."""
         if self._dir is None:
             base = path.rstrip("/") + "/"
-            return [self.exists(base + r) for r in rels]
+            return [self.exists(base + n + tail) for n in names]
         dfd = self._dir_fd(path)
         access, f_ok = os.access, os.F_OK
+        end = tail.encode("utf-8", "surrogateescape")
         return [
-            access(
-                r.encode("utf-8", "surrogateescape"),
-                f_ok,
-                dir_fd=dfd,
-                effective_ids=True,
-                follow_symlinks=False,
-            )
-            for r in rels
+            access(b + end, f_ok, dir_fd=dfd, effective_ids=True, follow_symlinks=False)
+            for b in [n.encode("utf-8", "surrogateescape") for n in names]
         ]
 
     def _flush(self) -> None:
