@@ -75,18 +75,8 @@ COLUMNS: tuple[ColDesc, ...] = (
     ),
     ColDesc("DEVICE", 0, True, "memory device the block belongs to", lsmem238=False),
 )
-(
-    COL_RANGE,
-    COL_SIZE,
-    COL_STATE,
-    COL_REMOVABLE,
-    COL_BLOCK,
-    COL_NODE,
-    COL_ZONES,
-    COL_CONFIG,
-    COL_MEMMAP,
-    COL_DEVICE,
-) = range(len(COLUMNS))
+COL_RANGE, COL_SIZE, COL_STATE, COL_REMOVABLE, COL_BLOCK = range(5)
+COL_NODE, COL_ZONES, COL_CONFIG, COL_MEMMAP, COL_DEVICE = range(5, len(COLUMNS))
 DEFAULT_COLUMNS: tuple[int, ...] = (COL_RANGE, COL_SIZE, COL_STATE, COL_REMOVABLE, COL_BLOCK)
 #: ``--output-all``: the columns lsmem 2.38 has (keeps its output byte-identical).
 ALL_COLUMNS: tuple[int, ...] = tuple(i for i, c in enumerate(COLUMNS) if c.lsmem238)
@@ -333,11 +323,7 @@ class Lsmem:
         n = len(names)
         # One pass of reads, row by row: the attributes of each block, in lsmem's
         # order of interest (a failed read is None, as lsmem ignores it).
-        attrs: tuple[str, ...] = ("state",)
-        if need_removable:
-            attrs += ("removable",)
-        if need_zones:
-            attrs += ("valid_zones",)
+        attrs = ("state",) + ("removable",) * need_removable + ("valid_zones",) * need_zones
         table = root.read_table(SYS_MEMORY, names, attrs)
         k = len(attrs)
         states = table[0::k]
