@@ -238,24 +238,6 @@ class SysfsRoot:
         _close_all(self._pending)
         self._pending.clear()
 
-    def exists_checker(self, path: str) -> Callable[[str], bool]:
-        """:meth:`exists` for paths relative to directory ``path`` (on a real
-        directory: an ``fstatat`` relative to a directory descriptor)."""
-        if self._dir is None:
-            base = path.rstrip("/") + "/"
-            return lambda rel: self.exists(base + rel)
-        dfd = self._dir_fd(path)
-        o_lstat = os.lstat
-
-        def exists(rel: str) -> bool:
-            try:
-                o_lstat(rel, dir_fd=dfd)
-            except OSError:
-                return False
-            return True
-
-        return exists
-
     def close(self) -> None:
         """Release directory descriptors held by :meth:`dir_reader` and
         :meth:`quiet_reader` readers."""
