@@ -13,6 +13,7 @@ return ``None`` for it (feature probing, never version checks).
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 
 from memhp.abi.fs import DirectoryFS, Kind, Stat, SysfsFS, is_missing, normpath, resolve_link
@@ -26,6 +27,26 @@ if TYPE_CHECKING:
 
 #: Descriptors :meth:`SysfsRoot.quiet_reader` keeps open before closing them at once.
 _BATCH = 192
+
+
+def _close_all(fds: list[int]) -> None:
+    """Close descriptors ``fds`` (all open, ours): one ``close_range`` per run of
+    consecutive numbers (the kernel hands out the lowest free descriptor, so they
+    are mostly one run; an inherited descriptor in between splits it), never a
+    descriptor that is not in ``fds``."""
+    if not fds:
+        return
+    fds.sort()
+    if fds[-1] - fds[0] == len(fds) - 1:  # distinct numbers: one run
+        os.closerange(fds[0], fds[-1] + 1)
+        return
+    start = prev = fds[0]
+    for fd in fds[1:]:
+        if fd != prev + 1:
+            os.closerange(start, prev + 1)
+            start = fd
+        prev = fd
+    os.closerange(start, prev + 1)
 
 
 class SysfsRoot:
@@ -152,41 +173,70 @@ class SysfsRoot:
 
         return read
 
-    def _flush(self) -> None:
-        """Close the descriptors :meth:`quiet_reader` left open: one ``close_range``
-        per run of consecutive numbers (the kernel hands out the lowest free
-        descriptor, so they are mostly one run; an inherited descriptor in between
-        splits it), never a descriptor that is not ours."""
-        pending = self._pending
-        if not pending:
-            return
-        pending.sort()
-        start = prev = pending[0]
-        for fd in pending[1:]:
-            if fd != prev + 1:
-                os.closerange(start, prev + 1)
-                start = fd
-            prev = fd
-        os.closerange(start, prev + 1)
-        pending.clear()
+    def read_table(self, path: str, names: list[str], attrs: tuple[str, ...]) -> list[bytes | None]:
+        """The contents of ``NAME/ATTR`` under directory ``path`` for every name and
+        attribute, row by row (``attrs`` of ``names[0]``, then of ``names[1]``...);
+        None for a file that cannot be read, as :meth:`quiet_reader` gives.
 
-    def exists_checker(self, path: str) -> Callable[[str], bool]:
-        """:meth:`exists` for paths relative to directory ``path`` (on a real
-        directory: an ``fstatat`` relative to a directory descriptor)."""
+        On a real directory the paths are built as bytes (``os.open`` then has no
+        text to encode) and read in batches of :data:`_BATCH` files: a loop of
+        opens, one ``map`` of 256-byte reads, the batch's descriptors closed by
+        ``close_range``.  A batch where anything fails (or a file fills its first
+        read) is read again file by file, as :meth:`quiet_reader` reads."""
+        if self._dir is None or not names or not attrs:
+            read = self.quiet_reader(path)
+            return [read(f"{n}/{a}") for n in names for a in attrs]
+        dfd = self._dir_fd(path)
+        o_open, o_read, rdonly = os.open, os.read, os.O_RDONLY
+        close_all = _close_all
+        tails = [("/" + a).encode() for a in attrs]
+        rels = [b + t for b in [n.encode("utf-8", "surrogateescape") for n in names] for t in tails]
+        out: list[bytes | None] = []
+        slow = None
+        for i in range(0, len(rels), _BATCH):
+            batch = rels[i : i + _BATCH]
+            fds: list[int] = []
+            keep = fds.append
+            got: list[bytes] | None = None
+            try:
+                for rel in batch:
+                    keep(o_open(rel, rdonly, dir_fd=dfd))
+                got = list(map(o_read, fds, itertools.repeat(256)))
+            except OSError:
+                pass
+            finally:
+                close_all(fds)
+            if got is None or 256 in map(len, got):
+                if slow is None:
+                    slow = self.quiet_reader(path)
+                out += [slow(r.decode("utf-8", "surrogateescape")) for r in batch]
+                self._flush()
+            else:
+                out += got
+        return out
+
+    def probe_table(self, path: str, names: list[str], tail: str) -> list[bool]:
+        """:meth:`exists` for ``NAME + tail`` of each of ``names`` (relative to
+        directory ``path``): on a real directory one ``faccessat2(F_OK,
+        AT_SYMLINK_NOFOLLOW | AT_EACCESS)`` each: true for exactly the paths
+        ``lstat`` finds (a dangling link too; the effective ids search the
+        directories, as for ``lstat``), without building a stat result (and
+        without the kernel's switch to the real ids)."""
         if self._dir is None:
             base = path.rstrip("/") + "/"
-            return lambda rel: self.exists(base + rel)
+            return [self.exists(base + n + tail) for n in names]
         dfd = self._dir_fd(path)
-        o_lstat = os.lstat
+        access, f_ok = os.access, os.F_OK
+        end = tail.encode("utf-8", "surrogateescape")
+        return [
+            access(b + end, f_ok, dir_fd=dfd, effective_ids=True, follow_symlinks=False)
+            for b in [n.encode("utf-8", "surrogateescape") for n in names]
+        ]
 
-        def exists(rel: str) -> bool:
-            try:
-                o_lstat(rel, dir_fd=dfd)
-            except OSError:
-                return False
-            return True
-
-        return exists
+    def _flush(self) -> None:
+        """Close the descriptors :meth:`quiet_reader` left open (:func:`_close_all`)."""
+        _close_all(self._pending)
+        self._pending.clear()
 
     def close(self) -> None:
         """Release directory descriptors held by :meth:`dir_reader` and

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import shlex
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 
 from memhp.abi.tree import write_tree
 from memhp.cli.cmd_list import run
-from tests.support.trees import all_snapshots
+from tests.support.trees import BlockSpec, all_snapshots, make_snapshot
 
 LSMEM = shutil.which("lsmem")
 pytestmark = pytest.mark.skipif(LSMEM is None, reason="needs util-linux lsmem")
@@ -198,3 +199,50 @@ def test_memconfig_columns(trees: dict[str, Path]) -> None:
     assert rc == 0
     assert '"configured": "yes"' in out and '"configured": "no"' in out
     assert '"memmap-on-memory": "no"' in out
+
+
+ODD_OPTIONS = ["", "-a", "-o +NODE,ZONES", "-J --output-all", "--summary=only", "-S none -o +ZONES"]
+
+
+def _odd_tree(base: Path, fatal: bool) -> Path:
+    """300 blocks (several of memhp list's read batches) with damage of every kind
+    its fast paths fall back on; ``fatal``: two blocks lsmem cannot open, the
+    first one named."""
+    blocks = [
+        BlockSpec(i, node=i // 150, valid_zones="Normal" if i < 200 else "Movable")
+        for i in range(300)
+    ]
+    write_tree(make_snapshot(blocks), str(base))
+    m = base / "sys/devices/system/memory"
+    if fatal:
+        shutil.rmtree(m / "memory250")
+        os.symlink("nowhere", m / "memory250")  # state unknown, then no directory to read
+        shutil.rmtree(m / "memory260")
+        (m / "memory260").write_text("x")
+        return base
+    (m / "memory150/state").unlink()
+    (m / "memory150/state").mkdir()  # opens, fails to read (EISDIR)
+    (m / "memory7/valid_zones").unlink()
+    (m / "memory8/removable").unlink()
+    (m / "memory200/removable").write_text("1" + " " * 299)  # longer than a first read
+    (m / "memory201/valid_zones").write_text(" ".join(["Movable"] * 40) + "\n")
+    (m / "memory202/state").write_text("online" + "\n" * 250)  # 256 bytes exactly
+    (m / "memory100/node0").unlink()  # only node0/memory100 names it: lsmem says -1
+    (m / "memory120/node0").unlink()
+    os.symlink("../../node/node0", m / "memory120/node7")  # another node, dangling
+    (m / "memory²").mkdir()  # not an ASCII digit: no block for lsmem
+    (m / "memory²/state").write_text("online\n")
+    return base
+
+
+@pytest.mark.parametrize("fatal", [False, True])
+def test_damaged_trees_same_as_lsmem(tmp_path: Path, fatal: bool) -> None:
+    """Unreadable, missing, long and exactly-256-byte attributes, blocks without
+    their node link or with another one, non-ASCII digits, blocks that are no
+    directory: the batched reads fall back to lsmem's answer for each."""
+    root = _odd_tree(tmp_path / "t", fatal)
+    for opts in ODD_OPTIONS:
+        args = shlex.split(opts)
+        want = lsmem(root, args)
+        assert (want[0] == 1) is fatal, (opts, want)
+        assert memhp_list(root, args) == want, opts

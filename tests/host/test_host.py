@@ -416,3 +416,42 @@ def test_quiet_reader_closes_its_descriptors_in_batches_and_only_its_own(
         assert set(os.listdir("/proc/self/fd")) - before == {str(foreign)}
     finally:
         os.close(foreign)
+
+
+def test_read_table_reads_every_file_once_and_closes_only_its_own(tmp_path: Path) -> None:
+    """read_table gives each file's bytes (None where it cannot be read) in row
+    order across several batches, whatever breaks a batch (a missing file, a
+    directory, a file longer than a first read or exactly as long), and leaves
+    no descriptor of its own open; probe_table finds dangling links too."""
+    want: list[bytes | None] = []
+    for i in range(150):
+        d = tmp_path / f"b{i}"
+        d.mkdir()
+        for a in ("x", "y"):
+            data = f"{i}{a}\n".encode()
+            if i == 40 and a == "y":
+                data = b"z" * 300
+            if i == 41 and a == "x":
+                data = b"z" * 256
+            if i == 90 and a == "x":
+                (d / a).mkdir()
+                want.append(None)
+                continue
+            if i == 120 and a == "y":
+                want.append(None)
+                continue
+            (d / a).write_bytes(data)
+            want.append(data)
+    os.symlink("nowhere", tmp_path / "b7/link")
+    root = SysfsRoot.open(str(tmp_path))
+    foreign = os.open(str(tmp_path / "b0/x"), os.O_RDONLY)
+    before = set(os.listdir("/proc/self/fd"))
+    try:
+        names = [f"b{i}" for i in range(150)]
+        assert root.read_table("/", names, ("x", "y")) == want
+        assert root.probe_table("/", ["b7", "b8", "nope"], "/link") == [True, False, False]
+        root.close()
+        assert os.read(foreign, 16) == b"0x\n"
+        assert set(os.listdir("/proc/self/fd")) == before
+    finally:
+        os.close(foreign)

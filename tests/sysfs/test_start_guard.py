@@ -50,8 +50,8 @@ def test_recorded_list_against_lsmem_within_the_goal_loosely() -> None:
     assert len(ratios) == 5, sorted(ratios)
     for what, ratio in ratios.items():
         assert rows[what.replace("cpu ratio", "same output")] == 1, what
-        # goal 0.8x (0.37-0.94x recorded; -o +NODE,ZONES and -J --output-all miss it)
-        assert ratio < 1.2, (what, ratio)
+        # goal 0.8x (0.27-0.79x recorded; 0.37-0.94x before read_table)
+        assert ratio < 1.0, (what, ratio)
 
 
 def test_boot_blocks_are_built_on_first_access() -> None:
