@@ -12,10 +12,11 @@ What makes it behave like sysfs (fs/kernfs/file.c, fs/sysfs/file.c):
   entries and attributes, and every change (write, QMP command) invalidates them
   before it returns; negative lookups are never cached, so directories appear and
   vanish with the model;
-- EACCES for a direction an attribute lacks (``kernfs_fop_open()``), for root too:
-  at the read(2) or write(2), since opens make no request (``default_permissions``
-  checks the mode at open(2) for users); with ``MEMHP_FUSE_EXACT_OPEN=1`` in the
-  daemon's environment every open(2) is a request and fails as in sysfs;
+- EACCES at open(2) for a direction an attribute lacks (``kernfs_fop_open()``), for
+  root too (the server checks every OPEN; ``default_permissions`` checks the mode
+  first for users).  With ``MEMHP_FUSE_FAST=1`` in the daemon's environment opens
+  make no request (reads of what did not change cost none at all) and that EACCES
+  comes from the read(2) or write(2) instead (see :mod:`memhp.sim.fuse_ll`);
 - each ``write(2)`` is one call of the store handler, synchronously, and fails
   with its errno (``echo offline > .../state`` prints "Device or resource
   busy" where Linux does); ``O_TRUNC`` is accepted and ignored;
@@ -168,7 +169,7 @@ def serve(
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
-        exact = bool(os.environ.get("MEMHP_FUSE_EXACT_OPEN"))
+        exact = os.environ.get("MEMHP_FUSE_FAST") != "1"
         SysfsServer(fs, fd, on_ready, mountpoint, exact_open=exact).loop()
     finally:
         for s, h in old.items():

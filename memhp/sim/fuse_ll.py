@@ -3,17 +3,19 @@
 Design (benchmarks/NOTES.md, issue 17): the kernel caches everything and the model
 invalidates it (:mod:`memhp.sim.fuse_cache`).
 
-- Opens make no request (the default): OPEN and OPENDIR answer ENOSYS once, and the
+- Two ways to open.  By default (``exact_open``) every OPEN is answered as
+  kernfs_fop_open() does (EACCES at open(2)); a read-only open keeps the page cache
+  (FOPEN_KEEP_CACHE), an open for writing does direct I/O (FOPEN_DIRECT_IO); OPENDIR
+  answers ENOSYS once (directories open without a request, listings cached).
+- Fast mode (``MEMHP_FUSE_FAST=1``): OPEN and OPENDIR answer ENOSYS once, and the
   kernel opens every file and directory from then on by itself, with the contents in
   the page cache and listings in the directory cache (fuse_file_open(): ``no_open``,
   FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR).  A read of what did not change since the last
   read costs no request at all.  The price: kernfs_fop_open()'s EACCES for a
   direction an attribute lacks comes from the read(2) or write(2) instead of the
   open(2) (same errno), and a write goes through the page cache (one WRITE per
-  write(2) all the same; the written inode leaves the tree as the write starts).
-  With ``exact_open`` every OPEN is answered as kernfs_fop_open() does (EACCES at
-  open(2)); a read-only open keeps the page cache (FOPEN_KEEP_CACHE), an open for
-  writing does direct I/O (FOPEN_DIRECT_IO).
+  write(2) all the same; readers of the written attribute are kept off the written
+  bytes, see KernelCache._getxattr).
 - FLUSH, FSYNC, ACCESS and the other xattr requests answer ENOSYS once (never asked
   again); GETXATTR answers ENODATA (see KernelCache._getxattr); RELEASE at once.
 - Entries and attributes are cached for :data:`CACHE_TIMEOUT`; READDIRPLUS hands the
@@ -89,7 +91,7 @@ class SysfsServer(KernelCache):
         fd: int,
         on_ready: Callable[[], None] | None,
         mountpoint: str | None = None,
-        exact_open: bool = False,
+        exact_open: bool = True,
     ) -> None:
         self.fs = fs
         self.fd = fd

@@ -77,11 +77,14 @@ class Machine:
     def pinned_block(self) -> int:
         return 32
 
-    def wait_blocked(self) -> None:
-        """Until the remove is blocked offlining memory32 (33-39 offline)."""
+    def wait_blocked(self, p: subprocess.Popen[str]) -> None:
+        """Until the remove ``p`` is blocked offlining memory32 (33-39 offline)."""
         deadline = time.monotonic() + 20
         while self.state(32) != "going-offline":
-            assert time.monotonic() < deadline
+            if p.poll() is not None:
+                _, err = p.communicate()
+                raise AssertionError(f"memhp remove ended ({p.returncode}): {err}")
+            assert time.monotonic() < deadline, self.states()
             time.sleep(0.02)
 
 
@@ -243,7 +246,7 @@ def test_signal_during_remove_rolls_back(
 ) -> None:
     before = machine.states()
     p = machine.popen("remove", "PNP0C80:00", "--timeout", "20", "-s", str(machine.mount))
-    machine.wait_blocked()
+    machine.wait_blocked(p)
     time.sleep(after)
     t = time.monotonic()
     p.send_signal(sig)
@@ -260,7 +263,7 @@ def test_signal_during_remove_rolls_back(
 def test_sigkill_then_rerun_reports_and_restore_restores(machine: Machine) -> None:
     before = {b: (machine.state(b), machine.zone(b)) for b in BLOCKS}
     p = machine.popen("remove", "PNP0C80:00", "--timeout", "20", "-s", str(machine.mount))
-    machine.wait_blocked()
+    machine.wait_blocked(p)
     p.kill()
     p.communicate()
     left = [b for b in BLOCKS if machine.state(b) == "offline"]

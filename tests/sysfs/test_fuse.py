@@ -141,22 +141,12 @@ def test_modes_sizes_and_links(sim: Sim) -> None:
     with open(sim.path("proc/kpageflags"), "rb") as f:
         f.seek(8 * 256)
         assert len(f.read(64)) == 64
-    # A write-only attribute cannot be read, a read-only one cannot be written
-    # (kernfs_fop_open(), for root too): the mount opens without a request, so the
-    # read(2) or write(2) fails, with the same errno, and nothing changes.
-    fd = os.open(sim.path(f"{MEM}/hard_offline_page"), os.O_RDONLY)
-    try:
+    # A write-only attribute cannot be read, a read-only one cannot be written (kernfs_fop_open).
+    # ... at open(2), for root too (KERNFS_ROOT_EXTRA_OPEN_PERM_CHECK)
+    for name, flags in (("hard_offline_page", os.O_RDONLY), ("block_size_bytes", os.O_WRONLY)):
         with pytest.raises(PermissionError):
-            os.read(fd, 64)
-    finally:
-        os.close(fd)
-    fd = os.open(sim.path(f"{MEM}/block_size_bytes"), os.O_WRONLY)
-    try:
-        with pytest.raises(PermissionError):
-            os.write(fd, b"1")
-    finally:
-        os.close(fd)
-    assert sim.read(f"{MEM}/block_size_bytes") == "8000000\n"
+            os.close(os.open(sim.path(f"{MEM}/{name}"), flags))
+    os.close(os.open(sim.path(f"{MEM}/hard_offline_page"), os.O_WRONLY))
     with pytest.raises(PermissionError):
         sim.path(f"{MEM}/hard_offline_page").read_bytes()
     r = sh(f"echo 1 > {sim.path(MEM)}/block_size_bytes")
@@ -519,13 +509,14 @@ def test_sigkilled_daemon_leaves_no_mount_after_stop(
     assert not is_fuse_mount(str(mount))
 
 
-def test_exact_open_answers_every_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """MEMHP_FUSE_EXACT_OPEN=1: every open(2) is a request, answered as
-    kernfs_fop_open() does (EACCES at open, for root too); reads and writes as
-    in the default mount."""
+def test_fast_mode_opens_without_a_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MEMHP_FUSE_FAST=1: opens make no request (memhp.sim.fuse_ll): kernfs_fop_open()'s
+    EACCES comes from the read(2) or write(2); writes reach the model with their errno;
+    a descriptor kept open across writes reads the new text; lsmem reads what a captured
+    copy shows."""
     from memhp.sim.daemon import start, stop
 
-    monkeypatch.setenv("MEMHP_FUSE_EXACT_OPEN", "1")
+    monkeypatch.setenv("MEMHP_FUSE_FAST", "1")
     mount = tmp_path / "m"
     mount.mkdir()
     start(MACHINE, str(mount), str(tmp_path / "qmp.sock"))
@@ -533,17 +524,41 @@ def test_exact_open_answers_every_open(tmp_path: Path, monkeypatch: pytest.Monke
     try:
         s.hotadd(512 << 20, 1)
         mem = mount / MEM
-        for name, flags in (("hard_offline_page", os.O_RDONLY), ("block_size_bytes", os.O_WRONLY)):
+        fd = os.open(mem / "hard_offline_page", os.O_RDONLY)
+        try:
             with pytest.raises(PermissionError):
-                os.close(os.open(mem / name, flags))
-        os.close(os.open(mem / "hard_offline_page", os.O_WRONLY))
+                os.read(fd, 64)
+        finally:
+            os.close(fd)
+        fd = os.open(mem / "block_size_bytes", os.O_WRONLY)
+        try:
+            with pytest.raises(PermissionError):
+                os.write(fd, b"1")
+        finally:
+            os.close(fd)
         r = sh(f"echo 1 > {mem}/block_size_bytes")
         assert r.returncode == 1 and "Permission denied" in r.stderr
-        (mem / "memory33/state").write_text("online_movable")
-        assert (mem / "memory33/state").read_text() == "online\n"
-        assert (mem / "memory33/valid_zones").read_text() == "Movable\n"
-        (mem / "memory33/state").write_text("offline")
-        assert (mem / "memory33/state").read_text() == "offline\n"
+        assert (mem / "block_size_bytes").read_text() == "8000000\n"
+        kept = os.open(mem / "memory33/state", os.O_RDONLY)
+        try:
+            assert os.pread(kept, 64, 0) == b"offline\n"
+            (mem / "memory33/state").write_text("online_movable")
+            assert os.pread(kept, 64, 0) == b"online\n"
+            assert (mem / "memory33/valid_zones").read_text() == "Movable\n"
+            r = sh(f"echo online_kernel > {mem}/memory33/state")
+            assert r.returncode == 1 and "Invalid argument" in r.stderr
+            (mem / "memory33/state").write_text("offline")
+            assert os.pread(kept, 64, 0) == b"offline\n"
+        finally:
+            os.close(kept)
+        case = ["-a", "-o", "+NODE,ZONES"]
+        live = subprocess.run(["lsmem", "--sysroot", str(mount), *case], capture_output=True)
+        copy = tmp_path / "copy"
+        write_tree(capture(DirectoryFS(str(mount))), str(copy))
+        ref = subprocess.run(["lsmem", "--sysroot", str(copy), *case], capture_output=True)
+        assert live.returncode == ref.returncode == 0
+        assert live.stdout == ref.stdout
+        assert b"Total offline memory:    512M" in live.stdout
     finally:
         s.qmp.close()
         stop(str(mount))
