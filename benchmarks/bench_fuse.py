@@ -397,8 +397,10 @@ def main() -> int:
             if fast:  # the daemons started from here on make opens request-free
                 os.environ["MEMHP_FUSE_FAST"] = "1"
                 fast_rows = fast_read(tmp, args.reads, rows[1]["value"])
+            where = os.path.join(tmp, "fast" if fast else "answered")
+            os.mkdir(where)
             for nblocks, compare in sizes:
-                got = bench_lsmem(tmp, nblocks, compare, args.runs, lsmem)
+                got = bench_lsmem(where, nblocks, compare, args.runs, lsmem)
                 rows.extend(_fast(got) if fast else got)
         rows.extend(fast_rows)
         if args.big16t and lsmem is not None:  # fast mode only (answered opens: 107 s)
