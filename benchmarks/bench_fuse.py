@@ -280,36 +280,48 @@ def _fast(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**r, "what": r["what"] + " [MEMHP_FUSE_FAST=1]"} for r in rows]
 
 
-def fast_read(tmp: str, n: int, copy_us: float) -> list[dict[str, Any]]:
-    """Part 1 with MEMHP_FUSE_FAST=1: one attribute read, against the copy's figure."""
-    machine = str(REPO / "machines" / "qemu-linux-6.1.toml")
-    mnt = os.path.join(tmp, "small-fast")
+SMALL = str(REPO / "machines" / "qemu-linux-6.1.toml")
+STATE = "sys/devices/system/memory/memory5/state"
+
+
+def live_read(tmp: str, name: str, n: int, copy_to: str | None = None) -> dict[str, float]:
+    """:func:`stats` of ``n`` reads of memory5/state on a live mount of the reference
+    guest at ``tmp/name`` (100 unmeasured first); ``copy_to``: the tree is captured
+    there before the daemon stops."""
+    mnt = os.path.join(tmp, name)
     os.mkdir(mnt)
-    start(machine, mnt)
+    start(SMALL, mnt)
     try:
-        state = os.path.join(mnt, "sys/devices/system/memory/memory5/state")
+        state = os.path.join(mnt, STATE)
         per_read(state, 100)
         s = stats(per_read(state, n))
+        if copy_to is not None:
+            write_tree(capture(DirectoryFS(mnt)), copy_to)
     finally:
         stop(mnt)
-    return _fast(
-        [
-            {
-                "what": "read memory5/state through FUSE (open+read+close), median",
-                "value": round(s["median"], 1),
-                "unit": "µs",
-                "p90": round(s["p90"], 1),
-                "n": n,
-            },
-            {
-                "what": "read LIVE / COPY (open+read+close of memory5/state)",
-                "value": round(s["median"] / copy_us, 2),
-                "unit": "x",
-                "target": "<= 5",
-                "ok": s["median"] / copy_us <= 5.0,
-            },
-        ]
-    )
+    return s
+
+
+def read_rows(s: dict[str, float], n: int, copy_us: float) -> list[dict[str, Any]]:
+    """The live read's row and its ratio to the copy's median ``copy_us``."""
+    ratio = s["median"] / copy_us
+    return [
+        {
+            "what": "read memory5/state through FUSE (open+read+close), median",
+            "value": round(s["median"], 1),
+            "unit": "µs",
+            "p90": round(s["p90"], 1),
+            "min": round(s["min"], 1),
+            "n": n,
+        },
+        {
+            "what": "read LIVE / COPY (open+read+close of memory5/state)",
+            "value": round(ratio, 2),
+            "unit": "x",
+            "target": "<= 5",
+            "ok": ratio <= 5.0,
+        },
+    ]
 
 
 def main() -> int:
@@ -333,53 +345,21 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         # ---------------------------------------------------------- 1. one read
-        machine = str(REPO / "machines" / "qemu-linux-6.1.toml")
-        mnt = os.path.join(tmp, "small")
-        os.mkdir(mnt)
-        start(machine, mnt)
-        try:
-            state = os.path.join(mnt, "sys/devices/system/memory/memory5/state")
-            per_read(state, 100)
-            s = stats(per_read(state, args.reads))
-            rows.append(
-                {
-                    "what": "read memory5/state through FUSE (open+read+close), median",
-                    "value": round(s["median"], 1),
-                    "unit": "µs",
-                    "p90": round(s["p90"], 1),
-                    "min": round(s["min"], 1),
-                    "n": args.reads,
-                }
-            )
-            copy = os.path.join(tmp, "small-copy")
-            write_tree(capture(DirectoryFS(mnt)), copy)
-        finally:
-            stop(mnt)
-        s = stats(
-            per_read(os.path.join(copy, "sys/devices/system/memory/memory5/state"), args.reads)
-        )
-        rows.append(
-            {
-                "what": "same read on a captured copy (tmpfs/disk), median",
-                "value": round(s["median"], 1),
-                "unit": "µs",
-            }
-        )
-        ratio = rows[-2]["value"] / rows[-1]["value"]
-        rows.append(
-            {
-                "what": "read LIVE / COPY (open+read+close of memory5/state)",
-                "value": round(ratio, 2),
-                "unit": "x",
-                "target": "<= 5",
-                "ok": ratio <= 5.0,
-            }
-        )
-        sim = SimMachine(load_machine(machine))
+        copy = os.path.join(tmp, "small-copy")
+        live = live_read(tmp, "small", args.reads, copy)
+        copy_us = stats(per_read(os.path.join(copy, STATE), args.reads))["median"]
+        live_row, ratio_row = read_rows(live, args.reads, copy_us)
+        copy_row = {
+            "what": "same read on a captured copy (tmpfs/disk), median",
+            "value": round(copy_us, 1),
+            "unit": "µs",
+        }
+        rows.extend([live_row, copy_row, ratio_row])
+        sim = SimMachine(load_machine(SMALL))
         t = []
         for _ in range(args.reads):
             t0 = time.perf_counter()
-            sim.sysfs.read("/sys/devices/system/memory/memory5/state")
+            sim.sysfs.read("/" + STATE)
             t.append(time.perf_counter() - t0)
         rows.append(
             {
@@ -393,10 +373,12 @@ def main() -> int:
         sizes = [(args.compare_blocks, True)]
         if args.blocks != args.compare_blocks:
             sizes.append((args.blocks, False))
+        fast_rows: list[dict[str, Any]] = []
         for fast in (False, True):
             if fast:  # the daemons started from here on make opens request-free
                 os.environ["MEMHP_FUSE_FAST"] = "1"
-                fast_rows = fast_read(tmp, args.reads, rows[1]["value"])
+                fast_live = live_read(tmp, "small-fast", args.reads)
+                fast_rows = _fast(read_rows(fast_live, args.reads, copy_us))
             where = os.path.join(tmp, "fast" if fast else "answered")
             os.mkdir(where)
             for nblocks, compare in sizes:

@@ -48,17 +48,22 @@ REPO = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, LC_ALL="C")
 
 
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child: user + system) of one run of ``cmd``."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True, env=ENV)
+    w = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return w, r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+
+
 def best(cmd: list[str], runs: int) -> tuple[float, float]:
     """(best wall seconds, best CPU seconds) of ``runs`` runs after one warm-up."""
     subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True, env=ENV)
     wall = cpu = float("inf")
     for _ in range(runs):
-        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t = time.perf_counter()
-        subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True, env=ENV)
-        w = time.perf_counter() - t
-        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        c = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+        w, c = timed(cmd)
         wall, cpu = min(wall, w), min(cpu, c)
     return wall, cpu
 
@@ -72,12 +77,7 @@ def best_paired(a: list[str], b: list[str], runs: int) -> tuple[float, float, fl
     out = [float("inf")] * 4
     for _ in range(runs):
         for i, cmd in ((0, a), (2, b)):
-            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            t = time.perf_counter()
-            subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True, env=ENV)
-            w = time.perf_counter() - t
-            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            c = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+            w, c = timed(cmd)
             out[i], out[i + 1] = min(out[i], w), min(out[i + 1], c)
     return out[0], out[1], out[2], out[3]
 
