@@ -435,9 +435,11 @@ class SysfsServer(KernelCache):
         return self._readdir(nodeid, body, plus=True)
 
     def _readdir(self, nodeid: int, body: memoryview, plus: bool) -> bytes:
-        """Entries from ``offset``; with ``plus`` every entry comes with its inode and
-        attributes (a file's size is its text's, computed now and kept for the READ
-        that follows), so that opening what was listed makes no LOOKUP."""
+        """Entries from ``offset``; with ``plus`` an entry the kernel does not hold yet
+        in this generation comes with its inode and attributes (a file's size is its
+        text's, computed now and kept for the READ that follows), so that opening what
+        was listed makes no LOOKUP.  A reply that ends at the listing's last entry
+        queues the listing for the completer (KernelCache._completer)."""
         _, off, size, _ = P.READ_IN.unpack_from(body)
         self._served = True
         ino = self._path(nodeid)
@@ -448,32 +450,31 @@ class SysfsServer(KernelCache):
         base = ino.path
         blank = b"\0" * (P.ENTRY_OUT.size + P.ATTR.size)
         paths, gen = self._paths, ino.gen
-        i = off
+        to_end = True
         with self.fs.lock:
             for i in range(off, len(listing)):
                 name, kind, node = listing[i]
                 if len(out) + P.dirent_size(name, plus) > size:
+                    to_end = False
                     break
                 d_ino = (1 << 62) + i  # "." and ".." (the kernel skips their entries)
                 if plus:
                     entry = blank
                     if node is not None:
                         path = base + "/" + name.decode("utf-8", "surrogateescape")
+                        child = None
                         with self._lock:
-                            known = path in paths
-                            if not known:
+                            if path not in paths:  # else the kernel holds it: no inode
                                 d_ino = self._ino_for(path)
                                 child = self._inos[d_ino]
-                        if not known:
+                        if child is not None:
                             entry = self._entry(d_ino, self._file_attr(d_ino, child, node))
                     out += entry
                 P.dirent(out, d_ino, i + 1, name, _DT[kind])
-            else:
-                i = len(listing)
         with self._lock:
             if not out:
                 self._ended.add(nodeid)
-            elif i == len(listing) and gen == self._gen and nodeid not in self._ended:
+            elif to_end and gen == self._gen and nodeid not in self._ended:
                 self._incomplete[nodeid] = (base, gen, len(listing))
                 self._complete_wake.set()
         return bytes(out)
