@@ -139,17 +139,38 @@ class Diagnosis:
         }
 
 
+#: kpageflags entries compared at a time by :func:`count_pages`.
+_RUN = 512
+
+
 def count_pages(root: SysfsRoot, block: MemoryBlock) -> dict[str, int]:
-    """Pages of ``block`` by kind, from ``/proc/kpageflags`` (raises SysfsError)."""
+    """Pages of ``block`` by kind, from ``/proc/kpageflags`` (raises SysfsError).
+
+    Kinds appear in the order of their first page.  The entries are read in runs of
+    :data:`_RUN` (a run of identical flags, the common case, is counted at once) and
+    each distinct flags value is classified once.
+    """
     npages = block.size // PAGE_SIZE
     raw = root.read_at(
         PROC_KPAGEFLAGS, block.start // PAGE_SIZE * KPF_ENTRY_SIZE, npages * KPF_ENTRY_SIZE
     )
     counts: dict[str, int] = {}
+    kinds: dict[int, str] = {}
     n = len(raw) // KPF_ENTRY_SIZE
-    for flags in struct.unpack(f"<{n}Q", raw[: n * KPF_ENTRY_SIZE]):
-        kind = classify(flags)
-        counts[kind] = counts.get(kind, 0) + 1
+    step = _RUN * KPF_ENTRY_SIZE
+    for pos in range(0, n * KPF_ENTRY_SIZE, step):
+        run = raw[pos : min(pos + step, n * KPF_ENTRY_SIZE)]
+        m = len(run) // KPF_ENTRY_SIZE
+        if run == run[:KPF_ENTRY_SIZE] * m:  # one flags value throughout
+            values: tuple[int, ...] = struct.unpack_from("<Q", run)
+            weight = m
+        else:
+            values, weight = struct.unpack(f"<{m}Q", run), 1
+        for flags in values:
+            kind = kinds.get(flags)
+            if kind is None:
+                kind = kinds[flags] = classify(flags)
+            counts[kind] = counts.get(kind, 0) + weight
     if n < npages:
         counts["nopage"] = counts.get("nopage", 0) + npages - n
     return counts

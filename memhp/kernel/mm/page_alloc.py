@@ -356,7 +356,7 @@ class PageAllocator:
         its type steals a whole free section.  (Plain Python per entry, stopping as
         soon as the request is met: a walk rarely goes past the first few entries.)
         """
-        if zone.is_empty():
+        if zone.spanned_pages == 0:  # zone_is_empty()
             return 0
         key = (zone.nid, int(zone.idx))
         cv, iv, uv, rv = self._cv, self._iv, self._uv, self._rv
@@ -364,34 +364,47 @@ class PageAllocator:
         used = 0
         whole: list[tuple[int, int]] = []
         other: list[tuple[int, int]] = []
-
-        def put(sec: int, f: int) -> bool:  # True: the request is met
-            nonlocal used
-            plan.append((sec, take := min(f, want - used)))
-            used += take
-            return used >= want
-
-        for sec in self.free_area.heads(key):
-            f = cv[_FREE, sec]
-            if f > 0 and not iv[sec]:
-                u = cv[_UNMOVABLE, sec] + cv[_RESERVED, sec] > 0 or uv[sec]
-                if rv[sec] - f - cv[_ALTMAP, sec] > 0 or u:
-                    if u != wu:
-                        other.append((sec, f))
-                    elif put(sec, f):
-                        return used
-                else:
-                    whole.append((sec, f))
+        fa = self.free_area
+        # Each candidate: plan min(free, still wanted) pages; stop when the request is met.
+        if d := fa._heads.get(key):
+            rank = fa._rv
+            for sec, r in reversed(d.items()):  # (FreeArea.heads(), inline)
+                if rank[sec] != r:
+                    continue
+                f = cv[_FREE, sec]
+                if f > 0 and not iv[sec]:
+                    u = cv[_UNMOVABLE, sec] + cv[_RESERVED, sec] > 0 or uv[sec]
+                    if rv[sec] - f - cv[_ALTMAP, sec] > 0 or u:
+                        if u != wu:
+                            other.append((sec, f))
+                            continue
+                        if f >= want - used:
+                            plan.append((sec, want - used))
+                            return want
+                        plan.append((sec, f))
+                        used += f
+                    else:
+                        whole.append((sec, f))
         for sec, f in whole:
-            if put(sec, f):
-                return used
-        for win in self.free_area.tails(key, self.WINDOW):
+            if f >= want - used:
+                plan.append((sec, want - used))
+                return want
+            plan.append((sec, f))
+            used += f
+        for win in fa.tails(key, self.WINDOW):
             for sec in win:
-                if (f := cv[_FREE, sec]) > 0 and not iv[sec] and put(sec, f):
-                    return used
+                if (f := cv[_FREE, sec]) > 0 and not iv[sec]:
+                    if f >= want - used:
+                        plan.append((sec, want - used))
+                        return want
+                    plan.append((sec, f))
+                    used += f
         for sec, f in other:
-            if put(sec, f):
-                return used
+            if f >= want - used:
+                plan.append((sec, want - used))
+                return want
+            plan.append((sec, f))
+            used += f
         return used
 
     def alloc(
@@ -444,10 +457,15 @@ class PageAllocator:
             d[a.id] = d.get(a.id, 0) + n
 
     def _taken_all(self, plan: list[tuple[int, int]], state: PageState) -> None:
-        for sec in dict.fromkeys(sec for sec, _ in plan):
-            self._taken(sec)
+        if len(plan) == 1:
+            self._taken(plan[0][0])
+        else:
+            for sec in dict.fromkeys(sec for sec, _ in plan):
+                self._taken(sec)
         if state is PageState.UNMOVABLE:
-            self.unmovable_block[[sec for sec, _ in plan]] = True
+            uv = self._uv
+            for sec, _ in plan:
+                uv[sec] = True
 
     def _plan(
         self,
