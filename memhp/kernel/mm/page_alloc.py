@@ -445,16 +445,19 @@ class PageAllocator:
     def _take(self, a: Allocation, plan: list[tuple[int, int]], state: int) -> None:
         """Free pages of the plan become ``a``'s (_move() and _index_add() of each entry)."""
         cv, zv, nv, ext, by = self._cv, self._zv, self._nv, a.extents, self.by_section
+        aid, zsv = a.id, self._zsv
         for sec, n in plan:
             cv[_FREE, sec] -= n
             cv[state, sec] += n
             if (z := zv[sec]) >= 0:
-                v = self._zview(nv[sec], z)
+                v = zsv.get((nv[sec], z)) or self._zview(nv[sec], z)
                 v[_FREE] -= n
                 v[state] += n
             ext[sec] = ext.get(sec, 0) + n
-            d = by.setdefault(sec, {})
-            d[a.id] = d.get(a.id, 0) + n
+            if (d := by.get(sec)) is None:
+                by[sec] = {aid: n}
+            else:
+                d[aid] = d.get(aid, 0) + n
 
     def _taken_all(self, plan: list[tuple[int, int]], state: PageState) -> None:
         if len(plan) == 1:
