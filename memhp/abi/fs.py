@@ -131,6 +131,10 @@ def oserror(code: int, path: str, what: str = "") -> OSError:
 
 def normpath(path: str) -> str:
     """Normalise an absolute root-relative path: no trailing or double slashes."""
+    if path[:1] == "/" and "//" not in path and "/." not in path and path[-1:] != "/":
+        return path  # already normal: no empty, "." or ".." component
+    if path == "/":
+        return path
     if not path.startswith("/"):
         path = "/" + path
     parts = [p for p in path.split("/") if p and p != "."]
