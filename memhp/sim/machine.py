@@ -77,6 +77,16 @@ class SimMachine:
         self.sysfs = KernelSysfs(self.kernel)
         self.lock = self.sysfs.lock
 
+    def __getstate__(self) -> dict[str, object]:
+        """A copy of the machine (pickle; e.g. a study's booted template) holds the
+        platform and the kernel's state; the copy gets a sysfs view of its own."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("sysfs", "lock")}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self.sysfs = KernelSysfs(self.kernel)
+        self.lock = self.sysfs.lock
+
     # ------------------------------------------------------------ platform
     def device_add(
         self,

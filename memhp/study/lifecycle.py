@@ -10,6 +10,7 @@ whose clock and sleep are the kernel's simulated clock).
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import numpy as np
@@ -27,8 +28,25 @@ from memhp.sim.machine import PlatformError, SimMachine, WorkloadMix
 from memhp.study.spec import ONLINE_BY_KERNEL, Cell, Study, StudyError
 
 _SPECS: dict[tuple[str, str], MachineSpec] = {}
-_BOOT_DEVICES: dict[tuple[str, str], set[str]] = {}
-_DEVICES: dict[tuple[str, str], list[MemoryDevice]] = {}
+_BOOT_DEVICES: dict[tuple[str, ...], set[str]] = {}
+_DEVICES: dict[tuple[str, ...], list[MemoryDevice]] = {}
+#: Per cell: the pickled machine after boot, hot-add and onlining (None: not
+#: reusable), the hot-added devices and the onlining writes (see _machine()).
+_TEMPLATES: dict[
+    tuple[str, ...], tuple[bytes | None, list[MemoryDevice], list[tuple[int, str, str | None]]]
+] = {}
+
+
+def _key(study: Study, cell: Cell) -> tuple[str, ...]:
+    """What the machine up to the workload depends on (per-process caches)."""
+    wl = study.workloads[cell.get("workload")]
+    return (
+        study.name,
+        cell.id,
+        repr(machine_doc(study, cell)),
+        repr(study.dimms),
+        repr((wl.kernel_rate, wl.kernel_keep)),
+    )
 
 
 def machine_doc(study: Study, cell: Cell) -> dict[str, object]:
@@ -76,6 +94,82 @@ def _zone_pages(m: SimMachine) -> tuple[int, int, int]:
     return kern, mov, free
 
 
+def _plugged(
+    study: Study, cell: Cell, seed: int | None
+) -> tuple[SimMachine, list[MemoryDevice], list[tuple[int, str, str | None]], bool]:
+    """Boot the cell's machine, hot-add the study's DIMMs and online their blocks
+    by user space (the cell's policy, memhp's set_state()).
+
+    Returns the machine, the hot-added devices (in address order), the onlining
+    writes (block, state, errno name or None) and whether all of it left the
+    kernel's clock where it was (then no random number was drawn either: the
+    kernel's run-time allocations draw only as simulated time passes).
+    """
+    spec = cell_spec(study, cell)
+    wl = study.workloads[cell.get("workload")]
+    m = SimMachine(spec)
+    k = m.kernel
+    k.kalloc.configure(
+        enabled=wl.kernel_rate > 0, rate_pages_per_s=wl.kernel_rate, keep=wl.kernel_keep, seed=seed
+    )
+    clock0 = k.clock
+    root = SysfsRoot(m.sysfs, "sim")
+    # the devices present at boot (the same for every seed of the cell: boot is
+    # deterministic and the seed is used from the hot-add on)
+    key = _key(study, cell)
+    before = _BOOT_DEVICES.get(key)
+    if before is None:
+        before = _BOOT_DEVICES[key] = {d.name for d in list_devices(root)}
+    for i, d in enumerate(study.dimms):
+        try:
+            m.device_add(d.size, d.node, id=f"dimm{i}", addr=d.addr)
+        except PlatformError as e:
+            raise StudyError(f"dimm[{i}]", f"QEMU refuses it: {e}") from None
+    # the hot-added devices (names, blocks, addresses): the same for every seed too
+    # (the hot-add uses no clock and no random number); their blocks' state is read
+    # afresh wherever it matters (onlining, memhp remove)
+    devices = _DEVICES.get(key)
+    if devices is None:
+        devices = _DEVICES[key] = sorted(
+            (d for d in list_devices(root) if d.name not in before), key=lambda d: d.start or 0
+        )
+    onlined: list[tuple[int, str, str | None]] = []
+    online = cell.get("online")
+    if online not in ONLINE_BY_KERNEL:
+        for dev in devices:
+            for b in dev.blocks:
+                try:
+                    set_state(root, b.index, online)
+                    onlined.append((b.index, online, None))
+                except SysfsError as e:
+                    onlined.append((b.index, online, e.errname))
+    return m, devices, onlined, k.clock == clock0
+
+
+def _machine(
+    study: Study, cell: Cell, seed: int
+) -> tuple[SimMachine, list[MemoryDevice], list[tuple[int, str, str | None]]]:
+    """:func:`_plugged` for ``seed``: a copy of the cell's template when there is one.
+
+    The template is the machine of :func:`_plugged` without a seed, pickled once
+    per cell and process; a copy of it with the kernel's run-time allocations
+    seeded is the machine :func:`_plugged` would build for the seed, as long as
+    nothing up to there passed simulated time (else each run builds its own).
+    """
+    key = _key(study, cell)
+    if key not in _TEMPLATES:
+        m, devices, onlined, seed_free = _plugged(study, cell, None)
+        blob = pickle.dumps(m, pickle.HIGHEST_PROTOCOL) if seed_free else None
+        _TEMPLATES[key] = (blob, devices, onlined)
+    blob, devices, onlined = _TEMPLATES[key]
+    if blob is None:
+        m, devices, onlined, _ = _plugged(study, cell, seed)
+        return m, devices, onlined
+    m = pickle.loads(blob)
+    m.kernel.kalloc.configure(seed=seed)
+    return m, devices, onlined
+
+
 def run_lifecycle(
     study: Study, cell: Cell, seed: int, trace: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
@@ -88,42 +182,16 @@ def run_lifecycle(
     ev = trace.append if trace is not None else None
     spec = cell_spec(study, cell)
     wl = study.workloads[cell.get("workload")]
-    m = SimMachine(spec)
+    m, devices, onlined = _machine(study, cell, seed)
     k = m.kernel
-    k.kalloc.configure(
-        enabled=wl.kernel_rate > 0, rate_pages_per_s=wl.kernel_rate, keep=wl.kernel_keep, seed=seed
-    )
     rng = np.random.default_rng(seed)
     root = SysfsRoot(m.sysfs, "sim")
-    # the devices present at boot (the same for every seed of the cell: boot is
-    # deterministic and the seed is used from the hot-add on)
-    before = _BOOT_DEVICES.get((study.name, cell.id))
-    if before is None:
-        before = _BOOT_DEVICES[study.name, cell.id] = {d.name for d in list_devices(root)}
-    for i, d in enumerate(study.dimms):
-        try:
-            m.device_add(d.size, d.node, id=f"dimm{i}", addr=d.addr)
-        except PlatformError as e:
-            raise StudyError(f"dimm[{i}]", f"QEMU refuses it: {e}") from None
-    # the hot-added devices (names, blocks, addresses): the same for every seed too
-    # (the hot-add uses no clock and no random number); their blocks' state is read
-    # afresh wherever it matters (onlining, memhp remove)
-    devices = _DEVICES.get((study.name, cell.id))
-    if devices is None:
-        devices = _DEVICES[study.name, cell.id] = sorted(
-            (d for d in list_devices(root) if d.name not in before), key=lambda d: d.start or 0
-        )
     online_failures: list[dict[str, object]] = []
-    online = cell.get("online")
-    if online not in ONLINE_BY_KERNEL:
-        for dev in devices:
-            for b in dev.blocks:
-                if ev:
-                    ev({"op": "online", "block": b.index, "state": online})
-                try:
-                    set_state(root, b.index, online)
-                except SysfsError as e:
-                    online_failures.append({"block": b.index, "error": e.errname})
+    for block, state, err in onlined:
+        if ev:
+            ev({"op": "online", "block": block, "state": state})
+        if err is not None:
+            online_failures.append({"block": block, "error": err})
     kern, mov, _ = _zone_pages(m)
     movable_ratio = round(100.0 * mov / kern, 3) if kern else 0.0
 

@@ -35,6 +35,11 @@ class ObjectEvents:
     def __init__(self) -> None:
         self._listeners: list[ObjectListener] = []
 
+    def __getstate__(self) -> dict[str, object]:
+        """A copy of the kernel (pickle) has no observers yet: each view of it
+        (a simulated sysfs) subscribes itself."""
+        return {"_listeners": []}
+
     def subscribe(self, fn: ObjectListener) -> None:
         self._listeners.append(fn)
 

@@ -5,7 +5,7 @@ kernel image, each node's memmap buffer (sparse_init_nid) and pgdat
 (alloc_node_data), the first percpu chunk per node with CPUs, the swiotlb bounce
 buffer (NUMA_NO_NODE, top-down below 4 GiB).  The pages are PG_reserved
 allocations of the page allocator (:meth:`PageAllocator.memblock_reserve` and
-:meth:`PageAllocator.memblock_alloc_top_down`).
+:func:`memblock_alloc_try_nid`).
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
-from memhp.abi.layout import DMA32_END, PAGE_SHIFT, PAGE_SIZE, SECTION_SIZE, MiB
+from memhp.abi.layout import DMA32_END, PAGE_SHIFT, PAGE_SIZE, PAGES_PER_SECTION, SECTION_SIZE, MiB
 from memhp.kernel.drivers.base.memory import NUMA_NO_NODE
 from memhp.kernel.mm.mmzone import PGDAT_PAGES
-from memhp.kernel.mm.page_alloc import Allocation, AllocError
+from memhp.kernel.mm.page_alloc import Allocation, AllocError, PageAllocator, PageState
 from memhp.kernel.mm.sparse import MEMMAP_PAGES_PER_SECTION
 
 if TYPE_CHECKING:
@@ -66,7 +67,8 @@ class Memblock:
         # sparse_init_nid(): one memmap buffer per node, on that node if it can.
         for nid in sorted({n for _, _, n in spec.boot_ram}):
             nsec = k.sparse.present_sections_of(k, nid)
-            k.sparse.boot_memmap[nid] = pa.memblock_alloc_top_down(
+            k.sparse.boot_memmap[nid] = memblock_alloc_try_nid(
+                pa,
                 nsec * MEMMAP_PAGES_PER_SECTION,
                 nid,
                 f"memmap of boot memory of node {nid}",
@@ -76,7 +78,8 @@ class Memblock:
                 min_pfn=min_pfn,
             )
             # NODE_DATA (alloc_node_data): pgdat on its own node.
-            pa.memblock_alloc_top_down(
+            memblock_alloc_try_nid(
+                pa,
                 PGDAT_PAGES,
                 nid,
                 f"pgdat of node {nid}",
@@ -90,7 +93,8 @@ class Memblock:
         # unused tail of each unit is given back, so each CPU keeps percpu_per_cpu.
         for n in spec.nodes:
             if n.cpus and spec.percpu_per_cpu:
-                pa.memblock_alloc_top_down(
+                memblock_alloc_try_nid(
+                    pa,
                     -(-spec.percpu_per_cpu * len(n.cpus) // PAGE_SIZE),
                     n.id,
                     f"percpu first chunk of node {n.id}",
@@ -104,7 +108,8 @@ class Memblock:
         # free memory there (not node 0 first).
         if spec.swiotlb_size:
             try:
-                pa.memblock_alloc_top_down(
+                memblock_alloc_try_nid(
+                    pa,
                     spec.swiotlb_size >> PAGE_SHIFT,
                     NUMA_NO_NODE,
                     "swiotlb bounce buffer",
@@ -114,3 +119,48 @@ class Memblock:
             except AllocError:
                 # swiotlb_init() warns and runs without a bounce buffer
                 k.log("boot", "swiotlb: cannot allocate the bounce buffer below 4G")
+
+
+def memblock_alloc_try_nid(
+    pa: PageAllocator,
+    nr_pages: int,
+    nid: int,
+    owner: str,
+    kind: str,
+    limit_pfn: int | None = None,
+    *,
+    bottom_up: bool = False,
+    exclude: npt.NDArray[np.bool_] | None = None,
+    min_pfn: int = 0,
+) -> Allocation:
+    """memblock_alloc_try_nid(): PG_reserved pages in the node's boot memory, below ``limit_pfn``.
+
+    Top-down by default (memblock_find_in_range_node); bottom-up from
+    ``min_pfn`` (the end of the kernel image) when movable_node set
+    memblock_set_bottom_up(); sections in ``exclude`` (MEMBLOCK_HOTPLUG regions
+    under movable_node) are skipped.  When the node has no room, any node is
+    tried (the NUMA_NO_NODE fallback of memblock_alloc_internal).
+    """
+    a = pa._new(owner, kind, PageState.RESERVED, nid)
+    need = nr_pages
+    for node_pass in (True, False):
+        mask = (pa.nid == nid) if node_pass else (pa.nid >= 0)
+        if exclude is not None:
+            mask = mask & ~exclude
+        secs = np.flatnonzero(mask)
+        order = secs if bottom_up else secs[::-1]
+        for sec in order.tolist():
+            if limit_pfn is not None and sec * PAGES_PER_SECTION >= limit_pfn:
+                continue
+            if (sec + 1) * PAGES_PER_SECTION <= min_pfn:
+                continue
+            room = int(pa.ram[sec]) - int(pa.counts[:, sec].sum())
+            take = min(room, need)
+            if take > 0:
+                pa.counts[PageState.RESERVED, sec] += take
+                pa._index_add(a, sec, take)
+                need -= take
+            if need == 0:
+                return a
+    pa.free(a)
+    raise AllocError(f"memblock: cannot allocate {nr_pages} pages on node {nid} for {owner}")

@@ -206,6 +206,14 @@ class FreeArea:
         self._limit: dict[tuple[int, int], int] = {}
         self._tails: dict[tuple[int, int], _Ranked] = {}
 
+    def __getstate__(self) -> dict[str, object]:
+        """A copy (pickle) holds the rank array; its view is made again from it."""
+        return {k: v for k, v in self.__dict__.items() if k != "_rv"}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._rv = self.rank.data
+
     def to_head(self, key: tuple[int, int], sec: int) -> None:
         """Free pages of ``sec`` go to the head of the lists (most recent first)."""
         self._head -= 1

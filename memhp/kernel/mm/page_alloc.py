@@ -28,6 +28,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
+from itertools import chain
 
 import numpy as np
 import numpy.typing as npt
@@ -104,11 +105,23 @@ class PageAllocator:
         #: Pages migrated so far (offlining, soft offline).
         self.migrated_pages = 0
         self._wmark_dirty = True
-        # Views of the same buffers for per-section access (a Python int per read,
-        # several times cheaper than numpy scalar indexing; the arrays stay the state).
+        self._views()
+
+    def _views(self) -> None:
+        """Views of the same buffers for per-section access (a Python int per read,
+        several times cheaper than numpy scalar indexing; the arrays stay the state)."""
         self._cv, self._zv, self._nv = self.counts.data, self.zone.data, self.nid.data
         self._iv, self._uv, self._rv = self.isolated.data, self.unmovable_block.data, self.ram.data
-        self._zsv: dict[tuple[int, int], memoryview] = {}
+        self._zsv: dict[tuple[int, int], memoryview] = {k: a.data for k, a in self.zstate.items()}
+
+    def __getstate__(self) -> dict[str, object]:
+        """A copy (pickle) holds the arrays; the views are made again from them."""
+        views = ("_cv", "_zv", "_nv", "_iv", "_uv", "_rv", "_zsv")
+        return {k: v for k, v in self.__dict__.items() if k not in views}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._views()
 
     def _zkey(self, nid: int, z: int) -> npt.NDArray[np.int64]:
         key = (nid, z)
@@ -274,50 +287,6 @@ class PageAllocator:
             pfn = sec_end
         return a
 
-    def memblock_alloc_top_down(
-        self,
-        nr_pages: int,
-        nid: int,
-        owner: str,
-        kind: str,
-        limit_pfn: int | None = None,
-        *,
-        bottom_up: bool = False,
-        exclude: npt.NDArray[np.bool_] | None = None,
-        min_pfn: int = 0,
-    ) -> Allocation:
-        """memblock_alloc_try_nid(): in the node's boot memory, below ``limit_pfn``.
-
-        Top-down by default (memblock_find_in_range_node); bottom-up from
-        ``min_pfn`` (the end of the kernel image) when movable_node set
-        memblock_set_bottom_up(); sections in ``exclude`` (MEMBLOCK_HOTPLUG regions
-        under movable_node) are skipped.  When the node has no room, any node is
-        tried (the NUMA_NO_NODE fallback of memblock_alloc_internal).
-        """
-        a = self._new(owner, kind, PageState.RESERVED, nid)
-        need = nr_pages
-        for node_pass in (True, False):
-            mask = (self.nid == nid) if node_pass else (self.nid >= 0)
-            if exclude is not None:
-                mask = mask & ~exclude
-            secs = np.flatnonzero(mask)
-            order = secs if bottom_up else secs[::-1]
-            for sec in order.tolist():
-                if limit_pfn is not None and sec * PAGES_PER_SECTION >= limit_pfn:
-                    continue
-                if (sec + 1) * PAGES_PER_SECTION <= min_pfn:
-                    continue
-                room = int(self.ram[sec]) - int(self.counts[:, sec].sum())
-                take = min(room, need)
-                if take > 0:
-                    self.counts[PageState.RESERVED, sec] += take
-                    self._index_add(a, sec, take)
-                    need -= take
-                if need == 0:
-                    return a
-        self.free(a)
-        raise AllocError(f"memblock: cannot allocate {nr_pages} pages on node {nid} for {owner}")
-
     # --------------------------------------------------------------- allocation
     def zonelist(
         self,
@@ -385,27 +354,21 @@ class PageAllocator:
                         used += f
                     else:
                         whole.append((sec, f))
-        for sec, f in whole:
-            if f >= want - used:
-                plan.append((sec, want - used))
-                return want
-            plan.append((sec, f))
-            used += f
-        for win in fa.tails(key, self.WINDOW):
-            for sec in win:
-                if (f := cv[_FREE, sec]) > 0 and not iv[sec]:
-                    if f >= want - used:
-                        plan.append((sec, want - used))
-                        return want
-                    plan.append((sec, f))
-                    used += f
-        for sec, f in other:
+        for sec, f in chain(whole, self._tail_free(key), other):
             if f >= want - used:
                 plan.append((sec, want - used))
                 return want
             plan.append((sec, f))
             used += f
         return used
+
+    def _tail_free(self, key: tuple[int, int]) -> Iterator[tuple[int, int]]:
+        """(section, free pages) of the zone's tail entries, oldest first (lazily)."""
+        cv, iv = self._cv, self._iv
+        for win in self.free_area.tails(key, self.WINDOW):
+            for sec in win:
+                if (f := cv[_FREE, sec]) > 0 and not iv[sec]:
+                    yield sec, f
 
     def alloc(
         self,

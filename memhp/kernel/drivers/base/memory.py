@@ -175,6 +175,26 @@ class MemoryChain:
 
 
 # ================================================================ block devices
+@dataclass
+class _EarlyBlock:
+    """The memory block device of boot block ``bid``, built on first access (its
+    facts computed by memory_dev_init() for all blocks at once)."""
+
+    spb: int
+    nid_of: list[int]
+    zone_of: list[int]
+    zones: dict[int, ZoneType | None]
+    mixed_nodes: dict[int, set[int]]
+
+    def __call__(self, bid: int) -> MemoryBlock:
+        nid = self.nid_of[bid]
+        nodes = self.mixed_nodes[bid] if nid == NUMA_NO_NODE else {nid}
+        zone = self.zones[self.zone_of[bid]]
+        return MemoryBlock(
+            bid, bid * self.spb, MemState.MEM_ONLINE, nid, zone=zone, early=True, nodes=nodes
+        )
+
+
 class MemorySubsys:
     """memory_subsys: the memory block devices and the memory notifier chain."""
 
@@ -279,15 +299,7 @@ class MemorySubsys:
         nid_of, zone_of = [0] * size, [-1] * size
         for bid, nid, zi in zip(bids.tolist(), mem_nid.tolist(), zone.tolist(), strict=True):
             nid_of[bid], zone_of[bid] = nid, zi
-        online = MemState.MEM_ONLINE
-
-        def make(bid: int) -> MemoryBlock:
-            nid = nid_of[bid]
-            nodes = mixed_nodes[bid] if nid == NUMA_NO_NODE else {nid}
-            return MemoryBlock(
-                bid, bid * spb, online, nid, zone=zones[zone_of[bid]], early=True, nodes=nodes
-            )
-
+        make = _EarlyBlock(spb, nid_of, zone_of, zones, mixed_nodes)
         self.blocks.store_lazy(bids.tolist(), make)
         self._early_nid, self._early_mixed = nid_of, mixed_nodes
         for nid in mem_nid.tolist():  # __add_memory_block(): the per-node counts
