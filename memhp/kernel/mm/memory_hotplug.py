@@ -321,9 +321,9 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
     # walk_system_ram_range(): no holes.
     pa = k.pa
     span = slice(first, last + 1)
-    if int(pa.ram[span].sum()) - int(pa.counts[PageState.ALTMAP, span].sum()) != nr_pages:
+    if sum(pa.ram[span].tolist()) - sum(pa.counts[PageState.ALTMAP, span].tolist()) != nr_pages:
         return fail("memory holes", errno.EINVAL)
-    if (pa.zone[span] != int(zone.idx)).any() or (pa.nid[span] != zone.nid).any():
+    if set(pa.zone[span].tolist()) != {int(zone.idx)} or set(pa.nid[span].tolist()) != {zone.nid}:
         return fail("multizone range", errno.EINVAL)
     # start_isolate_page_range() -> has_unmovable_pages().
     owners = _unmovable_owners(k, secs, zone)

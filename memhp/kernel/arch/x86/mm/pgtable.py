@@ -144,7 +144,7 @@ class Table:
         return (va - self.base) >> ENTRY_SHIFT[self.level]
 
     def empty(self) -> bool:
-        return not self.kind.any()
+        return not np.count_nonzero(self.kind)  # (no ndarray.any() wrapper: hot)
 
 
 def _fmt_size(delta: int) -> str:
@@ -298,7 +298,7 @@ class PageTableTree:
             t = t.children[t.index(va0)]
         i0 = t.index(va0)
         i1 = i0 + len(vas)
-        if t.level != Level.PMD or i1 > PTRS_PER_TABLE or t.kind[i0:i1].any():
+        if t.level != Level.PMD or i1 > PTRS_PER_TABLE or np.count_nonzero(t.kind[i0:i1]):
             return 0
         if not all(va in blocks for va in vas):
             return 0
