@@ -31,7 +31,10 @@ _SPECS: dict[tuple[str, str], MachineSpec] = {}
 _BOOT_DEVICES: dict[tuple[str, ...], set[str]] = {}
 _DEVICES: dict[tuple[str, ...], list[MemoryDevice]] = {}
 #: Per cell: the pickled machine after boot, hot-add and onlining (None: not
-#: reusable), the hot-added devices and the onlining writes (see _machine()).
+#: reusable), the hot-added devices and the onlining writes (see _machine()); the
+#: most recently used few only (a 1 TiB machine pickles to ~11 MB; the engines run
+#: a cell's seeds one after the other).
+_MAX_TEMPLATES = 4
 _TEMPLATES: dict[
     tuple[str, ...], tuple[bytes | None, list[MemoryDevice], list[tuple[int, str, str | None]]]
 ] = {}
@@ -157,11 +160,15 @@ def _machine(
     nothing up to there passed simulated time (else each run builds its own).
     """
     key = _key(study, cell)
-    if key not in _TEMPLATES:
+    tpl = _TEMPLATES.pop(key, None)
+    if tpl is None:
         m, devices, onlined, seed_free = _plugged(study, cell, None)
         blob = pickle.dumps(m, pickle.HIGHEST_PROTOCOL) if seed_free else None
-        _TEMPLATES[key] = (blob, devices, onlined)
-    blob, devices, onlined = _TEMPLATES[key]
+        tpl = (blob, devices, onlined)
+        while len(_TEMPLATES) >= _MAX_TEMPLATES:  # the least recently used goes
+            del _TEMPLATES[next(iter(_TEMPLATES))]
+    _TEMPLATES[key] = tpl
+    blob, devices, onlined = tpl
     if blob is None:
         m, devices, onlined, _ = _plugged(study, cell, seed)
         return m, devices, onlined
