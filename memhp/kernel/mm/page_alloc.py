@@ -300,7 +300,7 @@ class PageAllocator:
         ``only`` restricts it to one zone type (a workload placed in one zone); a
         zone the allocation type may not use stays excluded.
         """
-        if state in (PageState.MOVABLE,) or (
+        if state == PageState.MOVABLE or (
             state is PageState.PINNED and not self.pin_excludes_movable
         ):
             zones: tuple[ZoneType, ...] = (ZoneType.MOVABLE, ZoneType.NORMAL, ZoneType.DMA32)
@@ -309,8 +309,8 @@ class PageAllocator:
         if only is not None:
             zones = tuple(z for z in zones if z is only)
         nodes = [nid] if this_node else self.node_order.get(nid, [nid])
-        pgdats = [p for p in map(self.pgdats.get, nodes) if p is not None]
-        return [pgdat.zone(z) for pgdat in pgdats for z in zones]
+        pg = self.pgdats
+        return [pg[n].node_zones[z] for n in nodes if n in pg for z in zones]
 
     #: Tail entries examined at a time when looking for free pages.
     WINDOW = 4096
