@@ -83,7 +83,8 @@ class SimMachine:
         return {k: v for k, v in self.__dict__.items() if k not in ("sysfs", "lock")}
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
+        for k, v in state.items():  # (one by one: see memhp.sim.snapshot)
+            setattr(self, k, v)
         self.sysfs = KernelSysfs(self.kernel)
         self.lock = self.sysfs.lock
 

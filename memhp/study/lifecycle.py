@@ -10,7 +10,6 @@ whose clock and sleep are the kernel's simulated clock).
 
 from __future__ import annotations
 
-import pickle
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,7 @@ from memhp.host.root import SysfsRoot
 from memhp.kernel.machine import MachineError, MachineSpec, parse_machine
 from memhp.kernel.mm.mmzone import ZoneType
 from memhp.kernel.mm.page_alloc import Allocation, AllocError
+from memhp.sim import snapshot
 from memhp.sim.machine import PlatformError, SimMachine, WorkloadMix
 from memhp.study.spec import ONLINE_BY_KERNEL, Cell, Study, StudyError
 
@@ -163,7 +163,7 @@ def _machine(
     tpl = _TEMPLATES.pop(key, None)
     if tpl is None:
         m, devices, onlined, seed_free = _plugged(study, cell, None)
-        blob = pickle.dumps(m, pickle.HIGHEST_PROTOCOL) if seed_free else None
+        blob = snapshot.dumps(m) if seed_free else None
         tpl = (blob, devices, onlined)
         while len(_TEMPLATES) >= _MAX_TEMPLATES:  # the least recently used goes
             del _TEMPLATES[next(iter(_TEMPLATES))]
@@ -172,7 +172,7 @@ def _machine(
     if blob is None:
         m, devices, onlined, _ = _plugged(study, cell, seed)
         return m, devices, onlined
-    m = pickle.loads(blob)
+    m = snapshot.loads(blob)
     m.kernel.kalloc.configure(seed=seed)
     return m, devices, onlined
 

@@ -1,6 +1,7 @@
-"""A study's per-cell template: a pickled copy of a machine after boot, hot-add and
-onlining is that machine (same sysfs, same behaviour from there on), and runs
-started from it give the results of runs that boot their own machine."""
+"""A study's per-cell template: a copy of a machine after boot, hot-add and onlining
+(memhp.sim.snapshot, or plain pickle) is that machine (same sysfs, same behaviour
+from there on), and runs started from it give the results of runs that boot their
+own machine."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from memhp.abi.paths import block_dir
 from memhp.abi.tree import capture
 from memhp.host.remove import remove_device
 from memhp.host.root import SysfsRoot
+from memhp.sim import snapshot
 from memhp.sim.machine import SimMachine, WorkloadMix
 from memhp.study import lifecycle
 from memhp.study.lifecycle import run_lifecycle
@@ -44,9 +46,13 @@ def _work(m: SimMachine) -> tuple[object, ...]:
     return (*out, m.kernel.pa.counts.tobytes())
 
 
-def test_a_pickled_machine_is_the_machine() -> None:
+@pytest.mark.parametrize("how", ["snapshot", "pickle"])
+def test_a_pickled_machine_is_the_machine(how: str) -> None:
     m = dimm_machine()
-    copy = pickle.loads(pickle.dumps(m, pickle.HIGHEST_PROTOCOL))
+    if how == "snapshot":
+        copy = snapshot.loads(snapshot.dumps(m))
+    else:
+        copy = pickle.loads(pickle.dumps(m, pickle.HIGHEST_PROTOCOL))
     assert copy.sysfs is not m.sysfs and copy.kernel is not m.kernel
     assert _tree(copy) == _tree(m)
     assert _work(copy) == _work(m)

@@ -211,7 +211,8 @@ class FreeArea:
         return {k: v for k, v in self.__dict__.items() if k != "_rv"}
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
+        for k, v in state.items():  # (one by one: see memhp.sim.snapshot)
+            setattr(self, k, v)
         self._rv = self.rank.data
 
     def to_head(self, key: tuple[int, int], sec: int) -> None:

@@ -120,7 +120,8 @@ class PageAllocator:
         return {k: v for k, v in self.__dict__.items() if k not in views}
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
+        for k, v in state.items():  # (one by one: see memhp.sim.snapshot)
+            setattr(self, k, v)
         self._views()
 
     def _zkey(self, nid: int, z: int) -> npt.NDArray[np.int64]:
