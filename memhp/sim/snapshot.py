@@ -51,10 +51,19 @@ class _Pickler(pickle.Pickler):
         return _NEWOBJ, (cls,), state, None, None, setter or _set_attrs
 
 
+class NotCopyable(Exception):
+    """The machine holds something pickle cannot copy (e.g. a virtio-mem driver's
+    callback): callers build their machine instead."""
+
+
 def dumps(obj: object) -> bytes:
-    """``obj`` (a :class:`~memhp.sim.machine.SimMachine`) as bytes for :func:`loads`."""
+    """``obj`` (a :class:`~memhp.sim.machine.SimMachine`) as bytes for :func:`loads`;
+    :class:`NotCopyable` when some object in it cannot be pickled."""
     buf = io.BytesIO()
-    _Pickler(buf, pickle.HIGHEST_PROTOCOL).dump(obj)
+    try:
+        _Pickler(buf, pickle.HIGHEST_PROTOCOL).dump(obj)
+    except (pickle.PicklingError, TypeError, AttributeError) as e:
+        raise NotCopyable(str(e)) from None
     return buf.getvalue()
 
 

@@ -157,13 +157,19 @@ def _machine(
     The template is the machine of :func:`_plugged` without a seed, pickled once
     per cell and process; a copy of it with the kernel's run-time allocations
     seeded is the machine :func:`_plugged` would build for the seed, as long as
-    nothing up to there passed simulated time (else each run builds its own).
+    nothing up to there passed simulated time and the machine can be pickled (else
+    each run builds its own).
     """
     key = _key(study, cell)
     tpl = _TEMPLATES.pop(key, None)
     if tpl is None:
         m, devices, onlined, seed_free = _plugged(study, cell, None)
-        blob = snapshot.dumps(m) if seed_free else None
+        blob = None
+        if seed_free:
+            try:
+                blob = snapshot.dumps(m)
+            except snapshot.NotCopyable:
+                pass  # (each run builds its machine: virtio-mem drivers hold closures)
         tpl = (blob, devices, onlined)
         while len(_TEMPLATES) >= _MAX_TEMPLATES:  # the least recently used goes
             del _TEMPLATES[next(iter(_TEMPLATES))]

@@ -20,7 +20,7 @@ from memhp.study import lifecycle
 from memhp.study.lifecycle import run_lifecycle
 from memhp.study.spec import load_study
 from tests.study.test_study import SMALL, _write
-from tests.support.sim import dimm_machine
+from tests.support.sim import dimm_machine, machine
 
 ROOTS = ("/sys/devices/system/memory", "/sys/devices/system/node", "/sys/bus/acpi/devices")
 
@@ -90,3 +90,23 @@ def test_runs_from_the_template_equal_runs_that_boot(
         {"op": "online", "block": 8, "state": "online_movable"},
         {"op": "online", "block": 9, "state": "online_movable"},
     ]
+
+
+def test_a_machine_that_cannot_be_copied_is_booted_for_each_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (a virtio-mem driver holds a closure: no copy of that machine)
+    with pytest.raises(snapshot.NotCopyable, match="VirtioMemDriver"):
+        snapshot.dumps(SimMachine(machine("virtio-mem")))
+    study = load_study(_write(tmp_path, SMALL))
+    lifecycle._TEMPLATES.clear()
+    copied = [run_lifecycle(study, c, 3) for c in study.cells]
+
+    def not_copyable(_m: object) -> bytes:
+        raise snapshot.NotCopyable("no")
+
+    monkeypatch.setattr(snapshot, "dumps", not_copyable)
+    lifecycle._TEMPLATES.clear()
+    assert [run_lifecycle(study, c, 3) for c in study.cells] == copied
+    assert all(blob is None for blob, _, _ in lifecycle._TEMPLATES.values())
+    lifecycle._TEMPLATES.clear()
