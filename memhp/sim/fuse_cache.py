@@ -86,6 +86,8 @@ class KernelCache:
     _inos: dict[int, Ino]
     _paths: dict[str, int]
     _served: bool
+    #: A generation started whose kernel side (:meth:`_invalidate`) is not done.
+    _stale: bool
     _cached: set[int]
     _inval_lock: threading.Lock
     _inval_wake: threading.Event
@@ -98,8 +100,11 @@ class KernelCache:
     #: Inodes written (counts): their attributes keep the size last given until the
     #: write is answered (the kernel would ignore another: FUSE_I_SIZE_UNSTABLE).
     _frozen: dict[int, int]
-    #: Seconds a write's readers are held at most.
-    WRITE_WAIT_S = 0.1
+    #: Seconds a write's readers are held at most when neither its WRITE nor a
+    #: SETATTR follows the query (the write(2) failed before it, e.g. EFAULT).
+    WRITE_WAIT_S = 1.0
+    #: Seconds the drop of a written page may wait for its lock (see :meth:`_written`).
+    PAGE_WAIT_S = 0.1
 
     # ------------------------------------------------------------ replies
     def _send(self, unique: int, err: int, data: bytes = b"") -> None:
@@ -130,7 +135,11 @@ class KernelCache:
           (fuse_cache_read_iter(), FUSE_AUTO_INVAL_DATA); that GETATTR is held until
           the WRITE arrives (the bytes are in the page by then) and the page is
           dropped (:meth:`_written`), so the reader reads the model, never the
-          written bytes, and does not wait for the store.
+          written bytes, and does not wait for the store;
+        - the inode's first page is made uptodate (:meth:`_store_page`), so that the
+          writer does not keep it locked during the WRITE;
+        - a SETATTR instead of a WRITE (an ``O_TRUNC`` open) ends the hold at once
+          (:meth:`_truncated`), nothing at all after :data:`WRITE_WAIT_S`.
 
         A helper thread sends the notifications and answers (see the module's
         docstring)."""
@@ -148,6 +157,7 @@ class KernelCache:
             try:
                 self.settle()
                 self._notify(P.NOTIFY_INVAL_INODE, P.INVAL_INODE.pack(nodeid, -1, 0))
+                self._store_page(nodeid)
             finally:
                 self._send(unique, errno.ENODATA)
             time.sleep(self.WRITE_WAIT_S)
@@ -156,12 +166,37 @@ class KernelCache:
 
         threading.Thread(target=new_generation, daemon=True).start()
 
+    def _store_page(self, nodeid: int) -> None:
+        """Put the text the kernel was last given for ``nodeid`` (its size) in the
+        inode's first page, which is uptodate from then on (fuse_notify_store()), so
+        that the writer about to copy its bytes into that page leaves it unlocked
+        during the WRITE (fuse_fill_write_pages() keeps a page that is not uptodate
+        locked until the reply).  Else a reader that reached the writer's inode
+        before the new generation waits on the page lock until the store returns:
+        for a blocked offline, until the writer gets a signal."""
+        ino = self._inos.get(nodeid)
+        told = ino.told if ino is not None else None
+        if told and len(told) <= PAGE_SIZE:
+            self._notify(P.NOTIFY_STORE, P.STORE.pack(nodeid, 0, len(told), 0) + told)
+
+    def _truncated(self, nodeid: int) -> None:
+        """SETATTR of an inode whose readers are held: the query was a truncation's
+        (an ``O_TRUNC`` open: do_truncate(), dentry_needs_remove_privs()), no WRITE
+        follows it: the readers are answered at once (from the reading thread:
+        replies only, the notification is sent by a helper)."""
+        with self._lock:
+            held = self._writing.get(nodeid)
+        if held is not None and self._release(nodeid, held[0]):
+            threading.Thread(target=self._unfreeze, args=(nodeid,), daemon=True).start()
+
     def _written(self, nodeid: int) -> None:
         """A WRITE of an inode whose readers are held arrived: the written bytes are
-        in its page, which the writer left unlocked (uptodate).  The page is dropped
-        (FUSE_NOTIFY_INVAL_INODE at offset 0 locks it: if the writer holds it after
-        all -- the page was not uptodate -- the wait is cut short and the readers
-        wait for the page instead), then the readers get their attributes."""
+        in its page, which the writer left unlocked (uptodate: :meth:`_store_page`).
+        The page is dropped (FUSE_NOTIFY_INVAL_INODE at offset 0 locks it: if the
+        writer holds it after all -- the page could not be stored, the kernel's size
+        was not the one last given -- the wait is cut short after
+        :data:`PAGE_WAIT_S` and the readers wait for the page instead), then the
+        readers get their attributes."""
         with self._lock:
             held = self._writing.get(nodeid)
         if held is None:
@@ -169,7 +204,7 @@ class KernelCache:
         payload = P.INVAL_INODE.pack(nodeid, 0, 0)
         t = threading.Thread(target=self._notify, args=(P.NOTIFY_INVAL_INODE, payload), daemon=True)
         t.start()
-        t.join(self.WRITE_WAIT_S)
+        t.join(self.PAGE_WAIT_S)
         self._release(nodeid, held[0])
 
     def _release(self, nodeid: int, token: int) -> bool:
@@ -221,16 +256,19 @@ class KernelCache:
             self._notify(P.NOTIFY_INVAL_ENTRY, P.INVAL_ENTRY.pack(pnode, len(nb), 0) + nb + b"\0")
 
     # ------------------------------------------------------------ invalidation
-    def _new_generation(self) -> bool:
-        """Forget every path -> inode (new numbers from now on); True if the kernel may
-        cache something of the last generation."""
+    def _new_generation(self) -> None:
+        """Forget every path -> inode (new numbers from now on); if the kernel may
+        cache something of the last generation, its side is due (``_stale``) until
+        :meth:`_invalidate` starts: by the next :meth:`settle` at the latest, which
+        is not the invalidator's wake-up (a blocked write's round) but the wait for
+        it before a reply."""
         with self._lock:
             self._gen += 1
             self._paths.clear()
             self._ended.clear()
             self._incomplete.clear()
-            served, self._served = self._served, False
-        return served
+            if self._served:
+                self._served, self._stale = False, True
 
     def _invalidate(self) -> None:
         """The kernel's side of a new generation (with _inval_lock; never from the
@@ -247,6 +285,8 @@ class KernelCache:
         fuse_readdir_cached()), sees the new generation in the mtime and drops the
         cached pages or listing (fuse_change_attributes(), fuse_rdc_reset()).
         """
+        with self._lock:
+            self._stale = False
         for name in (b"sys", b"proc"):
             payload = P.INVAL_ENTRY.pack(P.ROOT_ID, len(name), 0) + name + b"\0"
             self._notify(P.NOTIFY_INVAL_ENTRY, payload)
@@ -286,7 +326,8 @@ class KernelCache:
         trees and what open descriptors cached; the next read of any path, and of any
         open descriptor, sees the new generation."""
         with self._inval_lock:
-            if self._new_generation():
+            self._new_generation()
+            if self._stale:
                 self._invalidate()
 
     def _completer(self) -> None:
@@ -328,7 +369,8 @@ class KernelCache:
             self._inval_wake.wait()
             self._inval_wake.clear()
             with self._inval_lock:
-                self._invalidate()
+                if self._stale:
+                    self._invalidate()
 
 
 __all__ = ["Ino", "KernelCache", "read_dir_end"]

@@ -106,6 +106,7 @@ class SysfsServer(KernelCache):
         self._paths: dict[str, int] = {}
         self._next = P.ROOT_ID + 1
         self._served = False
+        self._stale = False
         #: Inodes whose contents (text, listing) the kernel may have cached since the
         #: last change: their attributes are invalidated at the next one.
         self._cached: set[int] = set()
@@ -127,7 +128,7 @@ class SysfsServer(KernelCache):
         self._ops: dict[int, Callable[[int, int, memoryview], bytes | None]] = {
             P.LOOKUP: self.lookup,
             P.GETATTR: self.getattr,
-            P.SETATTR: self.getattr,  # O_TRUNC, truncate(2): accepted and ignored
+            P.SETATTR: self.setattr,
             P.READLINK: self.readlink,
             P.OPEN: self.open,
             P.READ: self.read,
@@ -168,6 +169,7 @@ class SysfsServer(KernelCache):
                     log.exception("FUSE request %d failed", opcode)
                     self._send(unique, errno.EIO)
                 else:
+                    self._served = True  # also if a generation started meanwhile
                     if data is not None:
                         self._send(unique, 0, data)
             elif opcode == P.WRITE:
@@ -358,6 +360,12 @@ class SysfsServer(KernelCache):
             attr = self._file_attr(nodeid, self._path(nodeid))
         return P.ATTR_OUT.pack(CACHE_TIMEOUT, 0, 0) + attr
 
+    def setattr(self, unique: int, nodeid: int, body: memoryview) -> bytes | None:
+        """O_TRUNC, truncate(2): accepted and ignored (the attributes of now)."""
+        if nodeid in self._writing:
+            self._truncated(nodeid)
+        return self.getattr(unique, nodeid, body)
+
     def _frozen_attr(self, nodeid: int) -> bytes | int:
         ino = self._inos.get(nodeid)
         if ino is None:
@@ -393,13 +401,16 @@ class SysfsServer(KernelCache):
                 told = ino.told
                 if fh == _CACHED and text is not None and told and len(text) > len(told):
                     text = told
-                if text is None:
-                    return self.fs.read_at(ino.path, off, size)
+                data = text[off : off + size] if text is not None else None
+                if data is None:
+                    data = self.fs.read_at(ino.path, off, size)
         except OSError as e:
             if e.errno == errno.ENOENT:  # removed while open: kernfs deactivated it
                 raise _Reply(errno.ENODEV) from None
             raise
-        return text[off : off + size]
+        with self._lock:  # and after: a generation may have started meanwhile
+            self._cached.add(nodeid)
+        return data
 
     def statfs(self, unique: int, nodeid: int, body: memoryview) -> bytes:
         return P.STATFS_OUT.pack(0, 0, 0, 0, 0, 4096, 255, 4096)
@@ -472,6 +483,7 @@ class SysfsServer(KernelCache):
                     out += entry
                 P.dirent(out, d_ino, i + 1, name, _DT[kind])
         with self._lock:
+            self._cached.add(nodeid)  # again: a generation may have started meanwhile
             if not out:
                 self._ended.add(nodeid)
             elif to_end and gen == self._gen and nodeid not in self._ended:
