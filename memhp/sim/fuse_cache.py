@@ -155,8 +155,8 @@ class KernelCache:
 
         def new_generation() -> None:
             try:
-                self.settle()
                 self._notify(P.NOTIFY_INVAL_INODE, P.INVAL_INODE.pack(nodeid, -1, 0))
+                self.settle()
                 self._store_page(nodeid)
             finally:
                 self._send(unique, errno.ENODATA)
@@ -176,6 +176,12 @@ class KernelCache:
         for a blocked offline, until the writer gets a signal."""
         ino = self._inos.get(nodeid)
         told = ino.told if ino is not None else None
+        # The page is dropped first: a read(2) that checked the attributes before they
+        # were invalidated (the first step of the query's answer, a settle() ago) keeps
+        # the page it found, or reads the model if it had not reached the page yet;
+        # only one stalled between the two for that whole time (descheduled) could
+        # reach the page the writer copies into.
+        self._notify(P.NOTIFY_INVAL_INODE, P.INVAL_INODE.pack(nodeid, 0, 0))
         if told and len(told) <= PAGE_SIZE:
             self._notify(P.NOTIFY_STORE, P.STORE.pack(nodeid, 0, len(told), 0) + told)
 
