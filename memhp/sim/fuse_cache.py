@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import logging
 import os
 import threading
 import time
@@ -39,6 +40,8 @@ from memhp.abi.fs import Kind
 from memhp.abi.layout import PAGE_SIZE
 from memhp.sim import fuse_proto as P
 from memhp.sim.sysfs.kernfs import Node
+
+log = logging.getLogger("memhp.sim.fuse")
 
 
 def read_dir_end(fd: int, end: int) -> None:
@@ -61,7 +64,7 @@ _GETDENTS = {"x86_64": 217, "aarch64": 61, "riscv64": 61}.get(os.uname().machine
 class Ino:
     """An inode the kernel holds: its path, lookups, and what it was last given."""
 
-    __slots__ = ("gen", "listing", "nlookup", "path", "text", "told")
+    __slots__ = ("attr", "gen", "listing", "nlookup", "path", "text", "told")
 
     def __init__(self, path: str, gen: int) -> None:
         self.path = path
@@ -71,6 +74,8 @@ class Ino:
         self.listing: list[tuple[bytes, Kind, Node | None]] | None = None
         #: The text whose length the kernel was last given as the size.
         self.told: bytes | None = None
+        #: (generation, GETATTR reply) of the last GETATTR answered.
+        self.attr: tuple[int, bytes] | None = None
 
 
 class KernelCache:
@@ -103,8 +108,10 @@ class KernelCache:
     #: Seconds a write's readers are held at most when neither its WRITE nor a
     #: SETATTR follows the query (the write(2) failed before it, e.g. EFAULT).
     WRITE_WAIT_S = 1.0
-    #: Seconds the drop of a written page may wait for its lock (see :meth:`_written`).
-    PAGE_WAIT_S = 0.1
+    #: Seconds the drop of a written page may wait for its lock (see :meth:`_written`;
+    #: it is free unless the page could not be stored, but a loaded host may take a
+    #: while to run the notification).
+    PAGE_WAIT_S = 1.0
 
     # ------------------------------------------------------------ replies
     def _send(self, unique: int, err: int, data: bytes = b"") -> None:
@@ -162,6 +169,9 @@ class KernelCache:
                 self._send(unique, errno.ENODATA)
             time.sleep(self.WRITE_WAIT_S)
             if self._release(nodeid, token):  # no WRITE came (an error before it)
+                log.warning(
+                    "inode %d: no WRITE within %.1f s of the query", nodeid, self.WRITE_WAIT_S
+                )
                 self._unfreeze(nodeid)
 
         threading.Thread(target=new_generation, daemon=True).start()
@@ -211,6 +221,8 @@ class KernelCache:
         t = threading.Thread(target=self._notify, args=(P.NOTIFY_INVAL_INODE, payload), daemon=True)
         t.start()
         t.join(self.PAGE_WAIT_S)
+        if t.is_alive():
+            log.warning("inode %d: its page is still locked after %.1f s", nodeid, self.PAGE_WAIT_S)
         self._release(nodeid, held[0])
 
     def _release(self, nodeid: int, token: int) -> bool:

@@ -356,9 +356,15 @@ class SysfsServer(KernelCache):
             if isinstance(reply, int):
                 raise _Reply(reply)
             return reply
+        ino = self._path(nodeid)
+        gen = self._gen
+        last = ino.attr
+        if last is not None and last[0] == gen:  # e.g. fstat(2) after each read(2)
+            return last[1]
         with self.fs.lock:
-            attr = self._file_attr(nodeid, self._path(nodeid))
-        return P.ATTR_OUT.pack(CACHE_TIMEOUT, 0, 0) + attr
+            reply = P.ATTR_OUT.pack(CACHE_TIMEOUT, 0, 0) + self._file_attr(nodeid, ino)
+        ino.attr = (gen, reply)
+        return reply
 
     def setattr(self, unique: int, nodeid: int, body: memoryview) -> bytes | None:
         """O_TRUNC, truncate(2): accepted and ignored (the attributes of now)."""
