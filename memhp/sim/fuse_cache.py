@@ -74,7 +74,7 @@ class Ino:
         self.listing: list[tuple[bytes, Kind, Node | None]] | None = None
         #: The text whose length the kernel was last given as the size.
         self.told: bytes | None = None
-        #: (generation, GETATTR reply) of the last GETATTR answered.
+        #: (generation, struct fuse_attr) last given, for a GETATTR.
         self.attr: tuple[int, bytes] | None = None
 
 

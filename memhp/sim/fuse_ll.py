@@ -57,6 +57,7 @@ _DT = {Kind.DIR: 4, Kind.FILE: 8, Kind.LINK: 10}  # DT_DIR, DT_REG, DT_LNK
 #: Sysfs writes are one page; reads of /proc/kpageflags are ranged.
 MAX_WRITE = 4 * PAGE_SIZE
 _BUFSIZE = MAX_WRITE + 2 * PAGE_SIZE
+_ATTR_OUT = P.ATTR_OUT.pack(CACHE_TIMEOUT, 0, 0)
 #: File handles: an open through the page cache, an open doing direct I/O.
 _CACHED, _DIRECT = 0, 1
 
@@ -268,7 +269,9 @@ class SysfsServer(KernelCache):
 
     def _file_attr(self, nodeid: int, ino: Ino, node: Node | None = None) -> bytes:
         """The attributes of an inode; an attribute's size is its text's (with fs.lock);
-        ``node``: its node if known (a listing's), else it is looked up."""
+        ``node``: its node if known (a listing's), else it is looked up.  Kept with the
+        inode for a GETATTR in the same generation (Ino.attr)."""
+        gen = self._gen
         st = self.fs.lstat(ino.path or "/") if node is None else _node_stat(node)
         size = st.size
         if st.kind is Kind.FILE:
@@ -278,7 +281,9 @@ class SysfsServer(KernelCache):
                 ino.told = text
         elif st.kind is Kind.DIR:
             size = 0
-        return self._attr(nodeid, st, size)
+        attr = self._attr(nodeid, st, size)
+        ino.attr = (gen, attr)
+        return attr
 
     def _text(self, ino: Ino, node: Node | None = None) -> bytes | None:
         """The text of a show-only attribute in this generation (with fs.lock)."""
@@ -357,14 +362,13 @@ class SysfsServer(KernelCache):
                 raise _Reply(reply)
             return reply
         ino = self._path(nodeid)
-        gen = self._gen
         last = ino.attr
-        if last is not None and last[0] == gen:  # e.g. fstat(2) after each read(2)
-            return last[1]
-        with self.fs.lock:
-            reply = P.ATTR_OUT.pack(CACHE_TIMEOUT, 0, 0) + self._file_attr(nodeid, ino)
-        ino.attr = (gen, reply)
-        return reply
+        if last is None or last[0] != self._gen:  # else e.g. fstat(2) after a read(2)
+            with self.fs.lock:
+                self._file_attr(nodeid, ino)
+            last = ino.attr
+            assert last is not None
+        return _ATTR_OUT + last[1]
 
     def setattr(self, unique: int, nodeid: int, body: memoryview) -> bytes | None:
         """O_TRUNC, truncate(2): accepted and ignored (the attributes of now)."""
