@@ -212,7 +212,9 @@ class KernelCache:
         writer holds it after all -- the page could not be stored, the kernel's size
         was not the one last given -- the wait is cut short after
         :data:`PAGE_WAIT_S` and the readers wait for the page instead), then the
-        readers get their attributes."""
+        readers get their attributes.  Called by the reading thread as the WRITE
+        arrives: the drop's thread starts at once (until it has run, a read that went
+        past its attribute check before the query may still find the written page)."""
         with self._lock:
             held = self._writing.get(nodeid)
         if held is None:
@@ -220,10 +222,14 @@ class KernelCache:
         payload = P.INVAL_INODE.pack(nodeid, 0, 0)
         t = threading.Thread(target=self._notify, args=(P.NOTIFY_INVAL_INODE, payload), daemon=True)
         t.start()
-        t.join(self.PAGE_WAIT_S)
-        if t.is_alive():
-            log.warning("inode %d: its page is still locked after %.1f s", nodeid, self.PAGE_WAIT_S)
-        self._release(nodeid, held[0])
+
+        def release() -> None:
+            t.join(self.PAGE_WAIT_S)
+            if t.is_alive():
+                log.warning("inode %d: page still locked after %.1f s", nodeid, self.PAGE_WAIT_S)
+            self._release(nodeid, held[0])
+
+        threading.Thread(target=release, daemon=True).start()
 
     def _release(self, nodeid: int, token: int) -> bool:
         """Answer the GETATTRs held for a write (token: the write's query); False if

@@ -178,7 +178,7 @@ class SysfsServer(KernelCache):
                     self._pending.add(unique)
                     written = nodeid in self._writing
                 if written:
-                    threading.Thread(target=self._written, args=(nodeid,), daemon=True).start()
+                    self._written(nodeid)
                 args = (unique, nodeid, bytes(mv[40:n]))
                 threading.Thread(target=self.write, args=args, daemon=True).start()
             elif opcode == P.GETXATTR:
