@@ -15,7 +15,9 @@ takes back what a change of the model made wrong:
   query that precedes every write through the page cache
   (:meth:`KernelCache._getxattr`): readers walk to new inodes, so none sees the
   written bytes in the page or waits on its lock while the store blocks, and those
-  that hold the writer's inode refresh it before they read.  The writer keeps its
+  that hold the writer's inode refresh it before they read; its page is stored
+  uptodate first, so the writer does not keep it locked (one race is left: a read
+  already past its attribute check, benchmarks/NOTES.md).  The writer keeps its
   inode's i_rwsem, which an ``O_TRUNC`` open takes, so its entry is dropped too
   (:meth:`KernelCache._unshare`): other writers walk to a new inode.
 - Listings read to their last entry but not to their end (lsmem stops at a block's
