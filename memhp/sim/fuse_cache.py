@@ -15,7 +15,9 @@ takes back what a change of the model made wrong:
   query that precedes every write through the page cache
   (:meth:`KernelCache._getxattr`): readers walk to new inodes, so none sees the
   written bytes in the page or waits on its lock while the store blocks, and those
-  that hold the writer's inode refresh it before they read.  The writer keeps its
+  that hold the writer's inode refresh it before they read; its page is stored
+  uptodate first, so the writer does not keep it locked (one race is left: a read
+  already past its attribute check, benchmarks/NOTES.md).  The writer keeps its
   inode's i_rwsem, which an ``O_TRUNC`` open takes, so its entry is dropped too
   (:meth:`KernelCache._unshare`): other writers walk to a new inode.
 - Listings read to their last entry but not to their end (lsmem stops at a block's
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import logging
 import os
 import threading
 import time
@@ -39,6 +42,8 @@ from memhp.abi.fs import Kind
 from memhp.abi.layout import PAGE_SIZE
 from memhp.sim import fuse_proto as P
 from memhp.sim.sysfs.kernfs import Node
+
+log = logging.getLogger("memhp.sim.fuse")
 
 
 def read_dir_end(fd: int, end: int) -> None:
@@ -61,7 +66,7 @@ _GETDENTS = {"x86_64": 217, "aarch64": 61, "riscv64": 61}.get(os.uname().machine
 class Ino:
     """An inode the kernel holds: its path, lookups, and what it was last given."""
 
-    __slots__ = ("gen", "listing", "nlookup", "path", "text", "told")
+    __slots__ = ("attr", "gen", "listing", "nlookup", "path", "text", "told")
 
     def __init__(self, path: str, gen: int) -> None:
         self.path = path
@@ -71,6 +76,8 @@ class Ino:
         self.listing: list[tuple[bytes, Kind, Node | None]] | None = None
         #: The text whose length the kernel was last given as the size.
         self.told: bytes | None = None
+        #: (generation, struct fuse_attr) last given, for a GETATTR.
+        self.attr: tuple[int, bytes] | None = None
 
 
 class KernelCache:
@@ -86,6 +93,8 @@ class KernelCache:
     _inos: dict[int, Ino]
     _paths: dict[str, int]
     _served: bool
+    #: A generation started whose kernel side (:meth:`_invalidate`) is not done.
+    _stale: bool
     _cached: set[int]
     _inval_lock: threading.Lock
     _inval_wake: threading.Event
@@ -98,8 +107,13 @@ class KernelCache:
     #: Inodes written (counts): their attributes keep the size last given until the
     #: write is answered (the kernel would ignore another: FUSE_I_SIZE_UNSTABLE).
     _frozen: dict[int, int]
-    #: Seconds a write's readers are held at most.
-    WRITE_WAIT_S = 0.1
+    #: Seconds a write's readers are held at most when neither its WRITE nor a
+    #: SETATTR follows the query (the write(2) failed before it, e.g. EFAULT).
+    WRITE_WAIT_S = 1.0
+    #: Seconds the drop of a written page may wait for its lock (see :meth:`_written`;
+    #: it is free unless the page could not be stored, but a loaded host may take a
+    #: while to run the notification).
+    PAGE_WAIT_S = 1.0
 
     # ------------------------------------------------------------ replies
     def _send(self, unique: int, err: int, data: bytes = b"") -> None:
@@ -130,7 +144,11 @@ class KernelCache:
           (fuse_cache_read_iter(), FUSE_AUTO_INVAL_DATA); that GETATTR is held until
           the WRITE arrives (the bytes are in the page by then) and the page is
           dropped (:meth:`_written`), so the reader reads the model, never the
-          written bytes, and does not wait for the store.
+          written bytes, and does not wait for the store;
+        - the inode's first page is made uptodate (:meth:`_store_page`), so that the
+          writer does not keep it locked during the WRITE;
+        - a SETATTR instead of a WRITE (an ``O_TRUNC`` open) ends the hold at once
+          (:meth:`_truncated`), nothing at all after :data:`WRITE_WAIT_S`.
 
         A helper thread sends the notifications and answers (see the module's
         docstring)."""
@@ -146,22 +164,59 @@ class KernelCache:
 
         def new_generation() -> None:
             try:
-                self.settle()
                 self._notify(P.NOTIFY_INVAL_INODE, P.INVAL_INODE.pack(nodeid, -1, 0))
+                self.settle()
+                self._store_page(nodeid)
             finally:
                 self._send(unique, errno.ENODATA)
             time.sleep(self.WRITE_WAIT_S)
             if self._release(nodeid, token):  # no WRITE came (an error before it)
+                log.warning(
+                    "inode %d: no WRITE within %.1f s of the query", nodeid, self.WRITE_WAIT_S
+                )
                 self._unfreeze(nodeid)
 
         threading.Thread(target=new_generation, daemon=True).start()
 
+    def _store_page(self, nodeid: int) -> None:
+        """Put the text the kernel was last given for ``nodeid`` (its size) in the
+        inode's first page, which is uptodate from then on (fuse_notify_store()), so
+        that the writer about to copy its bytes into that page leaves it unlocked
+        during the WRITE (fuse_fill_write_pages() keeps a page that is not uptodate
+        locked until the reply).  Else a reader that reached the writer's inode
+        before the new generation waits on the page lock until the store returns:
+        for a blocked offline, until the writer gets a signal."""
+        ino = self._inos.get(nodeid)
+        told = ino.told if ino is not None else None
+        # The page is dropped first: a read(2) that checked the attributes before they
+        # were invalidated (the first step of the query's answer, a settle() ago) keeps
+        # the page it found, or reads the model if it had not reached the page yet;
+        # only one stalled between the two for that whole time (descheduled) could
+        # reach the page the writer copies into.
+        self._notify(P.NOTIFY_INVAL_INODE, P.INVAL_INODE.pack(nodeid, 0, 0))
+        if told and len(told) <= PAGE_SIZE:
+            self._notify(P.NOTIFY_STORE, P.STORE.pack(nodeid, 0, len(told), 0) + told)
+
+    def _truncated(self, nodeid: int) -> None:
+        """SETATTR of an inode whose readers are held: the query was a truncation's
+        (an ``O_TRUNC`` open: do_truncate(), dentry_needs_remove_privs()), no WRITE
+        follows it: the readers are answered at once (from the reading thread:
+        replies only, the notification is sent by a helper)."""
+        with self._lock:
+            held = self._writing.get(nodeid)
+        if held is not None and self._release(nodeid, held[0]):
+            threading.Thread(target=self._unfreeze, args=(nodeid,), daemon=True).start()
+
     def _written(self, nodeid: int) -> None:
         """A WRITE of an inode whose readers are held arrived: the written bytes are
-        in its page, which the writer left unlocked (uptodate).  The page is dropped
-        (FUSE_NOTIFY_INVAL_INODE at offset 0 locks it: if the writer holds it after
-        all -- the page was not uptodate -- the wait is cut short and the readers
-        wait for the page instead), then the readers get their attributes."""
+        in its page, which the writer left unlocked (uptodate: :meth:`_store_page`).
+        The page is dropped (FUSE_NOTIFY_INVAL_INODE at offset 0 locks it: if the
+        writer holds it after all -- the page could not be stored, the kernel's size
+        was not the one last given -- the wait is cut short after
+        :data:`PAGE_WAIT_S` and the readers wait for the page instead), then the
+        readers get their attributes.  Called by the reading thread as the WRITE
+        arrives: the drop's thread starts at once (until it has run, a read that went
+        past its attribute check before the query may still find the written page)."""
         with self._lock:
             held = self._writing.get(nodeid)
         if held is None:
@@ -169,8 +224,14 @@ class KernelCache:
         payload = P.INVAL_INODE.pack(nodeid, 0, 0)
         t = threading.Thread(target=self._notify, args=(P.NOTIFY_INVAL_INODE, payload), daemon=True)
         t.start()
-        t.join(self.WRITE_WAIT_S)
-        self._release(nodeid, held[0])
+
+        def release() -> None:
+            t.join(self.PAGE_WAIT_S)
+            if t.is_alive():
+                log.warning("inode %d: page still locked after %.1f s", nodeid, self.PAGE_WAIT_S)
+            self._release(nodeid, held[0])
+
+        threading.Thread(target=release, daemon=True).start()
 
     def _release(self, nodeid: int, token: int) -> bool:
         """Answer the GETATTRs held for a write (token: the write's query); False if
@@ -221,16 +282,19 @@ class KernelCache:
             self._notify(P.NOTIFY_INVAL_ENTRY, P.INVAL_ENTRY.pack(pnode, len(nb), 0) + nb + b"\0")
 
     # ------------------------------------------------------------ invalidation
-    def _new_generation(self) -> bool:
-        """Forget every path -> inode (new numbers from now on); True if the kernel may
-        cache something of the last generation."""
+    def _new_generation(self) -> None:
+        """Forget every path -> inode (new numbers from now on); if the kernel may
+        cache something of the last generation, its side is due (``_stale``) until
+        :meth:`_invalidate` starts: by the next :meth:`settle` at the latest, which
+        is not the invalidator's wake-up (a blocked write's round) but the wait for
+        it before a reply."""
         with self._lock:
             self._gen += 1
             self._paths.clear()
             self._ended.clear()
             self._incomplete.clear()
-            served, self._served = self._served, False
-        return served
+            if self._served:
+                self._served, self._stale = False, True
 
     def _invalidate(self) -> None:
         """The kernel's side of a new generation (with _inval_lock; never from the
@@ -247,6 +311,8 @@ class KernelCache:
         fuse_readdir_cached()), sees the new generation in the mtime and drops the
         cached pages or listing (fuse_change_attributes(), fuse_rdc_reset()).
         """
+        with self._lock:
+            self._stale = False
         for name in (b"sys", b"proc"):
             payload = P.INVAL_ENTRY.pack(P.ROOT_ID, len(name), 0) + name + b"\0"
             self._notify(P.NOTIFY_INVAL_ENTRY, payload)
@@ -286,7 +352,8 @@ class KernelCache:
         trees and what open descriptors cached; the next read of any path, and of any
         open descriptor, sees the new generation."""
         with self._inval_lock:
-            if self._new_generation():
+            self._new_generation()
+            if self._stale:
                 self._invalidate()
 
     def _completer(self) -> None:
@@ -328,7 +395,8 @@ class KernelCache:
             self._inval_wake.wait()
             self._inval_wake.clear()
             with self._inval_lock:
-                self._invalidate()
+                if self._stale:
+                    self._invalidate()
 
 
 __all__ = ["Ino", "KernelCache", "read_dir_end"]

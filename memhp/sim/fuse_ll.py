@@ -57,6 +57,7 @@ _DT = {Kind.DIR: 4, Kind.FILE: 8, Kind.LINK: 10}  # DT_DIR, DT_REG, DT_LNK
 #: Sysfs writes are one page; reads of /proc/kpageflags are ranged.
 MAX_WRITE = 4 * PAGE_SIZE
 _BUFSIZE = MAX_WRITE + 2 * PAGE_SIZE
+_ATTR_OUT = P.ATTR_OUT.pack(CACHE_TIMEOUT, 0, 0)
 #: File handles: an open through the page cache, an open doing direct I/O.
 _CACHED, _DIRECT = 0, 1
 
@@ -106,6 +107,7 @@ class SysfsServer(KernelCache):
         self._paths: dict[str, int] = {}
         self._next = P.ROOT_ID + 1
         self._served = False
+        self._stale = False
         #: Inodes whose contents (text, listing) the kernel may have cached since the
         #: last change: their attributes are invalidated at the next one.
         self._cached: set[int] = set()
@@ -127,7 +129,7 @@ class SysfsServer(KernelCache):
         self._ops: dict[int, Callable[[int, int, memoryview], bytes | None]] = {
             P.LOOKUP: self.lookup,
             P.GETATTR: self.getattr,
-            P.SETATTR: self.getattr,  # O_TRUNC, truncate(2): accepted and ignored
+            P.SETATTR: self.setattr,
             P.READLINK: self.readlink,
             P.OPEN: self.open,
             P.READ: self.read,
@@ -168,6 +170,7 @@ class SysfsServer(KernelCache):
                     log.exception("FUSE request %d failed", opcode)
                     self._send(unique, errno.EIO)
                 else:
+                    self._served = True  # also if a generation started meanwhile
                     if data is not None:
                         self._send(unique, 0, data)
             elif opcode == P.WRITE:
@@ -175,7 +178,7 @@ class SysfsServer(KernelCache):
                     self._pending.add(unique)
                     written = nodeid in self._writing
                 if written:
-                    threading.Thread(target=self._written, args=(nodeid,), daemon=True).start()
+                    self._written(nodeid)
                 args = (unique, nodeid, bytes(mv[40:n]))
                 threading.Thread(target=self.write, args=args, daemon=True).start()
             elif opcode == P.GETXATTR:
@@ -266,7 +269,9 @@ class SysfsServer(KernelCache):
 
     def _file_attr(self, nodeid: int, ino: Ino, node: Node | None = None) -> bytes:
         """The attributes of an inode; an attribute's size is its text's (with fs.lock);
-        ``node``: its node if known (a listing's), else it is looked up."""
+        ``node``: its node if known (a listing's), else it is looked up.  Kept with the
+        inode for a GETATTR in the same generation (Ino.attr)."""
+        gen = self._gen
         st = self.fs.lstat(ino.path or "/") if node is None else _node_stat(node)
         size = st.size
         if st.kind is Kind.FILE:
@@ -276,7 +281,9 @@ class SysfsServer(KernelCache):
                 ino.told = text
         elif st.kind is Kind.DIR:
             size = 0
-        return self._attr(nodeid, st, size)
+        attr = self._attr(nodeid, st, size)
+        ino.attr = (gen, attr)
+        return attr
 
     def _text(self, ino: Ino, node: Node | None = None) -> bytes | None:
         """The text of a show-only attribute in this generation (with fs.lock)."""
@@ -354,9 +361,20 @@ class SysfsServer(KernelCache):
             if isinstance(reply, int):
                 raise _Reply(reply)
             return reply
-        with self.fs.lock:
-            attr = self._file_attr(nodeid, self._path(nodeid))
-        return P.ATTR_OUT.pack(CACHE_TIMEOUT, 0, 0) + attr
+        ino = self._path(nodeid)
+        last = ino.attr
+        if last is None or last[0] != self._gen:  # else e.g. fstat(2) after a read(2)
+            with self.fs.lock:
+                self._file_attr(nodeid, ino)
+            last = ino.attr
+            assert last is not None
+        return _ATTR_OUT + last[1]
+
+    def setattr(self, unique: int, nodeid: int, body: memoryview) -> bytes | None:
+        """O_TRUNC, truncate(2): accepted and ignored (the attributes of now)."""
+        if nodeid in self._writing:
+            self._truncated(nodeid)
+        return self.getattr(unique, nodeid, body)
 
     def _frozen_attr(self, nodeid: int) -> bytes | int:
         ino = self._inos.get(nodeid)
@@ -393,13 +411,16 @@ class SysfsServer(KernelCache):
                 told = ino.told
                 if fh == _CACHED and text is not None and told and len(text) > len(told):
                     text = told
-                if text is None:
-                    return self.fs.read_at(ino.path, off, size)
+                data = text[off : off + size] if text is not None else None
+                if data is None:
+                    data = self.fs.read_at(ino.path, off, size)
         except OSError as e:
             if e.errno == errno.ENOENT:  # removed while open: kernfs deactivated it
                 raise _Reply(errno.ENODEV) from None
             raise
-        return text[off : off + size]
+        with self._lock:  # and after: a generation may have started meanwhile
+            self._cached.add(nodeid)
+        return data
 
     def statfs(self, unique: int, nodeid: int, body: memoryview) -> bytes:
         return P.STATFS_OUT.pack(0, 0, 0, 0, 0, 4096, 255, 4096)
@@ -472,6 +493,7 @@ class SysfsServer(KernelCache):
                     out += entry
                 P.dirent(out, d_ino, i + 1, name, _DT[kind])
         with self._lock:
+            self._cached.add(nodeid)  # again: a generation may have started meanwhile
             if not out:
                 self._ended.add(nodeid)
             elif to_end and gen == self._gen and nodeid not in self._ended:

@@ -37,7 +37,7 @@ FOPEN_NOFLUSH = 1 << 5
 
 KERNEL_MAJOR, KERNEL_MINOR = 7, 31
 ROOT_ID = 1
-NOTIFY_INVAL_INODE, NOTIFY_INVAL_ENTRY = 2, 3
+NOTIFY_INVAL_INODE, NOTIFY_INVAL_ENTRY, NOTIFY_STORE = 2, 3, 4
 
 IN_HEADER = struct.Struct("<IIQQIIIHH")  # len opcode unique nodeid uid gid pid extlen pad
 OUT_HEADER = struct.Struct("<IiQ")  # len error unique
@@ -60,6 +60,7 @@ U32x2 = struct.Struct("<II")
 STATFS_OUT = struct.Struct("<QQQQQIII28x")  # blocks bfree bavail files ffree bsize namelen frsize
 INVAL_ENTRY = struct.Struct("<QII")  # parent namelen flags
 INVAL_INODE = struct.Struct("<Qqq")  # ino off len
+STORE = struct.Struct("<QQII")  # nodeid offset size padding (then the bytes)
 
 
 def dirent(buf: bytearray, ino: int, off: int, name: bytes, dtype: int) -> None:

@@ -192,6 +192,37 @@ def test_readers_never_wait_for_a_blocked_offline(machine: Machine) -> None:
     assert machine.states() == before
 
 
+def test_a_reader_sharing_the_writers_inode_does_not_wait(machine: Machine) -> None:
+    """A descriptor opened just before a write and read while the store blocks shares
+    the writer's inode (same walk, same generation).  With writes through the page
+    cache, the writer kept that inode's page locked for the whole store when no read
+    had filled it (fuse_fill_write_pages()), and the read waited for the writer's
+    signal.  It gets the text its inode was given, at once; the 0.5 s bound is
+    functional (the write blocks 1.5 s)."""
+    b = machine.pinned_block()
+    before = machine.states()
+    machine.ok("query-status")  # a new generation: the open below looks the file up
+    fd = os.open(machine.mount / MEM / f"memory{b}" / "state", os.O_RDONLY)
+    got: list[tuple[bytes, float]] = []
+
+    def read_later() -> None:
+        time.sleep(0.5)
+        t = time.monotonic()
+        got.append((os.read(fd, 4096), time.monotonic() - t))
+
+    try:
+        reader = threading.Thread(target=read_later)
+        reader.start()
+        e, _ = _write_offline(machine, b, 1.5)
+        reader.join(10)
+    finally:
+        os.close(fd)
+    assert e == errno.EINTR
+    assert [text for text, _ in got] == [b"online\n"]
+    assert got[0][1] < 0.5, got
+    assert machine.states() == before
+
+
 def test_blocked_offline_completes_when_the_pages_are_freed(machine: Machine) -> None:
     start = 33 << 27  # memory33 (blocks are 128 MiB)
     ids = machine.ok("x-memhp-fill", pages=10, start=start, end=start + (128 << 20), pinned=1.0)
