@@ -29,16 +29,16 @@ BIG = "lsmem --summary=only LIVE big-16t (131072 blocks), warm"
 
 
 def test_recorded_read_ratio() -> None:
-    assert _recorded(READ + FAST) <= 5.0 * 2  # goal 5x: met in fast mode (1.92x recorded)
-    # answered opens: 29.9x recorded at 20:37 (4.37x at 17:08: the host's FUSE round
-    # trips got slower; the code of 17:08 measured 117.7 us per read at 20:40 against
-    # 132.8 us for this code, same minute): guarded against regression
-    assert _recorded(READ) <= 29.9 * 1.5
+    assert _recorded(READ + FAST) <= 5.0 * 2  # goal 5x: met in fast mode (1.41x recorded)
+    # answered opens: 22.25x recorded at 23:14 while a study benchmark ran on the other
+    # core; by hand at 23:13-23:27 (load ~1): 23-38 us per read, 3.5-5.8x.  Each read is a
+    # round trip to the daemon, which waits for a CPU: guarded against regression
+    assert _recorded(READ) <= 22.25 * 1.5
 
 
 def test_recorded_lsmem_ratio() -> None:
-    assert _recorded(LSMEM + FAST) <= 3.0 * 2  # goal 3x: met in fast mode (1.32x recorded)
-    assert _recorded(LSMEM) <= 30.0 * 1.5  # goal 3x, not met with answered opens (30x)
+    assert _recorded(LSMEM + FAST) <= 3.0 * 2  # goal 3x: met in fast mode (1.24x recorded)
+    assert _recorded(LSMEM) <= 21.4 * 1.5  # goal 3x, not met with answered opens (21.4x)
 
 
 def test_recorded_big16t_lsmem_summary() -> None:
