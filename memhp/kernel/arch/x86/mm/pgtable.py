@@ -264,6 +264,73 @@ class PageTableTree:
             k.pa.free(a, sec, n)
             left -= n
 
+    def _free_vmemmap_leaf(self, t: Table, i: int) -> None:
+        """free_hugepage_table(): the 2 MiB block to the altmap, bootmem or buddy."""
+        src = t.backing.pop(i)
+        t.unused.pop(i, None)
+        self.vmemmap_pages[src.kind] -= src.nr_pages
+        self._free_src(src)
+
+    def _free_vmemmap_leaves(self, t: Table, idx: list[int]) -> None:
+        """:meth:`_free_vmemmap_leaf` of the leaves ``idx`` of ``t`` in turn
+        (remove_pmd_table()).  When each is a buddy allocation of its own (a
+        hot-added block's memmap), the frees free_pagetable() makes (highest
+        section first) are done in one loop, each as PageAllocator.free() does it
+        (same counts, same free-list placements in the same order)."""
+        pa = self.k.pa
+        srcs = [t.backing[i] for i in idx]
+        allocs = [s.alloc for s in srcs if s.kind == "buddy" and s.alloc is not None]
+        if len(allocs) != len(srcs) or len({a.id for a in allocs}) != len(allocs):
+            for i in idx:
+                self._free_vmemmap_leaf(t, i)
+            return
+        items: list[tuple[Allocation, int, int]] = []
+        for src, a in zip(srcs, allocs, strict=True):
+            if a.state in (PageState.RESERVED, PageState.ALTMAP):
+                for i in idx:
+                    self._free_vmemmap_leaf(t, i)
+                return
+            if a.id not in pa.allocs:
+                continue
+            left = src.nr_pages
+            for sec in sorted(a.extents, reverse=True):
+                if left <= 0:
+                    break
+                items.append((a, sec, n := min(left, a.extents[sec])))
+                left -= n
+        for i in idx:
+            del t.backing[i]
+            t.unused.pop(i, None)
+        self.vmemmap_pages["buddy"] -= sum(s.nr_pages for s in srcs)
+        cv, zv, nv, iv, by = pa._cv, pa._zv, pa._nv, pa._iv, pa.by_section
+        to_head = pa.free_area.to_head
+        free = int(PageState.FREE)
+        for a, sec, n in items:  # PageAllocator.free(a, sec, n), inline
+            st = a.state
+            z = zv[sec]
+            if n:
+                cv[st, sec] -= n
+                cv[free, sec] += n
+                if z >= 0:
+                    v = pa._zview(nv[sec], z)
+                    v[st] -= n
+                    v[free] += n
+            if left := a.extents[sec] - n:  # _index_sub()
+                a.extents[sec] = left
+            else:
+                del a.extents[sec]
+            d = by[sec]
+            if left := d[a.id] - n:
+                d[a.id] = left
+            else:
+                del d[a.id]
+                if not d:
+                    del by[sec]
+            if z >= 0 and not iv[sec]:  # _freed()
+                to_head((nv[sec], z), sec)
+            if not a.extents:
+                del pa.allocs[a.id]
+
     # ================================================================ tree walking
     def _child(self, t: Table, i: int, what: str, nid: int) -> Table:
         """Populate entry ``i`` of ``t`` with a new table (pud/pmd/pte_populate)."""
