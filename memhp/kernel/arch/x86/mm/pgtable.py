@@ -303,19 +303,12 @@ class PageTableTree:
             t.unused.pop(i, None)
         self.vmemmap_pages["buddy"] -= sum(s.nr_pages for s in srcs)
         cv, zv, nv, iv, by = pa._cv, pa._zv, pa._nv, pa._iv, pa.by_section
-        to_head = pa.free_area.to_head
-        free = int(PageState.FREE)
-        for a, sec, n in items:  # PageAllocator.free(a, sec, n), inline
-            st = a.state
-            z = zv[sec]
-            if n:
-                cv[st, sec] -= n
-                cv[free, sec] += n
-                if z >= 0:
-                    v = pa._zview(nv[sec], z)
-                    v[st] -= n
-                    v[free] += n
-            if left := a.extents[sec] - n:  # _index_sub()
+        # PageAllocator.free(a, sec, n) of each item: first the owners' extents
+        # (_index_sub()), then the counts and free-list placements of each run of
+        # consecutive frees into one section at once (neither reads the other).
+        runs: list[tuple[PageState, int, int, int]] = []  # (state, section, pages, frees)
+        for a, sec, n in items:
+            if left := a.extents[sec] - n:
                 a.extents[sec] = left
             else:
                 del a.extents[sec]
@@ -326,10 +319,23 @@ class PageTableTree:
                 del d[a.id]
                 if not d:
                     del by[sec]
-            if z >= 0 and not iv[sec]:  # _freed()
-                to_head((nv[sec], z), sec)
             if not a.extents:
                 del pa.allocs[a.id]
+            if runs and runs[-1][1] == sec and runs[-1][0] is a.state:
+                st, _, m, k = runs[-1]
+                runs[-1] = (st, sec, m + n, k + 1)
+            else:
+                runs.append((a.state, sec, n, 1))
+        free, fa = int(PageState.FREE), pa.free_area
+        for st, sec, n, k in runs:
+            cv[st, sec] -= n
+            cv[free, sec] += n
+            if (z := zv[sec]) >= 0:
+                v = pa._zview(nv[sec], z)
+                v[st] -= n
+                v[free] += n
+                if not iv[sec]:  # _freed() of each free
+                    fa.to_head_times((nv[sec], z), sec, k)
 
     # ================================================================ tree walking
     def _child(self, t: Table, i: int, what: str, nid: int) -> Table:
