@@ -12,11 +12,8 @@ from memhp.kernel.mm.page_alloc import Allocation, AllocError, PageAllocator, Pa
 #: with move_pages/migrate_pages), i.e. about 4 us per page.
 MIGRATE_PAGE_COST_S = 4e-6
 
-_FREE, _UNMOVABLE, _RESERVED = (
-    int(PageState.FREE),
-    int(PageState.UNMOVABLE),
-    int(PageState.RESERVED),
-)
+_FREE, _MOVABLE = int(PageState.FREE), int(PageState.MOVABLE)
+_UNMOVABLE, _RESERVED = int(PageState.UNMOVABLE), int(PageState.RESERVED)
 
 
 def migrate_section(pa: PageAllocator, sec: int) -> tuple[int, int]:
@@ -128,10 +125,35 @@ def _move_group(pa: PageAllocator, group: list[tuple[int, int, Allocation, int]]
         ):
             return "unmovable"
         parts.append(part)
-    for (_i, sec, a, n), part in zip(group, parts, strict=True):
+    # move_pages() of each owner in turn, its parts of the plan: _take() and
+    # _taken_all(), then the old pages freed where they are (_move(), _index_sub()).
+    # The new pages' counts are changed once per planned section (sums); whether a
+    # planned section is used up after an owner's part (_taken()) is followed here.
+    zv, nv, by, fa = pa._zv, pa._nv, pa.by_section, pa.free_area
+    fleft = {sec: cv[_FREE, sec] for sec, _ in plan}
+    for sec, m in plan:
+        cv[_FREE, sec] -= m
+        cv[_MOVABLE, sec] += m
+        if (zi := zv[sec]) >= 0:
+            v = pa._zview(nv[sec], zi)
+            v[_FREE] -= m
+            v[_MOVABLE] += m
+    for (_i, old, a, n), part in zip(group, parts, strict=True):
         pa._next_id += 1  # (move_pages(): the new allocation's id is used up)
-        pa._take(a, part, state)
-        pa._taken_all(part, state)
-        pa._move(sec, state, PageState.FREE, n)
-        pa._index_sub(a, sec, n)
+        ext, aid = a.extents, a.id
+        for sec, m in part:
+            ext[sec] = ext.get(sec, 0) + m
+            if (d := by.get(sec)) is None:
+                by[sec] = {aid: m}
+            else:
+                d[aid] = d.get(aid, 0) + m
+            fleft[sec] -= m
+        for sec in [part[0][0]] if len(part) == 1 else dict.fromkeys(s for s, _ in part):
+            zi = zv[sec]
+            if fleft[sec] == 0:
+                fa.remove(sec, (nv[sec], zi) if zi >= 0 else None)
+            elif zi >= 0:
+                fa.to_head((nv[sec], zi), sec)
+        pa._move(old, state, PageState.FREE, n)
+        pa._index_sub(a, old, n)
     return None
