@@ -284,19 +284,25 @@ class PageTableTree:
             for i in idx:
                 self._free_vmemmap_leaf(t, i)
             return
+        if any(a.state is PageState.RESERVED or a.state is PageState.ALTMAP for a in allocs):
+            for i in idx:
+                self._free_vmemmap_leaf(t, i)
+            return
         items: list[tuple[Allocation, int, int]] = []
+        live = pa.allocs
         for src, a in zip(srcs, allocs, strict=True):
-            if a.state in (PageState.RESERVED, PageState.ALTMAP):
-                for i in idx:
-                    self._free_vmemmap_leaf(t, i)
-                return
-            if a.id not in pa.allocs:
+            if a.id not in live:
+                continue
+            ext = a.extents
+            if len(ext) == 1 and src.nr_pages > 0:
+                for sec, m in ext.items():
+                    items.append((a, sec, min(src.nr_pages, m)))
                 continue
             left = src.nr_pages
-            for sec in sorted(a.extents, reverse=True):
+            for sec in sorted(ext, reverse=True):
                 if left <= 0:
                     break
-                items.append((a, sec, n := min(left, a.extents[sec])))
+                items.append((a, sec, n := min(left, ext[sec])))
                 left -= n
         for i in idx:
             del t.backing[i]
