@@ -1,14 +1,19 @@
-"""Page migration (mm/migrate.c) of the movable pages of one isolated section."""
+"""Page migration (mm/migrate.c) of the movable pages of isolated sections."""
 
 from __future__ import annotations
 
-from memhp.kernel.mm.page_alloc import AllocError, PageAllocator, PageState
+from collections.abc import Sequence
+
+from memhp.kernel.mm.page_alloc import Allocation, AllocError, PageAllocator, PageState
 
 #: Simulated cost of migrating one 4 KiB page, in seconds.  Linux migrates base
 #: pages at well under 1 GB/s single-threaded (Yan et al., "Nimble Page Management
 #: for Tiered Memory Systems", ASPLOS 2019, Fig. 2: ~0.5-1 GB/s for 4 KiB pages
 #: with move_pages/migrate_pages), i.e. about 4 us per page.
 MIGRATE_PAGE_COST_S = 4e-6
+
+_FREE, _MOVABLE = int(PageState.FREE), int(PageState.MOVABLE)
+_UNMOVABLE, _RESERVED = int(PageState.UNMOVABLE), int(PageState.RESERVED)
 
 
 def migrate_section(pa: PageAllocator, sec: int) -> tuple[int, int]:
@@ -20,19 +25,135 @@ def migrate_section(pa: PageAllocator, sec: int) -> tuple[int, int]:
     (:meth:`PageAllocator.move_pages`).  Returns (pages migrated, pages that could
     not be migrated: pinned or no room).
     """
-    moved = failed = 0
-    for aid, n in sorted(pa.by_section.get(sec, {}).items()):
-        a = pa.allocs[aid]
-        if a.state is PageState.PINNED:
-            failed += n
-            continue
-        if a.state is not PageState.MOVABLE:
-            continue
-        try:
-            pa.move_pages(a, sec, n)
-        except AllocError:
-            failed += n
-            continue
-        moved += n
-    pa.migrated_pages += moved
+    ((moved, failed),) = migrate_sections(pa, [sec])
     return moved, failed
+
+
+def migrate_sections(pa: PageAllocator, secs: Sequence[int]) -> list[tuple[int, int]]:
+    """:func:`migrate_section` of each isolated section of ``secs`` in turn (one
+    pass of offline_pages()' do_migrate_range() over the range); (moved, failed)
+    per section.
+
+    Consecutive owners on one node are given their new pages by one walk of the
+    zonelist when that provably picks the pages one walk per owner would
+    (:func:`_move_group`); otherwise, and when there is no room for all of them,
+    owner by owner as :meth:`PageAllocator.move_pages` does.
+    """
+    res = [[0, 0] for _ in secs]
+    todo: list[tuple[int, int, Allocation, int]] = []  # (index, section, owner, pages)
+    for i, sec in enumerate(secs):  # (isolated: no section's owners change meanwhile)
+        for aid, n in sorted(pa.by_section.get(sec, {}).items()):
+            a = pa.allocs[aid]
+            if a.state is PageState.PINNED:
+                res[i][1] += n
+            elif a.state is PageState.MOVABLE:
+                todo.append((i, sec, a, n))
+    j = 0
+    while j < len(todo):
+        e = j + 1
+        while e < len(todo) and todo[e][2].nid == todo[j][2].nid:
+            e += 1
+        while j < e:
+            why = _move_group(pa, todo[j:e]) if e - j > 1 else "one owner"
+            if why is None:
+                for i, _sec, _a, n in todo[j:e]:
+                    res[i][0] += n
+                j = e
+                break
+            # Owner by owner: only the first if the watermark was in the way (the
+            # isolated zone's free count grows with each owner moved), else all.
+            stop = j + 1 if why == "watermark" else e
+            for i, sec, a, n in todo[j:stop]:
+                try:
+                    pa.move_pages(a, sec, n)
+                except AllocError:
+                    res[i][1] += n
+                    continue
+                res[i][0] += n
+            j = stop
+    pa.migrated_pages += sum(r[0] for r in res)
+    return [(m, f) for m, f in res]
+
+
+def _move_group(pa: PageAllocator, group: list[tuple[int, int, Allocation, int]]) -> str | None:
+    """:meth:`PageAllocator.move_pages` of each (owner, section, pages) of ``group``
+    (one node, MOVABLE) from one walk of the zonelist for all their pages, cut
+    into consecutive parts in owner order.  None when done; else why not (nothing
+    changed): not provably what one walk per owner picks, or no room for all.
+
+    One walk per owner takes up the walk where the previous owner left it: its
+    sections are used up except the last, which goes to the head of the lists
+    (_taken(), expand()) and, a movable section, is the next walk's first
+    candidate.  Two things could differ and are excluded: an owner's part ending
+    inside a section with unmovable pages (the next walk would leave it to the
+    fallback), and a zone of the isolated sections where the watermark limits
+    what the walk can take (each migrated owner frees its old pages there, on no
+    free list but counted in the zone's free pages: a later walk could take more).
+    """
+    state = PageState.MOVABLE
+    total = sum(n for *_, n in group)
+    src = {(pa._nv[sec], pa._zv[sec]) for _i, sec, _a, _n in group}
+    plan: list[tuple[int, int]] = []
+    need = total
+    pa.ensure_watermarks()  # (the _plan() of move_pages(), once)
+    for z in pa.zonelist(group[0][2].nid, state):
+        if need == 0:
+            break
+        avail = pa._zview(z.nid, int(z.idx))[_FREE] - z.watermark_min
+        if (z.nid, int(z.idx)) in src and avail < need and avail < pa._walk(z, state, need, []):
+            return "watermark"  # (it limits what the walk takes here)
+        if avail > 0:
+            need -= pa._walk(z, state, min(need, avail), plan)
+    if need:
+        return "no room"
+    cv, uv = pa._cv, pa._uv
+    parts: list[list[tuple[int, int]]] = []
+    it = iter(plan)
+    sec = left = 0
+    for k, (_i, _s, _a, n) in enumerate(group):
+        part: list[tuple[int, int]] = []
+        while n:
+            if not left:
+                sec, left = next(it)
+            part.append((sec, take := min(n, left)))
+            n -= take
+            left -= take
+        if (
+            left
+            and k < len(group) - 1
+            and (cv[_UNMOVABLE, sec] + cv[_RESERVED, sec] > 0 or uv[sec])
+        ):
+            return "unmovable"
+        parts.append(part)
+    # move_pages() of each owner in turn, its parts of the plan: _take() and
+    # _taken_all(), then the old pages freed where they are (_move(), _index_sub()).
+    # The new pages' counts are changed once per planned section (sums); whether a
+    # planned section is used up after an owner's part (_taken()) is followed here.
+    zv, nv, by, fa = pa._zv, pa._nv, pa.by_section, pa.free_area
+    fleft = {sec: cv[_FREE, sec] for sec, _ in plan}
+    for sec, m in plan:
+        cv[_FREE, sec] -= m
+        cv[_MOVABLE, sec] += m
+        if (zi := zv[sec]) >= 0:
+            v = pa._zview(nv[sec], zi)
+            v[_FREE] -= m
+            v[_MOVABLE] += m
+    for (_i, old, a, n), part in zip(group, parts, strict=True):
+        pa._next_id += 1  # (move_pages(): the new allocation's id is used up)
+        ext, aid = a.extents, a.id
+        for sec, m in part:
+            ext[sec] = ext.get(sec, 0) + m
+            if (d := by.get(sec)) is None:
+                by[sec] = {aid: m}
+            else:
+                d[aid] = d.get(aid, 0) + m
+            fleft[sec] -= m
+        for sec in [part[0][0]] if len(part) == 1 else dict.fromkeys(s for s, _ in part):
+            zi = zv[sec]
+            if fleft[sec] == 0:
+                fa.remove(sec, (nv[sec], zi) if zi >= 0 else None)
+            elif zi >= 0:
+                fa.to_head((nv[sec], zi), sec)
+        pa._move(old, state, PageState.FREE, n)
+        pa._index_sub(a, old, n)
+    return None

@@ -227,6 +227,13 @@ class FreeArea:
         if len(d) >= self._limit.get(key, 64):
             self._drop_stale(key, d)
 
+    def to_head_times(self, key: tuple[int, int], sec: int, times: int) -> None:
+        """:meth:`to_head` of ``sec`` ``times`` times in a row: only the last counts
+        (the rank it gets, its place in the dict; when stale entries are dropped is
+        decided by the first, as no later one adds an entry)."""
+        self._head -= times - 1
+        self.to_head(key, sec)
+
     def _drop_stale(self, key: tuple[int, int], d: dict[int, int]) -> None:
         """(when to drop stale head entries changes no result, only a walk's cost)"""
         rank = self._rv

@@ -403,8 +403,7 @@ class KernelPageTables(PageTableTree):
                         if f1 - f0 < len(t.backing)
                         else [j for j in t.backing if f0 <= j < f1]
                     )
-                    for i in backed:
-                        self._free_vmemmap_leaf(t, i)
+                    self._free_vmemmap_leaves(t, backed)
                 else:
                     self.direct_pages[lv] -= n
                 seg[leaves] = NONE
@@ -443,13 +442,6 @@ class KernelPageTables(PageTableTree):
             self.direct_pages[Level.PTE] -= int(present.size)
         seg[present] = NONE
         self.tlb_flushes += 1
-
-    def _free_vmemmap_leaf(self, t: Table, i: int) -> None:
-        """free_hugepage_table(): the 2 MiB block to the altmap, bootmem or buddy."""
-        src = t.backing.pop(i)
-        t.unused.pop(i, None)
-        self.vmemmap_pages[src.kind] -= src.nr_pages
-        self._free_src(src)
 
     def _vmemmap_pmd_unused(self, t: Table, i: int, lo: int, hi: int) -> None:
         """vmemmap_pmd_is_unused(): memset(PAGE_UNUSED) the range; free the leaf when

@@ -264,6 +264,85 @@ class PageTableTree:
             k.pa.free(a, sec, n)
             left -= n
 
+    def _free_vmemmap_leaf(self, t: Table, i: int) -> None:
+        """free_hugepage_table(): the 2 MiB block to the altmap, bootmem or buddy."""
+        src = t.backing.pop(i)
+        t.unused.pop(i, None)
+        self.vmemmap_pages[src.kind] -= src.nr_pages
+        self._free_src(src)
+
+    def _free_vmemmap_leaves(self, t: Table, idx: list[int]) -> None:
+        """:meth:`_free_vmemmap_leaf` of the leaves ``idx`` of ``t`` in turn
+        (remove_pmd_table()).  When each is a buddy allocation of its own (a
+        hot-added block's memmap), the frees free_pagetable() makes (highest
+        section first) are done in one loop, each as PageAllocator.free() does it
+        (same counts, same free-list placements in the same order)."""
+        pa = self.k.pa
+        srcs = [t.backing[i] for i in idx]
+        allocs = [s.alloc for s in srcs if s.kind == "buddy" and s.alloc is not None]
+        if len(allocs) != len(srcs) or len({a.id for a in allocs}) != len(allocs):
+            for i in idx:
+                self._free_vmemmap_leaf(t, i)
+            return
+        if any(a.state is PageState.RESERVED or a.state is PageState.ALTMAP for a in allocs):
+            for i in idx:
+                self._free_vmemmap_leaf(t, i)
+            return
+        items: list[tuple[Allocation, int, int]] = []
+        live = pa.allocs
+        for src, a in zip(srcs, allocs, strict=True):
+            if a.id not in live:
+                continue
+            ext = a.extents
+            if len(ext) == 1 and src.nr_pages > 0:
+                for sec, m in ext.items():
+                    items.append((a, sec, min(src.nr_pages, m)))
+                continue
+            left = src.nr_pages
+            for sec in sorted(ext, reverse=True):
+                if left <= 0:
+                    break
+                items.append((a, sec, n := min(left, ext[sec])))
+                left -= n
+        for i in idx:
+            del t.backing[i]
+            t.unused.pop(i, None)
+        self.vmemmap_pages["buddy"] -= sum(s.nr_pages for s in srcs)
+        cv, zv, nv, iv, by = pa._cv, pa._zv, pa._nv, pa._iv, pa.by_section
+        # PageAllocator.free(a, sec, n) of each item: first the owners' extents
+        # (_index_sub()), then the counts and free-list placements of each run of
+        # consecutive frees into one section at once (neither reads the other).
+        runs: list[tuple[PageState, int, int, int]] = []  # (state, section, pages, frees)
+        for a, sec, n in items:
+            if left := a.extents[sec] - n:
+                a.extents[sec] = left
+            else:
+                del a.extents[sec]
+            d = by[sec]
+            if left := d[a.id] - n:
+                d[a.id] = left
+            else:
+                del d[a.id]
+                if not d:
+                    del by[sec]
+            if not a.extents:
+                del pa.allocs[a.id]
+            if runs and runs[-1][1] == sec and runs[-1][0] is a.state:
+                st, _, m, k = runs[-1]
+                runs[-1] = (st, sec, m + n, k + 1)
+            else:
+                runs.append((a.state, sec, n, 1))
+        free, fa = int(PageState.FREE), pa.free_area
+        for st, sec, n, k in runs:
+            cv[st, sec] -= n
+            cv[free, sec] += n
+            if (z := zv[sec]) >= 0:
+                v = pa._zview(nv[sec], z)
+                v[st] -= n
+                v[free] += n
+                if not iv[sec]:  # _freed() of each free
+                    fa.to_head_times((nv[sec], z), sec, k)
+
     # ================================================================ tree walking
     def _child(self, t: Table, i: int, what: str, nid: int) -> Table:
         """Populate entry ``i`` of ``t`` with a new table (pud/pmd/pte_populate)."""
