@@ -16,7 +16,7 @@ from memhp.abi.acpi import MEMORY_DEVICE_HID as ACPI_MEMORY_HID
 from memhp.abi.paths import SYS_ACPI_DEVICES, SYS_MEMORY
 from memhp.host.errors import SysfsError, UsageError
 from memhp.host.iomem import virtio_regions
-from memhp.host.memory import MemoryBlock, block_size, read_block
+from memhp.host.memory import MemoryBlock, block_size, read_block, read_block_state
 from memhp.host.root import SysfsRoot
 
 
@@ -83,14 +83,17 @@ def device_block_indices(root: SysfsRoot, dev_path: str) -> list[int]:
     return sorted(set(out))
 
 
-def _acpi_device(root: SysfsRoot, name: str, bsize: int) -> MemoryDevice | None:
+def _acpi_device(
+    root: SysfsRoot, name: str, bsize: int, brief: bool = False
+) -> MemoryDevice | None:
     link = f"{SYS_ACPI_DEVICES}/{name}"
     path = root.link_target(link) or link
     idx = device_block_indices(root, path)
+    read = read_block_state if brief else read_block
     blocks = []
     for i in idx:
         try:
-            blocks.append(read_block(root, i, bsize))
+            blocks.append(read(root, i, bsize))
         except UsageError:
             continue  # link to a block that is going away
     ejectable = False
@@ -130,14 +133,19 @@ def list_devices(root: SysfsRoot, with_empty: bool = False) -> list[MemoryDevice
     return out
 
 
-def find_device(root: SysfsRoot, spec: str) -> MemoryDevice:
-    """The device named ``spec`` (``PNP0C80:00``, or its sysfs path)."""
+def find_device(root: SysfsRoot, spec: str, brief: bool = False) -> MemoryDevice:
+    """The device named ``spec`` (``PNP0C80:00``, or its sysfs path).
+
+    ``brief``: its blocks with only their state and valid zones
+    (:func:`~memhp.host.memory.read_block_state`; what ``remove`` needs), each
+    read now, as every call reads the device anew.
+    """
     name = spec.rstrip("/").rsplit("/", 1)[-1]
     if not name.startswith(ACPI_MEMORY_HID + ":"):
         raise UsageError(f"unknown memory device: {spec} (expected {ACPI_MEMORY_HID}:NN)")
     if not root.exists(f"{SYS_ACPI_DEVICES}/{name}"):
         raise UsageError(f"unknown memory device: {spec}")
-    dev = _acpi_device(root, name, block_size(root))
+    dev = _acpi_device(root, name, block_size(root), brief)
     assert dev is not None
     return dev
 

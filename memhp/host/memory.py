@@ -140,6 +140,39 @@ def read_block(root: SysfsRoot, index: int, bsize: int | None = None) -> MemoryB
     )
 
 
+def read_block_state(root: SysfsRoot, index: int, bsize: int) -> MemoryBlock:
+    """The block ``memory<index>`` with only what offlining it needs: ``state`` and
+    ``valid_zones`` (node, removable, phys_device and firmware_node are None).
+
+    :class:`UsageError` if there is no such block, as :func:`read_block`: a missing
+    ``state`` is told from a missing block by listing the block's directory.
+    """
+    d = f"{SYS_MEMORY}/memory{index}"
+    state: str | None
+    try:
+        state = root.read_str(f"{d}/state").strip()
+    except NotFound:
+        try:
+            root.listdir(d)
+        except NotFound:
+            raise UsageError(f"memory block {index} does not exist") from None
+        state = None
+    except SysfsError:
+        state = None
+    zones_text = root.read_str_optional(f"{d}/valid_zones")
+    return MemoryBlock(
+        index=index,
+        start=index * bsize,
+        size=bsize,
+        state=state,
+        valid_zones=tuple(zones_text.split()) if zones_text is not None else None,
+        node=None,
+        removable=None,
+        phys_device=None,
+        firmware_node=None,
+    )
+
+
 def read_blocks(root: SysfsRoot) -> list[MemoryBlock]:
     bs = block_size(root)
     return [read_block(root, i, bs) for i in block_indices(root)]

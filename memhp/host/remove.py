@@ -112,7 +112,7 @@ def remove_device(
     journal: RunJournal | None = None,
 ) -> RemoveResult:
     """Offline every block of device ``spec``, then eject it (see module doc)."""
-    dev: MemoryDevice = find_device(root, spec)
+    dev: MemoryDevice = find_device(root, spec, brief=True)
     if not dev.blocks:
         raise UsageError(f"{dev.name}: the device has no memory blocks")
     if not dev.ejectable:

@@ -18,7 +18,13 @@ from memhp.host import chmem
 from memhp.host.devices import device_of_block, find_device, list_devices
 from memhp.host.diagnose import classify, diagnose, format_diagnosis
 from memhp.host.errors import InvalidArgument, NotFound, UsageError
-from memhp.host.memory import block_indices, block_size, firmware_memmap, read_block
+from memhp.host.memory import (
+    block_indices,
+    block_size,
+    firmware_memmap,
+    read_block,
+    read_block_state,
+)
 from memhp.host.remove import online_value, remove_device
 from memhp.host.root import SysfsRoot
 from memhp.host.scols import size_to_human_string
@@ -98,6 +104,34 @@ def test_devices_of_reference_trace(trace: dict[str, SysfsRoot]) -> None:
     assert list_devices(trace["trace-4-after-eject-dimm1"]) == []
     with pytest.raises(UsageError):
         find_device(root, "PNP0C80:07")
+
+
+def test_brief_device_has_the_state_and_zones_of_the_full_one(
+    trace: dict[str, SysfsRoot], tmp_path: Path
+) -> None:
+    root = trace["trace-2-after-online"]
+    full, brief = find_device(root, "PNP0C80:00"), find_device(root, "PNP0C80:00", brief=True)
+    assert (brief.name, brief.path, brief.ejectable, brief.status) == (
+        full.name,
+        full.path,
+        full.ejectable,
+        full.status,
+    )
+    assert [(b.index, b.start, b.size, b.state, b.valid_zones) for b in brief.blocks] == [
+        (b.index, b.start, b.size, b.state, b.valid_zones) for b in full.blocks
+    ]
+    assert brief.zones == full.zones == ("Normal", "Movable")
+    assert all(
+        (b.node, b.removable, b.phys_device, b.firmware_node) == (None, None, None, None)
+        for b in brief.blocks
+    )
+    with pytest.raises(UsageError, match="memory block 9 does not exist"):
+        read_block_state(root, 9, block_size(root))
+    # A block without a state attribute is still a block (as read_block has it).
+    (tmp_path / "sys/devices/system/memory/memory5").mkdir(parents=True)
+    (tmp_path / "sys/devices/system/memory/memory5/valid_zones").write_text("Normal\n")
+    b5 = read_block_state(SysfsRoot(DirectoryFS(str(tmp_path))), 5, 1 << 27)
+    assert (b5.state, b5.valid_zones, b5.start) == (None, ("Normal",), 5 << 27)
 
 
 def test_online_size_lowest_first_prefers_movable() -> None:

@@ -268,6 +268,10 @@ def test_remove_boot_memory_frees_bootmem_memmap(gb: bool) -> None:
     assert pt.splits == (1 if gb else 0)
     assert buf.nr_pages == pages0 - 12 * 512
     assert np.all(~k.sparse.present[32:44])
+    # sparse_remove_section() of each removed section, and of no other.
+    assert np.all(~k.sparse.online[32:44]) and not k.sparse.memmap_alloc[32:44].any()
+    assert not k.pa.ram[32:44].any() and np.all(k.pa.nid[32:44] == -1)
+    assert k.sparse.present[44] and k.pa.ram[44] and k.pa.nid[44] != -1
 
 
 def test_movable_node_layout_equals_never_present() -> None:

@@ -168,10 +168,17 @@ class SparseMem:
         pt = k.pgtables
         before = pt.counters()
         pt.vmemmap_free_sections(first, end)
-        for sec in range(first, end):
-            if not k.profile.shrink_spans_on_offline:
+        if k.profile.shrink_spans_on_offline:
+            # The memmaps are freed above, so what each section's
+            # sparse_remove_section() leaves to do is the same for all: at once.
+            self.memmap_alloc[first:end] = 0
+            self.present[first:end] = False
+            self.online[first:end] = False
+            k.pa.set_section_ram(first, end, 0, -1)
+        else:
+            for sec in range(first, end):
                 mh.shrink_spans_for_removal(k, sec)
-            self.sparse_remove_section(k, sec)
+                self.sparse_remove_section(k, sec)
         self._release_altmaps(k, first, end)
         pt.kernel_physical_mapping_remove(first * SECTION_SIZE, end * SECTION_SIZE)
         after = pt.counters()
