@@ -132,12 +132,7 @@ def _move_group(pa: PageAllocator, group: list[tuple[int, int, Allocation, int]]
     zv, nv, by, fa = pa._zv, pa._nv, pa.by_section, pa.free_area
     fleft = {sec: cv[_FREE, sec] for sec, _ in plan}
     for sec, m in plan:
-        cv[_FREE, sec] -= m
-        cv[_MOVABLE, sec] += m
-        if (zi := zv[sec]) >= 0:
-            v = pa._zview(nv[sec], zi)
-            v[_FREE] -= m
-            v[_MOVABLE] += m
+        pa._move(sec, PageState.FREE, PageState.MOVABLE, m)
     for (_i, old, a, n), part in zip(group, parts, strict=True):
         pa._next_id += 1  # (move_pages(): the new allocation's id is used up)
         ext, aid = a.extents, a.id

@@ -308,7 +308,7 @@ class PageTableTree:
             del t.backing[i]
             t.unused.pop(i, None)
         self.vmemmap_pages["buddy"] -= sum(s.nr_pages for s in srcs)
-        cv, zv, nv, iv, by = pa._cv, pa._zv, pa._nv, pa._iv, pa.by_section
+        zv, nv, iv, by = pa._zv, pa._nv, pa._iv, pa.by_section
         # PageAllocator.free(a, sec, n) of each item: first the owners' extents
         # (_index_sub()), then the counts and free-list placements of each run of
         # consecutive frees into one section at once (neither reads the other).
@@ -332,16 +332,11 @@ class PageTableTree:
                 runs[-1] = (st, sec, m + n, k + 1)
             else:
                 runs.append((a.state, sec, n, 1))
-        free, fa = int(PageState.FREE), pa.free_area
+        fa = pa.free_area
         for st, sec, n, k in runs:
-            cv[st, sec] -= n
-            cv[free, sec] += n
-            if (z := zv[sec]) >= 0:
-                v = pa._zview(nv[sec], z)
-                v[st] -= n
-                v[free] += n
-                if not iv[sec]:  # _freed() of each free
-                    fa.to_head_times((nv[sec], z), sec, k)
+            pa._move(sec, st, PageState.FREE, n)
+            if (z := zv[sec]) >= 0 and not iv[sec]:  # _freed() of each free
+                fa.to_head_times((nv[sec], z), sec, k)
 
     # ================================================================ tree walking
     def _child(self, t: Table, i: int, what: str, nid: int) -> Table:
