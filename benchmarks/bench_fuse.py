@@ -10,7 +10,8 @@
    so), and ``lsmem --summary=only`` on machines/big-16t.toml in that mode.
 
 Writes ``benchmarks/results/fuse.json``.  Usage:
-``python benchmarks/bench_fuse.py [--reads N] [--runs N] [--blocks N]``.
+``python benchmarks/bench_fuse.py [--reads N] [--runs N] [--blocks N] [--no-big16t]``
+(``--no-big16t`` keeps the recorded big-16t rows, each marked with its date).
 """
 
 from __future__ import annotations
