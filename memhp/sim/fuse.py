@@ -143,6 +143,25 @@ def mount_options(fsname: str = "memhp-sim") -> str:
     return ",".join(opts)
 
 
+def spin_seconds(value: str | None) -> float:
+    """``MEMHP_FUSE_SPIN_US``: how long (µs) the server polls for the next request
+    before it sleeps (unset: :data:`memhp.sim.fuse_ll.SPIN_S`; 0: it sleeps at once,
+    which saves CPU time where waking a thread is cheap)."""
+    from memhp.sim.fuse_ll import SPIN_S
+
+    if value is None or value == "":
+        return SPIN_S
+    try:
+        us = float(value)
+    except ValueError:
+        us = -1.0
+    if not 0 <= us <= 1e6:
+        raise ValueError(
+            f"MEMHP_FUSE_SPIN_US={value!r}: not a number of microseconds from 0 to 1000000"
+        )
+    return us / 1e6
+
+
 def serve(
     fs: KernelSysfs,
     mountpoint: str,
@@ -160,6 +179,7 @@ def serve(
     from memhp.sim.fuse_ll import SysfsServer
     from memhp.sim.fuse_proto import fusermount
 
+    spin = spin_seconds(os.environ.get("MEMHP_FUSE_SPIN_US"))
     mountpoint = os.path.abspath(mountpoint)
     fd, sock = fusermount(mountpoint, mount_options(fsname))
 
@@ -170,7 +190,7 @@ def serve(
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         exact = os.environ.get("MEMHP_FUSE_FAST") != "1"
-        SysfsServer(fs, fd, on_ready, mountpoint, exact_open=exact).loop()
+        SysfsServer(fs, fd, on_ready, mountpoint, exact_open=exact, spin_s=spin).loop()
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -187,4 +207,5 @@ __all__ = [
     "lazy_unmount",
     "mount_fstype",
     "serve",
+    "spin_seconds",
 ]

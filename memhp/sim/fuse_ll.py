@@ -26,8 +26,9 @@ invalidates it (:mod:`memhp.sim.fuse_cache`).
   another size); the text computed for LOOKUP/GETATTR is kept with the inode and
   serves the READ that follows.
 - Threads: one thread reads requests and answers them (the model lock serialises
-  them anyway); each WRITE runs in its own thread, since a store may block (offline
-  retrying migration); FUSE_INTERRUPT marks the write's request, which the model's
+  them anyway), and polls for the next one for :data:`SPIN_S` before it sleeps;
+  each WRITE runs in its own thread, since a store may block (offline retrying
+  migration); FUSE_INTERRUPT marks the write's request, which the model's
   ``retry_wait`` polls (offline_pages()'s signal backoff).
 """
 
@@ -36,6 +37,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import select
 import stat
 import threading
 import time
@@ -58,6 +60,8 @@ _DT = {Kind.DIR: 4, Kind.FILE: 8, Kind.LINK: 10}  # DT_DIR, DT_REG, DT_LNK
 MAX_WRITE = 4 * PAGE_SIZE
 _BUFSIZE = MAX_WRITE + 2 * PAGE_SIZE
 _ATTR_OUT = P.ATTR_OUT.pack(CACHE_TIMEOUT, 0, 0)
+#: Seconds the request loop polls /dev/fuse after a request before it sleeps.
+SPIN_S = 0.0003
 #: File handles: an open through the page cache, an open doing direct I/O.
 _CACHED, _DIRECT = 0, 1
 
@@ -93,12 +97,14 @@ class SysfsServer(KernelCache):
         on_ready: Callable[[], None] | None,
         mountpoint: str | None = None,
         exact_open: bool = True,
+        spin_s: float = SPIN_S,
     ) -> None:
         self.fs = fs
         self.fd = fd
         self.on_ready = on_ready
         self.mountpoint = mountpoint
         self.exact_open = exact_open
+        self.spin_s = spin_s
         self.uid, self.gid = os.getuid(), os.getgid()
         self.t0 = int(time.time())
         self._lock = threading.Lock()  # the inode tables
@@ -148,15 +154,30 @@ class SysfsServer(KernelCache):
         threading.Thread(target=self._invalidator, name="fuse-inval", daemon=True).start()
         if self.mountpoint is not None:
             threading.Thread(target=self._completer, name="fuse-readdir", daemon=True).start()
+        # /dev/fuse is read without blocking for spin_s after each request, then with
+        # poll(2) (fuse_dev_poll()): a client's next request is taken without waking
+        # this thread, whose wake-up on another CPU costs more than the request itself
+        # in a VM (benchmarks/NOTES.md); not while a write is being served, whose
+        # thread needs the interpreter lock more than this one.
+        os.set_blocking(self.fd, False)
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        clock, spin, pending = time.perf_counter, self.spin_s, self._pending
+        last = clock()
         while True:
             try:
                 n = os.readv(self.fd, [buf])
             except OSError as e:
-                if e.errno in (errno.ENOENT, errno.EINTR, errno.EAGAIN):
+                if e.errno == errno.EAGAIN:
+                    if pending or clock() - last > spin:
+                        poller.poll()
+                    continue
+                if e.errno in (errno.ENOENT, errno.EINTR):
                     continue
                 if e.errno == errno.ENODEV:  # unmounted
                     return
                 raise
+            last = clock()
             _, opcode, unique, nodeid, _, _, _, _, _ = P.IN_HEADER.unpack_from(buf)
             fn = ops.get(opcode)
             if fn is not None:

@@ -606,3 +606,32 @@ def test_start_refuses_bad_requests(tmp_path: Path) -> None:
         start(MACHINE, str(tmp_path / "full"))
     with pytest.raises(MachineError):
         start(str(tmp_path / "nope.toml"), str(tmp_path))
+
+
+def test_a_server_that_sleeps_at_once_serves_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MEMHP_FUSE_SPIN_US=0: the request loop sleeps in poll(2) after every request
+    instead of polling on (memhp.sim.fuse_ll.SPIN_S); reads, a write's errno and the
+    new state after a write are the same."""
+    from memhp.sim.daemon import start, stop
+
+    monkeypatch.setenv("MEMHP_FUSE_SPIN_US", "0")
+    mount = tmp_path / "m"
+    mount.mkdir()
+    start(MACHINE, str(mount), str(tmp_path / "qmp.sock"))
+    s = Sim(mount, tmp_path / "qmp.sock")
+    try:
+        s.hotadd(256 << 20, 1)
+        mem = mount / MEM
+        assert (mem / "memory33/state").read_text() == "offline\n"
+        (mem / "memory33/state").write_text("online_movable")
+        assert (mem / "memory33/state").read_text() == "online\n"
+        assert (mem / "memory33/valid_zones").read_text() == "Movable\n"
+        r = sh(f"echo online_kernel > {mem}/memory33/state")
+        assert r.returncode == 1 and "Invalid argument" in r.stderr
+        (mem / "memory33/state").write_text("offline")
+        assert (mem / "memory33/state").read_text() == "offline\n"
+    finally:
+        s.qmp.close()
+        stop(str(mount))

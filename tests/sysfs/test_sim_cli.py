@@ -115,3 +115,25 @@ def test_foreground_prints_no_libfuse_thread_warning(tmp_path: Path) -> None:
     assert "Ignoring invalid max threads" not in err, err
     assert "mounted at" in err
     assert not is_fuse_mount(str(mount))
+
+
+@needs_fuse
+@pytest.mark.parametrize("value", ["abc", "-1", "nan", "2e6"])
+def test_a_bad_spin_time_is_one_line(tmp_path: Path, value: str) -> None:
+    """MEMHP_FUSE_SPIN_US (memhp.sim.fuse.spin_seconds): a value that is not a number
+    of microseconds from 0 to 10^6 stops the start with one line naming it."""
+    mount = tmp_path / "m"
+    r = subprocess.run(
+        [*CLI, "start", MACHINE, "--mount", str(mount)],
+        cwd=REPO,
+        env={**ENV, "MEMHP_FUSE_SPIN_US": value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [
+        "memhp sim: the simulator did not start: "
+        f"MEMHP_FUSE_SPIN_US={value!r}: not a number of microseconds from 0 to 1000000"
+    ]
+    assert not is_fuse_mount(str(mount))
