@@ -29,16 +29,17 @@ BIG = "lsmem --summary=only LIVE big-16t (131072 blocks), warm"
 
 
 def test_recorded_read_ratio() -> None:
-    assert _recorded(READ + FAST) <= 5.0 * 2  # goal 5x: met in fast mode (1.41x recorded)
-    # answered opens: 22.25x recorded at 23:14 while a study benchmark ran on the other
-    # core; by hand at 23:13-23:27 (load ~1): 23-38 us per read, 3.5-5.8x.  Each read is a
-    # round trip to the daemon, which waits for a CPU: guarded against regression
-    assert _recorded(READ) <= 22.25 * 1.5
+    assert _recorded(READ + FAST) <= 5.0 * 2  # goal 5x: met in fast mode (0.9x recorded)
+    # answered opens: 4.85x recorded at 01:35 (33 us against a copy's 6.8 us, the other
+    # core partly busy); 9.0x in a run at 00:59 (41.5 against 4.6 us).  Each read is a
+    # round trip to the daemon, whose request loop polls before it sleeps (a wake-up on
+    # another CPU costs ~45 us in this VM): guarded at 2x the goal, the spread seen
+    assert _recorded(READ) <= 5.0 * 2
 
 
 def test_recorded_lsmem_ratio() -> None:
-    assert _recorded(LSMEM + FAST) <= 3.0 * 2  # goal 3x: met in fast mode (1.24x recorded)
-    assert _recorded(LSMEM) <= 21.4 * 1.5  # goal 3x, not met with answered opens (21.4x)
+    assert _recorded(LSMEM + FAST) <= 3.0 * 2  # goal 3x: met in fast mode (1.04x recorded)
+    assert _recorded(LSMEM) <= 7.43 * 1.5  # goal 3x, not met with answered opens (7.43x)
 
 
 def test_recorded_big16t_lsmem_summary() -> None:
