@@ -74,6 +74,10 @@ class Allocation:
     def nr_pages(self) -> int:
         return sum(self.extents.values())
 
+    def __reduce__(self) -> tuple[type[Allocation], tuple[object, ...]]:
+        # (a copy is rebuilt with __init__, cheaper to unpickle than its __dict__)
+        return Allocation, (self.id, self.owner, self.kind, self.state, self.nid, self.extents)
+
 
 class PageAllocator:
     """Per-section page counters, the allocation registry and placement rules."""

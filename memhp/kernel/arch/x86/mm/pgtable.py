@@ -119,6 +119,11 @@ class PageSrc:
     #: page refcount of bootmem pages: 1, plus one per get_page_bootmem().
     refs: int = 1
 
+    def __reduce__(self) -> tuple[type[PageSrc], tuple[object, ...]]:
+        # (a copy is rebuilt with __init__: much cheaper than the slots dataclass's
+        # __setstate__, and a booted machine holds about a thousand of these)
+        return PageSrc, (self.kind, self.alloc, self.nr_pages, self.pieces, self.magic, self.refs)
+
 
 class Table:
     """One page-table page: 512 entries, sparse children and leaf backings."""
