@@ -24,7 +24,6 @@ Placement follows the buddy allocator's observable rules, deterministically:
 from __future__ import annotations
 
 import errno
-import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -34,7 +33,8 @@ import numpy as np
 import numpy.typing as npt
 
 from memhp.abi.layout import PAGE_SIZE, PAGES_PER_SECTION, pfn_to_section_nr
-from memhp.kernel.mm.mmzone import KERNEL_ZONES, FreeArea, PgData, Zone, ZoneType
+from memhp.kernel.mm.mmzone import FreeArea, PgData, Zone, ZoneType
+from memhp.kernel.mm.page_alloc_watermarks import setup_per_zone_wmarks
 
 
 class PageState(IntEnum):
@@ -558,22 +558,4 @@ class PageAllocator:
     def setup_per_zone_wmarks(self) -> None:
         """calculate_min_free_kbytes() + __setup_per_zone_wmarks()."""
         self._wmark_dirty = False
-        lowmem = 0
-        for pgdat in self.pgdats.values():
-            for z in KERNEL_ZONES:
-                lowmem += pgdat.zone(z).managed_pages
-        lowmem_kb = lowmem * (PAGE_SIZE >> 10)
-        min_free_kbytes = int(math.sqrt(lowmem_kb * 16))
-        min_free_kbytes = max(128, min(min_free_kbytes, 262144))
-        pages_min = min_free_kbytes >> 2  # kB -> pages
-        for pgdat in self.pgdats.values():
-            for zone in pgdat.node_zones:
-                managed = zone.managed_pages
-                if zone.idx is ZoneType.MOVABLE:
-                    wmin = max(32, min(managed // 1024, 128)) if managed else 0
-                else:
-                    wmin = pages_min * managed // lowmem if lowmem else 0
-                delta = max(wmin >> 2, managed * 10 // 10000)
-                zone.watermark_min = wmin
-                zone.watermark_low = wmin + delta
-                zone.watermark_high = wmin + 2 * delta
+        setup_per_zone_wmarks(self.pgdats)
