@@ -68,7 +68,7 @@ def check_invariants(k: Kernel) -> None:
         )
     if (present & (pa.nid < 0)).any():
         p.append("present section without a node")
-    if (pa.isolated & ~online).any() or pa.isolated.any():
+    if (pa.isolated & ~online).any() or pa.isolated.any() or pa.iso:
         p.append(f"sections left isolated: {np.flatnonzero(pa.isolated)[:3].tolist()}")
     if (counts[PageState.ALTMAP] > 0).any():
         for alt_sec in np.flatnonzero(counts[PageState.ALTMAP] > 0).tolist():

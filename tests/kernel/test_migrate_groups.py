@@ -1,6 +1,8 @@
 """Migration's shared destination walk (memhp.kernel.mm.migrate._move_group): the
 owners of an offlined range that get their new pages from one walk end exactly as
-with one walk per owner (PageAllocator.move_pages), on the real model."""
+with one walk per owner (PageAllocator.move_pages), on the real model; also where
+a zone's watermark (__zone_watermark_ok() of NR_FREE_PAGES, without the isolated
+blocks' free pages) limits what is taken."""
 
 from __future__ import annotations
 
@@ -69,8 +71,12 @@ def _offline(m: SimMachine, blocks: list[int]) -> list[str]:
         # room in the offlined zone: one walk for all owners of a block
         ("online_movable", [2500 + 613 * i for i in range(14)], None, [32, 33]),
         # the Movable zone nearly full: new pages spill over to Normal, the
-        # offlined zone's watermark is in the way (first owner alone, then shared)
+        # offlined zone's watermark is in the way from the first owner on
         ("online_movable", [4000 + 977 * i for i in range(12)], 130, [32, 34, 33]),
+        # the offlined zone's watermark stops the walk inside an owner's pages: its
+        # NR_FREE_PAGES does not count the pages the owners before it freed
+        # (isolated), so one walk per owner stops where the shared walk does
+        ("online_movable", [4000 + 977 * i for i in range(12)], 128 + 9000, [32, 34, 33]),
         # kernel zone, sections with unmovable pages among the destinations
         ("online_kernel", [3000 + 811 * i for i in range(12)], None, [33, 32]),
     ],

@@ -21,7 +21,9 @@ def migrate_section(pa: PageAllocator, sec: int) -> tuple[int, int]:
     section, owner by owner (allocation id order).
 
     Every MOVABLE page gets a new page allocated by the usual rules (isolated
-    sections excluded) and its owner's extents follow it
+    sections excluded, their free pages not counted for the watermarks:
+    alloc_migration_target() -> __alloc_pages() -> zone_watermark_ok()) and its
+    owner's extents follow it
     (:meth:`PageAllocator.move_pages`).  Returns (pages migrated, pages that could
     not be migrated: pinned or no room).
     """
@@ -60,17 +62,14 @@ def migrate_sections(pa: PageAllocator, secs: Sequence[int]) -> list[tuple[int, 
                     res[i][0] += n
                 j = e
                 break
-            # Owner by owner: only the first if the watermark was in the way (the
-            # isolated zone's free count grows with each owner moved), else all.
-            stop = j + 1 if why == "watermark" else e
-            for i, sec, a, n in todo[j:stop]:
+            for i, sec, a, n in todo[j:e]:  # owner by owner
                 try:
                     pa.move_pages(a, sec, n)
                 except AllocError:
                     res[i][1] += n
                     continue
                 res[i][0] += n
-            j = stop
+            j = e
     pa.migrated_pages += sum(r[0] for r in res)
     return [(m, f) for m, f in res]
 
@@ -84,24 +83,23 @@ def _move_group(pa: PageAllocator, group: list[tuple[int, int, Allocation, int]]
     One walk per owner takes up the walk where the previous owner left it: its
     sections are used up except the last, which goes to the head of the lists
     (_taken(), expand()) and, a movable section, is the next walk's first
-    candidate.  Two things could differ and are excluded: an owner's part ending
-    inside a section with unmovable pages (the next walk would leave it to the
-    fallback), and a zone of the isolated sections where the watermark limits
-    what the walk can take (each migrated owner frees its old pages there, on no
-    free list but counted in the zone's free pages: a later walk could take more).
+    candidate.  Where a zone's watermark limits what is taken, each owner's walk
+    takes up to what the previous ones left above it, as the shared walk does:
+    the zone's NR_FREE_PAGES (:meth:`PageAllocator.nr_free_pages`) drops by what
+    they took and does not count the old pages they free (into isolated
+    sections: __free_one_page()), also in the zone of the isolated sections.  One
+    thing could differ and is excluded: an owner's part ending inside a section
+    with unmovable pages (the next walk would leave it to the fallback).
     """
     state = PageState.MOVABLE
     total = sum(n for *_, n in group)
-    src = {(pa._nv[sec], pa._zv[sec]) for _i, sec, _a, _n in group}
     plan: list[tuple[int, int]] = []
     need = total
     pa.ensure_watermarks()  # (the _plan() of move_pages(), once)
     for z in pa.zonelist(group[0][2].nid, state):
         if need == 0:
             break
-        avail = pa._zview(z.nid, int(z.idx))[_FREE] - z.watermark_min
-        if (z.nid, int(z.idx)) in src and avail < need and avail < pa._walk(z, state, need, []):
-            return "watermark"  # (it limits what the walk takes here)
+        avail = pa.nr_free_pages(z.nid, int(z.idx)) - z.watermark_min
         if avail > 0:
             need -= pa._walk(z, state, min(need, avail), plan)
     if need:

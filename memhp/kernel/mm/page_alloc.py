@@ -9,7 +9,8 @@ Placement follows the buddy allocator's observable rules, deterministically:
 * zonelists (build_zonelists): nodes by distance, then zones from the highest allowed
   down; kernel allocations never use ZONE_MOVABLE (gfp_zone()), long-term pinned
   pages neither where the profile says so (FOLL_LONGTERM migrates them out, 5.7+);
-* watermarks (__zone_watermark_ok): free pages stay above the min watermark;
+* watermarks (__zone_watermark_ok): free pages (NR_FREE_PAGES: not those of
+  isolated sections) stay above the min watermark;
 * within a zone, the order of the free lists (:class:`FreeArea`): pages freed
   by a task (exit, munmap, the source of a migration) go to the head and are
   reused first; memory released at boot and memory onlined go to the tail
@@ -24,7 +25,6 @@ Placement follows the buddy allocator's observable rules, deterministically:
 from __future__ import annotations
 
 import errno
-import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -34,7 +34,8 @@ import numpy as np
 import numpy.typing as npt
 
 from memhp.abi.layout import PAGE_SIZE, PAGES_PER_SECTION, pfn_to_section_nr
-from memhp.kernel.mm.mmzone import KERNEL_ZONES, FreeArea, PgData, Zone, ZoneType
+from memhp.kernel.mm.mmzone import FreeArea, PgData, Zone, ZoneType
+from memhp.kernel.mm.page_alloc_watermarks import setup_per_zone_wmarks
 
 
 class PageState(IntEnum):
@@ -95,6 +96,9 @@ class PageAllocator:
         self.zone: npt.NDArray[np.int8] = np.full(nr_sections, -1, np.int8)
         self.nid: npt.NDArray[np.int16] = np.full(nr_sections, -1, np.int16)
         self.isolated: npt.NDArray[np.bool_] = np.zeros(nr_sections, np.bool_)
+        #: The isolated sections of each zone (nid, zone) (few at a time): their free
+        #: pages are in :attr:`zstate` but not in NR_FREE_PAGES (:meth:`nr_free_pages`).
+        self.iso: dict[tuple[int, int], list[int]] = {}
         #: Sections with MIGRATE_UNMOVABLE blocks since online (steal_suitable_fallback).
         self.unmovable_block: npt.NDArray[np.bool_] = np.zeros(nr_sections, np.bool_)
         #: The order of the free lists, per section.
@@ -144,7 +148,20 @@ class PageAllocator:
         return self._zview(zone.nid, int(zone.idx))[state]
 
     def zone_free(self, zone: Zone) -> int:
-        return self.zone_count(zone, PageState.FREE)
+        """zone_page_state(zone, NR_FREE_PAGES) (:meth:`nr_free_pages`)."""
+        return self.nr_free_pages(zone.nid, int(zone.idx))
+
+    def nr_free_pages(self, nid: int, z: int) -> int:
+        """The zone's NR_FREE_PAGES, what watermarks and MemFree read: its free pages
+        except those of isolated page blocks, which set_migratetype_isolate() takes
+        out (__mod_zone_freepage_state(zone, -nr_pages)) and __free_one_page() does
+        not count when freed into one (6.12: account_freepages())."""
+        n = self._zview(nid, z)[_FREE]
+        if self.iso and (secs := self.iso.get((nid, z))):
+            cv = self._cv
+            for s in secs:
+                n -= cv[_FREE, s]
+        return n
 
     def _move(self, sec: int, src: PageState, dst: PageState, n: int) -> None:
         """Move ``n`` pages of section ``sec`` from state ``src`` to ``dst``."""
@@ -244,10 +261,14 @@ class PageAllocator:
 
     def section_offline(self, first: int, end: int) -> None:
         """Take the (all free) pages of sections [first, end), all of one zone, out of
-        the buddy and undo their isolation (__offline_isolated_pages)."""
+        the buddy and undo their isolation (__offline_isolated_pages: isolated free
+        pages, never in NR_FREE_PAGES, which stays as it is)."""
         secs = slice(first, end)
         c = self.counts[:, secs]
-        arr = self._zkey(int(self.nid[first]), int(self.zone[first]))
+        key = (int(self.nid[first]), int(self.zone[first]))
+        if left := [s for s in self.iso.pop(key, ()) if not first <= s < end]:
+            self.iso[key] = left
+        arr = self._zkey(*key)
         arr -= c.sum(axis=1)
         c[_FREE] = 0
         self.zone[secs] = -1
@@ -455,7 +476,7 @@ class PageAllocator:
         for z in self.zonelist(nid, state, this_node, zone):
             if need == 0:
                 break
-            avail = self._zview(z.nid, int(z.idx))[_FREE] - z.watermark_min
+            avail = self.nr_free_pages(z.nid, int(z.idx)) - z.watermark_min
             if avail > 0:
                 need -= self._walk(z, state, min(need, avail), plan)
         if need:
@@ -536,7 +557,8 @@ class PageAllocator:
     def move_pages(self, a: Allocation, sec: int, n: int) -> None:
         """``n`` pages of ``a`` in ``sec`` move to pages allocated by the usual rules
         (alloc(), whose new allocation's id is used up, then absorb()); the old ones
-        are freed where they are, on no free list (an isolated section).  AllocError
+        are freed where they are, on no free list and not in NR_FREE_PAGES (an
+        isolated section: __free_one_page()).  AllocError
         when there is no room: nothing changes then."""
         plan = self._plan(n, a.state, a.owner, a.nid)
         self._next_id += 1
@@ -562,22 +584,4 @@ class PageAllocator:
     def setup_per_zone_wmarks(self) -> None:
         """calculate_min_free_kbytes() + __setup_per_zone_wmarks()."""
         self._wmark_dirty = False
-        lowmem = 0
-        for pgdat in self.pgdats.values():
-            for z in KERNEL_ZONES:
-                lowmem += pgdat.zone(z).managed_pages
-        lowmem_kb = lowmem * (PAGE_SIZE >> 10)
-        min_free_kbytes = int(math.sqrt(lowmem_kb * 16))
-        min_free_kbytes = max(128, min(min_free_kbytes, 262144))
-        pages_min = min_free_kbytes >> 2  # kB -> pages
-        for pgdat in self.pgdats.values():
-            for zone in pgdat.node_zones:
-                managed = zone.managed_pages
-                if zone.idx is ZoneType.MOVABLE:
-                    wmin = max(32, min(managed // 1024, 128)) if managed else 0
-                else:
-                    wmin = pages_min * managed // lowmem if lowmem else 0
-                delta = max(wmin >> 2, managed * 10 // 10000)
-                zone.watermark_min = wmin
-                zone.watermark_low = wmin + delta
-                zone.watermark_high = wmin + 2 * delta
+        setup_per_zone_wmarks(self.pgdats)

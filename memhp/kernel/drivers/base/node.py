@@ -52,12 +52,14 @@ class Nodes:
         self.k.log("unregister_one_node", f"/sys/devices/system/node/node{nid} removed")
 
     def node_meminfo(self, nid: int) -> dict[str, int]:
-        """node_read_meminfo(): si_meminfo_node() and node_page_state() page counts."""
+        """node_read_meminfo(): si_meminfo_node() (freeram: the zones' NR_FREE_PAGES,
+        without the free pages of isolated page blocks) and node_page_state() page
+        counts."""
         k = self.k
         total = free = movable = pinned = unmovable = 0
         for zone in k.pgdats[nid].node_zones:
             total += zone.managed_pages
-            free += k.pa.zone_count(zone, PageState.FREE)
+            free += k.pa.zone_free(zone)  # NR_FREE_PAGES: not isolated free pages
             movable += k.pa.zone_count(zone, PageState.MOVABLE)
             pinned += k.pa.zone_count(zone, PageState.PINNED)
             unmovable += k.pa.zone_count(zone, PageState.UNMOVABLE)

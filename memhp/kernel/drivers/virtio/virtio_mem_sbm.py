@@ -27,6 +27,7 @@ from memhp.kernel.mm import memory_hotplug as mh
 from memhp.kernel.mm.migrate import migrate_section
 from memhp.kernel.mm.mmzone import ZoneType
 from memhp.kernel.mm.page_alloc import Allocation, AllocError, PageState
+from memhp.kernel.mm.page_isolation import set_isolate
 
 if TYPE_CHECKING:
     from memhp.kernel.drivers.virtio.virtio import VirtioDevice
@@ -297,10 +298,10 @@ class VirtioMemSbm:
         need = (count * vm.sb_size) >> PAGE_SHIFT
         if sum(int(pa.counts[PageState.FREE, s]) for s in secs) < need:
             for s in secs:  # migrate the movable pages out of the range
-                pa.isolated[s] = True
+                set_isolate(pa, s, True)
                 moved, _ = migrate_section(pa, s)
                 k.clock += moved * k.hotplug.migrate_page_cost_s
-                pa.isolated[s] = False
+                set_isolate(pa, s, False)
         try:
             a = pa.alloc_in_sections(secs, need, PageState.RESERVED, vm.name, "offline", vm.nid)
         except AllocError:
