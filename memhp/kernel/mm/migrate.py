@@ -91,18 +91,11 @@ def _move_group(pa: PageAllocator, group: list[tuple[int, int, Allocation, int]]
     thing could differ and is excluded: an owner's part ending inside a section
     with unmovable pages (the next walk would leave it to the fallback).
     """
-    state = PageState.MOVABLE
     total = sum(n for *_, n in group)
-    plan: list[tuple[int, int]] = []
-    need = total
-    pa.ensure_watermarks()  # (the _plan() of move_pages(), once)
-    for z in pa.zonelist(group[0][2].nid, state):
-        if need == 0:
-            break
-        avail = pa.nr_free_pages(z.nid, int(z.idx)) - z.watermark_min
-        if avail > 0:
-            need -= pa._walk(z, state, min(need, avail), plan)
-    if need:
+    first = group[0][2]
+    try:  # (the _plan() of move_pages(), once for all the group's pages)
+        plan = pa._plan(total, PageState.MOVABLE, first.owner, first.nid)
+    except AllocError:
         return "no room"
     cv, uv = pa._cv, pa._uv
     parts: list[list[tuple[int, int]]] = []
@@ -147,6 +140,6 @@ def _move_group(pa: PageAllocator, group: list[tuple[int, int, Allocation, int]]
                 fa.remove(sec, (nv[sec], zi) if zi >= 0 else None)
             elif zi >= 0:
                 fa.to_head((nv[sec], zi), sec)
-        pa._move(old, state, PageState.FREE, n)
+        pa._move(old, PageState.MOVABLE, PageState.FREE, n)
         pa._index_sub(a, old, n)
     return None
