@@ -7,6 +7,7 @@ hardware.  Tests that change the machine put it back as they found it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -91,11 +92,12 @@ def sh(cmd: str, **kw: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, check=False, **kw)  # type: ignore[call-overload, no-any-return]
 
 
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
+@contextlib.contextmanager
+def running(base: Path) -> Iterator[Sim]:
+    """A daemon of MACHINE mounted at ``base/root`` (QMP at ``base/qmp.sock``), with
+    the environment of now; stopped and unmounted at the end."""
     from memhp.sim.daemon import start, stop
 
-    base = tmp_path_factory.mktemp("fuse")
     mount = base / "root"
     mount.mkdir()
     qmp = base / "qmp.sock"
@@ -109,6 +111,12 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
             s.qmp.close()
         stop(str(mount))
     assert not is_fuse_mount(str(mount))
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
+    with running(tmp_path_factory.mktemp("fuse")) as s:
+        yield s
 
 
 def _fresh_snapshot() -> dict[str, object]:
@@ -532,14 +540,9 @@ def test_fast_mode_opens_without_a_request(tmp_path: Path, monkeypatch: pytest.M
     EACCES comes from the read(2) or write(2); writes reach the model with their errno;
     a descriptor kept open across writes reads the new text; lsmem reads what a captured
     copy shows."""
-    from memhp.sim.daemon import start, stop
-
     monkeypatch.setenv("MEMHP_FUSE_FAST", "1")
-    mount = tmp_path / "m"
-    mount.mkdir()
-    start(MACHINE, str(mount), str(tmp_path / "qmp.sock"))
-    s = Sim(mount, tmp_path / "qmp.sock")
-    try:
+    with running(tmp_path) as s:
+        mount = s.mount
         s.hotadd(512 << 20, 1)
         mem = mount / MEM
         _assert_eacces_per_mode(mem, False)
@@ -566,9 +569,6 @@ def test_fast_mode_opens_without_a_request(tmp_path: Path, monkeypatch: pytest.M
         assert live.returncode == ref.returncode == 0
         assert live.stdout == ref.stdout
         assert b"Total offline memory:    512M" in live.stdout
-    finally:
-        s.qmp.close()
-        stop(str(mount))
 
 
 def test_listings_read_to_their_last_entry_are_completed(sim: Sim) -> None:
@@ -614,16 +614,10 @@ def test_a_server_that_sleeps_at_once_serves_alike(
     """MEMHP_FUSE_SPIN_US=0: the request loop sleeps in poll(2) after every request
     instead of polling on (memhp.sim.fuse_ll.SPIN_S); reads, a write's errno and the
     new state after a write are the same."""
-    from memhp.sim.daemon import start, stop
-
     monkeypatch.setenv("MEMHP_FUSE_SPIN_US", "0")
-    mount = tmp_path / "m"
-    mount.mkdir()
-    start(MACHINE, str(mount), str(tmp_path / "qmp.sock"))
-    s = Sim(mount, tmp_path / "qmp.sock")
-    try:
+    with running(tmp_path) as s:
         s.hotadd(256 << 20, 1)
-        mem = mount / MEM
+        mem = s.mount / MEM
         assert (mem / "memory33/state").read_text() == "offline\n"
         (mem / "memory33/state").write_text("online_movable")
         assert (mem / "memory33/state").read_text() == "online\n"
@@ -632,6 +626,3 @@ def test_a_server_that_sleeps_at_once_serves_alike(
         assert r.returncode == 1 and "Invalid argument" in r.stderr
         (mem / "memory33/state").write_text("offline")
         assert (mem / "memory33/state").read_text() == "offline\n"
-    finally:
-        s.qmp.close()
-        stop(str(mount))
