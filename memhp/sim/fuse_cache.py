@@ -66,7 +66,7 @@ _GETDENTS = {"x86_64": 217, "aarch64": 61, "riscv64": 61}.get(os.uname().machine
 class Ino:
     """An inode the kernel holds: its path, lookups, and what it was last given."""
 
-    __slots__ = ("attr", "gen", "listing", "nlookup", "path", "text", "told")
+    __slots__ = ("access", "attr", "gen", "listing", "nlookup", "path", "text", "told")
 
     def __init__(self, path: str, gen: int) -> None:
         self.path = path
@@ -78,6 +78,9 @@ class Ino:
         self.told: bytes | None = None
         #: (generation, struct fuse_attr) last given, for a GETATTR.
         self.attr: tuple[int, bytes] | None = None
+        #: (generation, directions an open may take: bit 0 read, bit 1 write), as
+        #: kernfs_fop_open() checks them, for an OPEN in the same generation.
+        self.access: tuple[int, int] | None = None
 
 
 class KernelCache:

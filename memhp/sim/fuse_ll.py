@@ -66,6 +66,19 @@ SPIN_S = 0.0003
 _CACHED, _DIRECT = 0, 1
 
 
+_READ, _WRITE = 1, 2
+
+
+def _access(node: Node) -> int:
+    """The directions kernfs_fop_open() lets an open of ``node`` take (_READ, _WRITE):
+    an attribute needs the mode's bits and a handler for each; anything else (a
+    directory, a link) is not checked."""
+    if not isinstance(node, Attr):
+        return _READ | _WRITE
+    r = _READ if node.mode & 0o444 and (node.show is not None or node.read_at is not None) else 0
+    return r | (_WRITE if node.mode & 0o222 and node.store is not None else 0)
+
+
 def _node_stat(node: Node) -> Stat:
     """KernelSysfs.lstat() of a node already resolved."""
     if isinstance(node, Dir):
@@ -293,7 +306,10 @@ class SysfsServer(KernelCache):
         ``node``: its node if known (a listing's), else it is looked up.  Kept with the
         inode for a GETATTR in the same generation (Ino.attr)."""
         gen = self._gen
-        st = self.fs.lstat(ino.path or "/") if node is None else _node_stat(node)
+        if node is None:
+            node = self.fs.resolve(ino.path or "/", follow_last=False)[1]
+        st = _node_stat(node)
+        ino.access = (gen, _access(node))
         size = st.size
         if st.kind is Kind.FILE:
             text = self._text(ino, node)
@@ -339,20 +355,22 @@ class SysfsServer(KernelCache):
         self._served = True
         ino = self._path(nodeid)
         accmode = flags & os.O_ACCMODE
-        try:
-            with self.fs.lock:
-                node = self.fs.resolve(ino.path, follow_last=False)[1]
-        except OSError as e:
-            if e.errno == errno.ENOENT:  # removed: kernfs_get_active() fails
-                raise _Reply(errno.ENODEV) from None
-            raise
-        if isinstance(node, Attr):
-            if accmode != os.O_WRONLY and (
-                not node.mode & 0o444 or (node.show is None and node.read_at is None)
-            ):
-                raise _Reply(errno.EACCES)
-            if accmode != os.O_RDONLY and (not node.mode & 0o222 or node.store is None):
-                raise _Reply(errno.EACCES)
+        known = ino.access
+        if known is not None and known[0] == self._gen:
+            access = known[1]
+        else:
+            try:
+                with self.fs.lock:
+                    node = self.fs.resolve(ino.path, follow_last=False)[1]
+            except OSError as e:
+                if e.errno == errno.ENOENT:  # removed: kernfs_get_active() fails
+                    raise _Reply(errno.ENODEV) from None
+                raise
+            access = _access(node)
+        if accmode != os.O_WRONLY and not access & _READ:
+            raise _Reply(errno.EACCES)
+        if accmode != os.O_RDONLY and not access & _WRITE:
+            raise _Reply(errno.EACCES)
         if accmode == os.O_RDONLY:
             return P.OPEN_OUT.pack(_CACHED, P.FOPEN_KEEP_CACHE | P.FOPEN_NOFLUSH, 0)
         return P.OPEN_OUT.pack(_DIRECT, P.FOPEN_DIRECT_IO | P.FOPEN_NOFLUSH, 0)
