@@ -18,13 +18,11 @@ invalidates it (:mod:`memhp.sim.fuse_cache`).
   bytes, see KernelCache._getxattr).
 - FLUSH, FSYNC, ACCESS and the other xattr requests answer ENOSYS once (never asked
   again); GETXATTR answers ENODATA (see KernelCache._getxattr); RELEASE at once.
-- Entries and attributes are cached for :data:`CACHE_TIMEOUT`; READDIRPLUS hands the
-  entries of directories and links with the listing (an entry the kernel already
-  holds in this generation is sent without its inode: fuse_direntplus_link() leaves
-  it alone).  An attribute's ``st_size`` is the length of its text (the kernel takes
-  a short read as the file's end and drops the page cache when a later GETATTR gives
-  another size); the text computed for LOOKUP/GETATTR is kept with the inode and
-  serves the READ that follows.
+- Entries and attributes are cached for :data:`CACHE_TIMEOUT`; READDIRPLUS hands
+  entries with their inodes (not those the kernel holds in this generation:
+  fuse_direntplus_link() leaves them alone).  An attribute's ``st_size`` is its
+  text's length (a short read ends the file for the kernel); the text, and the
+  directions an OPEN may take, are kept with the inode for its READ and OPEN.
 - Threads: one thread reads requests and answers them (the model lock serialises
   them anyway), and polls for the next one for :data:`SPIN_S` before it sleeps;
   each WRITE runs in its own thread, since a store may block (offline retrying
@@ -66,13 +64,12 @@ SPIN_S = 0.0003
 _CACHED, _DIRECT = 0, 1
 
 
-_READ, _WRITE = 1, 2
+_READ, _WRITE = 1, 2  # directions an open may take
 
 
 def _access(node: Node) -> int:
-    """The directions kernfs_fop_open() lets an open of ``node`` take (_READ, _WRITE):
-    an attribute needs the mode's bits and a handler for each; anything else (a
-    directory, a link) is not checked."""
+    """The directions (_READ, _WRITE) kernfs_fop_open() lets an open of ``node`` take:
+    for an attribute, the mode's bits and a handler for each."""
     if not isinstance(node, Attr):
         return _READ | _WRITE
     r = _READ if node.mode & 0o444 and (node.show is not None or node.read_at is not None) else 0
@@ -310,14 +307,9 @@ class SysfsServer(KernelCache):
             node = self.fs.resolve(ino.path or "/", follow_last=False)[1]
         st = _node_stat(node)
         ino.access = (gen, _access(node))
-        size = st.size
-        if st.kind is Kind.FILE:
-            text = self._text(ino, node)
-            if text is not None:
-                size = len(text)
-                ino.told = text
-        elif st.kind is Kind.DIR:
-            size = 0
+        size = 0 if st.kind is Kind.DIR else st.size
+        if st.kind is Kind.FILE and (text := self._text(ino, node)) is not None:
+            size, ino.told = len(text), text
         attr = self._attr(nodeid, st, size)
         ino.attr = (gen, attr)
         return attr
@@ -355,10 +347,9 @@ class SysfsServer(KernelCache):
         self._served = True
         ino = self._path(nodeid)
         accmode = flags & os.O_ACCMODE
-        known = ino.access
-        if known is not None and known[0] == self._gen:
+        if (known := ino.access) is not None and known[0] == self._gen:
             access = known[1]
-        else:
+        else:  # (not looked up in this generation)
             try:
                 with self.fs.lock:
                     node = self.fs.resolve(ino.path, follow_last=False)[1]
@@ -367,9 +358,9 @@ class SysfsServer(KernelCache):
                     raise _Reply(errno.ENODEV) from None
                 raise
             access = _access(node)
-        if accmode != os.O_WRONLY and not access & _READ:
-            raise _Reply(errno.EACCES)
-        if accmode != os.O_RDONLY and not access & _WRITE:
+        if (accmode != os.O_WRONLY and not access & _READ) or (
+            accmode != os.O_RDONLY and not access & _WRITE
+        ):
             raise _Reply(errno.EACCES)
         if accmode == os.O_RDONLY:
             return P.OPEN_OUT.pack(_CACHED, P.FOPEN_KEEP_CACHE | P.FOPEN_NOFLUSH, 0)
