@@ -2,8 +2,9 @@
 
 Goal: ``memhp list`` on a real-size tree (512 blocks) within 30 ms of
 ``python -I -S -c pass`` measured in the same run.  The commands run in ``--runs``
-rounds of one run each (interleaved); the best wall time and the best CPU time (user + system of the child, which
-the other processes on a shared machine disturb much less) are recorded.
+rounds of one run each (interleaved); the best wall time and the best CPU time (user
++ system of the child, which the other processes on a shared machine disturb much
+less) are recorded.
 
 The console script is the one next to this interpreter (``bin/memhp``).  How the
 package is installed matters: an editable install made without
