@@ -67,6 +67,8 @@ class Kernel:
             self.nr_sections,
             pin_excludes_movable=self.profile.longterm_pin_migrates_movable,
             free_to_tail=self.profile.free_to_tail,
+            thp=spec.transparent_hugepage != "never",
+            movable_wmark_capped=self.profile.movable_min_wmark_capped,
         )
         #: NODE_DATA(): the pgdat of each possible node.
         self.pgdats: dict[int, PgData] = {}

@@ -15,6 +15,8 @@ A machine is described by a TOML document (see ``machines/*.toml``)::
     auto_movable_ratio = 301              # memory_hotplug.auto_movable_ratio=
     auto_movable_numa_aware = true        # memory_hotplug.auto_movable_numa_aware=
     gbpages = true                        # direct mapping may use 1 GiB pages
+    transparent_hugepage = "always"       # transparent_hugepage= (Debian's default:
+                                          # always; "madvise" too raises min_free_kbytes)
 
     [[e820]]                              # optional; default: one entry per RAM range
     start = "0x0"
@@ -60,6 +62,7 @@ from memhp.abi import units
 from memhp.abi.e820 import E820_TYPES
 from memhp.abi.layout import MAX_PHYSMEM_BITS, SECTION_SIZE, GiB, MiB
 from memhp.abi.params import AUTO_MOVABLE_RATIO_DEFAULT, ONLINE_POLICIES
+from memhp.kernel.machine_qemu_pc import expand_qemu_pc
 from memhp.kernel.machine_runtime import RuntimeAllocsSpec, parse_runtime_allocs
 from memhp.kernel.machine_virtio_mem import VirtioMemSpec, parse_virtio_mem
 from memhp.kernel.profiles import PROFILES, KernelProfile
@@ -121,6 +124,9 @@ class MachineSpec:
     online_policy: str = ONLINE_POLICIES[0]
     auto_movable_ratio: int = AUTO_MOVABLE_RATIO_DEFAULT
     auto_movable_numa_aware: bool = True
+    #: transparent_hugepage= ("always", "madvise" or "never"): enabled THP makes
+    #: khugepaged raise min_free_kbytes (set_recommended_min_free_kbytes()).
+    transparent_hugepage: str = "always"
     #: virtio-mem devices on the QEMU command line, in command-line order.
     virtio_mem: tuple[VirtioMemSpec, ...] = ()
     #: [kernel.runtime_allocs]: the knobs of the run-time kernel allocations.
@@ -233,6 +239,7 @@ _KNOWN_TOP = {
     "auto_movable_ratio",
     "auto_movable_numa_aware",
     "gbpages",
+    "transparent_hugepage",
     "e820",
     "node",
     "hotplug",
@@ -263,91 +270,6 @@ def probe_memory_block_size(boot_mem_end: int, hypervisor: bool) -> int:
             break
         bz >>= 1
     return bz
-
-
-#: QEMU's pc machine (hw/i386/pc.c, pc_piix.c) and SeaBIOS's e820 (src/memmap.c).
-QEMU_LOWMEM_LIMIT = 0xE0000000  # RAM above this is split at 3 GiB (gigabyte_align)
-QEMU_LOWMEM_SPLIT = 0xC0000000
-SEABIOS_TOP_RESERVED = 0x20000  # SeaBIOS keeps the top 128 KiB of low RAM
-AMD_HT_START, AMD_HT_END = 0xFD00000000, 0x10000000000
-
-
-def expand_qemu_pc(doc: Mapping[str, object]) -> dict[str, object]:
-    """``platform = "qemu-pc"``: the machine QEMU's ``pc`` board and SeaBIOS build.
-
-    Each node gives only its boot memory ``size`` (``-numa node,memdev=``); from
-    them and ``[hotplug] slots/maxmem`` (``-m SIZE,slots=N,maxmem=M``) this derives
-    what firmware tells the kernel: RAM below 4 GiB up to 3.5 GiB (else split at
-    3 GiB, pc_init1 with gigabyte_align) and the rest from 4 GiB, node ranges in
-    node order, SeaBIOS's e820 map (with the AMD HyperTransport hole QEMU 7.x
-    reserves for its default AMD vCPUs), and the device memory region
-    (ROUND_UP(4G + above_4g, 1G), maxmem - ram plus 1 GiB per slot for aligned
-    DIMMs) that the SRAT marks hotpluggable on the last node.
-    """
-    d = dict(doc)
-    d.pop("platform")
-    if "e820" in d:
-        raise MachineError("e820", 'not allowed with platform = "qemu-pc" (SeaBIOS builds it)')
-    raw_nodes = d.get("node")
-    if not isinstance(raw_nodes, list) or not raw_nodes:
-        raise MachineError("node", "at least one [[node]] table is required")
-    sizes: list[int] = []
-    for i, rn in enumerate(raw_nodes):
-        if not isinstance(rn, Mapping):
-            raise MachineError(f"node[{i}]", "expected a table")
-        for key in ("memory", "hotplug"):
-            if key in rn:
-                raise MachineError(
-                    f"node[{i}].{key}", 'not allowed with platform = "qemu-pc": give size'
-                )
-        sizes.append(parse_size(rn.get("size", 0), f"node[{i}].size"))
-    ram = sum(sizes)
-    if ram <= 0 or ram % SECTION_SIZE:
-        raise MachineError("node", f"boot memory {ram:#x} must be a positive multiple of 128M")
-    below = QEMU_LOWMEM_SPLIT if ram >= QEMU_LOWMEM_LIMIT else ram
-    above = ram - below
-    if 4 * GiB + above > AMD_HT_START:
-        raise MachineError("node", "more than ~1 TiB of boot memory is not modelled for qemu-pc")
-
-    def phys(a: int, b: int) -> list[list[int]]:
-        out = []
-        if a < below:
-            out.append([a, min(b, below)])
-        if b > below:
-            out.append([4 * GiB + max(a, below) - below, 4 * GiB + b - below])
-        return out
-
-    nodes: list[dict[str, object]] = []
-    off = 0
-    for rn, size in zip(raw_nodes, sizes, strict=True):
-        n = {k: v for k, v in rn.items() if k != "size"}
-        n["memory"] = phys(off, off + size) if size else []
-        n["hotplug"] = []
-        off += size
-        nodes.append(n)
-    hp = d.get("hotplug", {})
-    if not isinstance(hp, Mapping):
-        raise MachineError("hotplug", "expected a table")
-    slots = hp.get("slots", 0)
-    maxmem = parse_size(hp.get("maxmem", ram), "hotplug.maxmem")
-    if isinstance(slots, int) and not isinstance(slots, bool) and slots > 0 and maxmem > ram:
-        base = -(-(4 * GiB + above) // GiB) * GiB
-        size = maxmem - ram + GiB * slots
-        nodes[-1]["hotplug"] = [[base, base + size]]
-    d["node"] = nodes
-    e820 = [
-        {"start": 0, "end": 0x9FBFF, "type": "System RAM"},
-        {"start": 0x9FC00, "end": 0x9FFFF, "type": "Reserved"},
-        {"start": 0xF0000, "end": 0xFFFFF, "type": "Reserved"},
-        {"start": 0x100000, "end": below - SEABIOS_TOP_RESERVED - 1, "type": "System RAM"},
-        {"start": below - SEABIOS_TOP_RESERVED, "end": below - 1, "type": "Reserved"},
-        {"start": 0xFFFC0000, "end": 0xFFFFFFFF, "type": "Reserved"},
-    ]
-    if above:
-        e820.append({"start": 4 * GiB, "end": 4 * GiB + above - 1, "type": "System RAM"})
-    e820.append({"start": AMD_HT_START, "end": AMD_HT_END - 1, "type": "Reserved"})
-    d["e820"] = e820
-    return d
 
 
 def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
@@ -543,6 +465,7 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
             kern.get("boot_slab_per_node", 24 * MiB), "kernel.boot_slab_per_node"
         ),
         online_policy=policy,
+        transparent_hugepage=_thp(doc),
         auto_movable_ratio=ratio,
         auto_movable_numa_aware=numa_aware,
         virtio_mem=parse_virtio_mem(doc.get("virtio_mem", [])),
@@ -554,6 +477,19 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
         spec, "kernel.image_start" if "image_start" in kern else "kernel.image_size"
     )
     return spec
+
+
+#: transparent_hugepage= values (mm/huge_memory.c setup_transparent_hugepage()).
+THP_MODES = ("always", "madvise", "never")
+
+
+def _thp(doc: Mapping[str, object]) -> str:
+    mode = doc.get("transparent_hugepage", THP_MODES[0])
+    if mode not in THP_MODES:
+        raise MachineError(
+            "transparent_hugepage", f"expected one of {', '.join(THP_MODES)}, got {mode!r}"
+        )
+    return str(mode)
 
 
 def _online_policy(doc: Mapping[str, object], profile: KernelProfile) -> tuple[str, int, bool]:

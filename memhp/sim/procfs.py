@@ -239,6 +239,15 @@ def vmstat_names(k: Kernel) -> tuple[str, ...]:
 VMSTAT_PGDEMOTE = ("pgdemote_kswapd", "pgdemote_direct", "pgdemote_khugepaged")
 
 
+def _mem_available(k: Kernel, free: int) -> int:
+    """si_mem_available(): free pages less totalreserve_pages (each zone's high
+    watermark and largest lowmem_reserve), plus the reclaimable part of the file
+    LRU and of reclaimable slab, which the model does not have (tmpfs pages are
+    swap-backed: anon LRU); never below 0."""
+    k.pa.ensure_watermarks()
+    return max(0, free - k.pa.wmarks.totalreserve_pages)
+
+
 def meminfo(k: Kernel) -> str:
     """meminfo_proc_show() (fs/proc/meminfo.c) + hugetlb_report_meminfo() +
     arch_report_meminfo() (DirectMap lines), summed over nodes."""
@@ -256,7 +265,7 @@ def meminfo(k: Kernel) -> str:
     rows: list[tuple[str, int | None]] = [
         ("MemTotal", _kb(tot["total"])),
         ("MemFree", _kb(tot["free"])),
-        ("MemAvailable", _kb(tot["free"])),
+        ("MemAvailable", _kb(_mem_available(k, tot["free"]))),
         ("Buffers", 0),
         ("Cached", 0),
         ("SwapCached", 0),

@@ -100,7 +100,8 @@ def test_migration_targets_stop_at_the_isolated_zones_watermark() -> None:
     mov = k.pgdats[1].zone(ZoneType.MOVABLE)
     dma32 = k.pgdats[0].zone(ZoneType.DMA32)
     wmin = mov.watermark_min
-    assert (wmin, mov.managed_pages) == (128, 4 * PAGES)
+    # (6.1: ZONE_MOVABLE's share of min_free_kbytes; 6.12 would cap it at 128)
+    assert mov.managed_pages == 4 * PAGES and wmin > 128
     owners = [
         m.fill(n, start=32 * BLOCK, end=33 * BLOCK, owner=f"w{i}")[0]
         for i, n in enumerate((900, 1100, 1300))
@@ -108,7 +109,7 @@ def test_migration_targets_stop_at_the_isolated_zones_watermark() -> None:
     m.fill(3 * PAGES - wmin - 700, start=33 * BLOCK, end=36 * BLOCK, owner="rest")
     assert pa.zone_free(mov) == PAGES - 3300 + wmin + 700
     dma32_free = pa.zone_free(dma32)
-    assert pa.zone_free(dma32) - dma32.watermark_min > 2600
+    assert pa.zone_free(dma32) - dma32.watermark_min - dma32.lowmem_reserve[ZoneType.MOVABLE] > 2600
     m.sysfs.write(f"{block_dir(32)}/state", b"offline")
     on = {
         o.owner: (

@@ -23,7 +23,7 @@ from tests.support.sim import machine
 def _machine(how: str, pages: list[int], leave: int | None) -> SimMachine:
     """qemu-linux-6.1 with a 1 GiB DIMM on node 0 (blocks 32-39) onlined ``how``,
     owners of ``pages`` pages each interleaved over it; with ``leave``, the DIMM's
-    zone then filled up to ``leave`` free pages."""
+    zone then filled up to ``leave`` free pages above its min watermark."""
     m = SimMachine(machine("qemu-linux-6.1"))
     m.device_add(1024 * MiB, 0, id="dimm1")
     for b in range(32, 40):
@@ -35,7 +35,9 @@ def _machine(how: str, pages: list[int], leave: int | None) -> SimMachine:
             m.fill(40, node=0, owner=f"k{i}", mix=WorkloadMix(unmovable=1.0))
     if leave is not None:
         z = m.kernel.pgdats[0].zone(ZoneType.MOVABLE)
-        m.fill(m.kernel.pa.zone_free(z) - leave, node=0, zone=zone, owner="rest")
+        m.kernel.pa.ensure_watermarks()
+        left = z.watermark_min + leave
+        m.fill(m.kernel.pa.zone_free(z) - left, node=0, zone=zone, owner="rest")
     return m
 
 
@@ -72,11 +74,11 @@ def _offline(m: SimMachine, blocks: list[int]) -> list[str]:
         ("online_movable", [2500 + 613 * i for i in range(14)], None, [32, 33]),
         # the Movable zone nearly full: new pages spill over to Normal, the
         # offlined zone's watermark is in the way from the first owner on
-        ("online_movable", [4000 + 977 * i for i in range(12)], 130, [32, 34, 33]),
+        ("online_movable", [4000 + 977 * i for i in range(12)], 2, [32, 34, 33]),
         # the offlined zone's watermark stops the walk inside an owner's pages: its
         # NR_FREE_PAGES does not count the pages the owners before it freed
         # (isolated), so one walk per owner stops where the shared walk does
-        ("online_movable", [4000 + 977 * i for i in range(12)], 128 + 9000, [32, 34, 33]),
+        ("online_movable", [4000 + 977 * i for i in range(12)], 9000, [32, 34, 33]),
         # kernel zone, sections with unmovable pages among the destinations
         ("online_kernel", [3000 + 811 * i for i in range(12)], None, [33, 32]),
     ],

@@ -144,8 +144,12 @@ def test_no_room_to_migrate_follows_the_profile() -> None:
             assert write(m, f"{MEM}/memory{b}/state", "online_movable") == 0
         # fill everything that movable allocations can use, so nothing can move
         k = m.kernel
-        free = int(k.pa.counts[PageState.FREE].sum())
-        big = m.fill(free - 4096, node=1, owner="hog") if free > 4096 else []
+        k.pa.ensure_watermarks()
+        room = sum(  # each zone down to min + lowmem_reserve[ZONE_MOVABLE]
+            max(0, k.pa.nr_free_pages(z.nid, int(z.idx)) - z.watermark_min - z.lowmem_reserve[3])
+            for z in k.pa.zonelist(1, PageState.MOVABLE)
+        )
+        big = m.fill(room, node=1, owner="hog") if room else []
         rest = int(k.pa.counts[PageState.FREE, first + 1])
         if rest:
             m.fill(rest, start=d.addr + 128 * MiB, end=d.addr + 256 * MiB, owner="rest")

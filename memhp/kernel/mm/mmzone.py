@@ -51,6 +51,9 @@ class Zone:
     watermark_min: int = 0
     watermark_low: int = 0
     watermark_high: int = 0
+    #: lowmem_reserve[j]: pages kept from allocations whose highest zone is j
+    #: (setup_per_zone_lowmem_reserve(); /proc/zoneinfo "protection").
+    lowmem_reserve: tuple[int, ...] = (0, 0, 0, 0)
 
     @property
     def name(self) -> str:
@@ -147,6 +150,7 @@ class PgData:
         for z in self.node_zones:
             z.zone_start_pfn = z.spanned_pages = z.present_pages = z.managed_pages = 0
             z.watermark_min = z.watermark_low = z.watermark_high = 0
+            z.lowmem_reserve = (0,) * len(self.node_zones)
         self.node_start_pfn = self.node_spanned_pages = 0
         self.init_count += 1
 

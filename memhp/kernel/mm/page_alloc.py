@@ -10,7 +10,11 @@ Placement follows the buddy allocator's observable rules, deterministically:
   down; kernel allocations never use ZONE_MOVABLE (gfp_zone()), long-term pinned
   pages neither where the profile says so (FOLL_LONGTERM migrates them out, 5.7+);
 * watermarks (__zone_watermark_ok): free pages (NR_FREE_PAGES: not those of
-  isolated sections) stay above the min watermark;
+  isolated sections) stay above the min watermark plus the zone's lowmem_reserve
+  for the allocation's highest zone (the slow path's check; the fast path's first
+  try at the low watermark is not modelled: without reclaim it decides only where
+  the pages go, not whether they are found); min_free_kbytes includes khugepaged's
+  floor when THP is enabled (:mod:`memhp.kernel.mm.page_alloc_watermarks`);
 * within a zone, the order of the free lists (:class:`FreeArea`): pages freed
   by a task (exit, munmap, the source of a migration) go to the head and are
   reused first; memory released at boot and memory onlined go to the tail
@@ -35,7 +39,7 @@ import numpy.typing as npt
 
 from memhp.abi.layout import PAGE_SIZE, PAGES_PER_SECTION, pfn_to_section_nr
 from memhp.kernel.mm.mmzone import FreeArea, PgData, Zone, ZoneType
-from memhp.kernel.mm.page_alloc_watermarks import setup_per_zone_wmarks
+from memhp.kernel.mm.page_alloc_watermarks import Watermarks
 
 
 class PageState(IntEnum):
@@ -84,10 +88,16 @@ class PageAllocator:
     """Per-section page counters, the allocation registry and placement rules."""
 
     def __init__(
-        self, nr_sections: int, pin_excludes_movable: bool, free_to_tail: bool = True
+        self,
+        nr_sections: int,
+        pin_excludes_movable: bool,
+        free_to_tail: bool = True,
+        thp: bool = True,
+        movable_wmark_capped: bool = False,
     ) -> None:
         self.nr_sections = nr_sections
         self.pin_excludes_movable = pin_excludes_movable
+        self.wmarks = Watermarks(thp, movable_wmark_capped)
         #: counts[state, section]: pages of each state in each section.
         self.counts: npt.NDArray[np.int32] = np.zeros((NR_STATES, nr_sections), np.int32)
         #: RAM pages (non-holes) per section.
@@ -112,7 +122,6 @@ class PageAllocator:
         self.node_order: dict[int, list[int]] = {}
         #: Pages migrated so far (offlining, soft offline).
         self.migrated_pages = 0
-        self._wmark_dirty = True
         self._views()
 
     def _views(self) -> None:
@@ -314,6 +323,16 @@ class PageAllocator:
         return a
 
     # --------------------------------------------------------------- allocation
+    def highest_zoneidx(self, state: PageState) -> ZoneType:
+        """gfp_zone() of an allocation of ``state``: ZONE_MOVABLE for movable pages
+        (GFP_HIGHUSER_MOVABLE, and a pin that may stay in ZONE_MOVABLE), else
+        ZONE_NORMAL (GFP_KERNEL)."""
+        if state == PageState.MOVABLE or (
+            state is PageState.PINNED and not self.pin_excludes_movable
+        ):
+            return ZoneType.MOVABLE
+        return ZoneType.NORMAL
+
     def zonelist(
         self,
         nid: int,
@@ -326,9 +345,7 @@ class PageAllocator:
         ``only`` restricts it to one zone type (a workload placed in one zone); a
         zone the allocation type may not use stays excluded.
         """
-        if state == PageState.MOVABLE or (
-            state is PageState.PINNED and not self.pin_excludes_movable
-        ):
+        if self.highest_zoneidx(state) is ZoneType.MOVABLE:
             zones: tuple[ZoneType, ...] = (ZoneType.MOVABLE, ZoneType.NORMAL, ZoneType.DMA32)
         else:
             zones = (ZoneType.NORMAL, ZoneType.DMA32)
@@ -473,10 +490,12 @@ class PageAllocator:
         plan: list[tuple[int, int]] = []
         need = total
         self.ensure_watermarks()
+        hi = self.highest_zoneidx(state)
         for z in self.zonelist(nid, state, this_node, zone):
             if need == 0:
                 break
-            avail = self.nr_free_pages(z.nid, int(z.idx)) - z.watermark_min
+            # __zone_watermark_ok(): free above min + lowmem_reserve[highest zone]
+            avail = self.nr_free_pages(z.nid, int(z.idx)) - z.watermark_min - z.lowmem_reserve[hi]
             if avail > 0:
                 need -= self._walk(z, state, min(need, avail), plan)
         if need:
@@ -569,19 +588,10 @@ class PageAllocator:
 
     # --------------------------------------------------------------- watermarks
     def init_per_zone_wmark_min(self) -> None:
-        """init_per_zone_wmark_min(): called on every online/offline.
-
-        The computation (O(zones)) is deferred to the next allocation that checks a
-        watermark, so that onlining 100,000 blocks in a row does not redo it each time.
-        """
-        self._wmark_dirty = True
+        """init_per_zone_wmark_min(), on every online/offline (:class:`Watermarks`)."""
+        self.wmarks.dirty = True
 
     def ensure_watermarks(self) -> None:
         """Bring the watermarks up to date if an online/offline changed them."""
-        if self._wmark_dirty:
-            self.setup_per_zone_wmarks()
-
-    def setup_per_zone_wmarks(self) -> None:
-        """calculate_min_free_kbytes() + __setup_per_zone_wmarks()."""
-        self._wmark_dirty = False
-        setup_per_zone_wmarks(self.pgdats)
+        if self.wmarks.dirty:
+            self.wmarks.compute(self.pgdats)

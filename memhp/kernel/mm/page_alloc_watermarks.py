@@ -1,33 +1,153 @@
-"""The zone watermarks of mm/page_alloc.c: calculate_min_free_kbytes() and
-__setup_per_zone_wmarks().  Part of mm/page_alloc.c, kept in its own module for
-size; :class:`memhp.kernel.mm.page_alloc.PageAllocator` calls it."""
+"""The zone watermarks and reserves of mm/page_alloc.c: init_per_zone_wmark_min()
+(calculate_min_free_kbytes(), __setup_per_zone_wmarks(),
+setup_per_zone_lowmem_reserve(), calculate_totalreserve_pages()) and the
+transparent-hugepage floor of mm/khugepaged.c (set_recommended_min_free_kbytes()).
+Part of mm/page_alloc.c, kept in its own module for size;
+:class:`memhp.kernel.mm.page_alloc.PageAllocator` calls it.
+
+Checked against the guests' /proc/zoneinfo (min, low, high, protection) in the
+recorded scenarios of Debian's 6.1 and 6.12 (tests/kernel/test_watermarks.py).
+"""
 
 from __future__ import annotations
 
 import math
 
-from memhp.abi.layout import PAGE_SIZE
+from memhp.abi.layout import PAGE_SIZE, PAGEBLOCK_NR_PAGES
 from memhp.kernel.mm.mmzone import KERNEL_ZONES, PgData, ZoneType
 
+#: sysctl_lowmem_reserve_ratio[] (mm/page_alloc.c): a zone keeps 1/ratio of the
+#: managed pages of the zones above it from allocations that may use those.
+LOWMEM_RESERVE_RATIO = {ZoneType.DMA: 256, ZoneType.DMA32: 256, ZoneType.NORMAL: 32}
+#: MIGRATE_PCPTYPES (unmovable, movable, reclaimable).
+MIGRATE_PCPTYPES = 3
+#: SWAP_CLUSTER_MAX: the smallest min watermark of a capped zone.
+SWAP_CLUSTER_MAX = 32
+#: watermark_scale_factor's default (0.1% of a zone between two watermarks).
+WATERMARK_SCALE_FACTOR = 10
 
-def setup_per_zone_wmarks(pgdats: dict[int, PgData]) -> None:
-    """calculate_min_free_kbytes() + __setup_per_zone_wmarks() over every zone."""
-    lowmem = 0
+
+def nr_free_buffer_pages(pgdats: dict[int, PgData]) -> int:
+    """nr_free_buffer_pages() -> nr_free_zone_pages(gfp_zone(GFP_USER)): the managed
+    pages above the high watermark of every zone up to ZONE_NORMAL (the zonelist
+    reaches every node); the high watermarks are those of the last computation."""
+    total = 0
     for pgdat in pgdats.values():
         for z in KERNEL_ZONES:
-            lowmem += pgdat.zone(z).managed_pages
-    lowmem_kb = lowmem * (PAGE_SIZE >> 10)
-    min_free_kbytes = int(math.sqrt(lowmem_kb * 16))
-    min_free_kbytes = max(128, min(min_free_kbytes, 262144))
+            zone = pgdat.zone(z)
+            total += max(0, zone.managed_pages - zone.watermark_high)
+    return total
+
+
+def calculate_min_free_kbytes(pgdats: dict[int, PgData]) -> int:
+    """calculate_min_free_kbytes(): sqrt(lowmem kB * 16), clamped to 128 kB..256 MiB."""
+    lowmem_kb = nr_free_buffer_pages(pgdats) * (PAGE_SIZE >> 10)
+    return max(128, min(math.isqrt(lowmem_kb * 16), 262144))
+
+
+def recommended_min_free_kbytes(pgdats: dict[int, PgData]) -> int:
+    """set_recommended_min_free_kbytes() (mm/khugepaged.c, THP enabled): two free
+    pageblocks per populated zone up to ZONE_NORMAL plus MIGRATE_PCPTYPES^2 more,
+    at most 5% of nr_free_buffer_pages()."""
+    nr_zones = sum(
+        1 for pgdat in pgdats.values() for z in KERNEL_ZONES if pgdat.zone(z).populated()
+    )
+    pages = PAGEBLOCK_NR_PAGES * nr_zones * 2
+    pages += PAGEBLOCK_NR_PAGES * nr_zones * MIGRATE_PCPTYPES * MIGRATE_PCPTYPES
+    pages = min(pages, nr_free_buffer_pages(pgdats) // 20)
+    return pages * (PAGE_SIZE >> 10)
+
+
+def setup_per_zone_wmarks(
+    pgdats: dict[int, PgData], min_free_kbytes: int, movable_capped: bool
+) -> None:
+    """__setup_per_zone_wmarks(): each zone's share of min_free_kbytes as its min
+    watermark, low and high a quarter of that share (at least 0.1% of the zone)
+    above it.  ``movable_capped`` (6.12): ZONE_MOVABLE is left out of the shares
+    and its min is managed/1024 clamped to 32..128 pages, empty or not; 6.1 treats
+    it as the other zones."""
     pages_min = min_free_kbytes >> 2  # kB -> pages
+    lowmem = sum(
+        z.managed_pages
+        for pgdat in pgdats.values()
+        for z in pgdat.node_zones
+        if not (movable_capped and z.idx is ZoneType.MOVABLE)
+    )
     for pgdat in pgdats.values():
         for zone in pgdat.node_zones:
             managed = zone.managed_pages
-            if zone.idx is ZoneType.MOVABLE:
-                wmin = max(32, min(managed // 1024, 128)) if managed else 0
+            share = pages_min * managed // lowmem if lowmem else 0
+            if movable_capped and zone.idx is ZoneType.MOVABLE:
+                wmin = max(SWAP_CLUSTER_MAX, min(managed // 1024, 128))
             else:
-                wmin = pages_min * managed // lowmem if lowmem else 0
-            delta = max(wmin >> 2, managed * 10 // 10000)
+                wmin = share
+            delta = max(share >> 2, managed * WATERMARK_SCALE_FACTOR // 10000)
             zone.watermark_min = wmin
             zone.watermark_low = wmin + delta
             zone.watermark_high = wmin + 2 * delta
+
+
+def setup_per_zone_lowmem_reserve(pgdats: dict[int, PgData]) -> None:
+    """setup_per_zone_lowmem_reserve(): lowmem_reserve[j] of a zone is the managed
+    pages of the zones above it up to j over the zone's ratio (0 for an empty zone
+    and for ZONE_MOVABLE, whose ratio is 0)."""
+    for pgdat in pgdats.values():
+        zones = pgdat.node_zones
+        for i, zone in enumerate(zones):
+            ratio = LOWMEM_RESERVE_RATIO.get(zone.idx, 0)
+            reserve = [0] * len(zones)
+            if ratio and zone.managed_pages:
+                above = 0
+                for j in range(i + 1, len(zones)):
+                    above += zones[j].managed_pages
+                    reserve[j] = above // ratio
+            zone.lowmem_reserve = tuple(reserve)
+
+
+def totalreserve_pages(pgdats: dict[int, PgData]) -> int:
+    """calculate_totalreserve_pages(): per zone its largest lowmem_reserve plus its
+    high watermark, at most its managed pages; the sum over all zones."""
+    total = 0
+    for pgdat in pgdats.values():
+        for zone in pgdat.node_zones:
+            total += min(
+                max(zone.lowmem_reserve[zone.idx :], default=0) + zone.watermark_high,
+                zone.managed_pages,
+            )
+    return total
+
+
+def init_per_zone_wmark_min(pgdats: dict[int, PgData], thp: bool, movable_capped: bool) -> int:
+    """init_per_zone_wmark_min() (at boot and on every online/offline), then
+    khugepaged_min_free_kbytes_update() when THP is enabled
+    (set_recommended_min_free_kbytes(): its floor, then the watermarks again).
+    Returns min_free_kbytes."""
+    mfk = calculate_min_free_kbytes(pgdats)
+    setup_per_zone_wmarks(pgdats, mfk, movable_capped)
+    setup_per_zone_lowmem_reserve(pgdats)
+    if thp:
+        mfk = max(mfk, recommended_min_free_kbytes(pgdats))
+        setup_per_zone_wmarks(pgdats, mfk, movable_capped)
+    return mfk
+
+
+class Watermarks:
+    """The watermark state of a page allocator: its switches and the results of
+    the last :func:`init_per_zone_wmark_min`.  The kernel computes on every
+    online/offline; here the computation (O(zones)) waits for the next allocation
+    that checks a watermark (``dirty``), so that onlining 100,000 blocks in a row
+    does not redo it each time."""
+
+    def __init__(self, thp: bool, movable_capped: bool) -> None:
+        #: Transparent hugepages enabled (khugepaged raises min_free_kbytes).
+        self.thp = thp
+        #: ZONE_MOVABLE's min watermark capped (6.12 __setup_per_zone_wmarks()).
+        self.movable_capped = movable_capped
+        self.dirty = True
+        self.min_free_kbytes = 0
+        self.totalreserve_pages = 0
+
+    def compute(self, pgdats: dict[int, PgData]) -> None:
+        self.dirty = False
+        self.min_free_kbytes = init_per_zone_wmark_min(pgdats, self.thp, self.movable_capped)
+        self.totalreserve_pages = totalreserve_pages(pgdats)

@@ -81,6 +81,10 @@ class KernelProfile:
     #: the tail of the free lists, so fresh memory is used last and lowest address
     #: first (5.10+, FPI_TO_TAIL); in 3.8 they go to the head: highest first.
     free_to_tail: bool
+    #: ZONE_MOVABLE takes no share of min_free_kbytes: its min watermark is
+    #: managed/1024 clamped to 32..128 pages, also when empty (6.12
+    #: __setup_per_zone_wmarks()); in 6.1 and 3.8 it is a zone like the others.
+    movable_min_wmark_capped: bool
     #: remove_pagetable() frees empty PUD tables and syncs the global page
     #: directories (the seed's free_pud_table + sync_global_pgds); 6.1's
     #: remove_p4d_table() keeps PUD tables with 4-level paging.

@@ -31,6 +31,7 @@ PROFILE = KernelProfile(
     online_policies=False,
     longterm_pin_migrates_movable=False,
     free_to_tail=False,
+    movable_min_wmark_capped=False,
     pgtable_free_pud_tables=True,
     pgtable_split_needs_warning=False,
     sysfs_crash_hotplug=False,

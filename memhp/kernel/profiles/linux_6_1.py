@@ -31,6 +31,7 @@ PROFILE = KernelProfile(
     online_policies=True,
     longterm_pin_migrates_movable=True,
     free_to_tail=True,
+    movable_min_wmark_capped=False,
     pgtable_free_pud_tables=False,
     pgtable_split_needs_warning=True,
     sysfs_crash_hotplug=False,

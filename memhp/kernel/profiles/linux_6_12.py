@@ -36,6 +36,7 @@ PROFILE = KernelProfile(
     sysfs_memory_hotplug_params=True,
     online_policies=True,
     free_to_tail=True,
+    movable_min_wmark_capped=True,
     longterm_pin_migrates_movable=True,
     pgtable_free_pud_tables=False,
     pgtable_split_needs_warning=True,

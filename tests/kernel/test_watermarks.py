@@ -1,0 +1,215 @@
+"""Zone watermarks and lowmem reserves against the real guests' /proc/zoneinfo.
+
+Every recorded real run (tests/data/real/scenarios, Debian's 6.1 and 6.12 under
+QEMU) keeps /proc/zoneinfo at each captured step; the model replays the run and its
+zones' min, low and high watermarks and lowmem_reserve ("protection") must be the
+real ones, within what the two sides' managed pages differ by (the model estimates
+the pages the real kernel reserves at boot, and the real kernel computes its boot
+reserves before it frees its init memory).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pytest
+
+from memhp.abi.paths import PROC_ZONEINFO
+from memhp.bench.drivers import ModelDriver
+from memhp.bench.recording import Recording, recording_path
+from memhp.bench.runner import _Run
+from memhp.bench.scenario import load_scenario
+from memhp.cli.main import run_with_sysfs
+from memhp.kernel.machine import MachineError, parse_machine
+from memhp.kernel.mm.mmzone import Zone
+from memhp.kernel.mm.page_alloc import AllocError, PageState
+from memhp.kernel.mm.page_alloc_watermarks import (
+    init_per_zone_wmark_min,
+    recommended_min_free_kbytes,
+)
+from memhp.sim.machine import SimMachine
+from tests.bench.test_diff_units import RECORDED, RECORDINGS
+
+
+@dataclass
+class ZoneMarks:
+    managed: int
+    low_high: tuple[int, int, int]
+    protection: tuple[int, ...]
+
+
+def parse_zoneinfo(text: str) -> dict[tuple[int, str], ZoneMarks]:
+    """(node, zone name) -> managed pages, (min, low, high), protection."""
+    out: dict[tuple[int, str], ZoneMarks] = {}
+    key: tuple[int, str] | None = None
+    vals: dict[str, int] = {}
+    for line in text.splitlines():
+        m = re.match(r"Node (\d+), zone\s+(\S+)", line)
+        if m:
+            key, vals = (int(m.group(1)), m.group(2)), {}
+            continue
+        m = re.match(r"\s+(min|low|high|managed)\s+(\d+)$", line)
+        if m and key is not None:
+            vals[m.group(1)] = int(m.group(2))
+        m = re.match(r"\s+protection: \((.*)\)", line)
+        if m and key is not None:
+            prot = tuple(int(x) for x in m.group(1).split(","))
+            out[key] = ZoneMarks(vals["managed"], (vals["min"], vals["low"], vals["high"]), prot)
+    return out
+
+
+def model_zones(m: SimMachine) -> dict[tuple[int, str], ZoneMarks]:
+    m.kernel.pa.ensure_watermarks()
+    return {
+        (z.nid, z.name): ZoneMarks(
+            z.managed_pages,
+            (z.watermark_min, z.watermark_low, z.watermark_high),
+            z.lowmem_reserve,
+        )
+        for pg in m.kernel.pgdats.values()
+        for z in pg.node_zones
+    }
+
+
+def _close(model: int, real: int, rel: float) -> bool:
+    """Equal within ``rel`` of the real value, plus two pages of rounding."""
+    return abs(model - real) <= 2 + real * rel
+
+
+@pytest.mark.parametrize(
+    ("path", "kernel"), RECORDED, ids=[f"{p.rsplit('/', 1)[-1]}@{k}" for p, k in RECORDED]
+)
+def test_watermarks_and_reserves_are_the_real_ones(path: str, kernel: str) -> None:
+    sc = load_scenario(path).for_kernel(kernel)
+    rec = Recording.load(recording_path(sc, RECORDINGS))
+    drv = ModelDriver(SimMachine(sc.machine), run_with_sysfs)
+    run = _Run(sc, drv, None, rec, None)  # run_scenario(), step by step
+    run.boot()
+    after = [("boot", model_zones(drv.m))]
+    for step in sc.steps:
+        run.step(step)
+        after.append((step.name, model_zones(drv.m)))
+    compared = 0
+    for name, mz in after:
+        snap = rec.steps[name].snapshot if name in rec.steps else None
+        if not snap or PROC_ZONEINFO not in snap:
+            continue
+        text = snap[PROC_ZONEINFO].value
+        assert isinstance(text, str)
+        for key, real in parse_zoneinfo(text).items():
+            if not real.managed:
+                continue
+            model = mz[key]
+            where = f"{name}: node {key[0]} {key[1]}"
+            # watermarks are shares of the zone's managed pages: as close as those
+            rel = abs(model.managed - real.managed) / real.managed + 0.02
+            for what, mv, rv in zip(
+                ("min", "low", "high"), model.low_high, real.low_high, strict=True
+            ):
+                assert _close(mv, rv, rel), (where, what, mv, rv)
+            # protection[j] of DMA..Movable (j=4, ZONE_DEVICE, is not modelled): the
+            # boot's is from the managed pages before the kernel freed its init memory
+            for j, (mv, rv) in enumerate(zip(model.protection, real.protection[:4], strict=True)):
+                assert _close(mv, rv, 0.02), (where, "protection", j, mv, rv)
+            compared += 1
+    assert compared
+
+
+def _spec(profile: str, **extra: object) -> SimMachine:
+    doc: dict[str, object] = {
+        "name": "wm",
+        "profile": profile,
+        "node": [{"id": 0, "cpus": [0], "memory": [["0", "8G"]], "hotplug": [["8G", "16G"]]}],
+        "hotplug": {"slots": 2, "maxmem": "16G"},
+        **extra,
+    }
+    return SimMachine(parse_machine(doc))
+
+
+def test_thp_floor_and_its_five_percent_cap() -> None:
+    """set_recommended_min_free_kbytes(): 2 + 3*3 pageblocks per populated kernel
+    zone (DMA, DMA32, Normal here: 16,896 pages) unless that is more than 5% of
+    the pages above the high watermarks; transparent_hugepage=never leaves the
+    square-root rule (calculate_min_free_kbytes())."""
+    m = _spec("linux-6.1")
+    pa = m.kernel.pa
+    pa.ensure_watermarks()
+    assert recommended_min_free_kbytes(pa.pgdats) == 16896 * 4
+    assert pa.wmarks.min_free_kbytes == 16896 * 4
+    never = _spec("linux-6.1", transparent_hugepage="never").kernel.pa
+    never.ensure_watermarks()
+    assert never.wmarks.min_free_kbytes < 16896 * 4
+    zones = [z for pg in pa.pgdats.values() for z in pg.node_zones if z.managed_pages]
+    assert sum(z.watermark_min for z in zones) in range(16896 - len(zones), 16897)
+    with pytest.raises(MachineError, match="transparent_hugepage: expected one of"):
+        _spec("linux-6.1", transparent_hugepage="sometimes")
+
+
+def test_movable_min_watermark_per_kernel() -> None:
+    """6.1 gives ZONE_MOVABLE its share of min_free_kbytes; 6.12 caps it at
+    managed/1024 within 32..128 pages, also when the zone is empty."""
+    for profile, capped in (("linux-6.1", False), ("linux-6.12", True)):
+        m = _spec(profile)
+        pa = m.kernel.pa
+        mov = m.kernel.pgdats[0].node_zones[3]
+        pa.ensure_watermarks()
+        assert mov.watermark_min == (32 if capped else 0)
+        mov.managed_pages = 1 << 20  # as if 4 GiB were onlined movable
+        init_per_zone_wmark_min(pa.pgdats, True, capped)
+        assert (mov.watermark_min == 128) is capped
+        # the Normal zone keeps managed(Movable)/32 from movable allocations
+        assert m.kernel.pgdats[0].node_zones[2].lowmem_reserve[3] == (1 << 20) // 32
+
+
+def test_movable_allocations_leave_the_lowmem_reserve() -> None:
+    """__zone_watermark_ok(): an allocation takes a zone down to its min watermark plus
+    its lowmem_reserve for the allocation's highest zone: movable pages falling back
+    to the kernel zones leave them managed(Movable)/32 (Normal) and /256 (DMA32),
+    which kernel allocations may still use."""
+    m = _spec("linux-6.1", auto_online_blocks="online_movable")
+    m.device_add(4 << 30, 0, id="d0")
+    pa = m.kernel.pa
+    pa.ensure_watermarks()
+    pg = m.kernel.pgdats[0]
+    dma32, normal, movable = pg.node_zones[1:4]
+    assert movable.managed_pages == 1 << 20
+    assert normal.lowmem_reserve[3] == (1 << 20) // 32
+    assert dma32.lowmem_reserve[3] == (normal.managed_pages + (1 << 20)) // 256
+
+    def room(hi: int, zones: tuple[Zone, ...]) -> int:
+        return sum(
+            max(0, pa.nr_free_pages(0, int(z.idx)) - z.watermark_min - z.lowmem_reserve[hi])
+            for z in zones
+        )
+
+    for state, hi, zones in (
+        (PageState.MOVABLE, 3, (movable, normal, dma32)),
+        (PageState.UNMOVABLE, 2, (normal, dma32)),
+    ):
+        n = room(hi, zones)
+        assert n > 0
+        with pytest.raises(AllocError):
+            pa.alloc(n + 1, state, "t", "workload", 0)
+        pa.alloc(n, state, "t", "workload", 0)
+        assert room(hi, zones) == 0
+    # what the movable allocations left in the kernel zones was the reserve
+    assert room(3, (normal, dma32)) == 0 < normal.lowmem_reserve[3]
+
+
+def test_mem_available_is_free_less_the_reserves() -> None:
+    """si_mem_available() with no page cache and no reclaimable slab: MemFree less
+    totalreserve_pages, each zone's high watermark plus its largest lowmem_reserve
+    (at most its managed pages)."""
+    m = _spec("linux-6.12", auto_online_blocks="online_movable")
+    m.device_add(4 << 30, 0, id="d0")
+    k = m.kernel
+    k.pa.ensure_watermarks()
+    zones = [z for pg in k.pgdats.values() for z in pg.node_zones]
+    reserve = sum(
+        min(max(z.lowmem_reserve[z.idx :]) + z.watermark_high, z.managed_pages) for z in zones
+    )
+    assert k.pa.wmarks.totalreserve_pages == reserve > 0
+    text = m.sysfs.read("/proc/meminfo").decode()
+    kb = {line.split(":")[0]: int(line.split()[1]) for line in text.splitlines()}
+    assert kb["MemAvailable"] == kb["MemFree"] - reserve * 4
