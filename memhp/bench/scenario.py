@@ -27,6 +27,7 @@ kernel (:mod:`memhp.bench.runner`)::
     auto_movable_ratio = 301                   # ratio, numa_aware): model and guest
     auto_movable_numa_aware = true
     nokaslr = true                             # default; the kernel image at 16M as in the model
+    transparent_hugepage = "never"             # also the model's (default: not given, always)
     swiotlb = 16384                            # swiotlb=<2K slabs> (the model's kernel.swiotlb)
 
     [[step]]
@@ -136,6 +137,7 @@ CMDLINE_KEYS = frozenset(
         "auto_movable_numa_aware",
         "nokaslr",
         "swiotlb",
+        "transparent_hugepage",
     }
 )
 
@@ -174,6 +176,8 @@ class Cmdline:
     nokaslr: bool = True
     #: swiotlb=<nslabs>: the bounce buffer in 2K slabs (ALIGN(nslabs, 128)).
     swiotlb: int | None = None
+    #: transparent_hugepage=: None leaves the build's default (Debian: always).
+    transparent_hugepage: str | None = None
 
     def extra_words(self) -> list[str]:
         """The options beyond those VMConfig has fields for."""
@@ -190,6 +194,8 @@ class Cmdline:
             out.append("nokaslr")
         if self.swiotlb is not None:
             out.append(f"swiotlb={self.swiotlb}")
+        if self.transparent_hugepage is not None:
+            out.append(f"transparent_hugepage={self.transparent_hugepage}")
         return out
 
     def words(self) -> list[str]:
@@ -433,7 +439,11 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<scenario>") -> Scenario
         raise ScenarioError(
             f"{where}: cmdline.swiotlb: expected a number of 2K slabs, got {slabs!r}"
         )
+    thp = cl.get("transparent_hugepage", mdoc.get("transparent_hugepage"))
     cmdline = Cmdline(str(state), bool(mov), mom, policy, ratio, aware, nokaslr, slabs)
+    if thp is not None:  # checked by parse_machine
+        cmdline = replace(cmdline, transparent_hugepage=str(thp))
+        mdoc = {**mdoc, "transparent_hugepage": thp}
     # The command line is the machine's boot configuration on the model side.
     mdoc = {**mdoc, "auto_online_blocks": cmdline.memhp_default_state}
     mdoc["movable_node"] = cmdline.movable_node

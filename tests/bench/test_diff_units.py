@@ -353,3 +353,23 @@ def test_a_new_action_is_one_class() -> None:
             parse_scenario(doc(read_twice="x", value="1"), "x.toml")
     finally:
         del ACTIONS["read_twice"]
+
+
+def test_transparent_hugepage_on_both_sides() -> None:
+    """``transparent_hugepage`` in [cmdline] (or in the machine) goes on the guest's
+    command line and into the model, whose min watermarks then follow the square-root
+    rule alone; a bad value names the key."""
+    doc = {"machine": "machines/qemu-linux-6.1.toml", "step": [{"wait": 0}]}
+    never = parse_scenario({**doc, "cmdline": {"transparent_hugepage": "never"}}, "t.toml")
+    assert "transparent_hugepage=never" in never.cmdline.words()
+    assert never.machine.transparent_hugepage == "never"
+    default = parse_scenario(doc, "d.toml")
+    assert not any(w.startswith("transparent_hugepage") for w in default.cmdline.words())
+    mins = []
+    for sc in (default, never):
+        pa = model_driver(sc).m.kernel.pa
+        pa.ensure_watermarks()
+        mins.append(pa.wmarks.min_free_kbytes)
+    assert mins[0] == 45056 > mins[1]  # khugepaged's floor: 11 pageblocks x 2 zones
+    with pytest.raises(ScenarioError, match=r"cmdline\.transparent_hugepage: expected one of"):
+        parse_scenario({**doc, "cmdline": {"transparent_hugepage": "yes"}}, "b.toml")
