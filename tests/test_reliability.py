@@ -50,10 +50,8 @@ def test_no_room_for_the_memmap_fails_the_hot_add_cleanly() -> None:
     k = m.kernel
     # Leave almost nothing the kernel could use for a new memmap.
     k.pa.ensure_watermarks()
-    room = sum(  # each zone down to min + lowmem_reserve[ZONE_NORMAL]
-        max(0, k.pa.nr_free_pages(z.nid, int(z.idx)) - z.watermark_min - z.lowmem_reserve[2])
-        for z in k.pa.zonelist(0, PageState.UNMOVABLE)
-    )
+    hi = k.pa.highest_zoneidx(PageState.UNMOVABLE)  # each zone down to min + lowmem_reserve
+    room = sum(max(0, k.pa.watermark_room(z, hi)) for z in k.pa.zonelist(0, PageState.UNMOVABLE))
     m.fill(room, node=0, mix=WorkloadMix(unmovable=1.0), owner="hog")
     before = structure(m)
     m.device_add(1 * GiB, 1, id="big")

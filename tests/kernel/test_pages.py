@@ -145,10 +145,8 @@ def test_no_room_to_migrate_follows_the_profile() -> None:
         # fill everything that movable allocations can use, so nothing can move
         k = m.kernel
         k.pa.ensure_watermarks()
-        room = sum(  # each zone down to min + lowmem_reserve[ZONE_MOVABLE]
-            max(0, k.pa.nr_free_pages(z.nid, int(z.idx)) - z.watermark_min - z.lowmem_reserve[3])
-            for z in k.pa.zonelist(1, PageState.MOVABLE)
-        )
+        hi = k.pa.highest_zoneidx(PageState.MOVABLE)  # each zone down to min + lowmem_reserve
+        room = sum(max(0, k.pa.watermark_room(z, hi)) for z in k.pa.zonelist(1, PageState.MOVABLE))
         big = m.fill(room, node=1, owner="hog") if room else []
         rest = int(k.pa.counts[PageState.FREE, first + 1])
         if rest:

@@ -333,6 +333,11 @@ class PageAllocator:
             return ZoneType.MOVABLE
         return ZoneType.NORMAL
 
+    def watermark_room(self, z: Zone, highest: ZoneType) -> int:
+        """__zone_watermark_ok() at min: the pages an allocation whose highest zone is
+        ``highest`` may take from ``z``, NR_FREE_PAGES above min + lowmem_reserve."""
+        return self.nr_free_pages(z.nid, int(z.idx)) - z.watermark_min - z.lowmem_reserve[highest]
+
     def zonelist(
         self,
         nid: int,
@@ -494,9 +499,7 @@ class PageAllocator:
         for z in self.zonelist(nid, state, this_node, zone):
             if need == 0:
                 break
-            # __zone_watermark_ok(): free above min + lowmem_reserve[highest zone]
-            avail = self.nr_free_pages(z.nid, int(z.idx)) - z.watermark_min - z.lowmem_reserve[hi]
-            if avail > 0:
+            if (avail := self.watermark_room(z, hi)) > 0:
                 need -= self._walk(z, state, min(need, avail), plan)
         if need:
             raise AllocError(
