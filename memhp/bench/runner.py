@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from itertools import chain
 
 from memhp.abi.tree import Snapshot
 from memhp.bench.compare import Difference, compare_trees, normalise, short
@@ -245,25 +246,25 @@ def run_scenario(
     log: Log | None = None,
     replay: Recording | None = None,
     record: Recording | None = None,
+    on_step: Callable[[StepResult], None] | None = None,
 ) -> ScenarioResult:
     """Run ``sc`` on ``real`` and ``model`` and compare.
 
     With ``replay`` the real side is a recording instead of a driver; with neither,
     only the model runs (its expectations are still checked).  ``record`` collects
-    the real side's results and trees.
+    the real side's results and trees.  ``on_step`` is called after boot and after
+    each step, before the next one (e.g. to look at the model's state there).
     """
     t0 = time.monotonic()
     model_only = real is None and replay is None
     res = ScenarioResult(sc.label, sc.path, sc.description, model_only)
     run = _Run(sc, model, real, replay, record)
-    res.steps.append(run.boot())
-    if log:
-        _log_step(log, res.steps[0], model_only)
-    for step in sc.steps:
-        sr = run.step(step)
+    for sr in chain([run.boot()], map(run.step, sc.steps)):
         res.steps.append(sr)
         if log:
             _log_step(log, sr, model_only)
+        if on_step:
+            on_step(sr)
     res.seconds = round(time.monotonic() - t0, 2)
     return res
 

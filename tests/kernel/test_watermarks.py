@@ -18,14 +18,15 @@ import pytest
 from memhp.abi.paths import PROC_ZONEINFO
 from memhp.bench.drivers import ModelDriver
 from memhp.bench.recording import Recording, recording_path
-from memhp.bench.runner import _Run
+from memhp.bench.runner import run_scenario
 from memhp.bench.scenario import load_scenario
 from memhp.cli.main import run_with_sysfs
-from memhp.kernel.machine import MachineError, parse_machine
+from memhp.kernel.machine import MachineError, parse_machine, parse_size
 from memhp.kernel.mm.mmzone import Zone
 from memhp.kernel.mm.page_alloc import AllocError, PageState
 from memhp.kernel.mm.page_alloc_watermarks import (
     init_per_zone_wmark_min,
+    nr_free_buffer_pages,
     recommended_min_free_kbytes,
 )
 from memhp.sim.machine import SimMachine
@@ -35,7 +36,8 @@ from tests.bench.test_diff_units import RECORDED, RECORDINGS
 @dataclass
 class ZoneMarks:
     managed: int
-    low_high: tuple[int, int, int]
+    #: (min, low, high)
+    marks: tuple[int, int, int]
     protection: tuple[int, ...]
 
 
@@ -84,12 +86,10 @@ def test_watermarks_and_reserves_are_the_real_ones(path: str, kernel: str) -> No
     sc = load_scenario(path).for_kernel(kernel)
     rec = Recording.load(recording_path(sc, RECORDINGS))
     drv = ModelDriver(SimMachine(sc.machine), run_with_sysfs)
-    run = _Run(sc, drv, None, rec, None)  # run_scenario(), step by step
-    run.boot()
-    after = [("boot", model_zones(drv.m))]
-    for step in sc.steps:
-        run.step(step)
-        after.append((step.name, model_zones(drv.m)))
+    after: list[tuple[str, dict[tuple[int, str], ZoneMarks]]] = []
+    run_scenario(
+        sc, drv, replay=rec, on_step=lambda sr: after.append((sr.name, model_zones(drv.m)))
+    )
     compared = 0
     for name, mz in after:
         snap = rec.steps[name].snapshot if name in rec.steps else None
@@ -104,9 +104,7 @@ def test_watermarks_and_reserves_are_the_real_ones(path: str, kernel: str) -> No
             where = f"{name}: node {key[0]} {key[1]}"
             # watermarks are shares of the zone's managed pages: as close as those
             rel = abs(model.managed - real.managed) / real.managed + 0.02
-            for what, mv, rv in zip(
-                ("min", "low", "high"), model.low_high, real.low_high, strict=True
-            ):
+            for what, mv, rv in zip(("min", "low", "high"), model.marks, real.marks, strict=True):
                 assert _close(mv, rv, rel), (where, what, mv, rv)
             # protection[j] of DMA..Movable (j=4, ZONE_DEVICE, is not modelled): the
             # boot's is from the managed pages before the kernel freed its init memory
@@ -116,12 +114,16 @@ def test_watermarks_and_reserves_are_the_real_ones(path: str, kernel: str) -> No
     assert compared
 
 
-def _spec(profile: str, **extra: object) -> SimMachine:
+def _machine(profile: str, boot: str = "8G", **extra: object) -> SimMachine:
+    """One node with ``boot`` of RAM from 0 and 8G of hotplug space above it."""
+    top = parse_size(boot, "boot")
     doc: dict[str, object] = {
         "name": "wm",
         "profile": profile,
-        "node": [{"id": 0, "cpus": [0], "memory": [["0", "8G"]], "hotplug": [["8G", "16G"]]}],
-        "hotplug": {"slots": 2, "maxmem": "16G"},
+        "node": [
+            {"id": 0, "cpus": [0], "memory": [["0", boot]], "hotplug": [[top, top + (8 << 30)]]}
+        ],
+        "hotplug": {"slots": 2, "maxmem": str(top + (8 << 30))},
         **extra,
     }
     return SimMachine(parse_machine(doc))
@@ -132,25 +134,32 @@ def test_thp_floor_and_its_five_percent_cap() -> None:
     zone (DMA, DMA32, Normal here: 16,896 pages) unless that is more than 5% of
     the pages above the high watermarks; transparent_hugepage=never leaves the
     square-root rule (calculate_min_free_kbytes())."""
-    m = _spec("linux-6.1")
+    m = _machine("linux-6.1")
     pa = m.kernel.pa
     pa.ensure_watermarks()
     assert recommended_min_free_kbytes(pa.pgdats) == 16896 * 4
     assert pa.wmarks.min_free_kbytes == 16896 * 4
-    never = _spec("linux-6.1", transparent_hugepage="never").kernel.pa
+    never = _machine("linux-6.1", transparent_hugepage="never").kernel.pa
     never.ensure_watermarks()
     assert never.wmarks.min_free_kbytes < 16896 * 4
     zones = [z for pg in pa.pgdats.values() for z in pg.node_zones if z.managed_pages]
     assert sum(z.watermark_min for z in zones) in range(16896 - len(zones), 16897)
+    # 512 MiB (DMA, DMA32): 11,264 pages would be more than 5% of the ~125,000 pages
+    # above the high watermarks, so the floor is that 5%
+    small = _machine("linux-6.1", boot="512M").kernel.pa
+    small.ensure_watermarks()
+    capped = nr_free_buffer_pages(small.pgdats) // 20 * 4
+    assert recommended_min_free_kbytes(small.pgdats) == capped < 11264 * 4
+    assert small.wmarks.min_free_kbytes >= capped
     with pytest.raises(MachineError, match="transparent_hugepage: expected one of"):
-        _spec("linux-6.1", transparent_hugepage="sometimes")
+        _machine("linux-6.1", transparent_hugepage="sometimes")
 
 
 def test_movable_min_watermark_per_kernel() -> None:
     """6.1 gives ZONE_MOVABLE its share of min_free_kbytes; 6.12 caps it at
     managed/1024 within 32..128 pages, also when the zone is empty."""
     for profile, capped in (("linux-6.1", False), ("linux-6.12", True)):
-        m = _spec(profile)
+        m = _machine(profile)
         pa = m.kernel.pa
         mov = m.kernel.pgdats[0].node_zones[3]
         pa.ensure_watermarks()
@@ -167,7 +176,7 @@ def test_movable_allocations_leave_the_lowmem_reserve() -> None:
     its lowmem_reserve for the allocation's highest zone: movable pages falling back
     to the kernel zones leave them managed(Movable)/32 (Normal) and /256 (DMA32),
     which kernel allocations may still use."""
-    m = _spec("linux-6.1", auto_online_blocks="online_movable")
+    m = _machine("linux-6.1", auto_online_blocks="online_movable")
     m.device_add(4 << 30, 0, id="d0")
     pa = m.kernel.pa
     pa.ensure_watermarks()
@@ -201,7 +210,7 @@ def test_mem_available_is_free_less_the_reserves() -> None:
     """si_mem_available() with no page cache and no reclaimable slab: MemFree less
     totalreserve_pages, each zone's high watermark plus its largest lowmem_reserve
     (at most its managed pages)."""
-    m = _spec("linux-6.12", auto_online_blocks="online_movable")
+    m = _machine("linux-6.12", auto_online_blocks="online_movable")
     m.device_add(4 << 30, 0, id="d0")
     k = m.kernel
     k.pa.ensure_watermarks()
