@@ -440,9 +440,18 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<scenario>") -> Scenario
             f"{where}: cmdline.swiotlb: expected a number of 2K slabs, got {slabs!r}"
         )
     thp = cl.get("transparent_hugepage", mdoc.get("transparent_hugepage"))
-    cmdline = Cmdline(str(state), bool(mov), mom, policy, ratio, aware, nokaslr, slabs)
+    cmdline = Cmdline(
+        str(state),
+        bool(mov),
+        mom,
+        policy,
+        ratio,
+        aware,
+        nokaslr,
+        slabs,
+        None if thp is None else str(thp),
+    )
     if thp is not None:  # checked by parse_machine
-        cmdline = replace(cmdline, transparent_hugepage=str(thp))
         mdoc = {**mdoc, "transparent_hugepage": thp}
     # The command line is the machine's boot configuration on the model side.
     mdoc = {**mdoc, "auto_online_blocks": cmdline.memhp_default_state}
