@@ -46,7 +46,7 @@ from memhp.abi.layout import PAGE_SIZE
 from memhp.sim import fuse_proto as P
 from memhp.sim.fuse_cache import Ino, KernelCache
 from memhp.sim.sysfs.kernfs import Node
-from memhp.sim.sysfs.view import Attr, Dir, KernelSysfs, Link
+from memhp.sim.sysfs.view import Attr, Dir, KernelSysfs, Link, node_stat
 
 log = logging.getLogger("memhp.sim.fuse")
 
@@ -74,16 +74,6 @@ def _access(node: Node) -> int:
         return _READ | _WRITE
     r = _READ if node.mode & 0o444 and (node.show is not None or node.read_at is not None) else 0
     return r | (_WRITE if node.mode & 0o222 and node.store is not None else 0)
-
-
-def _node_stat(node: Node) -> Stat:
-    """KernelSysfs.lstat() of a node already resolved."""
-    if isinstance(node, Dir):
-        return Stat(Kind.DIR, node.mode)
-    if isinstance(node, Link):
-        return Stat(Kind.LINK, 0o777, len(node.target))
-    assert isinstance(node, Attr)
-    return Stat(Kind.FILE, node.mode, node.size() if node.size else PAGE_SIZE)
 
 
 class _Reply(Exception):
@@ -305,7 +295,7 @@ class SysfsServer(KernelCache):
         gen = self._gen
         if node is None:
             node = self.fs.resolve(ino.path or "/", follow_last=False)[1]
-        st = _node_stat(node)
+        st = node_stat(node)
         ino.access = (gen, _access(node))
         size = 0 if st.kind is Kind.DIR else st.size
         if st.kind is Kind.FILE and (text := self._text(ino, node)) is not None:

@@ -39,6 +39,17 @@ from memhp.sim.sysfs.node import node_root
 from memhp.sim.sysfs.virtio import pci_root, virtio_bus
 
 
+def node_stat(node: Node) -> Stat:
+    """lstat() of a resolved node: a directory, a link (its target's length) or an
+    attribute (its size, else a page, as sysfs says)."""
+    if isinstance(node, Dir):
+        return Stat(Kind.DIR, node.mode)
+    if isinstance(node, Link):
+        return Stat(Kind.LINK, 0o777, len(node.target))
+    assert isinstance(node, Attr)
+    return Stat(Kind.FILE, node.mode, node.size() if node.size else PAGE_SIZE)
+
+
 class _Fail(Exception):
     """A lookup failed with ``errno`` (reported against the whole path)."""
 
@@ -178,13 +189,7 @@ class KernelSysfs:
     # ================================================================ SysfsFS
     def lstat(self, path: str) -> Stat:
         with self.lock:
-            _, node = self.resolve(path, follow_last=False)
-            if isinstance(node, Dir):
-                return Stat(Kind.DIR, node.mode)
-            if isinstance(node, Link):
-                return Stat(Kind.LINK, 0o777, len(node.target))
-            size = node.size() if node.size else PAGE_SIZE
-            return Stat(Kind.FILE, node.mode, size)
+            return node_stat(self.resolve(path, follow_last=False)[1])
 
     def stat(self, path: str) -> Stat:
         with self.lock:
@@ -272,4 +277,4 @@ class KernelSysfs:
             return node.target
 
 
-__all__ = ["EMPTY_DIR", "Attr", "Dir", "KernelSysfs", "Link", "Node", "static_dir"]
+__all__ = ["EMPTY_DIR", "Attr", "Dir", "KernelSysfs", "Link", "Node", "node_stat", "static_dir"]
