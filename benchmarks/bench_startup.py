@@ -24,8 +24,10 @@ installed or editable package leaves it: with ``PYTHONDONTWRITEBYTECODE`` set, o
 bytecode older than its source, every start would compile the modules it imports
 (~25 ms more for ``memhp list``).
 
-pip's console-script wrapper (``bin/memhp``) imports ``re`` before memhp runs;
-``python -I -S -c "import re"`` is measured so that cost is on record.
+The command is the package's own launcher (repository ``bin/memhp``, installed by
+pip as a script), not pip's console-script wrapper, which imports ``re`` (and enum
+with it) before memhp runs; ``python -I -S -c "import re"`` is still measured so
+that cost is on record.
 
 Usage: ``python benchmarks/bench_startup.py [--runs N] [--lsmem-runs N]``; writes
 ``benchmarks/results/startup.json``.

@@ -16,15 +16,14 @@ from __future__ import annotations
 import errno
 import os
 import stat as stat_mod
-from enum import Enum
 
 # Not typing.TYPE_CHECKING: importing typing (~10 ms) would be most of the start-up
 # of ``memhp list``.  Type checkers see a runtime-checkable Protocol; at run time
 # SysfsFS is an ABC whose isinstance() checks for the same methods.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import ClassVar, runtime_checkable
     from typing import Protocol as _Structural
-    from typing import runtime_checkable
 else:
     from abc import ABC
 
@@ -50,12 +49,48 @@ EHWPOISON = 133
 EXTRA_ERRNO_NAMES: dict[int, str] = {EHWPOISON: "EHWPOISON"}
 
 
-class Kind(Enum):
-    """What a path names."""
+class Kind:
+    """What a path names: ``Kind.DIR``, ``Kind.FILE`` or ``Kind.LINK``.
 
-    DIR = "D"
-    FILE = "F"
-    LINK = "L"
+    Three singletons compared by identity, with an enum's ``name`` and ``value``
+    (``"D"``, ``"F"``, ``"L"``, as trees store them).  Not an ``enum.Enum``:
+    importing enum (functools, collections, operator) is a third of the start-up
+    of ``memhp list``.
+    """
+
+    __slots__ = ("name", "value")
+    name: str
+    value: str
+    DIR: ClassVar[Kind]
+    FILE: ClassVar[Kind]
+    LINK: ClassVar[Kind]
+
+    def __init__(self, name: str, value: str) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "value", value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __repr__(self) -> str:
+        return f"<Kind.{self.name}: {self.value!r}>"
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        # a copy or an unpickled Kind is the singleton itself
+        return (Kind.of, (self.value,))
+
+    @staticmethod
+    def of(value: str) -> Kind:
+        """The kind stored as *value*; ValueError for anything else."""
+        for k in (Kind.DIR, Kind.FILE, Kind.LINK):
+            if k.value == value:
+                return k
+        raise ValueError(f"{value!r} is not a valid Kind")
+
+
+Kind.DIR = Kind("DIR", "D")
+Kind.FILE = Kind("FILE", "F")
+Kind.LINK = Kind("LINK", "L")
 
 
 class Stat:

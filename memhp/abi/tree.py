@@ -44,7 +44,7 @@ class Entry:
 
     @staticmethod
     def from_json(d: dict[str, object]) -> Entry:
-        kind = Kind(str(d["kind"]))
+        kind = Kind.of(str(d["kind"]))
         value = d.get("value")
         target = d.get("target")
         err = d.get("errno", 0)
