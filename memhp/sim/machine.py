@@ -241,7 +241,7 @@ class SimMachine:
                 raise ValueError(f"file {name} exists")
             k.kalloc.shmem_file(key, nr, node)
             try:
-                data = k.pa.alloc(nr, PageState.MOVABLE, f"tmpfs file {name}", "workload", node)
+                data = k.pa.alloc(nr, PageState.MOVABLE, f"tmpfs file {name}", "shmem", node)
             except AllocError:
                 k.kalloc.release(key)
                 raise

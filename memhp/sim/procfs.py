@@ -68,17 +68,43 @@ THP_ROWS: tuple[tuple[str, int], ...] = (
 UNACCEPTED_ROWS: tuple[tuple[str, int], ...] = (("Unaccepted", 0),)
 
 
-def _lru_rows(anon: int, pinned: int) -> list[tuple[str, int]]:
-    """The LRU lines shared by /proc/meminfo and node meminfo: the model's user
-    memory is anonymous and active; pinned pages count as unevictable."""
+def user_pages(k: Kernel, c: dict[str, int]) -> dict[str, int]:
+    """The user pages of node counts ``c`` (:meth:`Nodes.node_meminfo`, or their
+    sum) as the kernel's counters see them.
+
+    ``anon``: NR_ANON_MAPPED (a task's pages, pinned ones too; not tmpfs, not the
+    huge page pools); ``shmem``: NR_SHMEM, also in NR_FILE_PAGES (Cached) and, being
+    swap-backed, on the anon LRU; ``unevictable``: the pinned pages, which the model
+    keeps off the active/inactive lists (KPF_UNEVICTABLE in kpageflags); the rest of
+    the anon LRU is active or inactive as the profile's kernel puts a new page
+    (``lru_anon_fault_active``, ``lru_shmem_write_active``; the model does no
+    reclaim, so pages never age).  ``committed``: vm_committed_as of the model's
+    pages (a task's memory and tmpfs files: shmem_acct_block())."""
+    p = k.profile
+    shmem, pinned = c["shmem"], c["pinned"]
+    task = c["movable"] - c["hugetlb"] - shmem  # evictable anonymous pages
+    active = (task if p.lru_anon_fault_active else 0) + (shmem if p.lru_shmem_write_active else 0)
+    return {
+        "anon": task + pinned,
+        "shmem": shmem,
+        "active_anon": active,
+        "inactive_anon": task + shmem - active,
+        "unevictable": pinned,
+        "committed": task + pinned + shmem,
+    }
+
+
+def _lru_rows(u: dict[str, int]) -> list[tuple[str, int]]:
+    """The LRU lines shared by /proc/meminfo and node meminfo (:func:`user_pages`):
+    no file LRU in the model (tmpfs pages are swap-backed: anon LRU)."""
     return [
-        ("Active", _kb(anon)),
-        ("Inactive", 0),
-        ("Active(anon)", _kb(anon)),
-        ("Inactive(anon)", 0),
+        ("Active", _kb(u["active_anon"])),
+        ("Inactive", _kb(u["inactive_anon"])),
+        ("Active(anon)", _kb(u["active_anon"])),
+        ("Inactive(anon)", _kb(u["inactive_anon"])),
         ("Active(file)", 0),
         ("Inactive(file)", 0),
-        ("Unevictable", _kb(pinned)),
+        ("Unevictable", _kb(u["unevictable"])),
         ("Mlocked", 0),
     ]
 
@@ -86,19 +112,19 @@ def _lru_rows(anon: int, pinned: int) -> list[tuple[str, int]]:
 def node_meminfo(k: Kernel, nid: int) -> str:
     """node_read_meminfo()."""
     c = node_counts(k, nid)
-    anon = c["movable"] + c["pinned"]
+    u = user_pages(k, c)
     rows: list[tuple[str, int]] = [
         ("MemTotal", _kb(c["total"])),
         ("MemFree", _kb(c["free"])),
         ("MemUsed", _kb(c["total"] - c["free"])),
         ("SwapCached", 0),
-        *_lru_rows(anon, c["pinned"]),
+        *_lru_rows(u),
         ("Dirty", 0),
         ("Writeback", 0),
-        ("FilePages", 0),
+        ("FilePages", _kb(u["shmem"])),
         ("Mapped", 0),
-        ("AnonPages", _kb(anon)),
-        ("Shmem", 0),
+        ("AnonPages", _kb(u["anon"])),
+        ("Shmem", _kb(u["shmem"])),
         ("KernelStack", 0),
         ("PageTables", _kb(c["pagetables"])),
         ("SecPageTables", 0),
@@ -207,18 +233,22 @@ VMSTAT_NODE = (
 def node_vmstat(k: Kernel, nid: int) -> str:
     """node_read_vmstat(): the counters the model knows; the others are 0."""
     c = node_counts(k, nid)
-    anon = c["movable"] + c["pinned"]
-    hit = anon + c["unmovable"]
+    u = user_pages(k, c)
+    hit = c["movable"] + c["pinned"] + c["unmovable"]
     known = {
         "nr_free_pages": c["free"],
-        "nr_zone_active_anon": anon,
-        "nr_zone_unevictable": c["pinned"],
+        "nr_zone_inactive_anon": u["inactive_anon"],
+        "nr_zone_active_anon": u["active_anon"],
+        "nr_zone_unevictable": u["unevictable"],
         "numa_hit": hit,
         "numa_local": hit,
-        "nr_active_anon": anon,
-        "nr_unevictable": c["pinned"],
+        "nr_inactive_anon": u["inactive_anon"],
+        "nr_active_anon": u["active_anon"],
+        "nr_unevictable": u["unevictable"],
         "nr_slab_unreclaimable": c["slab"],
-        "nr_anon_pages": anon,
+        "nr_anon_pages": u["anon"],
+        "nr_file_pages": u["shmem"],
+        "nr_shmem": u["shmem"],
         "nr_page_table_pages": c["pagetables"],
     }
     return "".join(f"{n} {known.get(n, 0)}\n" for n in vmstat_names(k))
@@ -251,15 +281,15 @@ def _mem_available(k: Kernel, free: int) -> int:
 def meminfo(k: Kernel) -> str:
     """meminfo_proc_show() (fs/proc/meminfo.c) + hugetlb_report_meminfo() +
     arch_report_meminfo() (DirectMap lines), summed over nodes."""
-    tot = {"total": 0, "free": 0, "movable": 0, "pinned": 0, "unmovable": 0}
+    tot: dict[str, int] = {}
     for nid in k.pgdats:
         for key, v in k.nodes.node_meminfo(nid).items():
-            tot[key] += v
+            tot[key] = tot.get(key, 0) + v
     pagetables = _kind_pages(k, None, ("pagetable",))
     slab = tot["unmovable"] - pagetables
     huge = k.hugetlb.nr_huge_pages(None, 2048)  # the default huge page size
     huge_pages = sum(len(p) * sz // 4 for (_n, sz), p in k.hugetlb.pools.items())
-    anon = tot["movable"] + tot["pinned"] - huge_pages
+    u = user_pages(k, tot)
     commit_limit = (tot["total"] - huge_pages) * 50 // 100
     pt = k.pgtables.counters()
     rows: list[tuple[str, int | None]] = [
@@ -267,18 +297,18 @@ def meminfo(k: Kernel) -> str:
         ("MemFree", _kb(tot["free"])),
         ("MemAvailable", _kb(_mem_available(k, tot["free"]))),
         ("Buffers", 0),
-        ("Cached", 0),
+        ("Cached", _kb(u["shmem"])),  # NR_FILE_PAGES - swap cache - buffers
         ("SwapCached", 0),
-        *_lru_rows(anon, tot["pinned"]),
+        *_lru_rows(u),
         ("SwapTotal", 0),
         ("SwapFree", 0),
         ("Zswap", 0),
         ("Zswapped", 0),
         ("Dirty", 0),
         ("Writeback", 0),
-        ("AnonPages", _kb(anon)),
+        ("AnonPages", _kb(u["anon"])),
         ("Mapped", 0),
-        ("Shmem", 0),
+        ("Shmem", _kb(u["shmem"])),
         ("KReclaimable", 0),
         ("Slab", _kb(slab)),
         ("SReclaimable", 0),
@@ -290,7 +320,7 @@ def meminfo(k: Kernel) -> str:
         ("Bounce", 0),
         ("WritebackTmp", 0),
         ("CommitLimit", _kb(commit_limit)),
-        ("Committed_AS", _kb(anon)),
+        ("Committed_AS", _kb(u["committed"])),
         ("VmallocTotal", 34359738367),
         ("VmallocUsed", 0),
         ("VmallocChunk", 0),
@@ -343,7 +373,7 @@ def _section_flags(k: Kernel, sec: int) -> np.ndarray:
     Offline or absent pages are KPF_NOPAGE (pfn_to_online_page() is NULL); in an
     online section: the altmap first, then reserved, the kernel's unmovable pages
     by owner (page tables, poisoned, unflagged, slab: :data:`_UNMOVABLE_FLAGS`),
-    pinned, movable and free pages, PG_offline pages, then holes (PG_reserved).
+    pinned, anonymous, tmpfs, huge and free pages, PG_offline pages, then holes (PG_reserved).
     In a virtio-mem Sub-Block Mode block the PG_offline pages are moved to the
     unplugged sub-blocks (:func:`_unplugged_pages`) and the rest keeps its order in
     the plugged ones.  stable_page_flags() reports PageOffline() as KPF_OFFLINE.
@@ -354,6 +384,8 @@ def _section_flags(k: Kernel, sec: int) -> np.ndarray:
     c = k.pa.counts[:, sec]
     owners = k.pa.by_section.get(sec, {})
     huge = sum(n for aid, n in owners.items() if k.pa.allocs[aid].kind == "hugetlb")
+    # a tmpfs file's pages: swap-backed page cache, neither anonymous nor mapped
+    shmem = sum(n for aid, n in owners.items() if k.pa.allocs[aid].kind == "shmem")
     # PG_offline (virtio-mem's fake-offline sub-blocks): KPF_OFFLINE, at the end of
     # the section (the driver unplugs a block from its last sub-block).
     offline = sum(n for aid, n in owners.items() if k.pa.allocs[aid].kind == "offline")
@@ -375,9 +407,10 @@ def _section_flags(k: Kernel, sec: int) -> np.ndarray:
             | (1 << KPF_UNEVICTABLE),
         ),
         (
-            int(c[PageState.MOVABLE]) - huge,
+            int(c[PageState.MOVABLE]) - huge - shmem,
             (1 << KPF_LRU) | (1 << KPF_ANON) | (1 << KPF_MMAP) | (1 << KPF_SWAPBACKED),
         ),
+        (shmem, (1 << KPF_LRU) | (1 << KPF_SWAPBACKED)),
         (huge, (1 << KPF_HUGE) | (1 << KPF_COMPOUND_HEAD)),
         (int(c[PageState.FREE]), 1 << KPF_BUDDY),
         (offline, 1 << KPF_OFFLINE),

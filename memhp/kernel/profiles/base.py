@@ -85,6 +85,18 @@ class KernelProfile:
     #: managed/1024 clamped to 32..128 pages, also when empty (6.12
     #: __setup_per_zone_wmarks()); in 6.1 and 3.8 it is a zone like the others.
     movable_min_wmark_capped: bool
+    #: A task's new anonymous page goes to the active anon LRU: 3.8's
+    #: page_add_new_anon_rmap() (LRU_ACTIVE_ANON); 6.12 with the multi-gen LRU on
+    #: (Debian: CONFIG_LRU_GEN_ENABLED), folio_add_lru() sets it active in a fault,
+    #: lru_gen_add_folio() puts it in the youngest generation, which
+    #: lru_gen_is_active() counts as active.  6.1 (classic LRU, since 5.9):
+    #: folio_add_lru() leaves it inactive.
+    lru_anon_fault_active: bool
+    #: A page written to a tmpfs file counts as active anon (6.12, multi-gen LRU:
+    #: lru_gen_add_folio() gives a swap-backed folio not in the swap cache the
+    #: second youngest generation, still "active"); 3.8 (lru_cache_add_anon()) and
+    #: 6.1 (folio_add_lru()) put it on the inactive anon list.
+    lru_shmem_write_active: bool
     #: remove_pagetable() frees empty PUD tables and syncs the global page
     #: directories (the seed's free_pud_table + sync_global_pgds); 6.1's
     #: remove_p4d_table() keeps PUD tables with 4-level paging.

@@ -63,10 +63,22 @@ class Nodes:
             movable += k.pa.zone_count(zone, PageState.MOVABLE)
             pinned += k.pa.zone_count(zone, PageState.PINNED)
             unmovable += k.pa.zone_count(zone, PageState.UNMOVABLE)
+        # NR_SHMEM (shmem_add_to_page_cache()) and the pages of the huge page pools
+        # (movable allocations of the model, on no LRU list).
+        shmem = hugetlb = 0
+        for a in k.pa.allocs.values():
+            if a.kind in ("shmem", "hugetlb"):
+                n = sum(c for s, c in a.extents.items() if int(k.pa.nid[s]) == nid)
+                if a.kind == "shmem":
+                    shmem += n
+                else:
+                    hugetlb += n
         return {
             "total": total,
             "free": free,
             "movable": movable,
             "pinned": pinned,
             "unmovable": unmovable,
+            "shmem": shmem,
+            "hugetlb": hugetlb,
         }
