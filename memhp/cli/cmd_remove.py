@@ -138,6 +138,10 @@ def run(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(f"would offline, in this order: {' '.join(f'memory{i}' for i in res.plan)}")
             print(f"then write 1 to the eject attribute of {res.device}")
+            if res.room is not None:
+                print(f"room: {res.room.describe()}")
+                if not res.room.enough:
+                    print(f"warning: {res.room.reason('its blocks hold')}")
             return 0
         for f in res.failures:
             print(
@@ -228,7 +232,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--timeout", type=_timeout, default=30.0, metavar="SECONDS", help="seconds (default 30)"
     )
     p.add_argument("--keep-offline", action="store_true", help="do not re-online on failure")
-    p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show the plan and the room for the pages to migrate, change nothing",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on a terminal")
     p.add_argument("-v", "--verbose", action="store_true", help="report success")
     add_root_option(p)

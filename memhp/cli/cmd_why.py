@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "why",
         help="explain why a block cannot be offlined or removed",
         description="Diagnose a memory block: state, zone, spanning zones or nodes, holes, "
-        "memmap-on-memory, and the pages the kernel uses (from /proc/kpageflags).",
+        "memmap-on-memory, the pages the kernel uses (from /proc/kpageflags), and whether "
+        "the pages to migrate have room elsewhere (MemAvailable).",
     )
     p.add_argument("block", metavar="BLOCK", help="block number or memoryN")
     p.add_argument("-J", "--json", action="store_true", help="use JSON output format")

@@ -42,6 +42,7 @@ from memhp.host.memory import (
     memmap_on_memory_param,
     read_block,
 )
+from memhp.host.room import Room, room_for
 from memhp.host.root import SysfsRoot
 
 #: Page kinds, in the order they are decided (first match wins).
@@ -71,6 +72,9 @@ UNMOVABLE_KINDS = ("reserved", "slab", "pagetable", "other")
 #: reservations (memblock: kernel image, boot memmap, firmware) or the memmap that
 #: memmap_on_memory placed on the block itself.
 RUNTIME_KINDS = ("slab", "pagetable", "other")
+#: The kind of pages none of :data:`PAGE_KINDS` matches (kernel pages from
+#: alloc_pages() carry no flag; so do free pages on the per-CPU lists).
+UNFLAGGED = "other"
 #: How each kind is named in the report.
 KIND_LABELS: dict[str, str] = {
     "nopage": "no page (offline or hole)",
@@ -113,6 +117,8 @@ class Diagnosis:
     pages_error: str | None = None
     reasons: list[str] = field(default_factory=list)
     offlinable: bool = True
+    #: the room for its pages elsewhere (an online block with readable kpageflags)
+    room: Room | None = None
 
     def to_json(self) -> dict[str, object]:
         b = self.block
@@ -134,6 +140,7 @@ class Diagnosis:
                 if self.pages is not None
                 else None
             ),
+            "room": self.room.to_json() if self.room is not None else None,
             "offlinable": self.offlinable,
             "reasons": self.reasons,
         }
@@ -244,10 +251,26 @@ def diagnose(root: SysfsRoot, index: int) -> Diagnosis:
     if device is None and blk.online:
         r.append("it belongs to no hot-pluggable device (boot memory): it cannot be ejected")
     if pages is not None and blk.online:
-        runtime = [(k, pages.get(k, 0)) for k in RUNTIME_KINDS if pages.get(k, 0)]
+        movable = blk.zone == ZONE_MOVABLE and not blk.spans_zones
+        runtime = [
+            (k, pages.get(k, 0))
+            for k in RUNTIME_KINDS
+            if pages.get(k, 0) and not (movable and k == UNFLAGGED)
+        ]
         if runtime:
             desc = ", ".join(f"{v} {_OWNER[k]}" for k, v in runtime)
             r.append(f"the kernel allocated pages here at run time that it cannot migrate: {desc}")
+            d.offlinable = False
+        if movable and pages.get(UNFLAGGED, 0):
+            r.append(
+                f"{pages[UNFLAGGED]} pages carry no flag memhp classifies: in ZONE_MOVABLE "
+                "they are not kernel allocations (gfp_zone() gives those a kernel zone) but "
+                "free pages on the per-CPU lists or pages off the LRU for a moment "
+                "(reclaim, compaction); counted as pages to migrate"
+            )
+        d.room = room_for(root, [pages], also=(UNFLAGGED,) if movable else ())
+        if d.room is not None and not d.room.enough:
+            r.append(d.room.reason())
             d.offlinable = False
         if pages.get("reserved", 0):
             r.append(
@@ -283,6 +306,8 @@ def format_diagnosis(d: Diagnosis) -> str:
             lines.append(f"    {KIND_LABELS.get(kind, kind):<36} {n:>8}")
     else:
         lines.append(f"  pages:            unknown ({d.pages_error})")
+    if d.room is not None:
+        lines.append(f"  room:             {d.room.describe()}")
     if d.reasons:
         lines.append("why:" if not d.offlinable else "notes (none prevents offlining):")
         lines.extend(f"  - {x}" for x in d.reasons)

@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from memhp.abi.paths import SYS_MEMORY
 from memhp.abi.zones import KERNEL_ZONE_NAMES, ZONE_MOVABLE
 from memhp.host.devices import MemoryDevice, device_block_indices, find_device
-from memhp.host.diagnose import Diagnosis, diagnose
+from memhp.host.diagnose import UNFLAGGED, Diagnosis, count_pages, diagnose
 from memhp.host.errors import SysfsError, UsageError
 from memhp.host.interrupt import Abort, WriteGuard, signal_name
 from memhp.host.journal import RunJournal
 from memhp.host.memory import block_state, set_state
+from memhp.host.room import Room, room_for
 from memhp.host.root import SysfsRoot
 
 EXIT_OK, EXIT_FAILURE, EXIT_SOMEOK = 0, 1, 64
@@ -62,6 +63,8 @@ class RemoveResult:
     aborted: int | None = None
     #: Zone of each block of the device when the run started.
     zones: dict[int, str | None] = field(default_factory=dict)
+    #: --dry-run: the room for the pages of the device's blocks elsewhere.
+    room: Room | None = None
 
     @property
     def left_offline(self) -> list[int]:
@@ -98,6 +101,22 @@ def _noop(_: str) -> None:
     pass
 
 
+def _room(root: SysfsRoot, dev: MemoryDevice) -> Room | None:
+    """The room for the pages of the device's online blocks (None when
+    /proc/kpageflags or /proc/meminfo cannot be read)."""
+    counts = []
+    for b in dev.blocks:
+        if b.online:
+            try:
+                pages = count_pages(root, b)
+            except SysfsError:
+                return None
+            if b.zone == ZONE_MOVABLE and UNFLAGGED in pages:  # (see diagnose())
+                pages["lru"] = pages.get("lru", 0) + pages.pop(UNFLAGGED)
+            counts.append(pages)
+    return room_for(root, counts)
+
+
 def remove_device(
     root: SysfsRoot,
     spec: str,
@@ -123,6 +142,7 @@ def remove_device(
     res.plan = list(pending)
     res.zones = dict(zones)
     if dry_run:
+        res.room = _room(root, dev)
         return res
     g = guard if guard is not None else WriteGuard(None, catch_stop=False)
     j = journal if journal is not None else RunJournal(None, dev.name)
