@@ -232,6 +232,12 @@ VMSTAT_NODE = (
 
 def node_vmstat(k: Kernel, nid: int) -> str:
     """node_read_vmstat(): the counters the model knows; the others are 0."""
+    known = node_vmstat_values(k, nid)
+    return "".join(f"{n} {known.get(n, 0)}\n" for n in vmstat_names(k))
+
+
+def node_vmstat_values(k: Kernel, nid: int) -> dict[str, int]:
+    """The node's vmstat counters the model knows (by vmstat_text name)."""
     c = node_counts(k, nid)
     u = user_pages(k, c)
     hit = c["movable"] + c["pinned"] + c["unmovable"]
@@ -251,7 +257,7 @@ def node_vmstat(k: Kernel, nid: int) -> str:
         "nr_shmem": u["shmem"],
         "nr_page_table_pages": c["pagetables"],
     }
-    return "".join(f"{n} {known.get(n, 0)}\n" for n in vmstat_names(k))
+    return known
 
 
 def vmstat_names(k: Kernel) -> tuple[str, ...]:

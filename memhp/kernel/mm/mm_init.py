@@ -19,6 +19,7 @@ from memhp.abi.layout import (
     PAGES_PER_SECTION,
     pfn_to_section_nr,
 )
+from memhp.kernel.arch.x86.kernel.e820 import memblock_memory
 from memhp.kernel.mm.mmzone import Zone, ZoneType
 from memhp.kernel.mm.page_alloc import PageState
 
@@ -60,7 +61,7 @@ def free_area_init(k: Kernel) -> None:
     N_NORMAL_MEMORY of the nodes with boot memory."""
     node_states = k.nodes.node_states
     for nid, pgdat in k.pgdats.items():
-        ranges = [(s, e) for s, e, n in k.spec.boot_ram if n == nid]
+        ranges = [(s, e) for s, e, n in memblock_memory(k) if n == nid]
         if not ranges:
             continue
         node_states["N_MEMORY"].add(nid)

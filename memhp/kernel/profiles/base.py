@@ -97,6 +97,9 @@ class KernelProfile:
     #: second youngest generation, still "active"); 3.8 (lru_cache_add_anon()) and
     #: 6.1 (folio_add_lru()) put it on the inactive anon list.
     lru_shmem_write_active: bool
+    #: /proc/zoneinfo prints each zone's ``promo`` watermark (high + the watermark
+    #: distance, for memory tiering: zoneinfo_show_print() in 6.12; 6.1 has no line).
+    zoneinfo_promo: bool
     #: remove_pagetable() frees empty PUD tables and syncs the global page
     #: directories (the seed's free_pud_table + sync_global_pgds); 6.1's
     #: remove_p4d_table() keeps PUD tables with 4-level paging.

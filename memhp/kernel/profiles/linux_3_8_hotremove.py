@@ -34,6 +34,7 @@ PROFILE = KernelProfile(
     movable_min_wmark_capped=False,
     lru_anon_fault_active=True,
     lru_shmem_write_active=False,
+    zoneinfo_promo=False,
     pgtable_free_pud_tables=True,
     pgtable_split_needs_warning=False,
     sysfs_crash_hotplug=False,

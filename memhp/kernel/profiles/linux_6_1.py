@@ -34,6 +34,7 @@ PROFILE = KernelProfile(
     movable_min_wmark_capped=False,
     lru_anon_fault_active=False,
     lru_shmem_write_active=False,
+    zoneinfo_promo=False,
     pgtable_free_pud_tables=False,
     pgtable_split_needs_warning=True,
     sysfs_crash_hotplug=False,

@@ -39,6 +39,7 @@ PROFILE = KernelProfile(
     movable_min_wmark_capped=True,
     lru_anon_fault_active=True,
     lru_shmem_write_active=True,
+    zoneinfo_promo=True,
     longterm_pin_migrates_movable=True,
     pgtable_free_pud_tables=False,
     pgtable_split_needs_warning=True,

@@ -28,7 +28,7 @@ from memhp.abi.fs import Kind, Stat, normpath, oserror, resolve_link
 from memhp.abi.layout import PAGE_SIZE
 from memhp.kernel.kernel import Kernel
 from memhp.kernel.lib.kobject_uevent import ObjectEvent
-from memhp.sim import procfs
+from memhp.sim import procfs, vmstat
 from memhp.sim.sysfs.acpi import acpi_bus_devices, acpi_tree
 from memhp.sim.sysfs.debugfs import debugfs_dir
 from memhp.sim.sysfs.firmware import memmap_dir
@@ -89,6 +89,7 @@ class KernelSysfs:
             {
                 "meminfo": lambda: Attr(lambda: procfs.meminfo(self.k)),
                 "iomem": lambda: Attr(lambda: procfs.iomem(self.k)),
+                "zoneinfo": lambda: Attr(lambda: vmstat.zoneinfo(self.k)),
                 "kpageflags": lambda: Attr(
                     None,
                     mode=0o400,

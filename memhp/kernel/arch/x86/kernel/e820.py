@@ -61,6 +61,20 @@ def e820_table(entries: list[tuple[int, int, str]]) -> list[tuple[int, int, str]
     return merged
 
 
+def memblock_memory(k: Kernel) -> list[tuple[int, int, int]]:
+    """(start, end, nid) of memblock.memory at boot: the boot RAM of the machine
+    (SRAT ranges of e820 System RAM) as e820__memblock_setup() adds it from the
+    trimmed ``e820_table``: without the first page (trim_bios_range()) and the PC
+    BIOS area.  Zone spans and present pages come from it (free_area_init())."""
+    out: list[tuple[int, int, int]] = []
+    for s, e, nid in k.spec.boot_ram:
+        s = max(s, PAGE_SIZE)
+        for a, b in ((s, min(e, BIOS_BEGIN)), (max(s, BIOS_END), e)):
+            if a < b:
+                out.append((a, b, nid))
+    return out
+
+
 def do_mark_busy(start: int, typ: str) -> bool:
     """do_mark_busy(): below 1M always; above, all but the reserved/persistent types."""
     if start < (1 << 20):

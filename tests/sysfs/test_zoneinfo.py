@@ -1,0 +1,134 @@
+"""/proc/zoneinfo of the model (memhp/sim/vmstat.py) against the real guests'.
+
+Every recorded real run (tests/data/real/scenarios, Debian's 6.1 and 6.12 under
+QEMU) keeps /proc/zoneinfo at each captured step.  The model replays the run and
+its zoneinfo must have the same zones, in the same order, with the same lines in
+the same order (which zones are populated, where the node's counters go, the
+pagesets of each CPU, 6.12's ``promo``); the spans and start pfns must be equal;
+the managed pages, watermarks and reserves as close as the model's boot
+reservations allow; the pagesets' batch and stat threshold equal, and 6.1's
+``high`` (zone_highsize(): half the low watermark here) as close as the low
+watermark.  Counters of what the guest's user space did (free pages, LRU, NUMA
+events, per-CPU counts, 6.12's auto-tuned ``high``) are not compared.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import pytest
+
+from memhp.abi.paths import PROC_ZONEINFO
+from memhp.bench.drivers import ModelDriver
+from memhp.bench.recording import Recording, recording_path
+from memhp.bench.runner import StepResult, run_scenario
+from memhp.bench.scenario import load_scenario
+from memhp.cli.main import run_with_sysfs
+from memhp.sim.machine import SimMachine
+from tests.bench.test_diff_units import RECORDED, RECORDINGS
+from tests.conftest import machine
+
+
+@dataclass
+class ZoneText:
+    keys: list[str] = field(default_factory=list)
+    values: dict[str, int] = field(default_factory=dict)
+    protection: tuple[int, ...] = ()
+    #: (high, batch, vm stats threshold) of each CPU's pageset
+    pagesets: list[tuple[int, int, int]] = field(default_factory=list)
+
+
+def parse(text: str) -> dict[tuple[int, str], ZoneText]:
+    zones: dict[tuple[int, str], ZoneText] = {}
+    cur: ZoneText | None = None
+    pcp: list[int] = []
+    for line in text.splitlines():
+        m = re.match(r"Node (\d+), zone\s+(\S+)$", line)
+        if m:
+            cur = zones[(int(m.group(1)), m.group(2))] = ZoneText()
+            continue
+        assert cur is not None, line
+        s = line.strip()
+        if s.startswith("protection:"):
+            cur.keys.append("protection")
+            cur.protection = tuple(int(x) for x in s[len("protection: (") : -1].split(","))
+            continue
+        if s.startswith("cpu:"):
+            cur.keys.append("cpu:")
+            pcp = []
+            continue
+        m = re.match(r"(.*?)\s+(\d+)$", s)
+        if m is None:
+            cur.keys.append(s)  # "per-node stats", "pagesets"
+            continue
+        key, val = m.group(1).strip(), int(m.group(2))
+        cur.keys.append(key)
+        if key in ("count:", "high:", "batch:"):
+            pcp.append(val)
+        elif key == "vm stats threshold:":
+            cur.pagesets.append((pcp[1], pcp[2], val))
+        else:
+            cur.values.setdefault(key.rstrip(":"), val)  # (per-node stats first: not kept)
+    return zones
+
+
+def _close(model: int, real: int, rel: float) -> bool:
+    return abs(model - real) <= 2 + real * rel
+
+
+def test_parse_reads_a_zone() -> None:
+    m = SimMachine(machine("qemu-linux-6.1"))
+    z = parse(m.sysfs.read(PROC_ZONEINFO).decode())
+    dma32 = z[(0, "DMA32")]
+    assert dma32.values["spanned"] == 258016 and dma32.values["start_pfn"] == 4096
+    assert dma32.pagesets and all(p == dma32.pagesets[0] for p in dma32.pagesets)
+    assert len(dma32.pagesets) == 2  # the machine's two CPUs
+    assert z[(0, "Device")].keys[-1] == "protection"
+
+
+@pytest.mark.parametrize(
+    ("path", "kernel"), RECORDED, ids=[f"{p.rsplit('/', 1)[-1]}@{k}" for p, k in RECORDED]
+)
+def test_zoneinfo_is_the_real_guests(path: str, kernel: str) -> None:
+    sc = load_scenario(path).for_kernel(kernel)
+    rec = Recording.load(recording_path(sc, RECORDINGS))
+    drv = ModelDriver(SimMachine(sc.machine), run_with_sysfs)
+    model: list[tuple[str, str]] = []
+
+    def after(sr: StepResult) -> None:
+        model.append((sr.name, drv.m.sysfs.read(PROC_ZONEINFO).decode()))
+
+    run_scenario(sc, drv, replay=rec, on_step=after)
+    compared = 0
+    for name, text in model:
+        snap = rec.steps[name].snapshot if name in rec.steps else None
+        if not snap or PROC_ZONEINFO not in snap:
+            continue
+        real_text = snap[PROC_ZONEINFO].value
+        assert isinstance(real_text, str)
+        real, mine = parse(real_text), parse(text)
+        assert list(mine) == list(real), (name, "zones")
+        for key, r in real.items():
+            z = mine[key]
+            where = (name, *key)
+            assert z.keys == r.keys, (where, "lines", z.keys, r.keys)
+            for f in ("spanned", "present", "start_pfn"):
+                if f in r.values or f != "start_pfn":  # (start_pfn: populated zones)
+                    assert z.values[f] == r.values[f], (where, f, z.values[f], r.values[f])
+            managed = r.values["managed"]
+            rel = abs(z.values["managed"] - managed) / managed + 0.02 if managed else 0.0
+            for f in ("managed", "min", "low", "high"):
+                assert _close(z.values[f], r.values[f], rel + 0.02), (where, f, z.values, r.values)
+            if "promo" in r.values:  # 6.12: high + the watermark distance, on both sides
+                for v in (r.values, z.values):
+                    assert v["promo"] - v["high"] == v["high"] - v["low"], (where, v)
+            for j, (mv, rv) in enumerate(zip(z.protection, r.protection, strict=True)):
+                assert _close(mv, rv, 0.02), (where, "protection", j, mv, rv)
+            assert len(z.pagesets) == len(r.pagesets), (where, "cpus")
+            for (mh, mb, mt), (rh, rb, rt) in zip(z.pagesets, r.pagesets, strict=True):
+                assert (mb, mt) == (rb, rt), (where, "batch, threshold", (mb, mt), (rb, rt))
+                if kernel == "6.1":
+                    assert _close(mh, rh, rel), (where, "pcp high", mh, rh)
+            compared += 1
+    assert compared
