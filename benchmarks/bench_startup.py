@@ -114,7 +114,13 @@ def main() -> int:
         write_tree(make_snapshot([BlockSpec(i) for i in range(512)]), tree)
         cases = {
             "python -I -S -c pass": [py, "-I", "-S", "-c", "pass"],
-            "python -I -S -c 'import re' (what pip's wrapper imports)": [py, "-I", "-S", "-c", "import re"],
+            "python -I -S -c 'import re' (what pip's wrapper imports)": [
+                py,
+                "-I",
+                "-S",
+                "-c",
+                "import re",
+            ],
             "python -c pass (site)": [py, "-c", "pass"],
             "memhp list -V": [script, "list", "-V"],
             "memhp list (512 blocks)": [script, "list", "-s", tree],
