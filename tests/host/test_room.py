@@ -220,3 +220,32 @@ def test_verdicts_and_figures_are_the_real_guests(kernel: str) -> None:
         # 15 MiB), less each side's free pages in the block.
         assert abs(_mib(real, "to migrate") - _mib(mine, "to migrate")) <= 32, (name, real, mine)
         assert abs(_mib(real, "available") - _mib(mine, "available")) <= 64, (name, real, mine)
+
+
+@pytest.mark.parametrize("kernel", ["6.1", "6.12"])
+def test_verdicts_foretell_the_offlines_on_the_real_kernel(kernel: str) -> None:
+    """tests/scenarios/why-kernel-zone.toml: memhp why of three ZONE_NORMAL blocks in
+    the guest and on the model, then their offline.  On each side every verdict is
+    what the offline then does (can be offlined: ok; cannot: EBUSY), and the two
+    sides agree.  (On Debian's 6.1 and 6.12: memory32, with the file's slab pages and
+    page tables, cannot; memory33, all page cache, and memory35, all free, can.)"""
+    sc = load_scenario("tests/scenarios/why-kernel-zone.toml").for_kernel(kernel)
+    path = recording_path(sc, RECORDINGS)
+    rec = Recording.load(path)
+    drv = ModelDriver(SimMachine(sc.machine), run_with_sysfs)
+    model: dict[str, tuple[str, str]] = {}
+
+    def after(sr: StepResult) -> None:
+        model[sr.name] = (sr.model.outcome, sr.model.detail)
+
+    run_scenario(sc, drv, replay=rec, on_step=after)
+    for block in (32, 33, 35):
+        out = rec.steps[f"why-{block}"].output
+        assert out is not None
+        real_verdict, model_verdict = _verdict(out.stdout), _verdict(model[f"why-{block}"][1])
+        assert real_verdict == model_verdict, (block, out.stdout, model[f"why-{block}"][1])
+        offline = f"write-memory{block}/state=offline"
+        real_outcome = rec.steps[offline].result.outcome
+        expected = "ok" if real_verdict[0].endswith(" can be offlined") else "EBUSY"
+        assert real_outcome == expected, (block, real_verdict, real_outcome)
+        assert model[offline][0] == expected, (block, model_verdict, model[offline][0])
