@@ -112,13 +112,13 @@ def _item(name: str, value: int) -> str:
 
 
 def zoneinfo(k: Kernel) -> str:
-    """zoneinfo_show() over the nodes with a pgdat, in node order."""
+    """zoneinfo_show() over the online nodes (for_each_online_pgdat()), in node order."""
     k.pa.ensure_watermarks()
     promo = k.profile.zoneinfo_promo
     cpus_of = {n.id: len(n.cpus) for n in k.spec.nodes}
     online = sorted({c for n in k.spec.nodes for c in n.cpus})
     out: list[str] = []
-    for nid in sorted(k.nodes.node_states["N_ONLINE"] & set(k.pgdats)):  # for_each_online_pgdat
+    for nid in sorted(k.nodes.node_states["N_ONLINE"] & set(k.pgdats)):
         zones = list(k.pgdats[nid].node_zones)
         first = next((z for z in zones if z.populated()), None)
         for zone in zones:
