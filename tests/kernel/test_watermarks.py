@@ -1,26 +1,17 @@
-"""Zone watermarks and lowmem reserves against the real guests' /proc/zoneinfo.
+"""Zone watermarks and lowmem reserves: the rules, machine by machine.
 
-Every recorded real run (tests/data/real/scenarios, Debian's 6.1 and 6.12 under
-QEMU) keeps /proc/zoneinfo at each captured step; the model replays the run and its
-zones' min, low and high watermarks and lowmem_reserve ("protection") must be the
-real ones, within what the two sides' managed pages differ by (the model estimates
-the pages the real kernel reserves at boot, and the real kernel computes its boot
-reserves before it frees its init memory).
+Against the real guests: tests/sysfs/test_zoneinfo.py replays every recorded real
+run and compares the model's /proc/zoneinfo with the guest's at each captured step
+(min, low and high watermarks and lowmem_reserve, "protection", among the rest),
+within what the two sides' managed pages differ by (the model estimates the pages
+the real kernel reserves at boot, and the real kernel computes its boot reserves
+before it frees its init memory).
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
 import pytest
 
-from memhp.abi.paths import PROC_ZONEINFO
-from memhp.bench.drivers import ModelDriver
-from memhp.bench.recording import Recording, recording_path
-from memhp.bench.runner import run_scenario
-from memhp.bench.scenario import load_scenario
-from memhp.cli.main import run_with_sysfs
 from memhp.kernel.machine import MachineError, parse_machine, parse_size
 from memhp.kernel.mm.mmzone import Zone
 from memhp.kernel.mm.page_alloc import AllocError, PageState
@@ -30,88 +21,6 @@ from memhp.kernel.mm.page_alloc_watermarks import (
     recommended_min_free_kbytes,
 )
 from memhp.sim.machine import SimMachine
-from tests.bench.test_diff_units import RECORDED, RECORDINGS
-
-
-@dataclass
-class ZoneMarks:
-    managed: int
-    #: (min, low, high)
-    marks: tuple[int, int, int]
-    protection: tuple[int, ...]
-
-
-def parse_zoneinfo(text: str) -> dict[tuple[int, str], ZoneMarks]:
-    """(node, zone name) -> managed pages, (min, low, high), protection."""
-    out: dict[tuple[int, str], ZoneMarks] = {}
-    key: tuple[int, str] | None = None
-    vals: dict[str, int] = {}
-    for line in text.splitlines():
-        m = re.match(r"Node (\d+), zone\s+(\S+)", line)
-        if m:
-            key, vals = (int(m.group(1)), m.group(2)), {}
-            continue
-        m = re.match(r"\s+(min|low|high|managed)\s+(\d+)$", line)
-        if m and key is not None:
-            vals[m.group(1)] = int(m.group(2))
-        m = re.match(r"\s+protection: \((.*)\)", line)
-        if m and key is not None:
-            prot = tuple(int(x) for x in m.group(1).split(","))
-            out[key] = ZoneMarks(vals["managed"], (vals["min"], vals["low"], vals["high"]), prot)
-    return out
-
-
-def model_zones(m: SimMachine) -> dict[tuple[int, str], ZoneMarks]:
-    m.kernel.pa.ensure_watermarks()
-    return {
-        (z.nid, z.name): ZoneMarks(
-            z.managed_pages,
-            (z.watermark_min, z.watermark_low, z.watermark_high),
-            z.lowmem_reserve,
-        )
-        for pg in m.kernel.pgdats.values()
-        for z in pg.node_zones
-    }
-
-
-def _close(model: int, real: int, rel: float) -> bool:
-    """Equal within ``rel`` of the real value, plus two pages of rounding."""
-    return abs(model - real) <= 2 + real * rel
-
-
-@pytest.mark.parametrize(
-    ("path", "kernel"), RECORDED, ids=[f"{p.rsplit('/', 1)[-1]}@{k}" for p, k in RECORDED]
-)
-def test_watermarks_and_reserves_are_the_real_ones(path: str, kernel: str) -> None:
-    sc = load_scenario(path).for_kernel(kernel)
-    rec = Recording.load(recording_path(sc, RECORDINGS))
-    drv = ModelDriver(SimMachine(sc.machine), run_with_sysfs)
-    after: list[tuple[str, dict[tuple[int, str], ZoneMarks]]] = []
-    run_scenario(
-        sc, drv, replay=rec, on_step=lambda sr: after.append((sr.name, model_zones(drv.m)))
-    )
-    compared = 0
-    for name, mz in after:
-        snap = rec.steps[name].snapshot if name in rec.steps else None
-        if not snap or PROC_ZONEINFO not in snap:
-            continue
-        text = snap[PROC_ZONEINFO].value
-        assert isinstance(text, str)
-        for key, real in parse_zoneinfo(text).items():
-            if not real.managed:
-                continue
-            model = mz[key]
-            where = f"{name}: node {key[0]} {key[1]}"
-            # watermarks are shares of the zone's managed pages: as close as those
-            rel = abs(model.managed - real.managed) / real.managed + 0.02
-            for what, mv, rv in zip(("min", "low", "high"), model.marks, real.marks, strict=True):
-                assert _close(mv, rv, rel), (where, what, mv, rv)
-            # protection[j] of DMA..Movable (j=4, ZONE_DEVICE, is not modelled): the
-            # boot's is from the managed pages before the kernel freed its init memory
-            for j, (mv, rv) in enumerate(zip(model.protection, real.protection[:4], strict=True)):
-                assert _close(mv, rv, 0.02), (where, "protection", j, mv, rv)
-            compared += 1
-    assert compared
 
 
 def _machine(profile: str, boot: str = "8G", **extra: object) -> SimMachine:

@@ -6,7 +6,8 @@ its zoneinfo must have the same zones, in the same order, with the same lines in
 the same order (which zones are populated, where the node's counters go, the
 pagesets of each CPU, 6.12's ``promo``); the spans and start pfns must be equal;
 the managed pages, watermarks and reserves as close as the model's boot
-reservations allow; the pagesets' batch and stat threshold equal, and 6.1's
+reservations allow (this replaced tests/kernel/test_watermarks.py's own replay); the
+pagesets' batch and stat threshold equal, and 6.1's
 ``high`` (zone_highsize(): half the low watermark here) as close as the low
 watermark.  Counters of what the guest's user space did (free pages, LRU, NUMA
 events, per-CPU counts, 6.12's auto-tuned ``high``) are not compared.
@@ -118,8 +119,11 @@ def test_zoneinfo_is_the_real_guests(path: str, kernel: str) -> None:
                     assert z.values[f] == r.values[f], (where, f, z.values[f], r.values[f])
             managed = r.values["managed"]
             rel = abs(z.values["managed"] - managed) / managed + 0.02 if managed else 0.0
-            for f in ("managed", "min", "low", "high"):
-                assert _close(z.values[f], r.values[f], rel + 0.02), (where, f, z.values, r.values)
+            # the model's boot reservations: within 5% (DMA: the low 1 MiB, 4.1%);
+            # watermarks are shares of the managed pages: as close as those
+            assert _close(z.values["managed"], managed, 0.05), (where, "managed")
+            for f in ("min", "low", "high"):
+                assert _close(z.values[f], r.values[f], rel), (where, f, z.values, r.values)
             if "promo" in r.values:  # 6.12: high + the watermark distance, on both sides
                 for v in (r.values, z.values):
                     assert v["promo"] - v["high"] == v["high"] - v["low"], (where, v)
