@@ -236,18 +236,27 @@ def node_vmstat(k: Kernel, nid: int) -> str:
     return "".join(f"{n} {known.get(n, 0)}\n" for n in vmstat_names(k))
 
 
-def node_vmstat_values(k: Kernel, nid: int) -> dict[str, int]:
-    """The node's vmstat counters the model knows (by vmstat_text name)."""
-    c = node_counts(k, nid)
+def zone_stat_values(k: Kernel, c: dict[str, int]) -> dict[str, int]:
+    """The vm_zone_stat items and NUMA events the model knows (by vmstat_text name)
+    of counts ``c`` (:meth:`Nodes.zone_counts` of a zone, or their sum over a node)."""
     u = user_pages(k, c)
     hit = c["movable"] + c["pinned"] + c["unmovable"]
-    known = {
+    return {
         "nr_free_pages": c["free"],
         "nr_zone_inactive_anon": u["inactive_anon"],
         "nr_zone_active_anon": u["active_anon"],
         "nr_zone_unevictable": u["unevictable"],
         "numa_hit": hit,
         "numa_local": hit,
+    }
+
+
+def node_vmstat_values(k: Kernel, nid: int) -> dict[str, int]:
+    """The node's vmstat counters the model knows (by vmstat_text name)."""
+    c = node_counts(k, nid)
+    u = user_pages(k, c)
+    known = {
+        **zone_stat_values(k, c),
         "nr_inactive_anon": u["inactive_anon"],
         "nr_active_anon": u["active_anon"],
         "nr_unevictable": u["unevictable"],

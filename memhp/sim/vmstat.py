@@ -18,13 +18,12 @@ from __future__ import annotations
 
 from memhp.kernel.kernel import Kernel
 from memhp.kernel.mm.mmzone import Zone
-from memhp.kernel.mm.page_alloc import PageState
 from memhp.sim.procfs import (
     VMSTAT_NODE,
     VMSTAT_NUMA,
     node_vmstat_values,
-    user_pages,
     vmstat_names,
+    zone_stat_values,
 )
 
 #: SZ_1M / PAGE_SIZE: zone_batchsize()'s cap.
@@ -63,44 +62,10 @@ def calculate_normal_threshold(zone: Zone, online_cpus: int) -> int:
     return min(125, 2 * _fls(online_cpus) * (1 + _fls(mem)))
 
 
-def _zone_user_counts(k: Kernel, zone: Zone) -> dict[str, int]:
-    """The zone's page counts in the form of :meth:`Nodes.node_meminfo`."""
-    pa = k.pa
-    shmem = hugetlb = 0
-    for a in pa.allocs.values():
-        if a.kind in ("shmem", "hugetlb"):
-            n = sum(
-                c
-                for s, c in a.extents.items()
-                if int(pa.nid[s]) == zone.nid and int(pa.zone[s]) == int(zone.idx)
-            )
-            if a.kind == "shmem":
-                shmem += n
-            else:
-                hugetlb += n
-    return {
-        "free": pa.zone_free(zone),
-        "movable": pa.zone_count(zone, PageState.MOVABLE),
-        "pinned": pa.zone_count(zone, PageState.PINNED),
-        "unmovable": pa.zone_count(zone, PageState.UNMOVABLE),
-        "shmem": shmem,
-        "hugetlb": hugetlb,
-    }
-
-
-def _zone_items(k: Kernel, zone: Zone) -> list[tuple[str, int]]:
-    """The zone's vm_zone_stat items (vmstat_text order) and NUMA events."""
-    c = _zone_user_counts(k, zone)
-    u = user_pages(k, c)
-    hit = c["movable"] + c["pinned"] + c["unmovable"]
-    known = {
-        "nr_free_pages": c["free"],
-        "nr_zone_inactive_anon": u["inactive_anon"],
-        "nr_zone_active_anon": u["active_anon"],
-        "nr_zone_unevictable": u["unevictable"],
-        "numa_hit": hit,
-        "numa_local": hit,
-    }
+def _zone_items(k: Kernel, counts: dict[str, int]) -> list[tuple[str, int]]:
+    """A zone's vm_zone_stat items (vmstat_text order) and NUMA events, of its
+    :meth:`Nodes.zone_counts`."""
+    known = zone_stat_values(k, counts)
     names = vmstat_names(k)
     zone_names = names[: names.index(VMSTAT_NUMA[0])]
     return [(n, known.get(n, 0)) for n in (*zone_names, *VMSTAT_NUMA)]
@@ -120,6 +85,7 @@ def zoneinfo(k: Kernel) -> str:
     out: list[str] = []
     for nid in sorted(k.nodes.node_states["N_ONLINE"] & set(k.pgdats)):
         zones = list(k.pgdats[nid].node_zones)
+        counts = k.nodes.zone_counts(nid)
         first = next((z for z in zones if z.populated()), None)
         for zone in zones:
             out.append(f"Node {nid}, zone {zone.name:>8}")
@@ -150,7 +116,7 @@ def zoneinfo(k: Kernel) -> str:
             if not zone.populated():
                 out.append("\n")
                 continue
-            out.extend(_item(n, v) for n, v in _zone_items(k, zone))
+            out.extend(_item(n, v) for n, v in _zone_items(k, counts[int(zone.idx)]))
             out.append("\n  pagesets")
             batch = zone_batchsize(zone)
             high = zone_highsize(zone, batch, cpus_of.get(nid, 0), len(online))

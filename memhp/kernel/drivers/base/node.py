@@ -51,34 +51,35 @@ class Nodes:
         self.k.objects.emit("node", nid, False)
         self.k.log("unregister_one_node", f"/sys/devices/system/node/node{nid} removed")
 
-    def node_meminfo(self, nid: int) -> dict[str, int]:
-        """node_read_meminfo(): si_meminfo_node() (freeram: the zones' NR_FREE_PAGES,
-        without the free pages of isolated page blocks) and node_page_state() page
-        counts."""
-        k = self.k
-        total = free = movable = pinned = unmovable = 0
-        for zone in k.pgdats[nid].node_zones:
-            total += zone.managed_pages
-            free += k.pa.zone_free(zone)  # NR_FREE_PAGES: not isolated free pages
-            movable += k.pa.zone_count(zone, PageState.MOVABLE)
-            pinned += k.pa.zone_count(zone, PageState.PINNED)
-            unmovable += k.pa.zone_count(zone, PageState.UNMOVABLE)
-        # NR_SHMEM (shmem_add_to_page_cache()) and the pages of the huge page pools
-        # (movable allocations of the model, on no LRU list).
-        shmem = hugetlb = 0
-        for a in k.pa.allocs.values():
+    def zone_counts(self, nid: int) -> dict[int, dict[str, int]]:
+        """By zone index of node ``nid``: NR_FREE_PAGES (without the free pages of
+        isolated page blocks), the pages in use by state, NR_SHMEM
+        (shmem_add_to_page_cache()) and the pages of the huge page pools (movable
+        allocations of the model, on no LRU list)."""
+        pa = self.k.pa
+        out: dict[int, dict[str, int]] = {}
+        for zone in self.k.pgdats[nid].node_zones:
+            out[int(zone.idx)] = {
+                "free": pa.zone_free(zone),
+                "movable": pa.zone_count(zone, PageState.MOVABLE),
+                "pinned": pa.zone_count(zone, PageState.PINNED),
+                "unmovable": pa.zone_count(zone, PageState.UNMOVABLE),
+                "shmem": 0,
+                "hugetlb": 0,
+            }
+        for a in pa.allocs.values():
             if a.kind in ("shmem", "hugetlb"):
-                n = sum(c for s, c in a.extents.items() if int(k.pa.nid[s]) == nid)
-                if a.kind == "shmem":
-                    shmem += n
-                else:
-                    hugetlb += n
-        return {
-            "total": total,
-            "free": free,
-            "movable": movable,
-            "pinned": pinned,
-            "unmovable": unmovable,
-            "shmem": shmem,
-            "hugetlb": hugetlb,
-        }
+                for s, c in a.extents.items():
+                    if int(pa.nid[s]) == nid and (z := out.get(int(pa.zone[s]))) is not None:
+                        z[a.kind] += c
+        return out
+
+    def node_meminfo(self, nid: int) -> dict[str, int]:
+        """node_read_meminfo(): si_meminfo_node() (totalram: the zones' managed
+        pages; freeram) and node_page_state() page counts: :meth:`zone_counts`
+        summed over the node's zones."""
+        out = {"total": sum(z.managed_pages for z in self.k.pgdats[nid].node_zones)}
+        for counts in self.zone_counts(nid).values():
+            for key, n in counts.items():
+                out[key] = out.get(key, 0) + n
+        return out
