@@ -15,9 +15,7 @@ import re
 import pytest
 
 from memhp.abi.layout import PAGE_SIZE
-from memhp.bench.drivers import ModelDriver
-from memhp.bench.recording import Recording, recording_path
-from memhp.bench.runner import StepResult, run_scenario
+from memhp.bench.recording import recording_path
 from memhp.bench.scenario import load_scenario
 from memhp.cli.main import run_with_sysfs
 from memhp.host.diagnose import diagnose
@@ -28,6 +26,7 @@ from memhp.host.root import SysfsRoot
 from memhp.sim.machine import SimMachine
 from tests.bench.test_diff_units import RECORDINGS
 from tests.conftest import machine
+from tests.support.replay import replay
 
 MEM = "/sys/devices/system/memory"
 SCENARIO = "tests/scenarios/why-no-room.toml"
@@ -198,15 +197,8 @@ def _verdict(out: str) -> list[str]:
 
 @pytest.mark.parametrize("kernel", _real_runs())
 def test_verdicts_and_figures_are_the_real_guests(kernel: str) -> None:
-    sc = load_scenario(SCENARIO).for_kernel(kernel)
-    rec = Recording.load(recording_path(sc, RECORDINGS))
-    drv = ModelDriver(SimMachine(sc.machine), run_with_sysfs)
-    model: dict[str, str] = {}
-
-    def after(sr: StepResult) -> None:
-        model[sr.name] = sr.model.detail
-
-    run_scenario(sc, drv, replay=rec, on_step=after)
+    rec, steps = replay(SCENARIO, kernel, lambda _m, sr: sr.model.detail)
+    model = dict(steps)
     for name in ("why-room", "why-no-room", "dry-run"):
         out = rec.steps[name].output
         assert out is not None and out.rc == 0, (name, out)
@@ -229,16 +221,12 @@ def test_verdicts_foretell_the_offlines_on_the_real_kernel(kernel: str) -> None:
     what the offline then does (can be offlined: ok; cannot: EBUSY), and the two
     sides agree.  (On Debian's 6.1 and 6.12: memory32, with the file's slab pages and
     page tables, cannot; memory33, all page cache, and memory35, all free, can.)"""
-    sc = load_scenario("tests/scenarios/why-kernel-zone.toml").for_kernel(kernel)
-    path = recording_path(sc, RECORDINGS)
-    rec = Recording.load(path)
-    drv = ModelDriver(SimMachine(sc.machine), run_with_sysfs)
-    model: dict[str, tuple[str, str]] = {}
-
-    def after(sr: StepResult) -> None:
-        model[sr.name] = (sr.model.outcome, sr.model.detail)
-
-    run_scenario(sc, drv, replay=rec, on_step=after)
+    rec, steps = replay(
+        "tests/scenarios/why-kernel-zone.toml",
+        kernel,
+        lambda _m, sr: (sr.model.outcome, sr.model.detail),
+    )
+    model = dict(steps)
     for block in (32, 33, 35):
         out = rec.steps[f"why-{block}"].output
         assert out is not None

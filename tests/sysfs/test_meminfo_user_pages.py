@@ -16,15 +16,12 @@ import pytest
 
 from memhp.abi.paths import PROC_MEMINFO
 from memhp.bench.actions import Fill
-from memhp.bench.drivers import ModelDriver
-from memhp.bench.recording import Recording, recording_path
-from memhp.bench.runner import StepResult, run_scenario
 from memhp.bench.scenario import load_scenario
 from memhp.bench.tasks import TaskAction
-from memhp.cli.main import run_with_sysfs
 from memhp.sim.machine import SimMachine, WorkloadMix
-from tests.bench.test_diff_units import RECORDED, RECORDINGS
+from tests.bench.test_diff_units import RECORDED
 from tests.conftest import machine
+from tests.support.replay import real_text, replay
 
 MEM = "/sys/devices/system/memory"
 #: The counters compared, in kB.
@@ -140,23 +137,13 @@ NOISE_KB = {f: 6 * 1024 for f in FIELDS} | {"Cached": 16 * 1024}
     ("path", "kernel"), USER, ids=[f"{p.rsplit('/', 1)[-1]}@{k}" for p, k in USER]
 )
 def test_user_page_counters_change_as_on_the_real_kernel(path: str, kernel: str) -> None:
-    sc = load_scenario(path).for_kernel(kernel)
-    rec = Recording.load(recording_path(sc, RECORDINGS))
-    drv = ModelDriver(SimMachine(sc.machine), run_with_sysfs)
-    model: list[tuple[str, dict[str, int]]] = []
-
-    def after(sr: StepResult) -> None:
-        model.append((sr.name, meminfo(drv.m.sysfs.read(PROC_MEMINFO).decode())))
-
-    run_scenario(sc, drv, replay=rec, on_step=after)
+    rec, model = replay(path, kernel, lambda m, _sr: meminfo(m.sysfs.read(PROC_MEMINFO).decode()))
     prev: tuple[dict[str, int], dict[str, int]] | None = None
     compared = 0
     for name, mi in model:
-        snap = rec.steps[name].snapshot if name in rec.steps else None
-        if not snap or PROC_MEMINFO not in snap:
+        text = real_text(rec, name, PROC_MEMINFO)
+        if text is None:
             continue
-        text = snap[PROC_MEMINFO].value
-        assert isinstance(text, str)
         real = meminfo(text)
         if prev is not None:
             for f in FIELDS:

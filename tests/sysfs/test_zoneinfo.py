@@ -21,14 +21,10 @@ from dataclasses import dataclass, field
 import pytest
 
 from memhp.abi.paths import PROC_ZONEINFO
-from memhp.bench.drivers import ModelDriver
-from memhp.bench.recording import Recording, recording_path
-from memhp.bench.runner import StepResult, run_scenario
-from memhp.bench.scenario import load_scenario
-from memhp.cli.main import run_with_sysfs
 from memhp.sim.machine import SimMachine
-from tests.bench.test_diff_units import RECORDED, RECORDINGS
+from tests.bench.test_diff_units import RECORDED
 from tests.conftest import machine
+from tests.support.replay import real_text, replay
 
 
 @dataclass
@@ -92,23 +88,13 @@ def test_parse_reads_a_zone() -> None:
     ("path", "kernel"), RECORDED, ids=[f"{p.rsplit('/', 1)[-1]}@{k}" for p, k in RECORDED]
 )
 def test_zoneinfo_is_the_real_guests(path: str, kernel: str) -> None:
-    sc = load_scenario(path).for_kernel(kernel)
-    rec = Recording.load(recording_path(sc, RECORDINGS))
-    drv = ModelDriver(SimMachine(sc.machine), run_with_sysfs)
-    model: list[tuple[str, str]] = []
-
-    def after(sr: StepResult) -> None:
-        model.append((sr.name, drv.m.sysfs.read(PROC_ZONEINFO).decode()))
-
-    run_scenario(sc, drv, replay=rec, on_step=after)
+    rec, model = replay(path, kernel, lambda m, _sr: m.sysfs.read(PROC_ZONEINFO).decode())
     compared = 0
     for name, text in model:
-        snap = rec.steps[name].snapshot if name in rec.steps else None
-        if not snap or PROC_ZONEINFO not in snap:
+        real_zoneinfo = real_text(rec, name, PROC_ZONEINFO)
+        if real_zoneinfo is None:
             continue
-        real_text = snap[PROC_ZONEINFO].value
-        assert isinstance(real_text, str)
-        real, mine = parse(real_text), parse(text)
+        real, mine = parse(real_zoneinfo), parse(text)
         assert list(mine) == list(real), (name, "zones")
         for key, r in real.items():
             z = mine[key]

@@ -1,0 +1,39 @@
+"""Replaying a recorded real run on the model, with something read after each step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from memhp.bench.drivers import ModelDriver
+from memhp.bench.recording import Recording, recording_path
+from memhp.bench.runner import StepResult, run_scenario
+from memhp.bench.scenario import load_scenario
+from memhp.cli.main import run_with_sysfs
+from memhp.sim.machine import SimMachine
+from tests.bench.test_diff_units import RECORDINGS
+
+T = TypeVar("T")
+
+
+def replay(
+    path: str, kernel: str, probe: Callable[[SimMachine, StepResult], T]
+) -> tuple[Recording, list[tuple[str, T]]]:
+    """The recorded real run of scenario ``path`` on ``kernel``, and ``probe`` of the
+    model's machine and step result after boot and after each step of its replay."""
+    sc = load_scenario(path).for_kernel(kernel)
+    rec = Recording.load(recording_path(sc, RECORDINGS))
+    drv = ModelDriver(SimMachine(sc.machine), run_with_sysfs)
+    out: list[tuple[str, T]] = []
+    run_scenario(sc, drv, replay=rec, on_step=lambda sr: out.append((sr.name, probe(drv.m, sr))))
+    return rec, out
+
+
+def real_text(rec: Recording, step: str, path: str) -> str | None:
+    """The real guest's ``path`` as captured after ``step`` (None: not captured)."""
+    snap = rec.steps[step].snapshot if step in rec.steps else None
+    if not snap or path not in snap:
+        return None
+    text = snap[path].value
+    assert isinstance(text, str)
+    return text
