@@ -23,9 +23,10 @@ import errno
 import threading
 from collections.abc import Callable
 
-from memhp.abi.acpi import ACPI_ROOT
+from memhp.abi.acpi import ACPI_MEMORY_PARENT, ACPI_ROOT
 from memhp.abi.fs import Kind, Stat, normpath, oserror, resolve_link
 from memhp.abi.layout import PAGE_SIZE
+from memhp.abi.paths import SYS_ACPI_DEVICES, SYS_MEMORY, SYS_NODE
 from memhp.kernel.kernel import Kernel
 from memhp.kernel.lib.kobject_uevent import ObjectEvent
 from memhp.sim import procfs, vmstat
@@ -58,6 +59,16 @@ class _Fail(Exception):
         self.errno = err
 
 
+#: Directories whose nodes compute everything from the model on demand and belong to
+#: no kernel object: they stay in the lookup cache when objects come and go (the
+#: tree's spine; a device's or block's own directory holds its object and goes).
+_SPINE = frozenset(
+    ["/", "/sys", "/sys/devices", "/sys/devices/system", SYS_MEMORY, SYS_NODE, "/proc"]
+    + ["/sys/bus", "/sys/bus/acpi", SYS_ACPI_DEVICES]
+    + ["/sys/devices/" + "/".join(ACPI_MEMORY_PARENT.split("/")[: i + 1]) for i in range(3)]
+)
+
+
 class KernelSysfs:
     """A sysfs root (``/sys``, ``/proc``) served from a simulated kernel."""
 
@@ -68,6 +79,8 @@ class KernelSysfs:
         self._objects_version = 0
         kernel.objects.subscribe(self._on_object_event)
         self._cache: dict[tuple[str, bool], tuple[str, Node]] = {}
+        #: The cache's entries of :data:`_SPINE`, put back whenever it is emptied.
+        self._spine: dict[tuple[str, bool], tuple[str, Node]] = {}
         self._gen = -1
         #: Called (outside the lock) after a change that may have added or removed
         #: sysfs objects, e.g. by a FUSE server that caches directory entries.
@@ -141,12 +154,14 @@ class KernelSysfs:
         """The canonical path and node that ``path`` names (links followed as asked).
 
         Results, and those of every directory on the way, are cached until the
-        kernel next adds or removes a sysfs object (:meth:`_topology_version`).
+        kernel next adds or removes a sysfs object (:meth:`_topology_version`),
+        except the directories of :data:`_SPINE`.
         """
         with self.lock:
             gen = self._topology_version()
             if gen != self._gen:
                 self._cache.clear()
+                self._cache.update(self._spine)
                 self._gen = gen
             hit = self._cache.get((path, follow_last))
             if hit is not None:
@@ -184,7 +199,10 @@ class KernelSysfs:
                 hit = (cur, nxt)
         if len(self._cache) > 65536:
             self._cache.clear()
+            self._cache.update(self._spine)
         self._cache[key] = hit
+        if path in _SPINE:
+            self._spine[key] = hit
         return hit
 
     # ================================================================ SysfsFS
