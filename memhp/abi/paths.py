@@ -26,6 +26,8 @@ PROC_MEMINFO = "/proc/meminfo"
 PROC_ZONEINFO = "/proc/zoneinfo"
 PROC_IOMEM = "/proc/iomem"
 PROC_BUDDYINFO = "/proc/buddyinfo"
+#: mm/vmstat.c vmstat_op: the global counters, then the VM events.
+PROC_VMSTAT = "/proc/vmstat"
 
 #: The parts of sysfs the memory hotplug subsystem owns (what the trace dumps).
 MEMORY_ROOTS: tuple[str, ...] = (SYS_MEMORY, SYS_NODE, SYS_FIRMWARE_MEMMAP, SYS_ACPI_DEVICES)

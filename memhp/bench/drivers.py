@@ -33,6 +33,7 @@ from memhp.abi.paths import (
     PROC_BUDDYINFO,
     PROC_IOMEM,
     PROC_MEMINFO,
+    PROC_VMSTAT,
     PROC_ZONEINFO,
     SYS_ACPI_DEVICES,
     SYS_VIRTIO_DEVICES,
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 
 ACPI_DEVICES = SYS_ACPI_DEVICES
 #: /proc files the real side keeps in recordings (only meminfo is compared).
-PROC_FILES = (PROC_MEMINFO, PROC_ZONEINFO, PROC_IOMEM, PROC_BUDDYINFO)
+PROC_FILES = (PROC_MEMINFO, PROC_ZONEINFO, PROC_IOMEM, PROC_BUDDYINFO, PROC_VMSTAT)
 #: The ACPI device directories the ``PNP0C80`` links point to are captured too.
 ACPI_FOLLOW = f"{MEMORY_DEVICE_HID}:*"
 #: The virtio bus's devices and the virtio_mem driver's directory (its bound devices),

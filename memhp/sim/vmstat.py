@@ -1,4 +1,5 @@
-"""/proc/zoneinfo (mm/vmstat.c: zoneinfo_show() -> zoneinfo_show_print()).
+"""/proc/zoneinfo (mm/vmstat.c: zoneinfo_show() -> zoneinfo_show_print()) and
+/proc/vmstat (vmstat_start(), vmstat_show(); at the end of this module).
 
 Every zone of every online node, ZONE_DEVICE included (all zones are printed,
 populated or not, for lowmem_reserve_ratio's sake): the zone's free pages, watermarks
@@ -16,11 +17,15 @@ follow), ``vm stats threshold`` calculate_normal_threshold().
 
 from __future__ import annotations
 
+import numpy as np
+
+from memhp.abi.layout import PAGE_SIZE, PAGES_PER_SECTION, STRUCT_PAGE_SIZE
 from memhp.kernel.kernel import Kernel
 from memhp.kernel.mm.mmzone import Zone
 from memhp.sim.procfs import (
     VMSTAT_NODE,
     VMSTAT_NUMA,
+    VMSTAT_PGDEMOTE,
     node_vmstat_values,
     vmstat_names,
     zone_stat_values,
@@ -149,4 +154,117 @@ def _device_zone(nid: int, promo: bool, nr_zones: int) -> str:
     names += ["spanned", "present", "managed", "cma"]
     lines.extend(f"\n        {n:<8} 0" for n in names)
     lines.append(f"\n        protection: ({', '.join(['0'] * nr_zones)})\n")
+    return "".join(lines)
+
+
+# ---------------------------------------------------------------- /proc/vmstat
+#: enum writeback_stat_item: what global_dirty_limits() computes.
+VMSTAT_WRITEBACK = ("nr_dirty_threshold", "nr_dirty_background_threshold")
+#: 6.11+: the memmap's pages (enum vm_stat_item after the writeback items).
+VMSTAT_MEMMAP = ("nr_memmap_pages", "nr_memmap_boot_pages")
+#: vm_event_item names (vmstat_text[] under CONFIG_VM_EVENT_COUNTERS) of Debian's 6.1
+#: config (NUMA balancing, migration, compaction, hugetlb, THP, balloon, swap, KSM,
+#: zswap, x86's direct map splits; no CMA, no TLB-flush debugging).
+VM_EVENTS = (
+    "pgpgin", "pgpgout", "pswpin", "pswpout",
+    "pgalloc_dma", "pgalloc_dma32", "pgalloc_normal", "pgalloc_movable", "pgalloc_device",
+    "allocstall_dma", "allocstall_dma32", "allocstall_normal", "allocstall_movable",
+    "allocstall_device",
+    "pgskip_dma", "pgskip_dma32", "pgskip_normal", "pgskip_movable", "pgskip_device",
+    "pgfree", "pgactivate", "pgdeactivate", "pglazyfree", "pgfault", "pgmajfault",
+    "pglazyfreed", "pgrefill", "pgreuse", "pgsteal_kswapd", "pgsteal_direct",
+    "pgdemote_kswapd", "pgdemote_direct", "pgscan_kswapd", "pgscan_direct",
+    "pgscan_direct_throttle", "pgscan_anon", "pgscan_file", "pgsteal_anon", "pgsteal_file",
+    "zone_reclaim_failed", "pginodesteal", "slabs_scanned", "kswapd_inodesteal",
+    "kswapd_low_wmark_hit_quickly", "kswapd_high_wmark_hit_quickly", "pageoutrun",
+    "pgrotated", "drop_pagecache", "drop_slab", "oom_kill",
+    "numa_pte_updates", "numa_huge_pte_updates", "numa_hint_faults",
+    "numa_hint_faults_local", "numa_pages_migrated",
+    "pgmigrate_success", "pgmigrate_fail",
+    "thp_migration_success", "thp_migration_fail", "thp_migration_split",
+    "compact_migrate_scanned", "compact_free_scanned", "compact_isolated", "compact_stall",
+    "compact_fail", "compact_success", "compact_daemon_wake",
+    "compact_daemon_migrate_scanned", "compact_daemon_free_scanned",
+    "htlb_buddy_alloc_success", "htlb_buddy_alloc_fail",
+    "unevictable_pgs_culled", "unevictable_pgs_scanned", "unevictable_pgs_rescued",
+    "unevictable_pgs_mlocked", "unevictable_pgs_munlocked", "unevictable_pgs_cleared",
+    "unevictable_pgs_stranded",
+    "thp_fault_alloc", "thp_fault_fallback", "thp_fault_fallback_charge",
+    "thp_collapse_alloc", "thp_collapse_alloc_failed", "thp_file_alloc",
+    "thp_file_fallback", "thp_file_fallback_charge", "thp_file_mapped", "thp_split_page",
+    "thp_split_page_failed", "thp_deferred_split_page", "thp_split_pmd",
+    "thp_scan_exceed_none_pte", "thp_scan_exceed_swap_pte", "thp_scan_exceed_share_pte",
+    "thp_split_pud", "thp_zero_page_alloc", "thp_zero_page_alloc_failed", "thp_swpout",
+    "thp_swpout_fallback",
+    "balloon_inflate", "balloon_deflate", "balloon_migrate",
+    "swap_ra", "swap_ra_hit", "ksm_swpin_copy", "cow_ksm", "zswpin", "zswpout",
+    "direct_map_level2_splits", "direct_map_level3_splits",
+)  # fmt: skip
+#: Debian 6.12's further events, each after the one named.
+VM_EVENTS_612 = (
+    ("pgsteal_khugepaged", "pgsteal_direct"),
+    ("pgscan_khugepaged", "pgscan_direct"),
+    ("zone_reclaim_success", "pgsteal_file"),
+    ("thp_underused_split_page", "thp_deferred_split_page"),
+    ("swpin_zero", "swap_ra_hit"),
+    ("swpout_zero", "swpin_zero"),
+    ("zswpwb", "zswpout"),
+)
+
+
+def vm_event_names(k: Kernel) -> tuple[str, ...]:
+    """The profile's vm_event_item names in vmstat_text[] order."""
+    p = k.profile
+    names = list(VM_EVENTS)
+    if p.vmstat_iommu_and_pgdemote:
+        names = [n for n in names if n not in VMSTAT_PGDEMOTE]
+    if p.vmstat_events_612:
+        for name, after in VM_EVENTS_612:
+            names.insert(names.index(after) + 1, name)
+    return tuple(names)
+
+
+def dirty_limits(free: int, totalreserve: int, file_lru: int) -> tuple[int, int]:
+    """global_dirty_limits() -> domain_dirty_limits() (mm/page-writeback.c) with the
+    default vm.dirty_ratio 20 and dirty_background_ratio 10, as per-PAGE_SIZE ratios
+    of global_dirtyable_memory() (free pages less totalreserve_pages, plus the file
+    LRU, plus one); returns (thresh, bg_thresh)."""
+    avail = free - min(free, totalreserve) + file_lru + 1
+    thresh = (20 * PAGE_SIZE // 100) * avail // PAGE_SIZE
+    bg = (10 * PAGE_SIZE // 100) * avail // PAGE_SIZE
+    return thresh, bg if bg < thresh else thresh // 2
+
+
+def vmstat(k: Kernel) -> str:
+    """vmstat_start() / vmstat_show(): the zone counters, NUMA events and node
+    counters summed over the nodes (global_zone_page_state() and friends), the dirty
+    thresholds, (6.12) the memmap pages, the VM events, then the deprecated
+    ``nr_unstable 0``.
+
+    Of the events the model counts the migration's (pgmigrate_success: every page
+    moved; pgmigrate_fail as migrate_pages() counts its nr_failed_pages, see
+    memhp.kernel.mm.migrate); the others print 0.
+    """
+    known: dict[str, int] = {}
+    for nid in k.pgdats:
+        for name, v in node_vmstat_values(k, nid).items():
+            known[name] = known.get(name, 0) + v
+    lines = [f"{n} {known.get(n, 0)}\n" for n in vmstat_names(k)]
+    file_lru = known.get("nr_inactive_file", 0) + known.get("nr_active_file", 0)
+    k.pa.ensure_watermarks()
+    free = known.get("nr_free_pages", 0)
+    thresh, bg = dirty_limits(free, k.pa.wmarks.totalreserve_pages, file_lru)
+    lines += [f"{VMSTAT_WRITEBACK[0]} {thresh}\n", f"{VMSTAT_WRITEBACK[1]} {bg}\n"]
+    if k.profile.vmstat_memmap_pages:
+        # DIV_ROUND_UP(PAGES_PER_SECTION * sizeof(struct page), PAGE_SIZE) per present
+        # section: hot-added ones (memmap_pages_add(), altmap or not) and boot ones.
+        per_sec = -(-PAGES_PER_SECTION * STRUCT_PAGE_SIZE // PAGE_SIZE)
+        sp = k.sparse
+        boot = int(np.count_nonzero(sp.present & sp.early))
+        added = int(np.count_nonzero(sp.present & ~sp.early))
+        lines += [f"{VMSTAT_MEMMAP[0]} {added * per_sec}\n"]
+        lines += [f"{VMSTAT_MEMMAP[1]} {boot * per_sec}\n"]
+    events = {"pgmigrate_success": k.pa.migrated_pages, "pgmigrate_fail": k.pa.migrate_failed_pages}
+    lines += [f"{n} {events.get(n, 0)}\n" for n in vm_event_names(k)]
+    lines.append("nr_unstable 0\n")
     return "".join(lines)

@@ -43,11 +43,14 @@ def migrate_sections(pa: PageAllocator, secs: Sequence[int]) -> list[tuple[int, 
     """
     res = [[0, 0] for _ in secs]
     todo: list[tuple[int, int, Allocation, int]] = []  # (index, section, owner, pages)
+    pinned = 0
+    no_room = False
     for i, sec in enumerate(secs):  # (isolated: no section's owners change meanwhile)
         for aid, n in sorted(pa.by_section.get(sec, {}).items()):
             a = pa.allocs[aid]
             if a.state is PageState.PINNED:
                 res[i][1] += n
+                pinned += n
             elif a.state is PageState.MOVABLE:
                 todo.append((i, sec, a, n))
     j = 0
@@ -67,10 +70,15 @@ def migrate_sections(pa: PageAllocator, secs: Sequence[int]) -> list[tuple[int, 
                     pa.move_pages(a, sec, n)
                 except AllocError:
                     res[i][1] += n
+                    no_room = True
                     continue
                 res[i][0] += n
             j = e
     pa.migrated_pages += sum(r[0] for r in res)
+    # PGMIGRATE_FAIL: migrate_pages() counts a pinned page (-EAGAIN after its
+    # retries) once per call, and stops at the first page it finds no new page for
+    # (-ENOMEM: "don't bother to try to migrate other pages"), counting that one.
+    pa.migrate_failed_pages += pinned + no_room
     return [(m, f) for m, f in res]
 
 

@@ -120,8 +120,8 @@ class PageAllocator:
         self._next_id = 1
         self.pgdats: dict[int, PgData] = {}
         self.node_order: dict[int, list[int]] = {}
-        #: Pages migrated so far (offlining, soft offline).
-        self.migrated_pages = 0
+        #: Pages migrated, and not, by migration passes (PGMIGRATE_SUCCESS, _FAIL).
+        self.migrated_pages = self.migrate_failed_pages = 0
         self._views()
 
     def _views(self) -> None:

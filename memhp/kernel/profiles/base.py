@@ -123,6 +123,16 @@ class KernelProfile:
     #: the pgdemote_{kswapd,direct,khugepaged} node items (6.9+: moved from the
     #: vm events into the node stats, mm/vmstat.c vmstat_text[]).
     vmstat_iommu_and_pgdemote: bool
+    #: /proc/vmstat has nr_memmap_pages and nr_memmap_boot_pages after the dirty
+    #: thresholds (6.11+: NR_MEMMAP_PAGES, NR_MEMMAP_BOOT_PAGES of enum vm_stat_item,
+    #: memmap_pages_add() in populate_section_memmap()/depopulate_section_memmap(),
+    #: memmap_boot_pages_add() in sparse_init_nid()/free_map_bootmem()).
+    vmstat_memmap_pages: bool
+    #: The VM events of Debian's 6.12 that 6.1 lacks (pgsteal_khugepaged,
+    #: pgscan_khugepaged, zone_reclaim_success, thp_underused_split_page,
+    #: swpin_zero, swpout_zero, zswpwb in vm_event_item / vmstat_text[]), and
+    #: pgdemote_* no longer among them (see ``vmstat_iommu_and_pgdemote``).
+    vmstat_events_612: bool
     #: nodeN/meminfo prints FileHugePages/FilePmdMapped aligned like the other
     #: lines (6.12 node_read_meminfo(): "FileHugePages:  %8lu"); 6.1's format has
     #: one space less.

@@ -103,6 +103,7 @@ class KernelSysfs:
                 "meminfo": lambda: Attr(lambda: procfs.meminfo(self.k)),
                 "iomem": lambda: Attr(lambda: procfs.iomem(self.k)),
                 "zoneinfo": lambda: Attr(lambda: vmstat.zoneinfo(self.k)),
+                "vmstat": lambda: Attr(lambda: vmstat.vmstat(self.k)),
                 "kpageflags": lambda: Attr(
                     None,
                     mode=0o400,
