@@ -8,6 +8,7 @@ import shlex
 import sys
 from typing import TYPE_CHECKING
 
+from memhp.abi.layout import PAGE_SIZE
 from memhp.cli.common import add_root_option, guarded, open_root
 from memhp.host.errors import SysfsError, UsageError
 
@@ -130,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
                 progress=progress,
                 guard=guard,
                 journal=rj,
+                count_migration=True,
             )
         finally:
             if tty:
@@ -159,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
             if f.diagnosis is not None:
                 for reason in f.diagnosis.reasons:
                     print(f"  - {reason}", file=sys.stderr)
+        if res.failures and res.migration is not None and any(res.migration):
+            print(f"memhp remove: meanwhile {_migration(res.migration)}", file=sys.stderr)
         for idx, e in res.rollback_failures:
             print(f"memhp remove: memory{idx}: could not be onlined again: {e}", file=sys.stderr)
         if res.rolled_back:
@@ -200,10 +204,20 @@ def run(args: argparse.Namespace) -> int:
             text = " ".join(f"memory{i}" for i in sorted(res.offlined))
             print(f"memhp remove: left offline (--keep-offline): {text}", file=sys.stderr)
         elif args.verbose:
-            print(f"{res.device}: {len(res.offlined)} block(s) offlined, ejected, removed")
+            moved = f"; {_migration(res.migration)}" if res.migration is not None else ""
+            print(f"{res.device}: {len(res.offlined)} block(s) offlined, ejected, removed{moved}")
         return res.code
 
     return guarded("memhp remove", go)
+
+
+def _migration(counts: tuple[int, int]) -> str:
+    """What /proc/vmstat's migration events say about the run."""
+    moved, failed = counts
+    text = f"{moved} pages migrated ({moved * PAGE_SIZE / (1 << 20):.1f} MiB)"
+    if failed:
+        text += f", {failed} migration failures (pinned pages, or no page to move them to)"
+    return text
 
 
 def _timeout(text: str) -> float:
@@ -238,6 +252,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="show the plan and the room for the pages to migrate, change nothing",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on a terminal")
-    p.add_argument("-v", "--verbose", action="store_true", help="report success")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="report success and the pages the offlines migrated (/proc/vmstat)",
+    )
     add_root_option(p)
     p.set_defaults(func=run)

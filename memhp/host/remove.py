@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from memhp.abi.paths import SYS_MEMORY
+from memhp.abi.paths import PROC_VMSTAT, SYS_MEMORY
 from memhp.abi.zones import KERNEL_ZONE_NAMES, ZONE_MOVABLE
 from memhp.host.devices import MemoryDevice, device_block_indices, find_device
 from memhp.host.diagnose import UNFLAGGED, Diagnosis, count_pages, diagnose
@@ -65,6 +65,11 @@ class RemoveResult:
     zones: dict[int, str | None] = field(default_factory=dict)
     #: --dry-run: the room for the pages of the device's blocks elsewhere.
     room: Room | None = None
+    #: (pages migrated, migration failures counted) while the run lasted, from
+    #: /proc/vmstat's pgmigrate_success and pgmigrate_fail (None: not asked for or
+    #: not readable).  System-wide counters: other migrations meanwhile (compaction,
+    #: NUMA balancing) count too.
+    migration: tuple[int, int] | None = None
 
     @property
     def left_offline(self) -> list[int]:
@@ -117,6 +122,27 @@ def _room(root: SysfsRoot, dev: MemoryDevice) -> Room | None:
     return room_for(root, counts)
 
 
+#: /proc/vmstat's page migration events (mm/migrate.c migrate_pages()).
+MIGRATION_EVENTS = ("pgmigrate_success", "pgmigrate_fail")
+
+
+def migration_counts(root: SysfsRoot) -> tuple[int, int] | None:
+    """(pgmigrate_success, pgmigrate_fail) of /proc/vmstat; None when it cannot be
+    read or lacks them (a kernel without CONFIG_MIGRATION)."""
+    try:
+        text = root.read_str(PROC_VMSTAT)
+    except SysfsError:
+        return None
+    found: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in MIGRATION_EVENTS and value.strip().isdigit():
+            found[name] = int(value)
+    if len(found) != len(MIGRATION_EVENTS):
+        return None
+    return found[MIGRATION_EVENTS[0]], found[MIGRATION_EVENTS[1]]
+
+
 def remove_device(
     root: SysfsRoot,
     spec: str,
@@ -129,8 +155,12 @@ def remove_device(
     min_passes: int = 2,
     guard: WriteGuard | None = None,
     journal: RunJournal | None = None,
+    count_migration: bool = False,
 ) -> RemoveResult:
-    """Offline every block of device ``spec``, then eject it (see module doc)."""
+    """Offline every block of device ``spec``, then eject it (see module doc).
+
+    ``count_migration``: read /proc/vmstat before and after for
+    :attr:`RemoveResult.migration`."""
     dev: MemoryDevice = find_device(root, spec, brief=True)
     if not dev.blocks:
         raise UsageError(f"{dev.name}: the device has no memory blocks")
@@ -147,6 +177,7 @@ def remove_device(
     g = guard if guard is not None else WriteGuard(None, catch_stop=False)
     j = journal if journal is not None else RunJournal(None, dev.name)
     j.entry.device = dev.name
+    before = migration_counts(root) if count_migration else None
     fs = root.fs
     root.fs = g.wrap(fs)
     try:
@@ -170,6 +201,9 @@ def remove_device(
         res.aborted = e.signum
     finally:
         root.fs = fs
+    after = migration_counts(root) if before is not None else None
+    if before is not None and after is not None:
+        res.migration = (after[0] - before[0], after[1] - before[1])
     return res
 
 

@@ -10,7 +10,7 @@ import pytest
 from memhp.abi.tree import write_tree
 from memhp.cli.main import build_parser, main
 from memhp.host.root import SysfsRoot
-from memhp.sim.machine import SimMachine
+from memhp.sim.machine import SimMachine, WorkloadMix
 from tests.support.sim import RecordingFS, dimm_machine, exists, pin, state, unprivileged
 from tests.support.trees import reference_steps
 
@@ -162,9 +162,28 @@ def test_remove_rolls_back_and_explains(capsys: pytest.CaptureFixture[str]) -> N
 
 def test_remove_success(capsys: pytest.CaptureFixture[str]) -> None:
     m = dimm_machine()
+    bs = 128 << 20
+    m.fill(1000, start=34 * bs, end=35 * bs, owner="app")  # movable: migrated
     assert run_on(m, ["remove", "-v", "PNP0C80:00"]) == 0
-    assert "4 block(s) offlined, ejected, removed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    # twice: memory34's offline moves them into the device's lower, still online
+    # blocks (ZONE_MOVABLE first), memory33's or memory32's moves them out again
+    assert "4 block(s) offlined, ejected, removed; 2000 pages migrated (7.8 MiB)\n" in out
     assert not any(exists(m, i) for i in range(32, 36))
+
+
+def test_remove_says_what_migration_failed(capsys: pytest.CaptureFixture[str]) -> None:
+    """A pinned page in a Movable block: every retry round's migration fails on it
+    (/proc/vmstat pgmigrate_fail), which the failure report says."""
+    m = dimm_machine()
+    bs = 128 << 20
+    m.fill(10, start=35 * bs, end=36 * bs, mix=WorkloadMix(pinned=1.0), owner="rdma")
+    rc = run_on(m, ["remove", "PNP0C80:00", "--timeout", "0.2"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "memory35: offline failed: EINTR" in err
+    line = next(x for x in err.splitlines() if x.startswith("memhp remove: meanwhile"))
+    failed = int(line.split(", ")[1].split()[0])
+    assert failed > 0 and failed % 10 == 0  # the 10 pinned pages, once per round
 
 
 def test_remove_dry_run(capsys: pytest.CaptureFixture[str]) -> None:
