@@ -1,5 +1,6 @@
 """/proc/zoneinfo (mm/vmstat.c: zoneinfo_show() -> zoneinfo_show_print()) and
-/proc/vmstat (vmstat_start(), vmstat_show(); at the end of this module).
+/proc/vmstat (vmstat_start(), vmstat_show()) and /proc/buddyinfo (frag_show()), at
+the end of this module.
 
 Every zone of every online node, ZONE_DEVICE included (all zones are printed,
 populated or not, for lowmem_reserve_ratio's sake): the zone's free pages, watermarks
@@ -18,10 +19,12 @@ follow), ``vm stats threshold`` calculate_normal_threshold().
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from memhp.abi.layout import PAGE_SIZE, PAGES_PER_SECTION, STRUCT_PAGE_SIZE
 from memhp.kernel.kernel import Kernel
 from memhp.kernel.mm.mmzone import Zone
+from memhp.kernel.mm.page_alloc import PageState
 from memhp.sim.procfs import (
     VMSTAT_NODE,
     VMSTAT_NUMA,
@@ -268,3 +271,45 @@ def vmstat(k: Kernel) -> str:
     lines += [f"{n} {events.get(n, 0)}\n" for n in vm_event_names(k)]
     lines.append("nr_unstable 0\n")
     return "".join(lines)
+
+
+# ---------------------------------------------------------------- /proc/buddyinfo
+#: MAX_ORDER (6.1) = MAX_PAGE_ORDER + 1 (6.12): free_area[] orders 0-10.
+NR_ORDERS = 11
+
+
+def free_blocks(free: npt.NDArray[np.int64]) -> list[int]:
+    """Free blocks per order of sections with ``free`` free pages each.
+
+    The model keeps free pages per section, not per page: each section's free pages
+    are taken as one run aligned at its end, what expand() leaves of whole order-10
+    blocks after allocations from one side (the kernel takes the lowest pages of the
+    block it splits): f // 1024 blocks of order 10, then one block per set bit of the
+    rest.  The kernel's low orders also hold what frees scatter (pages back from the
+    per-CPU lists, partly freed allocations), which the model does not track."""
+    top = 1 << (NR_ORDERS - 1)
+    out = [0] * NR_ORDERS
+    out[-1] = int((free // top).sum())
+    rest = free % top
+    for order in range(NR_ORDERS - 1):
+        out[order] = int(np.count_nonzero(rest & (1 << order)))
+    return out
+
+
+def buddyinfo(k: Kernel) -> str:
+    """frag_show() -> frag_show_print(): the number of free blocks of each order in
+    every populated zone of every online node (walk_zones_in_node(), populated only);
+    :func:`free_blocks` of the zone's sections, isolated ones included (their pages
+    are on the MIGRATE_ISOLATE lists, counted in free_area[order].nr_free too)."""
+    pa = k.pa
+    free = pa.counts[PageState.FREE].astype(np.int64)
+    out: list[str] = []
+    for nid in sorted(k.nodes.node_states["N_ONLINE"] & set(k.pgdats)):
+        for zone in k.pgdats[nid].node_zones:
+            if not zone.populated():
+                continue
+            secs = (pa.zone == int(zone.idx)) & (pa.nid == nid)
+            counts = free_blocks(free[secs])
+            out.append(f"Node {nid}, zone {zone.name:>8} " + "".join(f"{n:6d} " for n in counts))
+            out.append("\n")
+    return "".join(out)

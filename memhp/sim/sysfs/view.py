@@ -104,6 +104,7 @@ class KernelSysfs:
                 "iomem": lambda: Attr(lambda: procfs.iomem(self.k)),
                 "zoneinfo": lambda: Attr(lambda: vmstat.zoneinfo(self.k)),
                 "vmstat": lambda: Attr(lambda: vmstat.vmstat(self.k)),
+                "buddyinfo": lambda: Attr(lambda: vmstat.buddyinfo(self.k)),
                 "kpageflags": lambda: Attr(
                     None,
                     mode=0o400,
