@@ -119,11 +119,11 @@ def test_zoneinfo_is_the_real_guests(path: str, kernel: str) -> None:
     for name, (text, buddy) in model:
         real_buddy = real_text(rec, name, PROC_BUDDYINFO)
         if real_buddy is not None:
-            mb, rb = parse_buddyinfo(buddy.decode()), parse_buddyinfo(real_buddy)
-            assert list(mb) == list(rb), (name, "buddyinfo zones", list(mb), list(rb))
-            for key, counts in rb.items():
-                top = abs(mb[key][-1] - counts[-1])
-                assert top <= BUDDY_TOP_SLACK, (name, key, mb[key], counts)
+            mine_b, real_b = parse_buddyinfo(buddy.decode()), parse_buddyinfo(real_buddy)
+            assert list(mine_b) == list(real_b), (name, "buddyinfo zones", mine_b, real_b)
+            for key, counts in real_b.items():
+                top = abs(mine_b[key][-1] - counts[-1])
+                assert top <= BUDDY_TOP_SLACK, (name, key, mine_b[key], counts)
         real_zoneinfo = real_text(rec, name, PROC_ZONEINFO)
         if real_zoneinfo is None:
             continue
