@@ -47,10 +47,20 @@ def _kind_pages(k: Kernel, nid: int | None, kinds: tuple[str, ...]) -> int:
     return total
 
 
+#: Unmovable kernel pages that are neither slab nor page tables: a hot-added
+#: section's memmap (vmemmap_alloc_block() -> alloc_pages_node()), the seed's
+#: page_cgroup tables (alloc_pages_exact_nid()) and the workloads' unmovable pages
+#: (the bench guest's pipe buffers: alloc_page() in pipe_write(); a driver's
+#: alloc_pages()).  /proc/meminfo counts them in no line (6.12: the memmap in
+#: nr_memmap_pages of /proc/vmstat).  The rest (kmalloc and kmem caches, large
+#: kmallocs such as a hot-added node's pgdat) is Slab.
+NOT_SLAB = ("memmap", "page_cgroup", "workload")
+
+
 def node_counts(k: Kernel, nid: int) -> dict[str, int]:
     mi = k.nodes.node_meminfo(nid)
     mi["pagetables"] = _kind_pages(k, nid, ("pagetable",))
-    mi["slab"] = mi["unmovable"] - mi["pagetables"]
+    mi["slab"] = mi["unmovable"] - mi["pagetables"] - _kind_pages(k, nid, NOT_SLAB)
     return mi
 
 
@@ -301,7 +311,7 @@ def meminfo(k: Kernel) -> str:
         for key, v in k.nodes.node_meminfo(nid).items():
             tot[key] = tot.get(key, 0) + v
     pagetables = _kind_pages(k, None, ("pagetable",))
-    slab = tot["unmovable"] - pagetables
+    slab = tot["unmovable"] - pagetables - _kind_pages(k, None, NOT_SLAB)
     huge = k.hugetlb.nr_huge_pages(None, 2048)  # the default huge page size
     huge_pages = sum(len(p) * sz // 4 for (_n, sz), p in k.hugetlb.pools.items())
     u = user_pages(k, tot)
