@@ -129,16 +129,8 @@ MIGRATION_EVENTS = ("pgmigrate_success", "pgmigrate_fail")
 def migration_counts(root: SysfsRoot) -> tuple[int, int] | None:
     """(pgmigrate_success, pgmigrate_fail) of /proc/vmstat; None when it cannot be
     read or lacks them (a kernel without CONFIG_MIGRATION)."""
-    try:
-        text = root.read_str(PROC_VMSTAT)
-    except SysfsError:
-        return None
-    found: dict[str, int] = {}
-    for line in text.splitlines():
-        name, _, value = line.partition(" ")
-        if name in MIGRATION_EVENTS and value.strip().isdigit():
-            found[name] = int(value)
-    if len(found) != len(MIGRATION_EVENTS):
+    found = root.read_values(PROC_VMSTAT, MIGRATION_EVENTS)
+    if found is None or len(found) != len(MIGRATION_EVENTS):
         return None
     return found[MIGRATION_EVENTS[0]], found[MIGRATION_EVENTS[1]]
 

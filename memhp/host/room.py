@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 from memhp.abi.layout import PAGE_SIZE
 from memhp.abi.paths import PROC_MEMINFO
-from memhp.host.errors import SysfsError
 from memhp.host.root import SysfsRoot
 
 #: Page kinds (:data:`memhp.host.diagnose.PAGE_KINDS`) that offline_pages() migrates.
@@ -86,20 +85,10 @@ def _mib(pages: int) -> str:
 def available_pages(root: SysfsRoot) -> tuple[int, str] | None:
     """(MemAvailable, "MemAvailable") in pages, else (MemFree, "MemFree"); None when
     /proc/meminfo cannot be read or has neither."""
-    try:
-        text = root.read_str(PROC_MEMINFO)
-    except SysfsError:
-        return None
-    found: dict[str, int] = {}
-    for line in text.splitlines():
-        name, _, rest = line.partition(":")
-        if name in ("MemAvailable", "MemFree"):
-            fields = rest.split()
-            if fields and fields[0].isdigit():
-                found[name] = int(fields[0]) * 1024 // PAGE_SIZE
+    found = root.read_values(PROC_MEMINFO, ("MemAvailable", "MemFree"))
     for name in ("MemAvailable", "MemFree"):
-        if name in found:
-            return found[name], name
+        if found and name in found:
+            return found[name] * 1024 // PAGE_SIZE, name
     return None
 
 

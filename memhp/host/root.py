@@ -289,6 +289,23 @@ class SysfsRoot:
                 return None
             raise
 
+    def read_values(self, path: str, names: tuple[str, ...]) -> dict[str, int] | None:
+        """The integer first field of each line named in ``names`` of a /proc file of
+        named counters (/proc/meminfo's ``Name:   N kB``, /proc/vmstat's ``name N``);
+        lines without one are left out.  None when the file cannot be read."""
+        try:
+            text = self.read_str(path)
+        except SysfsError:
+            return None
+        found: dict[str, int] = {}
+        for line in text.splitlines():
+            name, _, rest = line.partition(":") if ":" in line else line.partition(" ")
+            if name in names:
+                fields = rest.split()
+                if fields and fields[0].isdigit():
+                    found[name] = int(fields[0])
+        return found
+
     def read_int(self, path: str, base: int = 10) -> int:
         text = self.read_str(path).strip()
         try:

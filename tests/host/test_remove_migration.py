@@ -36,6 +36,8 @@ class _NoVmstat:
     def __init__(self, text: str | None) -> None:
         self.text = text
 
+    read_values = SysfsRoot.read_values
+
     def read_str(self, path: str) -> str:
         if self.text is None:
             raise SysfsError("read", path, errno.ENOENT)
