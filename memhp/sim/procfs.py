@@ -57,10 +57,26 @@ def _kind_pages(k: Kernel, nid: int | None, kinds: tuple[str, ...]) -> int:
 NOT_SLAB = ("memmap", "page_cgroup", "workload")
 
 
+def _kernel_pages(k: Kernel, nid: int | None, unmovable: int) -> dict[str, int]:
+    """Of ``unmovable`` pages (of node ``nid``; None: all nodes), the page tables and
+    the Slab (the rest but :data:`NOT_SLAB`), from one pass over the allocations."""
+    pagetables = not_slab = 0
+    for a in k.pa.allocs.values():
+        if a.state is PageState.UNMOVABLE and (a.kind == "pagetable" or a.kind in NOT_SLAB):
+            if nid is None:
+                n = a.nr_pages
+            else:
+                n = sum(c for s, c in a.extents.items() if int(k.pa.nid[s]) == nid)
+            if a.kind == "pagetable":
+                pagetables += n
+            else:
+                not_slab += n
+    return {"pagetables": pagetables, "slab": unmovable - pagetables - not_slab}
+
+
 def node_counts(k: Kernel, nid: int) -> dict[str, int]:
     mi = k.nodes.node_meminfo(nid)
-    mi["pagetables"] = _kind_pages(k, nid, ("pagetable",))
-    mi["slab"] = mi["unmovable"] - mi["pagetables"] - _kind_pages(k, nid, NOT_SLAB)
+    mi.update(_kernel_pages(k, nid, mi["unmovable"]))
     return mi
 
 
@@ -310,8 +326,8 @@ def meminfo(k: Kernel) -> str:
     for nid in k.pgdats:
         for key, v in k.nodes.node_meminfo(nid).items():
             tot[key] = tot.get(key, 0) + v
-    pagetables = _kind_pages(k, None, ("pagetable",))
-    slab = tot["unmovable"] - pagetables - _kind_pages(k, None, NOT_SLAB)
+    kernel = _kernel_pages(k, None, tot["unmovable"])
+    pagetables, slab = kernel["pagetables"], kernel["slab"]
     huge = k.hugetlb.nr_huge_pages(None, 2048)  # the default huge page size
     huge_pages = sum(len(p) * sz // 4 for (_n, sz), p in k.hugetlb.pools.items())
     u = user_pages(k, tot)
