@@ -58,6 +58,48 @@ def test_parameters_parse_like_the_kernel() -> None:
     assert _errno(m, f"{P}/auto_movable_numa_aware", b"maybe") == errno.EINVAL
     assert _errno(m, f"{P}/auto_movable_numa_aware", b"off") == 0
     assert m.sysfs.read(f"{P}/auto_movable_numa_aware") == b"N\n"
+    assert _errno(m, f"{P}/auto_movable_numa_aware", b"t") == 0  # recorded: 6.1 and 6.12
+    assert m.sysfs.read(f"{P}/auto_movable_numa_aware") == b"Y\n"
+
+
+@pytest.mark.parametrize(
+    ("value", "online"),
+    [
+        (b"true", True),
+        (b"T", True),
+        (b"yes please", True),
+        (b"10", True),
+        (b"ON", True),
+        (b"false", False),
+        (b"F\n", False),
+        (b"0x1", False),
+        (b"oF", False),
+        (b"n", False),
+        (b"Enable", None),
+        (b"disable", None),
+        (b"o", None),
+        (b"2", None),
+        (b"-1", None),
+        (b" 1", None),
+    ],
+)
+def test_online_file_parses_like_kstrtobool(value: bytes, online: bool | None) -> None:
+    """A block's ``online`` (online_store(): kstrtobool()), as recorded on 6.1 and 6.12
+    (tests/scenarios/sysfs-write-parsing.toml): YyTt1 and NnFf0 by the first character,
+    on/off by the first two, anything else EINVAL and nothing changes."""
+    m = SimMachine(replace(machine("qemu-linux-6.1"), auto_online_blocks="offline"))
+    m.device_add(512 * MiB, 1, id="dimm1")
+    before = m.sysfs.read(f"{block_dir(32)}/state")
+    assert before == b"offline\n"
+    for start in (b"0", b"1"):
+        assert _errno(m, f"{block_dir(32)}/online", start) == 0
+        was = m.sysfs.read(f"{block_dir(32)}/state")
+        rc = _errno(m, f"{block_dir(32)}/online", value)
+        state = m.sysfs.read(f"{block_dir(32)}/state")
+        if online is None:
+            assert (rc, state) == (errno.EINVAL, was)
+        else:
+            assert (rc, state) == (0, b"online\n" if online else b"offline\n")
 
 
 def test_auto_movable_ratio_against_present_early_kernel_pages() -> None:

@@ -17,21 +17,26 @@ def sysfs_streq(buf: bytes, s: str) -> bool:
 
 
 def kstrtobool(buf: bytes) -> bool | None:
-    """kstrtobool(): y/Y/1/n/N/0/on/off (first chars); None when invalid."""
-    if not buf:
-        return None
+    """kstrtobool() (lib/kstrtox.c, 6.1 and 6.12): true when the first character is
+    one of ``YyTt1``, false for ``NnFf0``, ``on``/``off`` by their first two (any
+    case); None (-EINVAL) otherwise.  ``true``, ``false``, ``yes please`` and
+    ``0x1`` (false) are taken; ``enable``, ``2`` and ``o`` are not."""
     c = buf[:1]
-    if c in (b"y", b"Y", b"1"):
+    if c in _TRUE:
         return True
-    if c in (b"n", b"N", b"0"):
+    if c in _FALSE:
         return False
-    if c in (b"o", b"O") and len(buf) >= 2:
+    if c in (b"o", b"O"):
         c2 = buf[1:2]
         if c2 in (b"n", b"N"):
             return True
         if c2 in (b"f", b"F"):
             return False
     return None
+
+
+_TRUE = frozenset((b"y", b"Y", b"t", b"T", b"1"))
+_FALSE = frozenset((b"n", b"N", b"f", b"F", b"0"))
 
 
 def kstrtoull(buf: bytes, base: int = 0) -> int | None:
