@@ -162,6 +162,10 @@ class Driver(Protocol):
 
     def sleep(self, seconds: float) -> None: ...
 
+    def clock(self) -> float | None:
+        """This side's simulated clock (seconds), None for a real machine (wall time)."""
+        ...
+
     def memhp(self, args: Sequence[str], timeout: float) -> CmdResult:
         """The memhp CLI against this side's sysfs."""
         ...
@@ -326,6 +330,9 @@ class ModelDriver:
             k.kalloc.advance(k.clock + seconds)
         self.m.advance(seconds)
 
+    def clock(self) -> float | None:
+        return self.m.kernel.clock
+
     def memhp(self, args: Sequence[str], timeout: float) -> CmdResult:
         """The CLI in-process through the injected tool runner, on the model's sysfs."""
         if self.tool is None:
@@ -487,6 +494,9 @@ class QMPDriver:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
+
+    def clock(self) -> float | None:
+        return None
 
     def memhp(self, args: Sequence[str], timeout: float) -> CmdResult:
         if self._run_memhp is None:

@@ -167,6 +167,19 @@ class _Run:
                     if d is not None:
                         d.settle_virtio_mem(v.id, VIRTIO_SETTLE, VIRTIO_TIMEOUT)
 
+    def keep_time(self, sr: StepResult, clock0: float | None) -> None:
+        """The kernel's clock runs while user space works: the model's simulated
+        clock is moved on by what the real step took beyond the simulated time the
+        model's own step let pass (a wait, memhp's polling), so that its run-time
+        kernel allocations (k.kalloc) are made over the same time as the real
+        kernel's.  No real side (model only), or no step time: nothing."""
+        clock1 = self.model.clock()
+        if sr.real is None or clock0 is None or clock1 is None:
+            return
+        extra = sr.real.seconds - (clock1 - clock0)
+        if extra > 0:
+            self.model.sleep(extra)
+
     def boot(self) -> StepResult:
         boot = StepResult("boot", "the machine as booted", None, SideResult("ok"))
         self.settle_boot_devices()
@@ -182,6 +195,7 @@ class _Run:
 
     def step(self, step: Step) -> StepResult:
         sr = StepResult(step.name, step.describe(), None, SideResult())
+        clock0 = self.model.clock()
         if self.replay is not None:  # the model first: its outcome picks the real run
             sr.model = run_step(step, self.model, self.outputs["model"])
             real_outcomes = [
@@ -193,6 +207,7 @@ class _Run:
             real_outcomes = []
             sr.real = self.real_step(step)
             sr.model = run_step(step, self.model, self.outputs["model"])
+        self.keep_time(sr, clock0)
         act = step.action
         for side, r in (("real", sr.real), ("model", sr.model)):
             if r is not None:

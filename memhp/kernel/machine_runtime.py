@@ -5,8 +5,8 @@ the same as QMP ``x-memhp-kernel-allocs`` sets on a running machine::
 
     [kernel.runtime_allocs]
     enabled = true          # false: the kernel allocates nothing after boot
-    rate = 16.0             # background slab churn, pages per second per CPU
-    keep = 0.05             # fraction of the background allocations that stays
+    rate = 64.0             # background slab churn, pages per second per CPU
+    keep = 0.0125           # fraction of the background allocations that stays
     seed = 0                # seed of the background's random generator
 
 Every key is optional (the defaults above, calibrated in docs/runtime-allocations.md).
@@ -27,9 +27,9 @@ class RuntimeAllocsSpec:
 
     enabled: bool = True
     #: Background slab churn, pages per second of simulated time, per CPU.
-    rate: float = 16.0
+    rate: float = 64.0
     #: Fraction of background allocations that stays (the rest is freed again).
-    keep: float = 0.05
+    keep: float = 0.0125
     seed: int = 0
 
 

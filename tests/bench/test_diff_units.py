@@ -14,8 +14,8 @@ from memhp.abi.fs import Kind
 from memhp.abi.tree import Entry
 from memhp.bench.actions import ACTIONS, Action, HotAddAction, Read, Wait, Write, action, as_str
 from memhp.bench.compare import ALLOWLIST, compare_trees, counters, normalise
-from memhp.bench.drivers import CmdResult, Driver
-from memhp.bench.recording import Recording, recording_path
+from memhp.bench.drivers import CmdResult, Driver, SideResult
+from memhp.bench.recording import RecordedStep, Recording, recording_path
 from memhp.bench.report import report_json, report_markdown, summary_line
 from memhp.bench.runner import model_driver, run_scenario
 from memhp.bench.scenario import (
@@ -373,3 +373,35 @@ def test_transparent_hugepage_on_both_sides() -> None:
     assert mins[0] == 45056 > mins[1]  # khugepaged's floor: 11 pageblocks x 2 zones
     with pytest.raises(ScenarioError, match=r"cmdline\.transparent_hugepage: expected one of"):
         parse_scenario({**doc, "cmdline": {"transparent_hugepage": "yes"}}, "b.toml")
+
+
+def test_model_clock_follows_the_real_steps() -> None:
+    """The kernel's clock runs while the guest works: replayed, the model's simulated
+    clock moves on by each real step's seconds beyond what the model's own step let
+    pass (a wait), so its run-time kernel allocations cover the same time; run alone,
+    the model keeps its own time."""
+    path = os.path.join(SCENARIOS, "random-online-offline.toml")
+    sc = load_scenario(path)
+    rec = Recording.load(recording_path(sc, RECORDINGS))
+    d = model_driver(sc, run_with_sysfs)
+    clocks: list[float] = []
+    res = run_scenario(sc, d, replay=rec, on_step=lambda _sr: clocks.append(d.m.kernel.clock))
+    real = [s.real.seconds for s in res.steps if s.real is not None]
+    assert real[0] == 0.0 and min(real[1:]) > 0  # (boot, then each step took some time)
+    assert clocks == sorted(clocks) and clocks[-1] == pytest.approx(sum(real), abs=1e-9)
+    alone = model_driver(sc, run_with_sysfs)
+    run_scenario(sc, alone)
+    assert alone.m.kernel.clock == 0.0
+    steps = [{"wait": 2, "name": "w2"}, {"wait": 0, "name": "w0"}]
+    wait = parse_scenario(
+        {"machine": "machines/qemu-linux-6.1.toml", "cmdline": {"memhp_default_state": "offline"},
+         "step": steps},
+        os.path.join(SCENARIOS, "w.toml"),
+    )  # fmt: skip
+    fake = Recording(wait.label)
+    fake.steps["boot"] = rec.steps["boot"]  # (the same machine booted)
+    for name, secs in (("w2", 2.25), ("w0", 0.5)):
+        fake.steps[name] = RecordedStep(SideResult("ok", seconds=secs))
+    w = model_driver(wait, run_with_sysfs)
+    run_scenario(wait, w, replay=fake)
+    assert w.m.kernel.clock == pytest.approx(2.75)  # 2 s waited + 0.25 + 0.5 beyond

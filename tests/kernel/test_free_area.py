@@ -141,3 +141,55 @@ def test_recorded_fill_scenario_replays(capsys: pytest.CaptureFixture[str]) -> N
         ]
     )
     assert rc == 0, capsys.readouterr().out
+
+
+def _one_block(how: str, seed: int) -> SimMachine:
+    m = SimMachine(machine("qemu-linux-6.1"))
+    m.kernel.kalloc.configure(seed=seed)
+    m.device_add(512 * MiB, 0, id="dimm1")  # memory32-35 on node 0 (DMA, DMA32 only)
+    m.sysfs.write(f"{SYS_MEMORY}/memory35/state", how.encode())
+    return m
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_churn_slabs_land_in_a_new_normal_zone_within_a_second(seed: int) -> None:
+    """Node 0 of the QEMU guest has DMA and DMA32 only: a block onlined to ZONE_NORMAL
+    becomes the zonelist's first choice for the CPUs' GFP_KERNEL allocations, the
+    churn's slabs in use land there and the block refuses to go offline (EBUSY), as
+    Linux 6.1 and 6.12 do 0.65 s later (tests/scenarios/random-online-offline.toml).
+    Right after the online it goes offline; a Movable block never holds them."""
+    m = _one_block("online_kernel", seed)
+    m.sysfs.write(f"{SYS_MEMORY}/memory35/state", b"offline")  # no time passed
+    m.sysfs.write(f"{SYS_MEMORY}/memory35/state", b"online_kernel")
+    m.advance(0.65)
+    churn = [a for pool in m.kernel.kalloc.churn.values() for a in pool]
+    assert churn and any(35 in a.extents for a in churn)  # (128 MiB sections: section 35)
+    with pytest.raises(OSError) as e:
+        m.sysfs.write(f"{SYS_MEMORY}/memory35/state", b"offline")
+    assert e.value.errno == errno.EBUSY
+    mv = _one_block("online_movable", seed)
+    mv.advance(60.0)
+    assert int(mv.kernel.pa.counts[PageState.UNMOVABLE, 35]) == 0
+    mv.sysfs.write(f"{SYS_MEMORY}/memory35/state", b"offline")
+
+
+def test_churn_holds_the_newest_slabs_only() -> None:
+    """However long the time, each CPU holds CHURN_SLABS slabs of the churn (8 pages
+    each), the oldest freed first; what stays for good is the ``keep`` fraction."""
+    from memhp.kernel.mm.slab import CHURN_SLABS
+
+    m = _onlined("online_movable")
+    ka = m.kernel.kalloc
+    before = int(m.kernel.pa.counts[PageState.UNMOVABLE].sum())
+    for _ in range(50):
+        m.advance(10.0)
+    cpus = len(ka.churn)
+    assert cpus == 2
+    assert all(len(pool) == CHURN_SLABS for pool in ka.churn.values())
+    held = sum(a.nr_pages for pool in ka.churn.values() for a in pool)
+    kept = sum(a.nr_pages for a in ka.kept)
+    assert held == cpus * CHURN_SLABS * 8
+    # 500 s x 2 CPUs x 64 pages/s x 1.25% kept: 800 pages expected (Poisson)
+    assert 500 <= kept <= 1100
+    assert int(m.kernel.pa.counts[PageState.UNMOVABLE].sum()) == before + held + kept
+    assert {a.id for pool in ka.churn.values() for a in pool} <= ka.allocation_ids()

@@ -17,14 +17,20 @@ guest (QEMU TCG, 2 CPUs) as the bench recorded it for
 tests/scenarios/fill-hotadded-offline-each.toml: writing a
 256 MiB tmpfs file raised ``Slab`` from 16392 kB to 17076 kB (+684 kB; the model's
 xarray nodes, 576-byte radix_tree_node objects, one per 64 pages per level, 7 per
-4 KiB page, plus the inode: +600 kB); ``PageTables`` moved by under 50 kB.  The
-background rate (16 pages/s per CPU, 5% kept) is an upper bound from the same run:
-``Slab`` grew by under 300 kB over the ~2 minutes of the other steps.
+4 KiB page, plus the inode: +600 kB); ``PageTables`` moved by under 50 kB.  What
+stays of the background (64 pages/s per CPU, 1.25% kept: 0.8 pages/s per CPU) is an
+upper bound from the same run: ``Slab`` grew by under 300 kB over the ~2 minutes of
+the other steps.  The churn itself (64 pages/s per CPU, the newest CHURN_SLABS slabs
+in use) is a lower bound from where it lands: a block onlined to a new ZONE_NORMAL
+of node 0 refuses to go offline (EBUSY) within the 0.65 s of the next seven
+commands of the bench's guest (tests/scenarios/random-online-offline*.toml, every
+time on 6.1 and 6.12); at 16 pages/s the model left it free in about one run in ten.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,6 +42,8 @@ from memhp.kernel.mm.page_alloc import Allocation, AllocError, PageState
 if TYPE_CHECKING:
     from memhp.kernel.kernel import Kernel
 
+#: Slabs of the background churn a CPU keeps in use (the newest ones), 8 pages each.
+CHURN_SLABS = 4
 #: sizeof(struct radix_tree_node) (xa_node) on x86_64: the slab object of the page cache.
 XA_NODE_SIZE = 576
 #: XA_CHUNK_SIZE: page-cache slots per xarray node.
@@ -62,6 +70,9 @@ class KernelAllocations:
         self._last = k.clock
         #: Background allocations still held (kept ones), oldest first.
         self.kept: list[Allocation] = []
+        #: Per CPU, the slabs of the background churn still in use (oldest first):
+        #: the newest CHURN_SLABS, each new one pushing out the oldest.
+        self.churn: dict[int, deque[Allocation]] = {}
         #: Allocations made for workload objects, by object name.
         self.objects: dict[str, list[Allocation]] = {}
 
@@ -106,8 +117,16 @@ class KernelAllocations:
 
         Per CPU and elapsed second, ``rate_pages_per_s`` slab pages are allocated on
         the CPU's node, in batches of 8 pages (a slab of order 3, as kmalloc-4k and
-        radix_tree_node caches use); a ``keep`` fraction of the batches stays, the
-        others are freed again (slab pages freed to the head of the free lists)."""
+        radix_tree_node caches use); a ``keep`` fraction of the batches stays for
+        good (:attr:`kept`).  The others are the churn of short-lived objects: a
+        slab stays in use while its objects live, so the CPU's newest
+        :data:`CHURN_SLABS` slabs are held and each new one first frees the oldest
+        (to the head of the free lists, where the next allocation finds it again).
+        The slabs in use thus follow the zonelist: a zone that becomes the first
+        choice of the CPU's node (a block onlined to ZONE_NORMAL on a node that had
+        only DMA32) holds some of them within a second, and such a block cannot be
+        offlined (slab pages are unmovable: has_unmovable_pages(), -EBUSY), as the
+        real kernel refuses it (tests/scenarios/random-online-offline.toml)."""
         dt = now - self._last
         self._last = now
         if not self.enabled or dt <= 0 or self.rate_pages_per_s <= 0:
@@ -119,11 +138,19 @@ class KernelAllocations:
                 a = self._alloc(8, f"slab (kmalloc, cpu {cpu})", "slab", nid)
                 if a is not None:
                     self.kept.append(a)
-            # the freed batches leave no trace but their place in the free lists
-            for _ in range(min(batches - kept, 4)):
-                a = self._alloc(8, "slab", "slab", nid)
+            pool = self.churn.get(cpu)
+            if pool is None:
+                pool = self.churn[cpu] = deque()
+            # (older batches than the newest CHURN_SLABS would be freed again within
+            # this call: only where the newest land matters)
+            for _ in range(min(batches - kept, CHURN_SLABS)):
+                if len(pool) >= CHURN_SLABS:
+                    old = pool.popleft()
+                    if old.id in self.k.pa.allocs:
+                        self.k.pa.free(old)
+                a = self._alloc(8, f"slab (cpu {cpu})", "slab", nid)
                 if a is not None:
-                    self.k.pa.free(a)
+                    pool.append(a)
 
     def shmem_file(self, name: str, nr_pages: int, nid: int) -> list[Allocation]:
         """The kernel objects of a tmpfs file of ``nr_pages`` pages written on ``nid``:
@@ -162,6 +189,7 @@ class KernelAllocations:
     def allocation_ids(self) -> set[int]:
         """Ids of the live allocations made here (kept background ones, workload objects)."""
         ids = {a.id for a in self.kept}
+        ids.update(a.id for pool in self.churn.values() for a in pool)
         ids.update(a.id for objs in self.objects.values() for a in objs)
         return {i for i in ids if i in self.k.pa.allocs}
 
