@@ -234,8 +234,8 @@ def test_runtime_allocs_knobs_reach_the_kernel() -> None:
         ka = m.kernel.kalloc
         assert (ka.enabled, ka.rate_pages_per_s, ka.keep, ka.seed) == (
             knobs.get("enabled", True),
-            float(knobs.get("rate", 16.0)),  # type: ignore[arg-type]
-            float(knobs.get("keep", 0.05)),  # type: ignore[arg-type]
+            float(knobs.get("rate", 64.0)),  # type: ignore[arg-type]
+            float(knobs.get("keep", 0.0125)),  # type: ignore[arg-type]
             knobs.get("seed", 0),
         )
         m.kernel.clock += seconds
