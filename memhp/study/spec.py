@@ -34,8 +34,8 @@
     pinned = 0.0
     tmpfs = 0.1              # written to tmpfs files (page cache + kernel objects)
     churn = 0.3              # fraction of steps that free an earlier allocation
-    kernel_rate = 16         # run-time kernel allocations (k.kalloc), pages/s per CPU
-    kernel_keep = 0.05
+    kernel_rate = 64         # run-time kernel allocations (k.kalloc), pages/s per CPU
+    kernel_keep = 0.0125     # (the machine's [kernel.runtime_allocs] defaults)
 
     [grid]                   # each key a list: the cells are their product
     online = ["online_movable", "auto-movable"]
@@ -56,6 +56,7 @@ from typing import Any
 
 from memhp.abi import units
 from memhp.kernel.machine import MachineError, parse_machine
+from memhp.kernel.machine_runtime import RATE_MAX, RuntimeAllocsSpec
 
 ONLINE_BY_USER = ("online_movable", "online_kernel", "online")
 ONLINE_BY_KERNEL = ("contig-zones", "auto-movable")
@@ -72,6 +73,9 @@ PARAM_DEFAULTS: dict[str, object] = {
     "remove_order": "last-first",
 }
 
+#: The run-time kernel allocations' defaults, as for a machine file.
+_KALLOC = RuntimeAllocsSpec()
+
 WORKLOAD_KEYS: dict[str, tuple[type, float, float, float]] = {
     # key: (type, default, min, max)
     "fill": (float, 0.5, 0.0, 1.0),
@@ -79,8 +83,8 @@ WORKLOAD_KEYS: dict[str, tuple[type, float, float, float]] = {
     "pinned": (float, 0.0, 0.0, 1.0),
     "tmpfs": (float, 0.0, 0.0, 1.0),
     "churn": (float, 0.0, 0.0, 1.0),
-    "kernel_rate": (float, 16.0, 0.0, 1e6),
-    "kernel_keep": (float, 0.05, 0.0, 1.0),
+    "kernel_rate": (float, _KALLOC.rate, 0.0, RATE_MAX),
+    "kernel_keep": (float, _KALLOC.keep, 0.0, 1.0),
 }
 
 TOP_KEYS = (
@@ -121,8 +125,8 @@ class Workload:
     pinned: float = 0.0
     tmpfs: float = 0.0
     churn: float = 0.0
-    kernel_rate: float = 16.0
-    kernel_keep: float = 0.05
+    kernel_rate: float = _KALLOC.rate
+    kernel_keep: float = _KALLOC.keep
 
 
 @dataclass(frozen=True)
