@@ -30,6 +30,7 @@ from memhp.bench.actions import (
 )
 from memhp.bench.drivers import CmdResult, Driver, ModelDriver, QMPDriver
 from memhp.kernel.machine import MachineError, parse_size
+from memhp.kernel.mm.mempolicy import set_mempolicy_preferred
 
 if TYPE_CHECKING:
     from memhp.kernel.mm.page_alloc import Allocation
@@ -57,6 +58,10 @@ def start_task(d: Driver, name: str, movable: int, unmovable: int, node: int) ->
         tasks = _MODEL_TASKS.setdefault(m, {})
         if name in tasks:
             return f"failed: task {name} exists"
+        with m.lock:
+            err = set_mempolicy_preferred(m.kernel, [node])
+        if err:  # (the guest task's OSError, as Python prints it)
+            return f"failed: [Errno {-err}] set_mempolicy"
         nu, nm = unmovable // PAGE_SIZE, movable // PAGE_SIZE
         allocs: list[Allocation] = []
         try:  # the kernel part first, as SimMachine.fill does with a mix
@@ -75,7 +80,10 @@ def start_task(d: Driver, name: str, movable: int, unmovable: int, node: int) ->
     if isinstance(d, QMPDriver) and d.vm is not None:
         argv = [*d.vm.python_argv(), GUEST_TASK, name, str(movable), str(unmovable), str(node)]
         r = d.vm.fs.run(" ".join(shlex.quote(a) for a in argv), 600.0)
-        return "ok" if r.rc == 0 else f"failed: {r.text.strip() or r.stderr.decode().strip()}"
+        if r.rc == 0:
+            return "ok"
+        why = r.text.strip() or r.stderr.decode().strip()
+        return f"failed: {why.removeprefix('failed: ')}"  # (guest_task.py says "failed: ...")
     return "failed: tasks need a QEMU guest or the in-process model"
 
 
