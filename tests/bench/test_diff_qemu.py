@@ -2,7 +2,8 @@
 QEMU and on the simulated kernel, tree by tree after each step.
 
 Live runs (QEMU) are the expensive part of CI, so: every scenario meant for 6.1 runs
-live on 6.1 but the virtio-mem ones not in :data:`LIVE_VIRTIO`; on 6.12 only
+live on 6.1 but the virtio-mem ones not in :data:`LIVE_VIRTIO` and the generated
+``random-*`` ones not in :data:`LIVE_RANDOM`; on 6.12 only
 :data:`LIVE_612` (the scenarios of what 6.12 changed) runs live.  Every scenario is
 also replayed against its recorded real run on each of its kernels
 (tests/bench/test_diff_units.py, no QEMU), which is how CI checks the other scenarios
@@ -45,6 +46,9 @@ LIVE_612 = (
 #: The virtio-mem scenarios that run live (the others are replayed: each takes a slow
 #: boot with the device and its module, and seconds of waiting for resizes to settle).
 LIVE_VIRTIO = ("virtio-plug-memoryless-node", "virtio-unplug-hwpoison")
+#: The generated scenarios (``random-*``: long sequences, 35-80 s each on TCG) that run
+#: live; the others are replayed only.
+LIVE_RANDOM = ("random-online-offline",)
 
 
 def _live_61(path: str) -> bool:
@@ -54,6 +58,7 @@ def _live_61(path: str) -> bool:
         "6.1" in sc.kernels
         and "study" not in sc.tags
         and (not name.startswith("virtio-") or name in LIVE_VIRTIO)
+        and (not name.startswith("random-") or name in LIVE_RANDOM)
     )
 
 
