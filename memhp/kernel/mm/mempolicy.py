@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from memhp.kernel.kernel import Kernel
 
-MPOL_PREFERRED = 1
-
 
 def set_mempolicy_preferred(k: Kernel, nodes: Iterable[int]) -> int:
     """do_set_mempolicy(MPOL_PREFERRED, nodes): 0, or -EINVAL when none of ``nodes``
