@@ -13,7 +13,9 @@ LRU, the per-CPU lists' page counts.  The pagesets' ``batch`` is zone_batchsize(
 and their ``high`` zone_highsize() (from the low watermark and the node's CPUs, as
 setup_per_zone_wmarks() -> zone_pcp_update() leave them; 6.12 auto-tunes ``high``
 between that and a larger bound as pages come and go, which the model does not
-follow), ``vm stats threshold`` calculate_normal_threshold().
+follow), ``vm stats threshold`` calculate_normal_threshold(): the batch and the
+threshold from the managed pages of the last init_per_zone_wmark_min()
+(``Zone.pcp_managed``), as the kernel computes them only there.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def _rounddown_pow_of_two(x: int) -> int:
 
 def zone_batchsize(zone: Zone) -> int:
     """zone_batchsize(): ~0.1% of the zone or 1 MiB, as 2^n - 1 (at least 1 in use)."""
-    batch = min(zone.managed_pages >> 10, _BATCH_CAP) // 4
+    batch = min(zone.pcp_managed >> 10, _BATCH_CAP) // 4
     batch = max(batch, 1)
     return max(1, _rounddown_pow_of_two(batch + batch // 2) - 1)
 
@@ -66,7 +68,7 @@ def zone_highsize(zone: Zone, batch: int, node_cpus: int, online_cpus: int) -> i
 def calculate_normal_threshold(zone: Zone, online_cpus: int) -> int:
     """calculate_normal_threshold(): 2 * fls(cpus) * (1 + fls(managed in 128 MiB)),
     at most 125."""
-    mem = zone.managed_pages >> 15
+    mem = zone.pcp_managed >> 15
     return min(125, 2 * _fls(online_cpus) * (1 + _fls(mem)))
 
 

@@ -56,6 +56,35 @@ def test_online_partial_block_keeps_unplugged_subblocks_out_of_the_buddy() -> No
     assert vm.fake_offline[34].nr_pages == (128 - 44) * 256
 
 
+def _marks(m: SimMachine) -> tuple[int, int, int, int]:
+    m.kernel.pa.ensure_watermarks()
+    zone = m.kernel.pgdats[1].node_zones[-1]  # node 1's ZONE_MOVABLE
+    return zone.managed_pages, zone.watermark_min, zone.watermark_high, zone.pcp_managed
+
+
+def test_fake_offline_changes_managed_pages_but_not_the_watermarks() -> None:
+    """adjust_managed_page_count() without init_per_zone_wmark_min(): an unplug or
+    plug of online sub-blocks leaves the watermarks, the pagesets' batch and the
+    vmstat threshold those of the last online/offline (virtio-task-memoryless-node
+    on 6.12: Movable min 64 after an unplug to 200M, not 50); the unplugged
+    sub-blocks of a block being onlined never count (online_pages_range())."""
+    m = vm_machine(300 * MiB)
+    for b in (32, 33, 34):
+        m.sysfs.write(f"{block_dir(b)}/state", b"online_movable")
+    managed, wmin, high, pcp = _marks(m)
+    assert managed == pcp == (128 + 128 + 44) * 256  # memory34's 84 sub-blocks never counted
+    m.virtio_mem_resize("vm0", 260 * MiB)  # memory34's online sub-blocks fake-offlined
+    assert sorted(m.kernel.memory.blocks)[-1] == 34
+    assert _marks(m) == (260 * 256, wmin, high, pcp)
+    m.virtio_mem_resize("vm0", 280 * MiB)  # and plugged again (fake-online)
+    assert _marks(m) == (280 * 256, wmin, high, pcp)
+    zoneinfo = m.sysfs.read("/proc/zoneinfo").decode()
+    assert f"managed  {280 * 256}" in zoneinfo and f"min      {wmin}" in zoneinfo
+    m.sysfs.write(f"{block_dir(33)}/state", b"offline")  # the next computation
+    managed, wmin2, _, pcp = _marks(m)
+    assert managed == pcp == (280 - 128) * 256 and wmin2 < wmin
+
+
 def test_unplug_to_zero_removes_all_blocks_and_reports_the_size() -> None:
     m = vm_machine(300 * MiB)
     for b in (32, 33, 34):

@@ -99,6 +99,11 @@ class MemoryHotplug:
         #: ``signal_after_s`` of simulated time.
         self.retry_wait: Callable[[], bool] | None = None
         self.last_offline_failure: OfflineFailure | None = None
+        #: online_page_callback (set_online_page_callback()): called by
+        #: online_pages_range() with (pfn, nr_pages) of each range it onlines, after
+        #: the pages reached the buddy here and before they count as managed; None is
+        #: generic_online_page() (virtio_mem keeps its unplugged sub-blocks out).
+        self.online_page_callback: Callable[[int, int], None] | None = None
         #: online_policy (index into ONLINE_POLICIES), auto_movable_ratio (uint),
         #: auto_movable_numa_aware: module parameters, also on the command line.
         self.online_policy = ONLINE_POLICIES.index(spec.online_policy)
@@ -266,6 +271,8 @@ def online_pages(k: Kernel, pfn: int, nr_pages: int, zone: Zone) -> int:
     last = pfn_to_section_nr(pfn + nr_pages - 1)
     k.sparse.set_online(range(first, last + 1), True)
     k.pa.section_online(first, last + 1, nid, zone.idx)
+    if (callback := k.hotplug.online_page_callback) is not None:
+        callback(pfn, nr_pages)
     # adjust_present_page_count() and the managed pages the buddy now holds.
     zone.present_pages += nr_pages
     zone.managed_pages += nr_pages

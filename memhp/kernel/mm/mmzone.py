@@ -54,6 +54,9 @@ class Zone:
     #: lowmem_reserve[j]: pages kept from allocations whose highest zone is j
     #: (setup_per_zone_lowmem_reserve(); /proc/zoneinfo "protection").
     lowmem_reserve: tuple[int, ...] = (0, 0, 0, 0)
+    #: managed_pages at the last init_per_zone_wmark_min(): what zone_pcp_update()
+    #: (the pagesets' batch and high) and refresh_zone_stat_thresholds() read.
+    pcp_managed: int = 0
 
     @property
     def name(self) -> str:
@@ -149,7 +152,7 @@ class PgData:
         """hotadd_init_pgdat() of a node that was offline: empty zones, no span."""
         for z in self.node_zones:
             z.zone_start_pfn = z.spanned_pages = z.present_pages = z.managed_pages = 0
-            z.watermark_min = z.watermark_low = z.watermark_high = 0
+            z.watermark_min = z.watermark_low = z.watermark_high = z.pcp_managed = 0
             z.lowmem_reserve = (0,) * len(self.node_zones)
         self.node_start_pfn = self.node_spanned_pages = 0
         self.init_count += 1

@@ -179,8 +179,7 @@ class PageAllocator:
         cv = self._cv
         cv[src, sec] -= n
         cv[dst, sec] += n
-        z = self._zv[sec]
-        if z >= 0:
+        if (z := self._zv[sec]) >= 0:
             v = self._zview(self._nv[sec], z)
             v[src] -= n
             v[dst] += n
@@ -196,9 +195,7 @@ class PageAllocator:
             a.extents[sec] = left
         else:
             del a.extents[sec]
-        d = self.by_section[sec]
-        left = d[a.id] - n
-        if left:
+        if left := (d := self.by_section[sec])[a.id] - n:
             d[a.id] = left
         else:
             del d[a.id]
@@ -552,10 +549,8 @@ class PageAllocator:
                     arr = self._zkey(int(self.nid[s]), int(self.zone[s]))
                     arr[a.state] -= n
                     arr[PageState.FREE] += n
-                    if a.state is PageState.RESERVED:
-                        pgdat = self.pgdats.get(int(self.nid[s]))
-                        if pgdat is not None:
-                            pgdat.zone(ZoneType(int(self.zone[s]))).managed_pages += n
+                    if a.state is PageState.RESERVED and (g := self.pgdats.get(nv[s])):
+                        self.adjust_managed_page_count(g.zone(ZoneType(zv[s])), n)
             elif n:  # _move(s, st, FREE, n)
                 cv[st, s] -= n
                 cv[_FREE, s] += n
@@ -590,9 +585,13 @@ class PageAllocator:
         self._index_sub(a, sec, n)
 
     # --------------------------------------------------------------- watermarks
-    def init_per_zone_wmark_min(self) -> None:
-        """init_per_zone_wmark_min(), on every online/offline (:class:`Watermarks`)."""
+    def init_per_zone_wmark_min(self) -> None:  # on every online/offline (Watermarks)
         self.wmarks.dirty = True
+
+    def adjust_managed_page_count(self, zone: Zone, delta: int) -> None:
+        """adjust_managed_page_count(): no recomputation; a pending one reads the old count."""
+        self.ensure_watermarks()
+        zone.managed_pages += delta
 
     def ensure_watermarks(self) -> None:
         """Bring the watermarks up to date if an online/offline changed them."""

@@ -134,9 +134,11 @@ def init_per_zone_wmark_min(pgdats: dict[int, PgData], thp: bool, movable_capped
 class Watermarks:
     """The watermark state of a page allocator: its switches and the results of
     the last :func:`init_per_zone_wmark_min`.  The kernel computes on every
-    online/offline; here the computation (O(zones)) waits for the next allocation
-    that checks a watermark (``dirty``), so that onlining 100,000 blocks in a row
-    does not redo it each time."""
+    online/offline; here the computation (O(zones)) waits (``dirty``) for the next
+    allocation that checks a watermark, a reader of /proc, or a change of the
+    managed pages outside online/offline (adjust_managed_page_count(), which does
+    not recompute: the computation must see the count of the online/offline), so
+    that onlining 100,000 blocks in a row does not redo it each time."""
 
     def __init__(self, thp: bool, movable_capped: bool) -> None:
         #: Transparent hugepages enabled (khugepaged raises min_free_kbytes).
@@ -151,3 +153,7 @@ class Watermarks:
         self.dirty = False
         self.min_free_kbytes = init_per_zone_wmark_min(pgdats, self.thp, self.movable_capped)
         self.totalreserve_pages = totalreserve_pages(pgdats)
+        # setup_per_zone_wmarks() -> zone_pcp_update(), refresh_zone_stat_thresholds()
+        for pgdat in pgdats.values():
+            for zone in pgdat.node_zones:
+                zone.pcp_managed = zone.managed_pages

@@ -133,6 +133,7 @@ class VirtioMemDriver(VirtioMemSbm):
             self._info(vm, "unplugging all memory is required")
         if not self._registered:
             self.k.memory.chain.register("virtio_mem", self._notifier)
+            self.k.hotplug.online_page_callback = self._online_page_cb
             self._registered = True
         self.vms.append(vm)
         return 0
@@ -323,8 +324,7 @@ class VirtioMemDriver(VirtioMemSbm):
         return 0
 
     def _notify_online(self, vm: VirtioMem, mb: int) -> None:
-        """virtio_mem_sbm_notify_online() + virtio_mem_online_page_cb(): the state from
-        the zone, and the unplugged sub-blocks stay out of the buddy (fake offline)."""
+        """virtio_mem_sbm_notify_online(): the block's state from its zone."""
         sec = mb * self.k.memory.sections_per_block
         movable = int(self.k.pa.zone[sec]) == int(ZoneType.MOVABLE)
         partial = not all(vm.sb_plugged[mb])
@@ -332,6 +332,17 @@ class VirtioMemDriver(VirtioMemSbm):
             vm.mb_state[mb] = Sbm.MOVABLE_PARTIAL if partial else Sbm.MOVABLE
         else:
             vm.mb_state[mb] = Sbm.KERNEL_PARTIAL if partial else Sbm.KERNEL
+
+    def _online_page_cb(self, pfn: int, nr_pages: int) -> None:
+        """virtio_mem_online_page_cb() -> virtio_mem_online_page() (SBM): in
+        online_pages_range(), so before the online's init_per_zone_wmark_min(), the
+        unplugged sub-blocks stay out of the buddy (fake offline, never onlined) and
+        never count as managed; other memory (a DIMM, BBM) is generic_online_page()."""
+        start = pfn << PAGE_SHIFT
+        vm = next((v for v in self.vms if self._overlaps(v, start, nr_pages << PAGE_SHIFT)), None)
+        if vm is None or not vm.in_sbm:
+            return
+        mb = start // self.mb_size
         vm.sb_never_onlined[mb] = {i for i, p in enumerate(vm.sb_plugged[mb]) if not p}
         self._online_unplugged(vm, mb)
 

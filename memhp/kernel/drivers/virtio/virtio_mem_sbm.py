@@ -314,7 +314,7 @@ class VirtioMemSbm:
         pa = self.k.pa
         for sec, n in a.extents.items():
             zone = self.k.pgdats[int(pa.nid[sec])].zone(ZoneType(int(pa.zone[sec])))
-            zone.managed_pages -= n
+            pa.adjust_managed_page_count(zone, -n)
         old = vm.fake_offline.get(mb)
         if old is None:
             vm.fake_offline[mb] = a

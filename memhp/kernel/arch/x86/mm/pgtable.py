@@ -230,7 +230,8 @@ class PageTableTree:
         """adjust_managed_page_count() for PG_reserved pages of an online section."""
         z = int(self.k.pa.zone[sec])
         if z >= 0:
-            self.k.pgdats[int(self.k.pa.nid[sec])].node_zones[z].managed_pages += delta
+            zone = self.k.pgdats[int(self.k.pa.nid[sec])].node_zones[z]
+            self.k.pa.adjust_managed_page_count(zone, delta)
 
     def _pool_drain(self) -> None:
         for pool in self._pool.values():
