@@ -22,7 +22,7 @@ from memhp.abi.paths import block_dir
 from memhp.kernel.mm.mmzone import ZoneType
 from memhp.kernel.mm.page_alloc import PageState
 from memhp.sim import procfs
-from memhp.sim.machine import SimMachine
+from memhp.sim.machine import SimMachine, WorkloadMix
 from tests.support.sim import DIMM_BLOCKS, dimm_machine, machine, pin
 
 BLOCK = 128 * MiB
@@ -53,8 +53,8 @@ def test_blocked_offline_hides_the_blocks_free_pages_until_undone(name: str) -> 
     """offline_pages() of memory32 (ZONE_MOVABLE, node 1) with 100 unmovable pages
     in it retries migration until the writer gets a signal; meanwhile MemFree,
     the node's MemFree and nr_free_pages lack every free page of the block: the
-    ones it had (set_migratetype_isolate()) and the 1000 migrated away from it
-    (__free_one_page() into an isolated block).  The signal undoes the isolation
+    ones it had (set_migratetype_isolate()) and the 1000 migrated away from it, to
+    node 0 (__free_one_page() into an isolated block).  The signal undoes the isolation
     (unset_migratetype_isolate()): all of them count again, the 1000 pages stay
     where migration put them.  6.1 and 6.12 (account_freepages()) alike."""
     m = SimMachine(machine(name))
@@ -77,28 +77,36 @@ def test_blocked_offline_hides_the_blocks_free_pages_until_undone(name: str) -> 
         m.sysfs.write(f"{block_dir(32)}/state", b"offline")
     assert e.value.errno == errno.EINTR
     hidden = PAGES - 100  # the block's free pages: all but the pinned ones
-    during = (before[0] - 4 * hidden, before[1] - 4 * hidden, before[2] - hidden)
+    # (the 1000 migrated to node 0: do_migrate_range()'s nodemask leaves node 1 out)
+    gone = 1000
+    during = (before[0] - 4 * hidden, before[1] - 4 * (hidden - gone), before[2] - hidden + gone)
     assert seen == [(during, hidden, True), (during, hidden, True)]
-    assert _free(m) == before
+    assert _free(m) == (before[0], before[1] + 4 * gone, before[2] + gone)
     assert not pa.iso
     assert pa.counts[PageState.FREE, 32] == hidden
     assert 32 not in user[0].extents and user[0].nr_pages == 1000
+    assert {int(pa.nid[s]) for s in user[0].extents} == {0}
     assert m.sysfs.read(f"{block_dir(32)}/state") == b"online\n"
 
 
 def test_migration_targets_stop_at_the_isolated_zones_watermark() -> None:
-    """Three owners of 3300 movable pages in memory32 (node 1's ZONE_MOVABLE, the
-    only zone of node 1); the other three blocks leave ``min + 700`` free pages.
+    """Three owners of 3300 movable pages in memory32 of a DIMM onlined movable on
+    node 0 (node 1 has no memory, so do_migrate_range()'s nodemask is node 0
+    itself); the DIMM's other three blocks leave ``min + 700`` free pages.
     Offlining memory32 migrates them (alloc_migration_target() -> __alloc_pages()):
-    the zone's NR_FREE_PAGES lacks the isolated block's free pages, so its
+    ZONE_MOVABLE's NR_FREE_PAGES lacks the isolated block's free pages, so its
     watermark check (__zone_watermark_ok()) lets 700 pages be taken there and the
-    other 2600 come from the next zone of node 1's zonelist, node 0's DMA32.  (The
-    model used to count the isolated block's free pages and drain the zone to 0.)"""
-    m = dimm_machine()
+    other 2600 come from the next zone of node 0's zonelist, DMA32.  (The model used
+    to count the isolated block's free pages and drain the zone to 0.)"""
+    m = SimMachine(machine("qemu-linux-6.1"))
+    m.device_add(512 * MiB, 0, id="dimm1")
+    for b in DIMM_BLOCKS:
+        m.sysfs.write(f"{block_dir(b)}/state", b"online_movable")
     k, pa = m.kernel, m.kernel.pa
     pa.ensure_watermarks()
-    mov = k.pgdats[1].zone(ZoneType.MOVABLE)
+    mov = k.pgdats[0].zone(ZoneType.MOVABLE)
     dma32 = k.pgdats[0].zone(ZoneType.DMA32)
+    assert k.nodes.node_states["N_MEMORY"] == {0}
     wmin = mov.watermark_min
     # (6.1: ZONE_MOVABLE's share of min_free_kbytes; 6.12 would cap it at 128)
     assert mov.managed_pages == 4 * PAGES and wmin > 128
@@ -113,8 +121,8 @@ def test_migration_targets_stop_at_the_isolated_zones_watermark() -> None:
     m.sysfs.write(f"{block_dir(32)}/state", b"offline")
     on = {
         o.owner: (
-            sum(n for s, n in o.extents.items() if pa.nid[s] == 1),
-            sum(n for s, n in o.extents.items() if pa.nid[s] == 0),
+            sum(n for s, n in o.extents.items() if pa.zone[s] == ZoneType.MOVABLE),
+            sum(n for s, n in o.extents.items() if pa.zone[s] == ZoneType.DMA32),
         )
         for o in owners
     }
@@ -122,4 +130,66 @@ def test_migration_targets_stop_at_the_isolated_zones_watermark() -> None:
     assert on == {"w0 (movable)": (700, 200), "w1 (movable)": (0, 1100), "w2 (movable)": (0, 1300)}
     assert pa.zone_free(mov) == wmin
     assert pa.zone_free(dma32) == dma32_free - 2600
-    assert _field(procfs.node_meminfo(k, 1), "MemFree:") == 4 * wmin
+
+
+def test_offline_migrates_to_the_other_nodes_only() -> None:
+    """do_migrate_range(): the nodemask is N_MEMORY less the offlined block's node,
+    kept through __alloc_pages_slowpath() (GFP_USER: ALLOC_CPUSET), so pages leave
+    node 1 for node 0 although node 1's other blocks have room; with node 0 full
+    above its watermarks migration fails and 6.1 retries until the writer's signal,
+    while node 1 still has room.  A kernel zone's pages (GFP_USER | __GFP_MOVABLE,
+    no __GFP_HIGHMEM) never land in ZONE_MOVABLE."""
+    m = dimm_machine()
+    k, pa = m.kernel, m.kernel.pa
+    (a,) = m.fill(2000, start=32 * BLOCK, end=33 * BLOCK, owner="a")
+    m.sysfs.write(f"{block_dir(32)}/state", b"offline")
+    assert {int(pa.nid[s]) for s in a.extents} == {0}
+    # node 0 full: nothing above its zones' min watermarks (+ lowmem reserves)
+    (b,) = m.fill(2000, start=33 * BLOCK, end=34 * BLOCK, owner="b")
+    hi = ZoneType.MOVABLE
+    room = sum(max(0, pa.watermark_room(z, hi)) for z in pa.zonelist(0, PageState.MOVABLE, True))
+    m.fill(room, node=0, owner="rest")
+    k.hotplug.retry_wait = lambda: True
+    with pytest.raises(OSError) as e:
+        m.sysfs.write(f"{block_dir(33)}/state", b"offline")
+    assert e.value.errno == errno.EINTR
+    assert b.extents == {33: 2000}  # node 1's blocks 34-35 were free all along
+    assert pa.zone_free(k.pgdats[1].zone(ZoneType.MOVABLE)) >= 2 * PAGES
+
+
+@pytest.mark.parametrize(("how", "lands"), [("online_kernel", None), ("online_movable", 0)])
+def test_pages_of_a_kernel_zone_never_migrate_into_zone_movable(
+    how: str, lands: int | None
+) -> None:
+    """alloc_migration_target(): __GFP_HIGHMEM only for a page of ZONE_MOVABLE, so
+    the pages of a block onlined to ZONE_NORMAL (node 1) may go to node 0's DMA32
+    and Normal but not to its ZONE_MOVABLE: with DMA32 full, the offline blocks
+    (6.1: until the writer's signal) though node 0's ZONE_MOVABLE is free; the same
+    pages in a ZONE_MOVABLE block move there."""
+    m = SimMachine(machine("qemu-linux-6.1"))
+    m.device_add(512 * MiB, 0, id="dimm0")  # blocks 32-35, node 0
+    m.device_add(512 * MiB, 1, id="dimm1")  # blocks 36-39, node 1
+    for b in DIMM_BLOCKS:
+        m.sysfs.write(f"{block_dir(b)}/state", b"online_movable")
+    m.sysfs.write(f"{block_dir(36)}/state", how.encode())
+    k, pa = m.kernel, m.kernel.pa
+    (a,) = m.fill(1000, start=36 * BLOCK, end=37 * BLOCK, owner="a")
+    dma32 = k.pgdats[0].zone(ZoneType.DMA32)
+    kernel = WorkloadMix(unmovable=1.0)  # (a GFP_KERNEL request sees the same reserve)
+    for _ in range(8):  # (until nothing is left: the kernel's own allocations move it)
+        if (room := pa.watermark_room(dma32, ZoneType.NORMAL)) > 0:
+            m.fill(room, node=0, zone="DMA32", mix=kernel)
+    assert pa.watermark_room(dma32, ZoneType.NORMAL) <= 0
+    assert not k.pgdats[0].zone(ZoneType.NORMAL).present_pages
+    k.hotplug.retry_wait = lambda: True
+    if lands is None:
+        with pytest.raises(OSError) as e:
+            m.sysfs.write(f"{block_dir(36)}/state", b"offline")
+        assert e.value.errno == errno.EINTR
+        assert a.extents == {36: 1000}
+    else:
+        m.sysfs.write(f"{block_dir(36)}/state", b"offline")
+        assert {(int(pa.nid[s]), int(pa.zone[s])) for s in a.extents} == {
+            (lands, int(ZoneType.MOVABLE))
+        }
+    assert pa.zone_free(k.pgdats[0].zone(ZoneType.MOVABLE)) > PAGES

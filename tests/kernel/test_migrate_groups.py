@@ -1,6 +1,6 @@
 """Migration's shared destination walk (memhp.kernel.mm.migrate._move_group): the
 owners of an offlined range that get their new pages from one walk end exactly as
-with one walk per owner (PageAllocator.move_pages), on the real model; also where
+with one walk per owner (migrate.move_pages), on the real model; also where
 a zone's watermark (__zone_watermark_ok() of NR_FREE_PAGES, without the isolated
 blocks' free pages) limits what is taken."""
 
@@ -96,14 +96,14 @@ def test_shared_walk_ends_as_one_walk_per_owner(
     why: Counter[str | None] = Counter()
     shared = migrate._move_group
 
-    def spy(pa: Any, group: Any) -> str | None:
-        r = shared(pa, group)
+    def spy(pa: Any, group: Any, t: Any) -> str | None:
+        r = shared(pa, group, t)
         why[r] += 1
         return r
 
     monkeypatch.setattr(migrate, "_move_group", spy)
     ra = _offline(a, blocks)
-    monkeypatch.setattr(migrate, "_move_group", lambda pa, group: "owner by owner")
+    monkeypatch.setattr(migrate, "_move_group", lambda pa, group, t: "owner by owner")
     rb = _offline(b, blocks)
     assert ra == rb
     assert _state(a) == _state(b)

@@ -99,10 +99,9 @@ class MemoryHotplug:
         #: ``signal_after_s`` of simulated time.
         self.retry_wait: Callable[[], bool] | None = None
         self.last_offline_failure: OfflineFailure | None = None
-        #: online_page_callback (set_online_page_callback()): called by
-        #: online_pages_range() with (pfn, nr_pages) of each range it onlines, after
-        #: the pages reached the buddy here and before they count as managed; None is
-        #: generic_online_page() (virtio_mem keeps its unplugged sub-blocks out).
+        #: online_page_callback (set_online_page_callback()): online_pages_range()'s
+        #: (pfn, nr_pages), once the pages reached the buddy here and before they count
+        #: as managed; None: generic_online_page() (virtio_mem keeps some pages out).
         self.online_page_callback: Callable[[int, int], None] | None = None
         #: online_policy (index into ONLINE_POLICIES), auto_movable_ratio (uint),
         #: auto_movable_numa_aware: module parameters, also on the command line.
@@ -353,7 +352,7 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
     retries = 0
     while True:
         failed = 0
-        for moved, f in migrate_sections(k.pa, secs):
+        for moved, f in migrate_sections(k.pa, secs, k.nodes.node_states["N_MEMORY"]):
             k.clock += moved * k.hotplug.migrate_page_cost_s
             failed += f
         leftovers = [

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from typing import NamedTuple
 
+from memhp.kernel.mm.mmzone import ZoneType
 from memhp.kernel.mm.page_alloc import Allocation, AllocError, PageAllocator, PageState
 
 #: Simulated cost of migrating one 4 KiB page, in seconds.  Linux migrates base
@@ -16,31 +18,73 @@ _FREE, _MOVABLE = int(PageState.FREE), int(PageState.MOVABLE)
 _UNMOVABLE, _RESERVED = int(PageState.UNMOVABLE), int(PageState.RESERVED)
 
 
-def migrate_section(pa: PageAllocator, sec: int) -> tuple[int, int]:
-    """do_migrate_range() -> migrate_pages(alloc_migration_target) over one isolated
-    section, owner by owner (allocation id order).
+class Target(NamedTuple):
+    """struct migration_target_control as alloc_migration_target() uses it: the
+    preferred node (``mtc->nid``), the nodemask applied to its zonelist (None: all
+    of it) and gfp_zone() of the request."""
 
-    Every MOVABLE page gets a new page allocated by the usual rules (isolated
-    sections excluded, their free pages not counted for the watermarks:
-    alloc_migration_target() -> __alloc_pages() -> zone_watermark_ok()) and its
-    owner's extents follow it
-    (:meth:`PageAllocator.move_pages`).  Returns (pages migrated, pages that could
-    not be migrated: pinned or no room).
-    """
+    nid: int
+    nodes: tuple[int, ...] | None
+    highest: ZoneType
+
+
+def migration_target(pa: PageAllocator, sec: int, n_memory: Collection[int] | None) -> Target:
+    """Where the pages of section ``sec`` (one node, one zone) migrate to:
+    alloc_migration_target() asks GFP_USER | __GFP_MOVABLE, plus __GFP_HIGHMEM only
+    for a page of ZONE_MOVABLE (or highmem), so pages leaving a kernel zone never
+    land in ZONE_MOVABLE; the preferred node is the page's own.  With ``n_memory``
+    (N_MEMORY: offline_pages()' do_migrate_range()) the nodemask is the nodes with
+    memory less that node, the node itself only when no other has memory; the
+    allocation keeps it to the end (GFP_USER reclaims, so ALLOC_CPUSET stays set and
+    __alloc_pages_slowpath() never drops ac->nodemask): with the other nodes full,
+    migration fails even where the page's own node has room.  Without
+    (alloc_contig_range()'s __alloc_contig_migrate_range()) no nodemask."""
+    nid, zone = int(pa.nid[sec]), int(pa.zone[sec])
+    highest = ZoneType.MOVABLE if zone == int(ZoneType.MOVABLE) else ZoneType.NORMAL
+    nodes = None
+    if n_memory is not None:
+        order = pa.node_order.get(nid, [nid])
+        nodes = tuple(n for n in order if n != nid and n in n_memory) or (nid,)
+    return Target(nid, nodes, highest)
+
+
+def move_pages(pa: PageAllocator, a: Allocation, sec: int, n: int, t: Target) -> None:
+    """``n`` pages of ``a`` in ``sec`` move to pages allocated for ``t`` (the plan of
+    an alloc(), whose new allocation's id is used up, then absorbed into ``a``); the
+    old ones are freed where they are, on no free list and not in NR_FREE_PAGES (an
+    isolated section: __free_one_page()).  AllocError when there is no room:
+    nothing changes then."""
+    plan = pa._plan(n, a.state, a.owner, t.nid, nodes=t.nodes, highest=t.highest)
+    pa._next_id += 1
+    pa._take(a, plan, a.state)
+    pa._taken_all(plan, a.state)
+    pa._move(sec, a.state, PageState.FREE, n)
+    pa._index_sub(a, sec, n)
+
+
+def migrate_section(pa: PageAllocator, sec: int) -> tuple[int, int]:
+    """alloc_contig_range()'s migration of one isolated section (no nodemask), owner
+    by owner (allocation id order), as :func:`migrate_sections`.  Returns (pages
+    migrated, pages that could not be migrated: pinned or no room)."""
     ((moved, failed),) = migrate_sections(pa, [sec])
     return moved, failed
 
 
-def migrate_sections(pa: PageAllocator, secs: Sequence[int]) -> list[tuple[int, int]]:
-    """:func:`migrate_section` of each isolated section of ``secs`` in turn (one
-    pass of offline_pages()' do_migrate_range() over the range); (moved, failed)
-    per section.
+def migrate_sections(
+    pa: PageAllocator, secs: Sequence[int], n_memory: Collection[int] | None = None
+) -> list[tuple[int, int]]:
+    """do_migrate_range() -> migrate_pages(alloc_migration_target) over the isolated
+    sections ``secs`` of one zone, in turn; (moved, failed) per section.
 
-    Consecutive owners on one node are given their new pages by one walk of the
-    zonelist when that provably picks the pages one walk per owner would
-    (:func:`_move_group`); otherwise, and when there is no room for all of them,
-    owner by owner as :meth:`PageAllocator.move_pages` does.
+    Every MOVABLE page gets a new page allocated for the range's
+    :func:`migration_target` (isolated sections excluded, their free pages not
+    counted for the watermarks: __alloc_pages() -> zone_watermark_ok()) and its
+    owner's extents follow it (:func:`move_pages`).  Consecutive owners are given
+    their new pages by one walk of the zonelist when that provably picks the pages
+    one walk per owner would (:func:`_move_group`); otherwise, and when there is no
+    room for all of them, owner by owner.
     """
+    t = migration_target(pa, secs[0], n_memory)
     res = [[0, 0] for _ in secs]
     todo: list[tuple[int, int, Allocation, int]] = []  # (index, section, owner, pages)
     pinned = 0
@@ -53,27 +97,19 @@ def migrate_sections(pa: PageAllocator, secs: Sequence[int]) -> list[tuple[int, 
                 pinned += n
             elif a.state is PageState.MOVABLE:
                 todo.append((i, sec, a, n))
-    j = 0
-    while j < len(todo):
-        e = j + 1
-        while e < len(todo) and todo[e][2].nid == todo[j][2].nid:
-            e += 1
-        while j < e:
-            why = _move_group(pa, todo[j:e]) if e - j > 1 else "one owner"
-            if why is None:
-                for i, _sec, _a, n in todo[j:e]:
-                    res[i][0] += n
-                j = e
-                break
-            for i, sec, a, n in todo[j:e]:  # owner by owner
-                try:
-                    pa.move_pages(a, sec, n)
-                except AllocError:
-                    res[i][1] += n
-                    no_room = True
-                    continue
-                res[i][0] += n
-            j = e
+    why = _move_group(pa, todo, t) if len(todo) > 1 else "one owner"
+    if why is None:
+        for i, _sec, _a, n in todo:
+            res[i][0] += n
+    else:
+        for i, sec, a, n in todo:  # owner by owner
+            try:
+                move_pages(pa, a, sec, n, t)
+            except AllocError:
+                res[i][1] += n
+                no_room = True
+                continue
+            res[i][0] += n
     pa.migrated_pages += sum(r[0] for r in res)
     # PGMIGRATE_FAIL: migrate_pages() counts a pinned page (-EAGAIN after its
     # retries) once per call, and stops at the first page it finds no new page for
@@ -82,9 +118,11 @@ def migrate_sections(pa: PageAllocator, secs: Sequence[int]) -> list[tuple[int, 
     return [(m, f) for m, f in res]
 
 
-def _move_group(pa: PageAllocator, group: list[tuple[int, int, Allocation, int]]) -> str | None:
-    """:meth:`PageAllocator.move_pages` of each (owner, section, pages) of ``group``
-    (one node, MOVABLE) from one walk of the zonelist for all their pages, cut
+def _move_group(
+    pa: PageAllocator, group: list[tuple[int, int, Allocation, int]], t: Target
+) -> str | None:
+    """:func:`move_pages` of each (owner, section, pages) of ``group`` (MOVABLE, one
+    target) from one walk of the zonelist for all their pages, cut
     into consecutive parts in owner order.  None when done; else why not (nothing
     changed): not provably what one walk per owner picks, or no room for all.
 
@@ -102,7 +140,9 @@ def _move_group(pa: PageAllocator, group: list[tuple[int, int, Allocation, int]]
     total = sum(n for *_, n in group)
     first = group[0][2]
     try:  # (the _plan() of move_pages(), once for all the group's pages)
-        plan = pa._plan(total, PageState.MOVABLE, first.owner, first.nid)
+        plan = pa._plan(
+            total, PageState.MOVABLE, first.owner, t.nid, nodes=t.nodes, highest=t.highest
+        )
     except AllocError:
         return "no room"
     cv, uv = pa._cv, pa._uv

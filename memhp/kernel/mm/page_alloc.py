@@ -29,7 +29,7 @@ Placement follows the buddy allocator's observable rules, deterministically:
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from itertools import chain
@@ -341,19 +341,23 @@ class PageAllocator:
         state: PageState,
         this_node: bool = False,
         only: ZoneType | None = None,
+        nodes: Sequence[int] | None = None,
+        highest: ZoneType | None = None,
     ) -> list[Zone]:
         """build_zonelists() + gfp_zone(): the zones an allocation may use, in order.
 
         ``only`` restricts it to one zone type (a workload placed in one zone); a
-        zone the allocation type may not use stays excluded.
+        zone the allocation type may not use stays excluded.  ``nodes`` (a nodemask
+        applied to ``nid``'s zonelist) and ``highest`` (gfp_zone()) override.
         """
-        if self.highest_zoneidx(state) is ZoneType.MOVABLE:
+        if (highest or self.highest_zoneidx(state)) is ZoneType.MOVABLE:
             zones: tuple[ZoneType, ...] = (ZoneType.MOVABLE, ZoneType.NORMAL, ZoneType.DMA32)
         else:
             zones = (ZoneType.NORMAL, ZoneType.DMA32)
         if only is not None:
             zones = tuple(z for z in zones if z is only)
-        nodes = [nid] if this_node else self.node_order.get(nid, [nid])
+        if nodes is None:
+            nodes = [nid] if this_node else self.node_order.get(nid, [nid])
         pg = self.pgdats
         return [pg[n].node_zones[z] for n in nodes if n in pg for z in zones]
 
@@ -486,14 +490,16 @@ class PageAllocator:
         nid: int,
         this_node: bool = False,
         zone: ZoneType | None = None,
+        nodes: Sequence[int] | None = None,
+        highest: ZoneType | None = None,
     ) -> list[tuple[int, int]]:
         """(section, pages) to take, in allocation order; AllocError when the zonelist
-        cannot provide ``total`` pages above the watermarks."""
+        (:meth:`zonelist`) cannot provide ``total`` pages above the watermarks."""
         plan: list[tuple[int, int]] = []
         need = total
         self.ensure_watermarks()
-        hi = self.highest_zoneidx(state)
-        for z in self.zonelist(nid, state, this_node, zone):
+        hi = highest or self.highest_zoneidx(state)
+        for z in self.zonelist(nid, state, this_node, zone, nodes, hi):
             if need == 0:
                 break
             if (avail := self.watermark_room(z, hi)) > 0:
@@ -570,19 +576,6 @@ class PageAllocator:
             self._index_sub(new, sec, n)
             self._index_add(owner, sec, n)
         del self.allocs[new.id]
-
-    def move_pages(self, a: Allocation, sec: int, n: int) -> None:
-        """``n`` pages of ``a`` in ``sec`` move to pages allocated by the usual rules
-        (alloc(), whose new allocation's id is used up, then absorb()); the old ones
-        are freed where they are, on no free list and not in NR_FREE_PAGES (an
-        isolated section: __free_one_page()).  AllocError
-        when there is no room: nothing changes then."""
-        plan = self._plan(n, a.state, a.owner, a.nid)
-        self._next_id += 1
-        self._take(a, plan, a.state)
-        self._taken_all(plan, a.state)
-        self._move(sec, a.state, PageState.FREE, n)
-        self._index_sub(a, sec, n)
 
     # --------------------------------------------------------------- watermarks
     def init_per_zone_wmark_min(self) -> None:  # on every online/offline (Watermarks)
