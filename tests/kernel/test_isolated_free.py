@@ -14,6 +14,7 @@ migration's alloc_migration_target() included, all read that counter.
 from __future__ import annotations
 
 import errno
+from dataclasses import replace
 
 import pytest
 
@@ -21,6 +22,7 @@ from memhp.abi.layout import MiB
 from memhp.abi.paths import block_dir
 from memhp.kernel.mm.mmzone import ZoneType
 from memhp.kernel.mm.page_alloc import PageState
+from memhp.kernel.profiles import PROFILES
 from memhp.sim import procfs
 from memhp.sim.machine import SimMachine, WorkloadMix
 from tests.support.sim import DIMM_BLOCKS, dimm_machine, machine, pin
@@ -193,3 +195,25 @@ def test_pages_of_a_kernel_zone_never_migrate_into_zone_movable(
             (lands, int(ZoneType.MOVABLE))
         }
     assert pa.zone_free(k.pgdats[0].zone(ZoneType.MOVABLE)) > PAGES
+
+
+@pytest.mark.parametrize(
+    ("name", "zones"),
+    [("linux-6.1", {ZoneType.MOVABLE}), ("linux-3.8-hotremove", {ZoneType.DMA32})],
+)
+def test_where_a_movable_blocks_pages_go_by_kernel(name: str, zones: set[ZoneType]) -> None:
+    """4.9+ (new_node_page(), alloc_migration_target()): a ZONE_MOVABLE page is asked
+    for with __GFP_HIGHMEM, on the other nodes with memory (node 0 here, whose own
+    ZONE_MOVABLE comes first).  3.8 (alloc_migrate_target(): alloc_page(GFP_USER |
+    __GFP_MOVABLE)): from the writer's node up to ZONE_NORMAL only, so the same pages
+    land in node 0's DMA32 although its ZONE_MOVABLE is free."""
+    m = SimMachine(replace(machine("qemu-linux-6.1"), profile=PROFILES[name]))
+    m.device_add(512 * MiB, 0, id="dimm0")  # blocks 32-35, node 0
+    m.device_add(512 * MiB, 1, id="dimm1")  # blocks 36-39, node 1
+    for b in (32, 33, 36, 37):
+        m.sysfs.write(f"{block_dir(b)}/state", b"online_movable")
+    pa = m.kernel.pa
+    (a,) = m.fill(1000, start=37 * BLOCK, end=38 * BLOCK, owner="a")
+    m.sysfs.write(f"{block_dir(37)}/state", b"offline")
+    assert {int(pa.nid[s]) for s in a.extents} == {0}
+    assert {ZoneType(int(pa.zone[s])) for s in a.extents} == zones

@@ -38,7 +38,7 @@ from memhp.kernel.mm.memory_hotplug_zones import (
     default_zone_for_pfn,
     zone_for_pfn_range,
 )
-from memhp.kernel.mm.migrate import MIGRATE_PAGE_COST_S, migrate_sections
+from memhp.kernel.mm.migrate import MIGRATE_PAGE_COST_S, migrate_sections, offline_target_args
 from memhp.kernel.mm.mmzone import PGDAT_PAGES, Zone, ZoneType
 from memhp.kernel.mm.page_alloc import AllocError, PageState
 from memhp.kernel.mm.page_isolation import start_isolate_page_range, undo_isolate_page_range
@@ -352,7 +352,7 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
     retries = 0
     while True:
         failed = 0
-        for moved, f in migrate_sections(k.pa, secs, k.nodes.node_states["N_MEMORY"]):
+        for moved, f in migrate_sections(k.pa, secs, *offline_target_args(k)):
             k.clock += moved * k.hotplug.migrate_page_cost_s
             failed += f
         leftovers = [

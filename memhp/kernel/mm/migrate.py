@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from memhp.kernel.mm.mmzone import ZoneType
 from memhp.kernel.mm.page_alloc import Allocation, AllocError, PageAllocator, PageState
+
+if TYPE_CHECKING:
+    from memhp.kernel.kernel import Kernel
 
 #: Simulated cost of migrating one 4 KiB page, in seconds.  Linux migrates base
 #: pages at well under 1 GB/s single-threaded (Yan et al., "Nimble Page Management
@@ -28,7 +31,9 @@ class Target(NamedTuple):
     highest: ZoneType
 
 
-def migration_target(pa: PageAllocator, sec: int, n_memory: Collection[int] | None) -> Target:
+def migration_target(
+    pa: PageAllocator, sec: int, n_memory: Collection[int] | None, local: int | None = None
+) -> Target:
     """Where the pages of section ``sec`` (one node, one zone) migrate to:
     alloc_migration_target() asks GFP_USER | __GFP_MOVABLE, plus __GFP_HIGHMEM only
     for a page of ZONE_MOVABLE (or highmem), so pages leaving a kernel zone never
@@ -38,7 +43,12 @@ def migration_target(pa: PageAllocator, sec: int, n_memory: Collection[int] | No
     allocation keeps it to the end (GFP_USER reclaims, so ALLOC_CPUSET stays set and
     __alloc_pages_slowpath() never drops ac->nodemask): with the other nodes full,
     migration fails even where the page's own node has room.  Without
-    (alloc_contig_range()'s __alloc_contig_migrate_range()) no nodemask."""
+    (alloc_contig_range()'s __alloc_contig_migrate_range()) no nodemask.  With
+    ``local`` (3.8's alloc_migrate_target(): alloc_page(GFP_USER | __GFP_MOVABLE))
+    the zonelist of the writer's node ``local``, up to ZONE_NORMAL whatever the page's
+    zone."""
+    if local is not None:
+        return Target(local, None, ZoneType.NORMAL)
     nid, zone = int(pa.nid[sec]), int(pa.zone[sec])
     highest = ZoneType.MOVABLE if zone == int(ZoneType.MOVABLE) else ZoneType.NORMAL
     nodes = None
@@ -46,6 +56,14 @@ def migration_target(pa: PageAllocator, sec: int, n_memory: Collection[int] | No
         order = pa.node_order.get(nid, [nid])
         nodes = tuple(n for n in order if n != nid and n in n_memory) or (nid,)
     return Target(nid, nodes, highest)
+
+
+def offline_target_args(k: Kernel) -> tuple[Collection[int] | None, int | None]:
+    """(n_memory, local) of :func:`migration_target` for offline_pages() under the
+    kernel's profile; 3.8's writer is taken to run on CPU 0's node."""
+    if k.profile.migrate_to_other_nodes:
+        return k.nodes.node_states["N_MEMORY"], None
+    return None, next((n.id for n in k.spec.nodes if 0 in n.cpus), 0)
 
 
 def move_pages(pa: PageAllocator, a: Allocation, sec: int, n: int, t: Target) -> None:
@@ -71,7 +89,10 @@ def migrate_section(pa: PageAllocator, sec: int) -> tuple[int, int]:
 
 
 def migrate_sections(
-    pa: PageAllocator, secs: Sequence[int], n_memory: Collection[int] | None = None
+    pa: PageAllocator,
+    secs: Sequence[int],
+    n_memory: Collection[int] | None = None,
+    local: int | None = None,
 ) -> list[tuple[int, int]]:
     """do_migrate_range() -> migrate_pages(alloc_migration_target) over the isolated
     sections ``secs`` of one zone, in turn; (moved, failed) per section.
@@ -84,7 +105,7 @@ def migrate_sections(
     one walk per owner would (:func:`_move_group`); otherwise, and when there is no
     room for all of them, owner by owner.
     """
-    t = migration_target(pa, secs[0], n_memory)
+    t = migration_target(pa, secs[0], n_memory, local)
     res = [[0, 0] for _ in secs]
     todo: list[tuple[int, int, Allocation, int]] = []  # (index, section, owner, pages)
     pinned = 0

@@ -31,6 +31,12 @@ class KernelProfile:
     offline_timeout_s: float | None
     #: do_migrate_range() failures tolerated before EBUSY (3.8 retry_max = 5).
     offline_migrate_retry_max: int | None
+    #: do_migrate_range() allocates the new pages on the other nodes with memory
+    #: (a nodemask of N_MEMORY less the page's node, 4.9+: new_node_page(), then
+    #: alloc_migration_target()), with __GFP_HIGHMEM for a ZONE_MOVABLE page; 3.8's
+    #: alloc_migrate_target() is alloc_page(GFP_USER | __GFP_MOVABLE): the writer's
+    #: local node and any node after it, up to ZONE_NORMAL on x86_64 (no highmem).
+    migrate_to_other_nodes: bool
     #: remove_memory() itself offlines the range in two passes (seed patch 1);
     #: otherwise the ACPI eject path does it (acpi_scan_try_to_offline, 6.1).
     remove_memory_offlines: bool

@@ -9,6 +9,7 @@ PROFILE = KernelProfile(
     shrink_spans_on_offline=False,
     offline_timeout_s=120.0,
     offline_migrate_retry_max=5,
+    migrate_to_other_nodes=False,
     remove_memory_offlines=True,
     sysfs_valid_zones=False,
     sysfs_online_attr=False,

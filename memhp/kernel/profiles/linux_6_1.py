@@ -9,6 +9,7 @@ PROFILE = KernelProfile(
     shrink_spans_on_offline=True,
     offline_timeout_s=None,
     offline_migrate_retry_max=None,
+    migrate_to_other_nodes=True,
     remove_memory_offlines=False,
     sysfs_valid_zones=True,
     sysfs_online_attr=True,
