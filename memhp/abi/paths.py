@@ -12,6 +12,8 @@ from __future__ import annotations
 SYS_MEMORY = "/sys/devices/system/memory"
 #: drivers/base/node.c: one ``nodeN`` directory per NUMA node.
 SYS_NODE = "/sys/devices/system/node"
+#: The nodes with memory (node_states[N_MEMORY], a node list such as "0-1,3").
+NODE_HAS_MEMORY = f"{SYS_NODE}/has_memory"
 #: drivers/acpi: the ACPI devices (links to their /sys/devices directories).
 SYS_ACPI_DEVICES = "/sys/bus/acpi/devices"
 #: drivers/firmware/memmap.c: the firmware (e820) memory map.

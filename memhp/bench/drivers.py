@@ -449,8 +449,9 @@ class QMPDriver:
                 return f"failed: {e}"
             return "ok"
         # tmpfs (shmem) pages: GFP_HIGHUSER_MOVABLE, mpol=prefer:N as the model's
-        # zonelist of node N; dd from /dev/zero writes every page once.
-        mnt = "/run/memhp-fill"
+        # zonelist of node N (a tmpfs per node: a file's pages follow the policy of
+        # its mount); dd from /dev/zero writes every page once.
+        mnt = f"/run/memhp-fill{node}"
         script = (
             f"mkdir -p {mnt} && {{ grep -q ' {mnt} ' /proc/mounts || "
             f"mount -t tmpfs -o size=100%,mpol=prefer:{node} memhp-fill {mnt}; }} && "

@@ -268,7 +268,13 @@ def diagnose(root: SysfsRoot, index: int) -> Diagnosis:
                 "free pages on the per-CPU lists or pages off the LRU for a moment "
                 "(reclaim, compaction); counted as pages to migrate"
             )
-        d.room = room_for(root, [pages], also=(UNFLAGGED,) if movable else ())
+        d.room = room_for(
+            root,
+            [pages],
+            also=(UNFLAGGED,) if movable else (),
+            node=nodes[0] if len(nodes) == 1 else None,
+            kernel_zone=blk.zone is not None and not movable,
+        )
         if d.room is not None and not d.room.enough:
             r.append(d.room.reason())
             d.offlinable = False

@@ -30,8 +30,8 @@ from memhp.host.diagnose import UNFLAGGED, Diagnosis, count_pages, diagnose
 from memhp.host.errors import SysfsError, UsageError
 from memhp.host.interrupt import Abort, WriteGuard, signal_name
 from memhp.host.journal import RunJournal
-from memhp.host.memory import block_state, set_state
-from memhp.host.room import Room, room_for
+from memhp.host.memory import block_state, read_block, set_state
+from memhp.host.room import MIGRATED_KINDS, Room, room_for
 from memhp.host.root import SysfsRoot
 
 EXIT_OK, EXIT_FAILURE, EXIT_SOMEOK = 0, 1, 64
@@ -110,16 +110,23 @@ def _room(root: SysfsRoot, dev: MemoryDevice) -> Room | None:
     """The room for the pages of the device's online blocks (None when
     /proc/kpageflags or /proc/meminfo cannot be read)."""
     counts = []
+    node: int | None = None
+    kernel_zone = False
     for b in dev.blocks:
         if b.online:
             try:
                 pages = count_pages(root, b)
+                if node is None:  # (a device's memory is on one node)
+                    node = read_block(root, b.index).node
             except SysfsError:
                 return None
             if b.zone == ZONE_MOVABLE and UNFLAGGED in pages:  # (see diagnose())
                 pages["lru"] = pages.get("lru", 0) + pages.pop(UNFLAGGED)
+            # (a kernel zone's pages may go to kernel zones only: where the device
+            # has both, its whole room is counted so, erring on the safe side)
+            kernel_zone |= b.zone != ZONE_MOVABLE and any(pages.get(k) for k in MIGRATED_KINDS)
             counts.append(pages)
-    return room_for(root, counts)
+    return room_for(root, counts, node=node, kernel_zone=kernel_zone)
 
 
 #: /proc/vmstat's page migration events (mm/migrate.c migrate_pages()).

@@ -17,14 +17,29 @@ free), less the free pages of the blocks themselves.  It errs on the safe side b
 the difference between the high and min watermarks (what si_mem_available() keeps
 back and an allocation may still use).  Free huge pages are not counted: offlining
 dissolves them.
+
+Where the new pages may come from (do_migrate_range(), alloc_migration_target()):
+the nodemask is the nodes with memory less the block's own node (the node itself
+only when no other node has memory), and the allocation keeps it to the end
+(GFP_USER reclaims: ALLOC_CPUSET stays set); a page of a kernel zone is asked for
+without __GFP_HIGHMEM, so it never lands in ZONE_MOVABLE.  When that leaves out
+memory MemAvailable counts (a block's own node on a machine with several nodes with
+memory; another node's or its own ZONE_MOVABLE for a kernel-zone block), the room is
+taken zone by zone from /proc/zoneinfo instead: for each zone the allocation may use,
+its free pages above its min watermark and the lowmem reserve it keeps from such an
+allocation (what __zone_watermark_ok() lets the slow path take), plus its file
+pages less min(half of them, its low watermark) (what reclaim may free, as
+si_mem_available() counts them).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from memhp.abi.layout import PAGE_SIZE
-from memhp.abi.paths import PROC_MEMINFO
+from memhp.abi.paths import NODE_HAS_MEMORY, PROC_MEMINFO, PROC_ZONEINFO
+from memhp.host.errors import SysfsError
 from memhp.host.root import SysfsRoot
 
 #: Page kinds (:data:`memhp.host.diagnose.PAGE_KINDS`) that offline_pages() migrates.
@@ -41,8 +56,12 @@ class Room:
     free_inside: int
     #: MemAvailable (MemFree on kernels before 3.14), in pages
     available: int
-    #: the /proc/meminfo line ``available`` comes from
+    #: where ``available`` comes from (a /proc/meminfo line, or /proc/zoneinfo)
     source: str
+    #: the nodes the pages may go to when not all the nodes with memory (None: any)
+    nodes: tuple[int, ...] | None = None
+    #: a kernel zone's pages: kernel zones only
+    kernel_only: bool = False
 
     @property
     def elsewhere(self) -> int:
@@ -54,26 +73,42 @@ class Room:
         return self.to_migrate <= self.elsewhere
 
     def describe(self) -> str:
+        less = " less the blocks' free pages" if self.free_inside else ""
         return (
             f"{_mib(self.to_migrate)} to migrate, about {_mib(self.elsewhere)} available "
-            f"elsewhere ({self.source} less the blocks' free pages)"
+            f"elsewhere ({self.source}{less}{self.where()})"
         )
+
+    def where(self) -> str:
+        """The allocation's limits, as a clause ("" when none)."""
+        parts = []
+        if self.nodes is not None:
+            names = ", ".join(map(str, self.nodes))
+            parts.append(f"only to node{'s' if len(self.nodes) > 1 else ''} {names}")
+        if self.kernel_only:
+            parts.append("only to kernel zones (the pages are in one)")
+        if not parts:
+            return ""
+        return "; the kernel migrates them " + " and ".join(parts)
 
     def reason(self, what: str = "it holds") -> str:
         """Why ``what`` ("it holds", "its blocks hold") will not go offline."""
         return (
             f"{what} {_mib(self.to_migrate)} "
             f"of pages to migrate, but only about {_mib(self.elsewhere)} is available elsewhere "
-            f"({self.source}): offline_pages() would keep retrying until interrupted (EINTR); "
-            "free memory elsewhere (stop tasks, delete tmpfs files) or offline fewer blocks"
+            f"({self.source}{self.where()}): offline_pages() would keep retrying until "
+            "interrupted (EINTR); free memory elsewhere (stop tasks, delete tmpfs files) or "
+            "offline fewer blocks"
         )
 
-    def to_json(self) -> dict[str, int | bool | str]:
+    def to_json(self) -> dict[str, int | bool | str | list[int] | None]:
         return {
             "to_migrate_bytes": self.to_migrate * PAGE_SIZE,
             "free_inside_bytes": self.free_inside * PAGE_SIZE,
             "available_elsewhere_bytes": self.elsewhere * PAGE_SIZE,
             "source": self.source,
+            "nodes": list(self.nodes) if self.nodes is not None else None,
+            "kernel_only": self.kernel_only,
             "enough": self.enough,
         }
 
@@ -92,18 +127,159 @@ def available_pages(root: SysfsRoot) -> tuple[int, str] | None:
     return None
 
 
+@dataclass(frozen=True)
+class ZoneRoom:
+    """One zone of /proc/zoneinfo, in pages: what a migration may take from it."""
+
+    node: int
+    name: str
+    #: the zone's index in its node (DMA, DMA32, Normal, Movable, Device)
+    index: int
+    free: int
+    min: int
+    low: int
+    #: "protection": lowmem_reserve[] by the allocation's highest zone index
+    protection: tuple[int, ...]
+    #: nr_zone_active_file + nr_zone_inactive_file
+    file: int
+
+    def room(self, highest: int) -> int:
+        """Pages an allocation whose highest zone index is ``highest`` may have here."""
+        reserve = self.protection[highest] if highest < len(self.protection) else 0
+        return max(0, self.free - self.min - reserve) + self.file - min(self.file // 2, self.low)
+
+
+_ZONE = re.compile(r"^Node (\d+), zone\s+(\S+)$")
+
+
+def parse_zoneinfo(text: str) -> list[ZoneRoom]:
+    """The zones of a /proc/zoneinfo text (zoneinfo_show_print()); ValueError when a
+    zone lacks a field read here."""
+    out: list[ZoneRoom] = []
+    node, name, index = -1, "", -1
+    fields: dict[str, str] = {}
+
+    def close() -> None:
+        if node < 0:
+            return
+        try:
+            prot = tuple(int(x) for x in str(fields["protection"]).strip("()").split(","))
+            file = int(fields.get("nr_zone_active_file", 0))
+            file += int(fields.get("nr_zone_inactive_file", 0))
+            out.append(
+                ZoneRoom(
+                    node, name, index, int(fields["pages free"]), int(fields["min"]),
+                    int(fields["low"]), prot, file,
+                )
+            )  # fmt: skip
+        except (KeyError, ValueError) as e:
+            raise ValueError(f"zone {name} of node {node}: {e}") from None
+
+    for line in text.splitlines():
+        if m := _ZONE.match(line):
+            close()
+            nid = int(m.group(1))
+            index = index + 1 if nid == node else 0
+            node, name, fields = nid, m.group(2), {}
+            continue
+        s = line.strip()
+        if s.startswith("protection:"):
+            fields["protection"] = s.split(":", 1)[1].strip()
+        elif s.startswith("pages free"):
+            fields["pages free"] = s.split()[-1]
+        elif s.startswith("pagesets"):
+            fields["pagesets"] = "1"
+        elif "pagesets" not in fields:  # (the per-CPU lines repeat names: not read)
+            parts = s.split()
+            if len(parts) == 2 and parts[0] not in fields:
+                fields[parts[0]] = parts[1]
+    close()
+    return out
+
+
+def parse_nodelist(text: str) -> list[int]:
+    """A node list such as "0-1,3" (bitmap_print_to_pagebuf() as a list)."""
+    out: list[int] = []
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def migration_nodes(root: SysfsRoot, node: int) -> tuple[int, ...] | None:
+    """do_migrate_range()'s nodemask for a block of ``node``: the nodes with memory
+    less ``node``, or ``node`` alone; None when has_memory cannot be read."""
+    try:
+        memory = parse_nodelist(root.read_str(NODE_HAS_MEMORY))
+    except (SysfsError, ValueError):
+        return None
+    return tuple(n for n in memory if n != node) or (node,)
+
+
+def _zone_room(
+    root: SysfsRoot, nodes: tuple[int, ...], kernel_only: bool
+) -> tuple[int, frozenset[tuple[int, int]]] | None:
+    """The room in the zones of ``nodes`` an allocation may use (with ``kernel_only``
+    up to ZONE_NORMAL, else up to ZONE_MOVABLE); and those zones as (node, index).
+    None when /proc/zoneinfo cannot be read or parsed."""
+    try:
+        zones = parse_zoneinfo(root.read_str(PROC_ZONEINFO))
+    except (SysfsError, ValueError):
+        return None
+    total, used = 0, set()
+    for z in zones:
+        names = [y.name for y in zones if y.node == z.node]
+        top = "Normal" if kernel_only else "Movable"
+        if z.node not in nodes or top not in names:
+            continue
+        highest = names.index(top)
+        if z.index <= highest:
+            total += z.room(highest)
+            used.add((z.node, z.index))
+    return total, frozenset(used)
+
+
 def room_for(
-    root: SysfsRoot, pages: list[dict[str, int]], also: tuple[str, ...] = ()
+    root: SysfsRoot,
+    pages: list[dict[str, int]],
+    also: tuple[str, ...] = (),
+    node: int | None = None,
+    kernel_zone: bool = False,
 ) -> Room | None:
-    """The room for the pages of blocks counted by kind (``count_pages()`` of each),
-    ``also`` kinds counted as pages to migrate too; None without /proc/meminfo."""
+    """The room for the pages of blocks of ``node`` counted by kind (``count_pages()``
+    of each), ``also`` kinds counted as pages to migrate too; ``kernel_zone``: the
+    blocks are in a kernel zone.  None without /proc/meminfo (or, where the kernel's
+    limits make MemAvailable wrong, without /proc/zoneinfo)."""
+    kinds = MIGRATED_KINDS + also
+    to_migrate = sum(p.get(k, 0) for p in pages for k in kinds)
+    free_inside = sum(p.get("free", 0) for p in pages)
+    nodes = migration_nodes(root, node) if node is not None else None
+    limited = nodes is not None and node not in nodes
+    if limited or kernel_zone:
+        assert node is not None
+        got = _zone_room(root, nodes or (node,), kernel_zone)
+        if got is not None and (limited or _movable_room(root, nodes or (node,))):
+            total, _ = got
+            return Room(
+                to_migrate=to_migrate,
+                free_inside=0 if limited else free_inside,
+                available=total,
+                source="free pages above min and reserves, and file pages, in /proc/zoneinfo",
+                nodes=nodes if limited else None,
+                kernel_only=kernel_zone,
+            )
     avail = available_pages(root)
     if avail is None:
         return None
-    kinds = MIGRATED_KINDS + also
-    return Room(
-        to_migrate=sum(p.get(k, 0) for p in pages for k in kinds),
-        free_inside=sum(p.get("free", 0) for p in pages),
-        available=avail[0],
-        source=avail[1],
-    )
+    return Room(to_migrate, free_inside, avail[0], avail[1])
+
+
+def _movable_room(root: SysfsRoot, nodes: tuple[int, ...]) -> bool:
+    """Whether ZONE_MOVABLE of ``nodes`` has room MemAvailable counts (then a kernel
+    zone's pages need the zone by zone estimate)."""
+    got = _zone_room(root, nodes, False), _zone_room(root, nodes, True)
+    if got[0] is None or got[1] is None:
+        return False
+    return got[0][0] > got[1][0]

@@ -23,7 +23,8 @@ from memhp.host.errors import sysfs_error
 from memhp.host.remove import remove_device
 from memhp.host.room import Room, available_pages
 from memhp.host.root import SysfsRoot
-from memhp.sim.machine import SimMachine
+from memhp.kernel.mm.mmzone import ZoneType
+from memhp.sim.machine import SimMachine, WorkloadMix
 from tests.bench.test_diff_units import RECORDINGS
 from tests.conftest import machine
 from tests.support.replay import replay
@@ -237,3 +238,83 @@ def test_verdicts_foretell_the_offlines_on_the_real_kernel(kernel: str) -> None:
         expected = "ok" if real_verdict[0].endswith(" can be offlined") else "EBUSY"
         assert real_outcome == expected, (block, real_verdict, real_outcome)
         assert model[offline][0] == expected, (block, model_verdict, model[offline][0])
+
+
+OTHER_NODE = "tests/scenarios/why-other-node-full.toml"
+
+
+def _other_node_machine(fill0_mib: int) -> SimMachine:
+    """qemu-linux-6.1 with a 512M DIMM on node 1 onlined movable (blocks 32-35), a 128M
+    tmpfs file on node 1 (memory32) and one of ``fill0_mib`` on node 0."""
+    m = SimMachine(machine("qemu-linux-6.1"))
+    m.device_add(512 << 20, 1, id="d")
+    for b in range(32, 36):
+        m.sysfs.write(f"{MEM}/memory{b}/state", b"online_movable")
+    m.tmpfs_write("a", 128 << 20, 1)
+    m.tmpfs_write("b", fill0_mib << 20, 0)
+    return m
+
+
+@pytest.mark.parametrize(("fill0", "offlines"), [(500, True), (730, False)])
+def test_room_is_on_the_other_nodes_only(fill0: int, offlines: bool) -> None:
+    """do_migrate_range()'s nodemask: memory32's pages (node 1) may go to node 0 only,
+    so the room is node 0's, zone by zone from /proc/zoneinfo, although MemAvailable
+    counts node 1's three free blocks (384 MiB); the model's offline_pages() agrees
+    (retries until interrupted where there is no room on node 0)."""
+    m = _other_node_machine(fill0)
+    room = _why(m, 32)["room"]
+    assert isinstance(room, dict)
+    assert room["nodes"] == [0] and room["kernel_only"] is False
+    assert room["free_inside_bytes"] == 0 and room["to_migrate_bytes"] == 128 << 20
+    avail = available_pages(SysfsRoot(m.sysfs, "sim"))
+    assert avail is not None and avail[0] * PAGE_SIZE > 384 << 20  # (it would say: enough)
+    assert room["enough"] is offlines
+    rc, _, err = run_with_sysfs(["offline", "-b", "32", "--timeout", "1"], m.sysfs)
+    state = m.sysfs.read(f"{MEM}/memory32/state").decode().strip()
+    if offlines:
+        assert rc == 0 and state == "offline", err
+    else:
+        assert rc != 0 and "Interrupted system call" in err and state == "online", err
+
+
+def test_a_kernel_zones_room_leaves_zone_movable_out() -> None:
+    """A ZONE_NORMAL block's pages are asked for without __GFP_HIGHMEM: with node 0's
+    DMA32 full, a free ZONE_MOVABLE (the DIMM's other blocks, counted by MemAvailable)
+    is no room; memhp why says so and the model's offline keeps retrying."""
+    m = SimMachine(machine("qemu-linux-6.1"))
+    m.device_add(512 << 20, 0, id="d")
+    m.sysfs.write(f"{MEM}/memory32/state", b"online_kernel")
+    for b in range(33, 36):
+        m.sysfs.write(f"{MEM}/memory{b}/state", b"online_movable")
+    m.fill(4000, start=32 << 27, end=33 << 27, owner="app")
+    k = m.kernel
+    dma32 = k.pgdats[0].zone(ZoneType.DMA32)
+    for _ in range(8):  # (the kernel's own allocations move the figure a little)
+        if (room := k.pa.watermark_room(dma32, ZoneType.NORMAL)) > 0:
+            m.fill(room, node=0, zone="DMA32", mix=WorkloadMix(unmovable=1.0))
+    d = _why(m, 32)
+    room = d["room"]
+    assert isinstance(room, dict) and room["kernel_only"] is True and room["nodes"] is None
+    assert room["enough"] is False
+    rc, out, _ = run_with_sysfs(["why", "32"], m.sysfs)
+    assert "only to kernel zones" in out
+    rc, _, err = run_with_sysfs(["offline", "-b", "32", "--timeout", "1"], m.sysfs)
+    assert rc != 0 and "Interrupted system call" in err, err
+
+
+@pytest.mark.parametrize("kernel", ["6.1", "6.12"])
+def test_other_node_verdicts_are_the_real_guests(kernel: str) -> None:
+    """tests/scenarios/why-other-node-full.toml: memhp why and remove --dry-run in the
+    guest and on the model give the same verdicts, with node 0's room within 64 MiB."""
+    rec, steps = replay(OTHER_NODE, kernel, lambda _m, sr: sr.model.detail)
+    model = dict(steps)
+    for name in ("why-32", "dry-run"):
+        out = rec.steps[name].output
+        assert out is not None and out.rc == 0, (name, out)
+        real, mine = out.stdout, model[name]
+        assert _verdict(real) == _verdict(mine), (name, real, mine)
+        assert "the kernel migrates them only to node 0" in real and real.count("node 0") == (
+            mine.count("node 0")
+        )
+        assert abs(_mib(real, "to migrate") - _mib(mine, "to migrate")) <= 32, (name, real, mine)
+        assert abs(_mib(real, "available") - _mib(mine, "available")) <= 64, (name, real, mine)
