@@ -94,10 +94,11 @@ def test_blocked_offline_hides_the_blocks_free_pages_until_undone(name: str) -> 
 def test_migration_targets_stop_at_the_isolated_zones_watermark() -> None:
     """Three owners of 3300 movable pages in memory32 of a DIMM onlined movable on
     node 0 (node 1 has no memory, so do_migrate_range()'s nodemask is node 0
-    itself); the DIMM's other three blocks leave ``min + 700`` free pages.
+    itself); the DIMM's other three blocks leave ``low + 700`` free pages.
     Offlining memory32 migrates them (alloc_migration_target() -> __alloc_pages()):
     ZONE_MOVABLE's NR_FREE_PAGES lacks the isolated block's free pages, so its
-    watermark check (__zone_watermark_ok()) lets 700 pages be taken there and the
+    watermark check (__zone_watermark_ok(), the fast path's at low) lets 700 pages be
+    taken there and the
     other 2600 come from the next zone of node 0's zonelist, DMA32.  (The model used
     to count the isolated block's free pages and drain the zone to 0.)"""
     m = SimMachine(machine("qemu-linux-6.1"))
@@ -109,15 +110,15 @@ def test_migration_targets_stop_at_the_isolated_zones_watermark() -> None:
     mov = k.pgdats[0].zone(ZoneType.MOVABLE)
     dma32 = k.pgdats[0].zone(ZoneType.DMA32)
     assert k.nodes.node_states["N_MEMORY"] == {0}
-    wmin = mov.watermark_min
+    wmin, wlow = mov.watermark_min, mov.watermark_low
     # (6.1: ZONE_MOVABLE's share of min_free_kbytes; 6.12 would cap it at 128)
     assert mov.managed_pages == 4 * PAGES and wmin > 128
     owners = [
         m.fill(n, start=32 * BLOCK, end=33 * BLOCK, owner=f"w{i}")[0]
         for i, n in enumerate((900, 1100, 1300))
     ]
-    m.fill(3 * PAGES - wmin - 700, start=33 * BLOCK, end=36 * BLOCK, owner="rest")
-    assert pa.zone_free(mov) == PAGES - 3300 + wmin + 700
+    m.fill(3 * PAGES - wlow - 700, start=33 * BLOCK, end=36 * BLOCK, owner="rest")
+    assert pa.zone_free(mov) == PAGES - 3300 + wlow + 700
     dma32_free = pa.zone_free(dma32)
     assert pa.zone_free(dma32) - dma32.watermark_min - dma32.lowmem_reserve[ZoneType.MOVABLE] > 2600
     m.sysfs.write(f"{block_dir(32)}/state", b"offline")
@@ -130,7 +131,7 @@ def test_migration_targets_stop_at_the_isolated_zones_watermark() -> None:
     }
     # Owners in id order, each from where the previous one left the walk.
     assert on == {"w0 (movable)": (700, 200), "w1 (movable)": (0, 1100), "w2 (movable)": (0, 1300)}
-    assert pa.zone_free(mov) == wmin
+    assert pa.zone_free(mov) == wlow  # (DMA32 is above its own low watermark)
     assert pa.zone_free(dma32) == dma32_free - 2600
 
 

@@ -10,11 +10,12 @@ Placement follows the buddy allocator's observable rules, deterministically:
   down; kernel allocations never use ZONE_MOVABLE (gfp_zone()), long-term pinned
   pages neither where the profile says so (FOLL_LONGTERM migrates them out, 5.7+);
 * watermarks (__zone_watermark_ok): free pages (NR_FREE_PAGES: not those of
-  isolated sections) stay above the min watermark plus the zone's lowmem_reserve
-  for the allocation's highest zone (the slow path's check; the fast path's first
-  try at the low watermark is not modelled: without reclaim it decides only where
-  the pages go, not whether they are found); min_free_kbytes includes khugepaged's
-  floor when THP is enabled (:mod:`memhp.kernel.mm.page_alloc_watermarks`);
+  isolated sections) above the low watermark plus the zone's lowmem_reserve for
+  the allocation's highest zone in each zone of the zonelist first (the fast
+  path: a node's pages stop at its low watermark and the next node's begin), then
+  above min (the slow path, once every zone is at low; no reclaim is modelled);
+  min_free_kbytes includes khugepaged's floor when THP is enabled
+  (:mod:`memhp.kernel.mm.page_alloc_watermarks`);
 * within a zone, the order of the free lists (:class:`FreeArea`): pages freed
   by a task (exit, munmap, the source of a migration) go to the head and are
   reused first; memory released at boot and memory onlined go to the tail
@@ -39,7 +40,7 @@ import numpy.typing as npt
 
 from memhp.abi.layout import PAGE_SIZE, PAGES_PER_SECTION, pfn_to_section_nr
 from memhp.kernel.mm.mmzone import FreeArea, PgData, Zone, ZoneType
-from memhp.kernel.mm.page_alloc_watermarks import Watermarks
+from memhp.kernel.mm.page_alloc_watermarks import WatermarkOps, Watermarks
 
 
 class PageState(IntEnum):
@@ -84,7 +85,7 @@ class Allocation:
         return Allocation, (self.id, self.owner, self.kind, self.state, self.nid, self.extents)
 
 
-class PageAllocator:
+class PageAllocator(WatermarkOps):
     """Per-section page counters, the allocation registry and placement rules."""
 
     def __init__(
@@ -330,11 +331,6 @@ class PageAllocator:
             return ZoneType.MOVABLE
         return ZoneType.NORMAL
 
-    def watermark_room(self, z: Zone, highest: ZoneType) -> int:
-        """__zone_watermark_ok() at min: the pages an allocation whose highest zone is
-        ``highest`` may take from ``z``, NR_FREE_PAGES above min + lowmem_reserve."""
-        return self.nr_free_pages(z.nid, int(z.idx)) - z.watermark_min - z.lowmem_reserve[highest]
-
     def zonelist(
         self,
         nid: int,
@@ -494,16 +490,28 @@ class PageAllocator:
         highest: ZoneType | None = None,
     ) -> list[tuple[int, int]]:
         """(section, pages) to take, in allocation order; AllocError when the zonelist
-        (:meth:`zonelist`) cannot provide ``total`` pages above the watermarks."""
+        (:meth:`zonelist`) cannot provide ``total`` pages above the watermarks.
+        get_page_from_freelist() page by page: the fast path takes from each zone in
+        zonelist order down to its low watermark, then the slow path down to min
+        (ALLOC_WMARK_MIN), again in order, each zone's walk going on where it was."""
         plan: list[tuple[int, int]] = []
         need = total
         self.ensure_watermarks()
         hi = highest or self.highest_zoneidx(state)
-        for z in self.zonelist(nid, state, this_node, zone, nodes, hi):
-            if need == 0:
-                break
-            if (avail := self.watermark_room(z, hi)) > 0:
-                need -= self._walk(z, state, min(need, avail), plan)
+        zl = self.zonelist(nid, state, this_node, zone, nodes, hi)
+        got = [0] * len(zl)
+        for i, z in enumerate(zl):
+            if need and (avail := self.watermark_room(z, hi, z.watermark_low)) > 0:
+                got[i] = self._walk(z, state, min(need, avail), plan)
+                need -= got[i]
+        for i, z in enumerate(zl):  # (a walk of more pages begins as the shorter one)
+            if need and (avail := self.watermark_room(z, hi) - got[i]) > 0:
+                more: list[tuple[int, int]] = []
+                need -= self._walk(z, state, got[i] + min(need, avail), more) - got[i]
+                for sec, n in more:
+                    if (skip := min(n, got[i])) < n:
+                        plan.append((sec, n - skip))
+                    got[i] -= skip
         if need:
             raise AllocError(
                 f"cannot allocate {total * PAGE_SIZE >> 10} kB on node {nid} for {owner} "
@@ -576,17 +584,3 @@ class PageAllocator:
             self._index_sub(new, sec, n)
             self._index_add(owner, sec, n)
         del self.allocs[new.id]
-
-    # --------------------------------------------------------------- watermarks
-    def init_per_zone_wmark_min(self) -> None:  # on every online/offline (Watermarks)
-        self.wmarks.dirty = True
-
-    def adjust_managed_page_count(self, zone: Zone, delta: int) -> None:
-        """adjust_managed_page_count(): no recomputation; a pending one reads the old count."""
-        self.ensure_watermarks()
-        zone.managed_pages += delta
-
-    def ensure_watermarks(self) -> None:
-        """Bring the watermarks up to date if an online/offline changed them."""
-        if self.wmarks.dirty:
-            self.wmarks.compute(self.pgdats)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from memhp.abi.layout import PAGE_SIZE, PAGEBLOCK_NR_PAGES
-from memhp.kernel.mm.mmzone import KERNEL_ZONES, PgData, ZoneType
+from memhp.kernel.mm.mmzone import KERNEL_ZONES, PgData, Zone, ZoneType
 
 #: sysctl_lowmem_reserve_ratio[] (mm/page_alloc.c): a zone keeps 1/ratio of the
 #: managed pages of the zones above it from allocations that may use those.
@@ -157,3 +157,34 @@ class Watermarks:
         for pgdat in pgdats.values():
             for zone in pgdat.node_zones:
                 zone.pcp_managed = zone.managed_pages
+
+
+class WatermarkOps:
+    """The page allocator's watermark operations (a base of
+    :class:`memhp.kernel.mm.page_alloc.PageAllocator`)."""
+
+    wmarks: Watermarks
+    pgdats: dict[int, PgData]
+
+    def nr_free_pages(self, nid: int, z: int) -> int:
+        raise NotImplementedError
+
+    def watermark_room(self, z: Zone, highest: ZoneType, mark: int | None = None) -> int:
+        """__zone_watermark_ok(): the pages an allocation whose highest zone is ``highest``
+        may take from ``z``, NR_FREE_PAGES above ``mark`` (min) + lowmem_reserve."""
+        mark = z.watermark_min if mark is None else mark
+        return self.nr_free_pages(z.nid, int(z.idx)) - mark - z.lowmem_reserve[highest]
+
+    def init_per_zone_wmark_min(self) -> None:
+        """init_per_zone_wmark_min(), on every online/offline (:class:`Watermarks`)."""
+        self.wmarks.dirty = True
+
+    def adjust_managed_page_count(self, zone: Zone, delta: int) -> None:
+        """adjust_managed_page_count(): no recomputation; a pending one reads the old count."""
+        self.ensure_watermarks()
+        zone.managed_pages += delta
+
+    def ensure_watermarks(self) -> None:
+        """Bring the watermarks up to date if an online/offline changed them."""
+        if self.wmarks.dirty:
+            self.wmarks.compute(self.pgdats)
