@@ -290,8 +290,8 @@ def test_a_kernel_zones_room_leaves_zone_movable_out() -> None:
     k = m.kernel
     dma32 = k.pgdats[0].zone(ZoneType.DMA32)
     for _ in range(8):  # (the kernel's own allocations move the figure a little)
-        if (room := k.pa.watermark_room(dma32, ZoneType.NORMAL)) > 0:
-            m.fill(room, node=0, zone="DMA32", mix=WorkloadMix(unmovable=1.0))
+        if (left := k.pa.watermark_room(dma32, ZoneType.NORMAL)) > 0:
+            m.fill(left, node=0, zone="DMA32", mix=WorkloadMix(unmovable=1.0))
     d = _why(m, 32)
     room = d["room"]
     assert isinstance(room, dict) and room["kernel_only"] is True and room["nodes"] is None
