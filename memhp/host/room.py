@@ -158,6 +158,7 @@ def parse_zoneinfo(text: str) -> list[ZoneRoom]:
     out: list[ZoneRoom] = []
     node, name, index = -1, "", -1
     fields: dict[str, str] = {}
+    pagesets = False  # (past a zone's "pagesets": the per-CPU lines repeat names)
 
     def close() -> None:
         if node < 0:
@@ -180,7 +181,7 @@ def parse_zoneinfo(text: str) -> list[ZoneRoom]:
             close()
             nid = int(m.group(1))
             index = index + 1 if nid == node else 0
-            node, name, fields = nid, m.group(2), {}
+            node, name, fields, pagesets = nid, m.group(2), {}, False
             continue
         s = line.strip()
         if s.startswith("protection:"):
@@ -188,8 +189,8 @@ def parse_zoneinfo(text: str) -> list[ZoneRoom]:
         elif s.startswith("pages free"):
             fields["pages free"] = s.split()[-1]
         elif s.startswith("pagesets"):
-            fields["pagesets"] = "1"
-        elif "pagesets" not in fields:  # (the per-CPU lines repeat names: not read)
+            pagesets = True
+        elif not pagesets:
             parts = s.split()
             if len(parts) == 2 and parts[0] not in fields:
                 fields[parts[0]] = parts[1]
@@ -218,27 +219,24 @@ def migration_nodes(root: SysfsRoot, node: int) -> tuple[int, ...] | None:
     return tuple(n for n in memory if n != node) or (node,)
 
 
-def _zone_room(
-    root: SysfsRoot, nodes: tuple[int, ...], kernel_only: bool
-) -> tuple[int, frozenset[tuple[int, int]]] | None:
-    """The room in the zones of ``nodes`` an allocation may use (with ``kernel_only``
-    up to ZONE_NORMAL, else up to ZONE_MOVABLE); and those zones as (node, index).
-    None when /proc/zoneinfo cannot be read or parsed."""
+def _read_zones(root: SysfsRoot) -> list[ZoneRoom] | None:
+    """/proc/zoneinfo's zones; None when it cannot be read or parsed."""
     try:
-        zones = parse_zoneinfo(root.read_str(PROC_ZONEINFO))
+        return parse_zoneinfo(root.read_str(PROC_ZONEINFO))
     except (SysfsError, ValueError):
         return None
-    total, used = 0, set()
+
+
+def _zone_room(zones: list[ZoneRoom], nodes: tuple[int, ...], kernel_only: bool) -> int:
+    """The room in the zones of ``nodes`` an allocation may use (with ``kernel_only``
+    up to ZONE_NORMAL, else up to ZONE_MOVABLE)."""
+    top = "Normal" if kernel_only else "Movable"
+    total = 0
     for z in zones:
         names = [y.name for y in zones if y.node == z.node]
-        top = "Normal" if kernel_only else "Movable"
-        if z.node not in nodes or top not in names:
-            continue
-        highest = names.index(top)
-        if z.index <= highest:
+        if z.node in nodes and top in names and z.index <= (highest := names.index(top)):
             total += z.room(highest)
-            used.add((z.node, z.index))
-    return total, frozenset(used)
+    return total
 
 
 def room_for(
@@ -250,22 +248,26 @@ def room_for(
 ) -> Room | None:
     """The room for the pages of blocks of ``node`` counted by kind (``count_pages()``
     of each), ``also`` kinds counted as pages to migrate too; ``kernel_zone``: the
-    blocks are in a kernel zone.  None without /proc/meminfo (or, where the kernel's
-    limits make MemAvailable wrong, without /proc/zoneinfo)."""
+    blocks are in a kernel zone.  None without /proc/meminfo (MemAvailable is also
+    what counts where /proc/zoneinfo or has_memory cannot be read)."""
     kinds = MIGRATED_KINDS + also
     to_migrate = sum(p.get(k, 0) for p in pages for k in kinds)
     free_inside = sum(p.get("free", 0) for p in pages)
     nodes = migration_nodes(root, node) if node is not None else None
     limited = nodes is not None and node not in nodes
-    if limited or kernel_zone:
-        assert node is not None
-        got = _zone_room(root, nodes or (node,), kernel_zone)
-        if got is not None and (limited or _movable_room(root, nodes or (node,))):
-            total, _ = got
+    # (a kernel zone's pages on an unknown node: MemAvailable, as without limits)
+    if node is not None and (limited or kernel_zone):
+        targets = nodes or (node,)
+        zones = _read_zones(root)
+        # MemAvailable is wrong where it counts another node, or a ZONE_MOVABLE
+        # a kernel zone's pages cannot use
+        if zones is not None and (
+            limited or _zone_room(zones, targets, False) > _zone_room(zones, targets, True)
+        ):
             return Room(
                 to_migrate=to_migrate,
                 free_inside=0 if limited else free_inside,
-                available=total,
+                available=_zone_room(zones, targets, kernel_zone),
                 source="free pages above min and reserves, and file pages, in /proc/zoneinfo",
                 nodes=nodes if limited else None,
                 kernel_only=kernel_zone,
@@ -274,12 +276,3 @@ def room_for(
     if avail is None:
         return None
     return Room(to_migrate, free_inside, avail[0], avail[1])
-
-
-def _movable_room(root: SysfsRoot, nodes: tuple[int, ...]) -> bool:
-    """Whether ZONE_MOVABLE of ``nodes`` has room MemAvailable counts (then a kernel
-    zone's pages need the zone by zone estimate)."""
-    got = _zone_room(root, nodes, False), _zone_room(root, nodes, True)
-    if got[0] is None or got[1] is None:
-        return False
-    return got[0][0] > got[1][0]

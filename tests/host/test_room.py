@@ -21,7 +21,7 @@ from memhp.cli.main import run_with_sysfs
 from memhp.host.diagnose import diagnose
 from memhp.host.errors import sysfs_error
 from memhp.host.remove import remove_device
-from memhp.host.room import Room, available_pages
+from memhp.host.room import Room, available_pages, room_for
 from memhp.host.root import SysfsRoot
 from memhp.kernel.mm.mmzone import ZoneType
 from memhp.sim.machine import SimMachine, WorkloadMix
@@ -318,3 +318,16 @@ def test_other_node_verdicts_are_the_real_guests(kernel: str) -> None:
         )
         assert abs(_mib(real, "to migrate") - _mib(mine, "to migrate")) <= 32, (name, real, mine)
         assert abs(_mib(real, "available") - _mib(mine, "available")) <= 64, (name, real, mine)
+
+
+def test_a_kernel_zone_block_of_no_known_node_has_the_memavailable_room() -> None:
+    """Without the block's node (no nodeN link, or several) the kernel's limits cannot
+    be placed: MemAvailable less the block's free pages, as on a machine without
+    them (it used to stop the tool on an assertion)."""
+    m = _dimm_machine(64)
+    root = SysfsRoot(m.sysfs, "sim")
+    room = room_for(root, [{"lru": 100, "free": 30}], node=None, kernel_zone=True)
+    avail = available_pages(root)
+    assert room is not None and avail is not None
+    assert (room.available, room.source, room.free_inside) == (avail[0], avail[1], 30)
+    assert room.nodes is None and room.kernel_only is False
