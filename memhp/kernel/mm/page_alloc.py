@@ -508,10 +508,11 @@ class PageAllocator(WatermarkOps):
             if need and (avail := self.watermark_room(z, hi) - got[i]) > 0:
                 more: list[tuple[int, int]] = []
                 need -= self._walk(z, state, got[i] + min(need, avail), more) - got[i]
+                skip = got[i]  # (what the first pass planned already)
                 for sec, n in more:
-                    if (skip := min(n, got[i])) < n:
+                    if skip < n:
                         plan.append((sec, n - skip))
-                    got[i] -= skip
+                    skip = max(0, skip - n)
         if need:
             raise AllocError(
                 f"cannot allocate {total * PAGE_SIZE >> 10} kB on node {nid} for {owner} "

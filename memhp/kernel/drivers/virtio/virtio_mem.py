@@ -286,10 +286,12 @@ class VirtioMemDriver(VirtioMemSbm):
         """virtio_mem_memory_notifier_cb()."""
         start = arg.start_pfn << PAGE_SHIFT
         size = arg.nr_pages << PAGE_SHIFT
-        for vm in self.vms:
-            if self._overlaps(vm, start, size):
-                return self._notify_vm(vm, action, start, size)
-        return 0
+        vm = self._vm_at(start, size)
+        return 0 if vm is None else self._notify_vm(vm, action, start, size)
+
+    def _vm_at(self, start: int, size: int) -> VirtioMem | None:
+        """The device whose region the range overlaps (a range never spans two)."""
+        return next((vm for vm in self.vms if self._overlaps(vm, start, size)), None)
 
     def _notify_vm(self, vm: VirtioMem, action: MemAction, start: int, size: int) -> int:
         mb = start // self.mb_size
@@ -339,7 +341,7 @@ class VirtioMemDriver(VirtioMemSbm):
         unplugged sub-blocks stay out of the buddy (fake offline, never onlined) and
         never count as managed; other memory (a DIMM, BBM) is generic_online_page()."""
         start = pfn << PAGE_SHIFT
-        vm = next((v for v in self.vms if self._overlaps(v, start, nr_pages << PAGE_SHIFT)), None)
+        vm = self._vm_at(start, nr_pages << PAGE_SHIFT)
         if vm is None or not vm.in_sbm:
             return
         mb = start // self.mb_size
