@@ -24,8 +24,8 @@ from memhp.kernel.mm.mmzone import ZoneType
 from memhp.kernel.mm.page_alloc import PageState
 from memhp.kernel.profiles import PROFILES
 from memhp.sim import procfs
-from memhp.sim.machine import SimMachine, WorkloadMix
-from tests.support.sim import DIMM_BLOCKS, dimm_machine, machine, pin
+from memhp.sim.machine import SimMachine
+from tests.support.sim import DIMM_BLOCKS, dimm_machine, fill_kernel_zone, machine, pin
 
 BLOCK = 128 * MiB
 PAGES = BLOCK >> 12  # pages of a memory block (one section)
@@ -177,12 +177,7 @@ def test_pages_of_a_kernel_zone_never_migrate_into_zone_movable(
     m.sysfs.write(f"{block_dir(36)}/state", how.encode())
     k, pa = m.kernel, m.kernel.pa
     (a,) = m.fill(1000, start=36 * BLOCK, end=37 * BLOCK, owner="a")
-    dma32 = k.pgdats[0].zone(ZoneType.DMA32)
-    kernel = WorkloadMix(unmovable=1.0)  # (a GFP_KERNEL request sees the same reserve)
-    for _ in range(8):  # (until nothing is left: the kernel's own allocations move it)
-        if (room := pa.watermark_room(dma32, ZoneType.NORMAL)) > 0:
-            m.fill(room, node=0, zone="DMA32", mix=kernel)
-    assert pa.watermark_room(dma32, ZoneType.NORMAL) <= 0
+    fill_kernel_zone(m, 0, ZoneType.DMA32)  # (a migration's target sees the same reserve)
     assert not k.pgdats[0].zone(ZoneType.NORMAL).present_pages
     k.hotplug.retry_wait = lambda: True
     if lands is None:

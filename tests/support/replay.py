@@ -9,6 +9,7 @@ from memhp.bench.drivers import ModelDriver
 from memhp.bench.recording import Recording, recording_path
 from memhp.bench.runner import StepResult, run_scenario
 from memhp.bench.scenario import load_scenario
+from memhp.bench.tasks import EndTaskAction, TaskAction
 from memhp.cli.main import run_with_sysfs
 from memhp.sim.machine import SimMachine
 from tests.bench.test_diff_units import RECORDINGS
@@ -37,3 +38,20 @@ def real_text(rec: Recording, step: str, path: str) -> str | None:
     text = snap[path].value
     assert isinstance(text, str)
     return text
+
+
+def guest_tasks_alive(rec: Recording, path: str, kernel: str) -> dict[str, int]:
+    """The guest tasks running after each step of the recorded run of scenario
+    ``path`` on ``kernel`` (a task whose start failed, e.g. on a node without memory,
+    is none): each is an interpreter with memory of its own the model's task lacks."""
+    alive: set[str] = set()
+    out: dict[str, int] = {}
+    for st in load_scenario(path).for_kernel(kernel).steps:
+        got = rec.steps.get(st.name)
+        ok = got is not None and got.result.outcome == "ok"
+        if isinstance(st.action, TaskAction) and ok:
+            alive.add(st.action.name)
+        elif isinstance(st.action, EndTaskAction):
+            alive.discard(st.action.name)
+        out[st.name] = len(alive)
+    return out

@@ -20,6 +20,7 @@ from memhp.abi.layout import MiB
 from memhp.abi.paths import SYS_MEMORY, block_dir
 from memhp.host.root import SysfsRoot
 from memhp.kernel.machine import MachineSpec
+from memhp.kernel.mm.mmzone import ZoneType
 from memhp.kernel.mm.page_alloc import Allocation
 from memhp.sim.config import load_machine
 from memhp.sim.machine import SimMachine, WorkloadMix
@@ -51,6 +52,18 @@ def seed_machine() -> SimMachine:
     for b in range(8, 12):
         m.sysfs.write(f"{block_dir(b)}/state", b"online")
     return m
+
+
+def fill_kernel_zone(m: SimMachine, nid: int, zone: ZoneType) -> None:
+    """Unmovable pages in kernel zone ``zone`` of node ``nid`` until a GFP_KERNEL
+    request (highest zone ZONE_NORMAL) finds no room there above its watermark (a few
+    rounds: the kernel's own allocations move the figure a little)."""
+    k = m.kernel
+    z = k.pgdats[nid].zone(zone)
+    for _ in range(8):
+        if (left := k.pa.watermark_room(z, ZoneType.NORMAL)) > 0:
+            m.fill(left, node=nid, zone=z.name, mix=WorkloadMix(unmovable=1.0))
+    assert k.pa.watermark_room(z, ZoneType.NORMAL) <= 0
 
 
 def pin(m: SimMachine, block: int, pages: int = 100, owner: str = "driver") -> list[Allocation]:

@@ -16,13 +16,12 @@ import pytest
 
 from memhp.abi.paths import PROC_MEMINFO
 from memhp.bench.actions import Fill
-from memhp.bench.recording import Recording
 from memhp.bench.scenario import load_scenario
-from memhp.bench.tasks import EndTaskAction, TaskAction
+from memhp.bench.tasks import TaskAction
 from memhp.sim.machine import SimMachine, WorkloadMix
 from tests.bench.test_diff_units import RECORDED
 from tests.conftest import machine
-from tests.support.replay import real_text, replay
+from tests.support.replay import guest_tasks_alive, real_text, replay
 
 MEM = "/sys/devices/system/memory"
 #: The counters compared, in kB.
@@ -145,28 +144,12 @@ TASK_KB = {f: 0 for f in FIELDS} | {
 }
 
 
-def _tasks_alive(rec: Recording, path: str, kernel: str) -> dict[str, int]:
-    """The guest tasks running after each step of the recorded run (a task whose
-    start failed, e.g. on a node without memory, is none)."""
-    alive: set[str] = set()
-    out: dict[str, int] = {}
-    for st in load_scenario(path).for_kernel(kernel).steps:
-        got = rec.steps.get(st.name)
-        ok = got is not None and got.result.outcome == "ok"
-        if isinstance(st.action, TaskAction) and ok:
-            alive.add(st.action.name)
-        elif isinstance(st.action, EndTaskAction):
-            alive.discard(st.action.name)
-        out[st.name] = len(alive)
-    return out
-
-
 @pytest.mark.parametrize(
     ("path", "kernel"), USER, ids=[f"{p.rsplit('/', 1)[-1]}@{k}" for p, k in USER]
 )
 def test_user_page_counters_change_as_on_the_real_kernel(path: str, kernel: str) -> None:
     rec, model = replay(path, kernel, lambda m, _sr: meminfo(m.sysfs.read(PROC_MEMINFO).decode()))
-    alive = _tasks_alive(rec, path, kernel)
+    alive = guest_tasks_alive(rec, path, kernel)
     prev: tuple[dict[str, int], dict[str, int], int] | None = None
     compared = 0
     for name, mi in model:

@@ -26,13 +26,13 @@ import re
 import pytest
 
 from memhp.abi.layout import PAGE_SIZE, STRUCT_PAGE_SIZE
+from memhp.abi.paths import node_dir
 from memhp.bench.actions import DeviceDel, Eject, HotAddAction, Lsmem, Memhp
 from memhp.bench.recording import Recording
 from memhp.bench.scenario import load_scenario
-from memhp.bench.tasks import EndTaskAction, TaskAction
 from memhp.sim.machine import SimMachine
 from tests.bench.test_diff_units import RECORDED
-from tests.support.replay import real_text, replay
+from tests.support.replay import guest_tasks_alive, real_text, replay
 
 NOISE_KB = 16 * 1024
 TASK_KB = 8 * 1024
@@ -54,7 +54,7 @@ def _model(m: SimMachine) -> dict[int, int]:
     texts: dict[int, str | None] = {}
     for nid in range(MAX_NODES):
         try:
-            texts[nid] = m.sysfs.read(f"/sys/devices/system/node/node{nid}/meminfo").decode()
+            texts[nid] = m.sysfs.read(f"{node_dir(nid)}/meminfo").decode()
         except OSError:
             texts[nid] = None
     return node_free(texts)
@@ -63,24 +63,19 @@ def _model(m: SimMachine) -> dict[int, int]:
 def _activity(rec: Recording, path: str, kernel: str) -> dict[str, tuple[int, bool, int]]:
     """Per step: the guest tasks running after it, whether the guest ran memhp or
     lsmem in it, and the memmap (kB) of a DIMM it plugs or removes (the gap above)."""
-    alive: set[str] = set()
+    alive = guest_tasks_alive(rec, path, kernel)
     sizes: dict[str, int] = {}
     out: dict[str, tuple[int, bool, int]] = {}
     for st in load_scenario(path).for_kernel(kernel).steps:
-        got = rec.steps.get(st.name)
         a = st.action
         memmap = 0
-        if isinstance(a, TaskAction) and got is not None and got.result.outcome == "ok":
-            alive.add(a.name)
-        elif isinstance(a, EndTaskAction):
-            alive.discard(a.name)
-        elif isinstance(a, HotAddAction):
+        if isinstance(a, HotAddAction):
             sizes[a.dimm.id] = a.dimm.size
             memmap = a.dimm.size
         elif isinstance(a, DeviceDel | Eject):
             memmap = sizes.get(a.id, 0)
         memmap_kb = memmap // PAGE_SIZE * STRUCT_PAGE_SIZE >> 10
-        out[st.name] = (len(alive), isinstance(a, Memhp | Lsmem), memmap_kb)
+        out[st.name] = (alive[st.name], isinstance(a, Memhp | Lsmem), memmap_kb)
     return out
 
 
@@ -98,7 +93,7 @@ def test_each_nodes_free_memory_changes_as_on_the_real_kernel(path: str, kernel:
         tool = tool or ran
         memmap += dimm
         real = node_free(
-            {n: real_text(rec, name, f"/sys/devices/system/node/node{n}/meminfo") for n in range(4)}
+            {n: real_text(rec, name, f"{node_dir(n)}/meminfo") for n in range(MAX_NODES)}
         )
         if not real:
             continue
