@@ -110,6 +110,7 @@ from memhp.bench.drivers import HotAdd, errno_label, errno_value
 from memhp.bench.initramfs import BENCH_KERNELS, DEFAULT_KERNEL
 from memhp.bench.vm import NodeConfig, VMConfig
 from memhp.kernel.machine import ONLINE_TYPES, MachineError, MachineSpec, parse_machine
+from memhp.kernel.machine_qemu_pc import qemu_device_memory
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 #: Where the bundled scenarios live (the differential set; trees/: recorded for their trees).
@@ -288,6 +289,17 @@ def vm_config_for(
     ids = [n.id for n in spec.nodes]
     if ids != list(range(len(ids))):
         raise ScenarioError(f"machine {spec.name}: QEMU needs node ids 0..N-1, got {ids}")
+    ram = sum(e - s for n in spec.nodes for s, e in n.memory)
+    window = qemu_device_memory(ram, spec.slots, spec.maxmem)
+    for n in spec.nodes:
+        want = [window] if window is not None and n is spec.nodes[-1] else []
+        if list(n.hotplug) != want:
+            said = ", ".join(f"[{s:#x}, {e:#x})" for s, e in n.hotplug) or "none"
+            raise ScenarioError(
+                f"machine {spec.name}: node {n.id}'s hotplug windows are {said}, but QEMU's "
+                "SRAT marks only its device memory region hotpluggable, on the last node"
+                + (f": [{window[0]:#x}, {window[1]:#x}) on node {ids[-1]}" if window else "")
+            )
     nodes = tuple(
         NodeConfig(cpus=len(n.cpus), mem=sum(e - s for s, e in n.memory)) for n in spec.nodes
     )

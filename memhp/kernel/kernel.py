@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from memhp.abi.layout import PAGE_SIZE, SECTION_SIZE
 from memhp.kernel.arch.x86.kernel.setup import setup_arch
 from memhp.kernel.arch.x86.mm.init_64 import KernelPageTables
+from memhp.kernel.arch.x86.mm.numa import numa_cleanup_meminfo
 from memhp.kernel.drivers.acpi.acpi_memhotplug import AcpiBus
+from memhp.kernel.drivers.acpi.numa.srat import acpi_numa_init
 from memhp.kernel.drivers.base.memory import MemorySubsys
 from memhp.kernel.drivers.base.node import Nodes
 from memhp.kernel.drivers.firmware.memmap import FirmwareMap
@@ -47,7 +49,15 @@ class Kernel:
     """A booted simulated kernel: its subsystems and the log of what it did."""
 
     def __init__(self, spec: MachineSpec, firmware: Firmware = NO_FIRMWARE) -> None:
+        #: The firmware's description, its [[node]] ids proximity domains.
+        self.firmware_spec = spec
+        # setup_arch() -> initmem_init() -> x86_acpi_numa_init(): from here on the
+        # kernel's node ids (see memhp.kernel.drivers.acpi.numa.srat).
+        self.srat, spec = acpi_numa_init(spec)
+        #: The machine with the kernel's node ids.
         self.spec = spec
+        #: numa_meminfo (arch/x86/mm/numa.c), for memory_add_physaddr_to_nid().
+        self.numa_meminfo = numa_cleanup_meminfo(self.srat, spec)
         self.profile = spec.profile
         top = max(
             [e.end for e in spec.e820 if e.type == "System RAM"]

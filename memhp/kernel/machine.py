@@ -24,7 +24,9 @@ A machine is described by a TOML document (see ``machines/*.toml``)::
     type = "System RAM"
 
     [[node]]
-    id = 0
+    id = 0                                # proximity domain (SRAT/SLIT/_PXM); the kernel
+                                          # numbers domains with an SRAT entry 0, 1, ...
+                                          # in table order (memhp/kernel/drivers/acpi/numa/srat.py)
     cpus = [0, 1]
     distance = [10, 20]
     memory = [["0", "1G"]]                # SRAT memory affinity, [start, end)
@@ -152,14 +154,6 @@ class MachineSpec:
             if n.id == nid:
                 return n
         raise KeyError(nid)
-
-    def hotplug_node_for(self, start: int, end: int) -> int | None:
-        """The node whose SRAT hotplug window contains [start, end)."""
-        for n in self.nodes:
-            for hs, he in n.hotplug:
-                if hs <= start and end <= he:
-                    return n.id
-        return None
 
 
 #: The end of the physical address space (x86_64, 4-level paging: 64 TiB).

@@ -15,6 +15,18 @@ SEABIOS_TOP_RESERVED = 0x20000  # SeaBIOS keeps the top 128 KiB of low RAM
 AMD_HT_START, AMD_HT_END = 0xFD00000000, 0x10000000000
 
 
+def qemu_device_memory(ram: int, slots: int, maxmem: int) -> tuple[int, int] | None:
+    """[start, end) of QEMU's device memory region for ``-m RAM,slots=N,maxmem=M``
+    (pc_memory_init(): from ROUND_UP(4G + RAM above 4G, 1G), maxmem - ram plus 1 GiB
+    per slot), which build_srat() gives one hotpluggable memory affinity entry on the
+    last node; None without slots or room (no device memory)."""
+    if slots <= 0 or maxmem <= ram:
+        return None
+    below = QEMU_LOWMEM_SPLIT if ram >= QEMU_LOWMEM_LIMIT else ram
+    base = -(-(4 * GiB + ram - below) // GiB) * GiB
+    return base, base + maxmem - ram + GiB * slots
+
+
 def expand_qemu_pc(doc: Mapping[str, object]) -> dict[str, object]:
     """``platform = "qemu-pc"``: the machine QEMU's ``pc`` board and SeaBIOS build.
 
@@ -75,10 +87,10 @@ def expand_qemu_pc(doc: Mapping[str, object]) -> dict[str, object]:
         raise MachineError("hotplug", "expected a table")
     slots = hp.get("slots", 0)
     maxmem = parse_size(hp.get("maxmem", ram), "hotplug.maxmem")
-    if isinstance(slots, int) and not isinstance(slots, bool) and slots > 0 and maxmem > ram:
-        base = -(-(4 * GiB + above) // GiB) * GiB
-        size = maxmem - ram + GiB * slots
-        nodes[-1]["hotplug"] = [[base, base + size]]
+    if isinstance(slots, int) and not isinstance(slots, bool):
+        window = qemu_device_memory(ram, slots, maxmem)
+        if window is not None:
+            nodes[-1]["hotplug"] = [list(window)]
     d["node"] = nodes
     e820 = [
         {"start": 0, "end": 0x9FBFF, "type": "System RAM"},

@@ -193,7 +193,6 @@ def run_lifecycle(
     :mod:`memhp.study.export` turns into a bench scenario.
     """
     ev = trace.append if trace is not None else None
-    spec = cell_spec(study, cell)
     wl = study.workloads[cell.get("workload")]
     m, devices, onlined = _machine(study, cell, seed)
     k = m.kernel
@@ -209,7 +208,7 @@ def run_lifecycle(
     movable_ratio = round(100.0 * mov / kern, 3) if kern else 0.0
 
     # The workload: allocations, frees, tmpfs files, the kernel's own pages.
-    nodes = sorted({n.id for n in spec.nodes if n.cpus}) or [0]
+    nodes = sorted({n.id for n in k.spec.nodes if n.cpus}) or [0]  # (the kernel's node ids)
     free0 = sum(k.pa.zone_free(z) for pg in k.pgdats.values() for z in pg.node_zones)
     steps = max(study.steps, 1)
     chunk = wl.fill * free0 / steps

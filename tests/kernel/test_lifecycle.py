@@ -201,9 +201,9 @@ def test_probe_interface_of_the_38_profile() -> None:
     assert m.sysfs.lstat(probe).mode == 0o200
     assert write(m, probe, "0x40000000") == 0
     assert 8 in k.memory.blocks and k.memory.blocks[8].state is MemState.MEM_OFFLINE
-    assert (
-        k.memory.blocks[8].nid == 1 and 1 in k.nodes.registered_nodes
-    )  # the SRAT window of node 1
+    # memory_add_physaddr_to_nid(): node 1's SRAT hotplug window lies above max_pfn,
+    # so numa_cleanup_meminfo() left it out of numa_meminfo: the first entry's node.
+    assert k.memory.blocks[8].nid == 0 and 1 not in k.nodes.registered_nodes
     assert any(e.start == 0x40000000 for e in k.fwmap.entries)
     assert write(m, probe, "0x40000000") == errno.EEXIST
     assert write(m, probe, "0x41000000") == errno.EINVAL  # not block aligned

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memhp.abi.layout import DMA32_END, PAGE_SHIFT, PAGE_SIZE, PAGES_PER_SECTION, SECTION_SIZE, MiB
-from memhp.kernel.drivers.base.memory import NUMA_NO_NODE
+from memhp.kernel.drivers.acpi.numa.srat import NUMA_NO_NODE
 from memhp.kernel.mm.mmzone import PGDAT_PAGES
 from memhp.kernel.mm.page_alloc import Allocation, AllocError, PageAllocator, PageState
 from memhp.kernel.mm.sparse import MEMMAP_PAGES_PER_SECTION

@@ -20,9 +20,9 @@ from memhp.abi.layout import (
     section_nr_to_pfn,
 )
 from memhp.abi.params import ONLINE_POLICIES
+from memhp.kernel.drivers.acpi.numa.srat import NUMA_NO_NODE
 from memhp.kernel.drivers.base.memory import (
     MMOP,
-    NUMA_NO_NODE,
     ONLINE_TYPE_TO_STR,
     MemAction,
     MemoryBlock,

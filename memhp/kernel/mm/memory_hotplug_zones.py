@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 from memhp.abi.layout import PAGES_PER_SECTION, pfn_to_section_nr
 from memhp.abi.params import ONLINE_POLICIES
+from memhp.kernel.drivers.acpi.numa.srat import NUMA_NO_NODE
 from memhp.kernel.drivers.base.memory import (
     MMOP,
-    NUMA_NO_NODE,
     MemoryGroup,
     walk_dynamic_memory_groups,
 )

@@ -27,11 +27,11 @@ from memhp.abi.acpi import (
     memory_device_name,
 )
 from memhp.abi.layout import PAGE_SHIFT
+from memhp.kernel.arch.x86.mm.numa import memory_add_physaddr_to_nid
 from memhp.kernel.drivers.base.memory import (
     MemoryBlock,
     device_offline,
     device_online,
-    memory_add_physaddr_to_nid,
     memory_group_register_static,
     memory_group_unregister,
 )
@@ -116,7 +116,8 @@ class AcpiBus:
         """acpi_memory_device_add() -> acpi_memory_get_device_resources() + enable_device()."""
         assert self.namespace is not None  # only devices of a namespace exist
         dev.infos = [MemoryInfo(s, n) for s, n in self.namespace.evaluate_crs(dev.slot)]
-        dev.node = self.namespace.evaluate_pxm(dev.slot)
+        # acpi_get_node(): pxm_to_node() of _PXM (NUMA_NO_NODE without an SRAT entry)
+        dev.node = self.k.srat.pxm_to_node(self.namespace.evaluate_pxm(dev.slot))
         dev.bound = True
         ret = self.acpi_memory_enable_device(dev)
         if ret:
@@ -139,11 +140,10 @@ class AcpiBus:
             k.log("acpi_memhotplug", f"{dev.name}: device is empty")
             return -errno.EINVAL
         nid, mgid = dev.node, False
+        if nid < 0:  # the first range with a length decides for the whole device
+            nid = memory_add_physaddr_to_nid(k, next(i.start_addr for i in dev.infos if i.length))
         if k.profile.online_policies:
             # One static memory group per device, on one node (MHP_NID_IS_MGID).
-            if nid < 0:
-                first = next(i.start_addr for i in dev.infos if i.length)
-                nid = memory_add_physaddr_to_nid(k, first)
             ret = memory_group_register_static(k, nid, -(-total >> PAGE_SHIFT))
             if ret < 0:
                 return ret

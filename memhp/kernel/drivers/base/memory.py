@@ -32,6 +32,7 @@ import numpy as np
 
 from memhp.abi.fs import EHWPOISON
 from memhp.abi.layout import PAGE_SHIFT, SECTION_SIZE, section_nr_to_pfn
+from memhp.kernel.drivers.acpi.numa.srat import NUMA_NO_NODE
 from memhp.kernel.lib.xarray import XArray
 from memhp.kernel.mm.mmzone import ZoneType
 from memhp.kernel.mm.page_alloc import PageState
@@ -64,8 +65,6 @@ ONLINE_TYPE_TO_STR: dict[MMOP, str] = {
     MMOP.MMOP_ONLINE_KERNEL: "online_kernel",
     MMOP.MMOP_ONLINE_MOVABLE: "online_movable",
 }
-
-NUMA_NO_NODE = -1
 
 
 @dataclass(eq=False)
@@ -518,21 +517,13 @@ def auto_online_blocks_store(k: Kernel, online_type: MMOP) -> int:
     return 0
 
 
-def memory_add_physaddr_to_nid(k: Kernel, addr: int) -> int:
-    """memory_add_physaddr_to_nid() (x86): the SRAT node of the address, else the first."""
-    for n in k.spec.nodes:
-        for s, e in (*n.memory, *n.hotplug):
-            if s <= addr < e:
-                return n.id
-    return k.spec.nodes[0].id
-
-
 def probe_store(k: Kernel, addr: int) -> int:
     """probe_store() after parsing: add one block at ``addr``, no ACPI device.
 
     The ``probe`` interface (CONFIG_ARCH_MEMORY_PROBE) tells the kernel that
     memory exists there, whether or not the platform has any: a testing aid.
     """
+    from memhp.kernel.arch.x86.mm.numa import memory_add_physaddr_to_nid
     from memhp.kernel.mm import memory_hotplug as mh
 
     if addr % k.memory.block_size:

@@ -45,6 +45,8 @@ from memhp.abi.virtio import (
     VIRTIO_MEM_REQ_UNPLUG,
     VIRTIO_MEM_REQ_UNPLUG_ALL,
 )
+from memhp.kernel.arch.x86.mm.numa import memory_add_physaddr_to_nid
+from memhp.kernel.drivers.acpi.numa.srat import NUMA_NO_NODE
 from memhp.kernel.drivers.base.memory import (
     MemAction,
     MemoryNotify,
@@ -84,15 +86,18 @@ class VirtioMemDriver(VirtioMemSbm):
         cfg = vdev.transport.read_config()
         vm.plugged_size = cfg.plugged_size
         vm.device_block_size = cfg.block_size
+        # virtio_mem_translate_node_id(): pxm_to_node() with VIRTIO_MEM_F_ACPI_PXM
+        vm.nid = NUMA_NO_NODE
         if vdev.features >> VIRTIO_MEM_F_ACPI_PXM & 1:
-            vm.nid = cfg.node_id  # virtio_mem_translate_node_id(): pxm_to_node()
+            vm.nid = self.k.srat.pxm_to_node(cfg.node_id)
         vm.addr = cfg.addr
         vm.region_size = cfg.region_size
+        if vm.nid == NUMA_NO_NODE:  # (the lowest address decides)
+            vm.nid = memory_add_physaddr_to_nid(self.k, vm.addr)
         self._info(vm, f"start address: {vm.addr:#x}")
         self._info(vm, f"region size: {vm.region_size:#x}")
         self._info(vm, f"device block size: {vm.device_block_size:#x}")
-        if vdev.features >> VIRTIO_MEM_F_ACPI_PXM & 1:
-            self._info(vm, f"nid: {vm.nid}")
+        self._info(vm, f"nid: {vm.nid}")
         mbs = self.mb_size
         vm.offline_threshold = max(2 * mbs, VIRTIO_MEM_DEFAULT_OFFLINE_THRESHOLD)
         sb = max(vm.device_block_size, PAGEBLOCK_NR_PAGES << PAGE_SHIFT)

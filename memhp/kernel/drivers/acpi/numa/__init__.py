@@ -1,0 +1,1 @@
+"""memhp.kernel.drivers.acpi.numa (drivers/acpi/numa)."""
