@@ -289,6 +289,28 @@ def vm_config_for(
     ids = [n.id for n in spec.nodes]
     if ids != list(range(len(ids))):
         raise ScenarioError(f"machine {spec.name}: QEMU needs node ids 0..N-1, got {ids}")
+    first = 0
+    for n in spec.nodes:  # -numa node,cpus=: CPUs numbered in node order
+        want_cpus = tuple(range(first, first + len(n.cpus)))
+        if n.cpus != want_cpus:
+            raise ScenarioError(
+                f"machine {spec.name}: node {n.id}'s cpus are {list(n.cpus)}, but QEMU numbers "
+                f"CPUs in node order: {list(want_cpus)}"
+            )
+        first += len(n.cpus)
+    default = all(
+        d == (10 if i == j else 20)
+        for i, n in enumerate(spec.nodes)
+        for j, d in enumerate(n.distance)
+    )
+    for i, n in enumerate(spec.nodes):
+        if n.distance[i] != 10 or not all(
+            10 < d < 255 for j, d in enumerate(n.distance) if j != i
+        ):
+            raise ScenarioError(
+                f"machine {spec.name}: node {n.id}'s distances {list(n.distance)}: the bench needs 10 "
+                "for the node itself (QEMU) and 11-254 to the others (a SLIT Linux takes)"
+            )
     ram = sum(e - s for n in spec.nodes for s, e in n.memory)
     window = qemu_device_memory(ram, spec.slots, spec.maxmem)
     for n in spec.nodes:
@@ -301,7 +323,12 @@ def vm_config_for(
                 + (f": [{window[0]:#x}, {window[1]:#x}) on node {ids[-1]}" if window else "")
             )
     nodes = tuple(
-        NodeConfig(cpus=len(n.cpus), mem=sum(e - s for s, e in n.memory)) for n in spec.nodes
+        NodeConfig(
+            cpus=len(n.cpus),
+            mem=sum(e - s for s, e in n.memory),
+            distance=() if default else n.distance,
+        )
+        for n in spec.nodes
     )
     return VMConfig(
         nodes=nodes,

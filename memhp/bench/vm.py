@@ -68,10 +68,12 @@ def qemu_size(n: int) -> str:
 
 @dataclass(frozen=True)
 class NodeConfig:
-    """One NUMA node: CPUs and boot memory (0: a memory-less node)."""
+    """One NUMA node: CPUs and boot memory (0: a memory-less node), and its SLIT row
+    (empty: QEMU builds no SLIT unless some node has distances)."""
 
     cpus: int = 0
     mem: int = 0
+    distance: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,10 @@ def qemu_args(
             args += ["-object", f"memory-backend-ram,id=m{i},size={qemu_size(node.mem)}"]
             spec += f",memdev=m{i}"
         args += ["-numa", spec]
+    for i, node in enumerate(cfg.nodes):  # the SLIT (QEMU's build_slit())
+        for j, d in enumerate(node.distance):
+            if i != j:
+                args += ["-numa", f"dist,src={i},dst={j},val={d}"]
     args += virtio_mem_args(cfg.virtio_mem)
     args += [
         "-kernel",

@@ -120,6 +120,16 @@ def test_qemu_args_reference_machine(tmp_path: Path) -> None:
         "memhp.9p=work:/mnt/work",
     ]
     assert "local,path=/work,mount_tag=work,security_model=none,readonly=on" in args
+    assert "dist," not in line  # no distances given: QEMU builds no SLIT
+
+
+def test_qemu_args_slit(tmp_path: Path) -> None:
+    """Distances become -numa dist for every ordered pair of nodes (build_slit())."""
+    cfg = VMConfig(nodes=(NodeConfig(2, 1 << 30, (10, 21)), NodeConfig(0, 0, (31, 10))))
+    k = KernelImage(Path("/boot/vmlinuz-6.1.0-56-amd64"), None, "6.1.0-56-amd64")
+    args = qemu_args(cfg, k, tmp_path / "initrd", tmp_path, "tcg")
+    dists = [args[i + 1] for i, a in enumerate(args) if a == "-numa" and "dist" in args[i + 1]]
+    assert dists == ["dist,src=0,dst=1,val=21", "dist,src=1,dst=0,val=31"]
 
 
 def test_config_validation() -> None:

@@ -159,4 +159,17 @@ def test_bench_refuses_hotplug_windows_qemu_does_not_build() -> None:
         {"id": 1},
         {"id": 2, "hotplug": [["4G", "15G"]]},
     ]
-    assert len(vm_config_for(parse_machine(doc), Cmdline()).nodes) == 3
+    cfg = vm_config_for(parse_machine(doc), Cmdline())
+    assert len(cfg.nodes) == 3 and all(not n.distance for n in cfg.nodes)  # no SLIT
+    doc["node"][1]["distance"] = [20, 10, 30]
+    doc["node"][2]["distance"] = [20, 30, 10]
+    cfg = vm_config_for(parse_machine(doc), Cmdline())
+    assert [n.distance for n in cfg.nodes] == [(10, 20, 20), (20, 10, 30), (20, 30, 10)]
+    doc["node"][1]["distance"] = [20, 10, 10]
+    with pytest.raises(ScenarioError, match=r"node 1's distances \[20, 10, 10\]"):
+        vm_config_for(parse_machine(doc), Cmdline())
+    del doc["node"][1]["distance"], doc["node"][2]["distance"]
+    doc["node"][0]["cpus"] = [0]
+    doc["node"][1]["cpus"] = [2]
+    with pytest.raises(ScenarioError, match=r"node 1's cpus are \[2\].*in node order: \[1\]"):
+        vm_config_for(parse_machine(doc), Cmdline())
