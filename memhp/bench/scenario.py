@@ -308,8 +308,8 @@ def vm_config_for(
             10 < d < 255 for j, d in enumerate(n.distance) if j != i
         ):
             raise ScenarioError(
-                f"machine {spec.name}: node {n.id}'s distances {list(n.distance)}: the bench needs 10 "
-                "for the node itself (QEMU) and 11-254 to the others (a SLIT Linux takes)"
+                f"machine {spec.name}: node {n.id}'s distances {list(n.distance)}: the bench "
+                "needs 10 for the node itself (QEMU) and 11-254 to the others (a SLIT Linux takes)"
             )
     ram = sum(e - s for n in spec.nodes for s, e in n.memory)
     window = qemu_device_memory(ram, spec.slots, spec.maxmem)
