@@ -304,9 +304,7 @@ def vm_config_for(
         for j, d in enumerate(n.distance)
     )
     for i, n in enumerate(spec.nodes):
-        if n.distance[i] != 10 or not all(
-            10 < d < 255 for j, d in enumerate(n.distance) if j != i
-        ):
+        if n.distance[i] != 10 or not all(10 < d < 255 for j, d in enumerate(n.distance) if j != i):
             raise ScenarioError(
                 f"machine {spec.name}: node {n.id}'s distances {list(n.distance)}: the bench "
                 "needs 10 for the node itself (QEMU) and 11-254 to the others (a SLIT Linux takes)"
