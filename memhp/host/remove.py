@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from memhp.abi.paths import PROC_VMSTAT, SYS_MEMORY
 from memhp.abi.zones import KERNEL_ZONE_NAMES, ZONE_MOVABLE
@@ -110,8 +110,8 @@ def _room(root: SysfsRoot, dev: MemoryDevice) -> Room | None:
     """The room for the pages of the device's online blocks (None when
     /proc/kpageflags or /proc/meminfo cannot be read)."""
     counts = []
+    kernel_counts = []  # (of the blocks in kernel zones)
     node: int | None = None
-    kernel_zone = False
     for b in dev.blocks:
         if b.online:
             try:
@@ -122,11 +122,18 @@ def _room(root: SysfsRoot, dev: MemoryDevice) -> Room | None:
                 return None
             if b.zone == ZONE_MOVABLE and UNFLAGGED in pages:  # (see diagnose())
                 pages["lru"] = pages.get("lru", 0) + pages.pop(UNFLAGGED)
-            # (a kernel zone's pages may go to kernel zones only: where the device
-            # has both, its whole room is counted so, erring on the safe side)
-            kernel_zone |= b.zone != ZONE_MOVABLE and any(pages.get(k) for k in MIGRATED_KINDS)
+            if b.zone != ZONE_MOVABLE:
+                kernel_counts.append(pages)
             counts.append(pages)
-    return room_for(root, counts, node=node, kernel_zone=kernel_zone)
+    # A kernel zone's pages may go to kernel zones only, the others anywhere the
+    # allocation may take them: with blocks of both kinds both must fit.
+    if not any(p.get(k) for p in kernel_counts for k in MIGRATED_KINDS):
+        return room_for(root, counts, node=node)
+    if len(kernel_counts) == len(counts):
+        return room_for(root, counts, node=node, kernel_zone=True)
+    room = room_for(root, counts, node=node)
+    kernel = room_for(root, kernel_counts, node=node, kernel_zone=True)
+    return replace(room, kernel_part=kernel) if room is not None and kernel is not None else None
 
 
 #: /proc/vmstat's page migration events (mm/migrate.c migrate_pages()).

@@ -62,6 +62,9 @@ class Room:
     nodes: tuple[int, ...] | None = None
     #: a kernel zone's pages: kernel zones only
     kernel_only: bool = False
+    #: of blocks in both kinds of zone, the room of those in kernel zones (whose pages
+    #: may go to kernel zones only); this Room is then that of all the pages
+    kernel_part: Room | None = None
 
     @property
     def elsewhere(self) -> int:
@@ -70,14 +73,19 @@ class Room:
 
     @property
     def enough(self) -> bool:
-        return self.to_migrate <= self.elsewhere
+        return self.to_migrate <= self.elsewhere and (
+            self.kernel_part is None or self.kernel_part.enough
+        )
 
     def describe(self) -> str:
         less = " less the blocks' free pages" if self.free_inside else ""
-        return (
+        own = (
             f"{_mib(self.to_migrate)} to migrate, about {_mib(self.elsewhere)} available "
             f"elsewhere ({self.source}{less}{self.where()})"
         )
+        if self.kernel_part is None:
+            return own
+        return f"{own}; of those, from blocks in kernel zones: {self.kernel_part.describe()}"
 
     def where(self) -> str:
         """The allocation's limits, as a clause ("" when none)."""
@@ -93,6 +101,9 @@ class Room:
 
     def reason(self, what: str = "it holds") -> str:
         """Why ``what`` ("it holds", "its blocks hold") will not go offline."""
+        k = self.kernel_part
+        if k is not None and not k.enough and self.to_migrate <= self.elsewhere:
+            return k.reason(f"{what.replace('its blocks', 'its blocks in kernel zones')}")
         return (
             f"{what} {_mib(self.to_migrate)} "
             f"of pages to migrate, but only about {_mib(self.elsewhere)} is available elsewhere "
@@ -101,7 +112,7 @@ class Room:
             "offline fewer blocks"
         )
 
-    def to_json(self) -> dict[str, int | bool | str | list[int] | None]:
+    def to_json(self) -> dict[str, object]:
         return {
             "to_migrate_bytes": self.to_migrate * PAGE_SIZE,
             "free_inside_bytes": self.free_inside * PAGE_SIZE,
@@ -110,6 +121,7 @@ class Room:
             "nodes": list(self.nodes) if self.nodes is not None else None,
             "kernel_only": self.kernel_only,
             "enough": self.enough,
+            "kernel_part": self.kernel_part.to_json() if self.kernel_part is not None else None,
         }
 
 

@@ -24,7 +24,7 @@ from memhp.host.remove import remove_device
 from memhp.host.room import Room, available_pages, room_for
 from memhp.host.root import SysfsRoot
 from memhp.kernel.mm.mmzone import ZoneType
-from memhp.sim.machine import SimMachine
+from memhp.sim.machine import SimMachine, WorkloadMix
 from tests.bench.test_diff_units import RECORDINGS
 from tests.conftest import machine
 from tests.support.replay import replay
@@ -328,3 +328,52 @@ def test_a_kernel_zone_block_of_no_known_node_has_the_memavailable_room() -> Non
     assert room is not None and avail is not None
     assert (room.available, room.source, room.free_inside) == (avail[0], avail[1], 30)
     assert room.nodes is None and room.kernel_only is False
+
+
+def _mixed_machine(kernel_mib: int, movable_mib: int, room_mib: int) -> SimMachine:
+    """qemu-linux-6.1, DIMM d1 (blocks 32-35: memory32 online_kernel with ``kernel_mib``
+    of user pages, 33-35 online_movable, ``movable_mib`` in memory33) and DIMM d2
+    (blocks 36-39, online_movable, free); node 0's DMA32 full to its GFP_KERNEL
+    watermark but for ``room_mib``: the kernel zones' room outside d1."""
+    m = SimMachine(machine("qemu-linux-6.1"))
+    for dev in ("d1", "d2"):
+        m.device_add(512 << 20, 0, id=dev)
+    m.sysfs.write(f"{MEM}/memory32/state", b"online_kernel")
+    for b in range(33, 40):
+        m.sysfs.write(f"{MEM}/memory{b}/state", b"online_movable")
+    m.fill(kernel_mib << 8, start=32 << 27, end=33 << 27, owner="app")
+    m.fill(movable_mib << 8, start=33 << 27, end=34 << 27, owner="app")
+    kept = m.fill(room_mib << 8, node=0, zone="DMA32", mix=WorkloadMix(unmovable=1.0))
+    fill_kernel_zone(m, 0, ZoneType.DMA32)
+    m.free(kept)
+    return m
+
+
+@pytest.mark.parametrize(
+    ("kernel_mib", "movable_mib", "enough"), [(40, 100, True), (120, 20, False)]
+)
+def test_a_device_in_both_kinds_of_zone_has_two_rooms(
+    kernel_mib: int, movable_mib: int, enough: bool
+) -> None:
+    """memhp remove --dry-run of a device with a ZONE_NORMAL block and ZONE_MOVABLE
+    blocks: the kernel-zone block's pages need room in kernel zones (here ~80 MiB in
+    DMA32), all the pages room anywhere (d2's free ZONE_MOVABLE too).  The estimate
+    used to count all of them against the kernel zones ("cannot" for 40 + 100 MiB);
+    the model's removal agrees with both verdicts."""
+    m = _mixed_machine(kernel_mib, movable_mib, 80)
+    root = SysfsRoot(m.sysfs, "sim")
+    room = remove_device(root, "PNP0C80:00", dry_run=True).room
+    assert room is not None and room.kernel_part is not None
+    assert room.kernel_only is False and room.kernel_part.kernel_only is True
+    assert room.to_migrate * PAGE_SIZE >> 20 == kernel_mib + movable_mib
+    assert room.kernel_part.to_migrate * PAGE_SIZE >> 20 == kernel_mib
+    assert 60 <= room.kernel_part.elsewhere * PAGE_SIZE >> 20 <= 100
+    assert room.elsewhere * PAGE_SIZE >> 20 > 400  # d2's ZONE_MOVABLE counts here
+    assert room.enough is enough
+    rc, out, _ = run_with_sysfs(["remove", "PNP0C80:00", "--dry-run"], m.sysfs)
+    assert rc == 0 and "of those, from blocks in kernel zones:" in out
+    assert ("its blocks in kernel zones hold" in out) is not enough
+    rc, _, err = run_with_sysfs(["remove", "PNP0C80:00", "--timeout", "1"], m.sysfs)
+    assert (rc == 0) is enough, err
+    if not enough:
+        assert "Interrupted system call" in err
