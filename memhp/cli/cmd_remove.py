@@ -144,6 +144,10 @@ def run(args: argparse.Namespace) -> int:
                 print(f"room: {res.room.describe()}")
                 if not res.room.enough:
                     print(f"warning: {res.room.reason('its blocks hold')}")
+            if res.hugetlb_pages:
+                from memhp.host.diagnose import hugetlb_note
+
+                print(f"note: in its blocks {hugetlb_note(res.hugetlb_pages)}")
             return 0
         for f in res.failures:
             print(

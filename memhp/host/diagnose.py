@@ -278,6 +278,8 @@ def diagnose(root: SysfsRoot, index: int) -> Diagnosis:
         if d.room is not None and not d.room.enough:
             r.append(d.room.reason())
             d.offlinable = False
+        if pages.get("hugetlb", 0):
+            r.append(hugetlb_note(pages["hugetlb"], "are"))
         if pages.get("reserved", 0):
             r.append(
                 f"{pages['reserved']} reserved pages (boot reservations, or the memmap "
@@ -285,6 +287,15 @@ def diagnose(root: SysfsRoot, index: int) -> Diagnosis:
             )
             d.offlinable = d.offlinable and device is not None and bool(d.memmap_on_memory)
     return d
+
+
+def hugetlb_note(pages: int, verb: str = "are") -> str:
+    """What offline_pages() does with huge pages of the hugetlb pool (KPF_HUGE)."""
+    return (
+        f"{pages * PAGE_SIZE / (1 << 20):.0f} MiB {verb} huge pages of the hugetlb pool: "
+        "offlining dissolves the free ones, so the node's nr_hugepages drops by as many "
+        "(dissolve_free_huge_pages()); huge pages in use are migrated first"
+    )
 
 
 def format_diagnosis(d: Diagnosis) -> str:

@@ -65,6 +65,8 @@ class RemoveResult:
     zones: dict[int, str | None] = field(default_factory=dict)
     #: --dry-run: the room for the pages of the device's blocks elsewhere.
     room: Room | None = None
+    #: --dry-run: pages of the hugetlb pool in the device's online blocks (KPF_HUGE).
+    hugetlb_pages: int = 0
     #: (pages migrated, migration failures counted) while the run lasted, from
     #: /proc/vmstat's pgmigrate_success and pgmigrate_fail (None: not asked for or
     #: not readable).  System-wide counters: other migrations meanwhile (compaction,
@@ -106,9 +108,10 @@ def _noop(_: str) -> None:
     pass
 
 
-def _room(root: SysfsRoot, dev: MemoryDevice) -> Room | None:
+def _room(root: SysfsRoot, dev: MemoryDevice, res: RemoveResult) -> Room | None:
     """The room for the pages of the device's online blocks (None when
-    /proc/kpageflags or /proc/meminfo cannot be read)."""
+    /proc/kpageflags or /proc/meminfo cannot be read); the hugetlb pool's pages in
+    them go to ``res``."""
     counts = []
     kernel_counts = []  # (of the blocks in kernel zones)
     node: int | None = None
@@ -125,6 +128,7 @@ def _room(root: SysfsRoot, dev: MemoryDevice) -> Room | None:
             if b.zone != ZONE_MOVABLE:
                 kernel_counts.append(pages)
             counts.append(pages)
+            res.hugetlb_pages += pages.get("hugetlb", 0)
     # A kernel zone's pages may go to kernel zones only, the others anywhere the
     # allocation may take them: with blocks of both kinds both must fit.
     if not any(p.get(k) for p in kernel_counts for k in MIGRATED_KINDS):
@@ -178,7 +182,7 @@ def remove_device(
     res.plan = list(pending)
     res.zones = dict(zones)
     if dry_run:
-        res.room = _room(root, dev)
+        res.room = _room(root, dev, res)
         return res
     g = guard if guard is not None else WriteGuard(None, catch_stop=False)
     j = journal if journal is not None else RunJournal(None, dev.name)

@@ -87,3 +87,20 @@ class Hugetlb:
                 break
             done += 1
         return done
+
+    def dissolve_free_huge_pages(self, secs: range) -> int:
+        """dissolve_free_huge_pages() of offline_pages(): each free huge page with a
+        page in the sections leaves its pool (remove_hugetlb_folio(),
+        max_huge_pages--) and goes back to the buddy allocator whole (a gigantic
+        page too: dissolve_free_huge_page() works on the head); returns how many.
+        In use, a huge page would have been migrated first (HPageMigratable): the
+        model's pool pages are all free."""
+        pa = self.k.pa
+        gone = {a.id for a, _sec, _n in pa.owners_in(secs) if a.kind == "hugetlb"}
+        if not gone:
+            return 0
+        for pool in self.pools.values():
+            for a in [a for a in pool if a.id in gone]:
+                pool.remove(a)
+                pa.free(a)
+        return len(gone)

@@ -299,15 +299,13 @@ def _unmovable_owners(k: Kernel, secs: range, zone: Zone) -> list[str]:
 
 
 def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: int) -> int:
-    """offline_pages(): isolate, notify, migrate, check, take out of the buddy.
-
-    In 6.1 the migration loop never gives up by itself: a range whose pages
-    cannot be migrated keeps the writer in the kernel until it gets a signal
-    (``signal_pending(current)`` -> -EINTR, "signal backoff"); each round is a
-    call of :attr:`MemoryHotplug.retry_wait`.  The 3.8 profile gives up after
-    ``offline_migrate_retry_max`` failed migrations (-EBUSY) or
-    ``offline_timeout_s`` (-EAGAIN), in simulated time.
-    """
+    """offline_pages(): isolate, notify, migrate, dissolve free huge pages, check,
+    take out of the buddy.  In 6.1 the migration loop never gives up by itself: a
+    range whose pages cannot be migrated keeps the writer in the kernel until it gets
+    a signal (``signal_pending(current)`` -> -EINTR, "signal backoff"); each round is
+    a call of :attr:`MemoryHotplug.retry_wait`.  The 3.8 profile gives up after
+    ``offline_migrate_retry_max`` failed migrations (-EBUSY) or ``offline_timeout_s``
+    (-EAGAIN), in simulated time."""
     end_pfn = start_pfn + nr_pages
     first, last = pfn_to_section_nr(start_pfn), pfn_to_section_nr(end_pfn - 1)
     secs = range(first, last + 1)
@@ -352,9 +350,11 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
     retries = 0
     while True:
         failed = 0
-        for moved, f in migrate_sections(k.pa, secs, *offline_target_args(k)):
+        for moved, f in migrate_sections(k.pa, secs, *offline_target_args(k), hugetlb=False):
             k.clock += moved * k.hotplug.migrate_page_cost_s
             failed += f
+        if prof.dissolve_free_huge_pages:
+            k.hugetlb.dissolve_free_huge_pages(secs)
         leftovers = [
             f"{a.owner} ({n} pages in section {s})"
             for a, s, n in k.pa.owners_in(secs)

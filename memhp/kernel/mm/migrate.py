@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
+from memhp.abi.layout import PAGES_PER_SECTION
 from memhp.kernel.mm.mmzone import ZoneType
 from memhp.kernel.mm.page_alloc import Allocation, AllocError, PageAllocator, PageState
 
@@ -93,6 +94,7 @@ def migrate_sections(
     secs: Sequence[int],
     n_memory: Collection[int] | None = None,
     local: int | None = None,
+    hugetlb: bool = True,
 ) -> list[tuple[int, int]]:
     """do_migrate_range() -> migrate_pages(alloc_migration_target) over the isolated
     sections ``secs`` of one zone, in turn; (moved, failed) per section.
@@ -103,11 +105,16 @@ def migrate_sections(
     owner's extents follow it (:func:`move_pages`).  Consecutive owners are given
     their new pages by one walk of the zonelist when that provably picks the pages
     one walk per owner would (:func:`_move_group`); otherwise, and when there is no
-    room for all of them, owner by owner.
+    room for all of them, owner by owner.  ``hugetlb``: False for offline_pages(),
+    whose scan_movable_pages() skips free huge pages (not HPageMigratable, and
+    nothing maps the model's pool pages); alloc_contig_range() replaces them on
+    their own node first (:func:`_replace_huge_page`; not a migration: no
+    PGMIGRATE_SUCCESS), and fails where it cannot.
     """
     t = migration_target(pa, secs[0], n_memory, local)
     res = [[0, 0] for _ in secs]
     todo: list[tuple[int, int, Allocation, int]] = []  # (index, section, owner, pages)
+    huge: list[tuple[int, int, Allocation, int]] = []  # (free huge pages of the pool)
     pinned = 0
     no_room = False
     for i, sec in enumerate(secs):  # (isolated: no section's owners change meanwhile)
@@ -116,8 +123,20 @@ def migrate_sections(
             if a.state is PageState.PINNED:
                 res[i][1] += n
                 pinned += n
+            elif a.kind == "hugetlb":
+                if hugetlb:
+                    huge.append((i, sec, a, n))
             elif a.state is PageState.MOVABLE:
                 todo.append((i, sec, a, n))
+    replaced = 0
+    for i, sec, a, n in huge:  # (isolate_migratepages_block(), before migrate_pages())
+        try:
+            _replace_huge_page(pa, a, sec, n)
+        except AllocError:
+            res[i][1] += n
+            continue
+        res[i][0] += n
+        replaced += n
     why = _move_group(pa, todo, t) if len(todo) > 1 else "one owner"
     if why is None:
         for i, _sec, _a, n in todo:
@@ -131,12 +150,23 @@ def migrate_sections(
                 no_room = True
                 continue
             res[i][0] += n
-    pa.migrated_pages += sum(r[0] for r in res)
+    pa.migrated_pages += sum(r[0] for r in res) - replaced
     # PGMIGRATE_FAIL: migrate_pages() counts a pinned page (-EAGAIN after its
     # retries) once per call, and stops at the first page it finds no new page for
     # (-ENOMEM: "don't bother to try to migrate other pages"), counting that one.
     pa.migrate_failed_pages += pinned + no_room
     return [(m, f) for m, f in res]
+
+
+def _replace_huge_page(pa: PageAllocator, a: Allocation, sec: int, n: int) -> None:
+    """isolate_or_dissolve_huge_page() -> alloc_and_dissolve_hugetlb_folio() of a free
+    huge page: a fresh one on the same node (htlb_alloc_mask() | __GFP_THISNODE: up
+    to ZONE_MOVABLE), then the old one dissolved; a gigantic page is never replaced
+    (-ENOMEM).  AllocError when there is no room on the node."""
+    if a.nr_pages > PAGES_PER_SECTION:
+        raise AllocError(f"{a.owner}: a gigantic page is not replaced (-ENOMEM)")
+    nid = int(pa.nid[sec])
+    move_pages(pa, a, sec, n, Target(nid, (nid,), ZoneType.MOVABLE))
 
 
 def _move_group(

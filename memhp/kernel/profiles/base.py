@@ -37,6 +37,10 @@ class KernelProfile:
     #: alloc_migrate_target() is alloc_page(GFP_USER | __GFP_MOVABLE): the writer's
     #: local node and any node after it, up to ZONE_NORMAL on x86_64 (no highmem).
     migrate_to_other_nodes: bool
+    #: offline_pages() dissolves the free huge pages of the range once nothing is left
+    #: to migrate (dissolve_free_huge_pages(), 3.12+: the pool shrinks); 3.8 neither
+    #: migrates nor dissolves hugetlb pages, which keep the range from going offline.
+    dissolve_free_huge_pages: bool
     #: remove_memory() itself offlines the range in two passes (seed patch 1);
     #: otherwise the ACPI eject path does it (acpi_scan_try_to_offline, 6.1).
     remove_memory_offlines: bool

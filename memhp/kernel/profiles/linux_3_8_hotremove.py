@@ -10,6 +10,7 @@ PROFILE = KernelProfile(
     offline_timeout_s=120.0,
     offline_migrate_retry_max=5,
     migrate_to_other_nodes=False,
+    dissolve_free_huge_pages=False,
     remove_memory_offlines=True,
     sysfs_valid_zones=False,
     sysfs_online_attr=False,

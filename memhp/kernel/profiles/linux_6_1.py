@@ -10,6 +10,7 @@ PROFILE = KernelProfile(
     offline_timeout_s=None,
     offline_migrate_retry_max=None,
     migrate_to_other_nodes=True,
+    dissolve_free_huge_pages=True,
     remove_memory_offlines=False,
     sysfs_valid_zones=True,
     sysfs_online_attr=True,
