@@ -9,11 +9,13 @@ import errno
 
 import pytest
 
-from memhp.abi.layout import SECTION_SIZE, MiB
+from memhp.abi.layout import SECTION_SIZE, GiB, MiB
 from memhp.cli.main import run_with_sysfs
 from memhp.host.remove import remove_device
 from memhp.host.root import SysfsRoot
 from memhp.kernel.invariants import check_invariants
+from memhp.kernel.machine import parse_machine
+from memhp.kernel.mm.mmzone import ZoneType
 from memhp.sim.machine import SimMachine
 from tests.conftest import machine
 from tests.platform.test_virtio_mem import vm_machine
@@ -113,3 +115,36 @@ def test_the_tool_says_what_offlining_does_to_the_pool() -> None:
     rc, _, err = run_with_sysfs(["remove", "PNP0C80:00"], m.sysfs)
     assert rc == 0, err
     assert m.kernel.hugetlb.nr_huge_pages() == 0
+
+
+def test_gigantic_pages_never_come_from_zone_movable() -> None:
+    """hugepage_movable_supported() is false for 1 GiB pages: GFP_HIGHUSER, up to
+    ZONE_NORMAL.  A node whose memory is all ZONE_MOVABLE has none to give."""
+    spec = parse_machine(
+        {
+            "name": "t",
+            "profile": "linux-6.1",
+            "gbpages": True,
+            "node": [
+                {"id": 0, "cpus": [0, 1], "memory": [["0", "4G"]]},
+                {"id": 1, "hotplug": [["4G", "8G"]]},
+            ],
+            "hotplug": {"slots": 2, "maxmem": "8G"},
+        }
+    )
+    m = SimMachine(spec)
+    m.device_add(2 * GiB, 1, id="d")
+    for b in range(32, 48):
+        m.sysfs.write(f"{MEM}/memory{b}/state", b"online_movable")
+    giga = "/sys/devices/system/node/node{}/hugepages/hugepages-1048576kB/nr_hugepages"
+    m.sysfs.write(giga.format(1), b"1")
+    assert m.sysfs.read(giga.format(1)) == b"0\n"
+    m.sysfs.write(f"{HP1}/nr_hugepages", b"1")  # a 2 MiB one does
+    assert _count(m) == 1
+    m.sysfs.write(giga.format(0), b"1")
+    assert m.sysfs.read(giga.format(0)) == b"1\n"
+    (a,) = m.kernel.hugetlb.pools[(0, 1048576)]
+    assert {ZoneType(int(m.kernel.pa.zone[s])) for s in a.extents} <= {
+        ZoneType.DMA32,
+        ZoneType.NORMAL,
+    }

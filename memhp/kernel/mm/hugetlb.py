@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from memhp.abi.layout import PAGE_SIZE
+from memhp.abi.layout import PAGE_SIZE, PAGES_PER_SECTION
+from memhp.kernel.mm.mmzone import ZoneType
 from memhp.kernel.mm.page_alloc import Allocation, AllocError, PageState
 
 if TYPE_CHECKING:
@@ -29,9 +30,11 @@ class Hugetlb:
         Grows the pool with fresh huge pages from the node itself
         (alloc_fresh_huge_page with __GFP_THISNODE; 1 GiB pages come from
         alloc_contig_pages) as far as memory allows, or shrinks it; like the kernel,
-        a partly satisfied request is no error.  Huge pages are movable on x86_64
-        (hugepage_movable_supported), so they may come from ZONE_MOVABLE and
-        migrate when their memory goes offline.
+        a partly satisfied request is no error.  2 MiB huge pages are movable on
+        x86_64 (hugepage_movable_supported(): htlb_alloc_mask() is
+        GFP_HIGHUSER_MOVABLE), so they may come from ZONE_MOVABLE; gigantic ones are
+        not (GFP_HIGHUSER: up to ZONE_NORMAL).  At offline the free ones are
+        dissolved (:meth:`dissolve_free_huge_pages`).
         """
         pa = self.k.pa
         pool = self.pools.setdefault((nid, size_kb), [])
@@ -49,6 +52,7 @@ class Hugetlb:
                     "hugetlb",
                     nid,
                     this_node=True,
+                    highest=ZoneType.NORMAL if pages > PAGES_PER_SECTION else None,
                 )
             except AllocError:
                 break

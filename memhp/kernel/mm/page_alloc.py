@@ -427,13 +427,15 @@ class PageAllocator(WatermarkOps):
         chunks: int = 1,
         chunk_owner: Callable[[int], str] | None = None,
         zone: ZoneType | None = None,
+        highest: ZoneType | None = None,
     ) -> list[Allocation]:
-        """Allocate ``chunks`` allocations of ``nr_pages`` each (all or nothing).
+        """Allocate ``chunks`` allocations of ``nr_pages`` each (all or nothing);
+        ``highest``: gfp_zone() of the request when not that of ``state``.
 
         Raises :class:`AllocError` when the zonelist cannot provide them above the
         watermarks; nothing is allocated then.
         """
-        plan = self._plan(nr_pages * chunks, state, owner, nid, this_node, zone)
+        plan = self._plan(nr_pages * chunks, state, owner, nid, this_node, zone, highest=highest)
         out: list[Allocation] = []
         it = iter(plan)
         sec = left = 0
