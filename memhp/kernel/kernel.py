@@ -151,6 +151,7 @@ class Kernel:
         self.pgtables.boot()
         if self.profile.page_cgroup_bytes_per_page and spec.memcg:
             PageCgroup(self).register()
+        self.hugetlb.hugetlb_init()  # (subsys_initcall: before the ACPI scan's devices)
         self.acpi.scan()
         self.virtio.scan()
         self.log(

@@ -148,3 +148,68 @@ def test_gigantic_pages_never_come_from_zone_movable() -> None:
         ZoneType.DMA32,
         ZoneType.NORMAL,
     }
+
+
+def _two_nodes() -> SimMachine:
+    """QEMU nodes 0 (CPUs, 1G) and 1 (512M): both have memory."""
+    return SimMachine(
+        parse_machine(
+            {
+                "name": "t",
+                "platform": "qemu-pc",
+                "profile": "linux-6.1",
+                "gbpages": False,
+                "node": [{"id": 0, "cpus": [0, 1], "size": "1G"}, {"id": 1, "size": "512M"}],
+            }
+        )
+    )
+
+
+GLOBAL = "/sys/kernel/mm/hugepages/hugepages-2048kB"
+
+
+def _per_node(m: SimMachine) -> list[int]:
+    return [m.kernel.hugetlb.nr_huge_pages(n, 2048) for n in (0, 1)]
+
+
+def test_the_system_wide_pool_takes_and_gives_back_node_by_node() -> None:
+    """set_max_huge_pages() over N_MEMORY: one huge page from each node in turn, from
+    the hstate's next node (tests/scenarios/hugetlb-global-interleave.toml, recorded)."""
+    m = _two_nodes()
+    m.sysfs.write("/proc/sys/vm/nr_hugepages", b"101\n")
+    assert _per_node(m) == [51, 50]  # from first_memory_node
+    m.sysfs.write(f"{HP1}/nr_hugepages", b"10")
+    assert _per_node(m) == [51, 10]
+    m.sysfs.write(f"{GLOBAL}/nr_hugepages", b"31")  # node 1 first (next_nid_to_free)
+    assert _per_node(m) == [31, 0]
+    m.sysfs.write(f"{GLOBAL}/nr_hugepages_mempolicy", b"40")
+    assert _per_node(m) == [35, 5]  # on from node 1 (101 allocations ended on node 0)
+    assert m.sysfs.read("/proc/sys/vm/nr_hugepages") == b"40\n"
+    assert m.sysfs.read(f"{GLOBAL}/free_hugepages") == b"40\n"
+    assert "HugePages_Total:      40" in m.sysfs.read("/proc/meminfo").decode()
+
+
+def test_the_hugetlb_files_parse_like_the_kernel() -> None:
+    m = _two_nodes()
+    for path, bad, err in (
+        ("/proc/sys/vm/nr_hugepages", b"-1", errno.EINVAL),  # proc_doulongvec_minmax()
+        ("/proc/sys/vm/nr_hugepages", b"12abc", errno.EINVAL),
+        (f"{GLOBAL}/nr_hugepages", b" 5", errno.EINVAL),  # kstrtoul()
+        (f"{GLOBAL}/nr_hugepages", b"99999999999999999999", errno.ERANGE),
+        (f"{GLOBAL}/nr_overcommit_hugepages", b"x", errno.EINVAL),
+    ):
+        with pytest.raises(OSError) as e:
+            m.sysfs.write(path, bad)
+        assert e.value.errno == err, (path, bad)
+    m.sysfs.write("/proc/sys/vm/nr_hugepages", b"  010\n")  # C's base 0: octal
+    assert m.sysfs.read(f"{GLOBAL}/nr_hugepages") == b"8\n"
+    m.sysfs.write("/proc/sys/vm/nr_overcommit_hugepages", b"7")
+    assert m.sysfs.read(f"{GLOBAL}/nr_overcommit_hugepages") == b"7\n"
+    assert m.sysfs.read(f"{GLOBAL}/resv_hugepages") == b"0\n"
+    assert m.sysfs.lstat(f"{GLOBAL}/nr_hugepages").mode & 0o777 == 0o644
+    assert m.sysfs.lstat(f"{GLOBAL}/free_hugepages").mode & 0o777 == 0o444
+    assert sorted(m.sysfs.listdir("/proc/sys/vm")) == [
+        "nr_hugepages",
+        "nr_hugepages_mempolicy",
+        "nr_overcommit_hugepages",
+    ]

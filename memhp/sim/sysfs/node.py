@@ -1,22 +1,18 @@
-"""/sys/devices/system/node: drivers/base/node.c (and the per-node hugetlb files).
+"""/sys/devices/system/node: drivers/base/node.c (the per-node hugetlb files: sysfs/hugetlb.py).
 
 ``node_state_attrs`` (the node subsystem's masks), ``node_dev_attrs`` (one
-``nodeN`` directory per registered node) and ``node_hstate_attrs``
-(``nodeN/hugepages/hugepages-SIZEkB``), declared as attribute tables.
+``nodeN`` directory per registered node), declared as attribute tables.
 """
 
 from __future__ import annotations
 
-import errno
-from dataclasses import dataclass
-
 from memhp.kernel.kernel import Kernel
 from memhp.kernel.mm.mmzone import MF_STATS
 from memhp.sim import procfs
-from memhp.sim.sysfs.attrs import cpumask_hex, kstrtoul, kstrtoull, nodelist
+from memhp.sim.sysfs.attrs import cpumask_hex, nodelist
+from memhp.sim.sysfs.hugetlb import hugepages_dir
 from memhp.sim.sysfs.kernfs import (
     ATTR_RO,
-    ATTR_RW,
     ATTR_WO,
     EMPTY_DIR,
     LINK,
@@ -31,7 +27,6 @@ from memhp.sim.sysfs.kernfs import (
     group_entries,
     indexed_dir,
     profile,
-    static_dir,
 )
 
 #: node_state_attrs[] (has_generic_initiator by profile).
@@ -113,66 +108,6 @@ memory_failure_attrs: AttrGroup[int] = {name: _mf_stat(name) for name in MF_STAT
 
 def _link(target: str) -> Entry:
     return lambda: Link(target)
-
-
-# ---------------------------------------------------------------- hugepages
-@dataclass(frozen=True)
-class Hstate:
-    """One huge page size of one node (the object of node_hstate_attrs)."""
-
-    nid: int
-    size_kb: int
-    smaller_kb: int | None  # the demote size, None for the smallest
-
-
-def nr_hugepages_store(k: Kernel, h: Hstate, buf: bytes) -> int:
-    """nr_hugepages_store_common(): kstrtoul(buf, 10), set_max_huge_pages()."""
-    n = kstrtoull(buf, 10)
-    if n is None:
-        return -errno.EINVAL
-    k.hugetlb.set_max_huge_pages(h.nid, min(n, 1 << 40), h.size_kb)
-    return 0
-
-
-def _count(k: Kernel, h: Hstate) -> str:
-    return f"{k.hugetlb.nr_huge_pages(h.nid, h.size_kb)}\n"
-
-
-def demote_store(k: Kernel, h: Hstate, buf: bytes) -> int:
-    """demote_store(): kstrtoul(buf, 10) (-EINVAL, -ERANGE), then demote up to that
-    many free huge pages of the node to the next smaller size."""
-    n = kstrtoul(buf, 10)
-    if n < 0:
-        return n
-    if h.smaller_kb is not None:
-        k.hugetlb.demote(h.nid, h.size_kb, h.smaller_kb, n)
-    return 0
-
-
-#: hstate_attrs of mm/hugetlb.c per node (demote/demote_size: 5.16+, not the smallest size).
-node_hstate_attrs: AttrGroup[Hstate] = {
-    "demote": ATTR_WO(demote_store, lambda k, h: h.smaller_kb is not None),
-    "demote_size": DeviceAttr(
-        0o644, lambda k, h: f"{h.smaller_kb}kB\n", None, lambda k, h: h.smaller_kb is not None
-    ),
-    "free_hugepages": ATTR_RO(_count),
-    "nr_hugepages": ATTR_RW(_count, nr_hugepages_store),
-    "surplus_hugepages": ATTR_RO(lambda k, h: "0\n"),
-}
-
-
-def hugepages_dir(k: Kernel, nid: int) -> Dir:
-    """node_hugetlb_attrs of mm/hugetlb.c: one directory per huge page size."""
-    sizes = k.hugetlb.huge_page_sizes()
-    entries: dict[str, Entry] = {}
-    for sz in sizes:
-        smaller = max((s for s in sizes if s < sz), default=None)
-        entries[f"hugepages-{sz}kB"] = _hstate_entry(k, Hstate(nid, sz, smaller))
-    return static_dir(entries)
-
-
-def _hstate_entry(k: Kernel, h: Hstate) -> Entry:
-    return lambda: group_dir(k, h, node_hstate_attrs)
 
 
 def node_root(k: Kernel) -> Dir:

@@ -33,6 +33,7 @@ from memhp.sim import procfs, vmstat
 from memhp.sim.sysfs.acpi import acpi_bus_devices, acpi_tree
 from memhp.sim.sysfs.debugfs import debugfs_dir
 from memhp.sim.sysfs.firmware import memmap_dir
+from memhp.sim.sysfs.hugetlb import hugepages_dir, proc_sys_vm
 from memhp.sim.sysfs.kernfs import EMPTY_DIR, Attr, Dir, Link, Node, static_dir
 from memhp.sim.sysfs.memory import memory_dir
 from memhp.sim.sysfs.module import module_dir
@@ -105,6 +106,7 @@ class KernelSysfs:
                 "zoneinfo": lambda: Attr(lambda: vmstat.zoneinfo(self.k)),
                 "vmstat": lambda: Attr(lambda: vmstat.vmstat(self.k)),
                 "buddyinfo": lambda: Attr(lambda: vmstat.buddyinfo(self.k)),
+                "sys": lambda: static_dir({"vm": lambda: proc_sys_vm(self.k)}),
                 "kpageflags": lambda: Attr(
                     None,
                     mode=0o400,
@@ -135,7 +137,14 @@ class KernelSysfs:
                 ),
                 "firmware": lambda: static_dir({"memmap": lambda: memmap_dir(self.k)}),
                 "module": lambda: module_dir(self.k),
-                "kernel": lambda: static_dir({"debug": lambda: debugfs_dir(self.k)}),
+                "kernel": lambda: static_dir(
+                    {
+                        "debug": lambda: debugfs_dir(self.k),
+                        "mm": lambda: static_dir(
+                            {"hugepages": lambda: hugepages_dir(self.k, None)}
+                        ),
+                    }
+                ),
             }
         )
 
