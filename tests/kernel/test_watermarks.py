@@ -10,6 +10,7 @@ before it frees its init memory).
 
 from __future__ import annotations
 
+import errno
 import re
 
 import pytest
@@ -19,7 +20,6 @@ from memhp.kernel.machine import MachineError, parse_machine, parse_size
 from memhp.kernel.mm.mmzone import Zone, ZoneType
 from memhp.kernel.mm.page_alloc import AllocError, PageState
 from memhp.kernel.mm.page_alloc_watermarks import (
-    init_per_zone_wmark_min,
     nr_free_buffer_pages,
     recommended_min_free_kbytes,
 )
@@ -78,7 +78,7 @@ def test_movable_min_watermark_per_kernel() -> None:
         pa.ensure_watermarks()
         assert mov.watermark_min == (32 if capped else 0)
         mov.managed_pages = 1 << 20  # as if 4 GiB were onlined movable
-        init_per_zone_wmark_min(pa.pgdats, True, capped)
+        pa.wmarks.compute(pa.pgdats)  # init_per_zone_wmark_min()
         assert (mov.watermark_min == 128) is capped
         # the Normal zone keeps managed(Movable)/32 from movable allocations
         assert m.kernel.pgdats[0].node_zones[2].lowmem_reserve[3] == (1 << 20) // 32
@@ -165,3 +165,76 @@ def _node1_free(m: SimMachine) -> tuple[int, int]:
     k = m.kernel
     z = k.pgdats[1].zone(ZoneType.MOVABLE)
     return k.pa.zone_free(z), z.watermark_low
+
+
+VM = "/proc/sys/vm"
+
+
+def _online_a_dimm(m: SimMachine) -> None:
+    """A 512M DIMM, its first block onlined movable (init_per_zone_wmark_min())."""
+    m.device_add(512 << 20, 0, id="d")
+    block = max(m.kernel.memory.blocks) - 3
+    m.sysfs.write(f"/sys/devices/system/memory/memory{block}/state", b"online_movable")
+
+
+def _zone_marks(m: SimMachine) -> list[tuple[int, int, int, tuple[int, ...]]]:
+    m.kernel.pa.ensure_watermarks()
+    return [
+        (z.watermark_min, z.watermark_low, z.watermark_high, z.lowmem_reserve)
+        for pg in m.kernel.pgdats.values()
+        for z in pg.node_zones
+    ]
+
+
+def test_vm_sysctls_set_the_watermarks_as_their_handlers() -> None:
+    """min_free_kbytes_sysctl_handler(), watermark_scale_factor_sysctl_handler(),
+    lowmem_reserve_ratio_sysctl_handler() (tests/scenarios/vm-watermark-sysctls.toml,
+    recorded on 6.1 and 6.12)."""
+    m = _machine("linux-6.1", auto_online_blocks="offline")
+    w = m.kernel.pa.wmarks
+    floor = recommended_min_free_kbytes(m.kernel.pgdats)
+    assert m.sysfs.read(f"{VM}/min_free_kbytes") == f"{floor}\n".encode()  # khugepaged's
+    before = _zone_marks(m)
+    m.sysfs.write(f"{VM}/min_free_kbytes", b"90000\n")
+    assert w.user_min_free_kbytes == w.min_free_kbytes == 90000
+    after = _zone_marks(m)
+    assert all(a[0] >= b[0] for a, b in zip(after, before, strict=True))
+    assert sum(a[0] for a in after) == pytest.approx(90000 // 4, abs=8)  # the shares
+    _online_a_dimm(m)
+    assert m.sysfs.read(f"{VM}/min_free_kbytes") == b"90000\n"  # the user's, kept
+    m.sysfs.write(f"{VM}/watermark_scale_factor", b"200")
+    z = m.kernel.pgdats[0].node_zones[1]  # DMA32
+    assert z.watermark_low - z.watermark_min == max(
+        z.watermark_min >> 2, z.managed_pages * 200 // 10000
+    )
+    reserve = z.lowmem_reserve
+    m.sysfs.write(f"{VM}/lowmem_reserve_ratio", b"128 128 16")
+    assert m.sysfs.read(f"{VM}/lowmem_reserve_ratio") == b"128\t128\t16\t0\t0\n"
+    assert abs(z.lowmem_reserve[2] - 2 * reserve[2]) <= 1  # Normal's /128, was /256
+    m.sysfs.write(f"{VM}/lowmem_reserve_ratio", b"64 x -3")  # its error ignored
+    assert m.sysfs.read(f"{VM}/lowmem_reserve_ratio") == b"64\t128\t16\t0\t0\n"
+    m.sysfs.write(f"{VM}/lowmem_reserve_ratio", b"-3 0 1")
+    assert w.lowmem_reserve_ratio == (0, 0, 1, 0, 0)
+    for f, bad in (
+        ("min_free_kbytes", b"-5"),
+        ("min_free_kbytes", b"2147483648"),
+        ("min_free_kbytes", b"12k"),
+        ("watermark_scale_factor", b"0"),
+        ("watermark_scale_factor", b"3001"),
+    ):
+        with pytest.raises(OSError) as e:
+            m.sysfs.write(f"{VM}/{f}", bad)
+        assert e.value.errno == errno.EINVAL, (f, bad)
+    assert m.sysfs.read(f"{VM}/watermark_scale_factor") == b"200\n"
+
+
+def test_a_user_value_below_the_thp_floor_is_raised_at_the_next_online() -> None:
+    """set_recommended_min_free_kbytes() at the next online raises a smaller written
+    value to khugepaged's floor (capped at 5% of nr_free_buffer_pages())."""
+    m = _machine("linux-6.1", auto_online_blocks="offline")
+    m.sysfs.write(f"{VM}/min_free_kbytes", b"32768")
+    assert m.sysfs.read(f"{VM}/min_free_kbytes") == b"32768\n"
+    _online_a_dimm(m)
+    floor = recommended_min_free_kbytes(m.kernel.pgdats)
+    assert floor > 32768
+    assert m.sysfs.read(f"{VM}/min_free_kbytes") == f"{floor}\n".encode()

@@ -16,15 +16,18 @@ import math
 from memhp.abi.layout import PAGE_SIZE, PAGEBLOCK_NR_PAGES
 from memhp.kernel.mm.mmzone import KERNEL_ZONES, PgData, Zone, ZoneType
 
-#: sysctl_lowmem_reserve_ratio[] (mm/page_alloc.c): a zone keeps 1/ratio of the
-#: managed pages of the zones above it from allocations that may use those.
-LOWMEM_RESERVE_RATIO = {ZoneType.DMA: 256, ZoneType.DMA32: 256, ZoneType.NORMAL: 32}
+#: sysctl_lowmem_reserve_ratio[MAX_NR_ZONES] (mm/page_alloc.c) at boot: a zone keeps
+#: 1/ratio of the managed pages of the zones above it from allocations that may use
+#: those (0: nothing).  DMA, DMA32, Normal, Movable and Device (CONFIG_ZONE_DEVICE).
+LOWMEM_RESERVE_RATIO = (256, 256, 32, 0, 0)
 #: MIGRATE_PCPTYPES (unmovable, movable, reclaimable).
 MIGRATE_PCPTYPES = 3
 #: SWAP_CLUSTER_MAX: the smallest min watermark of a capped zone.
 SWAP_CLUSTER_MAX = 32
-#: watermark_scale_factor's default (0.1% of a zone between two watermarks).
+#: watermark_scale_factor's default (0.1% of a zone between two watermarks) and its
+#: sysctl range (6.1, 6.12: 1..3000).
 WATERMARK_SCALE_FACTOR = 10
+WATERMARK_SCALE_FACTOR_MAX = 3000
 
 
 def nr_free_buffer_pages(pgdats: dict[int, PgData]) -> int:
@@ -40,9 +43,10 @@ def nr_free_buffer_pages(pgdats: dict[int, PgData]) -> int:
 
 
 def calculate_min_free_kbytes(pgdats: dict[int, PgData]) -> int:
-    """calculate_min_free_kbytes(): sqrt(lowmem kB * 16), clamped to 128 kB..256 MiB."""
+    """calculate_min_free_kbytes(): sqrt(lowmem kB * 16) (init_per_zone_wmark_min()
+    clamps it to 128 kB..256 MiB, unless a value set by the sysctl is not below it)."""
     lowmem_kb = nr_free_buffer_pages(pgdats) * (PAGE_SIZE >> 10)
-    return max(128, min(math.isqrt(lowmem_kb * 16), 262144))
+    return math.isqrt(lowmem_kb * 16)
 
 
 def recommended_min_free_kbytes(pgdats: dict[int, PgData]) -> int:
@@ -59,13 +63,16 @@ def recommended_min_free_kbytes(pgdats: dict[int, PgData]) -> int:
 
 
 def setup_per_zone_wmarks(
-    pgdats: dict[int, PgData], min_free_kbytes: int, movable_capped: bool
+    pgdats: dict[int, PgData],
+    min_free_kbytes: int,
+    movable_capped: bool,
+    scale_factor: int = WATERMARK_SCALE_FACTOR,
 ) -> None:
     """__setup_per_zone_wmarks(): each zone's share of min_free_kbytes as its min
-    watermark, low and high a quarter of that share (at least 0.1% of the zone)
-    above it.  ``movable_capped`` (6.12): ZONE_MOVABLE is left out of the shares
-    and its min is managed/1024 clamped to 32..128 pages, empty or not; 6.1 treats
-    it as the other zones."""
+    watermark, low and high a quarter of that share (at least ``scale_factor`` in
+    10,000 of the zone: watermark_scale_factor) above it.  ``movable_capped`` (6.12):
+    ZONE_MOVABLE is left out of the shares and its min is managed/1024 clamped to
+    32..128 pages, empty or not; 6.1 treats it as the other zones."""
     pages_min = min_free_kbytes >> 2  # kB -> pages
     lowmem = sum(
         z.managed_pages
@@ -81,20 +88,22 @@ def setup_per_zone_wmarks(
                 wmin = max(SWAP_CLUSTER_MAX, min(managed // 1024, 128))
             else:
                 wmin = share
-            delta = max(share >> 2, managed * WATERMARK_SCALE_FACTOR // 10000)
+            delta = max(share >> 2, managed * scale_factor // 10000)
             zone.watermark_min = wmin
             zone.watermark_low = wmin + delta
             zone.watermark_high = wmin + 2 * delta
 
 
-def setup_per_zone_lowmem_reserve(pgdats: dict[int, PgData]) -> None:
+def setup_per_zone_lowmem_reserve(
+    pgdats: dict[int, PgData], ratios: tuple[int, ...] = LOWMEM_RESERVE_RATIO
+) -> None:
     """setup_per_zone_lowmem_reserve(): lowmem_reserve[j] of a zone is the managed
     pages of the zones above it up to j over the zone's ratio (0 for an empty zone
-    and for ZONE_MOVABLE, whose ratio is 0)."""
+    and for a ratio of 0, ZONE_MOVABLE's)."""
     for pgdat in pgdats.values():
         zones = pgdat.node_zones
         for i, zone in enumerate(zones):
-            ratio = LOWMEM_RESERVE_RATIO.get(zone.idx, 0)
+            ratio = ratios[int(zone.idx)]
             reserve = [0] * len(zones)
             if ratio and zone.managed_pages:
                 above = 0
@@ -117,20 +126,6 @@ def totalreserve_pages(pgdats: dict[int, PgData]) -> int:
     return total
 
 
-def init_per_zone_wmark_min(pgdats: dict[int, PgData], thp: bool, movable_capped: bool) -> int:
-    """init_per_zone_wmark_min() (at boot and on every online/offline), then
-    khugepaged_min_free_kbytes_update() when THP is enabled
-    (set_recommended_min_free_kbytes(): its floor, then the watermarks again).
-    Returns min_free_kbytes."""
-    mfk = calculate_min_free_kbytes(pgdats)
-    setup_per_zone_wmarks(pgdats, mfk, movable_capped)
-    setup_per_zone_lowmem_reserve(pgdats)
-    if thp:
-        mfk = max(mfk, recommended_min_free_kbytes(pgdats))
-        setup_per_zone_wmarks(pgdats, mfk, movable_capped)
-    return mfk
-
-
 class Watermarks:
     """The watermark state of a page allocator: its switches and the results of
     the last :func:`init_per_zone_wmark_min`.  The kernel computes on every
@@ -148,15 +143,63 @@ class Watermarks:
         self.dirty = True
         self.min_free_kbytes = 0
         self.totalreserve_pages = 0
+        #: The vm sysctls: min_free_kbytes as last written (-1: never),
+        #: watermark_scale_factor, lowmem_reserve_ratio.
+        self.user_min_free_kbytes = -1
+        self.scale_factor = WATERMARK_SCALE_FACTOR
+        self.lowmem_reserve_ratio: tuple[int, ...] = LOWMEM_RESERVE_RATIO
 
     def compute(self, pgdats: dict[int, PgData]) -> None:
+        """init_per_zone_wmark_min() (at boot and on every online/offline): a new
+        min_free_kbytes unless the one written to the sysctl is not below it, the
+        watermarks, the lowmem reserves; then khugepaged_min_free_kbytes_update() when
+        THP is enabled (set_recommended_min_free_kbytes(): its floor, then the
+        watermarks again)."""
         self.dirty = False
-        self.min_free_kbytes = init_per_zone_wmark_min(pgdats, self.thp, self.movable_capped)
+        new = calculate_min_free_kbytes(pgdats)
+        if new > self.user_min_free_kbytes:  # (else pr_warn "... user defined value")
+            self.min_free_kbytes = max(128, min(new, 262144))
+        self._wmarks(pgdats)
+        setup_per_zone_lowmem_reserve(pgdats, self.lowmem_reserve_ratio)
+        if self.thp:
+            self.min_free_kbytes = max(self.min_free_kbytes, recommended_min_free_kbytes(pgdats))
+            self._wmarks(pgdats)
         self.totalreserve_pages = totalreserve_pages(pgdats)
         # setup_per_zone_wmarks() -> zone_pcp_update(), refresh_zone_stat_thresholds()
         for pgdat in pgdats.values():
             for zone in pgdat.node_zones:
                 zone.pcp_managed = zone.managed_pages
+
+    def _wmarks(self, pgdats: dict[int, PgData]) -> None:
+        setup_per_zone_wmarks(pgdats, self.min_free_kbytes, self.movable_capped, self.scale_factor)
+
+    def sysctl(
+        self,
+        pgdats: dict[int, PgData],
+        min_free_kbytes: int | None = None,
+        scale_factor: int | None = None,
+        lowmem_reserve_ratio: tuple[int, ...] | None = None,
+    ) -> None:
+        """min_free_kbytes_sysctl_handler() (the value is also user_min_free_kbytes),
+        watermark_scale_factor_sysctl_handler() (then setup_per_zone_wmarks()) and
+        lowmem_reserve_ratio_sysctl_handler() (ratios below 1 become 0, then
+        setup_per_zone_lowmem_reserve()); either brings totalreserve_pages up to date.
+        No init_per_zone_wmark_min(): the pagesets' batch and the vmstat thresholds
+        stay those of the last one."""
+        if self.dirty:
+            self.compute(pgdats)
+        if min_free_kbytes is not None:
+            self.min_free_kbytes = self.user_min_free_kbytes = min_free_kbytes
+        if scale_factor is not None:
+            self.scale_factor = scale_factor
+        if min_free_kbytes is not None or scale_factor is not None:
+            self._wmarks(pgdats)
+        if lowmem_reserve_ratio is not None:
+            self.lowmem_reserve_ratio = tuple(
+                max(r, 0) if r >= 1 else 0 for r in lowmem_reserve_ratio
+            )
+            setup_per_zone_lowmem_reserve(pgdats, self.lowmem_reserve_ratio)
+        self.totalreserve_pages = totalreserve_pages(pgdats)
 
 
 class WatermarkOps:

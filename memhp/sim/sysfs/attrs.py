@@ -1,12 +1,14 @@
 """Parsing helpers of the kernel's sysfs store handlers, and value formatting.
 
 One function per kernel helper: sysfs_streq(), kstrtobool(), kstrtoull(),
-bitmap_print_to_pagebuf() (``%*pbl`` and ``%*pb``).
+bitmap_print_to_pagebuf() (``%*pbl`` and ``%*pb``), and the sysctl parsers of
+kernel/sysctl.c (proc_dointvec_minmax(), proc_doulongvec_minmax()).
 """
 
 from __future__ import annotations
 
 import errno
+import re
 from collections.abc import Iterable
 
 
@@ -112,3 +114,45 @@ def cpumask_hex(cpus: Iterable[int], nr_cpu_ids: int) -> str:
         width = -(-bits // 4)
         chunks.append(f"{(mask >> (32 * i)) & 0xFFFFFFFF:0{width}x}")
     return ",".join(chunks)
+
+
+#: proc_get_long(): an optional '-', digits in C's base 0 (strtoul_lenient()), then a
+#: blank (proc_wspace_sep) or the end.
+_PROC_LONG = re.compile(rb"(-?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)(?=[ \t\n]|$)")
+_PROC_SPACES = re.compile(rb"[ \t\n]*")
+
+
+def _c_base0(digits: bytes) -> int:
+    if digits[:2] in (b"0x", b"0X"):
+        return int(digits, 16)
+    return int(digits, 8) if digits[:1] == b"0" else int(digits)
+
+
+def proc_dovec(
+    buf: bytes, n: int, lo: int | None, hi: int | None, signed: bool
+) -> tuple[list[int], int]:
+    """__do_proc_dointvec() / __do_proc_doulongvec_minmax() writing up to ``n`` values:
+    blanks, then each value in [lo, hi] (a sign only when ``signed``).  Returns the
+    values the kernel stored (those before a bad one) and 0 or -EINVAL (a bad value,
+    or none at all).  What follows the last value is not looked at (with
+    sysctl_writes_strict, the write(2) of the rest is ignored)."""
+    out: list[int] = []
+    pos = 0
+    while len(out) < n:
+        sp = _PROC_SPACES.match(buf, pos)
+        pos = sp.end() if sp else pos
+        if pos >= len(buf):
+            break
+        m = _PROC_LONG.match(buf, pos)
+        if m is None:
+            return out, -errno.EINVAL
+        v = _c_base0(m.group(2))
+        neg = bool(m.group(1))
+        if neg and not signed:
+            return out, -errno.EINVAL
+        v = -v if neg else v
+        if (lo is not None and v < lo) or (hi is not None and v > hi) or v >= 1 << 63:
+            return out, -errno.EINVAL
+        out.append(v)
+        pos = m.end()
+    return out, 0 if out else -errno.EINVAL

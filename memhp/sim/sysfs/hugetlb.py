@@ -6,11 +6,10 @@ the default huge page size, 2 MiB)."""
 from __future__ import annotations
 
 import errno
-import re
 from dataclasses import dataclass
 
 from memhp.kernel.kernel import Kernel
-from memhp.sim.sysfs.attrs import kstrtoul
+from memhp.sim.sysfs.attrs import kstrtoul, proc_dovec
 from memhp.sim.sysfs.kernfs import (
     ATTR_RO,
     ATTR_RW,
@@ -125,27 +124,14 @@ def _hstate_entry(k: Kernel, h: Hstate, attrs: AttrGroup[Hstate]) -> Entry:
     return lambda: group_dir(k, h, attrs)
 
 
-_PROC_ULONG = re.compile(rb"[ \t\n]*(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)([ \t\n].*)?", re.S)
-
-
-def proc_doulongvec(buf: bytes) -> int:
-    """proc_doulongvec_minmax() of one value: leading blanks, a number in C's base 0
-    (strtoul_lenient()), then a blank or the end; a sign or anything else -EINVAL."""
-    m = _PROC_ULONG.fullmatch(buf)
-    if m is None:
-        return -errno.EINVAL
-    s = m.group(1)
-    v = int(s, 16) if s[:2] in (b"0x", b"0X") else int(s, 8) if s[:1] == b"0" else int(s)
-    return v if v < 1 << 64 else -errno.EINVAL
-
-
 def _sysctl(k: Kernel, store: bool, overcommit: bool = False) -> Attr:
     h = Hstate(None, DEFAULT_HSTATE_KB, None)
 
     def write(buf: bytes) -> int:
-        n = proc_doulongvec(buf)
-        if n < 0:
-            return n
+        vals, err = proc_dovec(buf, 1, None, None, signed=False)
+        if err:
+            return err
+        n = vals[0]
         if overcommit:
             k.hugetlb.overcommit[h.size_kb] = n
             return 0
@@ -159,13 +145,11 @@ def _sysctl(k: Kernel, store: bool, overcommit: bool = False) -> Attr:
     return Attr(show, write if store else None, mode=0o644)
 
 
-def proc_sys_vm(k: Kernel) -> Dir:
-    """/proc/sys/vm: the hugetlb sysctls of hugetlb_table[] (6.1: vm_table[]) for the
-    default huge page size."""
-    return static_dir(
-        {
-            "nr_hugepages": lambda: _sysctl(k, True),
-            "nr_hugepages_mempolicy": lambda: _sysctl(k, True),
-            "nr_overcommit_hugepages": lambda: _sysctl(k, True, overcommit=True),
-        }
-    )
+def vm_sysctls(k: Kernel) -> dict[str, Entry]:
+    """The hugetlb sysctls of /proc/sys/vm (hugetlb_table[]; 6.1: vm_table[]), for
+    the default huge page size."""
+    return {
+        "nr_hugepages": lambda: _sysctl(k, True),
+        "nr_hugepages_mempolicy": lambda: _sysctl(k, True),
+        "nr_overcommit_hugepages": lambda: _sysctl(k, True, overcommit=True),
+    }

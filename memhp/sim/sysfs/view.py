@@ -33,11 +33,13 @@ from memhp.sim import procfs, vmstat
 from memhp.sim.sysfs.acpi import acpi_bus_devices, acpi_tree
 from memhp.sim.sysfs.debugfs import debugfs_dir
 from memhp.sim.sysfs.firmware import memmap_dir
-from memhp.sim.sysfs.hugetlb import hugepages_dir, proc_sys_vm
+from memhp.sim.sysfs.hugetlb import hugepages_dir
+from memhp.sim.sysfs.hugetlb import vm_sysctls as hugetlb_sysctls
 from memhp.sim.sysfs.kernfs import EMPTY_DIR, Attr, Dir, Link, Node, static_dir
 from memhp.sim.sysfs.memory import memory_dir
 from memhp.sim.sysfs.module import module_dir
 from memhp.sim.sysfs.node import node_root
+from memhp.sim.sysfs.page_alloc import vm_sysctls
 from memhp.sim.sysfs.virtio import pci_root, virtio_bus
 
 
@@ -106,7 +108,13 @@ class KernelSysfs:
                 "zoneinfo": lambda: Attr(lambda: vmstat.zoneinfo(self.k)),
                 "vmstat": lambda: Attr(lambda: vmstat.vmstat(self.k)),
                 "buddyinfo": lambda: Attr(lambda: vmstat.buddyinfo(self.k)),
-                "sys": lambda: static_dir({"vm": lambda: proc_sys_vm(self.k)}),
+                "sys": lambda: static_dir(
+                    {
+                        "vm": lambda: static_dir(
+                            dict(sorted({**hugetlb_sysctls(self.k), **vm_sysctls(self.k)}.items()))
+                        )
+                    }
+                ),
                 "kpageflags": lambda: Attr(
                     None,
                     mode=0o400,
