@@ -21,7 +21,7 @@ from memhp.bench.tasks import TaskAction
 from memhp.sim.machine import SimMachine, WorkloadMix
 from tests.bench.test_diff_units import RECORDED
 from tests.conftest import machine
-from tests.support.replay import guest_tasks_alive, real_text, replay
+from tests.support.replay import guest_tasks_alive, real_text, replay_texts
 
 MEM = "/sys/devices/system/memory"
 #: The counters compared, in kB.
@@ -148,11 +148,12 @@ TASK_KB = {f: 0 for f in FIELDS} | {
     ("path", "kernel"), USER, ids=[f"{p.rsplit('/', 1)[-1]}@{k}" for p, k in USER]
 )
 def test_user_page_counters_change_as_on_the_real_kernel(path: str, kernel: str) -> None:
-    rec, model = replay(path, kernel, lambda m, _sr: meminfo(m.sysfs.read(PROC_MEMINFO).decode()))
+    rec, model = replay_texts(path, kernel)
     alive = guest_tasks_alive(rec, path, kernel)
     prev: tuple[dict[str, int], dict[str, int], int] | None = None
     compared = 0
-    for name, mi in model:
+    for name, texts in model:
+        mi = meminfo(texts.meminfo)
         text = real_text(rec, name, PROC_MEMINFO)
         if text is None:
             continue

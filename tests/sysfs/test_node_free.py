@@ -35,14 +35,12 @@ from memhp.abi.paths import node_dir
 from memhp.bench.actions import DeviceDel, Eject, HotAddAction, Lsmem, Memhp, Write
 from memhp.bench.recording import Recording
 from memhp.bench.scenario import load_scenario
-from memhp.sim.machine import SimMachine
 from tests.bench.test_diff_units import RECORDED
-from tests.support.replay import guest_tasks_alive, real_text, replay
+from tests.support.replay import MAX_NODES, ModelTexts, guest_tasks_alive, real_text, replay_texts
 
 NOISE_KB = 16 * 1024
 TASK_KB = 8 * 1024
 TOOL_KB = 24 * 1024
-MAX_NODES = 4
 
 
 def node_free(read: dict[int, str | None]) -> dict[int, int]:
@@ -55,21 +53,9 @@ def node_free(read: dict[int, str | None]) -> dict[int, int]:
     return out
 
 
-def _model(m: SimMachine) -> tuple[dict[int, int], dict[int, int]]:
+def _model(texts: ModelTexts) -> tuple[dict[int, int], dict[int, int]]:
     """Each node's MemFree and what its per-CPU lists may hold (kB)."""
-    texts: dict[int, str | None] = {}
-    for nid in range(MAX_NODES):
-        try:
-            texts[nid] = m.sysfs.read(f"{node_dir(nid)}/meminfo").decode()
-        except OSError:
-            texts[nid] = None
-    k = m.kernel
-    k.pa.ensure_watermarks()
-    pcp = {
-        nid: sum(z.watermark_low for z in pg.node_zones) * PAGE_SIZE >> 10
-        for nid, pg in k.pgdats.items()
-    }
-    return node_free(texts), pcp
+    return node_free(dict(enumerate(texts.node_meminfo))), texts.pcp_kb
 
 
 def _activity(rec: Recording, path: str, kernel: str) -> dict[str, tuple[int, bool, int, bool]]:
@@ -97,13 +83,14 @@ def _activity(rec: Recording, path: str, kernel: str) -> dict[str, tuple[int, bo
     ("path", "kernel"), RECORDED, ids=[f"{p.rsplit('/', 1)[-1]}@{k}" for p, k in RECORDED]
 )
 def test_each_nodes_free_memory_changes_as_on_the_real_kernel(path: str, kernel: str) -> None:
-    rec, model = replay(path, kernel, lambda m, _sr: _model(m))
+    rec, model = replay_texts(path, kernel)
     activity = _activity(rec, path, kernel)
     prev: tuple[dict[int, int], dict[int, int], int] | None = None
     tool = False  # memhp or lsmem ran in the guest since the previous capture
     memmap = 0  # (the gaps above, since the previous capture)
     pool = False
-    for name, (mine, pcp) in model:
+    for name, texts in model:
+        mine, pcp = _model(texts)
         tasks, ran, dimm, wrote = activity.get(name, (prev[2] if prev else 0, False, 0, False))
         tool = tool or ran
         memmap += dimm

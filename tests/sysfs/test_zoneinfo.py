@@ -27,7 +27,7 @@ from memhp.sim.machine import SimMachine
 from memhp.sim.vmstat import free_blocks
 from tests.bench.test_diff_units import RECORDED
 from tests.conftest import machine
-from tests.support.replay import real_text, replay
+from tests.support.replay import real_text, replay_texts
 from tests.support.sim import dimm_machine
 
 
@@ -123,28 +123,21 @@ def test_zoneinfo_is_the_real_guests(path: str, kernel: str) -> None:
     """/proc/zoneinfo; from the same replay /proc/buddyinfo (the same populated zones,
     their order-10 (MAX_ORDER - 1) free blocks within BUDDY_TOP_SLACK) and the change
     of /proc/meminfo's Slab at each step (within SLAB_SLACK_KB)."""
-    rec, model = replay(
-        path,
-        kernel,
-        lambda m, _sr: (
-            m.sysfs.read(PROC_ZONEINFO).decode(),
-            m.sysfs.read(PROC_BUDDYINFO),
-            m.sysfs.read(PROC_MEMINFO),
-        ),
-    )
+    rec, model = replay_texts(path, kernel)
     compared = 0
     slab: tuple[int, int] | None = None
-    for name, (text, buddy, meminfo) in model:
+    for name, texts in model:
+        text, buddy, meminfo = texts.zoneinfo, texts.buddyinfo, texts.meminfo
         real_meminfo = real_text(rec, name, PROC_MEMINFO)
         if real_meminfo is not None:
-            now = (_slab_kb(meminfo.decode()), _slab_kb(real_meminfo))
+            now = (_slab_kb(meminfo), _slab_kb(real_meminfo))
             if slab is not None:
                 dm, dr = now[0] - slab[0], now[1] - slab[1]
                 assert abs(dm - dr) <= SLAB_SLACK_KB, (name, "Slab", dm, dr)
             slab = now
         real_buddy = real_text(rec, name, PROC_BUDDYINFO)
         if real_buddy is not None:
-            mine_b, real_b = parse_buddyinfo(buddy.decode()), parse_buddyinfo(real_buddy)
+            mine_b, real_b = parse_buddyinfo(buddy), parse_buddyinfo(real_buddy)
             assert list(mine_b) == list(real_b), (name, "buddyinfo zones", mine_b, real_b)
             for key, counts in real_b.items():
                 top = abs(mine_b[key][-1] - counts[-1])
