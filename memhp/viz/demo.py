@@ -141,7 +141,7 @@ def kernel_pages_map(spec: MachineSpec | None = None) -> MemoryMap:
         blocks = sorted(b for b, blk in m.kernel.memory.blocks.items() if not blk.online)
         for b in blocks:
             m.sysfs.write(f"/sys/devices/system/memory/memory{b}/state", b"online_kernel\n")
-        m.tmpfs_write("data", 256 * MiB, nid)
+        m.tmpfs_write("data", 256 * MiB, m.kernel.srat.pxm_to_node(nid))  # (a node id)
         with m.lock:
             k = m.kernel
             k.clock += 60.0
