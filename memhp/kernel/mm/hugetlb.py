@@ -49,6 +49,19 @@ class Hugetlb:
         self.next_nid[(which, size_kb)] = next_node_in(nid)
         return nid
 
+    def _nodes_allowed(self, nid: int | None) -> list[int]:
+        """nodes_allowed of a write: the node, or N_MEMORY (``nid`` None)."""
+        return sorted(self.k.nodes.node_states["N_MEMORY"]) if nid is None else [nid]
+
+    def _next_node_to_free(self, size_kb: int, allowed: list[int]) -> int | None:
+        """for_each_node_mask_to_free(): the next node in turn with a pool page of
+        ``size_kb`` (remove_pool_huge_page(), demote_pool_huge_page()); None: none."""
+        for _ in allowed:
+            node = self._next_node("free", size_kb, allowed)
+            if self.pools.get((node, size_kb)):
+                return node
+        return None
+
     def set_max_huge_pages(self, nid: int | None, count: int, size_kb: int = 2048) -> None:
         """set_max_huge_pages(): the pool of one huge page size to ``count`` pages,
         system-wide (``nid`` None: nodes_allowed is N_MEMORY) or on one node (the
@@ -66,7 +79,7 @@ class Hugetlb:
         (:meth:`dissolve_free_huge_pages`).
         """
         pa = self.k.pa
-        allowed = sorted(self.k.nodes.node_states["N_MEMORY"]) if nid is None else [nid]
+        allowed = self._nodes_allowed(nid)
         total = self.nr_huge_pages(None, size_kb)
         if nid is not None:
             count += total - self.nr_huge_pages(nid, size_kb)
@@ -91,18 +104,11 @@ class Hugetlb:
                 break
             else:
                 break
-        while total > count and allowed:
-            for _ in allowed:
-                node = self._next_node("free", size_kb, allowed)
-                pool = self.pools.get((node, size_kb))
-                if pool:
-                    a = pool.pop()
-                    if a.id in pa.allocs:
-                        pa.free(a)
-                    total -= 1
-                    break
-            else:
-                break
+        while total > count and (src := self._next_node_to_free(size_kb, allowed)) is not None:
+            a = self.pools[(src, size_kb)].pop()
+            if a.id in pa.allocs:
+                pa.free(a)
+            total -= 1
         self.k.log("hugetlb", f"{total} huge pages of {size_kb} kB")
 
     def nr_huge_pages(self, nid: int | None = None, size_kb: int | None = None) -> int:
@@ -120,15 +126,9 @@ class Hugetlb:
         place (every pool page is free in the model: nothing maps hugetlb pages);
         returns how many."""
         pa = self.k.pa
-        allowed = sorted(self.k.nodes.node_states["N_MEMORY"]) if nid is None else [nid]
+        allowed = self._nodes_allowed(nid)
         done = 0
-        while done < nr and allowed:
-            for _ in allowed:
-                node = self._next_node("free", size_kb, allowed)
-                if self.pools.get((node, size_kb)):
-                    break
-            else:
-                break
+        while done < nr and (node := self._next_node_to_free(size_kb, allowed)) is not None:
             pool = self.pools[(node, size_kb)]
             smaller = self.pools.setdefault((node, target_kb), [])
             pa.free(pool.pop())
@@ -154,6 +154,8 @@ class Hugetlb:
         page too: dissolve_free_huge_page() works on the head); returns how many.
         In use, a huge page would have been migrated first (HPageMigratable): the
         model's pool pages are all free."""
+        if not any(self.pools.values()):  # (offline_pages() calls it every round)
+            return 0
         pa = self.k.pa
         gone = {a.id for a, _sec, _n in pa.owners_in(secs) if a.kind == "hugetlb"}
         if not gone:

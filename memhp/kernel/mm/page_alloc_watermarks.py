@@ -128,7 +128,7 @@ def totalreserve_pages(pgdats: dict[int, PgData]) -> int:
 
 class Watermarks:
     """The watermark state of a page allocator: its switches and the results of
-    the last :func:`init_per_zone_wmark_min`.  The kernel computes on every
+    the last init_per_zone_wmark_min() (:meth:`compute`).  The kernel computes on every
     online/offline; here the computation (O(zones)) waits (``dirty``) for the next
     allocation that checks a watermark, a reader of /proc, or a change of the
     managed pages outside online/offline (adjust_managed_page_count(), which does
@@ -195,9 +195,7 @@ class Watermarks:
         if min_free_kbytes is not None or scale_factor is not None:
             self._wmarks(pgdats)
         if lowmem_reserve_ratio is not None:
-            self.lowmem_reserve_ratio = tuple(
-                max(r, 0) if r >= 1 else 0 for r in lowmem_reserve_ratio
-            )
+            self.lowmem_reserve_ratio = tuple(r if r >= 1 else 0 for r in lowmem_reserve_ratio)
             setup_per_zone_lowmem_reserve(pgdats, self.lowmem_reserve_ratio)
         self.totalreserve_pages = totalreserve_pages(pgdats)
 
