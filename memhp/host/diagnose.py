@@ -279,7 +279,7 @@ def diagnose(root: SysfsRoot, index: int) -> Diagnosis:
             r.append(d.room.reason())
             d.offlinable = False
         if pages.get("hugetlb", 0):
-            r.append(hugetlb_note(pages["hugetlb"], "are"))
+            r.append(hugetlb_note(pages["hugetlb"]))
         if pages.get("reserved", 0):
             r.append(
                 f"{pages['reserved']} reserved pages (boot reservations, or the memmap "
@@ -289,10 +289,10 @@ def diagnose(root: SysfsRoot, index: int) -> Diagnosis:
     return d
 
 
-def hugetlb_note(pages: int, verb: str = "are") -> str:
+def hugetlb_note(pages: int) -> str:
     """What offline_pages() does with huge pages of the hugetlb pool (KPF_HUGE)."""
     return (
-        f"{pages * PAGE_SIZE / (1 << 20):.0f} MiB {verb} huge pages of the hugetlb pool: "
+        f"{pages * PAGE_SIZE / (1 << 20):.0f} MiB are huge pages of the hugetlb pool: "
         "offlining dissolves the free ones, so the node's nr_hugepages drops by as many "
         "(dissolve_free_huge_pages()); huge pages in use are migrated first"
     )

@@ -103,7 +103,7 @@ class Room:
         """Why ``what`` ("it holds", "its blocks hold") will not go offline."""
         k = self.kernel_part
         if k is not None and not k.enough and self.to_migrate <= self.elsewhere:
-            return k.reason(f"{what.replace('its blocks', 'its blocks in kernel zones')}")
+            return k.reason(what.replace("its blocks", "its blocks in kernel zones"))
         return (
             f"{what} {_mib(self.to_migrate)} "
             f"of pages to migrate, but only about {_mib(self.elsewhere)} is available elsewhere "

@@ -124,7 +124,7 @@ def _hstate_entry(k: Kernel, h: Hstate, attrs: AttrGroup[Hstate]) -> Entry:
     return lambda: group_dir(k, h, attrs)
 
 
-def _sysctl(k: Kernel, store: bool, overcommit: bool = False) -> Attr:
+def _sysctl(k: Kernel, overcommit: bool = False) -> Attr:
     h = Hstate(None, DEFAULT_HSTATE_KB, None)
 
     def write(buf: bytes) -> int:
@@ -142,14 +142,14 @@ def _sysctl(k: Kernel, store: bool, overcommit: bool = False) -> Attr:
             return f"{k.hugetlb.overcommit.get(h.size_kb, 0)}\n"
         return _count(k, h)
 
-    return Attr(show, write if store else None, mode=0o644)
+    return Attr(show, write, mode=0o644)
 
 
 def vm_sysctls(k: Kernel) -> dict[str, Entry]:
     """The hugetlb sysctls of /proc/sys/vm (hugetlb_table[]; 6.1: vm_table[]), for
     the default huge page size."""
     return {
-        "nr_hugepages": lambda: _sysctl(k, True),
-        "nr_hugepages_mempolicy": lambda: _sysctl(k, True),
-        "nr_overcommit_hugepages": lambda: _sysctl(k, True, overcommit=True),
+        "nr_hugepages": lambda: _sysctl(k),
+        "nr_hugepages_mempolicy": lambda: _sysctl(k),
+        "nr_overcommit_hugepages": lambda: _sysctl(k, overcommit=True),
     }

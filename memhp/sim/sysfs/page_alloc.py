@@ -6,6 +6,8 @@ or the lowmem reserves, and MemAvailable's totalreserve_pages, change at once.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from memhp.kernel.kernel import Kernel
 from memhp.kernel.mm.page_alloc_watermarks import WATERMARK_SCALE_FACTOR_MAX
 from memhp.sim.sysfs.attrs import proc_dovec
@@ -14,32 +16,41 @@ from memhp.sim.sysfs.kernfs import Attr, Entry
 INT_MAX = (1 << 31) - 1
 
 
-def _min_free_kbytes(k: Kernel) -> Attr:
-    def show() -> str:
-        k.pa.ensure_watermarks()
-        return f"{k.pa.wmarks.min_free_kbytes}\n"
+def _dointvec_minmax(
+    show: Callable[[], str], lo: int, hi: int, handler: Callable[[int], None]
+) -> Attr:
+    """A one-int sysctl: proc_dointvec_minmax() in [lo, hi] (-EINVAL), then its
+    handler with the value."""
 
     def store(buf: bytes) -> int:
-        """min_free_kbytes_sysctl_handler(): proc_dointvec_minmax(), at least 0."""
-        vals, err = proc_dovec(buf, 1, 0, INT_MAX, signed=True)
-        if err:
-            return err
-        k.pa.wmarks.sysctl(k.pgdats, min_free_kbytes=vals[0])
-        return 0
+        vals, err = proc_dovec(buf, 1, lo, hi, signed=True)
+        if not err:
+            handler(vals[0])
+        return err
 
     return Attr(show, store, mode=0o644)
 
 
-def _watermark_scale_factor(k: Kernel) -> Attr:
-    def store(buf: bytes) -> int:
-        """watermark_scale_factor_sysctl_handler(): proc_dointvec_minmax(), 1..3000."""
-        vals, err = proc_dovec(buf, 1, 1, WATERMARK_SCALE_FACTOR_MAX, signed=True)
-        if err:
-            return err
-        k.pa.wmarks.sysctl(k.pgdats, scale_factor=vals[0])
-        return 0
+def _min_free_kbytes(k: Kernel) -> Attr:
+    """min_free_kbytes_sysctl_handler(): at least 0."""
 
-    return Attr(lambda: f"{k.pa.wmarks.scale_factor}\n", store, mode=0o644)
+    def show() -> str:
+        k.pa.ensure_watermarks()
+        return f"{k.pa.wmarks.min_free_kbytes}\n"
+
+    return _dointvec_minmax(
+        show, 0, INT_MAX, lambda v: k.pa.wmarks.sysctl(k.pgdats, min_free_kbytes=v)
+    )
+
+
+def _watermark_scale_factor(k: Kernel) -> Attr:
+    """watermark_scale_factor_sysctl_handler(): 1..3000."""
+    return _dointvec_minmax(
+        lambda: f"{k.pa.wmarks.scale_factor}\n",
+        1,
+        WATERMARK_SCALE_FACTOR_MAX,
+        lambda v: k.pa.wmarks.sysctl(k.pgdats, scale_factor=v),
+    )
 
 
 def _lowmem_reserve_ratio(k: Kernel) -> Attr:
