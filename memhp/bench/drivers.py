@@ -83,6 +83,20 @@ def errno_label(code: int) -> str:
     return errno.errorcode.get(code) or EXTRA_ERRNO_NAMES.get(code, str(code))
 
 
+#: The guest's fill script's exit status when the tmpfs mount failed.
+MOUNT_FAILED = 32
+
+
+def strerror_label(text: str) -> str:
+    """The errno name of the strerror() text ending a message ("... failed: Invalid
+    argument" → ``"EINVAL"``); the text itself when it names none."""
+    last = text.strip().rsplit(": ", 1)[-1]
+    for code in errno.errorcode:
+        if os.strerror(code) == last:
+            return errno_label(code)
+    return text.strip()
+
+
 @dataclass(frozen=True)
 class HotAdd:
     """A pc-dimm to plug: size, node, QOM id; optionally its address and slot."""
@@ -294,6 +308,8 @@ class ModelDriver:
 
         try:
             self.m.tmpfs_write(name, size, node)
+        except OSError as e:  # the node's tmpfs could not be mounted
+            return f"failed: mount {errno_label(e.errno or errno.EIO)}"
         except (AllocError, ValueError) as e:
             return f"failed: {e}"
         return "ok"
@@ -451,13 +467,18 @@ class QMPDriver:
         # tmpfs (shmem) pages: GFP_HIGHUSER_MOVABLE, mpol=prefer:N as the model's
         # zonelist of node N (a tmpfs per node: a file's pages follow the policy of
         # its mount); dd from /dev/zero writes every page once.
+        # A mount the kernel refuses (mpol=prefer: of a node without memory) exits
+        # MOUNT_FAILED with busybox's "mount: mounting ... failed: <strerror>".
         mnt = f"/run/memhp-fill{node}"
         script = (
             f"mkdir -p {mnt} && {{ grep -q ' {mnt} ' /proc/mounts || "
-            f"mount -t tmpfs -o size=100%,mpol=prefer:{node} memhp-fill {mnt}; }} && "
+            f"mount -t tmpfs -o size=100%,mpol=prefer:{node} memhp-fill {mnt} 2>&1 || "
+            f"exit {MOUNT_FAILED}; }} && "
             f"dd if=/dev/zero of={mnt}/{shlex.quote(name)} bs=1M count={size >> 20} 2>&1"
         )
         r = self.vm.fs.run(script, 600.0)
+        if r.rc == MOUNT_FAILED:
+            return f"failed: mount {strerror_label(r.text)}"
         return "ok" if r.rc == 0 else f"failed: {r.text.strip() or r.rc}"
 
     def device_del(self, id: str, timeout: float) -> bool:

@@ -15,6 +15,7 @@ from memhp.abi.layout import PAGE_SHIFT, PAGE_SIZE, pfn_to_section_nr
 from memhp.kernel.firmware import Firmware
 from memhp.kernel.kernel import Kernel
 from memhp.kernel.machine import MachineError, MachineSpec
+from memhp.kernel.mm.mempolicy import mpol_parse_str_preferred
 from memhp.kernel.mm.mmzone import ZONE_NAMES
 from memhp.kernel.mm.page_alloc import Allocation, AllocError, PageState
 from memhp.platform.acpi import AcpiPlatform, Dimm
@@ -54,6 +55,9 @@ class SimMachine:
         self.qemu = QemuPcMachine.for_machine(spec, self.platform)
         #: tmpfs files written by tmpfs_write(): their page-cache pages.
         self.files: dict[str, list[Allocation]] = {}
+        #: The nodes whose tmpfs (mpol=prefer:node) is mounted: the first
+        #: tmpfs_write() for a node mounts it.
+        self.tmpfs_mounts: set[int] = set()
         #: The virtio-mem-pci devices (``[[virtio_mem]]``), realized before the guest boots.
         self.virtio = VirtioPciBus()
         self.qemu.virtio_bus = self.virtio
@@ -229,17 +233,31 @@ class SimMachine:
     def tmpfs_write(self, name: str, size: int, node: int) -> list[Allocation]:
         """A task on ``node`` writes a new ``size``-byte file ``name`` to a tmpfs
         (mpol=prefer:node): the kernel's objects for the file (k.kalloc), then its
-        page-cache pages, movable, by the allocator's rules.  Raises AllocError
-        (nothing allocated) or ValueError (a file of that name exists, no node)."""
+        page-cache pages, movable, by the allocator's rules.  The node's tmpfs is
+        mounted by its first file: the mount fails (OSError EINVAL) while the node
+        has no memory (mpol_parse_str_preferred()).  Raises AllocError (nothing
+        allocated) or ValueError (a file of that name exists, no node)."""
         nr = size // PAGE_SIZE
         with self.lock:
             k = self.kernel
             if node not in k.pgdats:
                 raise ValueError(f"no node {node}")
+            if node not in self.tmpfs_mounts:
+                err = mpol_parse_str_preferred(k, [node])
+                if err:
+                    raise OSError(-err, f"mount tmpfs mpol=prefer:{node}")
+                self.tmpfs_mounts.add(node)
             key = f"tmpfs:{name}"
             if key in k.kalloc.objects or key in self.files:
                 raise ValueError(f"file {name} exists")
-            k.kalloc.shmem_file(key, nr, node)
+            # The writer (dd) runs with the default, local policy: the file's kernel
+            # objects come from its CPU's node (slab pages through alloc_pages() and
+            # the task's policy); the mount's mpol governs only the file's own pages
+            # (shmem_alloc_folio()).  A node without CPUs runs no task: the nearest
+            # node with CPUs writes.
+            cpus = k.nodes.node_states["N_CPU"]
+            writer = next((n for n in k.pa.node_order.get(node, [node]) if n in cpus), node)
+            k.kalloc.shmem_file(key, nr, writer)
             try:
                 data = k.pa.alloc(nr, PageState.MOVABLE, f"tmpfs file {name}", "shmem", node)
             except AllocError:

@@ -9,6 +9,7 @@ Simulator-only commands use the ``x-memhp-`` prefix.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from typing import Any
 
@@ -247,6 +248,8 @@ class QMPCommands:
             allocs = self.sim.tmpfs_write(args["file"], int(args["size"]), args.get("node", 0))
         except AllocError as e:
             raise QMPError(f"cannot write {args['file']}: {e}") from None
+        except OSError as e:  # the node's tmpfs mount refused
+            raise QMPError(f"mount {errno.errorcode.get(e.errno or 0, e.errno)}") from None
         except ValueError as e:
             raise QMPError(str(e)) from None
         return {"pages": sum(a.nr_pages for a in allocs)}

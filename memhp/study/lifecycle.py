@@ -247,7 +247,7 @@ def run_lifecycle(
                 m.tmpfs_write(f"file{step}", file_bytes, nid)
                 if ev:
                     ev({"op": "tmpfs", "file": f"file{step}", "bytes": file_bytes, "node": nid})
-            except AllocError:
+            except (AllocError, OSError):  # (OSError: the node's tmpfs mount refused)
                 failures["tmpfs"] += 1
                 if ev:
                     ev({"op": "alloc_failure", "file": f"file{step}"})

@@ -40,3 +40,36 @@ def test_model_task_on_a_memoryless_node_fails_as_the_guest_task() -> None:
     assert end_task(d, "t1") == "failed: no task t1"
     assert start_task(d, "t2", 64 * MiB, 0, 0) == "ok"
     assert end_task(d, "t2") == "ok"
+
+
+def test_a_tmpfs_preferring_a_memoryless_node_cannot_be_mounted() -> None:
+    """mpol=prefer:1 at the tmpfs mount: EINVAL while node 1 has no memory
+    (mpol_parse_str(): not a subset of N_MEMORY), nothing allocated; once mounted
+    (node 1 online) the tmpfs keeps its policy after node 1 loses its memory, and
+    its files fall back to node 0 (the zonelist)."""
+    d = ModelDriver.for_machine(machine("qemu-linux-6.1"))
+    m = d.m
+    free = m.kernel.pa.counts.sum(axis=1).tolist()
+    assert d.fill(32 * MiB, 1, "f1") == "failed: mount EINVAL"
+    assert m.kernel.pa.counts.sum(axis=1).tolist() == free
+    assert m.tmpfs_mounts == set()
+    assert d.fill(32 * MiB, 0, "f2") == "ok"
+    m.device_add(128 * MiB, 1, id="dimm1")
+    assert d.fill(32 * MiB, 1, "f3") == "failed: mount EINVAL"  # present, not online
+    m.sysfs.write(f"{SYS_MEMORY}/memory32/state", b"online_movable")
+    assert d.fill(32 * MiB, 1, "f4") == "ok"
+    assert m.tmpfs_mounts == {0, 1}
+    m.tmpfs_remove("f4")
+    m.sysfs.write(f"{SYS_MEMORY}/memory32/state", b"offline")
+    assert d.fill(32 * MiB, 1, "f5") == "ok"  # mounted: the policy stays
+    # (sections of 128M: node 0's boot memory is sections 0-7)
+    assert all(sec < 8 for a in m.files["tmpfs:f5"] for sec in a.extents)
+
+
+def test_guest_mount_failure_text_names_the_errno() -> None:
+    """busybox mount's message ends in strerror(): the outcome names the errno."""
+    from memhp.bench.drivers import strerror_label
+
+    msg = "mount: mounting memhp-fill on /run/memhp-fill1 failed: Invalid argument\n"
+    assert strerror_label(msg) == "EINVAL"
+    assert strerror_label("mount: something odd") == "mount: something odd"
