@@ -23,7 +23,8 @@ Placement follows the buddy allocator's observable rules, deterministically:
   undone; fragments (partly used sections) before whole blocks
   (__rmqueue_smallest), and kernel allocations first in sections that already
   hold unmovable pages or did (stolen blocks stay MIGRATE_UNMOVABLE when freed:
-  steal_suitable_fallback), else by stealing a whole block (__rmqueue_fallback);
+  steal_suitable_fallback), else by stealing the largest free block first
+  (__rmqueue_fallback): a whole section, or one split last with 4 MiB free;
 * memblock allocations at boot are top-down (memblock_find_in_range_node).
 """
 
@@ -55,6 +56,8 @@ class PageState(IntEnum):
 
 
 NR_STATES = len(PageState)
+#: Pages of a free block of order MAX_ORDER-1 (4 MiB, order 10).
+_MAX_ORDER_NR_PAGES = 1024
 #: Plain int indices (cheaper for numpy than the enum): FREE, UNMOVABLE, RESERVED, ALTMAP.
 _FREE, _UNMOVABLE, _RESERVED, _ALTMAP = (int(s) for s in PageState if s.name[0] in "FURA")
 
@@ -367,7 +370,8 @@ class PageAllocator(WatermarkOps):
         :attr:`unmovable_block`; most recently split or freed first), then whole
         blocks in free-list order (head, then tail oldest first), last the other
         migratetype's (__rmqueue_fallback()); an unmovable request finding none of
-        its type steals a whole free section.  (Plain Python per entry, stopping as
+        its type steals a whole free section or a movable one in the head list with
+        room for a block of order MAX_ORDER-1, in list order.  (Plain Python per entry, stopping as
         soon as the request is met: a walk rarely goes past the first few entries.)
         """
         if zone.spanned_pages == 0:  # zone_is_empty()
@@ -390,7 +394,14 @@ class PageAllocator(WatermarkOps):
                     u = cv[_UNMOVABLE, sec] + cv[_RESERVED, sec] > 0 or uv[sec]
                     if rv[sec] - f - cv[_ALTMAP, sec] > 0 or u:
                         if u != wu:
-                            other.append((sec, f))
+                            # __rmqueue_fallback() steals the largest free block
+                            # first (MAX_ORDER-1, head of the list): a movable
+                            # section split last with room for one is as good as
+                            # a whole one for an unmovable request
+                            if wu and f >= _MAX_ORDER_NR_PAGES:
+                                whole.append((sec, f))
+                            else:
+                                other.append((sec, f))
                             continue
                         if f >= want - used:
                             plan.append((sec, want - used))
