@@ -33,7 +33,6 @@ import errno
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from itertools import chain
 
 import numpy as np
 import numpy.typing as npt
@@ -299,9 +298,11 @@ class PageAllocator(WatermarkOps):
 
     def owners_in(self, secs: Iterable[int]) -> Iterator[tuple[Allocation, int, int]]:
         """(allocation, section, pages) of every owner with pages in ``secs``."""
+        by, allocs = self.by_section, self.allocs
         for sec in secs:
-            for aid, n in sorted(self.by_section.get(sec, {}).items()):
-                yield self.allocs[aid], sec, n
+            if d := by.get(sec):
+                for aid, n in sorted(d.items()):
+                    yield allocs[aid], sec, n
 
     def memblock_reserve(
         self, start_pfn: int, nr_pages: int, owner: str, kind: str, nid: int
@@ -399,21 +400,27 @@ class PageAllocator(WatermarkOps):
                         used += f
                     else:
                         whole.append((sec, f))
-        for sec, f in chain(whole, self._tail_free(key), other):
+        for sec, f in whole:
+            if f >= want - used:
+                plan.append((sec, want - used))
+                return want
+            plan.append((sec, f))
+            used += f
+        for win in fa.tails(key, self.WINDOW):  # (_tail_free(), inline)
+            for sec in win:
+                if (f := cv[_FREE, sec]) > 0 and not iv[sec]:
+                    if f >= want - used:
+                        plan.append((sec, want - used))
+                        return want
+                    plan.append((sec, f))
+                    used += f
+        for sec, f in other:
             if f >= want - used:
                 plan.append((sec, want - used))
                 return want
             plan.append((sec, f))
             used += f
         return used
-
-    def _tail_free(self, key: tuple[int, int]) -> Iterator[tuple[int, int]]:
-        """(section, free pages) of the zone's tail entries, oldest first (lazily)."""
-        cv, iv = self._cv, self._iv
-        for win in self.free_area.tails(key, self.WINDOW):
-            for sec in win:
-                if (f := cv[_FREE, sec]) > 0 and not iv[sec]:
-                    yield sec, f
 
     def alloc(
         self,

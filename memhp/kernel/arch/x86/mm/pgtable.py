@@ -284,13 +284,14 @@ class PageTableTree:
         section first) are done in one loop, each as PageAllocator.free() does it
         (same counts, same free-list placements in the same order)."""
         pa = self.k.pa
-        srcs = [t.backing[i] for i in idx]
+        backing = t.backing
+        srcs = [backing[i] for i in idx]
         allocs = [s.alloc for s in srcs if s.kind == "buddy" and s.alloc is not None]
-        if len(allocs) != len(srcs) or len({a.id for a in allocs}) != len(allocs):
-            for i in idx:
-                self._free_vmemmap_leaf(t, i)
-            return
-        if any(a.state is PageState.RESERVED or a.state is PageState.ALTMAP for a in allocs):
+        if (
+            len(allocs) != len(srcs)
+            or len({a.id for a in allocs}) != len(allocs)
+            or not {a.state for a in allocs}.isdisjoint((PageState.RESERVED, PageState.ALTMAP))
+        ):
             for i in idx:
                 self._free_vmemmap_leaf(t, i)
             return
