@@ -233,22 +233,40 @@ def _move_group(
         if (zi := zv[sec]) >= 0:
             key = (nv[sec], zi)
             zmoved[key] = zmoved.get(key, 0) + m
+    # (a plan naming each section once: an owner's part names each once too, and
+    # each section's placement can follow its own extents at once)
+    once = len(fleft) == len(plan)
     for (_i, old, a, n), part in zip(group, parts, strict=True):
         pa._next_id += 1  # (move_pages(): the new allocation's id is used up)
         ext, aid = a.extents, a.id
-        for sec, m in part:
-            ext[sec] = ext.get(sec, 0) + m
-            if (d := by.get(sec)) is None:
-                by[sec] = {aid: m}
-            else:
-                d[aid] = d.get(aid, 0) + m
-            fleft[sec] -= m
-        for sec in [part[0][0]] if len(part) == 1 else dict.fromkeys(s for s, _ in part):
-            zi = zv[sec]
-            if fleft[sec] == 0:
-                fa.remove(sec, (nv[sec], zi) if zi >= 0 else None)
-            elif zi >= 0:
-                fa.to_head((nv[sec], zi), sec)
+        if once:
+            for sec, m in part:
+                ext[sec] = ext.get(sec, 0) + m
+                if (d := by.get(sec)) is None:
+                    by[sec] = {aid: m}
+                else:
+                    d[aid] = d.get(aid, 0) + m
+                zi = zv[sec]
+                if f := fleft[sec] - m:
+                    fleft[sec] = f
+                    if zi >= 0:
+                        fa.to_head((nv[sec], zi), sec)
+                else:
+                    fa.remove(sec, (nv[sec], zi) if zi >= 0 else None)
+        else:
+            for sec, m in part:
+                ext[sec] = ext.get(sec, 0) + m
+                if (d := by.get(sec)) is None:
+                    by[sec] = {aid: m}
+                else:
+                    d[aid] = d.get(aid, 0) + m
+                fleft[sec] -= m
+            for sec in dict.fromkeys(s for s, _ in part):
+                zi = zv[sec]
+                if fleft[sec] == 0:
+                    fa.remove(sec, (nv[sec], zi) if zi >= 0 else None)
+                elif zi >= 0:
+                    fa.to_head((nv[sec], zi), sec)
         # _move(old, MOVABLE, FREE, n), _index_sub(a, old, n)
         cv[_MOVABLE, old] -= n
         cv[_FREE, old] += n
