@@ -477,11 +477,13 @@ class PageAllocator(WatermarkOps):
                 d[aid] = d.get(aid, 0) + n
 
     def _taken_all(self, plan: list[tuple[int, int]], state: PageState) -> None:
-        if len(plan) == 1:
-            self._taken(plan[0][0])
-        else:
-            for sec in dict.fromkeys(sec for sec, _ in plan):
-                self._taken(sec)
+        cv, zv, nv, fa = self._cv, self._zv, self._nv, self.free_area
+        for sec in [plan[0][0]] if len(plan) == 1 else dict.fromkeys(s for s, _ in plan):
+            z = zv[sec]  # (_taken(), inline)
+            if cv[_FREE, sec] == 0:
+                fa.remove(sec, (nv[sec], z) if z >= 0 else None)
+            elif z >= 0:
+                fa.to_head((nv[sec], z), sec)
         if state is PageState.UNMOVABLE:
             uv = self._uv
             for sec, _ in plan:

@@ -42,8 +42,16 @@ def start_isolate_page_range(pa: PageAllocator, secs: Iterable[int]) -> None:
     """start_isolate_page_range() -> set_migratetype_isolate() (:func:`set_isolate`):
     the free pages move to the MIGRATE_ISOLATE lists, where no allocation finds
     them, and leave NR_FREE_PAGES."""
-    for sec in secs:
-        set_isolate(pa, sec, True)
+    iv, zv, nv, iso = pa._iv, pa._zv, pa._nv, pa.iso
+    for sec in secs:  # (set_isolate(pa, sec, True), inline)
+        if iv[sec]:
+            continue
+        iv[sec] = True
+        if (z := zv[sec]) >= 0:
+            if (lst := iso.get(key := (nv[sec], z))) is None:
+                iso[key] = [sec]
+            else:
+                lst.append(sec)
 
 
 def undo_isolate_page_range(pa: PageAllocator, secs: Iterable[int]) -> None:
