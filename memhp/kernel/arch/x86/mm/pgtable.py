@@ -309,8 +309,10 @@ class PageTableTree:
             if a.id not in live:
                 continue
             ext, aid, st = a.extents, a.id, a.state
+            items: list[tuple[int, int]] | tuple[tuple[int, int]]
             if len(ext) == 1 and src.nr_pages > 0:
-                items = [(sec, min(src.nr_pages, m)) for sec, m in ext.items()]
+                ((sec, m),) = ext.items()
+                items = ((sec, min(src.nr_pages, m)),)
             else:
                 items = []
                 left = src.nr_pages
