@@ -185,10 +185,22 @@ def normpath(path: str) -> str:
 
 def resolve_link(link_path: str, target: str) -> str:
     """The absolute path a relative link target names."""
-    if target.startswith("/"):
-        return normpath(target)
-    parent = link_path.rsplit("/", 1)[0] or "/"
-    return normpath(parent + "/" + target)
+    key = (link_path, target)
+    path = _LINKS.get(key)
+    if path is None:
+        if target.startswith("/"):
+            path = normpath(target)
+        else:
+            path = normpath((link_path.rsplit("/", 1)[0] or "/") + "/" + target)
+        if len(_LINKS) >= 65536:
+            _LINKS.clear()
+        _LINKS[key] = path
+    return path
+
+
+#: resolve_link() by its arguments (a pure function of two strings; the same links
+#: are resolved again and again, and a relative target needs the slow normpath()).
+_LINKS: dict[tuple[str, str], str] = {}
 
 
 class DirectoryFS:

@@ -322,9 +322,8 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
 
     if nr_pages <= 0 or start_pfn % PAGEBLOCK_NR_PAGES or end_pfn % PAGES_PER_SECTION:
         return fail("misaligned range", errno.EINVAL)
-    # walk_system_ram_range(): no holes.
     pa = k.pa
-    span = slice(first, last + 1)
+    span = slice(first, last + 1)  # walk_system_ram_range(): no holes.
     if sum(pa.ram[span].tolist()) - sum(pa.counts[PageState.ALTMAP, span].tolist()) != nr_pages:
         return fail("memory holes", errno.EINVAL)
     if set(pa.zone[span].tolist()) != {int(zone.idx)} or set(pa.nid[span].tolist()) != {zone.nid}:
@@ -355,9 +354,10 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
             failed += f
         if prof.dissolve_free_huge_pages:
             k.hugetlb.dissolve_free_huge_pages(secs)
+        held = list(pa.owners_in(secs))
         leftovers = [
             f"{a.owner} ({n} pages in section {s})"
-            for a, s, n in k.pa.owners_in(secs)
+            for a, s, n in held
             if a.state not in (PageState.FREE, PageState.ALTMAP) and a.kind != "hwpoison"
         ]
         if not leftovers:
@@ -382,8 +382,8 @@ def offline_pages(k: Kernel, start_pfn: int, nr_pages: int, zone: Zone, block: i
         if wait():
             return undo("signal backoff", errno.EINTR, leftovers)
     # __offline_isolated_pages(): sections offline, free pages leave the buddy;
-    # poisoned pages are dropped with them.
-    for a, sec, n in [x for x in pa.owners_in(secs) if x[0].kind == "hwpoison"]:
+    # poisoned pages (of the last round's owners) are dropped with them.
+    for a, sec, n in [x for x in held if x[0].kind == "hwpoison"]:
         pa.free(a, sec, n)
     k.pa.section_offline(secs.start, secs.stop)
     k.sparse.set_online(secs, False)

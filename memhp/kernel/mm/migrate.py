@@ -50,7 +50,7 @@ def migration_target(
     zone."""
     if local is not None:
         return Target(local, None, ZoneType.NORMAL)
-    nid, zone = int(pa.nid[sec]), int(pa.zone[sec])
+    nid, zone = pa._nv[sec], pa._zv[sec]
     highest = ZoneType.MOVABLE if zone == int(ZoneType.MOVABLE) else ZoneType.NORMAL
     nodes = None
     if n_memory is not None:
@@ -117,9 +117,12 @@ def migrate_sections(
     huge: list[tuple[int, int, Allocation, int]] = []  # (free huge pages of the pool)
     pinned = 0
     no_room = False
+    by, allocs = pa.by_section, pa.allocs
     for i, sec in enumerate(secs):  # (isolated: no section's owners change meanwhile)
-        for aid, n in sorted(pa.by_section.get(sec, {}).items()):
-            a = pa.allocs[aid]
+        if not (d := by.get(sec)):
+            continue
+        for aid, n in sorted(d.items()) if len(d) > 1 else d.items():
+            a = allocs[aid]
             if a.state is PageState.PINNED:
                 res[i][1] += n
                 pinned += n
@@ -219,26 +222,69 @@ def _move_group(
     # _taken_all(), then the old pages freed where they are (_move(), _index_sub()).
     # The new pages' counts are changed once per planned section (sums); whether a
     # planned section is used up after an owner's part (_taken()) is followed here.
+    # The section counts change as _move() changes them; the zone totals (which
+    # nothing reads meanwhile) once per zone at the end, by the sum of its moves.
     zv, nv, by, fa = pa._zv, pa._nv, pa.by_section, pa.free_area
     fleft = {sec: cv[_FREE, sec] for sec, _ in plan}
+    zmoved: dict[tuple[int, int], int] = {}  # pages FREE -> MOVABLE per zone
     for sec, m in plan:
-        pa._move(sec, PageState.FREE, PageState.MOVABLE, m)
+        cv[_FREE, sec] -= m
+        cv[_MOVABLE, sec] += m
+        if (zi := zv[sec]) >= 0:
+            key = (nv[sec], zi)
+            zmoved[key] = zmoved.get(key, 0) + m
+    # (a plan naming each section once: an owner's part names each once too, and
+    # each section's placement can follow its own extents at once)
+    once = len(fleft) == len(plan)
     for (_i, old, a, n), part in zip(group, parts, strict=True):
         pa._next_id += 1  # (move_pages(): the new allocation's id is used up)
         ext, aid = a.extents, a.id
-        for sec, m in part:
-            ext[sec] = ext.get(sec, 0) + m
-            if (d := by.get(sec)) is None:
-                by[sec] = {aid: m}
-            else:
-                d[aid] = d.get(aid, 0) + m
-            fleft[sec] -= m
-        for sec in [part[0][0]] if len(part) == 1 else dict.fromkeys(s for s, _ in part):
-            zi = zv[sec]
-            if fleft[sec] == 0:
-                fa.remove(sec, (nv[sec], zi) if zi >= 0 else None)
-            elif zi >= 0:
-                fa.to_head((nv[sec], zi), sec)
-        pa._move(old, PageState.MOVABLE, PageState.FREE, n)
-        pa._index_sub(a, old, n)
+        if once:
+            for sec, m in part:
+                ext[sec] = ext.get(sec, 0) + m
+                if (d := by.get(sec)) is None:
+                    by[sec] = {aid: m}
+                else:
+                    d[aid] = d.get(aid, 0) + m
+                zi = zv[sec]
+                if f := fleft[sec] - m:
+                    fleft[sec] = f
+                    if zi >= 0:
+                        fa.to_head((nv[sec], zi), sec)
+                else:
+                    fa.remove(sec, (nv[sec], zi) if zi >= 0 else None)
+        else:
+            for sec, m in part:
+                ext[sec] = ext.get(sec, 0) + m
+                if (d := by.get(sec)) is None:
+                    by[sec] = {aid: m}
+                else:
+                    d[aid] = d.get(aid, 0) + m
+                fleft[sec] -= m
+            for sec in dict.fromkeys(s for s, _ in part):
+                zi = zv[sec]
+                if fleft[sec] == 0:
+                    fa.remove(sec, (nv[sec], zi) if zi >= 0 else None)
+                elif zi >= 0:
+                    fa.to_head((nv[sec], zi), sec)
+        # _move(old, MOVABLE, FREE, n), _index_sub(a, old, n)
+        cv[_MOVABLE, old] -= n
+        cv[_FREE, old] += n
+        if (zi := zv[old]) >= 0:
+            key = (nv[old], zi)
+            zmoved[key] = zmoved.get(key, 0) - n
+        if left := ext[old] - n:
+            ext[old] = left
+        else:
+            del ext[old]
+        if left := (d := by[old])[aid] - n:
+            d[aid] = left
+        else:
+            del d[aid]
+            if not d:
+                del by[old]
+    for (nid, zi), m in zmoved.items():
+        v = pa._zview(nid, zi)
+        v[_FREE] -= m
+        v[_MOVABLE] += m
     return None

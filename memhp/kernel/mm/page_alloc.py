@@ -34,7 +34,6 @@ import errno
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from itertools import chain
 
 import numpy as np
 import numpy.typing as npt
@@ -302,9 +301,11 @@ class PageAllocator(WatermarkOps):
 
     def owners_in(self, secs: Iterable[int]) -> Iterator[tuple[Allocation, int, int]]:
         """(allocation, section, pages) of every owner with pages in ``secs``."""
+        by, allocs = self.by_section, self.allocs
         for sec in secs:
-            for aid, n in sorted(self.by_section.get(sec, {}).items()):
-                yield self.allocs[aid], sec, n
+            if d := by.get(sec):
+                for aid, n in sorted(d.items()):
+                    yield allocs[aid], sec, n
 
     def memblock_reserve(
         self, start_pfn: int, nr_pages: int, owner: str, kind: str, nid: int
@@ -410,21 +411,27 @@ class PageAllocator(WatermarkOps):
                         used += f
                     else:
                         whole.append((sec, f))
-        for sec, f in chain(whole, self._tail_free(key), other):
+        for sec, f in whole:
+            if f >= want - used:
+                plan.append((sec, want - used))
+                return want
+            plan.append((sec, f))
+            used += f
+        for win in fa.tails(key, self.WINDOW):  # (_tail_free(), inline)
+            for sec in win:
+                if (f := cv[_FREE, sec]) > 0 and not iv[sec]:
+                    if f >= want - used:
+                        plan.append((sec, want - used))
+                        return want
+                    plan.append((sec, f))
+                    used += f
+        for sec, f in other:
             if f >= want - used:
                 plan.append((sec, want - used))
                 return want
             plan.append((sec, f))
             used += f
         return used
-
-    def _tail_free(self, key: tuple[int, int]) -> Iterator[tuple[int, int]]:
-        """(section, free pages) of the zone's tail entries, oldest first (lazily)."""
-        cv, iv = self._cv, self._iv
-        for win in self.free_area.tails(key, self.WINDOW):
-            for sec in win:
-                if (f := cv[_FREE, sec]) > 0 and not iv[sec]:
-                    yield sec, f
 
     def alloc(
         self,
@@ -481,11 +488,13 @@ class PageAllocator(WatermarkOps):
                 d[aid] = d.get(aid, 0) + n
 
     def _taken_all(self, plan: list[tuple[int, int]], state: PageState) -> None:
-        if len(plan) == 1:
-            self._taken(plan[0][0])
-        else:
-            for sec in dict.fromkeys(sec for sec, _ in plan):
-                self._taken(sec)
+        cv, zv, nv, fa = self._cv, self._zv, self._nv, self.free_area
+        for sec in [plan[0][0]] if len(plan) == 1 else dict.fromkeys(s for s, _ in plan):
+            z = zv[sec]  # (_taken(), inline)
+            if cv[_FREE, sec] == 0:
+                fa.remove(sec, (nv[sec], z) if z >= 0 else None)
+            elif z >= 0:
+                fa.to_head((nv[sec], z), sec)
         if state is PageState.UNMOVABLE:
             uv = self._uv
             for sec, _ in plan:

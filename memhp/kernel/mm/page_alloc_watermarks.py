@@ -126,6 +126,13 @@ def totalreserve_pages(pgdats: dict[int, PgData]) -> int:
     return total
 
 
+#: Results of :meth:`Watermarks.compute` by its inputs (min_free_kbytes,
+#: totalreserve_pages and each zone's watermarks and lowmem_reserve).
+_COMPUTED: dict[
+    tuple[object, ...], tuple[int, int, list[tuple[int, int, int, tuple[int, ...]]]]
+] = {}
+
+
 class Watermarks:
     """The watermark state of a page allocator: its switches and the results of
     the last init_per_zone_wmark_min() (:meth:`compute`).  The kernel computes on every
@@ -154,8 +161,45 @@ class Watermarks:
         min_free_kbytes unless the one written to the sysctl is not below it, the
         watermarks, the lowmem reserves; then khugepaged_min_free_kbytes_update() when
         THP is enabled (set_recommended_min_free_kbytes(): its floor, then the
-        watermarks again)."""
+        watermarks again).
+
+        A pure function of the switches, the sysctls, min_free_kbytes and each
+        zone's managed and present pages and high watermark (nr_free_buffer_pages()
+        reads the last one): its results are kept per process for those inputs
+        (:data:`_COMPUTED`; a study's runs offline the same blocks in the same order)."""
         self.dirty = False
+        zones = [z for pgdat in pgdats.values() for z in pgdat.node_zones]
+        key = (
+            self.thp,
+            self.movable_capped,
+            self.scale_factor,
+            self.lowmem_reserve_ratio,
+            self.user_min_free_kbytes,
+            self.min_free_kbytes,
+            tuple(pgdats),
+            tuple([(z.idx, z.managed_pages, z.present_pages, z.watermark_high) for z in zones]),
+        )
+        done = _COMPUTED.get(key)
+        if done is None:
+            self._compute(pgdats)
+            if len(_COMPUTED) >= 4096:
+                _COMPUTED.clear()
+            _COMPUTED[key] = (
+                self.min_free_kbytes,
+                self.totalreserve_pages,
+                [
+                    (z.watermark_min, z.watermark_low, z.watermark_high, z.lowmem_reserve)
+                    for z in zones
+                ],
+            )
+            return
+        self.min_free_kbytes, self.totalreserve_pages, marks = done
+        for z, (wmin, low, high, reserve) in zip(zones, marks, strict=True):
+            z.watermark_min, z.watermark_low, z.watermark_high = wmin, low, high
+            z.lowmem_reserve = reserve
+            z.pcp_managed = z.managed_pages
+
+    def _compute(self, pgdats: dict[int, PgData]) -> None:
         new = calculate_min_free_kbytes(pgdats)
         if new > self.user_min_free_kbytes:  # (else pr_warn "... user defined value")
             self.min_free_kbytes = max(128, min(new, 262144))

@@ -22,12 +22,13 @@ def set_isolate(pa: PageAllocator, sec: int, on: bool) -> None:
     move_freepages_block_isolate() and __free_one_page().  The model keeps the
     isolated sections of each zone (:attr:`PageAllocator.iso`) and subtracts their
     free pages where NR_FREE_PAGES is read (:meth:`PageAllocator.nr_free_pages`)."""
-    if bool(pa.isolated[sec]) == on:
+    iv = pa._iv  # (the allocator's views of its arrays: Python ints)
+    if iv[sec] == on:
         return
-    pa.isolated[sec] = on
-    if (z := int(pa.zone[sec])) < 0:
+    iv[sec] = on
+    if (z := pa._zv[sec]) < 0:
         return
-    key = (int(pa.nid[sec]), z)
+    key = (pa._nv[sec], z)
     if on:
         pa.iso.setdefault(key, []).append(sec)
     else:
@@ -41,8 +42,16 @@ def start_isolate_page_range(pa: PageAllocator, secs: Iterable[int]) -> None:
     """start_isolate_page_range() -> set_migratetype_isolate() (:func:`set_isolate`):
     the free pages move to the MIGRATE_ISOLATE lists, where no allocation finds
     them, and leave NR_FREE_PAGES."""
-    for sec in secs:
-        set_isolate(pa, sec, True)
+    iv, zv, nv, iso = pa._iv, pa._zv, pa._nv, pa.iso
+    for sec in secs:  # (set_isolate(pa, sec, True), inline)
+        if iv[sec]:
+            continue
+        iv[sec] = True
+        if (z := zv[sec]) >= 0:
+            if (lst := iso.get(key := (nv[sec], z))) is None:
+                iso[key] = [sec]
+            else:
+                lst.append(sec)
 
 
 def undo_isolate_page_range(pa: PageAllocator, secs: Iterable[int]) -> None:

@@ -177,7 +177,7 @@ class KernelSysfs:
         except the directories of :data:`_SPINE`.
         """
         with self.lock:
-            gen = self._topology_version()
+            gen = self._objects_version  # (_topology_version())
             if gen != self._gen:
                 self._cache.clear()
                 self._cache.update(self._spine)

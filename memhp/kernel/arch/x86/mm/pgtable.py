@@ -284,63 +284,65 @@ class PageTableTree:
         section first) are done in one loop, each as PageAllocator.free() does it
         (same counts, same free-list placements in the same order)."""
         pa = self.k.pa
-        srcs = [t.backing[i] for i in idx]
+        backing = t.backing
+        srcs = [backing[i] for i in idx]
         allocs = [s.alloc for s in srcs if s.kind == "buddy" and s.alloc is not None]
-        if len(allocs) != len(srcs) or len({a.id for a in allocs}) != len(allocs):
+        if (
+            len(allocs) != len(srcs)
+            or len({a.id for a in allocs}) != len(allocs)
+            or not {a.state for a in allocs}.isdisjoint((PageState.RESERVED, PageState.ALTMAP))
+        ):
             for i in idx:
                 self._free_vmemmap_leaf(t, i)
             return
-        if any(a.state is PageState.RESERVED or a.state is PageState.ALTMAP for a in allocs):
-            for i in idx:
-                self._free_vmemmap_leaf(t, i)
-            return
-        items: list[tuple[Allocation, int, int]] = []
-        live = pa.allocs
+        for i in idx:
+            del backing[i]
+            t.unused.pop(i, None)
+        self.vmemmap_pages["buddy"] -= sum(s.nr_pages for s in srcs)
+        live, zv, nv, iv, by = pa.allocs, pa._zv, pa._nv, pa._iv, pa.by_section
+        # PageAllocator.free(a, sec, n) of each leaf's pages in turn (highest section
+        # first): the owners' extents (_index_sub()) as it goes, the counts and
+        # free-list placements of each run of consecutive frees into one section at
+        # once at the end (neither reads the other; each owner is a leaf's own).
+        runs: list[list[int]] = []  # [state, section, pages, frees]
         for src, a in zip(srcs, allocs, strict=True):
             if a.id not in live:
                 continue
-            ext = a.extents
+            ext, aid, st = a.extents, a.id, a.state
+            items: list[tuple[int, int]] | tuple[tuple[int, int]]
             if len(ext) == 1 and src.nr_pages > 0:
-                for sec, m in ext.items():
-                    items.append((a, sec, min(src.nr_pages, m)))
-                continue
-            left = src.nr_pages
-            for sec in sorted(ext, reverse=True):
-                if left <= 0:
-                    break
-                items.append((a, sec, n := min(left, ext[sec])))
-                left -= n
-        for i in idx:
-            del t.backing[i]
-            t.unused.pop(i, None)
-        self.vmemmap_pages["buddy"] -= sum(s.nr_pages for s in srcs)
-        zv, nv, iv, by = pa._zv, pa._nv, pa._iv, pa.by_section
-        # PageAllocator.free(a, sec, n) of each item: first the owners' extents
-        # (_index_sub()), then the counts and free-list placements of each run of
-        # consecutive frees into one section at once (neither reads the other).
-        runs: list[tuple[PageState, int, int, int]] = []  # (state, section, pages, frees)
-        for a, sec, n in items:
-            if left := a.extents[sec] - n:
-                a.extents[sec] = left
+                ((sec, m),) = ext.items()
+                items = ((sec, min(src.nr_pages, m)),)
             else:
-                del a.extents[sec]
-            d = by[sec]
-            if left := d[a.id] - n:
-                d[a.id] = left
-            else:
-                del d[a.id]
-                if not d:
-                    del by[sec]
-            if not a.extents:
-                del pa.allocs[a.id]
-            if runs and runs[-1][1] == sec and runs[-1][0] is a.state:
-                st, _, m, k = runs[-1]
-                runs[-1] = (st, sec, m + n, k + 1)
-            else:
-                runs.append((a.state, sec, n, 1))
+                items = []
+                left = src.nr_pages
+                for sec in sorted(ext, reverse=True):
+                    if left <= 0:
+                        break
+                    items.append((sec, n := min(left, ext[sec])))
+                    left -= n
+            for sec, n in items:
+                if left := ext[sec] - n:
+                    ext[sec] = left
+                else:
+                    del ext[sec]
+                d = by[sec]
+                if left := d[aid] - n:
+                    d[aid] = left
+                else:
+                    del d[aid]
+                    if not d:
+                        del by[sec]
+                if runs and (r := runs[-1])[1] == sec and r[0] == st:
+                    r[2] += n
+                    r[3] += 1
+                else:
+                    runs.append([st, sec, n, 1])
+            if not ext:
+                del live[aid]
         fa = pa.free_area
-        for st, sec, n, k in runs:
-            pa._move(sec, st, PageState.FREE, n)
+        for state, sec, n, k in runs:
+            pa._move(sec, PageState(state), PageState.FREE, n)
             if (z := zv[sec]) >= 0 and not iv[sec]:  # _freed() of each free
                 fa.to_head_times((nv[sec], z), sec, k)
 
