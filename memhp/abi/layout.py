@@ -10,6 +10,10 @@ SECTION_SIZE = 1 << SECTION_SIZE_BITS
 PAGES_PER_SECTION = SECTION_SIZE // PAGE_SIZE
 #: pageblock_order = HUGETLB_PAGE_ORDER = 9 on x86_64 (2 MiB pageblocks).
 PAGEBLOCK_NR_PAGES = 512
+#: MAX_ORDER (6.1) = MAX_PAGE_ORDER + 1 (6.12): free_area[] orders 0-10.
+NR_ORDERS = 11
+#: Pages of a free block of the largest order (4 MiB).
+MAX_ORDER_NR_PAGES = 1 << (NR_ORDERS - 1)
 #: sizeof(struct page) on x86_64.
 STRUCT_PAGE_SIZE = 64
 #: sizeof(struct page_cgroup) in Linux 3.8 (flags + mem_cgroup pointer).

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from memhp.abi.layout import PAGE_SIZE, PAGES_PER_SECTION, STRUCT_PAGE_SIZE
+from memhp.abi.layout import NR_ORDERS, PAGE_SIZE, PAGES_PER_SECTION, STRUCT_PAGE_SIZE
 from memhp.kernel.kernel import Kernel
 from memhp.kernel.mm.mmzone import Zone
 from memhp.kernel.mm.page_alloc import PageState
@@ -276,8 +276,6 @@ def vmstat(k: Kernel) -> str:
 
 
 # ---------------------------------------------------------------- /proc/buddyinfo
-#: MAX_ORDER (6.1) = MAX_PAGE_ORDER + 1 (6.12): free_area[] orders 0-10.
-NR_ORDERS = 11
 
 
 def free_blocks(free: npt.NDArray[np.int64]) -> list[int]:

@@ -38,7 +38,7 @@ from enum import IntEnum
 import numpy as np
 import numpy.typing as npt
 
-from memhp.abi.layout import PAGE_SIZE, PAGES_PER_SECTION, pfn_to_section_nr
+from memhp.abi.layout import MAX_ORDER_NR_PAGES, PAGE_SIZE, PAGES_PER_SECTION, pfn_to_section_nr
 from memhp.kernel.mm.mmzone import FreeArea, PgData, Zone, ZoneType
 from memhp.kernel.mm.page_alloc_watermarks import WatermarkOps, Watermarks
 
@@ -55,8 +55,6 @@ class PageState(IntEnum):
 
 
 NR_STATES = len(PageState)
-#: Pages of a free block of order MAX_ORDER-1 (4 MiB, order 10).
-_MAX_ORDER_NR_PAGES = 1024
 #: Plain int indices (cheaper for numpy than the enum): FREE, UNMOVABLE, RESERVED, ALTMAP.
 _FREE, _UNMOVABLE, _RESERVED, _ALTMAP = (int(s) for s in PageState if s.name[0] in "FURA")
 
@@ -371,10 +369,9 @@ class PageAllocator(WatermarkOps):
         :attr:`unmovable_block`; most recently split or freed first), then whole
         blocks in free-list order (head, then tail oldest first), last the other
         migratetype's (__rmqueue_fallback()); an unmovable request finding none of
-        its type steals a whole free section or a movable one in the head list with
-        room for a block of order MAX_ORDER-1, in list order.  (Plain Python per entry, stopping as
-        soon as the request is met: a walk rarely goes past the first few entries.)
-        """
+        its type steals the largest free block at the head of the list: a whole free
+        section or a movable head entry with room for one of order MAX_ORDER-1.
+        (Plain Python per entry, stopping as soon as the request is met.)"""
         if zone.spanned_pages == 0:  # zone_is_empty()
             return 0
         key = (zone.nid, int(zone.idx))
@@ -394,15 +391,8 @@ class PageAllocator(WatermarkOps):
                 if f > 0 and not iv[sec]:
                     u = cv[_UNMOVABLE, sec] + cv[_RESERVED, sec] > 0 or uv[sec]
                     if rv[sec] - f - cv[_ALTMAP, sec] > 0 or u:
-                        if u != wu:
-                            # __rmqueue_fallback() steals the largest free block
-                            # first (MAX_ORDER-1, head of the list): a movable
-                            # section split last with room for one is as good as
-                            # a whole one for an unmovable request
-                            if wu and f >= _MAX_ORDER_NR_PAGES:
-                                whole.append((sec, f))
-                            else:
-                                other.append((sec, f))
+                        if u != wu:  # (an unmovable steal: the largest block first)
+                            (whole if wu and f >= MAX_ORDER_NR_PAGES else other).append((sec, f))
                             continue
                         if f >= want - used:
                             plan.append((sec, want - used))
