@@ -84,6 +84,9 @@ class Kernel:
         self.pgdats: dict[int, PgData] = {}
         self.pa.pgdats = self.pgdats
         self.sparse = SparseMem(self.nr_sections)
+        #: The pfns with PG_hwpoison set (memory_failure(), soft_offline_page()); their
+        #: count is num_poisoned_pages (HardwareCorrupted).  Gone with their memmap.
+        self.hwpoison: set[int] = set()
         self.memblock = Memblock()
         self.fwmap = FirmwareMap(objects=self.objects)
         #: iomem_resource (kernel/resource.c): filled by setup_arch().

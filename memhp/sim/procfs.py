@@ -373,7 +373,7 @@ def meminfo(k: Kernel) -> str:
     out = []
     for label, val in rows:
         if val is None:  # "HardwareCorrupted: %5lu kB"
-            out.append(f"HardwareCorrupted: {_kb(_kind_pages(k, None, ('hwpoison',))):5d} kB\n")
+            out.append(f"HardwareCorrupted: {_kb(len(k.hwpoison)):5d} kB\n")  # num_poisoned_pages
         else:
             out.append(f"{(label + ':').ljust(15)} {val:8d} kB\n")
     for label, n in (

@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from memhp.abi.layout import PAGE_SIZE, PAGES_PER_SECTION, SECTION_SIZE, STRUCT_PAGE_SIZE
+from memhp.abi.layout import (
+    PAGE_SIZE,
+    PAGES_PER_SECTION,
+    SECTION_SIZE,
+    STRUCT_PAGE_SIZE,
+    section_nr_to_pfn,
+)
 from memhp.kernel.mm.page_alloc import Allocation, PageState
 
 if TYPE_CHECKING:
@@ -180,6 +186,10 @@ class SparseMem:
                 mh.shrink_spans_for_removal(k, sec)
                 self.sparse_remove_section(k, sec)
         self._release_altmaps(k, first, end)
+        # clear_hwpoisoned_pages() (6.1) / memblk_nr_poison_sub() (6.12): the removed
+        # memmap takes its PG_hwpoison pages out of num_poisoned_pages.
+        lo, hi = section_nr_to_pfn(first), section_nr_to_pfn(end)
+        k.hwpoison -= {pfn for pfn in k.hwpoison if lo <= pfn < hi}
         pt.kernel_physical_mapping_remove(first * SECTION_SIZE, end * SECTION_SIZE)
         after = pt.counters()
         k.log(
