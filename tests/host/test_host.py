@@ -408,8 +408,10 @@ def test_why_names_run_time_kernel_allocations() -> None:
     for b in range(32, 40):
         m.sysfs.write(f"/sys/devices/system/memory/memory{b}/state", b"online_kernel")
     m.tmpfs_write("data", 256 << 20, 0)
+    # the slab pages stole one 4 MiB block (1024 pages) of memory32; the file's pages
+    # take the rest of memory32 (its movable blocks come first), then memory33...
     d = diagnose(SysfsRoot(m.sysfs), 32)
-    assert d.pages == {"slab": 150, "free": PAGES_PER_BLOCK - 150}
+    assert d.pages == {"slab": 150, "lru": PAGES_PER_BLOCK - 1024, "free": 1024 - 150}
     assert not d.offlinable
     assert "the kernel allocated pages here at run time that it cannot migrate: 150 slab" in (
         d.reasons
@@ -420,9 +422,14 @@ def test_why_names_run_time_kernel_allocations() -> None:
     assert d33.pages == {"lru": PAGES_PER_BLOCK}
     assert d33.to_json()["runtime_kernel_pages"] == {}
     [pt] = m.kernel.kalloc.process_page_tables("proc:1", 1 << 18, 0)
-    assert pt.extents == {32: 514}  # the slab's block: its section had free pages left
+    assert pt.extents == {32: 514}  # the rest of the slab's stolen block
     d = diagnose(SysfsRoot(m.sysfs), 32)
-    assert d.pages == {"pagetable": 514, "slab": 150, "free": PAGES_PER_BLOCK - 664}
+    assert d.pages == {
+        "pagetable": 514,
+        "slab": 150,
+        "lru": PAGES_PER_BLOCK - 1024,
+        "free": 1024 - 664,
+    }
     assert d.reasons[-1] == (
         "the kernel allocated pages here at run time that it cannot migrate: "
         "150 slab, 514 page tables"

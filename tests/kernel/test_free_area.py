@@ -63,25 +63,30 @@ def test_undone_isolation_goes_to_the_tail() -> None:
 
 def test_a_stolen_block_stays_unmovable_when_freed() -> None:
     """steal_suitable_fallback() -> change_pageblock_range(): the block an unmovable
-    allocation stole stays MIGRATE_UNMOVABLE when its pages are freed; movable
-    allocations go elsewhere, the next kernel allocation comes back to it, until
-    undo_isolate_page_range(MIGRATE_MOVABLE) (a failed offline) or online.
-    (Linux 6.1 in QEMU: study-qemu-validation-c2-s0, benchmarks/NOTES.md.)"""
+    allocation stole (a whole block of order MAX_ORDER-1, 1024 pages) stays
+    MIGRATE_UNMOVABLE when its pages are freed; movable allocations take the rest of
+    the section (their blocks, at the head of the lists) and not that block, the next
+    kernel allocation comes back to it, until undo_isolate_page_range(MIGRATE_MOVABLE)
+    (a failed offline) or online.  (Linux 6.1 in QEMU: study-qemu-validation-c2-s0,
+    unmovable-steals-split-block, benchmarks/NOTES.md.)"""
     m = _onlined()
     pa = m.kernel.pa
     [slab] = pa.alloc(8, PageState.UNMOVABLE, "slab", "slab", 0)
     assert slab.extents == {32: 8}
+    assert int(pa.unmovable_free[32]) == 1024 - 8
     pa.free(slab)
     assert bool(pa.unmovable_block[32])
+    assert int(pa.unmovable_free[32]) == 1024
     m.fill(40000, node=0)
-    assert _movable_in(m, 32) == 0
-    assert (_movable_in(m, 33), _movable_in(m, 34)) == (32768, 40000 - 32768)
+    assert _movable_in(m, 32) == 32768 - 1024
+    assert (_movable_in(m, 33), _movable_in(m, 34)) == (40000 - 31744, 0)
     [pt] = pa.alloc(4, PageState.UNMOVABLE, "page tables", "pagetable", 0)
     assert pt.extents == {32: 4}
     pa.free(pt)
     start_isolate_page_range(pa, [32])
     undo_isolate_page_range(pa, [32])
     assert not pa.unmovable_block[32]
+    assert int(pa.unmovable_free[32]) == 0
 
 
 def test_tmpfs_file_kernel_objects_pin_the_lowest_block() -> None:

@@ -21,7 +21,9 @@ lists take the pool's 2 MiB huge pages as they are freed and give them back as t
 allocated (the guest's 6.12, whose lists grow larger, had node 0's MemFree 21 MiB off at
 a 100-page nr_hugepages write): a step writing a hugetlb pool file is allowed what the
 node's per-CPU lists may hold, zone_highsize() on each CPU, i.e. its zones' low
-watermarks.
+watermarks; so is a step that offlines memory, whose zone_pcp_disable() drains the
+zone's lists back into MemFree (6.12, after a tmpfs file and a pool write, gave node 0
+17 MiB more than the model at the next offline: movable-beside-stolen-block).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def _model(texts: ModelTexts) -> tuple[dict[int, int], dict[int, int]]:
 def _activity(rec: Recording, path: str, kernel: str) -> dict[str, tuple[int, bool, int, bool]]:
     """Per step: the guest tasks running after it, whether the guest ran memhp or
     lsmem in it, the memmap (kB) of a DIMM it plugs or removes, and whether it
-    writes a hugetlb pool file (the gaps above)."""
+    writes a hugetlb pool file or offlines memory (the gaps above)."""
     alive = guest_tasks_alive(rec, path, kernel)
     sizes: dict[str, int] = {}
     out: dict[str, tuple[int, bool, int, bool]] = {}
@@ -75,7 +77,13 @@ def _activity(rec: Recording, path: str, kernel: str) -> dict[str, tuple[int, bo
             memmap = sizes.get(a.id, 0)
         memmap_kb = memmap // PAGE_SIZE * STRUCT_PAGE_SIZE >> 10
         pool = isinstance(a, Write) and "hugepages" in a.path
-        out[st.name] = (alive[st.name], isinstance(a, Memhp | Lsmem), memmap_kb, pool)
+        # (an offline drains its zone's per-CPU lists: zone_pcp_disable())
+        offline = isinstance(a, Memhp | DeviceDel | Eject) or (
+            isinstance(a, Write)
+            and a.value.strip() in ("offline", "0")
+            and a.path.endswith(("/state", "/online"))
+        )
+        out[st.name] = (alive[st.name], isinstance(a, Memhp | Lsmem), memmap_kb, pool or offline)
     return out
 
 

@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from memhp.abi.layout import DMA32_END, PAGE_SHIFT, PAGE_SIZE, PAGES_PER_SECTION, SECTION_SIZE, MiB
+from memhp.abi.layout import (
+    DMA32_END,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    PAGES_PER_SECTION,
+    SECTION_SIZE,
+    MiB,
+    pfn_to_section_nr,
+)
 from memhp.kernel.drivers.acpi.numa.srat import NUMA_NO_NODE
 from memhp.kernel.mm.mmzone import PGDAT_PAGES
 from memhp.kernel.mm.page_alloc import Allocation, AllocError, PageAllocator, PageState
@@ -23,6 +31,25 @@ from memhp.kernel.mm.sparse import MEMMAP_PAGES_PER_SECTION
 
 if TYPE_CHECKING:
     from memhp.kernel.kernel import Kernel
+
+
+def memblock_reserve(
+    pa: PageAllocator, start_pfn: int, nr_pages: int, owner: str, kind: str, nid: int
+) -> Allocation:
+    """memblock_reserve() of an exact pfn range at boot: PG_reserved pages (as many of
+    each section's as are RAM and not taken yet)."""
+    a = pa._new(owner, kind, PageState.RESERVED, nid)
+    pfn, end = start_pfn, start_pfn + nr_pages
+    while pfn < end:
+        sec = pfn_to_section_nr(pfn)
+        sec_end = (sec + 1) * PAGES_PER_SECTION
+        n = min(end, sec_end) - pfn
+        n = min(n, int(pa.ram[sec]) - int(pa.counts[:, sec].sum()))
+        if n > 0:
+            pa.counts[PageState.RESERVED, sec] += n
+            pa._index_add(a, sec, n)
+        pfn = sec_end
+    return a
 
 
 class Memblock:
@@ -39,15 +66,16 @@ class Memblock:
         movable_node = k.hotplug.movable_node
         first_nid = spec.boot_ram[0][2]
         # The first 1 MiB (x86 reserves all of low memory, 5.13+).
-        pa.memblock_reserve(
-            0, (1 * MiB) >> PAGE_SHIFT, "low memory (BIOS, real mode)", "memblock", first_nid
+        memblock_reserve(
+            pa, 0, (1 * MiB) >> PAGE_SHIFT, "low memory (BIOS, real mode)", "memblock", first_nid
         )
         # The kernel image.
         img = spec.kernel_image_start >> PAGE_SHIFT
         img_nid = next(
             (n for s, e, n in spec.boot_ram if s <= spec.kernel_image_start < e), first_nid
         )
-        self.kernel_image = pa.memblock_reserve(
+        self.kernel_image = memblock_reserve(
+            pa,
             img,
             spec.kernel_image_size >> PAGE_SHIFT,
             "kernel image (text, data, bss)",

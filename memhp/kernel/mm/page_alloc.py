@@ -112,6 +112,9 @@ class PageAllocator(WatermarkOps):
         self.iso: dict[tuple[int, int], list[int]] = {}
         #: Sections with MIGRATE_UNMOVABLE blocks since online (steal_suitable_fallback).
         self.unmovable_block: npt.NDArray[np.bool_] = np.zeros(nr_sections, np.bool_)
+        #: Free pages in those blocks: what unmovable requests take before stealing
+        #: (a steal converts a whole MAX_ORDER-1 block), movable ones last.
+        self.unmovable_free: npt.NDArray[np.int64] = np.zeros(nr_sections, np.int64)
         #: The order of the free lists, per section.
         self.free_area = FreeArea(nr_sections, free_to_tail)
         #: Zone-level totals zstate[state, nid, zone] kept in step with counts.
@@ -130,11 +133,12 @@ class PageAllocator(WatermarkOps):
         several times cheaper than numpy scalar indexing; the arrays stay the state)."""
         self._cv, self._zv, self._nv = self.counts.data, self.zone.data, self.nid.data
         self._iv, self._uv, self._rv = self.isolated.data, self.unmovable_block.data, self.ram.data
+        self._urv = self.unmovable_free.data
         self._zsv: dict[tuple[int, int], memoryview] = {k: a.data for k, a in self.zstate.items()}
 
     def __getstate__(self) -> dict[str, object]:
         """A copy (pickle) holds the arrays; the views are made again from them."""
-        views = ("_cv", "_zv", "_nv", "_iv", "_uv", "_rv", "_zsv")
+        views = ("_cv", "_zv", "_nv", "_iv", "_uv", "_rv", "_urv", "_zsv")
         return {k: v for k, v in self.__dict__.items() if k not in views}
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -244,6 +248,7 @@ class PageAllocator(WatermarkOps):
         self.zone[secs] = int(zone)
         self.nid[secs] = nid
         self.unmovable_block[secs] = False
+        self.unmovable_free[secs] = 0
         c = self.counts[:, secs]
         n = self.ram[secs] - c.sum(axis=0)
         arr = self._zkey(nid, int(zone))
@@ -280,6 +285,7 @@ class PageAllocator(WatermarkOps):
         c[_FREE] = 0
         self.zone[secs] = -1
         self.isolated[secs] = False
+        self.unmovable_free[secs] = 0
         self.free_area.rank[secs] = 0  # FreeArea.remove()
 
     def _taken(self, sec: int) -> None:
@@ -304,23 +310,6 @@ class PageAllocator(WatermarkOps):
             if d := by.get(sec):
                 for aid, n in sorted(d.items()):
                     yield allocs[aid], sec, n
-
-    def memblock_reserve(
-        self, start_pfn: int, nr_pages: int, owner: str, kind: str, nid: int
-    ) -> Allocation:
-        """memblock_reserve() of an exact pfn range at boot: PG_reserved pages."""
-        a = self._new(owner, kind, PageState.RESERVED, nid)
-        pfn, end = start_pfn, start_pfn + nr_pages
-        while pfn < end:
-            sec = pfn_to_section_nr(pfn)
-            sec_end = (sec + 1) * PAGES_PER_SECTION
-            n = min(end, sec_end) - pfn
-            n = min(n, int(self.ram[sec]) - int(self.counts[:, sec].sum()))
-            if n > 0:
-                self.counts[PageState.RESERVED, sec] += n
-                self._index_add(a, sec, n)
-            pfn = sec_end
-        return a
 
     # --------------------------------------------------------------- allocation
     def highest_zoneidx(self, state: PageState) -> ZoneType:
@@ -365,17 +354,17 @@ class PageAllocator(WatermarkOps):
     def _walk(self, zone: Zone, state: PageState, want: int, plan: list[tuple[int, int]]) -> int:
         """Plan up to ``want`` pages of ``zone`` in the order the buddy allocator uses
         them; returns the pages planned.  __rmqueue_smallest(): first free pages in
-        blocks of the request's migratetype (holding or having held unmovable pages,
-        :attr:`unmovable_block`; most recently split or freed first), then whole
-        blocks in free-list order (head, then tail oldest first), last the other
+        blocks of the request's migratetype (:attr:`unmovable_free` for unmovable
+        requests, the rest for the others; most recently split or freed first), then
+        whole blocks in free-list order (head, then tail oldest first), last the other
         migratetype's (__rmqueue_fallback()); an unmovable request finding none of
         its type steals the largest free block at the head of the list: a whole free
-        section or a movable head entry with room for one of order MAX_ORDER-1.
+        section or a head entry with room for one of order MAX_ORDER-1.
         (Plain Python per entry, stopping as soon as the request is met.)"""
         if zone.spanned_pages == 0:  # zone_is_empty()
             return 0
         key = (zone.nid, int(zone.idx))
-        cv, iv, uv, rv = self._cv, self._iv, self._uv, self._rv
+        cv, iv, urv, rv = self._cv, self._iv, self._urv, self._rv
         wu = state is PageState.UNMOVABLE
         used = 0
         whole: list[tuple[int, int]] = []
@@ -389,18 +378,20 @@ class PageAllocator(WatermarkOps):
                     continue
                 f = cv[_FREE, sec]
                 if f > 0 and not iv[sec]:
-                    u = cv[_UNMOVABLE, sec] + cv[_RESERVED, sec] > 0 or uv[sec]
-                    if rv[sec] - f - cv[_ALTMAP, sec] > 0 or u:
-                        if u != wu:  # (an unmovable steal: the largest block first)
-                            (whole if wu and f >= MAX_ORDER_NR_PAGES else other).append((sec, f))
-                            continue
-                        if f >= want - used:
+                    ur = min(urv[sec], f)  # (free in its unmovable blocks)
+                    if not ur and rv[sec] - f - cv[_ALTMAP, sec] == 0:
+                        whole.append((sec, f))
+                        continue
+                    mine, theirs = (ur, f - ur) if wu else (f - ur, ur)
+                    if mine:
+                        if mine >= want - used:
                             plan.append((sec, want - used))
                             return want
-                        plan.append((sec, f))
-                        used += f
-                    else:
-                        whole.append((sec, f))
+                        plan.append((sec, mine))
+                        used += mine
+                    if theirs:  # (an unmovable steal: the largest block first)
+                        big = wu and theirs >= MAX_ORDER_NR_PAGES
+                        (whole if big else other).append((sec, theirs))
         for sec, f in whole:
             if f >= want - used:
                 plan.append((sec, want - used))
@@ -463,8 +454,15 @@ class PageAllocator(WatermarkOps):
     def _take(self, a: Allocation, plan: list[tuple[int, int]], state: int) -> None:
         """Free pages of the plan become ``a``'s (_move() and _index_add() of each entry)."""
         cv, zv, nv, ext, by = self._cv, self._zv, self._nv, a.extents, self.by_section
-        aid, zsv = a.id, self._zsv
+        aid, zsv, urv, wu = a.id, self._zsv, self._urv, state == _UNMOVABLE
         for sec, n in plan:
+            f0, ur = cv[_FREE, sec], min(urv[sec], cv[_FREE, sec])
+            if wu:  # unmovable blocks first, then steals of whole MAX_ORDER-1 blocks
+                if n > ur:  # (steal_suitable_fallback(): change_pageblock_range())
+                    ur += min(f0 - ur, -(-(n - ur) // MAX_ORDER_NR_PAGES) * MAX_ORDER_NR_PAGES)
+                urv[sec] = ur - n
+            elif n > f0 - ur:  # (a movable request's fallback)
+                urv[sec] = ur - (n - (f0 - ur))
             cv[_FREE, sec] -= n
             cv[state, sec] += n
             if (z := zv[sec]) >= 0:
@@ -581,6 +579,8 @@ class PageAllocator(WatermarkOps):
             elif n:  # _move(s, st, FREE, n)
                 cv[st, s] -= n
                 cv[_FREE, s] += n
+                if st is PageState.UNMOVABLE:  # (back to its unmovable block)
+                    self._urv[s] += n
                 if (z := zv[s]) >= 0:
                     v = self._zview(nv[s], z)
                     v[st] -= n

@@ -64,6 +64,7 @@ def undo_isolate_page_range(pa: PageAllocator, secs: Iterable[int]) -> None:
     for sec in secs:
         set_isolate(pa, sec, False)
         pa.unmovable_block[sec] = False
+        pa.unmovable_free[sec] = 0
         if pa.zone[sec] >= 0 and pa.counts[PageState.FREE, sec] > 0:
             key = (int(pa.nid[sec]), int(pa.zone[sec]))
             pa.free_area.to_tail(key, np.array([sec], np.int64))

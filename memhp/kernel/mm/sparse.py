@@ -121,7 +121,10 @@ class SparseMem:
         """vmem_altmap: the block's metadata sits at the start of the block."""
         spb = k.memory.sections_per_block
         k.pa.set_section_ram(bfirst, bfirst + spb, PAGES_PER_SECTION)
-        a = k.pa.memblock_reserve(
+        from memhp.kernel.mm.memblock import memblock_reserve  # (memblock imports sparse)
+
+        a = memblock_reserve(
+            k.pa,
             bfirst * PAGES_PER_SECTION,
             altmap_pages,
             f"memmap (altmap) of memory{bfirst // spb}",
