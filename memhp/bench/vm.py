@@ -47,6 +47,7 @@ from memhp.bench.initramfs import (
 )
 from memhp.bench.qmp import QMPPlatform
 from memhp.kernel.machine_virtio_mem import VirtioMemSpec
+from memhp.platform.qemu_pc import node_memdev_id
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -200,8 +201,9 @@ def qemu_args(
             spec += f",cpus={cpu}-{cpu + node.cpus - 1}" if node.cpus > 1 else f",cpus={cpu}"
             cpu += node.cpus
         if node.mem:
-            args += ["-object", f"memory-backend-ram,id=m{i},size={qemu_size(node.mem)}"]
-            spec += f",memdev=m{i}"
+            memdev = node_memdev_id(i)
+            args += ["-object", f"memory-backend-ram,id={memdev},size={qemu_size(node.mem)}"]
+            spec += f",memdev={memdev}"
         args += ["-numa", spec]
     for i, node in enumerate(cfg.nodes):  # the SLIT (QEMU's build_slit())
         for j, d in enumerate(node.distance):

@@ -51,8 +51,9 @@ HOST_PAGE_SIZE = 4 * KiB
 #: no mmap() larger than this can succeed, whatever vm.overcommit_memory says.
 HOST_USER_ADDRESS_SPACE = 1 << 47
 
-#: Backend types object-add accepts, with their optional properties (qapi/qom.json).
-BACKEND_TYPES = ("memory-backend-ram", "memory-backend-memfd")
+#: Backend types object-add accepts (qapi/qom.json, ObjectOptions of QEMU 7.2).
+BACKEND_TYPES = ("memory-backend-ram", "memory-backend-memfd", "memory-backend-file")
+#: MemoryBackendProperties, the optional properties of every backend type.
 BACKEND_PROPS: dict[str, str] = {
     "size": "size",
     "dump": "bool",
@@ -65,9 +66,16 @@ BACKEND_PROPS: dict[str, str] = {
     "share": "bool",
     "reserve": "bool",
     "x-use-canonical-path-for-ramblock-id": "bool",
-    "hugetlb": "bool",
-    "hugetlbsize": "size",
-    "seal": "bool",
+}
+#: Each type's own properties: (required, optional) (MemoryBackendMemfdProperties,
+#: MemoryBackendFileProperties; memory-backend-ram has none).
+BACKEND_TYPE_PROPS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    "memory-backend-ram": ({}, {}),
+    "memory-backend-memfd": ({}, {"hugetlb": "bool", "hugetlbsize": "size", "seal": "bool"}),
+    "memory-backend-file": (
+        {"mem-path": "str"},
+        {"align": "size", "discard-data": "bool", "pmem": "bool", "readonly": "bool"},
+    ),
 }
 #: pc-dimm's qdev properties (hw/mem/pc-dimm.c) and their visitor types.
 PC_DIMM_PROPS: dict[str, str] = {"addr": "uint", "node": "uint", "slot": "int", "memdev": "str"}
@@ -80,6 +88,12 @@ class QemuError(Exception):
         super().__init__(desc)
         self.desc = desc
         self.cls = cls
+
+
+def node_memdev_id(index: int) -> str:
+    """The id of the boot RAM backend of the machine's ``index``-th node on QEMU's
+    command line (``-object memory-backend-ram,id=m<index>``, memhp.bench.vm)."""
+    return f"m{index}"
 
 
 @dataclass
@@ -98,6 +112,10 @@ def backend_align(qom_type: str, props: dict[str, Any]) -> int:
         if props.get("hugetlb"):
             return int(props.get("hugetlbsize") or 2 * MiB)
         return HOST_PAGE_SIZE
+    if qom_type == "memory-backend-file":
+        # file_ram_alloc(): the file's page size (a tmpfs or disk file: the host's
+        # base page; a hugetlbfs path is not modelled), or a larger ``align``
+        return max(HOST_PAGE_SIZE, int(props.get("align") or 0))
     return QEMU_VMALLOC_ALIGN
 
 
@@ -113,12 +131,23 @@ class QemuPcMachine:
     _dimm_seq: int = 0
     #: The virtio-mem devices (memhp.platform.virtio_mem), None: not wired.
     virtio_bus: VirtioPciBus | None = None
+    #: The boot RAM backends of the NUMA nodes (``-numa node,memdev=ID``): their node.
+    numa_memdevs: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def for_machine(cls, spec: MachineSpec, platform: AcpiPlatform) -> QemuPcMachine:
-        """``-m RAM,slots=N,maxmem=MAX`` of a machine file, over its platform."""
+        """``-m RAM,slots=N,maxmem=MAX`` of a machine file, over its platform, with a
+        memory-backend-ram per node with boot memory (node_memdev_id()), mapped as the
+        node's RAM: object-add cannot add it again, object-del cannot delete it and
+        a device naming it finds it busy."""
         ram = sum(e - s for n in spec.nodes for s, e in n.memory)
-        return cls(platform, len(spec.nodes), ram, spec.maxmem)
+        m = cls(platform, len(spec.nodes), ram, spec.maxmem)
+        for i, n in enumerate(spec.nodes):
+            if size := sum(e - s for s, e in n.memory):
+                oid = node_memdev_id(i)
+                m.backends[oid] = Backend(oid, "memory-backend-ram", size)
+                m.numa_memdevs[oid] = n.id
+        return m
 
     # ------------------------------------------------------------ objects
     def object_add(self, qom_type: str, oid: str, props: dict[str, Any]) -> Backend:
@@ -127,8 +156,10 @@ class QemuPcMachine:
             raise QemuError(
                 f"attempt to add duplicate property '{oid}' to object (type 'container')"
             )
+        if "size" in props and int(props["size"]) == 0:  # host_memory_backend_set_size()
+            raise QemuError(f"property 'size' of {qom_type} doesn't take value '0'")
         size = int(props.get("size", 0))
-        if size == 0:
+        if size == 0:  # (not given: host_memory_backend_memory_complete())
             raise QemuError("can't create backend with size 0")
         align = backend_align(qom_type, props)
         if size + align > HOST_USER_ADDRESS_SPACE:  # qemu_ram_mmap(): size + align
@@ -148,6 +179,8 @@ class QemuPcMachine:
         del self.backends[oid]
 
     def backend_user(self, oid: str) -> str | None:
+        if oid in self.numa_memdevs:
+            return f"numa node {self.numa_memdevs[oid]}"
         for s in self.platform.slots:
             if s.dimm is not None and s.dimm.memdev == oid:
                 return s.dimm.id
@@ -242,14 +275,14 @@ class QemuPcMachine:
             raise QemuError("'memdev' property is not set")
         self.check_addable(size)
         addr = self.get_free_addr(addr or None, align, size)
-        # pc_dimm_realize()
-        if check_busy and memdev is not None and self.backend_user(memdev) is not None:
-            raise QemuError(f"can't use already busy memdev: {memdev}")
+        # pc_dimm_realize(): the node first (QEMU 6.2+), then the memdev
         if node >= self.nr_nodes:
             raise QemuError(
                 f"'DIMM property node has value {node}' which exceeds the number of numa "
                 f"nodes: {self.nr_nodes}"
             )
+        if check_busy and memdev is not None and self.backend_user(memdev) is not None:
+            raise QemuError(f"can't use already busy memdev: {memdev}")
         if id is None:
             self._dimm_seq += 1
             id = f"dimm{self._dimm_seq}"
@@ -352,6 +385,7 @@ class QemuPcMachine:
 __all__ = [
     "BACKEND_PROPS",
     "BACKEND_TYPES",
+    "BACKEND_TYPE_PROPS",
     "HOST_USER_ADDRESS_SPACE",
     "PC_DIMM_PROPS",
     "QEMU_VMALLOC_ALIGN",
@@ -359,4 +393,5 @@ __all__ = [
     "QemuError",
     "QemuPcMachine",
     "backend_align",
+    "node_memdev_id",
 ]

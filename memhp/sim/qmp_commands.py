@@ -14,12 +14,22 @@ from collections.abc import Callable
 from typing import Any
 
 from memhp.kernel.mm.page_alloc import Allocation, AllocError
-from memhp.platform.qemu_pc import BACKEND_PROPS, BACKEND_TYPES, PC_DIMM_PROPS, QemuError
+from memhp.platform.qemu_pc import (
+    BACKEND_PROPS,
+    BACKEND_TYPE_PROPS,
+    BACKEND_TYPES,
+    PC_DIMM_PROPS,
+    QemuError,
+)
 from memhp.platform.virtio_mem import VIRTIO_MEM_PCI_PROPS, VirtioMemPci, virtio_mem_device_add
 from memhp.sim.machine import SimMachine, WorkloadMix
 from memhp.sim.qmp_protocol import QMPError, check_type, id_wellformed, parse_args
 
 Handler = Callable[[dict[str, Any]], object]
+
+#: virtio-mem's qdev properties in QEMU 7.2 (hw/virtio/virtio-mem.c virtio_mem_properties):
+#: fixed once the device is realized.
+VIRTIO_MEM_QDEV_PROPS = ("memaddr", "node", "prealloc", "memdev", "unplugged-inaccessible")
 
 
 class QMPCommands:
@@ -61,7 +71,8 @@ class QMPCommands:
             raise QMPError(f"Parameter 'qom-type' does not accept value '{qtype}'")
         props = dict(args)
         del props["qom-type"]
-        parse_args(props, {"id": "str"}, BACKEND_PROPS)
+        required, own = BACKEND_TYPE_PROPS[qtype]
+        parse_args(props, {"id": "str", **required}, {**BACKEND_PROPS, **own})
         oid = props["id"]
         if not id_wellformed(oid):
             raise QMPError("Parameter 'id' expects an identifier")
@@ -93,6 +104,10 @@ class QMPCommands:
                 raise QMPError("Invalid parameter type for 'id', expected: string")
             if not id_wellformed(dev_id):
                 raise QMPError("Parameter 'id' expects an identifier")
+            # qdev_set_id() (before any property is set): the peripheral container
+            # has a child of that name
+            if self.sim.platform.slot_of(dev_id) or self.sim.virtio.find(dev_id):
+                raise QMPError(f"Duplicate device ID '{dev_id}'")
         if driver == "virtio-mem-pci":
             return self._virtio_mem_add(dev_id, props)
         for k, v in props.items():
@@ -161,8 +176,17 @@ class QMPCommands:
         with self.sim.lock:
             dev = self._qom_virtio_mem(args["path"])
             prop = args["property"]
+            # virtio-mem-pci aliases the virtio-mem device's properties: errors
+            # name the anonymous virtio-mem child (virtio_instance_init_common())
             if prop == "block-size":
                 raise QMPError("'block-size' cannot be changed")
+            if prop == "size":  # (a getter only)
+                raise QMPError("Property 'virtio-mem.size' is not writable")
+            if prop in VIRTIO_MEM_QDEV_PROPS:  # field_prop_setter() after realize
+                raise QMPError(
+                    f"Attempt to set property '{prop}' on anonymous device "
+                    "(type 'virtio-mem') after it was realized"
+                )
             if prop != "requested-size":
                 raise QMPError(f"Property 'virtio-mem-pci.{prop}' not found")
             check_type(prop, args["value"], "size")

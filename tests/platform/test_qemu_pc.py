@@ -72,12 +72,16 @@ def test_unaligned_to_the_guest_block_is_plugged_and_refused_by_the_guest() -> N
     blocks = [n for n in sim.sysfs.listdir("/sys/devices/system/memory") if n.startswith("memory")]
     assert len(blocks) == 8  # boot memory only: nothing was added
     log = [e.detail for e in sim.kernel.events if e.what == "acpi_memhotplug"]
-    assert log[-2:] == [
+    assert log[-3:] == [
         "PNP0C80:00: add_memory 0x100000000+0x8200000 failed (-22)",
         "PNP0C80:00: add_memory failed",
+        "PNP0C80:00: acpi_memory_enable_device() error -22",
     ]
+    # acpi_scan_device_check() -> acpi_bus_scan() succeeds whatever the handler's
+    # attach did: _OST success (ACPI_OST_SC_SUCCESS, as QEMU reported it under Debian's
+    # 6.1 and 6.12 for a 130 MiB DIMM)
     ost = sim.platform.events[-1].data["info"]
-    assert ost["status"] == 1  # type: ignore[index]  # ACPI_OST_SC_NON_SPECIFIC_FAILURE
+    assert ost["status"] == 0  # type: ignore[index]
     check_invariants(sim.kernel)
     # The next DIMM goes right after it (2 MiB alignment), and the DIMM can be unplugged.
     run("object-add", **{"qom-type": "memory-backend-ram", "id": "m2", "size": 2 * MiB})

@@ -294,7 +294,13 @@ class AcpiBus:
         if not present:
             return 0
         self.k.log("acpi_bus_scan", f"{dev.name} present: binding acpi_memhotplug")
-        return self.acpi_memory_device_add(dev)
+        # acpi_bus_scan() (6.1) / acpi_scan_rescan_bus() (6.12) -> acpi_bus_attach():
+        # a failed attach leaves the device without its handler but the scan
+        # succeeds: _OST reports success for memory the kernel did not add (e.g. a
+        # DIMM that is not a memory-block multiple).
+        if ret := self.acpi_memory_device_add(dev):
+            self.k.log("acpi_memhotplug", f"{dev.name}: acpi_memory_enable_device() error {ret}")
+        return 0
 
     def acpi_device_hotplug(self, dev: AcpiDevice, src: int) -> int:
         """acpi_device_hotplug(): run the event, then report _OST to the platform."""
