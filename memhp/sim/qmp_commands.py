@@ -153,21 +153,42 @@ class QMPCommands:
         return dev
 
     def qom_get(self, args: dict[str, Any]) -> object:
-        """qom-get of a virtio-mem-pci's size, requested-size, block-size, memaddr, node."""
+        """qom-get of a pc-dimm's or a virtio-mem-pci's properties (theirs, and
+        DeviceState's hotpluggable, hotplugged and realized)."""
         parse_args(args, {"path": "str", "property": "str"})
+        prop = args["property"]
         with self.sim.lock:
-            dev = self._qom_virtio_mem(args["path"])
-            values: dict[str, object] = {
-                "size": dev.size,
-                "requested-size": dev.requested_size,
-                "block-size": dev.block_size,
-                "memaddr": dev.addr,
-                "node": dev.node,
-                "memdev": f"/objects/{dev.memdev}",
-            }
-            prop = args["property"]
+            slot = self.sim.platform.slot_of(args["path"].removeprefix("/machine/peripheral/"))
+            if slot is not None and slot.dimm is not None:
+                d = slot.dimm
+                typ, values = (
+                    "pc-dimm",
+                    {
+                        "addr": d.addr,
+                        "node": d.node,
+                        "slot": d.slot,
+                        "size": d.size,
+                        "memdev": f"/objects/{d.memdev}",
+                        "hotplugged": d.hotplugged,
+                    },
+                )
+            else:
+                dev = self._qom_virtio_mem(args["path"])
+                typ, values = (
+                    "virtio-mem-pci",
+                    {
+                        "size": dev.size,
+                        "requested-size": dev.requested_size,
+                        "block-size": dev.block_size,
+                        "memaddr": dev.addr,
+                        "node": dev.node,
+                        "memdev": f"/objects/{dev.memdev}",
+                        "hotplugged": dev.hotplugged,
+                    },
+                )
+            values |= {"hotpluggable": True, "realized": True}
             if prop not in values:
-                raise QMPError(f"Property 'virtio-mem-pci.{prop}' not found")
+                raise QMPError(f"Property '{typ}.{prop}' not found")
             return values[prop]
 
     def qom_set(self, args: dict[str, Any]) -> object:

@@ -126,10 +126,29 @@ def test_big_block_mode() -> None:
     assert blocks(m) == [32, 33]
 
 
+def test_qom_get_of_a_pc_dimm() -> None:
+    """qom-get of a plugged DIMM: its qdev properties and DeviceState's."""
+    q = QMPCommands(vm_machine(0)).table()
+    q["object-add"]({"qom-type": "memory-backend-ram", "id": "md", "size": 128 * MiB})
+    q["device_add"]({"driver": "pc-dimm", "id": "d0", "memdev": "md", "node": 1})
+    get = q["qom-get"]
+    assert get({"path": "d0", "property": "memdev"}) == "/objects/md"
+    assert get({"path": "d0", "property": "slot"}) == 0
+    assert get({"path": "d0", "property": "size"}) == 128 * MiB
+    assert get({"path": "/machine/peripheral/d0", "property": "hotplugged"}) is True
+    with pytest.raises(QMPError, match=r"Property 'pc-dimm.requested-size' not found"):
+        get({"path": "d0", "property": "requested-size"})
+
+
 def test_qemu_rules_and_qmp() -> None:
     m = vm_machine(0)
     q = QMPCommands(m).table()
     assert q["qom-get"]({"path": "vm0", "property": "size"}) == 0
+    # DeviceState's properties (QEMU 7.2 under the bench answered true for hotpluggable)
+    assert q["qom-get"]({"path": "/machine/peripheral/vm0", "property": "hotpluggable"})
+    assert q["qom-get"]({"path": "vm0", "property": "hotplugged"}) is False  # (-device)
+    with pytest.raises(QMPError, match=r"Property 'virtio-mem-pci.bogus' not found"):
+        q["qom-get"]({"path": "vm0", "property": "bogus"})
     with pytest.raises(QMPError, match=r"has to be multiples of 'block-size' \(0x200000\)"):
         q["qom-set"]({"path": "vm0", "property": "requested-size", "value": 3 * MiB})
     with pytest.raises(QMPError) as e:
