@@ -9,6 +9,9 @@
   compare the trees step by step (exit 0: no differences outside the allowlist,
   1: differences, 2: bad scenario).  ``--model-only`` compares nothing: it checks
   the scenario's own expectations on the model.
+* ``memhp bench random KIND [--seed N] [--steps N] [-o FILE]``: a seeded random
+  scenario (memhp.bench.random_scenarios) to run with ``bench diff`` and find what
+  the model does differently.
 
 The bench itself (memhp.bench) does not import the CLI: ``memhp`` steps run on the
 model through :func:`memhp.cli.main.run_with_sysfs`, given to it here.
@@ -22,6 +25,7 @@ import sys
 from collections.abc import Callable
 
 from memhp.bench.initramfs import BENCH_KERNELS
+from memhp.bench.random_scenarios import KINDS, generate
 from memhp.cli.common import warnx
 
 
@@ -105,6 +109,12 @@ bench vm MACHINE.toml:
   machine file (machines/*.toml: nodes, CPUs, boot memory, DIMM slots, maxmem)
   and opens a REPL on it: shell commands in the guest, :add/:del to hot-plug
   DIMMs over QMP, :events, :memhp; or runs --run commands and exits.
+
+bench random KIND:
+  writes a random scenario (dimms, dimms-2node, virtio-mem, sysfs-writes, qmp; the
+  same seed gives the same file) with wide expectations: run it with
+  `bench diff FILE --kernel all --record DIR`; a difference is a model gap to fix
+  and pin with a small scenario (docs/contributing/bench.md).
 
 prerequisites:
   qemu-system-x86_64, busybox-static and Debian's linux-image-6.1.0-*-amd64
@@ -213,6 +223,25 @@ def run_vm(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_random(args: argparse.Namespace) -> int:
+    """memhp bench random KIND: a seeded random scenario (memhp.bench.random_scenarios)."""
+    try:
+        text = generate(args.kind, args.seed, args.steps)
+    except ValueError as e:
+        warnx("memhp bench random", str(e))
+        return 2
+    if not args.output:
+        sys.stdout.write(text)
+        return 0
+    try:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        warnx("memhp bench random", f"{args.output}: {e.strerror}")
+        return 1
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
         "bench",
@@ -257,3 +286,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     d.add_argument("-q", "--quiet", action="store_true", help="no per-step progress")
     d.set_defaults(func=run_diff)
+    g = sub.add_parser("random", help="write a random scenario (to find model gaps)")
+    g.add_argument("kind", choices=KINDS, help="what the scenario exercises")
+    g.add_argument("--seed", type=int, default=0, help="the seed (default 0)")
+    g.add_argument("--steps", type=int, default=30, help="random steps (default 30)")
+    g.add_argument("-o", "--output", metavar="FILE", help="write FILE (default: stdout)")
+    g.set_defaults(func=run_random)
