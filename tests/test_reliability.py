@@ -57,8 +57,10 @@ def test_no_room_for_the_memmap_fails_the_hot_add_cleanly() -> None:
     m.device_add(1 * GiB, 1, id="big")
     check_invariants(k)
     assert structure(m) == before  # no blocks, no node, no firmware entry
+    # (acpi_scan_device_check() ignores the handler's attach error: _OST success, as
+    # both real kernels report a DIMM they could not add: qmp-backends-and-ids runs)
     ost = m.platform.events[-1].data["info"]
-    assert ost["source"] == 1 and ost["status"] == 1  # type: ignore[index]
+    assert ost["source"] == 1 and ost["status"] == 0  # type: ignore[index]
     assert any("add_memory" in e.detail and "failed" in e.detail for e in k.events)
 
 
