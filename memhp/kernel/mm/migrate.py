@@ -228,6 +228,7 @@ def _move_group(
     fleft = {sec: cv[_FREE, sec] for sec, _ in plan}
     zmoved: dict[tuple[int, int], int] = {}  # pages FREE -> MOVABLE per zone
     for sec, m in plan:
+        pa._room_taken(sec, m, False)  # (as _take() does)
         cv[_FREE, sec] -= m
         cv[_MOVABLE, sec] += m
         if (zi := zv[sec]) >= 0:

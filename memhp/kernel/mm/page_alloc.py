@@ -297,12 +297,6 @@ class PageAllocator(WatermarkOps):
         elif z >= 0:
             self.free_area.to_head((self._nv[sec], z), sec)
 
-    def _freed(self, sec: int) -> None:
-        """Pages were freed into ``sec`` (free_unref_page -> free_pcppages_bulk ->
-        __free_one_page, no FPI_TO_TAIL): to the head, unless isolated."""
-        if (z := self._zv[sec]) >= 0 and not self._iv[sec]:
-            self.free_area.to_head((self._nv[sec], z), sec)
-
     def owners_in(self, secs: Iterable[int]) -> Iterator[tuple[Allocation, int, int]]:
         """(allocation, section, pages) of every owner with pages in ``secs``."""
         by, allocs = self.by_section, self.allocs
@@ -359,8 +353,7 @@ class PageAllocator(WatermarkOps):
         whole blocks in free-list order (head, then tail oldest first), last the other
         migratetype's (__rmqueue_fallback()); an unmovable request finding none of
         its type steals the largest free block at the head of the list: a whole free
-        section or a head entry with room for one of order MAX_ORDER-1.
-        (Plain Python per entry, stopping as soon as the request is met.)"""
+        section or a head entry with room for one of order MAX_ORDER-1."""
         if zone.spanned_pages == 0:  # zone_is_empty()
             return 0
         key = (zone.nid, int(zone.idx))
@@ -451,18 +444,25 @@ class PageAllocator(WatermarkOps):
         self._taken_all(plan, state)
         return out
 
+    def _room_taken(self, sec: int, n: int, unmovable: bool) -> None:
+        """Before ``n`` free pages of ``sec`` are taken: an unmovable request takes
+        :attr:`unmovable_free`, then steals whole MAX_ORDER-1 blocks
+        (change_pageblock_range()), a movable one the other free pages, then those."""
+        f0 = self._cv[_FREE, sec]
+        ur = min(self._urv[sec], f0)
+        if unmovable:
+            if n > ur:
+                ur += min(f0 - ur, -(-(n - ur) // MAX_ORDER_NR_PAGES) * MAX_ORDER_NR_PAGES)
+            self._urv[sec] = ur - n
+        elif n > f0 - ur:
+            self._urv[sec] = ur - (n - (f0 - ur))
+
     def _take(self, a: Allocation, plan: list[tuple[int, int]], state: int) -> None:
         """Free pages of the plan become ``a``'s (_move() and _index_add() of each entry)."""
         cv, zv, nv, ext, by = self._cv, self._zv, self._nv, a.extents, self.by_section
-        aid, zsv, urv, wu = a.id, self._zsv, self._urv, state == _UNMOVABLE
+        aid, zsv, wu = a.id, self._zsv, state == _UNMOVABLE
         for sec, n in plan:
-            f0, ur = cv[_FREE, sec], min(urv[sec], cv[_FREE, sec])
-            if wu:  # unmovable blocks first, then steals of whole MAX_ORDER-1 blocks
-                if n > ur:  # (steal_suitable_fallback(): change_pageblock_range())
-                    ur += min(f0 - ur, -(-(n - ur) // MAX_ORDER_NR_PAGES) * MAX_ORDER_NR_PAGES)
-                urv[sec] = ur - n
-            elif n > f0 - ur:  # (a movable request's fallback)
-                urv[sec] = ur - (n - (f0 - ur))
+            self._room_taken(sec, n, wu)
             cv[_FREE, sec] -= n
             cv[state, sec] += n
             if (z := zv[sec]) >= 0:
@@ -586,7 +586,8 @@ class PageAllocator(WatermarkOps):
                     v[st] -= n
                     v[_FREE] += n
             self._index_sub(a, s, n)
-            if (z := zv[s]) >= 0 and not self._iv[s]:  # _freed()
+            # (__free_one_page() without FPI_TO_TAIL: to the head, unless isolated)
+            if (z := zv[s]) >= 0 and not self._iv[s]:
                 self.free_area.to_head((nv[s], z), s)
         if not a.extents:
             del self.allocs[a.id]

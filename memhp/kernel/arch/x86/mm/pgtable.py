@@ -343,7 +343,7 @@ class PageTableTree:
         fa = pa.free_area
         for state, sec, n, k in runs:
             pa._move(sec, PageState(state), PageState.FREE, n)
-            if (z := zv[sec]) >= 0 and not iv[sec]:  # _freed() of each free
+            if (z := zv[sec]) >= 0 and not iv[sec]:  # (to the head, as a free does)
                 fa.to_head_times((nv[sec], z), sec, k)
 
     # ================================================================ tree walking
