@@ -16,8 +16,8 @@ scenario.
 * ``virtio-mem``: a virtio-mem device on node 1, resized between the same actions;
 * ``sysfs-writes``: odd values written to the memory-hotplug and hugetlb files, each
   read back;
-* ``qmp``: object-add, object-del, device_add, device_del, qom-get and qom-set of
-  memory backends, DIMMs and virtio-mem devices.
+* ``qmp``: object-add, object-del, device_add, device_del, query-memdev, qom-get and
+  qom-set of memory backends, DIMMs and virtio-mem devices.
 
 The same kind and seed always give the same text.
 """
@@ -272,6 +272,31 @@ def _writes(r: random.Random, n: int) -> str:
     return "\n".join(header) + "\n" + "\n".join(s.steps)
 
 
+#: qom-set of a backend: (property, value), allowed and refused alike.
+_BACKEND_SETS: list[tuple[str, object]] = [
+    ("merge", False),
+    ("dump", False),
+    ("prealloc", False),  # (not on: a 16G backend would be preallocated on the host)
+    ("share", True),
+    ("reserve", False),
+    ("size", 4096),
+    ("policy", "bind"),
+    ("policy", "frob"),
+    ("host-nodes", [0]),
+    ("prealloc-threads", 0),
+    ("seal", False),
+    ("mem-path", "/tmp"),
+    ("bogus", 1),
+]
+#: qom-get of a backend.
+_BACKEND_GETS = ["size", "merge", "prealloc", "share", "policy", "host-nodes", "type", "seal"]
+
+
+def _backend_path(r: random.Random, oid: str) -> str:
+    """A backend's QOM path, absolute or partial."""
+    return r.choice([oid, f"/objects/{oid}"])
+
+
 def _qmp(r: random.Random, n: int) -> str:
     s = _Script()
     sizes = [0, 4096, 2 * MiB, 100 * MiB, 128 * MiB, 130 * MiB, 256 * MiB, 1 << 30, 16 << 30]
@@ -307,10 +332,18 @@ def _qmp(r: random.Random, n: int) -> str:
             if r.random() < 0.3:
                 args["block-size"] = r.choice([MiB, 2 * MiB, 3 * MiB, 4 * MiB])
             s.add({"qmp": "device_add", "arguments": args}, "device_add virtio-mem")
+        elif x < 0.7 and r.random() < 0.4:  # a backend's property (/objects/ID)
+            prop, value = r.choice(_BACKEND_SETS)
+            args = {"path": _backend_path(r, backend()), "property": prop, "value": value}
+            s.add({"qmp": "qom-set", "arguments": args}, "qom-set backend")
         elif x < 0.7:
             prop = r.choice(["requested-size", "block-size", "size", "node", "memaddr", "bogus"])
             args = {"path": r.choice(devices), "property": prop, "value": r.choice(sizes)}
             s.add({"qmp": "qom-set", "arguments": args}, "qom-set")
+        elif x < 0.82 and r.random() < 0.4:
+            prop = r.choice(_BACKEND_GETS)
+            args = {"path": _backend_path(r, backend()), "property": prop}
+            s.add({"qmp": "qom-get", "arguments": args}, "qom-get backend")
         elif x < 0.82:
             prop = r.choice(
                 ["size", "requested-size", "block-size", "node", "addr", "slot", "memdev"]
@@ -322,7 +355,8 @@ def _qmp(r: random.Random, n: int) -> str:
         elif x < 0.92:
             s.add({"qmp": "object-del", "arguments": {"id": backend()}}, "object-del")
         else:
-            s.add({"qmp": "query-memory-devices", "arguments": {}}, "query-memory-devices")
+            cmd = r.choice(["query-memory-devices", "query-memdev"])
+            s.add({"qmp": cmd, "arguments": {}}, cmd)
     s.add({"wait": 5}, "settle")
     s.add({"capture": "end"}, "end", capture=True)
     header = [

@@ -37,86 +37,35 @@ from typing import TYPE_CHECKING, Any
 
 from memhp.kernel.machine import MachineSpec
 from memhp.platform.acpi import AcpiPlatform, Dimm
+from memhp.platform.glib_ghash import GHashTable
+from memhp.platform.hostmem import (
+    BACKEND_PROPS,
+    BACKEND_TYPE_PROPS,
+    BACKEND_TYPES,
+    QEMU_VMALLOC_ALIGN,
+    Backend,
+    backend_align,
+    check_backend_complete,
+    check_backend_props,
+)
+from memhp.platform.qerror import QemuError
 
 if TYPE_CHECKING:
     from memhp.platform.virtio_mem import VirtioPciBus
 
 KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
 
-#: QEMU_VMALLOC_ALIGN on an x86-64 Linux host: anonymous RAM blocks are 2 MiB aligned.
-QEMU_VMALLOC_ALIGN = 2 * MiB
-#: The host's base page size (qemu_real_host_page_size()).
-HOST_PAGE_SIZE = 4 * KiB
 #: The user address space of an x86-64 process with 4-level paging (TASK_SIZE ~ 2^47):
 #: no mmap() larger than this can succeed, whatever vm.overcommit_memory says.
 HOST_USER_ADDRESS_SPACE = 1 << 47
-
-#: Backend types object-add accepts (qapi/qom.json, ObjectOptions of QEMU 7.2).
-BACKEND_TYPES = ("memory-backend-ram", "memory-backend-memfd", "memory-backend-file")
-#: MemoryBackendProperties, the optional properties of every backend type.
-BACKEND_PROPS: dict[str, str] = {
-    "size": "size",
-    "dump": "bool",
-    "host-nodes": "list",
-    "merge": "bool",
-    "policy": "str",
-    "prealloc": "bool",
-    "prealloc-threads": "uint",
-    "prealloc-context": "str",
-    "share": "bool",
-    "reserve": "bool",
-    "x-use-canonical-path-for-ramblock-id": "bool",
-}
-#: Each type's own properties: (required, optional) (MemoryBackendMemfdProperties,
-#: MemoryBackendFileProperties; memory-backend-ram has none).
-BACKEND_TYPE_PROPS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
-    "memory-backend-ram": ({}, {}),
-    "memory-backend-memfd": ({}, {"hugetlb": "bool", "hugetlbsize": "size", "seal": "bool"}),
-    "memory-backend-file": (
-        {"mem-path": "str"},
-        {"align": "size", "discard-data": "bool", "pmem": "bool", "readonly": "bool"},
-    ),
-}
 #: pc-dimm's qdev properties (hw/mem/pc-dimm.c) and their visitor types.
 PC_DIMM_PROPS: dict[str, str] = {"addr": "uint", "node": "uint", "slot": "int", "memdev": "str"}
-
-
-class QemuError(Exception):
-    """A request QEMU refuses: ``desc`` is QEMU's message, ``cls`` its QMP error class."""
-
-    def __init__(self, desc: str, cls: str = "GenericError") -> None:
-        super().__init__(desc)
-        self.desc = desc
-        self.cls = cls
 
 
 def node_memdev_id(index: int) -> str:
     """The id of the boot RAM backend of the machine's ``index``-th node on QEMU's
     command line (``-object memory-backend-ram,id=m<index>``, memhp.bench.vm)."""
     return f"m{index}"
-
-
-@dataclass
-class Backend:
-    """A memory backend object (/objects/ID) and the alignment of its RAM block."""
-
-    id: str
-    qom_type: str
-    size: int
-    align: int = QEMU_VMALLOC_ALIGN
-
-
-def backend_align(qom_type: str, props: dict[str, Any]) -> int:
-    """memory_region_get_alignment() of the backend's RAM block."""
-    if qom_type == "memory-backend-memfd":
-        if props.get("hugetlb"):
-            return int(props.get("hugetlbsize") or 2 * MiB)
-        return HOST_PAGE_SIZE
-    if qom_type == "memory-backend-file":
-        # file_ram_alloc(): the file's page size (a tmpfs or disk file: the host's
-        # base page; a hugetlbfs path is not modelled), or a larger ``align``
-        return max(HOST_PAGE_SIZE, int(props.get("align") or 0))
-    return QEMU_VMALLOC_ALIGN
 
 
 @dataclass
@@ -133,6 +82,14 @@ class QemuPcMachine:
     virtio_bus: VirtioPciBus | None = None
     #: The boot RAM backends of the NUMA nodes (``-numa node,memdev=ID``): their node.
     numa_memdevs: dict[str, int] = field(default_factory=dict)
+    #: The machine's CPUs (``-smp``): a backend's default prealloc-threads.
+    cpus: int = 1
+    #: The children of ``/objects`` in their container's property table.
+    objects: GHashTable = field(default_factory=GHashTable)
+    #: DIMMs plugged by plug_dimm() with their own backend ``mem-ID``: DIMM id ->
+    #: backend id.  The backend leaves /objects once its DIMM is gone, as the
+    #: management side (the bench, ``memhp vm``) object-dels it after the eject.
+    implicit: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def for_machine(cls, spec: MachineSpec, platform: AcpiPlatform) -> QemuPcMachine:
@@ -142,41 +99,81 @@ class QemuPcMachine:
         a device naming it finds it busy."""
         ram = sum(e - s for n in spec.nodes for s, e in n.memory)
         m = cls(platform, len(spec.nodes), ram, spec.maxmem)
+        m.cpus = max(1, sum(len(n.cpus) for n in spec.nodes))
         for i, n in enumerate(spec.nodes):
             if size := sum(e - s for s, e in n.memory):
                 oid = node_memdev_id(i)
-                m.backends[oid] = Backend(oid, "memory-backend-ram", size)
+                m._add_backend(Backend(oid, "memory-backend-ram", size, cpus=m.cpus))
                 m.numa_memdevs[oid] = n.id
         return m
 
     # ------------------------------------------------------------ objects
+    def _add_backend(self, b: Backend) -> None:
+        """object_property_try_add_child(/objects, ID, backend)."""
+        self.backends[b.id] = b
+        self.objects.insert(b.id)
+
+    def remove_backend(self, oid: str) -> None:
+        """object_unparent() of a backend: it leaves /objects."""
+        del self.backends[oid]
+        self.objects.remove(oid)
+
+    def _sync_implicit(self) -> None:
+        """The backends of plug_dimm()'s DIMMs that were ejected are deleted."""
+        for did, oid in list(self.implicit.items()):
+            if self.platform.slot_of(did) is None:
+                del self.implicit[did]
+                if oid in self.backends:
+                    self.remove_backend(oid)
+
     def object_add(self, qom_type: str, oid: str, props: dict[str, Any]) -> Backend:
         """user_creatable_add_type() of a memory backend: complete() allocates its RAM."""
+        self._sync_implicit()
+        # the properties' setters, then the id in /objects, then complete()
+        check_backend_props(qom_type, props)
         if oid in self.backends:
             raise QemuError(
                 f"attempt to add duplicate property '{oid}' to object (type 'container')"
             )
-        if "size" in props and int(props["size"]) == 0:  # host_memory_backend_set_size()
-            raise QemuError(f"property 'size' of {qom_type} doesn't take value '0'")
-        size = int(props.get("size", 0))
-        if size == 0:  # (not given: host_memory_backend_memory_complete())
-            raise QemuError("can't create backend with size 0")
+        check_backend_complete(props)
+        size = int(props["size"])
         align = backend_align(qom_type, props)
         if size + align > HOST_USER_ADDRESS_SPACE:  # qemu_ram_mmap(): size + align
             if qom_type == "memory-backend-ram":
                 raise QemuError(f"cannot set up guest memory '{oid}': Cannot allocate memory")
             raise QemuError("unable to map backing store for guest RAM: Cannot allocate memory")
-        b = Backend(oid, qom_type, size, align)
-        self.backends[oid] = b
+        given = {k: v for k, v in props.items() if k not in ("id", "qom-type")}
+        b = Backend(oid, qom_type, size, align, given, self.cpus)
+        self._add_backend(b)
         return b
 
     def object_del(self, oid: str) -> None:
         """user_creatable_del(): not found / in use (a plugged DIMM maps it)."""
+        self._sync_implicit()
         if oid not in self.backends:
             raise QemuError(f"object '{oid}' not found")
         if self.backend_user(oid) is not None:
             raise QemuError(f"object '{oid}' is in use, can not be deleted")
-        del self.backends[oid]
+        self.remove_backend(oid)
+
+    def resolve_path(self, path: str) -> tuple[str, str] | None:
+        """object_resolve_path() over the objects this model has: ("backend", ID)
+        under /objects or ("device", ID) under /machine/peripheral; a partial path
+        (no leading /) matches the end of exactly one of them (ambiguous: None)."""
+        self._sync_implicit()
+        known = [(f"/objects/{b}", ("backend", b)) for b in self.objects]
+        devices = [s.dimm.id for s in self.platform.slots if s.dimm is not None]
+        devices += [v.id for v in self.virtio_bus.devices] if self.virtio_bus else []
+        known += [(f"/machine/peripheral/{d}", ("device", d)) for d in devices]
+        if path.startswith("/"):
+            return next((what for p, what in known if p == path), None)
+        found = [what for p, what in known if p.endswith("/" + path)]
+        return found[0] if len(found) == 1 else None
+
+    def memdev_list(self) -> list[dict[str, Any]]:
+        """qmp_query_memdev(): each backend prepended as /objects is walked."""
+        self._sync_implicit()
+        return [self.backends[oid].memdev_info() for oid in self.objects][::-1]
 
     def backend_user(self, oid: str) -> str | None:
         if oid in self.numa_memdevs:
@@ -230,12 +227,18 @@ class QemuPcMachine:
         memdev: str | None = None,
         align: int = QEMU_VMALLOC_ALIGN,
     ) -> Dimm:
-        """Plug a pc-dimm with an implicit memory-backend-ram of ``size`` (``mem-ID``)."""
+        """Plug a pc-dimm with its own memory-backend-ram of ``size`` (``mem-ID``, as
+        ``object-add`` then ``device_add``; the backend goes when the DIMM does)."""
+        self._sync_implicit()
         if id is not None and self.platform.slot_of(id) is not None:
             raise QemuError(f"Duplicate ID '{id}' for device")
         if size <= 0:
             raise QemuError("can't create backend with size 0")
-        return self._plug(
+        if memdev is None and id is not None and f"mem-{id}" in self.backends:
+            raise QemuError(
+                f"attempt to add duplicate property 'mem-{id}' to object (type 'container')"
+            )
+        d = self._plug(
             size,
             node,
             id,
@@ -245,6 +248,10 @@ class QemuPcMachine:
             align,
             check_busy=False,
         )
+        if memdev is None and d.memdev not in self.backends:
+            self._add_backend(Backend(d.memdev, "memory-backend-ram", size, align, cpus=self.cpus))
+            self.implicit[d.id] = d.memdev
+        return d
 
     def _plug(
         self,

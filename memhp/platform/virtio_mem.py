@@ -38,6 +38,7 @@ from memhp.abi.virtio import (
     VIRTIO_F_RING_RESET,
     VIRTIO_F_VERSION_1,
     VIRTIO_MEM_F_ACPI_PXM,
+    VIRTIO_MEM_F_UNPLUGGED_INACCESSIBLE,
     VIRTIO_MEM_REQ_PLUG,
     VIRTIO_MEM_REQ_STATE,
     VIRTIO_MEM_REQ_UNPLUG,
@@ -101,6 +102,8 @@ class VirtioMemPci:
     nr_nodes: int
     events: list[PlatformEvent]
     hotplugged: bool = False
+    #: VIRTIO_MEM_F_UNPLUGGED_INACCESSIBLE offered (the realized property).
+    unplugged_inaccessible: bool = False
     #: Plugged size (``vmem->size``).
     size: int = 0
     usable_region_size: int = 0
@@ -181,12 +184,14 @@ class VirtioMemPci:
     def features(self) -> int:
         """virtio_mem_get_features() & the driver's: ACPI_PXM with NUMA (ACPI built in),
         the ring features, VERSION_1 and RING_RESET (virtio-pci's queue_reset, on by
-        default since QEMU 7.2); UNPLUGGED_INACCESSIBLE is off for an anonymous
-        RAM backend (auto: the shared zeropage exists)."""
+        default since QEMU 7.2); UNPLUGGED_INACCESSIBLE as realized (Linux's driver
+        accepts it)."""
         bits = 1 << VIRTIO_RING_F_INDIRECT_DESC | 1 << VIRTIO_RING_F_EVENT_IDX
         bits |= 1 << VIRTIO_F_VERSION_1 | 1 << VIRTIO_F_RING_RESET
         if self.nr_nodes > 0:
             bits |= 1 << VIRTIO_MEM_F_ACPI_PXM
+        if self.unplugged_inaccessible:
+            bits |= 1 << VIRTIO_MEM_F_UNPLUGGED_INACCESSIBLE
         return bits
 
     def install_config_handler(self, handler: Callable[[], None] | None) -> None:
@@ -280,6 +285,7 @@ def virtio_mem_device_add(
     memaddr: int | None = None,
     pci_slot: int | None = None,
     hotplugged: bool = True,
+    unplugged_inaccessible: str = "auto",
 ) -> VirtioMemPci:
     """qdev_device_add() of a virtio-mem-pci: properties, pre-plug, realize, plug."""
     # qdev_device_add(): the id, then the properties in the order given.
@@ -287,6 +293,10 @@ def virtio_mem_device_add(
         raise QemuError(f"Duplicate ID '{id}' for device")
     if memdev is not None and memdev not in qemu.backends:
         raise QemuError(f"Device '{memdev}' not found", "DeviceNotFound")
+    if unplugged_inaccessible not in ("on", "off", "auto"):  # (OnOffAuto)
+        raise QemuError(
+            f"Parameter 'unplugged-inaccessible' does not accept value '{unplugged_inaccessible}'"
+        )
     if block_size is not None:
         check_block_size(block_size)
     # pc_virtio_md_pci_pre_plug() -> memory_device_pre_plug()
@@ -316,6 +326,12 @@ def virtio_mem_device_add(
         )
     if requested_size % bs:
         raise QemuError(f"'requested-size' property has to be multiples of 'block-size' ({bs:#x})")
+    # VIRTIO_MEM_HAS_LEGACY_GUESTS (x86): auto is on unless the backend has the shared
+    # zeropage (virtio_mem_has_shared_zeropage(): private anonymous RAM of the host's
+    # page size -- a memory-backend-ram without share=on)
+    inaccessible = unplugged_inaccessible == "on" or (
+        unplugged_inaccessible == "auto" and not backend.has_shared_zeropage()
+    )
     if id is None:
         qemu._dimm_seq += 1
         id = f"virtio-mem{qemu._dimm_seq}"
@@ -331,6 +347,7 @@ def virtio_mem_device_add(
         nr_nodes=qemu.nr_nodes,
         events=qemu.platform.events,
         hotplugged=hotplugged,
+        unplugged_inaccessible=inaccessible,
     )
     bus.plug(dev)  # pc_virtio_md_pci_plug() -> the PCI hotplug handler: the guest probes
     return dev

@@ -131,7 +131,7 @@ class SimMachine:
                         self.qemu, self.virtio, id, memdev, node, requested_size, block_size
                     )
                 except QemuError:
-                    del self.qemu.backends[memdev]
+                    self.qemu.remove_backend(memdev)
                     raise
         finally:
             self.sysfs.notify_changed()

@@ -21,7 +21,7 @@ from memhp.platform.qemu_pc import (
     PC_DIMM_PROPS,
     QemuError,
 )
-from memhp.platform.virtio_mem import VIRTIO_MEM_PCI_PROPS, VirtioMemPci, virtio_mem_device_add
+from memhp.platform.virtio_mem import VIRTIO_MEM_PCI_PROPS, virtio_mem_device_add
 from memhp.sim.machine import SimMachine, WorkloadMix
 from memhp.sim.qmp_protocol import QMPError, check_type, id_wellformed, parse_args
 
@@ -50,6 +50,7 @@ class QMPCommands:
             "qom-set": self.qom_set,
             "query-memory-devices": self.query_memory_devices,
             "query-memory-size-summary": self.query_memory_size_summary,
+            "query-memdev": self.query_memdev,
             "x-memhp-fill": self._cmd_fill,
             "x-memhp-free": self._cmd_free,
             "x-memhp-tmpfs-write": self._cmd_tmpfs_write,
@@ -140,25 +141,31 @@ class QMPCommands:
                 requested_size=int(props.get("requested-size", 0)),
                 block_size=props.get("block-size"),
                 memaddr=props.get("memaddr"),
+                unplugged_inaccessible=props.get("unplugged-inaccessible", "auto"),
             )
         self.sim.sysfs.notify_changed()
         return {}
 
-    def _qom_virtio_mem(self, path: str) -> VirtioMemPci:
-        """object_resolve_path(): ``vm0`` (partial) or ``/machine/peripheral/vm0``."""
-        name = path.removeprefix("/machine/peripheral/")
-        dev = self.sim.virtio.find(name)
-        if dev is None:
+    def _qom_resolve(self, path: str) -> tuple[str, str]:
+        """qmp_qom_get()/qmp_qom_set(): object_resolve_path(), DeviceNotFound if it
+        finds nothing or more than one object."""
+        found = self.sim.qemu.resolve_path(path)
+        if found is None:
             raise QMPError(f"Device '{path}' not found", "DeviceNotFound")
-        return dev
+        return found
 
     def qom_get(self, args: dict[str, Any]) -> object:
-        """qom-get of a pc-dimm's or a virtio-mem-pci's properties (theirs, and
-        DeviceState's hotpluggable, hotplugged and realized)."""
+        """qom-get of a backend's properties (memhp.platform.hostmem), of a pc-dimm's
+        or a virtio-mem-pci's (theirs, and DeviceState's hotpluggable, hotplugged and
+        realized)."""
         parse_args(args, {"path": "str", "property": "str"})
         prop = args["property"]
         with self.sim.lock:
-            slot = self.sim.platform.slot_of(args["path"].removeprefix("/machine/peripheral/"))
+            kind, name = self._qom_resolve(args["path"])
+            if kind == "backend":
+                with _qemu_errors():
+                    return self.sim.qemu.backends[name].get(prop)
+            slot = self.sim.platform.slot_of(name)
             if slot is not None and slot.dimm is not None:
                 d = slot.dimm
                 typ, values = (
@@ -173,7 +180,8 @@ class QMPCommands:
                     },
                 )
             else:
-                dev = self._qom_virtio_mem(args["path"])
+                dev = self.sim.virtio.find(name)
+                assert dev is not None  # (resolve_path() found it)
                 typ, values = (
                     "virtio-mem-pci",
                     {
@@ -192,11 +200,34 @@ class QMPCommands:
             return values[prop]
 
     def qom_set(self, args: dict[str, Any]) -> object:
-        """qom-set PATH requested-size VALUE: virtio_mem_set_requested_size()."""
+        """qom-set of a backend's property, or PATH requested-size VALUE of a
+        virtio-mem-pci: virtio_mem_set_requested_size()."""
         parse_args(args, {"path": "str", "property": "str", "value": "any"})
+        prop, value = args["property"], args["value"]
         with self.sim.lock:
-            dev = self._qom_virtio_mem(args["path"])
-            prop = args["property"]
+            kind, name = self._qom_resolve(args["path"])
+            if kind == "backend":
+                b = self.sim.qemu.backends[name]
+                check_type(prop, value, b.kind_of(prop))
+                with _qemu_errors():
+                    b.set(prop, value)
+                return {}
+            dev = self.sim.virtio.find(name)
+            typ = "pc-dimm" if dev is None else "virtio-mem-pci"
+            if prop in ("hotplugged", "hotpluggable") or (prop == "size" and dev is None):
+                raise QMPError(f"Property '{typ}.{prop}' is not writable")  # (getters only)
+            if prop == "realized":  # device_set_realized(): on again changes nothing
+                check_type(prop, value, "bool")
+                if value:
+                    return {}
+                raise QMPError("memhp: unrealizing a device is not modelled")
+            if dev is None:  # a pc-dimm: its qdev properties are fixed once realized
+                if prop in PC_DIMM_PROPS:
+                    raise QMPError(
+                        f"Attempt to set property '{prop}' on device '{name}' "
+                        "(type 'pc-dimm') after it was realized"
+                    )
+                raise QMPError(f"Property 'pc-dimm.{prop}' not found")
             # virtio-mem-pci aliases the virtio-mem device's properties: errors
             # name the anonymous virtio-mem child (virtio_instance_init_common())
             if prop == "block-size":
@@ -210,9 +241,9 @@ class QMPCommands:
                 )
             if prop != "requested-size":
                 raise QMPError(f"Property 'virtio-mem-pci.{prop}' not found")
-            check_type(prop, args["value"], "size")
+            check_type(prop, value, "size")
             with _qemu_errors():
-                dev.set_requested_size(int(args["value"]))
+                dev.set_requested_size(int(value))
         self.sim.sysfs.notify_changed()
         return {}
 
@@ -227,6 +258,12 @@ class QMPCommands:
         parse_args(args, {})
         with self.sim.lock:
             return self.sim.qemu.memory_devices()
+
+    def query_memdev(self, args: dict[str, Any]) -> object:
+        """qmp_query_memdev(): every memory backend under /objects."""
+        parse_args(args, {})
+        with self.sim.lock:
+            return self.sim.qemu.memdev_list()
 
     def query_memory_size_summary(self, args: dict[str, Any]) -> object:
         parse_args(args, {})

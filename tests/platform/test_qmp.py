@@ -402,3 +402,91 @@ def test_json_splitter() -> None:
     data = '{"x": "é"}'.encode()
     assert s.feed(data[:8]) == []
     assert s.feed(data[8:]) == ['{"x": "é"}']
+
+
+def test_backend_properties_and_query_memdev(server: QMPServer) -> None:
+    """qom-get/qom-set of /objects/ID and query-memdev (QEMU 7.2, as recorded in
+    tests/scenarios/qmp-backend-properties.toml)."""
+    r = Raw(server.path)
+    try:
+        r.recv()
+        r.reply('{"execute": "qmp_capabilities"}')
+
+        def run(cmd: str, **args: Any) -> Any:
+            rep = r.reply(json.dumps({"execute": cmd, "arguments": args}))
+            return rep.get("return", rep.get("error"))
+
+        ram = "memory-backend-ram"
+        assert run("object-add", **{"qom-type": ram, "id": "r0", "size": 1 << 27}) == {}
+        assert (
+            run("object-add", **{"qom-type": "memory-backend-memfd", "id": "mf", "size": 1 << 26})
+            == {}
+        )
+        assert run("qom-get", path="r0", property="size") == 1 << 27
+        assert run("qom-get", path="/objects/r0", property="prealloc-threads") == 2  # -smp 2
+        assert run("qom-get", path="mf", property="share") is True  # memfd: shared
+        assert run("qom-get", path="mf", property="type") == "memory-backend-memfd"
+        assert run("qom-get", path="r0", property="seal") == {
+            "class": "GenericError",
+            "desc": "Property 'memory-backend-ram.seal' not found",
+        }
+        # fixed once the RAM block exists; merge and prealloc take their value
+        assert run("qom-set", path="r0", property="size", value=1)["desc"] == (
+            "cannot change property size of memory-backend-ram "
+        )
+        assert run("qom-set", path="r0", property="share", value=True)["desc"] == (
+            "cannot change property value"
+        )
+        assert run("qom-set", path="r0", property="merge", value=False) == {}
+        assert run("qom-set", path="r0", property="prealloc", value=True) == {}
+        assert run("qom-set", path="r0", property="prealloc", value=False) == {}
+        assert run("qom-get", path="r0", property="prealloc") is True
+        assert run("qom-set", path="r0", property="merge", value="no")["desc"] == (
+            "Invalid parameter type for 'merge', expected: boolean"
+        )
+        # object-add checks the policy against the host nodes
+        bad = run("object-add", **{"qom-type": ram, "id": "b", "size": 1 << 21, "policy": "bind"})
+        assert bad["desc"] == "host-nodes must be set for policy bind"
+        memdevs = run("query-memdev")
+        # /objects' GHashTable order, reversed (test_glib_ghash.py checks it against GLib)
+        assert [m["id"] for m in memdevs] == ["r0", "m0", "mf"]
+        r0 = next(m for m in memdevs if m["id"] == "r0")
+        assert (r0["merge"], r0["prealloc"], r0["policy"], r0["host-nodes"]) == (
+            False,
+            True,
+            "default",
+            [],
+        )
+        # a backend named like a device: the partial path is ambiguous
+        assert run("device_add", driver="pc-dimm", id="d1", memdev="r0") == {}
+        assert run("object-add", **{"qom-type": ram, "id": "d1", "size": 1 << 21}) == {}
+        assert run("qom-get", path="d1", property="size") == {
+            "class": "DeviceNotFound",
+            "desc": "Device 'd1' not found",
+        }
+        assert run("qom-get", path="/machine/peripheral/d1", property="size") == 1 << 27
+        assert run("qom-set", path="/machine/peripheral/d1", property="node", value=0)["desc"] == (
+            "Attempt to set property 'node' on device 'd1' (type 'pc-dimm') after it was realized"
+        )
+    finally:
+        r.close()
+
+
+def test_a_dimm_plugged_by_the_api_brings_its_backend() -> None:
+    """SimMachine.device_add() is object-add mem-ID + device_add: the backend is listed
+    while the DIMM is there and goes after its eject (the management side's object-del)."""
+    from memhp.sim.qmp_commands import QMPCommands
+
+    sim = SimMachine(load_machine(MACHINE))
+    cmds = QMPCommands(sim).table()
+    sim.device_add(128 << 20, 0, id="d0")
+    assert [m["id"] for m in cast(list[dict[str, Any]], cmds["query-memdev"]({}))] == [
+        "mem-d0",
+        "m0",
+    ]
+    assert cmds["qom-get"]({"path": "mem-d0", "property": "size"}) == 128 << 20
+    sim.device_del("d0")  # (offline blocks: the guest ejects at once)
+    assert sim.platform.slot_of("d0") is None
+    assert [m["id"] for m in cast(list[dict[str, Any]], cmds["query-memdev"]({}))] == ["m0"]
+    sim.device_add(128 << 20, 0, id="d0")  # the same id again
+    assert sim.platform.slot_of("d0") is not None
