@@ -42,6 +42,10 @@ class MemorySlot:
     dimm: Dimm | None = None
     #: _EJ0 fails with this ACPI status when set (fault injection).
     ej0_fail: bool = False
+    #: The last _OST the OS evaluated on the slot: its source event and status
+    #: (QEMU's MemStatus ost_event/ost_status: kept across plugs and ejects).
+    ost_event: int = 0
+    ost_status: int = 0
 
     @property
     def path(self) -> str:
@@ -111,11 +115,19 @@ class AcpiPlatform:
     def evaluate_ost(self, slot: int, source: int, status: int) -> None:
         """_OST: the OS reports the outcome of a notification (QEMU ACPI_DEVICE_OST)."""
         s = self.slots[slot]
+        s.ost_event, s.ost_status = source, status
+        self.events.append(PlatformEvent("ACPI_DEVICE_OST", {"info": self.ost_info(slot)}))
+
+    def ost_info(self, slot: int) -> dict[str, object]:
+        """acpi_memory_device_status(): the slot's ACPIOSTInfo (its DIMM's id if any)."""
+        s = self.slots[slot]
         info: dict[str, object] = {}
         if s.dimm is not None:
             info["device"] = s.dimm.id
-        info.update({"source": source, "status": status, "slot": str(slot), "slot-type": "DIMM"})
-        self.events.append(PlatformEvent("ACPI_DEVICE_OST", {"info": info}))
+        info.update(
+            {"source": s.ost_event, "status": s.ost_status, "slot": str(slot), "slot-type": "DIMM"}
+        )
+        return info
 
     def evaluate_ej0(self, slot: int) -> bool:
         """_EJ0: the OS ejects the device; the DIMM leaves the slot (DEVICE_DELETED)."""

@@ -383,6 +383,17 @@ class QemuPcMachine:
         )
         return [info for _, info in sorted(out, key=lambda t: t[0])]
 
+    def ospm_status(self) -> list[dict[str, object]]:
+        """qmp_query_acpi_ospm_status() -> piix4_ospm_status(): each memory slot
+        (acpi_memory_ospm_status()), then each possible CPU (acpi_cpu_ospm_status():
+        the guest's _INI switched CPU hotplug to its modern interface at boot; boot
+        CPUs have no device id and no _OST)."""
+        out = [self.platform.ost_info(s.index) for s in self.platform.slots]
+        out += [
+            {"source": 0, "status": 0, "slot": str(i), "slot-type": "CPU"} for i in range(self.cpus)
+        ]
+        return out
+
     def memory_size_summary(self) -> dict[str, int]:
         plugged = sum(s.dimm.size for s in self.platform.slots if s.dimm)
         plugged += sum(v.size for v in self.virtio_bus.devices) if self.virtio_bus else 0

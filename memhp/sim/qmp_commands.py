@@ -51,6 +51,7 @@ class QMPCommands:
             "query-memory-devices": self.query_memory_devices,
             "query-memory-size-summary": self.query_memory_size_summary,
             "query-memdev": self.query_memdev,
+            "query-acpi-ospm-status": self.query_acpi_ospm_status,
             "x-memhp-fill": self._cmd_fill,
             "x-memhp-free": self._cmd_free,
             "x-memhp-tmpfs-write": self._cmd_tmpfs_write,
@@ -264,6 +265,12 @@ class QMPCommands:
         parse_args(args, {})
         with self.sim.lock:
             return self.sim.qemu.memdev_list()
+
+    def query_acpi_ospm_status(self, args: dict[str, Any]) -> object:
+        """qmp_query_acpi_ospm_status(): the last _OST of every hotplug slot."""
+        parse_args(args, {})
+        with self.sim.lock:
+            return self.sim.qemu.ospm_status()
 
     def query_memory_size_summary(self, args: dict[str, Any]) -> object:
         parse_args(args, {})

@@ -8,10 +8,13 @@ drives a simulated machine unchanged:
 - the greeting ``{"QMP": {"version": ..., "capabilities": ["oob"]}}`` and the
   capabilities negotiation (``qmp_capabilities``, optionally enabling oob);
 - ``object-add`` / ``object-del`` of memory backends (``memory-backend-ram``,
-  ``memory-backend-memfd``);
+  ``memory-backend-memfd``, ``memory-backend-file``);
 - ``device_add`` / ``device_del`` of ``pc-dimm`` (id, memdev, node, addr, slot);
-- ``query-memory-devices``, ``query-memory-size-summary``, ``query-version``,
-  ``query-commands``, ``query-status``, ``quit``;
+- ``qom-get`` / ``qom-set`` of backends (``/objects/ID``), pc-dimms and
+  virtio-mem-pci devices;
+- ``query-memory-devices``, ``query-memory-size-summary``, ``query-memdev``,
+  ``query-acpi-ospm-status``, ``query-version``, ``query-commands``,
+  ``query-status``, ``quit``;
 - the events the OS causes: ``ACPI_DEVICE_OST`` and ``DEVICE_DELETED``, with
   timestamps, sent to every negotiated client, after the reply of the command
   that caused them (QEMU's guest answers asynchronously);

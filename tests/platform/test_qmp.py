@@ -490,3 +490,29 @@ def test_a_dimm_plugged_by_the_api_brings_its_backend() -> None:
     assert [m["id"] for m in cast(list[dict[str, Any]], cmds["query-memdev"]({}))] == ["m0"]
     sim.device_add(128 << 20, 0, id="d0")  # the same id again
     assert sim.platform.slot_of("d0") is not None
+
+
+def test_acpi_ospm_status_keeps_the_last_ost_of_each_slot() -> None:
+    """query-acpi-ospm-status: the DIMM slots' last _OST (kept after the eject), then
+    the possible CPUs (as QEMU 7.2 answered in qmp-acpi-ospm-status)."""
+    from memhp.sim.qmp_commands import QMPCommands
+
+    sim = SimMachine(load_machine(MACHINE))
+    ospm = QMPCommands(sim).table()["query-acpi-ospm-status"]
+    boot = cast(list[dict[str, Any]], ospm({}))
+    assert [(e["slot-type"], e["slot"], e["source"], e["status"]) for e in boot] == [
+        ("DIMM", "0", 0, 0),
+        ("DIMM", "1", 0, 0),
+        ("DIMM", "2", 0, 0),
+        ("DIMM", "3", 0, 0),
+        ("CPU", "0", 0, 0),
+        ("CPU", "1", 0, 0),
+    ]
+    sim.device_add(128 << 20, 0, id="d0", slot=2)
+    plugged = cast(list[dict[str, Any]], ospm({}))[2]
+    assert plugged == {"device": "d0", "slot": "2", "slot-type": "DIMM", "source": 1, "status": 0}
+    sim.device_del("d0")  # (offline blocks: ejected at once)
+    after = cast(list[dict[str, Any]], ospm({}))[2]
+    assert after == {"slot": "2", "slot-type": "DIMM", "source": 3, "status": 0}
+    with pytest.raises(Exception, match="unexpected"):
+        ospm({"bogus": 1})
