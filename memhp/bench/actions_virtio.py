@@ -229,6 +229,12 @@ class VirtioMemResize(_QmpRepliesCompared):
         return size_now, "", out
 
 
+#: A raw QMP step that made the guest act waits until no event came for this long
+#: (longer than QEMU's 1 s MEMORY_DEVICE_SIZE_CHANGE throttle), at most EVENT_TIMEOUT.
+EVENT_QUIET = 1.5
+EVENT_TIMEOUT = 20.0
+
+
 @action
 @dataclass(frozen=True)
 class Qmp(_QmpRepliesCompared):
@@ -263,8 +269,25 @@ class Qmp(_QmpRepliesCompared):
         return f"QMP {self.command} {json.dumps(dict(self.arguments), sort_keys=True)}"
 
     def run(self, d: Driver) -> tuple[str, str, CmdResult | None]:
-        outcome, out = _reply(*d.qmp(self.command, dict(self.arguments)))
+        ok, reply = d.qmp(self.command, dict(self.arguments))
+        if ok and self._guest_acts(reply):
+            # the guest answers asynchronously: its _OST, the DIMM's removal or
+            # virtio-mem's plug requests (whose MEMORY_DEVICE_SIZE_CHANGE QEMU holds
+            # back for its 1 s throttle) belong to this step
+            d.settle_events(EVENT_QUIET, EVENT_TIMEOUT)
+        outcome, out = _reply(ok, reply)
         return outcome, "", out
+
+    def _guest_acts(self, reply: object) -> bool:
+        """A command whose success makes the guest act (device_add, device_del,
+        qom-set, and their HMP forms when the monitor printed no error)."""
+        if self.command in ("device_add", "device_del", "qom-set"):
+            return True
+        if self.command == "human-monitor-command":
+            line = str(dict(self.arguments).get("command-line", "")).strip()
+            verb = line.split(" ", 1)[0]
+            return verb in ("device_add", "device_del", "qom-set") and not str(reply)
+        return False
 
 
 @action

@@ -205,6 +205,11 @@ class Driver(Protocol):
         moving for ``settle`` seconds (at most ``timeout``), and the guest is done."""
         ...
 
+    def settle_events(self, quiet: float, timeout: float) -> None:
+        """Wait until no QMP event came for ``quiet`` seconds (at most ``timeout``):
+        what a command made the guest do is reported before the step ends."""
+        ...
+
     def capture(self) -> Snapshot:
         """The memory hotplug trees (see :func:`capture_fs`) plus /proc/meminfo."""
         ...
@@ -380,6 +385,9 @@ class ModelDriver:
         from memhp.bench.virtio import model_settle
 
         model_settle(self.m, id, settle, timeout)
+
+    def settle_events(self, quiet: float, timeout: float) -> None:
+        pass  # (the model's events are all in by the command's reply)
 
     def close(self) -> None:
         pass
@@ -567,6 +575,18 @@ class QMPDriver:
                 for line in self.vm.fs.run("dmesg").text.splitlines()
             ]
         return [line for line in lines if pattern in line]
+
+    def settle_events(self, quiet: float, timeout: float) -> None:
+        if self.vm is None:
+            return  # (the model behind a QMP socket answers synchronously)
+        deadline = time.monotonic() + timeout
+        seen, since = len(self.platform.log), time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - since < quiet:
+            time.sleep(0.1)
+            with contextlib.suppress(Exception):
+                self.platform.events()
+            if len(self.platform.log) != seen:
+                seen, since = len(self.platform.log), time.monotonic()
 
     def settle_virtio_mem(self, id: str, settle: float, timeout: float) -> None:
         from memhp.bench.virtio import real_settle

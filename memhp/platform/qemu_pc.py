@@ -84,6 +84,9 @@ class QemuPcMachine:
     numa_memdevs: dict[str, int] = field(default_factory=dict)
     #: The machine's CPUs (``-smp``): a backend's default prealloc-threads.
     cpus: int = 1
+    #: Each NUMA node's CPU indexes and boot memory (``-numa node,cpus=,memdev=``).
+    node_cpus: list[list[int]] = field(default_factory=list)
+    node_mem: list[int] = field(default_factory=list)
     #: The children of ``/objects`` in their container's property table.
     objects: GHashTable = field(default_factory=GHashTable)
     #: DIMMs plugged by plug_dimm() with their own backend ``mem-ID``: DIMM id ->
@@ -100,6 +103,8 @@ class QemuPcMachine:
         ram = sum(e - s for n in spec.nodes for s, e in n.memory)
         m = cls(platform, len(spec.nodes), ram, spec.maxmem)
         m.cpus = max(1, sum(len(n.cpus) for n in spec.nodes))
+        m.node_cpus = [sorted(n.cpus) for n in spec.nodes]
+        m.node_mem = [sum(e - s for s, e in n.memory) for n in spec.nodes]
         for i, n in enumerate(spec.nodes):
             if size := sum(e - s for s, e in n.memory):
                 oid = node_memdev_id(i)

@@ -52,6 +52,7 @@ class QMPCommands:
             "query-memory-size-summary": self.query_memory_size_summary,
             "query-memdev": self.query_memdev,
             "query-acpi-ospm-status": self.query_acpi_ospm_status,
+            "human-monitor-command": self.human_monitor_command,
             "x-memhp-fill": self._cmd_fill,
             "x-memhp-free": self._cmd_free,
             "x-memhp-tmpfs-write": self._cmd_tmpfs_write,
@@ -265,6 +266,14 @@ class QMPCommands:
         parse_args(args, {})
         with self.sim.lock:
             return self.sim.qemu.memdev_list()
+
+    def human_monitor_command(self, args: dict[str, Any]) -> object:
+        """qmp_human_monitor_command(): an HMP command line (memhp.sim.hmp_commands)."""
+        from memhp.sim.hmp_commands import HMP
+
+        parse_args(args, {"command-line": "str"}, {"cpu-index": "int"})
+        with self.sim.lock:  # (an RLock: the QMP handlers it runs take it too)
+            return HMP(self.table(), self.sim).run(args["command-line"])
 
     def query_acpi_ospm_status(self, args: dict[str, Any]) -> object:
         """qmp_query_acpi_ospm_status(): the last _OST of every hotplug slot."""

@@ -13,7 +13,8 @@ drives a simulated machine unchanged:
 - ``qom-get`` / ``qom-set`` of backends (``/objects/ID``), pc-dimms and
   virtio-mem-pci devices;
 - ``query-memory-devices``, ``query-memory-size-summary``, ``query-memdev``,
-  ``query-acpi-ospm-status``, ``query-version``, ``query-commands``,
+  ``query-acpi-ospm-status``, ``human-monitor-command`` (the monitor's memory
+  hotplug commands), ``query-version``, ``query-commands``,
   ``query-status``, ``quit``;
 - the events the OS causes: ``ACPI_DEVICE_OST`` and ``DEVICE_DELETED``, with
   timestamps, sent to every negotiated client, after the reply of the command
