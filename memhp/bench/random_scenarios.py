@@ -337,7 +337,9 @@ def _qmp(r: random.Random, n: int) -> str:
             args = {"path": _backend_path(r, backend()), "property": prop, "value": value}
             s.add({"qmp": "qom-set", "arguments": args}, "qom-set backend")
         elif x < 0.7:
-            prop = r.choice(["requested-size", "block-size", "size", "node", "memaddr", "bogus"])
+            prop = r.choice(
+                ["requested-size", "block-size", "size", "node", "memaddr", "addr", "bogus"]
+            )
             args = {"path": r.choice(devices), "property": prop, "value": r.choice(sizes)}
             s.add({"qmp": "qom-set", "arguments": args}, "qom-set")
         elif x < 0.82 and r.random() < 0.4:

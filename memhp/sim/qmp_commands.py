@@ -194,6 +194,8 @@ class QMPCommands:
                         "node": dev.node,
                         "memdev": f"/objects/{dev.memdev}",
                         "hotplugged": dev.hotplugged,
+                        # PCIDevice's devfn (DEFINE_PROP_PCI_DEVFN): slot << 3
+                        "addr": dev.pci_slot << 3,
                     },
                 )
             values |= {"hotpluggable": True, "realized": True}
@@ -230,6 +232,11 @@ class QMPCommands:
                         "(type 'pc-dimm') after it was realized"
                     )
                 raise QMPError(f"Property 'pc-dimm.{prop}' not found")
+            if prop == "addr":  # the PCI proxy's own qdev property
+                raise QMPError(
+                    f"Attempt to set property 'addr' on device '{name}' "
+                    "(type 'virtio-mem-pci') after it was realized"
+                )
             # virtio-mem-pci aliases the virtio-mem device's properties: errors
             # name the anonymous virtio-mem child (virtio_instance_init_common())
             if prop == "block-size":
