@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from memhp.platform.glib_ghash import GHashTable
 from memhp.platform.qerror import QemuError
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -82,6 +83,35 @@ _FIXED_NAMED = {
     "pmem": "cannot change property 'pmem' of {t}.",
     "readonly": "cannot change property 'readonly' of {t}.",
     "hugetlbsize": "cannot change property value",
+}
+
+
+#: Each class's own properties in the order its class_init adds them (name, QOM
+#: type): host_memory_backend_class_init(), memfd_backend_class_init() (hugetlb and
+#: hugetlbsize when the host's memfd supports MFD_HUGETLB), file_backend_class_init()
+#: (pmem: Debian's QEMU is built with libpmem); memory-backend-ram adds none.
+_CLASS_PROPS: dict[str, tuple[tuple[str, str], ...]] = {
+    "memory-backend": (
+        ("merge", "bool"),
+        ("dump", "bool"),
+        ("prealloc", "bool"),
+        ("prealloc-threads", "int"),
+        ("prealloc-context", "link<thread-context>"),
+        ("size", "int"),
+        ("host-nodes", "int"),
+        ("policy", "HostMemPolicy"),
+        ("share", "bool"),
+        ("reserve", "bool"),
+        ("x-use-canonical-path-for-ramblock-id", "bool"),
+    ),
+    "memory-backend-memfd": (("hugetlb", "bool"), ("hugetlbsize", "int"), ("seal", "bool")),
+    "memory-backend-file": (
+        ("discard-data", "bool"),
+        ("mem-path", "string"),
+        ("align", "int"),
+        ("pmem", "bool"),
+        ("readonly", "bool"),
+    ),
 }
 
 
@@ -226,6 +256,19 @@ class Backend:
         elif name == "prealloc-context" and value != "":
             raise QemuError(f"Device '{value}' not found", "DeviceNotFound")
         self.props[name] = value
+
+    def class_properties(self) -> list[tuple[str, str]]:
+        """(name, type) of the class properties up to ``memory-backend``, each
+        class's table walked in its GHashTable order (object_property_iter_next())."""
+        own = _CLASS_PROPS.get(self.qom_type, ())
+        out: list[tuple[str, str]] = []
+        for props in (own, _CLASS_PROPS["memory-backend"]):
+            table = GHashTable()
+            for name, _ in props:
+                table.insert(name)
+            kinds = dict(props)
+            out += [(name, kinds[name]) for name in table]
+        return out
 
     def has_shared_zeropage(self) -> bool:
         """virtio_mem_has_shared_zeropage(): private anonymous memory (no fd, not

@@ -93,6 +93,8 @@ class QemuPcMachine:
     #: backend id.  The backend leaves /objects once its DIMM is gone, as the
     #: management side (the bench, ``memhp vm``) object-dels it after the eject.
     implicit: dict[str, str] = field(default_factory=dict)
+    #: The devices with an id, children of ``/machine/peripheral``, in its table.
+    peripheral: GHashTable = field(default_factory=GHashTable)
 
     @classmethod
     def for_machine(cls, spec: MachineSpec, platform: AcpiPlatform) -> QemuPcMachine:
@@ -163,17 +165,61 @@ class QemuPcMachine:
 
     def resolve_path(self, path: str) -> tuple[str, str] | None:
         """object_resolve_path() over the objects this model has: ("backend", ID)
-        under /objects or ("device", ID) under /machine/peripheral; a partial path
-        (no leading /) matches the end of exactly one of them (ambiguous: None)."""
+        under /objects, ("device", ID) under /machine/peripheral, or one of those two
+        containers ("container", its path); a partial path (no leading /) matches the
+        end of exactly one of them (ambiguous: None)."""
         self._sync_implicit()
-        known = [(f"/objects/{b}", ("backend", b)) for b in self.objects]
-        devices = [s.dimm.id for s in self.platform.slots if s.dimm is not None]
-        devices += [v.id for v in self.virtio_bus.devices] if self.virtio_bus else []
-        known += [(f"/machine/peripheral/{d}", ("device", d)) for d in devices]
+        self._sync_peripheral()
+        known = [("/objects", ("container", "/objects"))]
+        known += [("/machine/peripheral", ("container", "/machine/peripheral"))]
+        known += [(f"/objects/{b}", ("backend", b)) for b in self.objects]
+        known += [(f"/machine/peripheral/{d}", ("device", d)) for d in self.peripheral]
         if path.startswith("/"):
-            return next((what for p, what in known if p == path), None)
+            return next((what for p, what in known if p == path.rstrip("/") or p == path), None)
         found = [what for p, what in known if p.endswith("/" + path)]
         return found[0] if len(found) == 1 else None
+
+    def _sync_peripheral(self) -> None:
+        """Devices that left (an ejected DIMM) leave /machine/peripheral."""
+        for did in list(self.peripheral):
+            gone = self.platform.slot_of(did) is None
+            if gone and self.virtio_bus is not None and self.virtio_bus.find(did) is not None:
+                gone = False
+            if gone:
+                self.peripheral.remove(did)
+
+    def add_peripheral(self, did: str) -> None:
+        """qdev_set_id(): a device with an id becomes /machine/peripheral/ID."""
+        self._sync_peripheral()
+        self.peripheral.insert(did)
+
+    def qom_list(self, path: str) -> list[dict[str, str]]:
+        """qmp_qom_list() of a container or a backend: object_property_iter_next()
+        walks the instance's properties (children of a container), then each class's
+        own up to ``object`` (its ``type``), every table in GHashTable order; the
+        list is prepended to.  QemuError as qmp_qom_list() reports it."""
+        found = self.resolve_path(path)
+        if found is None:
+            raise QemuError(f"Device '{path}' not found", "DeviceNotFound")
+        kind, name = found
+        props: list[tuple[str, str]] = []
+        if kind == "container":
+            if name == "/objects":
+                props += [(o, f"child<{self.backends[o].qom_type}>") for o in self.objects]
+            else:
+                props += [(d, f"child<{self._device_type(d)}>") for d in self.peripheral]
+        elif kind == "backend":
+            # its RAM block's MemoryRegion, a child named after it
+            # (memory_region_init_ram*() -> object_property_add_child(owner, "ID[*]"))
+            props.append((f"{name}[0]", "child<memory-region>"))
+            props += self.backends[name].class_properties()
+        else:
+            raise QemuError(f"memhp: qom-list of a device ('{path}') is not modelled")
+        props.append(("type", "string"))  # (TYPE_OBJECT's class property)
+        return [{"name": n, "type": t} for n, t in reversed(props)]
+
+    def _device_type(self, did: str) -> str:
+        return "pc-dimm" if self.platform.slot_of(did) is not None else "virtio-mem-pci"
 
     def memdev_list(self) -> list[dict[str, Any]]:
         """qmp_query_memdev(): each backend prepended as /objects is walked."""
@@ -299,6 +345,7 @@ class QemuPcMachine:
             self._dimm_seq += 1
             id = f"dimm{self._dimm_seq}"
         d = Dimm(id=id, memdev=memdev or f"mem-{id}", addr=addr, size=size, node=node, slot=slot)
+        self.add_peripheral(d.id)
         p.plug(d)  # pc_dimm_plug() -> acpi_memory_plug_cb(): the guest is notified
         return d
 

@@ -349,6 +349,7 @@ def virtio_mem_device_add(
         hotplugged=hotplugged,
         unplugged_inaccessible=inaccessible,
     )
+    qemu.add_peripheral(dev.id)
     bus.plug(dev)  # pc_virtio_md_pci_plug() -> the PCI hotplug handler: the guest probes
     return dev
 

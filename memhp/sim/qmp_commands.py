@@ -48,6 +48,7 @@ class QMPCommands:
             "device_del": self.device_del,
             "qom-get": self.qom_get,
             "qom-set": self.qom_set,
+            "qom-list": self.qom_list,
             "query-memory-devices": self.query_memory_devices,
             "query-memory-size-summary": self.query_memory_size_summary,
             "query-memdev": self.query_memdev,
@@ -156,6 +157,12 @@ class QMPCommands:
             raise QMPError(f"Device '{path}' not found", "DeviceNotFound")
         return found
 
+    def qom_list(self, args: dict[str, Any]) -> object:
+        """qmp_qom_list() of /objects, /machine/peripheral or a backend."""
+        parse_args(args, {"path": "str"})
+        with self.sim.lock, _qemu_errors():
+            return self.sim.qemu.qom_list(args["path"])
+
     def qom_get(self, args: dict[str, Any]) -> object:
         """qom-get of a backend's properties (memhp.platform.hostmem), of a pc-dimm's
         or a virtio-mem-pci's (theirs, and DeviceState's hotpluggable, hotplugged and
@@ -164,6 +171,10 @@ class QMPCommands:
         prop = args["property"]
         with self.sim.lock:
             kind, name = self._qom_resolve(args["path"])
+            if kind == "container":
+                if prop != "type":
+                    raise QMPError(f"Property 'container.{prop}' not found")
+                return "container"
             if kind == "backend":
                 with _qemu_errors():
                     return self.sim.qemu.backends[name].get(prop)
@@ -210,6 +221,10 @@ class QMPCommands:
         prop, value = args["property"], args["value"]
         with self.sim.lock:
             kind, name = self._qom_resolve(args["path"])
+            if kind == "container":
+                if prop != "type":
+                    raise QMPError(f"Property 'container.{prop}' not found")
+                raise QMPError("Property 'container.type' is not writable")
             if kind == "backend":
                 b = self.sim.qemu.backends[name]
                 check_type(prop, value, b.kind_of(prop))

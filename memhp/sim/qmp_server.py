@@ -11,7 +11,8 @@ drives a simulated machine unchanged:
   ``memory-backend-memfd``, ``memory-backend-file``);
 - ``device_add`` / ``device_del`` of ``pc-dimm`` (id, memdev, node, addr, slot);
 - ``qom-get`` / ``qom-set`` of backends (``/objects/ID``), pc-dimms and
-  virtio-mem-pci devices;
+  virtio-mem-pci devices; ``qom-list`` of ``/objects``, ``/machine/peripheral``
+  and backends;
 - ``query-memory-devices``, ``query-memory-size-summary``, ``query-memdev``,
   ``query-acpi-ospm-status``, ``human-monitor-command`` (the monitor's memory
   hotplug commands), ``query-version``, ``query-commands``,

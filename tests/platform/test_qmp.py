@@ -516,3 +516,46 @@ def test_acpi_ospm_status_keeps_the_last_ost_of_each_slot() -> None:
     assert after == {"slot": "2", "slot-type": "DIMM", "source": 3, "status": 0}
     with pytest.raises(Exception, match="unexpected"):
         ospm({"bogus": 1})
+
+
+def test_qom_list_of_containers_and_backends() -> None:
+    """qom-list walks a container's children in its GHashTable order and a backend's
+    class properties, each list prepended to (QEMU 7.2, qmp-backend-properties)."""
+    from memhp.sim.qmp_commands import QMPCommands
+    from memhp.sim.qmp_protocol import QMPError
+
+    sim = SimMachine(load_machine(MACHINE))
+    t = QMPCommands(sim).table()
+    t["object-add"]({"qom-type": "memory-backend-ram", "id": "r0", "size": 1 << 27})
+    sim.device_add(128 << 20, 0, id="d0")
+    objects = cast(list[dict[str, str]], t["qom-list"]({"path": "/objects"}))
+    assert objects[0] == {"name": "type", "type": "string"}
+    assert {o["name"]: o["type"] for o in objects[1:]} == {
+        "m0": "child<memory-backend-ram>",
+        "r0": "child<memory-backend-ram>",
+        "mem-d0": "child<memory-backend-ram>",
+    }
+    assert t["qom-list"]({"path": "peripheral"}) == [
+        {"name": "type", "type": "string"},
+        {"name": "d0", "type": "child<pc-dimm>"},
+    ]
+    ram = cast(list[dict[str, str]], t["qom-list"]({"path": "/objects/r0"}))
+    assert [p["name"] for p in ram] == [
+        "type",
+        "share",
+        "size",
+        "dump",
+        "prealloc-threads",
+        "x-use-canonical-path-for-ramblock-id",
+        "policy",
+        "prealloc-context",
+        "prealloc",
+        "reserve",
+        "host-nodes",
+        "merge",
+        "r0[0]",
+    ]
+    with pytest.raises(QMPError, match="Device 'nosuch' not found"):
+        t["qom-list"]({"path": "nosuch"})
+    sim.device_del("d0")  # ejected: it leaves /machine/peripheral
+    assert t["qom-list"]({"path": "/machine/peripheral"}) == [{"name": "type", "type": "string"}]
