@@ -230,8 +230,9 @@ class VirtioMemResize(_QmpRepliesCompared):
 
 
 #: A raw QMP step that made the guest act waits until no event came for this long
-#: (longer than QEMU's 1 s MEMORY_DEVICE_SIZE_CHANGE throttle), at most EVENT_TIMEOUT.
-EVENT_QUIET = 1.5
+#: (longer than QEMU's 1 s MEMORY_DEVICE_SIZE_CHANGE throttle and than a loaded TCG
+#: guest's answer to a Device Check), at most EVENT_TIMEOUT.
+EVENT_QUIET = 3.0
 EVENT_TIMEOUT = 20.0
 
 
@@ -281,12 +282,18 @@ class Qmp(_QmpRepliesCompared):
     def _guest_acts(self, reply: object) -> bool:
         """A command whose success makes the guest act (device_add, device_del,
         qom-set, and their HMP forms when the monitor printed no error)."""
-        if self.command in ("device_add", "device_del", "qom-set"):
+        args = dict(self.arguments)
+        if self.command in ("device_add", "device_del"):
             return True
+        if self.command == "qom-set":  # (a backend's or a DIMM's property: nothing to do)
+            return args.get("property") == "requested-size"
         if self.command == "human-monitor-command":
-            line = str(dict(self.arguments).get("command-line", "")).strip()
-            verb = line.split(" ", 1)[0]
-            return verb in ("device_add", "device_del", "qom-set") and not str(reply)
+            words = str(args.get("command-line", "")).split()
+            if str(reply) or not words:  # (the monitor printed an error)
+                return False
+            if words[0] == "qom-set":
+                return "requested-size" in words
+            return words[0] in ("device_add", "device_del")
         return False
 
 
