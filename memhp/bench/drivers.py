@@ -88,8 +88,7 @@ MOUNT_FAILED = 32
 
 
 def strerror_label(text: str) -> str:
-    """The errno name of the strerror() text ending a message ("... failed: Invalid
-    argument" → ``"EINVAL"``); the text itself when it names none."""
+    """The errno name of a message's ending strerror() text, else the text itself."""
     last = text.strip().rsplit(": ", 1)[-1]
     for code in errno.errorcode:
         if os.strerror(code) == last:
@@ -201,13 +200,11 @@ class Driver(Protocol):
         ...
 
     def settle_virtio_mem(self, id: str, settle: float, timeout: float) -> None:
-        """Wait until virtio-mem ``id``'s size reaches its requested size or stops
-        moving for ``settle`` seconds (at most ``timeout``), and the guest is done."""
+        """Wait until virtio-mem ``id`` reaches its requested size or stops (see virtio)."""
         ...
 
     def settle_events(self, quiet: float, timeout: float) -> None:
-        """Wait until no QMP event came for ``quiet`` seconds (at most ``timeout``):
-        what a command made the guest do is reported before the step ends."""
+        """Wait until no QMP event came for ``quiet`` s (at most ``timeout``)."""
         ...
 
     def capture(self) -> Snapshot:
@@ -387,7 +384,7 @@ class ModelDriver:
         model_settle(self.m, id, settle, timeout)
 
     def settle_events(self, quiet: float, timeout: float) -> None:
-        pass  # (the model's events are all in by the command's reply)
+        return  # (the model's events are all in by the command's reply)
 
     def close(self) -> None:
         pass
@@ -577,16 +574,8 @@ class QMPDriver:
         return [line for line in lines if pattern in line]
 
     def settle_events(self, quiet: float, timeout: float) -> None:
-        if self.vm is None:
-            return  # (the model behind a QMP socket answers synchronously)
-        deadline = time.monotonic() + timeout
-        seen, since = len(self.platform.log), time.monotonic()
-        while time.monotonic() < deadline and time.monotonic() - since < quiet:
-            time.sleep(0.1)
-            with contextlib.suppress(Exception):
-                self.platform.events()
-            if len(self.platform.log) != seen:
-                seen, since = len(self.platform.log), time.monotonic()
+        if self.vm is not None:  # (the model behind a QMP socket answers synchronously)
+            self.platform.wait_quiet(quiet, timeout)
 
     def settle_virtio_mem(self, id: str, settle: float, timeout: float) -> None:
         from memhp.bench.virtio import real_settle

@@ -242,6 +242,17 @@ class QMPPlatform:
         out, self._queue = self._queue, []
         return out
 
+    def wait_quiet(self, quiet: float, timeout: float) -> None:
+        """Wait until no event came for ``quiet`` seconds (at most ``timeout``): what
+        a command made the guest do is in :attr:`log` when this returns."""
+        deadline = time.monotonic() + timeout
+        seen, since = len(self.log), time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - since < quiet:
+            time.sleep(0.1)
+            self._pull()
+            if len(self.log) != seen:
+                seen, since = len(self.log), time.monotonic()
+
     def wait_for(self, match: Callable[[QmpEvent], bool], timeout: float, what: str) -> QmpEvent:
         """Wait for (and take from the queue) the first event ``match`` accepts."""
         deadline = time.monotonic() + timeout
