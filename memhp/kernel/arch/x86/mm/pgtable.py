@@ -37,6 +37,7 @@ What is modelled, after the kernel functions named in each docstring:
 from __future__ import annotations
 
 import itertools
+import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -128,7 +129,7 @@ class PageSrc:
 class Table:
     """One page-table page: 512 entries, sparse children and leaf backings."""
 
-    __slots__ = ("backing", "base", "children", "kind", "level", "src", "unused")
+    __slots__ = ("_backing", "_packed", "base", "children", "kind", "level", "src", "unused")
 
     def __init__(self, level: Level, base: int, src: PageSrc) -> None:
         self.level = level
@@ -136,10 +137,48 @@ class Table:
         self.src = src
         self.kind: npt.NDArray[np.int8] = np.zeros(PTRS_PER_TABLE, np.int8)
         self.children: dict[int, Table] = {}
-        #: vmemmap leaves: the page(s) each one maps.
-        self.backing: dict[int, PageSrc] = {}
+        self._backing: dict[int, PageSrc] | None = {}
+        #: A copy's backing until first used (see __getstate__).
+        self._packed: tuple[list[Allocation | None], bytes] | None = None
         #: vmemmap 2 MiB leaves partly PAGE_UNUSED: bitmask of unused 4 KiB pages.
         self.unused: dict[int, int] = {}
+
+    @property
+    def backing(self) -> dict[int, PageSrc]:
+        """vmemmap leaves: the page(s) each one maps."""
+        b = self._backing
+        if b is None:
+            assert self._packed is not None
+            allocs, rows = self._packed
+            b = self._backing = {
+                i: PageSrc(kind, allocs[a], n, list(pieces), magic, refs)
+                for i, kind, a, n, pieces, magic, refs in pickle.loads(rows)
+            }
+            self._packed = None
+        return b
+
+    def __getstate__(self) -> tuple[None, dict[str, object]]:
+        """A copy (pickle) of a table of boot memory's vmemmap keeps its leaves'
+        sources as one string, rebuilt when the copy first uses them: a study's
+        runs copy a booted machine for each run, and the memmap of boot memory
+        (~500 leaves a 64 GiB machine) is rarely removed.  Each PageSrc is one
+        leaf's only (every leaf gets a new one), so rebuilding them one by one
+        gives the same objects; their allocations are the copy's own."""
+        b = self.backing
+        packed = None
+        if len(b) >= 64 and all(s.kind == "bootmem" for s in b.values()):
+            allocs: list[Allocation | None] = []
+            where: dict[int, int] = {}
+            rows = []
+            for i, s in b.items():
+                if (j := where.get(id(s.alloc))) is None:
+                    j = where[id(s.alloc)] = len(allocs)
+                    allocs.append(s.alloc)
+                rows.append((i, s.kind, j, s.nr_pages, tuple(s.pieces), s.magic, s.refs))
+            packed = (allocs, pickle.dumps(rows, pickle.HIGHEST_PROTOCOL))
+        state = {n: getattr(self, n) for n in ("base", "children", "kind", "level", "src")}
+        state |= {"unused": self.unused, "_backing": None if packed else b, "_packed": packed}
+        return None, state
 
     @property
     def entry_size(self) -> int:
