@@ -336,30 +336,49 @@ class PageTableTree:
             return
         for i in idx:
             del backing[i]
-            t.unused.pop(i, None)
-        self.vmemmap_pages["buddy"] -= sum(s.nr_pages for s in srcs)
+        if unused := t.unused:
+            for i in idx:
+                unused.pop(i, None)
         live, zv, nv, iv, by = pa.allocs, pa._zv, pa._nv, pa._iv, pa.by_section
         # PageAllocator.free(a, sec, n) of each leaf's pages in turn (highest section
         # first): the owners' extents (_index_sub()) as it goes, the counts and
         # free-list placements of each run of consecutive frees into one section at
         # once at the end (neither reads the other; each owner is a leaf's own).
         runs: list[list[int]] = []  # [state, section, pages, frees]
+        run: list[int] = [-1, -1, 0, 0]
+        nr = 0
         for src, a in zip(srcs, allocs, strict=True):
-            if a.id not in live:
+            nr += src.nr_pages
+            if (aid := a.id) not in live:
                 continue
-            ext, aid, st = a.extents, a.id, a.state
-            items: list[tuple[int, int]] | tuple[tuple[int, int]]
-            if len(ext) == 1 and src.nr_pages > 0:
+            ext, st = a.extents, a.state
+            if len(ext) == 1 and (n := src.nr_pages) > 0:  # (a section's memmap)
                 ((sec, m),) = ext.items()
-                items = ((sec, min(src.nr_pages, m)),)
-            else:
-                items = []
-                left = src.nr_pages
-                for sec in sorted(ext, reverse=True):
-                    if left <= 0:
-                        break
-                    items.append((sec, n := min(left, ext[sec])))
-                    left -= n
+                if n < m:
+                    ext[sec] = m - n
+                else:
+                    n = m
+                    del ext[sec], live[aid]
+                d = by[sec]
+                if left := d[aid] - n:
+                    d[aid] = left
+                else:
+                    del d[aid]
+                    if not d:
+                        del by[sec]
+                if run[1] == sec and run[0] == st:
+                    run[2] += n
+                    run[3] += 1
+                else:
+                    runs.append(run := [st, sec, n, 1])
+                continue
+            items: list[tuple[int, int]] = []
+            left = src.nr_pages
+            for sec in sorted(ext, reverse=True):
+                if left <= 0:
+                    break
+                items.append((sec, n := min(left, ext[sec])))
+                left -= n
             for sec, n in items:
                 if left := ext[sec] - n:
                     ext[sec] = left
@@ -372,13 +391,14 @@ class PageTableTree:
                     del d[aid]
                     if not d:
                         del by[sec]
-                if runs and (r := runs[-1])[1] == sec and r[0] == st:
-                    r[2] += n
-                    r[3] += 1
+                if run[1] == sec and run[0] == st:
+                    run[2] += n
+                    run[3] += 1
                 else:
-                    runs.append([st, sec, n, 1])
+                    runs.append(run := [st, sec, n, 1])
             if not ext:
                 del live[aid]
+        self.vmemmap_pages["buddy"] -= nr
         fa = pa.free_area
         for state, sec, n, k in runs:
             pa._move(sec, PageState(state), PageState.FREE, n)
