@@ -310,9 +310,8 @@ class PageAllocator(WatermarkOps):
         """gfp_zone() of an allocation of ``state``: ZONE_MOVABLE for movable pages
         (GFP_HIGHUSER_MOVABLE, and a pin that may stay in ZONE_MOVABLE), else
         ZONE_NORMAL (GFP_KERNEL)."""
-        if state == PageState.MOVABLE or (
-            state is PageState.PINNED and not self.pin_excludes_movable
-        ):
+        pin = state is PageState.PINNED and not self.pin_excludes_movable
+        if state == PageState.MOVABLE or pin:
             return ZoneType.MOVABLE
         return ZoneType.NORMAL
 
@@ -460,9 +459,10 @@ class PageAllocator(WatermarkOps):
     def _take(self, a: Allocation, plan: list[tuple[int, int]], state: int) -> None:
         """Free pages of the plan become ``a``'s (_move() and _index_add() of each entry)."""
         cv, zv, nv, ext, by = self._cv, self._zv, self._nv, a.extents, self.by_section
-        aid, zsv, wu = a.id, self._zsv, state == _UNMOVABLE
+        aid, zsv, wu, urv = a.id, self._zsv, state == _UNMOVABLE, self._urv
         for sec, n in plan:
-            self._room_taken(sec, n, wu)
+            if wu or urv[sec] or n > cv[_FREE, sec]:  # (else it changes nothing)
+                self._room_taken(sec, n, wu)
             cv[_FREE, sec] -= n
             cv[state, sec] += n
             if (z := zv[sec]) >= 0:
