@@ -272,16 +272,16 @@ class PageAllocator(WatermarkOps):
                 self.free_area.to_tail((int(nid), int(z)), np.sort(sel).astype(np.int64))
 
     def section_offline(self, first: int, end: int) -> None:
-        """Take the (all free) pages of sections [first, end), all of one zone, out of
-        the buddy and undo their isolation (__offline_isolated_pages: isolated free
-        pages, never in NR_FREE_PAGES, which stays as it is)."""
+        """Take the (all free) pages of sections [first, end), all of one zone, out of the
+        buddy, undo their isolation (__offline_isolated_pages; NR_FREE_PAGES never had them)."""
         secs = slice(first, end)
         c = self.counts[:, secs]
-        key = (int(self.nid[first]), int(self.zone[first]))
+        key = (self._nv[first], self._zv[first])
         if left := [s for s in self.iso.pop(key, ()) if not first <= s < end]:
             self.iso[key] = left
-        arr = self._zkey(*key)
-        arr -= c.sum(axis=1)
+        v = self._zview(*key)  # (sums of Python ints: a numpy reduction costs more here)
+        for st, row in enumerate(c.tolist()):
+            v[st] -= sum(row)
         c[_FREE] = 0
         self.zone[secs] = -1
         self.isolated[secs] = False
