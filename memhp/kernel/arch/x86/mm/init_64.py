@@ -395,7 +395,7 @@ class KernelPageTables(PageTableTree):
         if f0 < f1:
             seg = t.kind[f0:f1]
             leaves = seg == LEAF
-            n = int(leaves.sum())
+            n = int(np.count_nonzero(leaves))  # (no ndarray.sum() wrapper: hot)
             if n:
                 if not direct:
                     tb = t.backing
@@ -408,7 +408,7 @@ class KernelPageTables(PageTableTree):
                 else:
                     self.direct_pages[lv] -= n
                 seg[leaves] = NONE
-        for j in np.flatnonzero(t.kind[i0:i1] != NONE).tolist():
+        for j in t.kind[i0:i1].nonzero()[0].tolist():  # (the entries not NONE)
             i = j + i0
             lo, hi = max(va0, t.base + i * sz), min(va1, t.base + (i + 1) * sz)
             if t.kind[i] == LEAF:
