@@ -12,12 +12,13 @@ import pytest
 
 from memhp.abi.layout import SECTION_SIZE, GiB, MiB
 from memhp.kernel.arch.x86.mm.init_64 import KernelPageTables, split_mem_range
-from memhp.kernel.arch.x86.mm.pgtable import PAGE_OFFSET, Level
+from memhp.kernel.arch.x86.mm.pgtable import PAGE_OFFSET, Level, Table
 from memhp.kernel.drivers.base.memory import MemState, device_offline
 from memhp.kernel.invariants import check_invariants
 from memhp.kernel.kernel import Kernel
 from memhp.kernel.machine import MachineError, MachineSpec, parse_machine, parse_size
 from memhp.kernel.mm import memory_hotplug as mh
+from memhp.sim import snapshot as copies
 from tests.conftest import ROOT, machine
 
 
@@ -291,3 +292,38 @@ def test_movable_node_layout_equals_never_present() -> None:
         )
     )
     assert k.pgtables.layout() == other.pgtables.layout()
+
+
+def _tables(t: Table) -> list[Table]:
+    return [t, *(x for c in t.children.values() for x in _tables(c))]
+
+
+def _leaves(k: Kernel) -> list[tuple[object, ...]]:
+    return [
+        (t.level, t.base, i, s.kind, s.alloc and s.alloc.id, s.nr_pages, s.pieces, s.magic, s.refs)
+        for t in _tables(k.pgtables.pgd)
+        for i, s in t.backing.items()
+    ]
+
+
+def test_a_copy_rebuilds_the_boot_vmemmap_leaves_when_it_first_uses_them() -> None:
+    """A copy (memhp.sim.snapshot, a study's per-run machine) keeps the sources of boot
+    memory's vmemmap leaves packed until first used: then they are the original's,
+    with the copy's own allocations; a copy of a copy that never used them too."""
+    spec = parse_machine(
+        {
+            "name": "m16",
+            "profile": "linux-6.1",
+            "node": [{"id": 0, "cpus": [0], "memory": [["0", "16G"]]}],
+        }
+    )
+    k = Kernel(spec)
+    copy = copies.loads(copies.dumps(k))
+    assert [t for t in _tables(copy.pgtables.pgd) if t._packed is not None]
+    again = copies.loads(copies.dumps(copies.loads(copies.dumps(k))))
+    assert _leaves(copy) == _leaves(k) == _leaves(again)
+    for t in _tables(copy.pgtables.pgd):
+        assert t._packed is None
+        for s in t.backing.values():
+            if s.alloc is not None and s.alloc.id in copy.pa.allocs:
+                assert s.alloc is copy.pa.allocs[s.alloc.id]

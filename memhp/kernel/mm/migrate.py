@@ -227,8 +227,10 @@ def _move_group(
     zv, nv, by, fa = pa._zv, pa._nv, pa.by_section, pa.free_area
     fleft = {sec: cv[_FREE, sec] for sec, _ in plan}
     zmoved: dict[tuple[int, int], int] = {}  # pages FREE -> MOVABLE per zone
+    urv = pa._urv
     for sec, m in plan:
-        pa._room_taken(sec, m, False)  # (as _take() does)
+        if urv[sec] or m > cv[_FREE, sec]:  # (as _take() does)
+            pa._room_taken(sec, m, False)
         cv[_FREE, sec] -= m
         cv[_MOVABLE, sec] += m
         if (zi := zv[sec]) >= 0:

@@ -272,16 +272,16 @@ class PageAllocator(WatermarkOps):
                 self.free_area.to_tail((int(nid), int(z)), np.sort(sel).astype(np.int64))
 
     def section_offline(self, first: int, end: int) -> None:
-        """Take the (all free) pages of sections [first, end), all of one zone, out of
-        the buddy and undo their isolation (__offline_isolated_pages: isolated free
-        pages, never in NR_FREE_PAGES, which stays as it is)."""
+        """Take the (all free) pages of sections [first, end), all of one zone, out of the
+        buddy, undo their isolation (__offline_isolated_pages; NR_FREE_PAGES never had them)."""
         secs = slice(first, end)
         c = self.counts[:, secs]
-        key = (int(self.nid[first]), int(self.zone[first]))
+        key = (self._nv[first], self._zv[first])
         if left := [s for s in self.iso.pop(key, ()) if not first <= s < end]:
             self.iso[key] = left
-        arr = self._zkey(*key)
-        arr -= c.sum(axis=1)
+        v = self._zview(*key)  # (sums of Python ints: a numpy reduction costs more here)
+        for st, row in enumerate(c.tolist()):
+            v[st] -= sum(row)
         c[_FREE] = 0
         self.zone[secs] = -1
         self.isolated[secs] = False
@@ -310,9 +310,8 @@ class PageAllocator(WatermarkOps):
         """gfp_zone() of an allocation of ``state``: ZONE_MOVABLE for movable pages
         (GFP_HIGHUSER_MOVABLE, and a pin that may stay in ZONE_MOVABLE), else
         ZONE_NORMAL (GFP_KERNEL)."""
-        if state == PageState.MOVABLE or (
-            state is PageState.PINNED and not self.pin_excludes_movable
-        ):
+        pin = state is PageState.PINNED and not self.pin_excludes_movable
+        if state == PageState.MOVABLE or pin:
             return ZoneType.MOVABLE
         return ZoneType.NORMAL
 
@@ -460,9 +459,10 @@ class PageAllocator(WatermarkOps):
     def _take(self, a: Allocation, plan: list[tuple[int, int]], state: int) -> None:
         """Free pages of the plan become ``a``'s (_move() and _index_add() of each entry)."""
         cv, zv, nv, ext, by = self._cv, self._zv, self._nv, a.extents, self.by_section
-        aid, zsv, wu = a.id, self._zsv, state == _UNMOVABLE
+        aid, zsv, wu, urv = a.id, self._zsv, state == _UNMOVABLE, self._urv
         for sec, n in plan:
-            self._room_taken(sec, n, wu)
+            if wu or urv[sec] or n > cv[_FREE, sec]:  # (else it changes nothing)
+                self._room_taken(sec, n, wu)
             cv[_FREE, sec] -= n
             cv[state, sec] += n
             if (z := zv[sec]) >= 0:

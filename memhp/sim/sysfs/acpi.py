@@ -19,6 +19,7 @@ from memhp.sim.sysfs.kernfs import (
     Entry,
     Link,
     Node,
+    entries_dir,
     group_entries,
     static_dir,
     uevent_store,
@@ -53,7 +54,7 @@ def acpi_dev_dir(k: Kernel, dev: AcpiDevice) -> Dir:
     for i, bid in enumerate(dev.physical_nodes):  # acpi_bind_one()
         name = "physical_node" if i == 0 else f"physical_node{i}"
         e[name] = _link(f"../../../../system/memory/memory{bid}")
-    return static_dir(e)
+    return entries_dir(e)
 
 
 def _link(target: str) -> Entry:

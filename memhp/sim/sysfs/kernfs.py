@@ -76,6 +76,17 @@ def static_dir(entries: dict[str, Entry]) -> Dir:
     return Dir(names, child)
 
 
+def entries_dir(entries: dict[str, Entry]) -> Dir:
+    """:func:`static_dir` of entries that are all present (no factory returns None,
+    e.g. an object's attribute groups and links): listing it builds no node."""
+
+    def child(name: str) -> Node | None:
+        f = entries.get(name)
+        return f() if f is not None else None
+
+    return Dir(lambda: list(entries), child)
+
+
 def indexed_dir(
     prefix: str,
     ids: Callable[[], list[int]],
@@ -208,7 +219,7 @@ def lazy_group_dir(
 
 def group_dir(k: Kernel, obj: T, *groups: AttrGroup[T]) -> Dir:
     """The directory of one object: its attribute groups."""
-    return static_dir(group_entries(k, obj, *groups))
+    return entries_dir(group_entries(k, obj, *groups))
 
 
 # ---------------------------------------------------------------- common attributes

@@ -54,14 +54,6 @@ def node_stat(node: Node) -> Stat:
     return Stat(Kind.FILE, node.mode, node.size() if node.size else PAGE_SIZE)
 
 
-class _Fail(Exception):
-    """A lookup failed with ``errno`` (reported against the whole path)."""
-
-    def __init__(self, err: int) -> None:
-        super().__init__(err)
-        self.errno = err
-
-
 #: Directories whose nodes compute everything from the model on demand and belong to
 #: no kernel object: they stay in the lookup cache when objects come and go (the
 #: tree's spine; a device's or block's own directory holds its object and goes).
@@ -186,34 +178,42 @@ class KernelSysfs:
             if hit is not None:
                 return hit
             path = normpath(path)
-            try:
-                return self._lookup(path, follow_last, [0])
-            except _Fail as e:
-                raise oserror(e.errno, path) from None
+            found = self._lookup(path, follow_last, [0])
+            if isinstance(found, int):
+                raise oserror(found, path) from None
+            return found
 
-    def _lookup(self, path: str, follow_last: bool, hops: list[int]) -> tuple[str, Node]:
+    def _lookup(self, path: str, follow_last: bool, hops: list[int]) -> tuple[str, Node] | int:
         """resolve() of a normalised path: its parent directory (cached), then the
-        last name in it; a link is followed from its canonical place (at most 40)."""
+        last name in it; a link is followed from its canonical place (at most 40).
+        A failed lookup returns its errno (reported against the whole path; no
+        exception on the way: a missing block is what ``memhp remove`` waits for)."""
         key = (path, follow_last)
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        hit: tuple[str, Node] | int
         if path == "/":
             hit = ("/", self.root)
         else:
             parent, name = path.rsplit("/", 1)
-            pcanon, pnode = self._lookup(parent or "/", True, hops)
+            up = self._lookup(parent or "/", True, hops)
+            if isinstance(up, int):
+                return up
+            pcanon, pnode = up
             if not isinstance(pnode, Dir):
-                raise _Fail(errno.ENOTDIR)
+                return errno.ENOTDIR
             nxt = pnode.child(name)
             if nxt is None:
-                raise _Fail(errno.ENOENT)
+                return errno.ENOENT
             cur = pcanon.rstrip("/") + "/" + name
             if isinstance(nxt, Link) and follow_last:
                 hops[0] += 1
                 if hops[0] > 40:
-                    raise _Fail(errno.ELOOP)
+                    return errno.ELOOP
                 hit = self._lookup(resolve_link(cur, nxt.target), True, hops)
+                if isinstance(hit, int):
+                    return hit
             else:
                 hit = (cur, nxt)
         if len(self._cache) > 65536:

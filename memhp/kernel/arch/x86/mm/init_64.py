@@ -395,19 +395,20 @@ class KernelPageTables(PageTableTree):
         if f0 < f1:
             seg = t.kind[f0:f1]
             leaves = seg == LEAF
-            n = int(leaves.sum())
+            n = int(np.count_nonzero(leaves))  # (no ndarray.sum() wrapper: hot)
             if n:
                 if not direct:
+                    tb = t.backing
                     backed = (
-                        [j for j in range(f0, f1) if j in t.backing]
-                        if f1 - f0 < len(t.backing)
-                        else [j for j in t.backing if f0 <= j < f1]
+                        [j for j in range(f0, f1) if j in tb]
+                        if f1 - f0 < len(tb)
+                        else [j for j in tb if f0 <= j < f1]
                     )
                     self._free_vmemmap_leaves(t, backed)
                 else:
                     self.direct_pages[lv] -= n
                 seg[leaves] = NONE
-        for j in np.flatnonzero(t.kind[i0:i1] != NONE).tolist():
+        for j in t.kind[i0:i1].nonzero()[0].tolist():  # (the entries not NONE)
             i = j + i0
             lo, hi = max(va0, t.base + i * sz), min(va1, t.base + (i + 1) * sz)
             if t.kind[i] == LEAF:
@@ -434,8 +435,9 @@ class KernelPageTables(PageTableTree):
         if direct and t.base + (i0 + int(present[0])) * PAGE_SIZE - PAGE_OFFSET < IDENT_MAP_END:
             return  # "We mapped [0,1G) memory as identity mapping when initializing"
         if not direct:
+            tb = t.backing
             for j in present.tolist():
-                src = t.backing.pop(j + i0)
+                src = tb.pop(j + i0)
                 self._free_src(src, 1)
                 self.vmemmap_pages[src.kind] -= 1
         else:

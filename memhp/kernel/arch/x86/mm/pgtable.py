@@ -37,6 +37,7 @@ What is modelled, after the kernel functions named in each docstring:
 from __future__ import annotations
 
 import itertools
+import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -128,7 +129,7 @@ class PageSrc:
 class Table:
     """One page-table page: 512 entries, sparse children and leaf backings."""
 
-    __slots__ = ("backing", "base", "children", "kind", "level", "src", "unused")
+    __slots__ = ("_backing", "_packed", "base", "children", "kind", "level", "src", "unused")
 
     def __init__(self, level: Level, base: int, src: PageSrc) -> None:
         self.level = level
@@ -136,10 +137,48 @@ class Table:
         self.src = src
         self.kind: npt.NDArray[np.int8] = np.zeros(PTRS_PER_TABLE, np.int8)
         self.children: dict[int, Table] = {}
-        #: vmemmap leaves: the page(s) each one maps.
-        self.backing: dict[int, PageSrc] = {}
+        self._backing: dict[int, PageSrc] | None = {}
+        #: A copy's backing until first used (see __getstate__).
+        self._packed: tuple[list[Allocation | None], bytes] | None = None
         #: vmemmap 2 MiB leaves partly PAGE_UNUSED: bitmask of unused 4 KiB pages.
         self.unused: dict[int, int] = {}
+
+    @property
+    def backing(self) -> dict[int, PageSrc]:
+        """vmemmap leaves: the page(s) each one maps."""
+        b = self._backing
+        if b is None:
+            assert self._packed is not None
+            allocs, rows = self._packed
+            b = self._backing = {
+                i: PageSrc(kind, allocs[a], n, list(pieces), magic, refs)
+                for i, kind, a, n, pieces, magic, refs in pickle.loads(rows)
+            }
+            self._packed = None
+        return b
+
+    def __getstate__(self) -> tuple[None, dict[str, object]]:
+        """A copy (pickle) of a table of boot memory's vmemmap keeps its leaves'
+        sources as one string, rebuilt when the copy first uses them: a study's
+        runs copy a booted machine for each run, and the memmap of boot memory
+        (~500 leaves a 64 GiB machine) is rarely removed.  Each PageSrc is one
+        leaf's only (every leaf gets a new one), so rebuilding them one by one
+        gives the same objects; their allocations are the copy's own."""
+        b = self.backing
+        packed = None
+        if len(b) >= 64 and all(s.kind == "bootmem" for s in b.values()):
+            allocs: list[Allocation | None] = []
+            where: dict[int, int] = {}
+            rows = []
+            for i, s in b.items():
+                if (j := where.get(id(s.alloc))) is None:
+                    j = where[id(s.alloc)] = len(allocs)
+                    allocs.append(s.alloc)
+                rows.append((i, s.kind, j, s.nr_pages, tuple(s.pieces), s.magic, s.refs))
+            packed = (allocs, pickle.dumps(rows, pickle.HIGHEST_PROTOCOL))
+        state = {n: getattr(self, n) for n in ("base", "children", "kind", "level", "src")}
+        state |= {"unused": self.unused, "_backing": None if packed else b, "_packed": packed}
+        return None, state
 
     @property
     def entry_size(self) -> int:
@@ -297,30 +336,49 @@ class PageTableTree:
             return
         for i in idx:
             del backing[i]
-            t.unused.pop(i, None)
-        self.vmemmap_pages["buddy"] -= sum(s.nr_pages for s in srcs)
+        if unused := t.unused:
+            for i in idx:
+                unused.pop(i, None)
         live, zv, nv, iv, by = pa.allocs, pa._zv, pa._nv, pa._iv, pa.by_section
         # PageAllocator.free(a, sec, n) of each leaf's pages in turn (highest section
         # first): the owners' extents (_index_sub()) as it goes, the counts and
         # free-list placements of each run of consecutive frees into one section at
         # once at the end (neither reads the other; each owner is a leaf's own).
         runs: list[list[int]] = []  # [state, section, pages, frees]
+        run: list[int] = [-1, -1, 0, 0]
+        nr = 0
         for src, a in zip(srcs, allocs, strict=True):
-            if a.id not in live:
+            nr += src.nr_pages
+            if (aid := a.id) not in live:
                 continue
-            ext, aid, st = a.extents, a.id, a.state
-            items: list[tuple[int, int]] | tuple[tuple[int, int]]
-            if len(ext) == 1 and src.nr_pages > 0:
+            ext, st = a.extents, a.state
+            if len(ext) == 1 and (n := src.nr_pages) > 0:  # (a section's memmap)
                 ((sec, m),) = ext.items()
-                items = ((sec, min(src.nr_pages, m)),)
-            else:
-                items = []
-                left = src.nr_pages
-                for sec in sorted(ext, reverse=True):
-                    if left <= 0:
-                        break
-                    items.append((sec, n := min(left, ext[sec])))
-                    left -= n
+                if n < m:
+                    ext[sec] = m - n
+                else:
+                    n = m
+                    del ext[sec], live[aid]
+                d = by[sec]
+                if left := d[aid] - n:
+                    d[aid] = left
+                else:
+                    del d[aid]
+                    if not d:
+                        del by[sec]
+                if run[1] == sec and run[0] == st:
+                    run[2] += n
+                    run[3] += 1
+                else:
+                    runs.append(run := [st, sec, n, 1])
+                continue
+            items: list[tuple[int, int]] = []
+            left = src.nr_pages
+            for sec in sorted(ext, reverse=True):
+                if left <= 0:
+                    break
+                items.append((sec, n := min(left, ext[sec])))
+                left -= n
             for sec, n in items:
                 if left := ext[sec] - n:
                     ext[sec] = left
@@ -333,13 +391,14 @@ class PageTableTree:
                     del d[aid]
                     if not d:
                         del by[sec]
-                if runs and (r := runs[-1])[1] == sec and r[0] == st:
-                    r[2] += n
-                    r[3] += 1
+                if run[1] == sec and run[0] == st:
+                    run[2] += n
+                    run[3] += 1
                 else:
-                    runs.append([st, sec, n, 1])
+                    runs.append(run := [st, sec, n, 1])
             if not ext:
                 del live[aid]
+        self.vmemmap_pages["buddy"] -= nr
         fa = pa.free_area
         for state, sec, n, k in runs:
             pa._move(sec, PageState(state), PageState.FREE, n)
