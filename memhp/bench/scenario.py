@@ -107,7 +107,7 @@ from typing import Any
 import memhp.bench.actions_virtio  # noqa: F401  (registers the virtio-mem and QMP actions)
 from memhp.bench.actions import ACTIONS, Action, ScenarioError, as_str, as_strings
 from memhp.bench.drivers import HotAdd, errno_label, errno_value
-from memhp.bench.initramfs import BENCH_KERNELS, DEFAULT_KERNEL
+from memhp.bench.initramfs import BENCH_IMAGE_SIZES, BENCH_KERNELS, DEFAULT_KERNEL
 from memhp.bench.vm import NodeConfig, VMConfig
 from memhp.kernel.machine import ONLINE_TYPES, MachineError, MachineSpec, parse_machine
 from memhp.kernel.machine_qemu_pc import qemu_device_memory
@@ -248,7 +248,7 @@ class Scenario:
         if version == self.kernel:
             return self
         try:
-            spec = parse_machine({**self.machine_doc, "profile": BENCH_KERNELS[version]})
+            spec = parse_machine(_on_kernel(self.machine_doc, self.kernel, version))
         except MachineError as e:
             raise ScenarioError(f"{self.name}: machine.{e.key}: {e.problem}") from None
         if self.needs_guest_python:
@@ -364,6 +364,16 @@ def _load_toml(path: str, where: str) -> dict[str, Any]:
         raise ScenarioError(f"{where}: {path} is a directory") from None
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"{where}: {path}: not valid TOML: {e}") from None
+
+
+def _on_kernel(mdoc: Mapping[str, Any], kernel: str, version: str) -> dict[str, Any]:
+    """A machine of bench kernel ``kernel`` on bench kernel ``version``: its profile,
+    and that kernel's image when the machine had the other's (BENCH_IMAGE_SIZES)."""
+    doc = {**mdoc, "profile": BENCH_KERNELS[version]}
+    kern = dict(doc.get("kernel") or {})
+    if str(kern.get("image_size", "")) == BENCH_IMAGE_SIZES[kernel]:
+        doc["kernel"] = {**kern, "image_size": BENCH_IMAGE_SIZES[version]}
+    return doc
 
 
 def _machine_doc(raw: object, base_dir: str, where: str) -> dict[str, Any]:
@@ -513,8 +523,8 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<scenario>") -> Scenario
     # for that kernel: then it runs on (and models) the first one it is for.
     kernel = next((v for v, p in BENCH_KERNELS.items() if p == mdoc.get("profile")), DEFAULT_KERNEL)
     if kernel not in kernels:
+        mdoc = _on_kernel(mdoc, kernel, kernels[0])
         kernel = kernels[0]
-        mdoc["profile"] = BENCH_KERNELS[kernel]
     try:
         spec = parse_machine(mdoc)
     except MachineError as e:

@@ -315,6 +315,13 @@ def test_scenario_kernels() -> None:
     assert (both.kernel, both.machine.profile.name) == ("6.1", "linux-6.1")
     assert both.for_kernel("6.12").machine.profile.name == "linux-6.12"
     assert both.for_kernel("6.12").vm_config().kernel == "6.12"
+    # the bench guest's kernel image follows the kernel (6.12 keeps 7020 kB less)
+    img = {k: both.for_kernel(k).machine.kernel_image_size >> 10 for k in ("6.1", "6.12")}
+    assert img == {"6.1": 45204, "6.12": 38184}
+    assert sc.machine.kernel_image_size >> 10 == 38184
+    base = {"base": "machines/qemu-linux-6.1.toml", "kernel": {"image_size": "32M"}}
+    other = parse_scenario({**doc, "kernels": ["6.1", "6.12"], "machine": base}, "o.toml")
+    assert other.for_kernel("6.12").machine.kernel_image_size == 32 << 20  # (not the guest's)
     with pytest.raises(ScenarioError, match="kernels: expected bench kernels"):
         parse_scenario({**doc, "kernels": ["5.15"]}, "z.toml")
     with pytest.raises(ScenarioError, match=r"profile linux-6\.1 takes true or false"):
