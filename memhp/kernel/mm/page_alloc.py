@@ -403,6 +403,11 @@ class PageAllocator(WatermarkOps, ZonelistOps):
         watermarks; nothing is allocated then.
         """
         plan = self._plan(nr_pages * chunks, state, owner, nid, this_node, zone, highest=highest)
+        if chunks == 1:  # (the loop below for one chunk: the whole plan)
+            a = self._new(chunk_owner(0) if chunk_owner else owner, kind, state, nid)
+            self._take(a, plan, state)
+            self._taken_all(plan, state)
+            return [a]
         out: list[Allocation] = []
         it = iter(plan)
         sec = left = 0
@@ -542,6 +547,7 @@ class PageAllocator(WatermarkOps, ZonelistOps):
             else list(a.extents.items())
         )
         st, cv, zv, nv = a.state, self._cv, self._zv, self._nv
+        ext, aid, by = a.extents, a.id, self.by_section
         for s, n in items:
             if st is PageState.RESERVED or st is PageState.ALTMAP:
                 # free_reserved_page()/put_page_bootmem(): to the buddy if online,
@@ -560,15 +566,24 @@ class PageAllocator(WatermarkOps, ZonelistOps):
                 if st is PageState.UNMOVABLE:  # (back to its unmovable block)
                     self._urv[s] += n
                 if (z := zv[s]) >= 0:
-                    v = self._zview(nv[s], z)
+                    v = self._zsv.get((nv[s], z)) or self._zview(nv[s], z)
                     v[st] -= n
                     v[_FREE] += n
-            self._index_sub(a, s, n)
+            if left := ext[s] - n:  # _index_sub(a, s, n)
+                ext[s] = left
+            else:
+                del ext[s]
+            if left := (d := by[s])[aid] - n:
+                d[aid] = left
+            else:
+                del d[aid]
+                if not d:
+                    del by[s]
             # (__free_one_page() without FPI_TO_TAIL: to the head, unless isolated)
             if (z := zv[s]) >= 0 and not self._iv[s]:
                 self.free_area.to_head((nv[s], z), s)
-        if not a.extents:
-            del self.allocs[a.id]
+        if not ext:
+            del self.allocs[aid]
 
     def absorb(self, owner: Allocation, new: Allocation) -> None:
         """Hand the pages of ``new`` to ``owner`` (a migrated page keeps its owner)."""
