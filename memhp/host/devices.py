@@ -84,10 +84,11 @@ def device_block_indices(root: SysfsRoot, dev_path: str) -> list[int]:
 
 
 def _acpi_device(
-    root: SysfsRoot, name: str, bsize: int, brief: bool = False
+    root: SysfsRoot, name: str, bsize: int, brief: bool = False, target: str | None = None
 ) -> MemoryDevice | None:
+    """``target``: where its /sys/bus/acpi/devices link points, when already read."""
     link = f"{SYS_ACPI_DEVICES}/{name}"
-    path = root.link_target(link) or link
+    path = target or root.link_target(link) or link
     idx = device_block_indices(root, path)
     read = read_block_state if brief else read_block
     blocks = []
@@ -143,9 +144,11 @@ def find_device(root: SysfsRoot, spec: str, brief: bool = False) -> MemoryDevice
     name = spec.rstrip("/").rsplit("/", 1)[-1]
     if not name.startswith(ACPI_MEMORY_HID + ":"):
         raise UsageError(f"unknown memory device: {spec} (expected {ACPI_MEMORY_HID}:NN)")
-    if not root.exists(f"{SYS_ACPI_DEVICES}/{name}"):
+    link = f"{SYS_ACPI_DEVICES}/{name}"
+    target = root.link_target(link)  # (a link there is an existing entry: no lstat first)
+    if not target and not root.exists(link):
         raise UsageError(f"unknown memory device: {spec}")
-    dev = _acpi_device(root, name, block_size(root), brief)
+    dev = _acpi_device(root, name, block_size(root), brief, target)
     assert dev is not None
     return dev
 

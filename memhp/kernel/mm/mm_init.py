@@ -33,6 +33,7 @@ def build_zonelists(k: Kernel) -> None:
     for n in k.spec.nodes:
         order = sorted(k.spec.nodes, key=lambda m: (n.distance[ids.index(m.id)], m.id))
         k.pa.node_order[n.id] = [m.id for m in order]
+    k.pa.zonelists_changed()
 
 
 def _node_has_above_4g(k: Kernel, nid: int) -> bool:

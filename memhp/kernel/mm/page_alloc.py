@@ -40,7 +40,7 @@ import numpy.typing as npt
 
 from memhp.abi.layout import MAX_ORDER_NR_PAGES, PAGE_SIZE, PAGES_PER_SECTION, pfn_to_section_nr
 from memhp.kernel.mm.mmzone import FreeArea, PgData, Zone, ZoneType
-from memhp.kernel.mm.page_alloc_watermarks import WatermarkOps, Watermarks
+from memhp.kernel.mm.page_alloc_watermarks import WatermarkOps, Watermarks, ZonelistOps
 
 
 class PageState(IntEnum):
@@ -85,7 +85,7 @@ class Allocation:
         return Allocation, (self.id, self.owner, self.kind, self.state, self.nid, self.extents)
 
 
-class PageAllocator(WatermarkOps):
+class PageAllocator(WatermarkOps, ZonelistOps):
     """Per-section page counters, the allocation registry and placement rules."""
 
     def __init__(
@@ -135,10 +135,12 @@ class PageAllocator(WatermarkOps):
         self._iv, self._uv, self._rv = self.isolated.data, self.unmovable_block.data, self.ram.data
         self._urv = self.unmovable_free.data
         self._zsv: dict[tuple[int, int], memoryview] = {k: a.data for k, a in self.zstate.items()}
+        #: zonelist() results by their arguments (node order and nodes are set at boot).
+        self._zonelists: dict[tuple[object, ...], tuple[Zone, ...]] = {}
 
     def __getstate__(self) -> dict[str, object]:
         """A copy (pickle) holds the arrays; the views are made again from them."""
-        views = ("_cv", "_zv", "_nv", "_iv", "_uv", "_rv", "_urv", "_zsv")
+        views = ("_cv", "_zv", "_nv", "_iv", "_uv", "_rv", "_urv", "_zsv", "_zonelists")
         return {k: v for k, v in self.__dict__.items() if k not in views}
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -315,32 +317,6 @@ class PageAllocator(WatermarkOps):
             return ZoneType.MOVABLE
         return ZoneType.NORMAL
 
-    def zonelist(
-        self,
-        nid: int,
-        state: PageState,
-        this_node: bool = False,
-        only: ZoneType | None = None,
-        nodes: Sequence[int] | None = None,
-        highest: ZoneType | None = None,
-    ) -> list[Zone]:
-        """build_zonelists() + gfp_zone(): the zones an allocation may use, in order.
-
-        ``only`` restricts it to one zone type (a workload placed in one zone); a
-        zone the allocation type may not use stays excluded.  ``nodes`` (a nodemask
-        applied to ``nid``'s zonelist) and ``highest`` (gfp_zone()) override.
-        """
-        if (highest or self.highest_zoneidx(state)) is ZoneType.MOVABLE:
-            zones: tuple[ZoneType, ...] = (ZoneType.MOVABLE, ZoneType.NORMAL, ZoneType.DMA32)
-        else:
-            zones = (ZoneType.NORMAL, ZoneType.DMA32)
-        if only is not None:
-            zones = tuple(z for z in zones if z is only)
-        if nodes is None:
-            nodes = [nid] if this_node else self.node_order.get(nid, [nid])
-        pg = self.pgdats
-        return [pg[n].node_zones[z] for n in nodes if n in pg for z in zones]
-
     #: Tail entries examined at a time when looking for free pages.
     WINDOW = 4096
 
@@ -427,6 +403,11 @@ class PageAllocator(WatermarkOps):
         watermarks; nothing is allocated then.
         """
         plan = self._plan(nr_pages * chunks, state, owner, nid, this_node, zone, highest=highest)
+        if chunks == 1:  # (the loop below for one chunk: the whole plan)
+            a = self._new(chunk_owner(0) if chunk_owner else owner, kind, state, nid)
+            self._take(a, plan, state)
+            self._taken_all(plan, state)
+            return [a]
         out: list[Allocation] = []
         it = iter(plan)
         sec = left = 0
@@ -508,7 +489,9 @@ class PageAllocator(WatermarkOps):
         need = total
         self.ensure_watermarks()
         hi = highest or self.highest_zoneidx(state)
-        zl = self.zonelist(nid, state, this_node, zone, nodes, hi)
+        zl = self._zonelist(
+            nid, state, this_node, zone, None if nodes is None else tuple(nodes), hi
+        )
         got = [0] * len(zl)
         for i, z in enumerate(zl):
             if need and (avail := self.watermark_room(z, hi, z.watermark_low)) > 0:
@@ -564,6 +547,7 @@ class PageAllocator(WatermarkOps):
             else list(a.extents.items())
         )
         st, cv, zv, nv = a.state, self._cv, self._zv, self._nv
+        ext, aid, by = a.extents, a.id, self.by_section
         for s, n in items:
             if st is PageState.RESERVED or st is PageState.ALTMAP:
                 # free_reserved_page()/put_page_bootmem(): to the buddy if online,
@@ -582,15 +566,24 @@ class PageAllocator(WatermarkOps):
                 if st is PageState.UNMOVABLE:  # (back to its unmovable block)
                     self._urv[s] += n
                 if (z := zv[s]) >= 0:
-                    v = self._zview(nv[s], z)
+                    v = self._zsv.get((nv[s], z)) or self._zview(nv[s], z)
                     v[st] -= n
                     v[_FREE] += n
-            self._index_sub(a, s, n)
+            if left := ext[s] - n:  # _index_sub(a, s, n)
+                ext[s] = left
+            else:
+                del ext[s]
+            if left := (d := by[s])[aid] - n:
+                d[aid] = left
+            else:
+                del d[aid]
+                if not d:
+                    del by[s]
             # (__free_one_page() without FPI_TO_TAIL: to the head, unless isolated)
             if (z := zv[s]) >= 0 and not self._iv[s]:
                 self.free_area.to_head((nv[s], z), s)
-        if not a.extents:
-            del self.allocs[a.id]
+        if not ext:
+            del self.allocs[aid]
 
     def absorb(self, owner: Allocation, new: Allocation) -> None:
         """Hand the pages of ``new`` to ``owner`` (a migrated page keeps its owner)."""

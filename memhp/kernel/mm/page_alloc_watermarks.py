@@ -2,8 +2,9 @@
 (calculate_min_free_kbytes(), __setup_per_zone_wmarks(),
 setup_per_zone_lowmem_reserve(), calculate_totalreserve_pages()) and the
 transparent-hugepage floor of mm/khugepaged.c (set_recommended_min_free_kbytes()).
-Part of mm/page_alloc.c, kept in its own module for size;
-:class:`memhp.kernel.mm.page_alloc.PageAllocator` calls it.
+Part of mm/page_alloc.c, kept in its own module for size, as are the zonelists
+(build_zonelists() + gfp_zone(): :class:`ZonelistOps`);
+:class:`memhp.kernel.mm.page_alloc.PageAllocator` calls them.
 
 Checked against the guests' /proc/zoneinfo (min, low, high, protection) in the
 recorded scenarios of Debian's 6.1 and 6.12 (tests/kernel/test_watermarks.py).
@@ -12,9 +13,14 @@ recorded scenarios of Debian's 6.1 and 6.12 (tests/kernel/test_watermarks.py).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from memhp.abi.layout import PAGE_SIZE, PAGEBLOCK_NR_PAGES
 from memhp.kernel.mm.mmzone import KERNEL_ZONES, PgData, Zone, ZoneType
+
+if TYPE_CHECKING:
+    from memhp.kernel.mm.page_alloc import PageState
 
 #: sysctl_lowmem_reserve_ratio[MAX_NR_ZONES] (mm/page_alloc.c) at boot: a zone keeps
 #: 1/ratio of the managed pages of the zones above it from allocations that may use
@@ -273,3 +279,73 @@ class WatermarkOps:
         """Bring the watermarks up to date if an online/offline changed them."""
         if self.wmarks.dirty:
             self.wmarks.compute(self.pgdats)
+
+
+class ZonelistOps:
+    """The zones an allocation may use, in order (a base of
+    :class:`memhp.kernel.mm.page_alloc.PageAllocator`)."""
+
+    pgdats: dict[int, PgData]
+    node_order: dict[int, list[int]]
+    #: zonelist() results by their arguments (the node order and the nodes are set at
+    #: boot: build_zonelists() calls :meth:`zonelists_changed`).
+    _zonelists: dict[tuple[object, ...], tuple[Zone, ...]]
+
+    def highest_zoneidx(self, state: PageState) -> ZoneType:
+        raise NotImplementedError
+
+    def zonelist(
+        self,
+        nid: int,
+        state: PageState,
+        this_node: bool = False,
+        only: ZoneType | None = None,
+        nodes: Sequence[int] | None = None,
+        highest: ZoneType | None = None,
+    ) -> list[Zone]:
+        """build_zonelists() + gfp_zone(): the zones an allocation may use, in order.
+
+        ``only`` restricts it to one zone type (a workload placed in one zone); a
+        zone the allocation type may not use stays excluded.  ``nodes`` (a nodemask
+        applied to ``nid``'s zonelist) and ``highest`` (gfp_zone()) override.
+        """
+        return list(
+            self._zonelist(
+                nid, state, this_node, only, None if nodes is None else tuple(nodes), highest
+            )
+        )
+
+    def _zonelist(
+        self,
+        nid: int,
+        state: PageState,
+        this_node: bool,
+        only: ZoneType | None,
+        nodes: tuple[int, ...] | None,
+        highest: ZoneType | None,
+    ) -> tuple[Zone, ...]:
+        """:meth:`zonelist`, computed once per arguments (it depends on nothing else
+        that changes after boot: :meth:`zonelists_changed` when it does)."""
+        movable = (highest or self.highest_zoneidx(state)) is ZoneType.MOVABLE
+        key = (nid, movable, this_node, only, nodes)
+        zl = self._zonelists.get(key)
+        if zl is not None:
+            return zl
+        if movable:
+            zones: tuple[ZoneType, ...] = (ZoneType.MOVABLE, ZoneType.NORMAL, ZoneType.DMA32)
+        else:
+            zones = (ZoneType.NORMAL, ZoneType.DMA32)
+        if only is not None:
+            zones = tuple(z for z in zones if z is only)
+        order = nodes
+        if order is None:
+            order = (nid,) if this_node else tuple(self.node_order.get(nid, [nid]))
+        pg = self.pgdats
+        zl = self._zonelists[key] = tuple(
+            pg[n].node_zones[z] for n in order if n in pg for z in zones
+        )
+        return zl
+
+    def zonelists_changed(self) -> None:
+        """The node order or the nodes changed (build_zonelists())."""
+        self._zonelists.clear()

@@ -73,9 +73,11 @@ class KernelSysfs:
         #: Bumped on every kernel object event (lib/kobject_uevent: add/remove).
         self._objects_version = 0
         kernel.objects.subscribe(self._on_object_event)
-        self._cache: dict[tuple[str, bool], tuple[str, Node]] = {}
-        #: The cache's entries of :data:`_SPINE`, put back whenever it is emptied.
-        self._spine: dict[tuple[str, bool], tuple[str, Node]] = {}
+        #: Lookups by path: [0] not following the last link, [1] following it
+        #: (keyed by the string alone: no tuple to build and hash per lookup).
+        self._caches: tuple[dict[str, tuple[str, Node]], dict[str, tuple[str, Node]]] = ({}, {})
+        #: The caches' entries of :data:`_SPINE`, put back whenever they are emptied.
+        self._spines: tuple[dict[str, tuple[str, Node]], dict[str, tuple[str, Node]]] = ({}, {})
         self._gen = -1
         #: Called (outside the lock) after a change that may have added or removed
         #: sysfs objects, e.g. by a FUSE server that caches directory entries.
@@ -171,10 +173,9 @@ class KernelSysfs:
         with self.lock:
             gen = self._objects_version  # (_topology_version())
             if gen != self._gen:
-                self._cache.clear()
-                self._cache.update(self._spine)
+                self._reset_caches()
                 self._gen = gen
-            hit = self._cache.get((path, follow_last))
+            hit = self._caches[follow_last].get(path)
             if hit is not None:
                 return hit
             path = normpath(path)
@@ -183,13 +184,18 @@ class KernelSysfs:
                 raise oserror(found, path) from None
             return found
 
+    def _reset_caches(self) -> None:
+        for cache, spine in zip(self._caches, self._spines, strict=True):
+            cache.clear()
+            cache.update(spine)
+
     def _lookup(self, path: str, follow_last: bool, hops: list[int]) -> tuple[str, Node] | int:
         """resolve() of a normalised path: its parent directory (cached), then the
         last name in it; a link is followed from its canonical place (at most 40).
         A failed lookup returns its errno (reported against the whole path; no
         exception on the way: a missing block is what ``memhp remove`` waits for)."""
-        key = (path, follow_last)
-        cached = self._cache.get(key)
+        cache = self._caches[follow_last]
+        cached = cache.get(path)
         if cached is not None:
             return cached
         hit: tuple[str, Node] | int
@@ -197,7 +203,7 @@ class KernelSysfs:
             hit = ("/", self.root)
         else:
             parent, name = path.rsplit("/", 1)
-            up = self._lookup(parent or "/", True, hops)
+            up = self._caches[1].get(parent or "/") or self._lookup(parent or "/", True, hops)
             if isinstance(up, int):
                 return up
             pcanon, pnode = up
@@ -216,12 +222,11 @@ class KernelSysfs:
                     return hit
             else:
                 hit = (cur, nxt)
-        if len(self._cache) > 65536:
-            self._cache.clear()
-            self._cache.update(self._spine)
-        self._cache[key] = hit
+        if len(cache) > 65536:
+            self._reset_caches()
+        cache[path] = hit
         if path in _SPINE:
-            self._spine[key] = hit
+            self._spines[follow_last][path] = hit
         return hit
 
     # ================================================================ SysfsFS
