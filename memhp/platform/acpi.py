@@ -10,6 +10,7 @@ memory hotplug does.  Pure model: no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from memhp.abi.acpi import (
@@ -79,6 +80,8 @@ class AcpiPlatform:
     slots: list[MemorySlot] = field(default_factory=list)
     events: list[PlatformEvent] = field(default_factory=list)
     notify: NotifyHandler | None = None
+    #: Told of each DIMM the OS ejected (QEMU's unplug: the device is unparented).
+    on_eject: Callable[[Dimm], None] | None = None
 
     @classmethod
     def for_machine(cls, spec: MachineSpec) -> AcpiPlatform:
@@ -136,6 +139,8 @@ class AcpiPlatform:
             return False
         d = s.dimm
         s.dimm = None
+        if self.on_eject is not None:
+            self.on_eject(d)
         self.events.append(
             PlatformEvent("DEVICE_DELETED", {"device": d.id, "path": f"/machine/peripheral/{d.id}"})
         )

@@ -107,6 +107,7 @@ class QemuPcMachine:
         m.cpus = max(1, sum(len(n.cpus) for n in spec.nodes))
         m.node_cpus = [sorted(n.cpus) for n in spec.nodes]
         m.node_mem = [sum(e - s for s, e in n.memory) for n in spec.nodes]
+        platform.on_eject = m._dimm_ejected
         for i, n in enumerate(spec.nodes):
             if size := sum(e - s for s, e in n.memory):
                 oid = node_memdev_id(i)
@@ -125,17 +126,16 @@ class QemuPcMachine:
         del self.backends[oid]
         self.objects.remove(oid)
 
-    def _sync_implicit(self) -> None:
-        """The backends of plug_dimm()'s DIMMs that were ejected are deleted."""
-        for did, oid in list(self.implicit.items()):
-            if self.platform.slot_of(did) is None:
-                del self.implicit[did]
-                if oid in self.backends:
-                    self.remove_backend(oid)
+    def _dimm_ejected(self, d: Dimm) -> None:
+        """The OS ejected ``d``: it leaves /machine/peripheral, and the backend
+        plug_dimm() gave it leaves /objects (the management side's object-del)."""
+        self.peripheral.remove(d.id)
+        oid = self.implicit.pop(d.id, None)
+        if oid is not None and oid in self.backends:
+            self.remove_backend(oid)
 
     def object_add(self, qom_type: str, oid: str, props: dict[str, Any]) -> Backend:
         """user_creatable_add_type() of a memory backend: complete() allocates its RAM."""
-        self._sync_implicit()
         # the properties' setters, then the id in /objects, then complete()
         check_backend_props(qom_type, props)
         if oid in self.backends:
@@ -156,7 +156,6 @@ class QemuPcMachine:
 
     def object_del(self, oid: str) -> None:
         """user_creatable_del(): not found / in use (a plugged DIMM maps it)."""
-        self._sync_implicit()
         if oid not in self.backends:
             raise QemuError(f"object '{oid}' not found")
         if self.backend_user(oid) is not None:
@@ -168,29 +167,17 @@ class QemuPcMachine:
         under /objects, ("device", ID) under /machine/peripheral, or one of those two
         containers ("container", its path); a partial path (no leading /) matches the
         end of exactly one of them (ambiguous: None)."""
-        self._sync_implicit()
-        self._sync_peripheral()
         known = [("/objects", ("container", "/objects"))]
         known += [("/machine/peripheral", ("container", "/machine/peripheral"))]
         known += [(f"/objects/{b}", ("backend", b)) for b in self.objects]
         known += [(f"/machine/peripheral/{d}", ("device", d)) for d in self.peripheral]
         if path.startswith("/"):
-            return next((what for p, what in known if p == path.rstrip("/") or p == path), None)
+            return next((what for p, what in known if p == path.rstrip("/")), None)
         found = [what for p, what in known if p.endswith("/" + path)]
         return found[0] if len(found) == 1 else None
 
-    def _sync_peripheral(self) -> None:
-        """Devices that left (an ejected DIMM) leave /machine/peripheral."""
-        for did in list(self.peripheral):
-            gone = self.platform.slot_of(did) is None
-            if gone and self.virtio_bus is not None and self.virtio_bus.find(did) is not None:
-                gone = False
-            if gone:
-                self.peripheral.remove(did)
-
     def add_peripheral(self, did: str) -> None:
         """qdev_set_id(): a device with an id becomes /machine/peripheral/ID."""
-        self._sync_peripheral()
         self.peripheral.insert(did)
 
     def qom_list(self, path: str) -> list[dict[str, str]]:
@@ -223,7 +210,6 @@ class QemuPcMachine:
 
     def memdev_list(self) -> list[dict[str, Any]]:
         """qmp_query_memdev(): each backend prepended as /objects is walked."""
-        self._sync_implicit()
         return [self.backends[oid].memdev_info() for oid in self.objects][::-1]
 
     def backend_user(self, oid: str) -> str | None:
@@ -280,7 +266,6 @@ class QemuPcMachine:
     ) -> Dimm:
         """Plug a pc-dimm with its own memory-backend-ram of ``size`` (``mem-ID``, as
         ``object-add`` then ``device_add``; the backend goes when the DIMM does)."""
-        self._sync_implicit()
         if id is not None and self.platform.slot_of(id) is not None:
             raise QemuError(f"Duplicate ID '{id}' for device")
         if size <= 0:
