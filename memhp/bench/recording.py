@@ -2,7 +2,8 @@
 with it without QEMU.  ONE format, ``tests/data/real/scenarios/<scenario>.json.gz``::
 
     {"scenario": NAME, "order": [STEP NAME...],
-     "meta": {"accel", "kernel", "cmdline", "qemu", "description", "boot_seconds"},
+     "meta": {"accel", "kernel", "cmdline", "qemu", "description", "boot_seconds",
+              "image_layout"},                # the build's sections (memhp.bench.kimage)
      "steps": {STEP NAME: {"result": {"outcome", "detail", "events", "seconds"},
                            "output": {"rc", "stdout", "stderr"},        # memhp, lsmem
                            "snapshot": {PATH: ENTRY}}}}                  # when captured

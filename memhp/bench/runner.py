@@ -15,7 +15,17 @@ from itertools import chain
 
 from memhp.abi.tree import Snapshot
 from memhp.bench.compare import Difference, compare_trees, normalise, short
-from memhp.bench.drivers import CmdResult, Driver, ModelDriver, SideResult, ToolRunner, real_driver
+from memhp.bench.drivers import (
+    CmdResult,
+    Driver,
+    ModelDriver,
+    QMPDriver,
+    SideResult,
+    ToolRunner,
+    real_driver,
+)
+from memhp.bench.initramfs import BenchSetupError, KernelImage
+from memhp.bench.kimage import Layout, image_layout
 from memhp.bench.recording import RecordedStep, Recording, recording_path
 from memhp.bench.scenario import Scenario, Step
 from memhp.bench.virtio import comparable_events
@@ -289,6 +299,38 @@ def model_driver(sc: Scenario, tool: ToolRunner | None = None) -> ModelDriver:
     return ModelDriver.for_machine(sc.machine, tool)
 
 
+def real_build(sc: Scenario, replay: Recording | None = None) -> Layout | None:
+    """The sections of the kernel build the real side runs: the image the bench boots
+    for ``sc`` (:mod:`memhp.bench.kimage`), or the one a ``replay`` recorded (None for
+    a recording older than that: the profile describes its build)."""
+    if replay is not None:
+        raw = replay.meta.get("image_layout")
+        try:
+            return None if raw is None else tuple((int(a), int(b)) for a, b in raw)
+        except (TypeError, ValueError):
+            return None
+    try:
+        return image_layout(KernelImage.find(sc.kernel).vmlinuz)
+    except BenchSetupError:
+        return None  # no kernel to boot: the real side reports it
+
+
+def _meta(sc: Scenario, real: QMPDriver, layout: Layout | None) -> dict[str, object]:
+    """What a recording keeps of the real run."""
+    vm = real.vm
+    assert vm is not None and vm.boot is not None
+    meta: dict[str, object] = {
+        "accel": vm.boot.accel,
+        "kernel": vm.kernel.release if vm.kernel else "",
+        "cmdline": vm.config.cmdline(),
+        "description": sc.description,
+        "boot_seconds": round(vm.boot.seconds, 2),
+    }
+    if layout is not None:
+        meta["image_layout"] = [list(p) for p in layout]
+    return meta
+
+
 def diff_scenario(
     sc: Scenario,
     model_only: bool = False,
@@ -304,8 +346,10 @@ def diff_scenario(
     runs the memhp CLI on the model (the bench does not import the CLI).
     """
     t0 = time.monotonic()
+    layout = None if model_only else real_build(sc, replay)
+    sc = sc.with_image_layout(layout)
     if sc.repeat > 1:
-        return _diff_repeated(sc, model_only, log, replay, record_dir, tool)
+        return _diff_repeated(sc, model_only, log, replay, record_dir, tool, layout)
     model = model_driver(sc, tool)
     if model_only or replay is not None:
         res = run_scenario(sc, model, None, log, replay=replay)
@@ -324,13 +368,7 @@ def diff_scenario(
             res.boot_seconds = round(vm.boot.seconds, 2)
             res.accel = vm.boot.accel
             if rec is not None and record_dir is not None:
-                rec.meta = {
-                    "accel": vm.boot.accel,
-                    "kernel": vm.kernel.release if vm.kernel else "",
-                    "cmdline": vm.config.cmdline(),
-                    "description": sc.description,
-                    "boot_seconds": round(vm.boot.seconds, 2),
-                }
+                rec.meta = _meta(sc, real, layout)
                 rec.save(recording_path(sc, record_dir))
     except Exception as e:  # a guest that did not boot or hung: the scenario fails
         res = ScenarioResult(sc.label, sc.path, sc.description, False)
@@ -354,6 +392,7 @@ def _diff_repeated(
     replay: Recording | None,
     record_dir: str | None,
     tool: ToolRunner | None,
+    layout: Layout | None,
 ) -> ScenarioResult:
     """``repeat = N``: the real side N times (one recording of N runs), the model over
     seeds 0..N-1; each model run follows the real run whose outcomes it shares, and a
@@ -373,14 +412,7 @@ def _diff_repeated(
                     rec = Recording(sc.label)
                     run_scenario(sc, model_driver(sc, tool), real, None, record=rec)
                     accel = vm.boot.accel
-                    rec.meta = {
-                        "accel": vm.boot.accel,
-                        "kernel": vm.kernel.release if vm.kernel else "",
-                        "cmdline": vm.config.cmdline(),
-                        "description": sc.description,
-                        "boot_seconds": round(vm.boot.seconds, 2),
-                        "repeat": sc.repeat,
-                    }
+                    rec.meta = {**_meta(sc, real, layout), "repeat": sc.repeat}
             except Exception as e:  # a guest that did not boot or hung: the scenario fails
                 res = ScenarioResult(sc.label, sc.path, sc.description, False)
                 res.error = f"{type(e).__name__}: {e}"

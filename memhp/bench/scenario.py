@@ -255,6 +255,13 @@ class Scenario:
             spec = replace(spec, gbpages=True)
         return replace(self, machine=spec, kernel=version)
 
+    def with_image_layout(self, layout: tuple[tuple[int, int], ...] | None) -> Scenario:
+        """This scenario with the sections of the kernel build its real side boots
+        (``[kernel] image_layout``; None: the profile's build)."""
+        if layout is None or layout == self.machine.kernel_image_layout:
+            return self
+        return replace(self, machine=replace(self.machine, kernel_image_layout=layout))
+
     @property
     def needs_guest_python(self) -> bool:
         """True when a step runs memhp or lsmem in the guest (the host's Python and /usr)."""

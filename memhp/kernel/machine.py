@@ -42,6 +42,9 @@ A machine is described by a TOML document (see ``machines/*.toml``)::
     image_size = "32M"                    # what the image keeps reserved: "Kernel code"
                                           # start to "Kernel bss" end, less what boot
                                           # frees ("Freeing unused kernel image ...")
+    image_layout = [["0", "0xe01d32"], ...] # "Kernel code", "rodata", "data", "bss" as
+                                          # [start, end) from _text (default: the
+                                          # profile's build; the bench reads its image's)
     percpu_per_cpu = "248K"               # "percpu: Embedded N pages/cpu" (first chunk)
     swiotlb = "64M"                       # swiotlb= (slabs of 2K) bounce buffer
     boot_slab_per_node = "24M"
@@ -116,6 +119,8 @@ class MachineSpec:
     #: Sizes of the kernel's own boot allocations (see memhp.kernel.mm.memblock).
     kernel_image_size: int = 32 * MiB
     kernel_image_start: int = 16 * MiB
+    #: [kernel] image_layout: the build's sections (None: the profile's build).
+    kernel_image_layout: tuple[tuple[int, int], ...] | None = None
     swiotlb_size: int = 64 * MiB
     #: The embedded first percpu chunk per CPU (pcpu_embed_first_chunk, Debian 6.1: 62 pages).
     percpu_per_cpu: int = 248 * 1024
@@ -192,6 +197,24 @@ def _bool(d: Mapping[str, object], key: str, default: bool) -> bool:
     return v
 
 
+def _image_layout(v: object) -> tuple[tuple[int, int], ...] | None:
+    """``[kernel] image_layout``: four [start, end) pairs from _text, in order."""
+    key = "kernel.image_layout"
+    if v is None:
+        return None
+    if not isinstance(v, list) or len(v) != 4:
+        raise MachineError(key, "expected four [start, end] pairs (code, rodata, data, bss)")
+    out: list[tuple[int, int]] = []
+    for i, pair in enumerate(v):
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise MachineError(f"{key}[{i}]", f"expected [start, end], got {pair!r}")
+        a, b = parse_size(pair[0], f"{key}[{i}][0]"), parse_size(pair[1], f"{key}[{i}][1]")
+        if not (out[-1][1] if out else 0) <= a < b:
+            raise MachineError(f"{key}[{i}]", "ranges must be non-empty, in order, not overlapping")
+        out.append((a, b))
+    return tuple(out)
+
+
 def _range(v: object, key: str) -> tuple[int, int]:
     if isinstance(v, Mapping):
         start = parse_size(v.get("start"), key + ".start")
@@ -218,7 +241,7 @@ def _int_list(v: object, key: str) -> tuple[int, ...]:
 
 
 _KERNEL_KEYS = {"image_start", "image_size", "swiotlb", "percpu_per_cpu", "runtime_allocs"}
-_KERNEL_KEYS |= {"boot_slab_per_node"}
+_KERNEL_KEYS |= {"boot_slab_per_node", "image_layout"}
 _KNOWN_TOP = {
     "name",
     "hypervisor",
@@ -453,6 +476,7 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
         maxmem=maxmem,
         kernel_image_start=parse_size(kern.get("image_start", 16 * MiB), "kernel.image_start"),
         kernel_image_size=parse_size(kern.get("image_size", 32 * MiB), "kernel.image_size"),
+        kernel_image_layout=_image_layout(kern.get("image_layout")),
         swiotlb_size=parse_size(kern.get("swiotlb", 64 * MiB), "kernel.swiotlb"),
         percpu_per_cpu=parse_size(kern.get("percpu_per_cpu", 248 * 1024), "kernel.percpu_per_cpu"),
         boot_slab_per_node=parse_size(
@@ -515,6 +539,14 @@ def _check_boot_allocations(spec: MachineSpec, image_key: str) -> None:
             image_key,
             f"the kernel image [{img_s:#x}, {img_e:#x}) does not fit in one boot RAM range",
         )
+    if spec.kernel_image_layout is not None:
+        end = img_s + spec.kernel_image_layout[-1][1]
+        if not any(s <= img_s and end <= e for s, e, _n in spec.boot_ram):
+            raise MachineError(
+                "kernel.image_layout",
+                f"the kernel image's sections [{img_s:#x}, {end:#x}) do not fit in one "
+                "boot RAM range",
+            )
     ram: dict[int, int] = {}
     for s, e, nid in spec.boot_ram:
         node = spec.node(nid)

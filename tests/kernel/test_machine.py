@@ -132,6 +132,27 @@ def test_shipped_machines_load(name: str) -> None:
             "expected an integer >= 0, got -3",
         ),
         (with_(node=[{"id": 0, "cpus": [], "memory": [["0", "1G"]]}]), "node", "CPUs"),
+        (with_(kernel={"image_layout": [[0, 1]]}), "kernel.image_layout", "four [start, end]"),
+        (
+            with_(kernel={"image_layout": [[0, 8], [4, 16], [16, 32], [32, 64]]}),
+            "kernel.image_layout[1]",
+            "not overlapping",
+        ),
+        (
+            with_(kernel={"image_layout": [[0, 8], [8, 16], "x", [32, 64]]}),
+            "kernel.image_layout[2]",
+            "expected [start, end]",
+        ),
+        (
+            with_(kernel={"image_layout": [[0, 8], [8, 16], [16, 32], [32, "lots"]]}),
+            "kernel.image_layout[3][1]",
+            "expected a size",
+        ),
+        (
+            with_(kernel={"image_layout": [[0, 8], [8, 16], [16, 32], [32, "2G"]]}),
+            "kernel.image_layout",
+            "do not fit",
+        ),
     ],
 )
 def test_bad_machines(doc: dict[str, object], key: str, words: str) -> None:
@@ -248,3 +269,26 @@ def test_runtime_allocs_knobs_reach_the_kernel() -> None:
     assert kept_after({"seed": 7, "rate": 64, "keep": 0.5}) == a
     assert kept_after({"enabled": False, "rate": 64}) == []
     assert kept_after({"rate": 0}) == []
+
+
+def test_image_layout_places_the_kernel_resources() -> None:
+    """[kernel] image_layout moves "Kernel code" ... "Kernel bss" in /proc/iomem (the
+    bench gives the layout of the build it boots); without it the profile's build."""
+    from memhp.sim.machine import SimMachine
+
+    def image_lines(doc: dict[str, object]) -> list[str]:
+        m = SimMachine(parse_machine(doc))
+        text = m.sysfs.read("/proc/iomem").decode()
+        return [ln.strip() for ln in text.splitlines() if "Kernel" in ln]
+
+    layout = [["0", "0x200000"], ["0x400000", "0x500000"], ["0x600000", "0x600800"],
+              ["0x700000", "0x800000"]]  # fmt: skip
+    lines = image_lines(with_(kernel={"image_layout": layout}))
+    assert lines == [
+        "01000000-011fffff : Kernel code",
+        "01400000-014fffff : Kernel rodata",
+        "01600000-016007ff : Kernel data",
+        "01700000-017fffff : Kernel bss",
+    ]
+    default = image_lines(dict(BASE))
+    assert len(default) == 4 and default != lines

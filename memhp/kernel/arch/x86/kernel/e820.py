@@ -102,7 +102,8 @@ def e820_reserve_resources(k: Kernel) -> Iomem:
     e820__reserve_resources_late(): the boot content of iomem_resource."""
     iomem = Iomem()
     text = k.spec.kernel_image_start
-    for name, (a, b) in zip(KERNEL_IMAGE_NAMES, k.profile.kernel_image_layout, strict=True):
+    layout = k.spec.kernel_image_layout or k.profile.kernel_image_layout
+    for name, (a, b) in zip(KERNEL_IMAGE_NAMES, layout, strict=True):
         iomem.insert_resource(
             Resource(text + a, text + b - 1, name, IORESOURCE_SYSTEM_RAM | IORESOURCE_BUSY)
         )
