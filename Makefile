@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# the slowest tests in the log (CI time is watched: .ci/run should stay near 30 min)
+PYTEST_ARGS ?= --durations=30
 
 .PHONY: demo test lint typecheck check bench clean venv
 
