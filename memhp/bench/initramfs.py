@@ -52,11 +52,13 @@ VIRTIO_MEM_MODULES: tuple[str, ...] = ("virtio_pci", "virtio_mem")
 #: The Debian kernels the bench boots: version -> the memhp kernel profile that models it.
 BENCH_KERNELS: dict[str, str] = {"6.1": "linux-6.1", "6.12": "linux-6.12"}
 #: What each bench kernel's image keeps reserved after boot (``[kernel] image_size``):
-#: Debian 6.1, /proc/iomem "Kernel code" to the end of "Kernel bss" 53248K, of which
-#: boot frees 8044K (machines/qemu-linux-6.1.toml); Debian 6.12 reserves 45056K
-#: (0x1000000-0x3bfffff) and keeps 7020K less than 6.1 in all: MemTotal at boot is
-#: 7020-7028 kB higher on every machine the bench recorded on both kernels.
-BENCH_IMAGE_SIZES: dict[str, str] = {"6.1": "45204K", "6.12": "38184K"}
+#: [_text, __bss_stop) and the brk used after it (68K on both), less what boot frees
+#: (machines/qemu-linux-6.1.toml, machines/qemu-linux-6.12.toml): 6.1.0-57 45272K,
+#: 6.12.118 38228K.
+BENCH_IMAGE_SIZES: dict[str, str] = {"6.1": "45272K", "6.12": "38228K"}
+#: What each bench kernel's first percpu chunk keeps per CPU (``percpu_per_cpu``;
+#: memblock=debug: the unit pcpu_embed_first_chunk() does not give back).
+BENCH_PERCPU: dict[str, str] = {"6.1": "248K", "6.12": "264K"}
 #: The kernel the bench boots unless told otherwise.
 DEFAULT_KERNEL = "6.1"
 

@@ -79,7 +79,7 @@ profile = "linux-6.1"
 gbpages = false
 
 [machine.kernel]
-image_size = "45204K"
+image_size = "45272K"
 
 [[machine.node]]
 id = 0

@@ -107,7 +107,7 @@ from typing import Any
 import memhp.bench.actions_virtio  # noqa: F401  (registers the virtio-mem and QMP actions)
 from memhp.bench.actions import ACTIONS, Action, ScenarioError, as_str, as_strings
 from memhp.bench.drivers import HotAdd, errno_label, errno_value
-from memhp.bench.initramfs import BENCH_IMAGE_SIZES, BENCH_KERNELS, DEFAULT_KERNEL
+from memhp.bench.initramfs import BENCH_IMAGE_SIZES, BENCH_KERNELS, BENCH_PERCPU, DEFAULT_KERNEL
 from memhp.bench.vm import NodeConfig, VMConfig
 from memhp.kernel.machine import ONLINE_TYPES, MachineError, MachineSpec, parse_machine
 from memhp.kernel.machine_qemu_pc import qemu_device_memory
@@ -252,7 +252,7 @@ class Scenario:
         except MachineError as e:
             raise ScenarioError(f"{self.name}: machine.{e.key}: {e.problem}") from None
         if self.needs_guest_python:
-            spec = replace(spec, gbpages=True)
+            spec = replace(spec, gbpages=True, la57=True)
         return replace(self, machine=spec, kernel=version)
 
     def with_image_layout(self, layout: tuple[tuple[int, int], ...] | None) -> Scenario:
@@ -375,11 +375,15 @@ def _load_toml(path: str, where: str) -> dict[str, Any]:
 
 def _on_kernel(mdoc: Mapping[str, Any], kernel: str, version: str) -> dict[str, Any]:
     """A machine of bench kernel ``kernel`` on bench kernel ``version``: its profile,
-    and that kernel's image when the machine had the other's (BENCH_IMAGE_SIZES)."""
+    and that kernel's image and percpu chunk when the machine had the other's
+    (BENCH_IMAGE_SIZES, BENCH_PERCPU; an absent percpu_per_cpu is the default, 6.1's)."""
     doc = {**mdoc, "profile": BENCH_KERNELS[version]}
     kern = dict(doc.get("kernel") or {})
     if str(kern.get("image_size", "")) == BENCH_IMAGE_SIZES[kernel]:
-        doc["kernel"] = {**kern, "image_size": BENCH_IMAGE_SIZES[version]}
+        kern["image_size"] = BENCH_IMAGE_SIZES[version]
+        if str(kern.get("percpu_per_cpu", BENCH_PERCPU["6.1"])) == BENCH_PERCPU[kernel]:
+            kern["percpu_per_cpu"] = BENCH_PERCPU[version]
+        doc["kernel"] = kern
     return doc
 
 
@@ -561,8 +565,9 @@ def parse_scenario(doc: Mapping[str, Any], path: str = "<scenario>") -> Scenario
         tags = as_strings(tags_raw, f"{where}: tags")
     if any(st.action.guest_python for st in steps):
         # Python in the guest needs `-cpu max` (numpy), whose CPU has pdpe1gb: 1 GiB
-        # pages in the direct map and a hugepages-1048576kB pool, as on the model side.
-        spec = replace(spec, gbpages=True)
+        # pages in the direct map and a hugepages-1048576kB pool, as on the model side;
+        # and LA57: Debian's kernels run 5-level paging there.
+        spec = replace(spec, gbpages=True, la57=True)
     repeat = doc.get("repeat", 1)
     if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
         raise ScenarioError(

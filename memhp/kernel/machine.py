@@ -15,6 +15,8 @@ A machine is described by a TOML document (see ``machines/*.toml``)::
     auto_movable_ratio = 301              # memory_hotplug.auto_movable_ratio=
     auto_movable_numa_aware = true        # memory_hotplug.auto_movable_numa_aware=
     gbpages = true                        # direct mapping may use 1 GiB pages
+    la57 = false                          # 5-level paging (a CPU with LA57): the
+                                          # physical address space is 52 bits, not 46
     transparent_hugepage = "always"       # transparent_hugepage= (Debian's default:
                                           # always; "madvise" too raises min_free_kbytes)
 
@@ -119,6 +121,8 @@ class MachineSpec:
     #: Sizes of the kernel's own boot allocations (see memhp.kernel.mm.memblock).
     kernel_image_size: int = 32 * MiB
     kernel_image_start: int = 16 * MiB
+    #: 5-level paging (CONFIG_X86_5LEVEL on a CPU with LA57): MAX_PHYSMEM_BITS 52.
+    la57: bool = False
     #: [kernel] image_layout: the build's sections (None: the profile's build).
     kernel_image_layout: tuple[tuple[int, int], ...] | None = None
     swiotlb_size: int = 64 * MiB
@@ -256,6 +260,7 @@ _KNOWN_TOP = {
     "auto_movable_ratio",
     "auto_movable_numa_aware",
     "gbpages",
+    "la57",
     "transparent_hugepage",
     "e820",
     "node",
@@ -470,6 +475,7 @@ def parse_machine(doc: Mapping[str, object]) -> MachineSpec:
         memmap_on_memory_force=mom_force,
         movable_node=_bool(doc, "movable_node", False),
         gbpages=_bool(doc, "gbpages", True),
+        la57=_bool(doc, "la57", False),
         e820=tuple(e820),
         nodes=tuple(nodes),
         slots=slots,

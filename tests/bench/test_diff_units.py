@@ -339,10 +339,13 @@ def test_scenario_kernels() -> None:
     assert (both.kernel, both.machine.profile.name) == ("6.1", "linux-6.1")
     assert both.for_kernel("6.12").machine.profile.name == "linux-6.12"
     assert both.for_kernel("6.12").vm_config().kernel == "6.12"
-    # the bench guest's kernel image follows the kernel (6.12 keeps 7020 kB less)
+    # the bench guest's kernel image and percpu chunk follow the kernel
     img = {k: both.for_kernel(k).machine.kernel_image_size >> 10 for k in ("6.1", "6.12")}
-    assert img == {"6.1": 45204, "6.12": 38184}
-    assert sc.machine.kernel_image_size >> 10 == 38184
+    assert img == {"6.1": 45272, "6.12": 38228}
+    pcpu = {k: both.for_kernel(k).machine.percpu_per_cpu >> 10 for k in ("6.1", "6.12")}
+    assert pcpu == {"6.1": 248, "6.12": 264}
+    assert sc.machine.kernel_image_size >> 10 == 38228
+    assert sc.machine.percpu_per_cpu >> 10 == 264
     base = {"base": "machines/qemu-linux-6.1.toml", "kernel": {"image_size": "32M"}}
     other = parse_scenario({**doc, "kernels": ["6.1", "6.12"], "machine": base}, "o.toml")
     assert other.for_kernel("6.12").machine.kernel_image_size == 32 << 20  # (not the guest's)

@@ -1,11 +1,17 @@
 """Boot-time memory reservations (mm/memblock.c and its callers in setup_arch()).
 
-What memblock hands out before the buddy allocator exists: the first MiB, the
-kernel image, each node's memmap buffer (sparse_init_nid) and pgdat
-(alloc_node_data), the first percpu chunk per node with CPUs, the swiotlb bounce
-buffer (NUMA_NO_NODE, top-down below 4 GiB).  The pages are PG_reserved
-allocations of the page allocator (:meth:`PageAllocator.memblock_reserve` and
-:func:`memblock_alloc_try_nid`).
+What memblock hands out before the buddy allocator exists, checked page for page
+against ``memblock=debug`` boots of Debian's 6.1 and 6.12 (the bench's 1G guest):
+the RAM of the first MiB, the kernel image with the brk it used, each node's memmap
+buffer (sparse_init_nid) and pgdat (alloc_node_data), the mem_section roots and
+their index pages (sparse_init, sparse_index_alloc), the pgdat of each node without
+boot memory (free_area_init -> arch_alloc_nodedata; 6.12 alloc_offline_node_data),
+the fixmap's page tables (spp_getpage), the first percpu chunk per node with CPUs,
+the dentry and inode hash tables when one node has memory (dcache_init_early,
+inode_init_early -> alloc_large_system_hash), the swiotlb bounce buffer
+(NUMA_NO_NODE, top-down below 4 GiB) and its slot array (swiotlb_init_remap).  The
+pages are PG_reserved allocations of the page allocator (:func:`memblock_reserve`
+and :func:`memblock_alloc_try_nid`).
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ from memhp.abi.layout import (
     PAGE_SIZE,
     PAGES_PER_SECTION,
     SECTION_SIZE,
+    SECTION_SIZE_BITS,
     MiB,
     pfn_to_section_nr,
 )
+from memhp.kernel.arch.x86.kernel.e820 import memblock_memory
 from memhp.kernel.drivers.acpi.numa.srat import NUMA_NO_NODE
 from memhp.kernel.mm.mmzone import PGDAT_PAGES
 from memhp.kernel.mm.page_alloc import Allocation, AllocError, PageAllocator, PageState
@@ -31,6 +39,41 @@ from memhp.kernel.mm.sparse import MEMMAP_PAGES_PER_SECTION
 
 if TYPE_CHECKING:
     from memhp.kernel.kernel import Kernel
+
+#: sizeof(struct mem_section) with CONFIG_PAGE_EXTENSION (Debian): section_mem_map,
+#: usage, page_ext, pad; SECTIONS_PER_ROOT sections share one index page.
+MEM_SECTION_BYTES = 32
+SECTIONS_PER_ROOT = PAGE_SIZE // MEM_SECTION_BYTES
+#: MAX_PHYSMEM_BITS: 46 with 4-level paging, 52 with 5 (pgtable_l5_enabled()).
+MAX_PHYSMEM_BITS_4LEVEL, MAX_PHYSMEM_BITS_5LEVEL = 46, 52
+
+
+def mem_section_roots_pages(la57: bool) -> int:
+    """sparse_alloc_section_roots(): NR_SECTION_ROOTS pointers, in pages (8 with
+    4-level paging, 512 with 5: NR_MEM_SECTIONS follows MAX_PHYSMEM_BITS)."""
+    bits = MAX_PHYSMEM_BITS_5LEVEL if la57 else MAX_PHYSMEM_BITS_4LEVEL
+    roots = -(-(1 << (bits - SECTION_SIZE_BITS)) // SECTIONS_PER_ROOT)
+    return -(-roots * 8 // PAGE_SIZE)
+
+
+#: spp_getpage(): the page tables set_pte_vaddr() builds for the fixmap at boot.
+FIXMAP_PGTABLE_PAGES = 3
+#: The allocations smaller than a page: each node's usemap (sparse_init_nid, on its
+#: node), with which, on the first node, the firmware map entries, ACPI and IO-APIC
+#: names, cpumasks, percpu maps... pack, SMP_CACHE_BYTES-aligned: a page a node.
+USEMAP_PAGES = 1
+#: IO_TLB_SHIFT: a swiotlb slab is 2 KiB; sizeof(struct io_tlb_slot) (orig_addr,
+#: alloc_size, list and, 6.12, pad_slots: 24 bytes with padding).
+IO_TLB_SHIFT = 11
+IO_TLB_SLOT_BYTES = 24
+#: alloc_large_system_hash(): ADAPT_SCALE_BASE (64 GiB) in pages, ADAPT_SCALE_SHIFT.
+ADAPT_SCALE_NPAGES = (64 << 30) >> PAGE_SHIFT
+ADAPT_SCALE_SHIFT = 2
+#: sizeof(struct page): the memmap estimate of calc_memmap_size().
+STRUCT_PAGE_BYTES = 64
+#: The hash tables dcache_init_early() and inode_init_early() allocate from memblock
+#: (HASH_EARLY): name, bucket size (an hlist head: 8 bytes), scale, low limit.
+EARLY_HASHES = (("Dentry cache", 8, 13), ("Inode-cache", 8, 14))
 
 
 def memblock_reserve(
@@ -65,9 +108,9 @@ class Memblock:
         pa = k.pa
         movable_node = k.hotplug.movable_node
         first_nid = spec.boot_ram[0][2]
-        # The first 1 MiB (x86 reserves all of low memory, 5.13+).
+        # The first 1 MiB (x86 reserves all of low memory, 5.13+): its RAM pages.
         memblock_reserve(
-            pa, 0, (1 * MiB) >> PAGE_SHIFT, "low memory (BIOS, real mode)", "memblock", first_nid
+            pa, 0, ram_pages(k, 0, MiB), "low memory (BIOS, real mode)", "memblock", first_nid
         )
         # The kernel image.
         img = spec.kernel_image_start >> PAGE_SHIFT
@@ -77,7 +120,7 @@ class Memblock:
         self.kernel_image = memblock_reserve(
             pa,
             img,
-            spec.kernel_image_size >> PAGE_SHIFT,
+            -(-spec.kernel_image_size // PAGE_SIZE),
             "kernel image (text, data, bss)",
             "kernel_image",
             img_nid,
@@ -116,6 +159,37 @@ class Memblock:
                 exclude=exclude,
                 min_pfn=min_pfn,
             )
+        # sparse_init(): the mem_section root array (NUMA_NO_NODE) and, per root with
+        # boot sections, its index page on the node of the root's first section.
+        memblock_alloc_try_nid(
+            pa, mem_section_roots_pages(spec.la57), NUMA_NO_NODE, "mem_section roots", "memblock"
+        )
+        present = np.flatnonzero(k.sparse.present)
+        for root in sorted({int(s) // SECTIONS_PER_ROOT for s in present.tolist()}):
+            first = int(present[present // SECTIONS_PER_ROOT == root][0])
+            memblock_alloc_try_nid(
+                pa, 1, int(pa.nid[first]), f"mem_section index {root}", "memblock"
+            )
+        # free_area_init(): a node without boot memory gets its pg_data_t from memblock
+        # (arch_alloc_nodedata; 6.12 alloc_offline_node_data), NUMA_NO_NODE.
+        if k.profile.pgdat_preallocated:
+            with_ram = {n for _, _, n in spec.boot_ram}
+            for n in spec.nodes:
+                if n.id not in with_ram:
+                    memblock_alloc_try_nid(
+                        pa, PGDAT_PAGES, NUMA_NO_NODE, f"pgdat of node {n.id}", "pgdat"
+                    )
+        for nid in sorted({n for _, _, n in spec.boot_ram}):
+            memblock_alloc_try_nid(
+                pa,
+                USEMAP_PAGES,
+                nid,
+                f"usemap and small early allocations of node {nid}",
+                "memblock",
+                bottom_up=movable_node,
+                exclude=exclude,
+                min_pfn=min_pfn,
+            )
         # setup_per_cpu_areas() -> pcpu_embed_first_chunk(): one group per node with
         # CPUs, allocated on that node (pcpu_fc_alloc -> memblock_alloc_try_nid); the
         # unused tail of each unit is given back, so each CPU keeps percpu_per_cpu.
@@ -131,6 +205,22 @@ class Memblock:
                     exclude=exclude,
                     min_pfn=min_pfn,
                 )
+        # vfs_caches_init_early(): the dentry and inode hash tables, from memblock
+        # unless hashdist (page_alloc_init(): off when one node has memory); they are
+        # cache-line aligned, so together they straddle one page more than their size.
+        if len(k.nodes.node_states["N_MEMORY"]) == 1:
+            size = sum(early_hash_bytes(k, b, sc) for _n, b, sc in EARLY_HASHES)
+            memblock_alloc_try_nid(
+                pa,
+                -(-size // PAGE_SIZE) + 1,
+                NUMA_NO_NODE,
+                "dentry and inode hash tables",
+                "memblock",
+            )
+        # mm_init(): the fixmap's page tables (set_pte_vaddr -> spp_getpage).
+        memblock_alloc_try_nid(
+            pa, FIXMAP_PGTABLE_PAGES, NUMA_NO_NODE, "fixmap page tables", "pagetable"
+        )
         # swiotlb bounce buffer: swiotlb_init_remap() -> memblock_alloc_low():
         # NUMA_NO_NODE, top-down below 4 GiB, so on whichever node owns the highest
         # free memory there (not node 0 first).
@@ -147,6 +237,64 @@ class Memblock:
             except AllocError:
                 # swiotlb_init() warns and runs without a bounce buffer
                 k.log("boot", "swiotlb: cannot allocate the bounce buffer below 4G")
+            else:
+                # ... and mem->slots: one struct io_tlb_slot per 2 KiB slab, page aligned
+                slabs = spec.swiotlb_size >> IO_TLB_SHIFT
+                memblock_alloc_try_nid(
+                    pa,
+                    -(-slabs * IO_TLB_SLOT_BYTES // PAGE_SIZE),
+                    NUMA_NO_NODE,
+                    "swiotlb slots",
+                    "memblock",
+                )
+
+
+def ram_pages(k: Kernel, start: int, end: int) -> int:
+    """The whole pages of boot RAM (memblock.memory) in [start, end)."""
+    n = 0
+    for s, e, _nid in memblock_memory(k):
+        a, b = max(-(-s // PAGE_SIZE), start // PAGE_SIZE), min(e, end) // PAGE_SIZE
+        n += max(0, b - a)
+    return n
+
+
+def nr_kernel_pages(k: Kernel) -> int:
+    """free_area_init_core()'s nr_kernel_pages: the present pages of each boot zone
+    (no highmem on x86_64: ZONE_MOVABLE counts too) less calc_memmap_size() (of the
+    spanned pages, or the present ones when holes make up more than a sixteenth)."""
+    total = 0
+    for pgdat in k.pgdats.values():
+        for zone in pgdat.node_zones:
+            if not zone.present_pages:
+                continue
+            span, present = zone.spanned_pages, zone.present_pages
+            pages = present if span > present + (present >> 4) else span
+            memmap = -(-pages * STRUCT_PAGE_BYTES // PAGE_SIZE)
+            total += present - memmap if present >= memmap else present
+    return total
+
+
+def early_hash_bytes(k: Kernel, bucketsize: int, scale: int) -> int:
+    """alloc_large_system_hash() with no command-line size: one bucket per 2^scale
+    bytes of kernel memory (rounded up to a MiB; the scale grows by one per fourfold
+    beyond 64 GiB), a power of two, at most 1/16 of memory; its size in bytes."""
+    numentries = nr_kernel_pages(k)
+    numentries = -(-numentries // (MiB // PAGE_SIZE)) * (MiB // PAGE_SIZE)
+    adapt = ADAPT_SCALE_NPAGES
+    while adapt < numentries:
+        scale += 1
+        adapt <<= ADAPT_SCALE_SHIFT
+    if scale > PAGE_SHIFT:
+        numentries >>= scale - PAGE_SHIFT
+    else:
+        numentries <<= PAGE_SHIFT - scale
+    if numentries * bucketsize < PAGE_SIZE:
+        numentries = PAGE_SIZE // bucketsize
+    numentries = 1 << max(0, (numentries - 1).bit_length())
+    nr_all = nr_kernel_pages(k)  # nr_all_pages: no highmem on x86_64
+    limit = min((nr_all << PAGE_SHIFT) >> 4, 0x80000000 * bucketsize) // bucketsize
+    numentries = max(2, min(numentries, limit))
+    return bucketsize << (numentries.bit_length() - 1)
 
 
 def memblock_alloc_try_nid(
