@@ -49,9 +49,10 @@ LIVE_VIRTIO = ("virtio-plug-memoryless-node", "virtio-unplug-hwpoison")
 #: The generated scenarios (``random-*``: long sequences, 35-80 s each on TCG) that run
 #: live; the others are replayed only.
 LIVE_RANDOM = ("random-online-offline",)
-#: QEMU-only scenarios long enough to be replayed only (the guest does little in them:
-#: QMP and monitor answers of QEMU 7.2, 25-55 s each on TCG).
-REPLAY_ONLY = ("qmp-backend-properties", "qmp-human-monitor")
+#: Scenarios long enough to be replayed only: QEMU-only ones (the guest does little in
+#: them: QMP and monitor answers of QEMU 7.2, 25-55 s each on TCG) and boot-blocks-3g
+#: (a 3G guest, 75 steps, ~35 s; its boot reservations are boot-blocks-2node's rules).
+REPLAY_ONLY = ("qmp-backend-properties", "qmp-human-monitor", "boot-blocks-3g")
 
 
 def _live_61(path: str) -> bool:

@@ -26,6 +26,8 @@ from tests.support.sim import machine
 #: `-cpu max` guest (LA57: 5-level paging), on both kernels.
 GUESTS = [
     ("online-policy-ratios", "6.1"),
+    ("boot-blocks-3g", "6.1"),  # 3G: hash tables of 4 MiB and 2 MiB
+    ("boot-blocks-3g", "6.12"),
     ("hotadd-memoryless-node", "6.1"),
     ("hotadd-memoryless-node", "6.12"),
     ("boot-blocks-2node", "6.1"),
