@@ -17,6 +17,14 @@ section headers of the vmlinux inside the bzImage (arch/x86/kernel/vmlinux.lds.S
 * ``_sdata`` opens ``.data`` and ``_edata`` closes it (BUG_TABLE and ORC follow outside);
 * ``__bss_start`` and ``__bss_stop`` open and close ``.bss`` (which ends page aligned).
 
+What boot gives back of the image comes from the same headers: free_initmem() frees
+[__init_begin, __init_end) -- from the per-CPU segment (``PT_LOAD`` at address 0,
+placed first in the init section) to ``.smp_locks`` (the first section after
+``__init_end``) --, alternative_instructions() the SMP alternatives (``.smp_locks``),
+mark_rodata_ro() the text/rodata and rodata/data gaps of the layout; with the brk the
+boot used and the unused decrypted bss (facts of the kernel version, not visible in
+the headers) that gives ``[kernel] image_size`` (:meth:`KernelBuild.image_size`).
+
 The vmlinux is the bzImage's payload (arch/x86/boot/header.S: ``setup_sects`` at 0x1f1,
 ``payload_offset``/``payload_length`` at 0x248/0x24c from the protected-mode code,
 boot protocol 2.08+), compressed with gzip, bzip2, lzma, xz or zstd.
@@ -32,6 +40,7 @@ import lzma
 import os
 import struct
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import zstandard
@@ -56,6 +65,37 @@ Layout = tuple[tuple[int, int], ...]
 
 class KernelImageError(BenchSetupError):
     """The bzImage cannot be read (not a bzImage, an unknown compression, no ELF)."""
+
+
+def _page_up(x: int) -> int:
+    return -(-x // PAGE_SIZE) * PAGE_SIZE
+
+
+@dataclass(frozen=True)
+class KernelBuild:
+    """What the bench needs to know of one kernel build."""
+
+    #: "Kernel code", "rodata", "data", "bss" as [start, end) offsets from _text.
+    layout: Layout
+    #: [__init_begin, __init_end) in bytes (free_initmem()); None: not found.
+    init_bytes: int | None = None
+    #: The .smp_locks section in bytes ("Freeing SMP alternatives memory").
+    smp_locks_bytes: int | None = None
+
+    def gaps(self) -> int:
+        """mark_rodata_ro()'s frees: PFN_ALIGN(_etext) to __start_rodata and
+        PFN_ALIGN(__end_rodata) to _sdata."""
+        (_c, etext), (rodata, end_rodata), (sdata, _e), _b = self.layout
+        return max(0, rodata - _page_up(etext)) + max(0, sdata - _page_up(end_rodata))
+
+    def image_size(self, brk_used: int, decrypted_unused: int) -> int | None:
+        """What stays reserved of the image after boot: [_text, __bss_stop) and the brk
+        used after it (reserve_brk()), less what boot frees; None when the headers
+        did not say where init is."""
+        if self.init_bytes is None or self.smp_locks_bytes is None:
+            return None
+        kept = self.layout[-1][1] + brk_used
+        return kept - self.init_bytes - self.smp_locks_bytes - self.gaps() - decrypted_unused
 
 
 def _payload(data: bytes, where: str) -> bytes:
@@ -123,6 +163,11 @@ def layout_of_sections(sections: Iterable[tuple[str, int, int]], where: str = "v
 
 def read_image_layout(vmlinuz: Path) -> Layout:
     """The layout of the build in bzImage ``vmlinuz`` (decompresses it: ~1 s)."""
+    return read_build(vmlinuz).layout
+
+
+def read_build(vmlinuz: Path) -> KernelBuild:
+    """The build in bzImage ``vmlinuz``: its layout and what boot frees of it."""
     where = str(vmlinuz)
     try:
         data = vmlinuz.read_bytes()
@@ -136,34 +181,69 @@ def read_image_layout(vmlinuz: Path) -> Layout:
             for s in elf.iter_sections()
             if int(s["sh_flags"]) & _SHF_ALLOC and int(s["sh_addr"]) != 0
         ]
+        loads = [
+            (int(g["p_vaddr"]), int(g["p_paddr"]))
+            for g in elf.iter_segments()
+            if g["p_type"] == "PT_LOAD"
+        ]
     except (ELFError, struct.error) as e:
         raise KernelImageError(f"{where}: the payload is not an ELF vmlinux: {e}") from None
-    return layout_of_sections(sections, where)
+    layout = layout_of_sections(sections, where)
+    text = next(a for n, a, _s in sections if n == ".text")
+    init_bytes = smp = None
+    locks = next(((a, sz) for n, a, sz in sections if n == ".smp_locks"), None)
+    percpu = next((pa for va, pa in loads if va == 0), None)  # PERCPU_VADDR(): at 0
+    text_pa = next((pa for va, pa in loads if va == text), None)
+    if locks is not None and percpu is not None and text_pa is not None:
+        init_begin = percpu - text_pa
+        if 0 < init_begin < locks[0] - text:
+            init_bytes, smp = locks[0] - text - init_begin, _page_up(locks[1])
+    return KernelBuild(layout, init_bytes, smp)
 
 
-_MEMO: dict[tuple[str, int, int], Layout] = {}
+_MEMO: dict[tuple[str, int, int], KernelBuild] = {}
 
 
-def image_layout(vmlinuz: Path) -> Layout:
-    """:func:`read_image_layout`, kept per file (name, size, mtime) in memory and in
-    the bench's cache directory."""
+def _from_json(text: str) -> KernelBuild | None:
+    try:
+        doc = json.loads(text)
+        layout = tuple((int(a), int(b)) for a, b in doc["layout"])
+        init, smp = doc.get("init_bytes"), doc.get("smp_locks_bytes")
+        if len(layout) != 4:
+            return None
+        return KernelBuild(
+            layout, None if init is None else int(init), None if smp is None else int(smp)
+        )
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def kernel_build(vmlinuz: Path) -> KernelBuild:
+    """:func:`read_build`, kept per file (name, size, mtime) in memory and in the
+    bench's cache directory."""
     st = vmlinuz.stat()
     key = (str(vmlinuz.resolve()), st.st_size, st.st_mtime_ns)
     if key in _MEMO:
         return _MEMO[key]
-    cached = cache_dir() / f"image-layout-{vmlinuz.name}-{st.st_size}-{st.st_mtime_ns}.json"
-    layout: Layout | None = None
+    cached = cache_dir() / f"kernel-build-{vmlinuz.name}-{st.st_size}-{st.st_mtime_ns}.json"
     try:
-        doc = json.loads(cached.read_text())
-        layout = tuple((int(a), int(b)) for a, b in doc)
-        if len(layout) != 4:
-            layout = None
-    except (OSError, ValueError, TypeError):
-        layout = None
-    if layout is None:
-        layout = read_image_layout(vmlinuz)
+        build = _from_json(cached.read_text())
+    except OSError:
+        build = None
+    if build is None:
+        build = read_build(vmlinuz)
         tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps([list(p) for p in layout]))
+        doc = {
+            "layout": [list(p) for p in build.layout],
+            "init_bytes": build.init_bytes,
+            "smp_locks_bytes": build.smp_locks_bytes,
+        }
+        tmp.write_text(json.dumps(doc))
         tmp.replace(cached)
-    _MEMO[key] = layout
-    return layout
+    _MEMO[key] = build
+    return build
+
+
+def image_layout(vmlinuz: Path) -> Layout:
+    """The layout of :func:`kernel_build`."""
+    return kernel_build(vmlinuz).layout

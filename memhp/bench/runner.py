@@ -24,8 +24,13 @@ from memhp.bench.drivers import (
     ToolRunner,
     real_driver,
 )
-from memhp.bench.initramfs import BenchSetupError, KernelImage
-from memhp.bench.kimage import Layout, image_layout
+from memhp.bench.initramfs import (
+    BENCH_BRK_USED,
+    BENCH_DECRYPTED_UNUSED,
+    BenchSetupError,
+    KernelImage,
+)
+from memhp.bench.kimage import Layout, kernel_build
 from memhp.bench.recording import RecordedStep, Recording, recording_path
 from memhp.bench.scenario import Scenario, Step
 from memhp.bench.virtio import comparable_events
@@ -299,36 +304,59 @@ def model_driver(sc: Scenario, tool: ToolRunner | None = None) -> ModelDriver:
     return ModelDriver.for_machine(sc.machine, tool)
 
 
-def real_build(sc: Scenario, replay: Recording | None = None) -> Layout | None:
-    """The sections of the kernel build the real side runs: the image the bench boots
-    for ``sc`` (:mod:`memhp.bench.kimage`), or the one a ``replay`` recorded (None for
-    a recording older than that: the profile describes its build)."""
+@dataclass(frozen=True)
+class RealBuild:
+    """The kernel build a real side runs: its sections and what stays of its image."""
+
+    layout: Layout | None = None
+    image_size: int | None = None
+
+    def meta(self) -> dict[str, object]:
+        out: dict[str, object] = {}
+        if self.layout is not None:
+            out["image_layout"] = [list(p) for p in self.layout]
+        if self.image_size is not None:
+            out["image_size"] = self.image_size
+        return out
+
+
+def real_build(sc: Scenario, replay: Recording | None = None) -> RealBuild:
+    """The kernel build the real side runs: the image the bench boots for ``sc``
+    (:mod:`memhp.bench.kimage`), or the one a ``replay`` recorded (nothing for a
+    recording older than that: the profile and BENCH_IMAGE_SIZES describe its build)."""
     if replay is not None:
-        raw = replay.meta.get("image_layout")
+        raw, size = replay.meta.get("image_layout"), replay.meta.get("image_size")
         try:
-            return None if raw is None else tuple((int(a), int(b)) for a, b in raw)
+            layout = None if raw is None else tuple((int(a), int(b)) for a, b in raw)
+            return RealBuild(layout, None if size is None else int(size))
         except (TypeError, ValueError):
-            return None
+            return RealBuild()
     try:
-        return image_layout(KernelImage.find(sc.kernel).vmlinuz)
+        build = kernel_build(KernelImage.find(sc.kernel).vmlinuz)
     except BenchSetupError:
-        return None  # no kernel to boot: the real side reports it
+        return RealBuild()  # no kernel to boot: the real side reports it
+    size = build.image_size(BENCH_BRK_USED, BENCH_DECRYPTED_UNUSED[sc.kernel])
+    return RealBuild(build.layout, size)
 
 
-def _meta(sc: Scenario, real: QMPDriver, layout: Layout | None) -> dict[str, object]:
+def on_real_build(sc: Scenario, replay: Recording | None = None) -> Scenario:
+    """``sc`` on the build its real side runs (:func:`real_build`)."""
+    build = real_build(sc, replay)
+    return sc.with_build(build.layout, build.image_size)
+
+
+def _meta(sc: Scenario, real: QMPDriver, build: RealBuild) -> dict[str, object]:
     """What a recording keeps of the real run."""
     vm = real.vm
     assert vm is not None and vm.boot is not None
-    meta: dict[str, object] = {
+    return {
         "accel": vm.boot.accel,
         "kernel": vm.kernel.release if vm.kernel else "",
         "cmdline": vm.config.cmdline(),
         "description": sc.description,
         "boot_seconds": round(vm.boot.seconds, 2),
+        **build.meta(),
     }
-    if layout is not None:
-        meta["image_layout"] = [list(p) for p in layout]
-    return meta
 
 
 def diff_scenario(
@@ -346,10 +374,10 @@ def diff_scenario(
     runs the memhp CLI on the model (the bench does not import the CLI).
     """
     t0 = time.monotonic()
-    layout = None if model_only else real_build(sc, replay)
-    sc = sc.with_image_layout(layout)
+    build = RealBuild() if model_only else real_build(sc, replay)
+    sc = sc.with_build(build.layout, build.image_size)
     if sc.repeat > 1:
-        return _diff_repeated(sc, model_only, log, replay, record_dir, tool, layout)
+        return _diff_repeated(sc, model_only, log, replay, record_dir, tool, build)
     model = model_driver(sc, tool)
     if model_only or replay is not None:
         res = run_scenario(sc, model, None, log, replay=replay)
@@ -368,7 +396,7 @@ def diff_scenario(
             res.boot_seconds = round(vm.boot.seconds, 2)
             res.accel = vm.boot.accel
             if rec is not None and record_dir is not None:
-                rec.meta = _meta(sc, real, layout)
+                rec.meta = _meta(sc, real, build)
                 rec.save(recording_path(sc, record_dir))
     except Exception as e:  # a guest that did not boot or hung: the scenario fails
         res = ScenarioResult(sc.label, sc.path, sc.description, False)
@@ -392,7 +420,7 @@ def _diff_repeated(
     replay: Recording | None,
     record_dir: str | None,
     tool: ToolRunner | None,
-    layout: Layout | None,
+    build: RealBuild,
 ) -> ScenarioResult:
     """``repeat = N``: the real side N times (one recording of N runs), the model over
     seeds 0..N-1; each model run follows the real run whose outcomes it shares, and a
@@ -412,7 +440,7 @@ def _diff_repeated(
                     rec = Recording(sc.label)
                     run_scenario(sc, model_driver(sc, tool), real, None, record=rec)
                     accel = vm.boot.accel
-                    rec.meta = {**_meta(sc, real, layout), "repeat": sc.repeat}
+                    rec.meta = {**_meta(sc, real, build), "repeat": sc.repeat}
             except Exception as e:  # a guest that did not boot or hung: the scenario fails
                 res = ScenarioResult(sc.label, sc.path, sc.description, False)
                 res.error = f"{type(e).__name__}: {e}"

@@ -109,7 +109,13 @@ from memhp.bench.actions import ACTIONS, Action, ScenarioError, as_str, as_strin
 from memhp.bench.drivers import HotAdd, errno_label, errno_value
 from memhp.bench.initramfs import BENCH_IMAGE_SIZES, BENCH_KERNELS, BENCH_PERCPU, DEFAULT_KERNEL
 from memhp.bench.vm import NodeConfig, VMConfig
-from memhp.kernel.machine import ONLINE_TYPES, MachineError, MachineSpec, parse_machine
+from memhp.kernel.machine import (
+    ONLINE_TYPES,
+    MachineError,
+    MachineSpec,
+    parse_machine,
+    parse_size,
+)
 from memhp.kernel.machine_qemu_pc import qemu_device_memory
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -258,9 +264,21 @@ class Scenario:
     def with_image_layout(self, layout: tuple[tuple[int, int], ...] | None) -> Scenario:
         """This scenario with the sections of the kernel build its real side boots
         (``[kernel] image_layout``; None: the profile's build)."""
-        if layout is None or layout == self.machine.kernel_image_layout:
-            return self
-        return replace(self, machine=replace(self.machine, kernel_image_layout=layout))
+        return self.with_build(layout, None)
+
+    def with_build(
+        self, layout: tuple[tuple[int, int], ...] | None, image_size: int | None
+    ) -> Scenario:
+        """This scenario on the kernel build its real side boots: the build's sections
+        and, when the machine keeps the bench guest's image (BENCH_IMAGE_SIZES), what
+        stays of that build's image (None: leave either as it is)."""
+        spec = self.machine
+        if layout is not None:
+            spec = replace(spec, kernel_image_layout=layout)
+        bench_image = parse_size(BENCH_IMAGE_SIZES[self.kernel], "kernel.image_size")
+        if image_size is not None and spec.kernel_image_size == bench_image:
+            spec = replace(spec, kernel_image_size=image_size)
+        return self if spec == self.machine else replace(self, machine=spec)
 
     @property
     def needs_guest_python(self) -> bool:

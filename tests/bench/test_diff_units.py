@@ -17,7 +17,14 @@ from memhp.bench.compare import ALLOWLIST, compare_trees, counters, normalise
 from memhp.bench.drivers import CmdResult, Driver, SideResult
 from memhp.bench.recording import RecordedStep, Recording, recording_path
 from memhp.bench.report import report_json, report_markdown, summary_line
-from memhp.bench.runner import diff_scenario, model_driver, real_build, run_scenario
+from memhp.bench.runner import (
+    RealBuild,
+    diff_scenario,
+    model_driver,
+    on_real_build,
+    real_build,
+    run_scenario,
+)
 from memhp.bench.scenario import (
     ScenarioError,
     load_scenario,
@@ -283,7 +290,7 @@ def test_model_against_recorded_real_runs(path: str, kernel: str) -> None:
     """The model against the real runs kept in tests/data/real/scenarios (no QEMU)."""
     sc = load_scenario(path).for_kernel(kernel)
     rec = Recording.load(recording_path(sc, RECORDINGS))
-    sc = sc.with_image_layout(real_build(sc, rec))
+    sc = on_real_build(sc, rec)
     res = run_scenario(sc, model_driver(sc, run_with_sysfs), replay=rec)
     assert res.steps and all(s.real is not None for s in res.steps)
     from tests.bench.known_model_gaps import unexplained
@@ -299,16 +306,18 @@ def test_replay_models_the_recorded_build() -> None:
     sc = load_scenario(os.path.join(ROOT, "tests", "scenarios", "crash-hotplug.toml"))
     sc = sc.for_kernel("6.12")
     rec = Recording.load(recording_path(sc, RECORDINGS))
-    assert "image_layout" not in rec.meta and real_build(sc, rec) is None
+    assert rec.meta["kernel"] == "6.12.117+deb12-amd64"  # the profile's build
+    del rec.meta["image_layout"], rec.meta["image_size"]
+    assert real_build(sc, rec) == RealBuild()
     assert not diff_scenario(sc, replay=rec).differences
     # Debian's 6.12.118: rodata one page longer, data 0x40 bytes longer
     rec.meta["image_layout"] = [
         [0, 0x1000000], [0x1000000, 0x1B72000], [0x1C00000, 0x1E70FC0], [0x2736000, 0x2C00000]
     ]  # fmt: skip
-    assert real_build(sc, rec) == tuple(map(tuple, rec.meta["image_layout"]))
+    assert real_build(sc, rec).layout == tuple(map(tuple, rec.meta["image_layout"]))
     diffs = diff_scenario(sc, replay=rec).differences
     assert diffs and {d.path for d in diffs} == {"/proc/iomem"}
-    m = model_driver(sc.with_image_layout(real_build(sc, rec))).m
+    m = model_driver(on_real_build(sc, rec)).m
     model = m.sysfs.read("/proc/iomem").decode()
     assert "01000000-01ffffff : Kernel code\n" in model
     assert "02000000-02b71fff : Kernel rodata\n" in model

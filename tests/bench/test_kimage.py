@@ -14,8 +14,15 @@ import pytest
 import zstandard
 
 from memhp.bench import kimage
-from memhp.bench.initramfs import BenchSetupError, KernelImage
+from memhp.bench.initramfs import (
+    BENCH_BRK_USED,
+    BENCH_DECRYPTED_UNUSED,
+    BENCH_IMAGE_SIZES,
+    BenchSetupError,
+    KernelImage,
+)
 from memhp.bench.kimage import KernelImageError, image_layout, layout_of_sections
+from memhp.kernel.machine import parse_size
 from memhp.kernel.profiles import get_profile
 
 K = 0xFFFFFFFF81000000  # __START_KERNEL_map + 16M: where x86_64 links _text
@@ -37,10 +44,13 @@ SECTIONS = [
 LAYOUT = ((0, 0x1000000), (0x1000000, 0x1B71000), (0x1C00000, 0x1E70F80), (0x2736000, 0x2C00000))
 
 
-def elf(sections: list[tuple[str, int, int]]) -> bytes:
-    """A minimal ELF64 vmlinux: only section headers (SHT_NOBITS, SHF_ALLOC)."""
+def elf(sections: list[tuple[str, int, int]], loads: tuple[tuple[int, int], ...] = ()) -> bytes:
+    """A minimal ELF64 vmlinux: section headers (SHT_NOBITS, SHF_ALLOC) and the
+    PT_LOAD segments ``(vaddr, paddr)`` given."""
     names = b"\0" + b"".join(n.encode() + b"\0" for n, _a, _s in sections) + b".shstrtab\0"
-    shoff = 64 + len(names)
+    phoff = 64 + len(names)
+    phdrs = b"".join(struct.pack("<IIQQQQQQ", 1, 5, 0, va, pa, 0, 0, 4096) for va, pa in loads)
+    shoff = phoff + len(phdrs)
     heads = [bytes(64)]
     pos = 1
     for name, addr, size in sections:
@@ -49,9 +59,11 @@ def elf(sections: list[tuple[str, int, int]]) -> bytes:
     heads.append(struct.pack("<IIQQQQIIQQ", pos, 3, 0, 0, 64, len(names), 0, 0, 1, 0))
     ident = b"\x7fELF\x02\x01\x01" + bytes(9)
     header = ident + struct.pack(
-        "<HHIQQQIHHHHHH", 2, 62, 1, K, 0, shoff, 0, 64, 56, 0, 64, len(heads), len(heads) - 1
-    )
-    return header + names + b"".join(heads)
+        "<HHIQQQIHHHHHH",
+        2, 62, 1, K, phoff if loads else 0, shoff, 0, 64, 56, len(loads), 64, len(heads),
+        len(heads) - 1,
+    )  # fmt: skip
+    return header + names + phdrs + b"".join(heads)
 
 
 def bzimage(payload: bytes, setup_sects: int = 3, version: int = 0x20F) -> bytes:
@@ -78,6 +90,24 @@ def test_reads_the_layout_from_each_compression(tmp_path: Path, method: str) -> 
     f = tmp_path / "vmlinuz-6.12.999"
     f.write_bytes(bzimage(COMPRESSORS[method](elf(SECTIONS))))
     assert kimage.read_image_layout(f) == LAYOUT
+
+
+def test_what_boot_frees_of_the_image(tmp_path: Path) -> None:
+    """free_initmem(): from the per-CPU segment (PT_LOAD at 0) to .smp_locks; the SMP
+    alternatives: .smp_locks; mark_rodata_ro(): the two gaps.  With the brk used and
+    the decrypted bss, what stays reserved (6.12.118's figures: 38228K)."""
+    sections = [*SECTIONS, (".smp_locks", K + 0x272B000, 0xA000)]
+    loads = ((K, 0x1000000), (K + 0x1C00000, 0x2C00000), (0, 0x3302000), (K + 0x233B000, 0x333B000))
+    f = tmp_path / "vmlinuz"
+    f.write_bytes(bzimage(zstandard.ZstdCompressor().compress(elf(sections, loads))))
+    build = kimage.read_build(f)
+    assert build.layout == LAYOUT
+    assert (build.init_bytes, build.smp_locks_bytes) == (0x429000, 0xA000)  # 4260K, 40K
+    assert build.gaps() == 0x8F000  # no text/rodata gap; rodata/data 572K
+    assert build.image_size(68 << 10, 2028 << 10) == (45056 + 68 - 4260 - 40 - 572 - 2028) << 10
+    assert kimage.read_build(tmp_path / "vmlinuz") == build
+    f.write_bytes(bzimage(gzip.compress(elf(SECTIONS))))  # no segments: nothing to say
+    assert kimage.read_build(f).image_size(0, 0) is None
 
 
 def test_layout_follows_the_linker_script() -> None:
@@ -125,23 +155,28 @@ def test_out_of_order_sections_are_refused() -> None:
         layout_of_sections(swapped)
 
 
-def test_image_layout_is_cached_per_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_builds_are_cached_per_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEMHP_CACHE_DIR", str(tmp_path / "cache"))
     f = tmp_path / "vmlinuz-6.12.999"
     f.write_bytes(bzimage(gzip.compress(elf(SECTIONS))))
     assert image_layout(f) == LAYOUT
-    assert list((tmp_path / "cache").glob("image-layout-vmlinuz-6.12.999-*.json"))
+    assert list((tmp_path / "cache").glob("kernel-build-vmlinuz-6.12.999-*.json"))
     kimage._MEMO.clear()
     calls: list[Path] = []
 
-    def counting(p: Path) -> kimage.Layout:
+    def counting(p: Path) -> kimage.KernelBuild:
         calls.append(p)
-        return ()
+        return kimage.KernelBuild(((0, 1), (1, 2), (2, 3), (3, 4)))
 
-    monkeypatch.setattr(kimage, "read_image_layout", counting)
+    monkeypatch.setattr(kimage, "read_build", counting)
     assert image_layout(f) == LAYOUT and not calls  # from the file cache
     f.write_bytes(bzimage(gzip.compress(elf(SECTIONS))) + b"\0")  # another build
-    assert image_layout(f) == () and calls == [f]
+    assert image_layout(f) == ((0, 1), (1, 2), (2, 3), (3, 4)) and calls == [f]
+    for bad in ("{", '{"layout": [[0, 1]]}', "[]"):  # a corrupt cache file is rebuilt
+        kimage._MEMO.clear()
+        for c in (tmp_path / "cache").glob("kernel-build-*.json"):
+            c.write_text(bad)
+        assert image_layout(f) == ((0, 1), (1, 2), (2, 3), (3, 4))
 
 
 @pytest.mark.parametrize("version", ["6.1", "6.12"])
@@ -159,3 +194,10 @@ def test_debian_kernels_the_bench_boots(version: str) -> None:
     if img.release == reference:
         profile = get_profile({"6.1": "linux-6.1", "6.12": "linux-6.12"}[version])
         assert layout == profile.kernel_image_layout
+    # what stays of the image, for the builds BENCH_IMAGE_SIZES was read from
+    size = kimage.kernel_build(img.vmlinuz).image_size(
+        BENCH_BRK_USED, BENCH_DECRYPTED_UNUSED[version]
+    )
+    assert size is not None and 30 << 20 < size < layout[-1][1]
+    if img.release in ("6.1.0-57-amd64", "6.12.118+deb12-amd64"):
+        assert size == parse_size(BENCH_IMAGE_SIZES[version], "image_size")

@@ -11,7 +11,7 @@ import pytest
 from memhp.abi.layout import PAGE_SIZE, MiB
 from memhp.abi.paths import PROC_MEMINFO
 from memhp.bench.recording import Recording, recording_path
-from memhp.bench.runner import model_driver, real_build
+from memhp.bench.runner import model_driver, on_real_build
 from memhp.bench.scenario import load_scenario
 from memhp.kernel.machine import parse_machine
 from memhp.kernel.mm.memblock import early_hash_bytes, mem_section_roots_pages
@@ -47,7 +47,7 @@ def _memtotal(text: str) -> int:
 
 @pytest.mark.parametrize(("name", "kernel"), GUESTS, ids=[f"{n}@{k}" for n, k in GUESTS])
 def test_memtotal_at_boot_is_the_real_guests(name: str, kernel: str) -> None:
-    """MemTotal after boot within 3 pages of Linux's (it was 553 pages above before the
+    """MemTotal after boot within 2 pages of Linux's (it was 553 pages above before the
     hash tables, the swiotlb slots, offline nodes' pgdat, the mem_section roots and the
     brk were modelled): what is left is how sub-page allocations share pages."""
     sc = load_scenario(os.path.join(ROOT, "tests", "scenarios", f"{name}.toml"))
@@ -56,9 +56,9 @@ def test_memtotal_at_boot_is_the_real_guests(name: str, kernel: str) -> None:
     text = real_text(rec, "boot", PROC_MEMINFO)
     assert text is not None
     real = _memtotal(text)
-    m = model_driver(sc.with_image_layout(real_build(sc, rec))).m
+    m = model_driver(on_real_build(sc, rec)).m
     model = _memtotal(m.sysfs.read(PROC_MEMINFO).decode())
-    assert abs(model - real) <= 3 * PAGE_SIZE // 1024, (model, real)
+    assert abs(model - real) <= 2 * PAGE_SIZE // 1024, (model, real)
 
 
 def _one_node(boot: str, **extra: object) -> SimMachine:
