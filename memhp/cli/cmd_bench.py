@@ -166,7 +166,8 @@ def _vm_command(vm: object, line: str) -> str:
 
 def run_vm(args: argparse.Namespace) -> int:
     from memhp.abi.params import AUTO_MOVABLE_RATIO_DEFAULT, ONLINE_POLICIES
-    from memhp.bench.scenario import Cmdline, kernel_of, vm_config_for
+    from memhp.bench.scenario import Cmdline
+    from memhp.bench.scenario_vm import kernel_of, vm_config_for
     from memhp.bench.vm import GuestVM, bench_available
     from memhp.kernel.machine import MachineError
     from memhp.sim.config import builtin_machine_path, load_machine

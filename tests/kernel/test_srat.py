@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from memhp.abi.layout import GiB, MiB
-from memhp.bench.scenario import ScenarioError, vm_config_for
+from memhp.bench.scenario import ScenarioError
+from memhp.bench.scenario_vm import vm_config_for
 from memhp.kernel.arch.x86.mm.numa import memory_add_physaddr_to_nid
 from memhp.kernel.drivers.acpi.numa.srat import NUMA_NO_NODE, acpi_numa_init
 from memhp.kernel.machine import MachineSpec, parse_machine
