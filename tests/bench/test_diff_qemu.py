@@ -52,7 +52,15 @@ LIVE_RANDOM = ("random-online-offline",)
 #: Scenarios long enough to be replayed only: QEMU-only ones (the guest does little in
 #: them: QMP and monitor answers of QEMU 7.2, 25-55 s each on TCG) and boot-blocks-3g
 #: (a 3G guest, 75 steps, ~35 s; its boot reservations are boot-blocks-2node's rules).
-REPLAY_ONLY = ("qmp-backend-properties", "qmp-human-monitor", "boot-blocks-3g")
+#: And two of the three `memhp why` scenarios (memhp in the guest over 9p, -cpu max:
+#: 65-85 s each; why-kernel-zone stays live for the three).
+REPLAY_ONLY = (
+    "qmp-backend-properties",
+    "qmp-human-monitor",
+    "boot-blocks-3g",
+    "why-no-room",
+    "why-other-node-full",
+)
 
 
 def _live_61(path: str) -> bool:
