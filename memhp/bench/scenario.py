@@ -261,11 +261,6 @@ class Scenario:
             spec = replace(spec, gbpages=True, la57=True)
         return replace(self, machine=spec, kernel=version)
 
-    def with_image_layout(self, layout: tuple[tuple[int, int], ...] | None) -> Scenario:
-        """This scenario with the sections of the kernel build its real side boots
-        (``[kernel] image_layout``; None: the profile's build)."""
-        return self.with_build(layout, None)
-
     def with_build(
         self, layout: tuple[tuple[int, int], ...] | None, image_size: int | None
     ) -> Scenario:
