@@ -14,7 +14,7 @@ from memhp.bench.recording import Recording, recording_path
 from memhp.bench.runner import model_driver, on_real_build
 from memhp.bench.scenario import load_scenario
 from memhp.kernel.machine import parse_machine
-from memhp.kernel.mm.memblock import early_hash_bytes, mem_section_roots_pages
+from memhp.kernel.mm.memblock import early_hash_bytes, mem_section_roots_pages, nr_kernel_pages
 from memhp.sim.machine import SimMachine
 from tests.bench.test_diff_units import RECORDINGS
 from tests.conftest import ROOT
@@ -82,13 +82,13 @@ def test_hash_tables_follow_the_kernel_pages() -> None:
     four times as many entries per quadrupling up to 64 GiB, then one scale step
     more per quadrupling beyond (ADAPT_SCALE_BASE)."""
     small = _one_node("1G")
-    assert early_hash_bytes(small.kernel, 8, 13) == MiB
-    assert early_hash_bytes(small.kernel, 8, 14) == MiB // 2
+    assert early_hash_bytes(nr_kernel_pages(small.kernel), 8, 13, 2) == MiB
+    assert early_hash_bytes(nr_kernel_pages(small.kernel), 8, 14, 0) == MiB // 2
     assert _reserved(small, "dentry and inode hash tables") == (MiB + MiB // 2) // PAGE_SIZE + 1
     big = _one_node("256G", hotplug={"maxmem": "256G"})
     # ~66.06M kernel pages: scale 13 + 2 (past 16M and 64M pages), so 2^(15-12) pages
     # a bucket: 8.26M, rounded up to 16M buckets of 8 bytes
-    assert early_hash_bytes(big.kernel, 8, 13) == (16 << 20) * 8
+    assert early_hash_bytes(nr_kernel_pages(big.kernel), 8, 13, 2) == (16 << 20) * 8
 
 
 def test_two_nodes_of_memory_distribute_the_hashes() -> None:

@@ -73,7 +73,7 @@ ADAPT_SCALE_SHIFT = 2
 STRUCT_PAGE_BYTES = 64
 #: The hash tables dcache_init_early() and inode_init_early() allocate from memblock
 #: (HASH_EARLY): name, bucket size (an hlist head: 8 bytes), scale, low limit.
-EARLY_HASHES = (("Dentry cache", 8, 13), ("Inode-cache", 8, 14))
+EARLY_HASHES = (("Dentry cache", 8, 13, 2), ("Inode-cache", 8, 14, 0))
 
 
 def memblock_reserve(
@@ -135,8 +135,9 @@ class Memblock:
                 for hs, he in n.hotplug:
                     exclude[hs // SECTION_SIZE : -(-he // SECTION_SIZE)] = True
             min_pfn = (spec.kernel_image_start + spec.kernel_image_size) >> PAGE_SHIFT
+        boot_nids = sorted({n for _, _, n in spec.boot_ram})
         # sparse_init_nid(): one memmap buffer per node, on that node if it can.
-        for nid in sorted({n for _, _, n in spec.boot_ram}):
+        for nid in boot_nids:
             nsec = k.sparse.present_sections_of(k, nid)
             k.sparse.boot_memmap[nid] = memblock_alloc_try_nid(
                 pa,
@@ -165,21 +166,20 @@ class Memblock:
             pa, mem_section_roots_pages(spec.la57), NUMA_NO_NODE, "mem_section roots", "memblock"
         )
         present = np.flatnonzero(k.sparse.present)
-        for root in sorted({int(s) // SECTIONS_PER_ROOT for s in present.tolist()}):
-            first = int(present[present // SECTIONS_PER_ROOT == root][0])
+        roots, firsts = np.unique(present // SECTIONS_PER_ROOT, return_index=True)
+        for root, first in zip(roots.tolist(), present[firsts].tolist(), strict=True):
             memblock_alloc_try_nid(
                 pa, 1, int(pa.nid[first]), f"mem_section index {root}", "memblock"
             )
         # free_area_init(): a node without boot memory gets its pg_data_t from memblock
         # (arch_alloc_nodedata; 6.12 alloc_offline_node_data), NUMA_NO_NODE.
         if k.profile.pgdat_preallocated:
-            with_ram = {n for _, _, n in spec.boot_ram}
             for n in spec.nodes:
-                if n.id not in with_ram:
+                if n.id not in boot_nids:
                     memblock_alloc_try_nid(
                         pa, PGDAT_PAGES, NUMA_NO_NODE, f"pgdat of node {n.id}", "pgdat"
                     )
-        for nid in sorted({n for _, _, n in spec.boot_ram}):
+        for nid in boot_nids:
             memblock_alloc_try_nid(
                 pa,
                 USEMAP_PAGES,
@@ -209,7 +209,8 @@ class Memblock:
         # unless hashdist (page_alloc_init(): off when one node has memory); they are
         # cache-line aligned, so together they straddle one page more than their size.
         if len(k.nodes.node_states["N_MEMORY"]) == 1:
-            size = sum(early_hash_bytes(k, b, sc) for _n, b, sc in EARLY_HASHES)
+            kernel_pages = nr_kernel_pages(k)
+            size = sum(early_hash_bytes(kernel_pages, *h[1:]) for h in EARLY_HASHES)
             memblock_alloc_try_nid(
                 pa,
                 -(-size // PAGE_SIZE) + 1,
@@ -274,11 +275,12 @@ def nr_kernel_pages(k: Kernel) -> int:
     return total
 
 
-def early_hash_bytes(k: Kernel, bucketsize: int, scale: int) -> int:
-    """alloc_large_system_hash() with no command-line size: one bucket per 2^scale
-    bytes of kernel memory (rounded up to a MiB; the scale grows by one per fourfold
-    beyond 64 GiB), a power of two, at most 1/16 of memory; its size in bytes."""
-    numentries = nr_kernel_pages(k)
+def early_hash_bytes(kernel_pages: int, bucketsize: int, scale: int, low_limit: int) -> int:
+    """alloc_large_system_hash() with no command-line size, given nr_kernel_pages (also
+    nr_all_pages: no highmem on x86_64): one bucket per 2^scale bytes of kernel memory
+    (rounded up to a MiB; the scale grows by one per fourfold beyond 64 GiB), a power
+    of two, at least ``low_limit``, at most 1/16 of memory; its size in bytes."""
+    numentries = kernel_pages
     numentries = -(-numentries // (MiB // PAGE_SIZE)) * (MiB // PAGE_SIZE)
     adapt = ADAPT_SCALE_NPAGES
     while adapt < numentries:
@@ -291,9 +293,8 @@ def early_hash_bytes(k: Kernel, bucketsize: int, scale: int) -> int:
     if numentries * bucketsize < PAGE_SIZE:
         numentries = PAGE_SIZE // bucketsize
     numentries = 1 << max(0, (numentries - 1).bit_length())
-    nr_all = nr_kernel_pages(k)  # nr_all_pages: no highmem on x86_64
-    limit = min((nr_all << PAGE_SHIFT) >> 4, 0x80000000 * bucketsize) // bucketsize
-    numentries = max(2, min(numentries, limit))
+    limit = min((kernel_pages << PAGE_SHIFT) >> 4, 0x80000000 * bucketsize) // bucketsize
+    numentries = min(max(numentries, low_limit), limit)
     return bucketsize << (numentries.bit_length() - 1)
 
 
