@@ -33,6 +33,7 @@ boot protocol 2.08+), compressed with gzip, bzip2, lzma, xz or zstd.
 from __future__ import annotations
 
 import bz2
+import dataclasses
 import gzip
 import io
 import json
@@ -40,7 +41,6 @@ import lzma
 import os
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import zstandard
@@ -71,7 +71,7 @@ def _page_up(x: int) -> int:
     return -(-x // PAGE_SIZE) * PAGE_SIZE
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class KernelBuild:
     """What the bench needs to know of one kernel build."""
 
@@ -153,21 +153,16 @@ def layout_of_sections(sections: Iterable[tuple[str, int, int]], where: str = "v
     bss, bss_stop = by_name[".bss"]
     if not text < etext <= rodata < sdata < edata <= bss < bss_stop:
         raise KernelImageError(f"{where}: .text, .rodata, .data and .bss out of order")
-    last_ro = max(e for s, e in spans if rodata <= s < sdata)
-    end_rodata = -(-last_ro // PAGE_SIZE) * PAGE_SIZE
+    end_rodata = _page_up(max(e for s, e in spans if rodata <= s < sdata))
     return tuple(
         (a - text, b - text)
         for a, b in ((text, etext), (rodata, end_rodata), (sdata, edata), (bss, bss_stop))
     )
 
 
-def read_image_layout(vmlinuz: Path) -> Layout:
-    """The layout of the build in bzImage ``vmlinuz`` (decompresses it: ~1 s)."""
-    return read_build(vmlinuz).layout
-
-
 def read_build(vmlinuz: Path) -> KernelBuild:
-    """The build in bzImage ``vmlinuz``: its layout and what boot frees of it."""
+    """The build in bzImage ``vmlinuz``: its layout and what boot frees of it
+    (decompresses it: ~1 s)."""
     where = str(vmlinuz)
     try:
         data = vmlinuz.read_bytes()
@@ -233,17 +228,7 @@ def kernel_build(vmlinuz: Path) -> KernelBuild:
     if build is None:
         build = read_build(vmlinuz)
         tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        doc = {
-            "layout": [list(p) for p in build.layout],
-            "init_bytes": build.init_bytes,
-            "smp_locks_bytes": build.smp_locks_bytes,
-        }
-        tmp.write_text(json.dumps(doc))
+        tmp.write_text(json.dumps(dataclasses.asdict(build)))
         tmp.replace(cached)
     _MEMO[key] = build
     return build
-
-
-def image_layout(vmlinuz: Path) -> Layout:
-    """The layout of :func:`kernel_build`."""
-    return kernel_build(vmlinuz).layout

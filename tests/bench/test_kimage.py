@@ -21,7 +21,7 @@ from memhp.bench.initramfs import (
     BenchSetupError,
     KernelImage,
 )
-from memhp.bench.kimage import KernelImageError, image_layout, layout_of_sections
+from memhp.bench.kimage import KernelImageError, kernel_build, layout_of_sections
 from memhp.kernel.machine import parse_size
 from memhp.kernel.profiles import get_profile
 
@@ -89,7 +89,7 @@ COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
 def test_reads_the_layout_from_each_compression(tmp_path: Path, method: str) -> None:
     f = tmp_path / "vmlinuz-6.12.999"
     f.write_bytes(bzimage(COMPRESSORS[method](elf(SECTIONS))))
-    assert kimage.read_image_layout(f) == LAYOUT
+    assert kimage.read_build(f).layout == LAYOUT
 
 
 def test_what_boot_frees_of_the_image(tmp_path: Path) -> None:
@@ -135,7 +135,7 @@ def test_bad_images_say_what_is_wrong(tmp_path: Path, data: bytes, words: str) -
     f = tmp_path / "vmlinuz"
     f.write_bytes(data)
     with pytest.raises(KernelImageError, match=None) as ei:
-        kimage.read_image_layout(f)
+        kimage.read_build(f)
     assert words in str(ei.value) and str(f) in str(ei.value)
     assert isinstance(ei.value, BenchSetupError)
 
@@ -144,9 +144,9 @@ def test_truncated_payload_and_missing_file(tmp_path: Path) -> None:
     f = tmp_path / "vmlinuz"
     f.write_bytes(bzimage(gzip.compress(elf(SECTIONS)))[:900])
     with pytest.raises(KernelImageError, match="outside the file"):
-        kimage.read_image_layout(f)
+        kimage.read_build(f)
     with pytest.raises(KernelImageError, match="No such file"):
-        kimage.read_image_layout(tmp_path / "absent")
+        kimage.read_build(tmp_path / "absent")
 
 
 def test_out_of_order_sections_are_refused() -> None:
@@ -159,7 +159,7 @@ def test_builds_are_cached_per_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("MEMHP_CACHE_DIR", str(tmp_path / "cache"))
     f = tmp_path / "vmlinuz-6.12.999"
     f.write_bytes(bzimage(gzip.compress(elf(SECTIONS))))
-    assert image_layout(f) == LAYOUT
+    assert kernel_build(f).layout == LAYOUT
     assert list((tmp_path / "cache").glob("kernel-build-vmlinuz-6.12.999-*.json"))
     kimage._MEMO.clear()
     calls: list[Path] = []
@@ -169,14 +169,14 @@ def test_builds_are_cached_per_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         return kimage.KernelBuild(((0, 1), (1, 2), (2, 3), (3, 4)))
 
     monkeypatch.setattr(kimage, "read_build", counting)
-    assert image_layout(f) == LAYOUT and not calls  # from the file cache
+    assert kernel_build(f).layout == LAYOUT and not calls  # from the file cache
     f.write_bytes(bzimage(gzip.compress(elf(SECTIONS))) + b"\0")  # another build
-    assert image_layout(f) == ((0, 1), (1, 2), (2, 3), (3, 4)) and calls == [f]
+    assert kernel_build(f).layout == ((0, 1), (1, 2), (2, 3), (3, 4)) and calls == [f]
     for bad in ("{", '{"layout": [[0, 1]]}', "[]"):  # a corrupt cache file is rebuilt
         kimage._MEMO.clear()
         for c in (tmp_path / "cache").glob("kernel-build-*.json"):
             c.write_text(bad)
-        assert image_layout(f) == ((0, 1), (1, 2), (2, 3), (3, 4))
+        assert kernel_build(f).layout == ((0, 1), (1, 2), (2, 3), (3, 4))
 
 
 @pytest.mark.parametrize("version", ["6.1", "6.12"])
@@ -187,7 +187,7 @@ def test_debian_kernels_the_bench_boots(version: str) -> None:
         img = KernelImage.find(version)
     except BenchSetupError as e:
         pytest.skip(str(e))
-    layout = image_layout(img.vmlinuz)
+    layout = kernel_build(img.vmlinuz).layout
     assert layout[0][0] == 0 and len(layout) == 4
     assert all(a < b <= c for (a, b), (c, _d) in itertools.pairwise(layout))
     reference = {"6.1": "6.1.0-57-amd64", "6.12": "6.12.117+deb12-amd64"}[version]
