@@ -7,6 +7,7 @@ import os
 import platform
 import resource
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +31,17 @@ def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
     return best
 
 
+def _libpython() -> str:
+    """How this interpreter holds libpython: a shared library (a plain ``--enable-shared``
+    build: cross-module calls through the PLT) or linked into the executable (Debian's)."""
+    try:
+        with open("/proc/self/maps", encoding="ascii", errors="replace") as f:
+            shared = any("libpython" in line for line in f)
+    except OSError:
+        return "libpython unknown"
+    return "libpython shared" if shared else "libpython static"
+
+
 def environment() -> dict[str, Any]:
     try:
         commit = subprocess.run(
@@ -45,6 +57,7 @@ def environment() -> dict[str, Any]:
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "commit": commit,
         "python": platform.python_version(),
+        "interpreter": f"{sys.executable} ({_libpython()})",
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus, {platform.node()}",
     }
 
