@@ -408,8 +408,9 @@ _UNMOVABLE_FLAGS: dict[str, int] = {
 }
 
 
-def _section_flags(k: Kernel, sec: int) -> np.ndarray:
-    """stable_page_flags() of every page of one section, in a deterministic layout.
+def _section_flags(k: Kernel, sec: int, flags: np.ndarray | None = None) -> np.ndarray:
+    """stable_page_flags() of every page of one section, in a deterministic layout;
+    written into ``flags`` (a section's uint64 entries) when given.
 
     Offline or absent pages are KPF_NOPAGE (pfn_to_online_page() is NULL); in an
     online section: the altmap first, then reserved, the kernel's unmovable pages
@@ -419,8 +420,10 @@ def _section_flags(k: Kernel, sec: int) -> np.ndarray:
     unplugged sub-blocks (:func:`_unplugged_pages`) and the rest keeps its order in
     the plugged ones.  stable_page_flags() reports PageOffline() as KPF_OFFLINE.
     """
-    flags = np.full(PAGES_PER_SECTION, 1 << KPF_NOPAGE, np.uint64)
+    if flags is None:
+        flags = np.empty(PAGES_PER_SECTION, np.uint64)
     if sec >= k.nr_sections or not k.sparse.online[sec]:
+        flags[:] = 1 << KPF_NOPAGE
         return flags
     c = k.pa.counts[:, sec]
     owners = k.pa.by_section.get(sec, {})
@@ -506,15 +509,14 @@ def kpageflags(k: Kernel, offset: int, size: int) -> bytes:
     last = min(max_pfn, (offset + size) // 8)
     if first >= last:
         return b""
-    out = []
-    pfn = first
-    while pfn < last:
-        sec = pfn // PAGES_PER_SECTION
-        lo = pfn - sec * PAGES_PER_SECTION
-        hi = min(PAGES_PER_SECTION, last - sec * PAGES_PER_SECTION)
-        out.append(_section_flags(k, sec)[lo:hi].tobytes())
-        pfn = sec * PAGES_PER_SECTION + hi
-    return b"".join(out)
+    s0 = first // PAGES_PER_SECTION
+    s1 = -(-last // PAGES_PER_SECTION)
+    flags = np.empty((s1 - s0) * PAGES_PER_SECTION, np.uint64)  # (whole sections)
+    for sec in range(s0, s1):
+        lo = (sec - s0) * PAGES_PER_SECTION
+        _section_flags(k, sec, flags[lo : lo + PAGES_PER_SECTION])
+    base = s0 * PAGES_PER_SECTION
+    return flags[first - base : last - base].tobytes()
 
 
 def iomem(k: Kernel, cap_sys_admin: bool = True) -> str:

@@ -80,6 +80,31 @@ def test_kpageflags_describes_the_pages() -> None:
     assert np.frombuffer(raw, np.uint64)[0] == 1 << 20  # NOPAGE: nothing there
 
 
+def test_kpageflags_reads_across_sections_and_off_the_end() -> None:
+    """A read spanning parts of several sections (online, offline, past the last
+    one) gives each pfn's entry as a read of that pfn alone does."""
+    import numpy as np
+
+    m = SimMachine(machine("qemu-linux-6.1"))
+    m.device_add(256 << 20, 1, id="d")
+    m.sysfs.write(f"{MEM}/memory32/state", b"online_movable")  # memory33 stays offline
+    m.fill(32000, start=4 << 30, end=(4 << 30) + (128 << 20), owner="x")
+    pfn0 = ((4 << 30) >> 12) + 30000
+    n = 2 * 32768 + 100
+    raw = m.sysfs.read_at("/proc/kpageflags", pfn0 * 8, n * 8)
+    flags = np.frombuffer(raw, np.uint64)
+    assert len(flags) == n
+    for i in (0, 1999, 2000, 2767, 2768, 2769, 32768 + 2767, 32768 + 2768, n - 1):
+        one = m.sysfs.read_at("/proc/kpageflags", (pfn0 + i) * 8, 8)
+        assert int(flags[i]) == int(np.frombuffer(one, np.uint64)[0]), i
+    assert int(flags[1999]) & (1 << 5) and int(flags[2000]) & (1 << 10)  # LRU, then buddy
+    assert int(flags[2767]) & (1 << 10)
+    assert set(flags[2768:].tolist()) == {1 << 20}  # memory33 (offline), then none: NOPAGE
+    end = m.kernel.nr_sections * 32768
+    tail = m.sysfs.read_at("/proc/kpageflags", (end - 3) * 8, 80)
+    assert len(tail) == 24  # (nothing past max_pfn)
+
+
 def test_memory_failure_poisons_free_pages_only() -> None:
     m = SimMachine(machine("qemu-linux-6.1"))
     m.device_add(128 << 20, 1, id="d")
