@@ -148,36 +148,48 @@ class Diagnosis:
 
 #: kpageflags entries compared at a time by :func:`count_pages`.
 _RUN = 512
+#: kpageflags entries read at a time: tools/mm/page-types.c's walk_pfn() reads
+#: KPAGEFLAGS_BATCH (64k) entries per pread() (a 2 GiB block is 8 reads of 512 KiB,
+#: not one of 4 MiB).  A multiple of :data:`_RUN`.
+KPAGEFLAGS_BATCH = 64 << 10
 
 
 def count_pages(root: SysfsRoot, block: MemoryBlock) -> dict[str, int]:
     """Pages of ``block`` by kind, from ``/proc/kpageflags`` (raises SysfsError).
 
-    Kinds appear in the order of their first page.  The entries are read in runs of
-    :data:`_RUN` (a run of identical flags, the common case, is counted at once) and
-    each distinct flags value is classified once.
+    Kinds appear in the order of their first page.  The entries are read
+    :data:`KPAGEFLAGS_BATCH` at a time and compared in runs of :data:`_RUN` (a run
+    of identical flags, the common case, is counted at once); each distinct flags
+    value is classified once.  Entries the file does not have (past the last pfn)
+    are "nopage".
     """
     npages = block.size // PAGE_SIZE
-    raw = root.read_at(
-        PROC_KPAGEFLAGS, block.start // PAGE_SIZE * KPF_ENTRY_SIZE, npages * KPF_ENTRY_SIZE
-    )
+    first = block.start // PAGE_SIZE
     counts: dict[str, int] = {}
     kinds: dict[int, str] = {}
-    n = len(raw) // KPF_ENTRY_SIZE
     step = _RUN * KPF_ENTRY_SIZE
-    for pos in range(0, n * KPF_ENTRY_SIZE, step):
-        run = raw[pos : min(pos + step, n * KPF_ENTRY_SIZE)]
-        m = len(run) // KPF_ENTRY_SIZE
-        if run == run[:KPF_ENTRY_SIZE] * m:  # one flags value throughout
-            values: tuple[int, ...] = struct.unpack_from("<Q", run)
-            weight = m
-        else:
-            values, weight = struct.unpack(f"<{m}Q", run), 1
-        for flags in values:
-            kind = kinds.get(flags)
-            if kind is None:
-                kind = kinds[flags] = classify(flags)
-            counts[kind] = counts.get(kind, 0) + weight
+    n = 0  # entries read
+    while n < npages:
+        want = min(KPAGEFLAGS_BATCH, npages - n)
+        raw = root.read_at(PROC_KPAGEFLAGS, (first + n) * KPF_ENTRY_SIZE, want * KPF_ENTRY_SIZE)
+        got = len(raw) // KPF_ENTRY_SIZE
+        end = got * KPF_ENTRY_SIZE
+        for pos in range(0, end, step):
+            run = raw[pos : min(pos + step, end)]
+            m = len(run) // KPF_ENTRY_SIZE
+            if run == run[:KPF_ENTRY_SIZE] * m:  # one flags value throughout
+                values: tuple[int, ...] = struct.unpack_from("<Q", run)
+                weight = m
+            else:
+                values, weight = struct.unpack(f"<{m}Q", run), 1
+            for flags in values:
+                kind = kinds.get(flags)
+                if kind is None:
+                    kind = kinds[flags] = classify(flags)
+                counts[kind] = counts.get(kind, 0) + weight
+        n += got
+        if got < want:
+            break
     if n < npages:
         counts["nopage"] = counts.get("nopage", 0) + npages - n
     return counts

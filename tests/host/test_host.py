@@ -19,6 +19,7 @@ from memhp.host.devices import device_of_block, find_device, list_devices
 from memhp.host.diagnose import classify, diagnose, format_diagnosis
 from memhp.host.errors import InvalidArgument, NotFound, UsageError
 from memhp.host.memory import (
+    MemoryBlock,
     block_indices,
     block_size,
     firmware_memmap,
@@ -496,3 +497,41 @@ def test_read_table_reads_every_file_once_and_closes_only_its_own(tmp_path: Path
         assert set(os.listdir("/proc/self/fd")) == before
     finally:
         os.close(foreign)
+
+
+def test_count_pages_reads_in_batches_and_counts_what_the_file_lacks(tmp_path: Path) -> None:
+    """count_pages() reads KPAGEFLAGS_BATCH entries at a time; runs of one value and
+    mixed runs across the batch edges count as entry by entry; entries past the end
+    of the file are "nopage"."""
+    from memhp.host.diagnose import KPAGEFLAGS_BATCH, count_pages
+
+    lru, buddy, slab = 1 << KPF_LRU, 1 << KPF_BUDDY, 1 << KPF_SLAB
+    first = 3 * KPAGEFLAGS_BATCH // 2  # (the block starts inside a batch of the file)
+    total = 2 * KPAGEFLAGS_BATCH + 1000  # the block's pages in the file
+    flags = [0] * first + [buddy] * total
+    edge = first + KPAGEFLAGS_BATCH  # the second read of the block starts here
+    for i in range(edge - 700, edge + 300):  # a run across the edge
+        flags[i] = lru
+    for i in range(edge + 5000, edge + 5600, 3):  # mixed values inside runs of 512
+        flags[i] = slab
+    flags[-1] = 1 << KPF_RESERVED
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "kpageflags").write_bytes(struct.pack(f"<{len(flags)}Q", *flags))
+    block = MemoryBlock(
+        index=0,
+        start=first * PAGE_SIZE,
+        size=(total + 24) * PAGE_SIZE,  # 24 pages past the file's end
+        state="online",
+        valid_zones=None,
+        node=None,
+        removable=None,
+        phys_device=None,
+        firmware_node=None,
+    )
+    want: dict[str, int] = {}
+    for f in flags[first:]:
+        want[classify(f)] = want.get(classify(f), 0) + 1
+    want["nopage"] = 24
+    got = count_pages(SysfsRoot.open(str(tmp_path)), block)
+    assert got == want
+    assert list(got) == list(want)  # kinds in the order of their first page
