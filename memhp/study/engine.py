@@ -49,6 +49,17 @@ def _task(study: Study, cell: int, run: int) -> tuple[int, int, dict[str, Any], 
     return cell, run, res, time.process_time() - t0
 
 
+#: Most tasks sent to a local worker at once.
+_BATCH_MAX = 32
+
+
+def _batch(
+    study: Study, tasks: list[tuple[int, int]]
+) -> list[tuple[int, int, dict[str, Any], float]]:
+    """:func:`_task` of each (cell, run), in turn."""
+    return [_task(study, c, r) for c, r in tasks]
+
+
 def _noop(_done: int, _total: int) -> None:
     pass
 
@@ -83,12 +94,18 @@ def run_study(
                 per_run.append(dt)
                 progress(n, len(tasks))
         else:
+            # Tasks go to the workers in batches (fewer round trips through the
+            # pool's pipes; each worker still gets several batches to balance).
+            size = max(1, min(_BATCH_MAX, len(tasks) // (nworkers * 8)))
+            batches = [tasks[i : i + size] for i in range(0, len(tasks), size)]
             with ProcessPoolExecutor(max_workers=nworkers) as ex:
-                futs = [ex.submit(_task, study, c, r) for c, r in tasks]
-                for n, f in enumerate(as_completed(futs), 1):
-                    c, r, res, dt = f.result()
-                    runs[c][r] = res
-                    per_run.append(dt)
+                futs = [ex.submit(_batch, study, b) for b in batches]
+                n = 0
+                for f in as_completed(futs):
+                    for c, r, res, dt in f.result():
+                        runs[c][r] = res
+                        per_run.append(dt)
+                        n += 1
                     progress(n, len(tasks))
     wall = time.perf_counter() - t0
     timings = {
