@@ -60,6 +60,13 @@ def _batch(
     return [_task(study, c, r) for c, r in tasks]
 
 
+def _batches(tasks: list[tuple[int, int]], workers: int) -> list[list[tuple[int, int]]]:
+    """``tasks`` cut into batches of up to :data:`_BATCH_MAX`, at least 8 a worker
+    where there are enough tasks (fewer round trips; the load still balances)."""
+    size = max(1, min(_BATCH_MAX, len(tasks) // (max(workers, 1) * 8)))
+    return [tasks[i : i + size] for i in range(0, len(tasks), size)]
+
+
 def _noop(_done: int, _total: int) -> None:
     pass
 
@@ -96,8 +103,7 @@ def run_study(
         else:
             # Tasks go to the workers in batches (fewer round trips through the
             # pool's pipes; each worker still gets several batches to balance).
-            size = max(1, min(_BATCH_MAX, len(tasks) // (nworkers * 8)))
-            batches = [tasks[i : i + size] for i in range(0, len(tasks), size)]
+            batches = _batches(tasks, nworkers)
             with ProcessPoolExecutor(max_workers=nworkers) as ex:
                 futs = [ex.submit(_batch, study, b) for b in batches]
                 n = 0
@@ -137,10 +143,12 @@ def _dask(
     with Client(scheduler, timeout="10s") as client:  # type: ignore[no-untyped-call]
         nworkers = len(client.scheduler_info().get("workers", {}))
         [sfut] = client.scatter([study], broadcast=True)
-        futs = [client.submit(_task, sfut, c, r, pure=False) for c, r in tasks]
-        for n, f in enumerate(dask_completed(futs), 1):  # type: ignore[no-untyped-call]
-            c, r, res, dt = f.result()
-            runs[c][r] = res
-            per_run.append(dt)
+        futs = [client.submit(_batch, sfut, b, pure=False) for b in _batches(tasks, nworkers)]
+        n = 0
+        for f in dask_completed(futs):  # type: ignore[no-untyped-call]
+            for c, r, res, dt in f.result():
+                runs[c][r] = res
+                per_run.append(dt)
+                n += 1
             progress(n, len(tasks))
     return "dask", nworkers
