@@ -108,13 +108,14 @@ def sweep(study: Study, runs: int) -> list[dict[str, Any]]:
     big = dataclasses.replace(study, runs=-(-runs // len(study.cells)))
     rows = [_load("before the sweep")]
     t = run_study(big, workers=cores).timings
+    target = round(120 * t["runs"] / 10_000, 1)  # (the goal: 10,000 runs in 2 minutes)
     rows += [
         {
             "what": f"sweep of {t['runs']} runs, measured ({cores} workers on {cores} cores)",
             "value": t["wall_seconds"],
             "unit": "s",
-            "target": round(120 * t["runs"] / 10_000, 1),
-            "ok": t["wall_seconds"] <= 120 * t["runs"] / 10_000,
+            "target": target,
+            "ok": t["wall_seconds"] <= target,
         },
         {
             "what": f"sweep of {t['runs']} runs: runs/s per core (CPU time of the workers)",

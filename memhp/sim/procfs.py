@@ -408,9 +408,9 @@ _UNMOVABLE_FLAGS: dict[str, int] = {
 }
 
 
-def _section_flags(k: Kernel, sec: int, flags: np.ndarray | None = None) -> np.ndarray:
-    """stable_page_flags() of every page of one section, in a deterministic layout;
-    written into ``flags`` (a section's uint64 entries) when given.
+def _section_flags(k: Kernel, sec: int, flags: np.ndarray) -> None:
+    """stable_page_flags() of every page of one section, in a deterministic layout,
+    written into ``flags`` (the section's uint64 entries).
 
     Offline or absent pages are KPF_NOPAGE (pfn_to_online_page() is NULL); in an
     online section: the altmap first, then reserved, the kernel's unmovable pages
@@ -420,11 +420,9 @@ def _section_flags(k: Kernel, sec: int, flags: np.ndarray | None = None) -> np.n
     unplugged sub-blocks (:func:`_unplugged_pages`) and the rest keeps its order in
     the plugged ones.  stable_page_flags() reports PageOffline() as KPF_OFFLINE.
     """
-    if flags is None:
-        flags = np.empty(PAGES_PER_SECTION, np.uint64)
     if sec >= k.nr_sections or not k.sparse.online[sec]:
         flags[:] = 1 << KPF_NOPAGE
-        return flags
+        return
     c = k.pa.counts[:, sec]
     owners = k.pa.by_section.get(sec, {})
     huge = sum(n for aid, n in owners.items() if k.pa.allocs[aid].kind == "hugetlb")
@@ -472,7 +470,6 @@ def _section_flags(k: Kernel, sec: int, flags: np.ndarray | None = None) -> np.n
             unplugged = pages != 0
             flags[~unplugged] = rest
             flags[unplugged] = pages[unplugged]
-    return flags
 
 
 def _unplugged_pages(k: Kernel, sec: int) -> np.ndarray | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
@@ -49,15 +49,32 @@ def _task(study: Study, cell: int, run: int) -> tuple[int, int, dict[str, Any], 
     return cell, run, res, time.process_time() - t0
 
 
-#: Most tasks sent to a local worker at once.
+#: Most tasks sent to a worker (local or Dask) at once.
 _BATCH_MAX = 32
 
+Result = tuple[int, int, dict[str, Any], float]
 
-def _batch(
-    study: Study, tasks: list[tuple[int, int]]
-) -> list[tuple[int, int, dict[str, Any], float]]:
+
+def _batch(study: Study, tasks: list[tuple[int, int]]) -> list[Result]:
     """:func:`_task` of each (cell, run), in turn."""
     return [_task(study, c, r) for c, r in tasks]
+
+
+def _gather(
+    done: Iterable[list[Result]],
+    runs: list[list[dict[str, Any]]],
+    per_run: list[float],
+    progress: Progress,
+    total: int,
+) -> None:
+    """Each finished batch's results into ``runs`` (by cell and run) and ``per_run``."""
+    n = 0
+    for results in done:
+        for c, r, res, dt in results:
+            runs[c][r] = res
+            per_run.append(dt)
+        n += len(results)
+        progress(n, total)
 
 
 def _batches(tasks: list[tuple[int, int]], workers: int) -> list[list[tuple[int, int]]]:
@@ -95,24 +112,12 @@ def run_study(
         nworkers = workers or os.cpu_count() or 1
         engine = "local"
         if nworkers == 1:
-            for n, (c, r) in enumerate(tasks, 1):
-                _, _, res, dt = _task(study, c, r)
-                runs[c][r] = res
-                per_run.append(dt)
-                progress(n, len(tasks))
+            _gather(([_task(study, c, r)] for c, r in tasks), runs, per_run, progress, len(tasks))
         else:
-            # Tasks go to the workers in batches (fewer round trips through the
-            # pool's pipes; each worker still gets several batches to balance).
-            batches = _batches(tasks, nworkers)
             with ProcessPoolExecutor(max_workers=nworkers) as ex:
-                futs = [ex.submit(_batch, study, b) for b in batches]
-                n = 0
-                for f in as_completed(futs):
-                    for c, r, res, dt in f.result():
-                        runs[c][r] = res
-                        per_run.append(dt)
-                        n += 1
-                    progress(n, len(tasks))
+                futs = [ex.submit(_batch, study, b) for b in _batches(tasks, nworkers)]
+                done = (f.result() for f in as_completed(futs))
+                _gather(done, runs, per_run, progress, len(tasks))
     wall = time.perf_counter() - t0
     timings = {
         "engine": engine,
@@ -144,11 +149,6 @@ def _dask(
         nworkers = len(client.scheduler_info().get("workers", {}))
         [sfut] = client.scatter([study], broadcast=True)
         futs = [client.submit(_batch, sfut, b, pure=False) for b in _batches(tasks, nworkers)]
-        n = 0
-        for f in dask_completed(futs):  # type: ignore[no-untyped-call]
-            for c, r, res, dt in f.result():
-                runs[c][r] = res
-                per_run.append(dt)
-                n += 1
-            progress(n, len(tasks))
+        done = (f.result() for f in dask_completed(futs))  # type: ignore[no-untyped-call]
+        _gather(done, runs, per_run, progress, len(tasks))
     return "dask", nworkers
