@@ -13,6 +13,8 @@ socket), QMP on another socket.  KVM is used when ``/dev/kvm`` works *and* the g
 actually boots with it (nested KVM has been seen to hang guest kernels): a boot that
 shows no agent within ``kvm_boot_timeout`` is retried with TCG, and the verdict is
 remembered in the cache directory for later runs.  ``MEMHP_ACCEL=kvm|tcg`` forces one.
+A boot that panics, or a TCG boot that shows no agent within ``boot_timeout``, is
+tried once more.
 """
 
 from __future__ import annotations
@@ -306,6 +308,18 @@ class BootError(RuntimeError):
     """The guest did not come up."""
 
 
+def _worth_another_boot(accel: str, failure: str) -> bool:
+    """Whether a boot that failed as ``failure`` is tried once more with the same
+    accelerator: a kernel panic, or a TCG guest that stopped on the way (Debian's
+    6.1 has been seen to hang under TCG, its console stopped early in boot, e.g.
+    after 1.4 s of kernel messages; the same guest booted the next time).  A hung
+    KVM boot goes on with TCG instead; QEMU refusing its command line would fail
+    the same way twice."""
+    if "Kernel panic" in failure:
+        return True
+    return accel == "tcg" and "no agent within" in failure
+
+
 @dataclass
 class BootRecord:
     """How a boot went (for reports and benchmarks)."""
@@ -364,9 +378,9 @@ class GuestVM:
         attempts: list[str] = []
         accels = choose_accels(self.config.accel)
         last: Exception | None = None
-        tries = [(a, n) for a in accels for n in range(2)]  # a panicked boot: once more
+        tries = [(a, n) for a in accels for n in range(2)]  # a failed boot: once more
         for accel, n in tries:
-            if n and not (attempts and "Kernel panic" in attempts[-1]):
+            if n and not (attempts and _worth_another_boot(accel, attempts[-1])):
                 continue
             timeout = self.config.kvm_boot_timeout if accel == "kvm" else self.config.boot_timeout
             t0 = time.monotonic()

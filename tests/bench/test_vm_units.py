@@ -6,10 +6,12 @@ import errno
 import os
 import stat
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from memhp.abi.fs import Kind
+from memhp.bench import vm as vm_mod
 from memhp.bench.agent import errno_from_message, parse_capture
 from memhp.bench.initramfs import CpioWriter, KernelImage, is_static_elf
 from memhp.bench.qmp import MemoryDevice, QmpEvent
@@ -168,3 +170,52 @@ def test_static_elf_detection(tmp_path: Path) -> None:
         import sys
 
         assert not is_static_elf(os.path.realpath(sys.executable))
+
+
+def _boots(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, accel: str, failures: list[str]
+) -> tuple[list[str], vm_mod.GuestVM]:
+    """GuestVM.start() with boots that fail as ``failures`` say, in turn, then work:
+    the accelerators it tried, and the guest."""
+    monkeypatch.setenv("MEMHP_ACCEL", accel)
+    monkeypatch.setattr(vm_mod, "build_initramfs", lambda *a: tmp_path / "initrd")
+    monkeypatch.setattr(vm_mod, "find_busybox", lambda: tmp_path / "busybox")
+    tried: list[str] = []
+    left = list(failures)
+
+    def boot(self: vm_mod.GuestVM, kernel: object, initrd: Path, acc: str, t: float) -> None:
+        tried.append(acc)
+        if left:
+            raise vm_mod.BootError(left.pop(0))
+
+    monkeypatch.setattr(vm_mod.GuestVM, "_boot", boot)
+    guest = vm_mod.GuestVM(VMConfig(), workdir=str(tmp_path), kernel=cast(KernelImage, object()))
+    return tried, guest
+
+
+@pytest.mark.parametrize(
+    "failure",
+    ["no agent within 180s (timed out); console: ... IP idents hash table entries", "Kernel panic"],
+)
+def test_a_hung_or_panicked_tcg_boot_is_tried_once_more(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, failure: str
+) -> None:
+    tried, guest = _boots(monkeypatch, tmp_path, "tcg", [failure])
+    guest.start()
+    assert tried == ["tcg", "tcg"]
+    assert guest.boot is not None and guest.boot.accel == "tcg"
+    assert guest.boot.attempts == [f"tcg: {failure}", "tcg: ok"]
+    # twice in a row: it gives up, saying what each attempt did
+    tried, guest = _boots(monkeypatch, tmp_path, "tcg", [failure, failure])
+    with pytest.raises(vm_mod.BootError, match=r"guest did not boot: tcg: .*; tcg: "):
+        guest.start()
+    assert tried == ["tcg", "tcg"]
+
+
+def test_a_boot_that_qemu_refuses_is_not_repeated(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tried, guest = _boots(monkeypatch, tmp_path, "tcg", ["QEMU exited rc=1: bad option"])
+    with pytest.raises(vm_mod.BootError, match="QEMU exited rc=1"):
+        guest.start()
+    assert tried == ["tcg"]
