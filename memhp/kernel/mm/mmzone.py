@@ -290,33 +290,24 @@ class FreeArea:
                 if rank[sec] == r:
                     yield sec
 
-    def tails(self, key: tuple[int, int], window: int) -> Iterator[list[int]]:
-        """Sections placed at the tail, oldest first, in windows of up to ``window``
-        entries (the first ones small: an allocation usually needs only a few)."""
+    def tails(self, key: tuple[int, int]) -> Iterator[int]:
+        """Sections placed at the tail, oldest first, one at a time (lazily: a walk
+        usually stops after the first few, and each entry is checked only when the
+        walk gets to it)."""
         lst = self._tails.get(key)
         if lst is None:
             return
         rank, secs, ranks = self._rv, lst.secs, lst.ranks
-        first = True
-        pos = lst.start
+        i, end = lst.start, len(secs)
+        while i < end and rank[secs[i]] != ranks[i]:
+            i += 1  # (entries before the first valid one never become valid again)
+        lst.start = i
         seen = 0
-        step = min(4, window)
-        while pos < len(secs):
-            end = min(len(secs), pos + step)
-            step = min(4 * step, window)
-            valid = []
-            for i in range(pos, end):
-                if rank[s := secs[i]] == ranks[i]:
-                    if first:
-                        # entries before the first valid one never become valid again
-                        lst.start, first = i, False
-                    valid.append(s)
-            if first:
-                lst.start = end
-            if valid:
-                seen += len(valid)
-                yield valid
-            pos = end
-        rest = len(secs) - lst.start
+        while i < end:
+            if rank[s := secs[i]] == ranks[i]:
+                seen += 1
+                yield s
+            i += 1
+        rest = end - lst.start
         if (lst.start > 4096 and lst.start > rest) or 4 * seen + 64 < rest:
             lst.compact(rank)  # (mostly stale entries walked to the end)

@@ -317,9 +317,6 @@ class PageAllocator(WatermarkOps, ZonelistOps):
             return ZoneType.MOVABLE
         return ZoneType.NORMAL
 
-    #: Tail entries examined at a time when looking for free pages.
-    WINDOW = 4096
-
     def _walk(self, zone: Zone, state: PageState, want: int, plan: list[tuple[int, int]]) -> int:
         """Plan up to ``want`` pages of ``zone`` in the order the buddy allocator uses
         them; returns the pages planned.  __rmqueue_smallest(): first free pages in
@@ -366,14 +363,13 @@ class PageAllocator(WatermarkOps, ZonelistOps):
                 return want
             plan.append((sec, f))
             used += f
-        for win in fa.tails(key, self.WINDOW):  # (_tail_free(), inline)
-            for sec in win:
-                if (f := cv[_FREE, sec]) > 0 and not iv[sec]:
-                    if f >= want - used:
-                        plan.append((sec, want - used))
-                        return want
-                    plan.append((sec, f))
-                    used += f
+        for sec in fa.tails(key):  # (_tail_free(), inline)
+            if (f := cv[_FREE, sec]) > 0 and not iv[sec]:
+                if f >= want - used:
+                    plan.append((sec, want - used))
+                    return want
+                plan.append((sec, f))
+                used += f
         for sec, f in other:
             if f >= want - used:
                 plan.append((sec, want - used))
