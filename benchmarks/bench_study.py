@@ -35,7 +35,7 @@ from memhp.study.spec import Study, parse_study
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import record  # noqa: E402
+from _common import record, reference_loop_ns  # noqa: E402
 
 STUDY: dict[str, Any] = {
     "name": "bench-64g-8dimm",
@@ -61,7 +61,7 @@ def scaling(study: Study, reference: list[list[dict[str, Any]]]) -> list[dict[st
     """runs/s with 1-4 workers: the local process pool, then a Dask LocalCluster."""
     from distributed import LocalCluster
 
-    rows: list[dict[str, Any]] = [_load("before the scaling runs")]
+    rows: list[dict[str, Any]] = _load("before the scaling runs")
     cores = os.cpu_count() or 1
     for workers in range(1, 5):
         t = run_study(study, workers=workers).timings
@@ -96,7 +96,7 @@ def scaling(study: Study, reference: list[list[dict[str, Any]]]) -> list[dict[st
     rows.append(
         {"what": "Dask results identical to the local run", "value": same, "unit": "", "ok": same}
     )
-    rows.append(_load("after the scaling runs"))
+    rows += _load("after the scaling runs")
     return rows
 
 
@@ -106,7 +106,7 @@ def sweep(study: Study, runs: int) -> list[dict[str, Any]]:
     worker's cell templates included)."""
     cores = os.cpu_count() or 1
     big = dataclasses.replace(study, runs=-(-runs // len(study.cells)))
-    rows = [_load("before the sweep")]
+    rows = _load("before the sweep")
     t = run_study(big, workers=cores).timings
     target = round(120 * t["runs"] / 10_000, 1)  # (the goal: 10,000 runs in 2 minutes)
     rows += [
@@ -122,14 +122,23 @@ def sweep(study: Study, runs: int) -> list[dict[str, Any]]:
             "value": t["runs_per_second_per_core"],
             "unit": "runs/s/core",
         },
-        _load("after the sweep"),
+        *_load("after the sweep"),
     ]
     return rows
 
 
-def _load(when: str) -> dict[str, Any]:
-    """The machine's 1-minute load average: other processes share the cores."""
-    return {"what": f"load average (1 min) {when}", "value": os.getloadavg()[0], "unit": ""}
+def _load(when: str) -> list[dict[str, Any]]:
+    """The machine's 1-minute load average (other processes share the cores) and the
+    host's speed at that moment (:func:`_common.reference_loop_ns`: the figures of
+    this benchmark move with it)."""
+    return [
+        {"what": f"load average (1 min) {when}", "value": os.getloadavg()[0], "unit": ""},
+        {
+            "what": f"host speed {when}: reference loop",
+            "value": reference_loop_ns(),
+            "unit": "ns/iteration",
+        },
+    ]
 
 
 def main() -> None:
@@ -147,7 +156,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     study = dataclasses.replace(parse_study(STUDY), runs=args.runs)
-    rows: list[dict[str, Any]] = [_load("at the start")]
+    rows: list[dict[str, Any]] = _load("at the start")
     results = {}
     for workers in (1, 2):
         out = run_study(study, workers=workers)

@@ -77,3 +77,21 @@ def test_recorded_sweep_was_run_and_judged_by_its_own_figure() -> None:
     assert row["target"] == 120.0
     assert row["ok"] == (row["value"] <= row["target"])
     assert "libpython" in data["environment"]["interpreter"]
+
+
+def test_recorded_figures_come_with_the_hosts_speed() -> None:
+    """Each load sample has the host's speed next to it (ns per iteration of the
+    reference loop): this host's speed moves by up to 2x from one second to the
+    next, and the figures with it."""
+    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else None
+    if data is None:
+        pytest.skip("no recorded study benchmark")
+    rows = data["results"]
+    loads = [r for r in rows if str(r["what"]).startswith("load average (1 min) ")]
+    speeds = [r for r in rows if str(r["what"]).startswith("host speed ")]
+    assert loads and len(speeds) == len(loads)
+    for load, speed in zip(loads, speeds, strict=True):
+        when = str(load["what"]).removeprefix("load average (1 min) ")
+        assert speed["what"] == f"host speed {when}: reference loop"
+        assert speed["unit"] == "ns/iteration"
+        assert 1 < speed["value"] < 10_000
