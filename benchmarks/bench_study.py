@@ -8,6 +8,13 @@ unmovable and pinned pages, tmpfs files, the kernel's run-time allocations), the
 (probe_memory_block_size(): 2 GiB blocks on bare metal with >= 64 GiB).  The
 10,000-run sweep time is projected from the measured rate, and measured with ``--sweep``.
 
+The runs per CPU-second move with the host's speed, which on this virtual machine
+changes by up to 2x from one second to the next (other guests share the host's
+cores): each measurement with 1 and 2 workers is repeated (``--repeat``, default 5),
+the best is judged (as the other benchmarks' best_of()) and the median and worst are
+recorded with it, and the host's speed (CPU ns per iteration of a fixed Python loop)
+is recorded after each repeat and next to each load sample.
+
 Scaling (``--scaling-runs N`` runs per cell, 0 to skip): runs/s against the number
 of workers, 1-4, for the local process pool and for a Dask ``LocalCluster`` (one
 single-threaded worker process each; the cluster is started and warmed up -- the
@@ -16,8 +23,8 @@ machine has 2 cores: above 2 workers the workers share them, so the figure
 can only stay flat.
 
 Writes ``benchmarks/results/study.json``.  Usage:
-``python benchmarks/bench_study.py [--runs N] [--scaling-runs N] [--sweep N]`` (runs per
-cell; 2 cells; ``--sweep 10000`` runs and times the 10,000-run sweep itself).
+``python benchmarks/bench_study.py [--runs N] [--repeat N] [--scaling-runs N] [--sweep N]``
+(runs per cell; 2 cells; ``--sweep 10000`` runs and times the 10,000-run sweep itself).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -145,6 +153,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=10, help="runs per cell (2 cells)")
     ap.add_argument(
+        "--repeat",
+        type=int,
+        default=5,
+        help="measurements of the runs/s per core with 1 and 2 workers; the best is judged "
+        "(as _common.best_of: the host's speed moves, see reference_loop_ns), all recorded",
+    )
+    ap.add_argument(
         "--scaling-runs", type=int, default=20, help="runs per cell of the scaling part (0: skip)"
     )
     ap.add_argument(
@@ -155,32 +170,60 @@ def main() -> None:
         "the goal is 10,000 in 2 minutes)",
     )
     args = ap.parse_args()
+    if args.repeat < 1 or args.runs < 1:
+        ap.error("--repeat and --runs must be at least 1")
     study = dataclasses.replace(parse_study(STUDY), runs=args.runs)
     rows: list[dict[str, Any]] = _load("at the start")
     results = {}
     for workers in (1, 2):
-        out = run_study(study, workers=workers)
-        t = out.timings
-        results[workers] = out.runs
+        rates: list[float] = []
+        speeds: list[float] = []
+        best: dict[str, Any] = {}
+        for _ in range(args.repeat):
+            out = run_study(study, workers=workers)
+            t = out.timings
+            speeds.append(reference_loop_ns(0.1))
+            if results.setdefault(workers, out.runs) != out.runs:
+                raise SystemExit(f"bench_study: a repeat with {workers} worker(s) differs")
+            rates.append(t["runs_per_second_per_core"])
+            if not best or t["runs_per_second"] > best["runs_per_second"]:
+                best = t
+        rates.sort()
+        what = f"64 GiB, 8 DIMMs: runs/s per core ({workers} worker(s))"
         rows += [
             {
-                "what": f"64 GiB, 8 DIMMs: runs/s per core ({workers} worker(s))",
-                "value": t["runs_per_second_per_core"],
+                "what": f"{what}, best of {args.repeat}",
+                "value": rates[-1],
                 "unit": "runs/s/core",
                 "target": 50,
-                "ok": t["runs_per_second_per_core"] >= 50,
+                "ok": rates[-1] >= 50,
+            },
+            {"what": f"{what}, median", "value": statistics.median(rates), "unit": "runs/s/core"},
+            {"what": f"{what}, worst", "value": rates[0], "unit": "runs/s/core"},
+            {
+                "what": f"host speed after each of them ({workers} worker(s)): "
+                "reference loop, slowest",
+                "value": max(speeds),
+                "unit": "ns/iteration",
             },
             {
-                "what": f"64 GiB, 8 DIMMs: {t['runs']} runs wall time ({workers} worker(s))",
-                "value": t["wall_seconds"],
+                "what": f"host speed after each of them ({workers} worker(s)): "
+                "reference loop, fastest",
+                "value": min(speeds),
+                "unit": "ns/iteration",
+            },
+            {
+                "what": f"64 GiB, 8 DIMMs: {best['runs']} runs wall time ({workers} worker(s)), "
+                "best",
+                "value": best["wall_seconds"],
                 "unit": "s",
             },
             {
-                "what": f"10,000-run sweep, projected ({workers} worker(s))",
-                "value": round(10_000 / t["runs_per_second"], 1),
+                "what": f"10,000-run sweep, projected from the best ({workers} worker(s))",
+                "value": round(10_000 / best["runs_per_second"], 1),
                 "unit": "s",
                 "target": 120,
-                "ok": 10_000 / t["runs_per_second"] <= 120,
+                "ok": 10_000 / best["runs_per_second"] <= 120,
             },
         ]
     rows.append(
