@@ -81,17 +81,24 @@ def test_recorded_sweep_was_run_and_judged_by_its_own_figure() -> None:
 
 def test_recorded_figures_come_with_the_hosts_speed() -> None:
     """Each load sample has the host's speed next to it (ns per iteration of the
-    reference loop): this host's speed moves by up to 2x from one second to the
-    next, and the figures with it."""
+    reference loop), and so do the repeated per-core measurements: this host's speed
+    moves by up to 2x from one second to the next, and the figures with it."""
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else None
     if data is None:
         pytest.skip("no recorded study benchmark")
-    rows = data["results"]
-    loads = [r for r in rows if str(r["what"]).startswith("load average (1 min) ")]
-    speeds = [r for r in rows if str(r["what"]).startswith("host speed ")]
-    assert loads and len(speeds) == len(loads)
-    for load, speed in zip(loads, speeds, strict=True):
-        when = str(load["what"]).removeprefix("load average (1 min) ")
-        assert speed["what"] == f"host speed {when}: reference loop"
+    rows = {str(r["what"]): r for r in data["results"]}
+    loads = [w for w in rows if w.startswith("load average (1 min) ")]
+    assert loads
+    for w in loads:
+        speed = rows[f"host speed {w.removeprefix('load average (1 min) ')}: reference loop"]
         assert speed["unit"] == "ns/iteration"
         assert 1 < speed["value"] < 10_000
+    for workers in (1, 2):
+        what = f"host speed after each of them ({workers} worker(s)): reference loop"
+        fast, slow = rows[f"{what}, fastest"]["value"], rows[f"{what}, slowest"]["value"]
+        assert 1 < fast <= slow < 10_000
+        per_core = f"64 GiB, 8 DIMMs: runs/s per core ({workers} worker(s))"
+        best = next(r for w, r in rows.items() if w.startswith(f"{per_core}, best of "))
+        assert best["ok"] == (best["value"] >= best["target"] == 50)
+        assert rows[f"{per_core}, worst"]["value"] <= rows[f"{per_core}, median"]["value"]
+        assert rows[f"{per_core}, median"]["value"] <= best["value"]
