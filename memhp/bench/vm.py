@@ -308,16 +308,21 @@ class BootError(RuntimeError):
     """The guest did not come up."""
 
 
-def _worth_another_boot(accel: str, failure: str) -> bool:
-    """Whether a boot that failed as ``failure`` is tried once more with the same
+class GuestStalled(BootError):
+    """QEMU runs but the guest's agent did not answer in time: a boot that hung or
+    panicked."""
+
+
+def _worth_another_boot(accel: str, failure: BootError) -> bool:
+    """Whether a boot that failed with ``failure`` is tried once more with the same
     accelerator: a kernel panic, or a TCG guest that stopped on the way (Debian's
     6.1 has been seen to hang under TCG, its console stopped early in boot, e.g.
     after 1.4 s of kernel messages; the same guest booted the next time).  A hung
     KVM boot goes on with TCG instead; QEMU refusing its command line would fail
     the same way twice."""
-    if "Kernel panic" in failure:
+    if "Kernel panic" in str(failure):
         return True
-    return accel == "tcg" and "no agent within" in failure
+    return accel == "tcg" and isinstance(failure, GuestStalled)
 
 
 @dataclass
@@ -377,10 +382,10 @@ class GuestVM:
         initrd = build_initramfs(kernel, find_busybox(), self.modules)
         attempts: list[str] = []
         accels = choose_accels(self.config.accel)
-        last: Exception | None = None
+        last: BootError | None = None
         tries = [(a, n) for a in accels for n in range(2)]  # a failed boot: once more
         for accel, n in tries:
-            if n and not (attempts and _worth_another_boot(accel, attempts[-1])):
+            if n and not (last is not None and _worth_another_boot(accel, last)):
                 continue
             timeout = self.config.kvm_boot_timeout if accel == "kvm" else self.config.boot_timeout
             t0 = time.monotonic()
@@ -443,7 +448,7 @@ class GuestVM:
         try:
             agent.wait_ready(max(1.0, deadline - time.monotonic()))
         except AgentError as e:
-            raise BootError(
+            raise GuestStalled(
                 f"no agent within {timeout:.0f}s ({e}); console: {self._tail('console.log')}"
             ) from e
         self._fs = GuestFS(agent)

@@ -173,11 +173,15 @@ def test_static_elf_detection(tmp_path: Path) -> None:
 
 
 def _boots(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, accel: str, failures: list[str]
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    accels: list[str],
+    failures: list[vm_mod.BootError],
 ) -> tuple[list[str], vm_mod.GuestVM]:
-    """GuestVM.start() with boots that fail as ``failures`` say, in turn, then work:
-    the accelerators it tried, and the guest."""
-    monkeypatch.setenv("MEMHP_ACCEL", accel)
+    """GuestVM.start() trying ``accels``, with boots that fail with ``failures`` in
+    turn, then work: the accelerators it booted with, and the guest."""
+    monkeypatch.setattr(vm_mod, "choose_accels", lambda _requested: list(accels))
+    monkeypatch.setattr(vm_mod, "_kvm_verdict_file", lambda: tmp_path / "kvm-verdict")
     monkeypatch.setattr(vm_mod, "build_initramfs", lambda *a: tmp_path / "initrd")
     monkeypatch.setattr(vm_mod, "find_busybox", lambda: tmp_path / "busybox")
     tried: list[str] = []
@@ -186,27 +190,33 @@ def _boots(
     def boot(self: vm_mod.GuestVM, kernel: object, initrd: Path, acc: str, t: float) -> None:
         tried.append(acc)
         if left:
-            raise vm_mod.BootError(left.pop(0))
+            raise left.pop(0)
 
     monkeypatch.setattr(vm_mod.GuestVM, "_boot", boot)
     guest = vm_mod.GuestVM(VMConfig(), workdir=str(tmp_path), kernel=cast(KernelImage, object()))
     return tried, guest
 
 
+HUNG = "no agent within 180s (timed out); console: [    1.41] IP idents hash table entries"
+
+
 @pytest.mark.parametrize(
     "failure",
-    ["no agent within 180s (timed out); console: ... IP idents hash table entries", "Kernel panic"],
+    [
+        vm_mod.GuestStalled(HUNG),
+        vm_mod.BootError("QEMU exited rc=0: ... Kernel panic - not syncing"),
+    ],
 )
 def test_a_hung_or_panicked_tcg_boot_is_tried_once_more(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, failure: str
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, failure: vm_mod.BootError
 ) -> None:
-    tried, guest = _boots(monkeypatch, tmp_path, "tcg", [failure])
+    tried, guest = _boots(monkeypatch, tmp_path, ["tcg"], [failure])
     guest.start()
     assert tried == ["tcg", "tcg"]
     assert guest.boot is not None and guest.boot.accel == "tcg"
     assert guest.boot.attempts == [f"tcg: {failure}", "tcg: ok"]
     # twice in a row: it gives up, saying what each attempt did
-    tried, guest = _boots(monkeypatch, tmp_path, "tcg", [failure, failure])
+    tried, guest = _boots(monkeypatch, tmp_path, ["tcg"], [failure, failure])
     with pytest.raises(vm_mod.BootError, match=r"guest did not boot: tcg: .*; tcg: "):
         guest.start()
     assert tried == ["tcg", "tcg"]
@@ -215,7 +225,18 @@ def test_a_hung_or_panicked_tcg_boot_is_tried_once_more(
 def test_a_boot_that_qemu_refuses_is_not_repeated(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    tried, guest = _boots(monkeypatch, tmp_path, "tcg", ["QEMU exited rc=1: bad option"])
+    refused = vm_mod.BootError("QEMU exited rc=1: bad option")
+    tried, guest = _boots(monkeypatch, tmp_path, ["tcg"], [refused])
     with pytest.raises(vm_mod.BootError, match="QEMU exited rc=1"):
         guest.start()
     assert tried == ["tcg"]
+
+
+def test_a_hung_kvm_boot_goes_on_with_tcg_and_is_remembered(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tried, guest = _boots(monkeypatch, tmp_path, ["kvm", "tcg"], [vm_mod.GuestStalled(HUNG)])
+    guest.start()
+    assert tried == ["kvm", "tcg"]
+    assert guest.boot is not None and guest.boot.accel == "tcg"
+    assert (tmp_path / "kvm-verdict").read_text() == "hangs\n"
