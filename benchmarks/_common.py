@@ -68,7 +68,9 @@ def _libpython() -> str:
     return "libpython shared" if shared else "libpython static"
 
 
-def environment() -> dict[str, Any]:
+def environment(host_speed: bool = False) -> dict[str, Any]:
+    """Where and on what a result was recorded; ``host_speed``: with the host's speed
+    at the end of the recording (:func:`reference_loop_ns`, 0.3 s of CPU)."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
@@ -85,6 +87,7 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "interpreter": f"{sys.executable} ({_libpython()})",
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus, {platform.node()}",
+        **({"reference_loop_ns": reference_loop_ns()} if host_speed else {}),
     }
 
 
@@ -94,7 +97,7 @@ def record(name: str, rows: list[dict[str, Any]]) -> None:
     Each row: {"what", "value", "unit", "target" (optional), "ok" (optional)}.
     """
     os.makedirs(RESULTS, exist_ok=True)
-    data = {"benchmark": name, "environment": environment(), "results": rows}
+    data = {"benchmark": name, "environment": environment(host_speed=True), "results": rows}
     with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
         json.dump(data, f, indent=2)
         f.write("\n")

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{name}: {what}: {b:.4g} -> {h:.4g} {units[what]} (x{ratio:.3f})")
                 out = {
                     "benchmark": f"compare-{name}",
-                    "environment": environment(),
+                    "environment": environment(host_speed=True),
                     "refs": refs,
                     "rounds": args.rounds,
                     "results": rows,

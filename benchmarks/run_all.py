@@ -63,7 +63,9 @@ def render() -> str:
         out.append("")
         e = data.get("environment")
         if isinstance(e, dict):
-            out.append(f"Recorded {e.get('date', '?')} at commit {e.get('commit', '?')}.")
+            speed = e.get("reference_loop_ns")
+            host = f" (host speed: reference loop {speed} ns/iteration)" if speed else ""
+            out.append(f"Recorded {e.get('date', '?')} at commit {e.get('commit', '?')}{host}.")
             out.append("")
         rows = data.get("results")
         if isinstance(rows, list) and rows and isinstance(rows[0], dict):

@@ -102,3 +102,22 @@ def test_recorded_figures_come_with_the_hosts_speed() -> None:
         assert best["ok"] == (best["value"] >= best["target"] == 50)
         assert rows[f"{per_core}, worst"]["value"] <= rows[f"{per_core}, median"]["value"]
         assert rows[f"{per_core}, median"]["value"] <= best["value"]
+
+
+def test_a_recording_states_the_hosts_speed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """benchmarks/_common.record() writes the host's speed into the environment
+    (the reference loop's CPU ns an iteration: positive, finite) and run_all's
+    rendering shows it next to the recording's date."""
+    from benchmarks import _common, run_all
+
+    monkeypatch.setattr(_common, "RESULTS", str(tmp_path))
+    monkeypatch.setattr(run_all, "RESULTS", str(tmp_path))
+    _common.record("probe", [{"what": "x", "value": 1.0, "unit": "s"}])
+    env = json.loads((tmp_path / "probe.json").read_text())["environment"]
+    assert 1 < env["reference_loop_ns"] < 10_000
+    assert f"(host speed: reference loop {env['reference_loop_ns']} ns/iteration)" in (
+        run_all.render()
+    )
+    assert "reference_loop_ns" not in _common.environment()  # (only when asked: it costs 0.3 s)
