@@ -45,6 +45,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _common import record, reference_loop_ns  # noqa: E402
 
+#: This machine's cores (the sweep uses them all; the goal is for all of them).
+CORES = os.cpu_count() or 1
+
 STUDY: dict[str, Any] = {
     "name": "bench-64g-8dimm",
     "machine": {
@@ -69,13 +72,12 @@ def scaling(study: Study, reference: list[list[dict[str, Any]]]) -> list[dict[st
     """runs/s with 1-4 workers: the local process pool, then a Dask LocalCluster."""
     from distributed import LocalCluster
 
-    rows: list[dict[str, Any]] = _load("before the scaling runs")
-    cores = os.cpu_count() or 1
+    rows: list[dict[str, Any]] = _conditions("before the scaling runs")
     for workers in range(1, 5):
         t = run_study(study, workers=workers).timings
         rows.append(
             {
-                "what": f"scaling: local pool, {workers} worker(s) on {cores} cores: runs/s",
+                "what": f"scaling: local pool, {workers} worker(s) on {CORES} cores: runs/s",
                 "value": t["runs_per_second"],
                 "unit": "runs/s",
             }
@@ -96,7 +98,7 @@ def scaling(study: Study, reference: list[list[dict[str, Any]]]) -> list[dict[st
         same = same and out.runs == reference
         rows.append(
             {
-                "what": f"scaling: Dask LocalCluster, {workers} worker(s) on {cores} cores: runs/s",
+                "what": f"scaling: Dask LocalCluster, {workers} worker(s) on {CORES} cores: runs/s",
                 "value": out.timings["runs_per_second"],
                 "unit": "runs/s",
             }
@@ -104,7 +106,7 @@ def scaling(study: Study, reference: list[list[dict[str, Any]]]) -> list[dict[st
     rows.append(
         {"what": "Dask results identical to the local run", "value": same, "unit": "", "ok": same}
     )
-    rows += _load("after the scaling runs")
+    rows += _conditions("after the scaling runs")
     return rows
 
 
@@ -112,14 +114,13 @@ def sweep(study: Study, runs: int) -> list[dict[str, Any]]:
     """A sweep of ``runs`` runs (half per cell) on the local pool with a worker per
     core, timed from the first submission to the last result (pool start-up and each
     worker's cell templates included)."""
-    cores = os.cpu_count() or 1
     big = dataclasses.replace(study, runs=-(-runs // len(study.cells)))
-    rows = _load("before the sweep")
-    t = run_study(big, workers=cores).timings
+    rows = _conditions("before the sweep")
+    t = run_study(big, workers=CORES).timings
     target = round(120 * t["runs"] / 10_000, 1)  # (the goal: 10,000 runs in 2 minutes)
     rows += [
         {
-            "what": f"sweep of {t['runs']} runs, measured ({cores} workers on {cores} cores)",
+            "what": f"sweep of {t['runs']} runs, measured ({CORES} workers on {CORES} cores)",
             "value": t["wall_seconds"],
             "unit": "s",
             "target": target,
@@ -130,12 +131,12 @@ def sweep(study: Study, runs: int) -> list[dict[str, Any]]:
             "value": t["runs_per_second_per_core"],
             "unit": "runs/s/core",
         },
-        *_load("after the sweep"),
+        *_conditions("after the sweep"),
     ]
     return rows
 
 
-def _load(when: str) -> list[dict[str, Any]]:
+def _conditions(when: str) -> list[dict[str, Any]]:
     """The machine's 1-minute load average (other processes share the cores) and the
     host's speed at that moment (:func:`_common.reference_loop_ns`: the figures of
     this benchmark move with it)."""
@@ -173,9 +174,8 @@ def main() -> None:
     if args.repeat < 1 or args.runs < 1:
         ap.error("--repeat and --runs must be at least 1")
     study = dataclasses.replace(parse_study(STUDY), runs=args.runs)
-    rows: list[dict[str, Any]] = _load("at the start")
+    rows: list[dict[str, Any]] = _conditions("at the start")
     results = {}
-    cores = os.cpu_count() or 1
     for workers in (1, 2):
         rates: list[float] = []
         speeds: list[float] = []
@@ -201,18 +201,15 @@ def main() -> None:
             },
             {"what": f"{what}, median", "value": statistics.median(rates), "unit": "runs/s/core"},
             {"what": f"{what}, worst", "value": rates[0], "unit": "runs/s/core"},
-            {
-                "what": f"host speed after each of them ({workers} worker(s)): "
-                "reference loop, slowest",
-                "value": max(speeds),
-                "unit": "ns/iteration",
-            },
-            {
-                "what": f"host speed after each of them ({workers} worker(s)): "
-                "reference loop, fastest",
-                "value": min(speeds),
-                "unit": "ns/iteration",
-            },
+            *(
+                {
+                    "what": f"host speed after each of them ({workers} worker(s)): "
+                    f"reference loop, {which}",
+                    "value": pick(speeds),
+                    "unit": "ns/iteration",
+                }
+                for which, pick in (("slowest", max), ("fastest", min))
+            ),
             {
                 "what": f"64 GiB, 8 DIMMs: {best['runs']} runs wall time ({workers} worker(s)), "
                 "best",
@@ -226,7 +223,7 @@ def main() -> None:
                 # (the goal is for the whole machine: judged where every core works)
                 **(
                     {"target": 120, "ok": 10_000 / best["runs_per_second"] <= 120}
-                    if workers == cores
+                    if workers == CORES
                     else {}
                 ),
             },
